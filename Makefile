@@ -1,0 +1,178 @@
+# Atelier — build, test, run.
+#
+#   make          build every binary into $(BUILD)/bin
+#   make test     install missing packages, build, run unit + integration tests
+#   make run      install missing packages, build, bring the whole system up
+#   make asan     ASan+UBSan build in build-asan/ and the same tests against it
+#   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
+#   make bench    benchmarks under bench/, printing their figures
+#   make deps     install missing Debian packages (no-op when all present)
+#
+# Sources are picked up by folder: lib/*.c is libatelier (shared by every
+# binary); orchestrator/, workers/, serving/, cli/ each build one binary from
+# their main.c plus the rest of the folder (kept in an archive so unit tests can
+# link the same objects); models/*.cpp is the libtorch shim. tests/unit/test_*.c
+# each become one test program.
+
+BUILD ?= build
+SAN ?=
+CC ?= cc
+CXX ?= g++
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+PKGS = libuv libpq yaml-0.1 libcurl jansson libh2o vips openssl
+# Expanded lazily so that `make deps` works before the packages exist.
+PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS)))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+# The libtorch location: Debian's by default; TORCH_PREFIX points elsewhere
+# (e.g. a pip PyTorch with CUDA: TORCH_PREFIX=$(python -c 'import torch,os;print(os.path.dirname(torch.__file__))')).
+TORCH_PREFIX ?=
+ifeq ($(TORCH_PREFIX),)
+TORCH_INC = -isystem /usr/include/torch/csrc/api/include
+TORCH_LIBS = -ltorch -ltorch_cpu -lc10
+else
+TORCH_INC = -isystem $(TORCH_PREFIX)/include -isystem $(TORCH_PREFIX)/include/torch/csrc/api/include
+TORCH_LIBS = -L$(TORCH_PREFIX)/lib -Wl,-rpath,$(TORCH_PREFIX)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -Wl,--as-needed
+endif
+
+OPT ?= -O2
+SANFLAGS =
+ifeq ($(SAN),1)
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT = -O1
+endif
+ifeq ($(SAN),fuzz)
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+OPT = -O1
+endif
+
+WARN = -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS_ALL = -std=gnu11 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CXXFLAGS_ALL = -std=gnu++17 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -Imodels -MMD -MP $(SANFLAGS) $(TORCH_INC) $(EXTRA_CXXFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) -Wl,--as-needed $(EXTRA_LDFLAGS)
+SYSLIBS = $(PKG_LIBS) -lm -lpthread
+
+LIB_SRC = $(wildcard lib/*.c)
+MODEL_SRC = $(wildcard models/*.cpp)
+ORCH_SRC = $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c))
+WORK_SRC = $(filter-out workers/main.c,$(wildcard workers/*.c))
+SERVE_SRC = $(filter-out serving/main.c,$(wildcard serving/*.c))
+CLI_SRC = $(filter-out cli/main.c,$(wildcard cli/*.c))
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
+
+LIBATELIER = $(BUILD)/libatelier.a
+LIBMODEL = $(BUILD)/libatelier_model.a
+LIBORCH = $(BUILD)/liborchestrator.a
+LIBWORK = $(BUILD)/libworkers.a
+LIBSERVE = $(BUILD)/libserving.a
+LIBCLI = $(BUILD)/libcli.a
+
+BINS = $(BUILD)/bin/atelierd $(BUILD)/bin/atelier-worker $(BUILD)/bin/atelier-serve $(BUILD)/bin/atelier
+UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test unit run asan fuzz bench clean format
+all: $(BINS) $(UNIT_BINS)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
+
+$(LIBATELIER): $(call obj,$(LIB_SRC))
+$(LIBMODEL): $(call obj,$(MODEL_SRC))
+$(LIBORCH): $(call obj,$(ORCH_SRC))
+$(LIBWORK): $(call obj,$(WORK_SRC))
+$(LIBSERVE): $(call obj,$(SERVE_SRC))
+$(LIBCLI): $(call obj,$(CLI_SRC))
+$(BUILD)/lib%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^ $(if $^,,$(BUILD)/obj/empty.o)
+
+# An archive may be empty while a folder is still being built up.
+$(BUILD)/obj/empty.o:
+	@mkdir -p $(dir $@)
+	echo 'int atelier_empty_archive_member;' | $(CC) -x c -c - -o $@
+
+ALL_ARCHIVES = $(LIBORCH) $(LIBWORK) $(LIBSERVE) $(LIBCLI) $(LIBMODEL) $(LIBATELIER)
+$(ALL_ARCHIVES): | $(BUILD)/obj/empty.o
+
+$(BUILD)/bin/atelierd: $(BUILD)/obj/orchestrator/main.o $(LIBORCH) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+$(BUILD)/bin/atelier: $(BUILD)/obj/cli/main.o $(LIBCLI) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# Binaries that run the model link libtorch through the C++ driver.
+$(BUILD)/bin/atelier-worker: $(BUILD)/obj/workers/main.o $(LIBWORK) $(LIBMODEL) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+
+$(BUILD)/bin/atelier-serve: $(BUILD)/obj/serving/main.o $(LIBSERVE) $(LIBMODEL) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+
+# Unit tests link every archive; the linker only pulls what each one uses, and
+# --as-needed keeps libtorch out of tests that do not touch the model.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS_ALL) -o $@ $< $(ALL_ARCHIVES) $(TORCH_LIBS) $(SYSLIBS)
+
+# ---- tests ----
+
+test:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@ATELIER_BUILD=$(BUILD) tests/run.sh $(TESTS)
+
+unit: all
+	@ATELIER_BUILD=$(BUILD) tests/run.sh -k unit
+
+asan:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all
+	@ATELIER_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh $(TESTS)
+
+FUZZ_BINS = $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC))
+fuzz:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=fuzz CC=clang CXX=clang++ fuzz-bins
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus-$$n; \
+		echo "fuzz: $$n"; $$f -max_total_time=$${FUZZ_SECONDS:-20} -max_len=65536 tests/fuzz/corpus-$$n tests/fuzz/seeds/$$n || exit 1; done
+
+fuzz-bins: $(FUZZ_BINS)
+build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(SYSLIBS)
+
+bench: all
+	@bench/run.sh
+
+# ---- run ----
+
+run:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh
+
+format:
+	clang-format -i $(LIB_SRC) lib/*.h orchestrator/*.[ch] workers/*.[ch] serving/*.[ch] cli/*.[ch] models/*.h models/*.cpp
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

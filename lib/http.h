@@ -1,0 +1,103 @@
+/*
+ * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1) on the
+ * caller's libuv loop, a route table, bearer-token roles, request ids, body
+ * caps, one JSON error function, and per-route request counters for /metrics.
+ *
+ * Ownership: an http_req_t is created by the server for each request and is
+ * valid until a reply function is called (after which the handler must not
+ * touch it). A handler may reply later (after a database round-trip); if the
+ * client went away meanwhile, http_req_alive() is 0 and the reply functions
+ * just release the request. Exactly one reply call per request.
+ */
+#ifndef ATELIER_HTTP_H
+#define ATELIER_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "err.h"
+
+typedef struct http_server http_server_t;
+typedef struct http_req http_req_t;
+
+/* Roles, as a bit mask on routes. ROLE_PUBLIC routes need no token. */
+enum http_role {
+	ROLE_PUBLIC = 0,
+	ROLE_VIEWER = 1u << 0,
+	ROLE_NODE = 1u << 1,
+	ROLE_OPERATOR = 1u << 2,
+};
+#define ROLE_ANY (ROLE_VIEWER | ROLE_NODE | ROLE_OPERATOR)
+const char *http_role_name(unsigned role);
+unsigned http_role_parse(const char *name); /* 0 when unknown */
+
+typedef void (*http_handler)(http_req_t *req);
+
+struct http_route {
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/sketches/{id}" — {name} matches one segment; a trailing "{rest*}" matches the rest */
+	http_handler handler;
+	unsigned roles; /* ROLE_PUBLIC or a mask of roles allowed */
+	const char *doc; /* one line, for --help and the OpenAPI document */
+};
+
+/* Token check: given the bearer token, call done(req, role) later (0 = invalid)
+ * or return the role at once (>0) or 0 (= look-up pending; done will be called). */
+typedef void (*http_auth_done)(http_req_t *req, unsigned role);
+typedef int (*http_auth_fn)(void *arg, http_req_t *req, const char *token, size_t len, http_auth_done done);
+
+struct http_config {
+	const char *host; /* default 127.0.0.1 */
+	int port;         /* 0 = pick a free port; http_server_port() tells */
+	size_t max_body;  /* bodies above this get 413 JSON (default 8 MiB) */
+	const char *server_name;
+	http_auth_fn auth; /* NULL = every route is public */
+	void *auth_arg;
+	void *app; /* the application's context, http_req_app() */
+};
+
+int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
+		    http_server_t **out) AT_MUST_CHECK;
+int http_server_port(const http_server_t *srv);
+/* Stop accepting, close every handle; on_closed runs when all are closed. */
+void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *arg);
+/* Prometheus text lines for http_requests_total{route,status} etc., appended to buf. */
+void http_server_metrics(const http_server_t *srv, struct at_buf *buf);
+
+/* ---- request accessors ---- */
+void *http_req_app(const http_req_t *req);
+const char *http_req_method(const http_req_t *req);
+const char *http_req_path(const http_req_t *req); /* without the query string, NUL-terminated */
+const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
+/* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. */
+const char *http_req_query(http_req_t *req, const char *name);
+/* Header value (not NUL-terminated) or NULL; *len set. Case-insensitive name. */
+const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
+const uint8_t *http_req_body(const http_req_t *req, size_t *len);
+unsigned http_req_role(const http_req_t *req);
+const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
+int http_req_alive(const http_req_t *req);
+/* Arbitrary per-request slot for the handler. */
+void http_req_set_data(http_req_t *req, void *data);
+void *http_req_data(const http_req_t *req);
+/* Parse the body as JSON (object); on failure replies 400 itself and returns NULL. */
+json_t *http_req_json_body(http_req_t *req);
+
+/* ---- replies (exactly one per request) ---- */
+/* Takes ownership of body (json_decref'd). */
+void http_reply_json(http_req_t *req, int status, json_t *body);
+/* {"error": message, "detail": detail, "request_id": ...}; takes detail (may be NULL). */
+void http_reply_error(http_req_t *req, int status, const char *message, json_t *detail);
+/* Reply with an AT_E* code: status from at_err_http_status(), message from at_strerror() unless msg given. */
+void http_reply_err(http_req_t *req, int err, const char *msg);
+/* Copies data. */
+void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data, size_t len);
+/* Takes ownership of a malloc'd buffer. */
+void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len);
+/* Extra response header to send with the reply (copied). Call before replying. */
+void http_req_add_header(http_req_t *req, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Install every Debian package in deps.txt that is missing. A fast no-op when
+# all are present (one dpkg-query, no apt call).
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+want=$(grep -v '^#' "$here/deps.txt" | grep -v '^$')
+missing=""
+for p in $want; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$st" in
+	*"install ok installed"*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing packages and not root; run: sudo apt-get install$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q -o DPkg::Lock::Timeout=600
+apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $missing
