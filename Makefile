@@ -73,7 +73,11 @@ LIBWORK = $(BUILD)/libworkers.a
 LIBSERVE = $(BUILD)/libserving.a
 LIBCLI = $(BUILD)/libcli.a
 
-BINS = $(BUILD)/bin/atelierd $(BUILD)/bin/atelier-worker $(BUILD)/bin/atelier-serve $(BUILD)/bin/atelier
+# A binary is built once its folder has a main.c.
+BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
+       $(if $(wildcard workers/main.c),$(BUILD)/bin/atelier-worker) \
+       $(if $(wildcard serving/main.c),$(BUILD)/bin/atelier-serve) \
+       $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit run asan fuzz bench clean format
