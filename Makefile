@@ -38,6 +38,14 @@ TORCH_INC = -isystem $(TORCH_PREFIX)/include -isystem $(TORCH_PREFIX)/include/to
 TORCH_LIBS = -L$(TORCH_PREFIX)/lib -Wl,-rpath,$(TORCH_PREFIX)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -Wl,--as-needed
 endif
 
+# `make V=1` shows full command lines.
+V ?= 0
+ifeq ($(V),0)
+Q = @
+else
+Q =
+endif
+
 OPT ?= -O2
 SANFLAGS =
 ifeq ($(SAN),1)
@@ -88,11 +96,13 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
 
 $(LIBATELIER): $(call obj,$(LIB_SRC))
 $(LIBMODEL): $(call obj,$(MODEL_SRC))
