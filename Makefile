@@ -57,7 +57,7 @@ SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 OPT = -O1
 endif
 
-WARN = -Wall -Wextra -Werror -Wno-unused-parameter
+WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CFLAGS_ALL = -std=gnu11 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 CXXFLAGS_ALL = -std=gnu++17 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -Imodels -MMD -MP $(SANFLAGS) $(TORCH_INC) $(EXTRA_CXXFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -Wl,--as-needed $(EXTRA_LDFLAGS)

@@ -45,6 +45,7 @@ struct db_query {
 	void *arg;
 	db_tx_cb tx_cb; /* Q_BEGIN */
 	db_tx_t *tx;
+	int binary; /* results in binary format */
 };
 
 struct qlist {
@@ -460,7 +461,7 @@ static void conn_send(struct db_conn *c, struct db_query *q)
 	c->cur = q;
 	c->cur_failed = 0;
 	int ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->values, q->lengths,
-				   q->formats, 0);
+				   q->formats, q->binary);
 	if (!ok) {
 		conn_lost(c, PQerrorMessage(c->pg));
 		return;
@@ -672,6 +673,22 @@ int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, d
 		return AT_ENOMEM;
 	q->cb = cb;
 	q->arg = arg;
+	qlist_push(&pool->pending, q);
+	pool_kick(pool);
+	return 0;
+}
+
+int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
+{
+	int rc = pool_accepting(pool);
+	if (rc < 0)
+		return rc;
+	struct db_query *q = query_new(Q_PLAIN, sql, params);
+	if (!q)
+		return AT_ENOMEM;
+	q->cb = cb;
+	q->arg = arg;
+	q->binary = 1;
 	qlist_push(&pool->pending, q);
 	pool_kick(pool);
 	return 0;

@@ -56,6 +56,9 @@ int db_pool_connected(const db_pool_t *pool);
 /* Queue one parameterised statement. params may be NULL. */
 int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg) AT_MUST_CHECK;
 
+/* The same, asking for results in binary format (e.g. to read bytea without hex). */
+int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg) AT_MUST_CHECK;
+
 /* Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.
  * db_tx_begin's callback gets the tx (status 0) or an error. Inside, queue
  * statements with db_tx_query; finish with db_tx_commit or db_tx_rollback

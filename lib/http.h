@@ -44,9 +44,10 @@ struct http_route {
 	const char *doc; /* one line, for --help and the OpenAPI document */
 };
 
-/* Token check: given the bearer token, call done(req, role) later (0 = invalid)
- * or return the role at once (>0) or 0 (= look-up pending; done will be called). */
-typedef void (*http_auth_done)(http_req_t *req, unsigned role);
+/* Token check: return the role at once (a ROLE_* bit), 0 for an invalid token,
+ * or -1 when the look-up is pending, in which case done(req, role) is called
+ * later exactly once (role 0 = invalid, -1 = could not check: 503). */
+typedef void (*http_auth_done)(http_req_t *req, int role);
 typedef int (*http_auth_fn)(void *arg, http_req_t *req, const char *token, size_t len, http_auth_done done);
 
 struct http_config {
@@ -65,7 +66,11 @@ int http_server_port(const http_server_t *srv);
 /* Stop accepting, close every handle; on_closed runs when all are closed. */
 void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *arg);
 /* Prometheus text lines for http_requests_total{route,status} etc., appended to buf. */
-void http_server_metrics(const http_server_t *srv, struct at_buf *buf);
+int http_server_metrics(const http_server_t *srv, struct at_buf *buf) AT_MUST_CHECK;
+/* The route table as an OpenAPI 3 document (paths, methods, doc lines, roles). */
+json_t *http_server_openapi(const http_server_t *srv, const char *title);
+/* Number of requests waiting for a reply (held long-polls included). */
+size_t http_server_pending(const http_server_t *srv);
 
 /* ---- request accessors ---- */
 void *http_req_app(const http_req_t *req);
@@ -97,6 +102,8 @@ void http_reply_err(http_req_t *req, int err, const char *msg);
 void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data, size_t len);
 /* Takes ownership of a malloc'd buffer. */
 void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len);
+/* Empty-body reply (204, 304, ...). */
+void http_reply_empty(http_req_t *req, int status);
 /* Extra response header to send with the reply (copied). Call before replying. */
 void http_req_add_header(http_req_t *req, const char *name, const char *value);
 

@@ -46,3 +46,22 @@ CREATE VIEW paintings AS
 CREATE VIEW ingest_daily AS
     SELECT domain, split, date_trunc('day', created_at) AS day, count(*) AS accepted
     FROM images WHERE status = 'accepted' GROUP BY 1, 2, 3;
+
+-- Any change to tokens (new, revoked) tells every atelierd to drop its token cache.
+CREATE FUNCTION atelier_tokens_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('atelier_tokens', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER api_tokens_changed AFTER INSERT OR UPDATE OR DELETE ON api_tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION atelier_tokens_changed();
+
+-- Every accepted image wakes the scheduler (new_sketches triggers): payload is
+-- "domain:split:id".
+CREATE FUNCTION atelier_image_ingested() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('atelier_ingest', NEW.domain || ':' || NEW.split || ':' || NEW.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER images_ingested AFTER INSERT ON images
+    FOR EACH ROW EXECUTE FUNCTION atelier_image_ingested();

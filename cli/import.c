@@ -1,0 +1,156 @@
+/*
+ * import.c — `atelier import DIR --domain sketch|painting`: upload every
+ * PNG/JPEG in a folder through the API, with a progress bar and a summary
+ * (accepted, duplicate, rejected with reasons). Files are sent in name order.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+static int is_image_name(const char *n)
+{
+	const char *dot = strrchr(n, '.');
+	return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int read_all(const char *path, struct at_buf *b)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return AT_EIO;
+	char chunk[65536];
+	size_t n;
+	int rc = 0;
+	while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		rc = at_buf_add(b, chunk, n);
+	fclose(f);
+	return rc;
+}
+
+int cmd_import(struct cli *c, int argc, char **argv)
+{
+	const char *dir = NULL, *domain = "sketch", *contributor = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--domain") && i + 1 < argc)
+			domain = argv[++i];
+		else if (!strcmp(argv[i], "--contributor") && i + 1 < argc)
+			contributor = argv[++i];
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else {
+			fprintf(stderr, "atelier import: unexpected argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!dir || (strcmp(domain, "sketch") && strcmp(domain, "painting"))) {
+		fprintf(stderr, "usage: atelier import DIR --domain sketch|painting\n");
+		return 2;
+	}
+	(void)contributor;
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "atelier import: cannot open %s\n", dir);
+		return 1;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!is_image_name(e->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **nn = realloc(names, cap * sizeof *nn);
+			if (!nn)
+				break;
+			names = nn;
+		}
+		names[n++] = strdup(e->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof *names, name_cmp);
+
+	const char *path = strcmp(domain, "sketch") == 0 ? "/v1/sketches" : "/v1/paintings";
+	size_t accepted = 0, duplicate = 0, rejected = 0, failed = 0;
+	json_t *report = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char full[4096];
+		snprintf(full, sizeof full, "%s/%s", dir, names[i]);
+		struct at_buf data;
+		at_buf_init(&data, (size_t)256 << 20);
+		const char *dot = strrchr(names[i], '.');
+		const char *ct = !strcasecmp(dot, ".png") ? "image/png" : "image/jpeg";
+		struct cli_response r;
+		int rc = read_all(full, &data);
+		if (rc < 0) {
+			fprintf(stderr, "\natelier import: cannot read %s\n", full);
+			failed++;
+			at_buf_free(&data);
+			continue;
+		}
+		rc = cli_request(c, "POST", path, ct, data.data, data.len, &r);
+		at_buf_free(&data);
+		json_t *j = cli_response_json(&r);
+		if (rc < 0 || r.status == 0 || r.status == 401 || r.status == 403 || r.status >= 500) {
+			/* Not a verdict on this file: the server or our credentials are the problem. */
+			cli_fail(names[i], &r);
+			failed++;
+			json_decref(j);
+			cli_response_free(&r);
+			if (r.status == 401 || r.status == 403 || rc < 0)
+				break;
+			continue;
+		}
+		const char *verdict;
+		if (r.status == 201) {
+			accepted++;
+			verdict = "accepted";
+		} else if (r.status == 200) {
+			duplicate++;
+			verdict = "duplicate";
+		} else {
+			rejected++;
+			verdict = "rejected";
+			const char *err = j ? json_string_value(json_object_get(j, "error")) : NULL;
+			json_t *det = j ? json_object_get(j, "detail") : NULL;
+			const char *why = det ? json_string_value(json_object_get(det, "reason")) : NULL;
+			if (!c->json) {
+				if (isatty(2))
+					fputc('\n', stderr);
+				fprintf(stderr, "rejected %s: %s%s%s\n", names[i], err ? err : "?", why ? ": " : "",
+					why ? why : "");
+			}
+		}
+		json_array_append_new(report, json_pack("{ss,ss,si,sO?}", "file", names[i], "verdict", verdict,
+							"status", (int)r.status, "response", j));
+		json_decref(j);
+		cli_response_free(&r);
+		cli_progress("import", i + 1, n);
+	}
+	if (c->json) {
+		json_t *o = json_pack("{sI,sI,sI,sI,so}", "accepted", (json_int_t)accepted, "duplicate",
+				      (json_int_t)duplicate, "rejected", (json_int_t)rejected, "failed", (json_int_t)failed,
+				      "files", report);
+		char *s = json_dumps(o, JSON_INDENT(2));
+		puts(s);
+		free(s);
+		json_decref(o);
+	} else {
+		json_decref(report);
+		printf("%zu files: %zu accepted, %zu duplicate, %zu rejected%s", n, accepted, duplicate, rejected,
+		       failed ? ", " : "\n");
+		if (failed)
+			printf("%zu failed\n", failed);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,910 @@
+/*
+ * http.c — the HTTP server of every Atelier binary: h2o (HTTP/1.1) on the
+ * caller's libuv loop, dispatching through a route table. See http.h.
+ *
+ * Ownership: h2o owns h2o_req_t and frees it (with its memory pool) when the
+ * response is done or the client goes away. Our http_req_t is malloc'd and
+ * linked to the h2o request through a small object in req->pool whose dispose
+ * callback detaches us; so a handler that replies after the client left finds
+ * req->h2o == NULL and the reply only frees the http_req_t. Exactly one reply
+ * call frees an http_req_t.
+ *
+ * Body caps: h2o 2.2 buffers the whole body before calling us, and refuses
+ * bodies over globalconf.max_request_entity_size with its own plain-text 413.
+ * We set that hard limit to twice our configured cap, so bodies between the
+ * cap and the hard limit get our JSON 413 and only absurd ones get h2o's.
+ */
+#include "http.h"
+
+#include <h2o.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define HTTP_MAX_SEGS 12
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_QUERY 16
+#define HTTP_MAX_EXTRA_HEADERS 8
+#define HTTP_MAX_STATUS_SLOTS 24
+
+struct route_seg {
+	char *lit;    /* literal segment, or NULL for a {param} */
+	char *name;   /* param name */
+	char *suffix; /* literal after the param in the same segment ("{id}.png"), or NULL */
+	int rest;     /* {name*}: matches the rest of the path */
+};
+
+struct compiled_route {
+	const struct http_route *r;
+	struct route_seg segs[HTTP_MAX_SEGS];
+	int nsegs;
+	/* counters for /metrics, by status */
+	int statuses[HTTP_MAX_STATUS_SLOTS];
+	uint64_t counts[HTTP_MAX_STATUS_SLOTS];
+	double seconds_sum;
+	uint64_t seconds_count;
+};
+
+struct http_server {
+	uv_loop_t *loop;
+	h2o_globalconf_t config;
+	h2o_context_t ctx;
+	h2o_accept_ctx_t accept_ctx;
+	uv_tcp_t listener;
+	int port;
+	struct http_config cfg;
+	struct compiled_route *routes;
+	size_t nroutes;
+	struct compiled_route unmatched; /* 404/405 and pre-routing errors */
+	uint64_t next_id;
+	uint32_t id_prefix;
+	size_t pending;
+	int closing;
+	uv_timer_t close_timer;
+	int close_waits;
+	void (*on_closed)(void *);
+	void *closed_arg;
+};
+
+struct req_link {
+	http_req_t *req;
+};
+
+struct http_req {
+	http_server_t *srv;
+	h2o_req_t *h2o; /* NULL once h2o disposed the request */
+	struct req_link *link;
+	struct compiled_route *route;
+	char path[2048];
+	const char *pnames[HTTP_MAX_PARAMS];
+	char *pvalues[HTTP_MAX_PARAMS];
+	int nparams;
+	char *qnames[HTTP_MAX_QUERY];
+	char *qvalues[HTTP_MAX_QUERY];
+	int nquery;
+	int query_parsed;
+	unsigned role;
+	char id[40];
+	void *data;
+	uint64_t start_ns;
+	char *xh_names[HTTP_MAX_EXTRA_HEADERS];
+	char *xh_values[HTTP_MAX_EXTRA_HEADERS];
+	int nxh;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- roles ---- */
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} role_names[] = {{ROLE_VIEWER, "viewer"}, {ROLE_NODE, "node"}, {ROLE_OPERATOR, "operator"}};
+
+const char *http_role_name(unsigned role)
+{
+	for (size_t i = 0; i < sizeof role_names / sizeof role_names[0]; i++)
+		if (role_names[i].bit == role)
+			return role_names[i].name;
+	return role == ROLE_PUBLIC ? "public" : "unknown";
+}
+
+unsigned http_role_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof role_names / sizeof role_names[0]; i++)
+		if (strcmp(role_names[i].name, name) == 0)
+			return role_names[i].bit;
+	return 0;
+}
+
+/* ---- routes ---- */
+
+static int compile_route(struct compiled_route *cr, const struct http_route *r)
+{
+	memset(cr, 0, sizeof *cr);
+	cr->r = r;
+	const char *p = r->pattern;
+	if (*p != '/')
+		return AT_EINVAL;
+	while (*p == '/') {
+		p++;
+		if (!*p)
+			break;
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (cr->nsegs == HTTP_MAX_SEGS)
+			return AT_EINVAL;
+		struct route_seg *s = &cr->segs[cr->nsegs++];
+		const char *close = n >= 2 && p[0] == '{' ? memchr(p, '}', n) : NULL;
+		if (close) {
+			size_t nn = (size_t)(close - p) - 1;
+			if (nn > 0 && p[nn] == '*') {
+				s->rest = 1;
+				nn--;
+			}
+			s->name = strndup(p + 1, nn);
+			size_t suf = n - (size_t)(close - p) - 1;
+			if (suf)
+				s->suffix = strndup(close + 1, suf);
+			if (!s->name || (suf && !s->suffix))
+				return AT_ENOMEM;
+		} else {
+			s->lit = strndup(p, n);
+			if (!s->lit)
+				return AT_ENOMEM;
+		}
+		p += n;
+	}
+	return 0;
+}
+
+/* Routes are tried in table order, so "/v1/x/{id}.png" must come before "/v1/x/{id}". */
+static int seg_match(const struct route_seg *s, const char *seg, size_t n, char **value)
+{
+	if (s->lit)
+		return strlen(s->lit) == n && memcmp(s->lit, seg, n) == 0;
+	if (s->suffix) {
+		size_t suf = strlen(s->suffix);
+		if (n <= suf || memcmp(seg + n - suf, s->suffix, suf) != 0)
+			return 0;
+		n -= suf;
+	}
+	if (n == 0)
+		return 0;
+	*value = strndup(seg, n);
+	return *value != NULL;
+}
+
+static void req_clear_params(http_req_t *req)
+{
+	for (int i = 0; i < req->nparams; i++)
+		free(req->pvalues[i]);
+	req->nparams = 0;
+}
+
+static int route_match(http_req_t *req, struct compiled_route *cr)
+{
+	const char *p = req->path;
+	int si = 0;
+	req_clear_params(req);
+	while (*p == '/') {
+		p++;
+		if (!*p && si == cr->nsegs)
+			break;
+		if (si >= cr->nsegs)
+			goto no;
+		const struct route_seg *s = &cr->segs[si];
+		if (s->rest) {
+			if (req->nparams < HTTP_MAX_PARAMS) {
+				req->pnames[req->nparams] = s->name;
+				req->pvalues[req->nparams] = strdup(p);
+				req->nparams++;
+			}
+			return 1;
+		}
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		char *val = NULL;
+		if (!seg_match(s, p, n, &val))
+			goto no;
+		if (val) {
+			if (req->nparams == HTTP_MAX_PARAMS) {
+				free(val);
+				goto no;
+			}
+			req->pnames[req->nparams] = s->name;
+			req->pvalues[req->nparams++] = val;
+		}
+		si++;
+		p += n;
+	}
+	if (si == cr->nsegs && *p == 0)
+		return 1;
+no:
+	req_clear_params(req);
+	return 0;
+}
+
+/* ---- request lifetime ---- */
+
+static void link_dispose(void *p)
+{
+	struct req_link *l = p;
+	if (l->req)
+		l->req->h2o = NULL;
+}
+
+static void req_free(http_req_t *req)
+{
+	if (req->link)
+		req->link->req = NULL;
+	req_clear_params(req);
+	for (int i = 0; i < req->nquery; i++) {
+		free(req->qnames[i]);
+		free(req->qvalues[i]);
+	}
+	for (int i = 0; i < req->nxh; i++) {
+		free(req->xh_names[i]);
+		free(req->xh_values[i]);
+	}
+	req->srv->pending--;
+	free(req);
+}
+
+static void count_status(struct compiled_route *cr, int status, double secs)
+{
+	cr->seconds_sum += secs;
+	cr->seconds_count++;
+	for (int i = 0; i < HTTP_MAX_STATUS_SLOTS; i++) {
+		if (cr->statuses[i] == status) {
+			cr->counts[i]++;
+			return;
+		}
+		if (cr->statuses[i] == 0) {
+			cr->statuses[i] = status;
+			cr->counts[i] = 1;
+			return;
+		}
+	}
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 414: return "URI Too Long";
+	case 416: return "Range Not Satisfiable";
+	case 422: return "Unprocessable Content";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
+
+/* Sets status and common headers; returns 0 if the client is still there. */
+static int reply_begin(http_req_t *req, int status, const char *content_type)
+{
+	count_status(req->route ? req->route : &req->srv->unmatched, status,
+		     (double)(now_ns() - req->start_ns) / 1e9);
+	h2o_req_t *r = req->h2o;
+	if (!r)
+		return -1;
+	r->res.status = status;
+	r->res.reason = reason_phrase(status);
+	if (content_type)
+		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+			       strlen(content_type));
+	h2o_add_header_by_str(&r->pool, &r->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, req->id,
+			      strlen(req->id));
+	for (int i = 0; i < req->nxh; i++)
+		h2o_add_header_by_str(&r->pool, &r->res.headers, req->xh_names[i], strlen(req->xh_names[i]), 0, NULL,
+				      h2o_strdup(&r->pool, req->xh_values[i], SIZE_MAX).base,
+				      strlen(req->xh_values[i]));
+	return 0;
+}
+
+static void free_slot_dispose(void *p) { free(*(void **)p); }
+
+void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len)
+{
+	if (reply_begin(req, status, content_type) < 0) {
+		free(data);
+		req_free(req);
+		return;
+	}
+	h2o_req_t *r = req->h2o;
+	/* h2o may write after we return: the buffer lives as long as the request pool. */
+	void **slot = h2o_mem_alloc_shared(&r->pool, sizeof *slot, free_slot_dispose);
+	*slot = data;
+	static h2o_generator_t generator = {NULL, NULL};
+	r->res.content_length = len;
+	req_free(req);
+	h2o_start_response(r, &generator);
+	h2o_iovec_t buf = h2o_iovec_init(data, len);
+	if (h2o_memis(r->method.base, r->method.len, H2O_STRLIT("HEAD")))
+		h2o_send(r, NULL, 0, H2O_SEND_STATE_FINAL);
+	else
+		h2o_send(r, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data, size_t len)
+{
+	void *copy = malloc(len ? len : 1);
+	if (!copy) {
+		http_reply_empty(req, 503);
+		return;
+	}
+	memcpy(copy, data, len);
+	http_reply_owned(req, status, content_type, copy, len);
+}
+
+void http_reply_empty(http_req_t *req, int status)
+{
+	if (reply_begin(req, status, NULL) < 0) {
+		req_free(req);
+		return;
+	}
+	h2o_req_t *r = req->h2o;
+	static h2o_generator_t generator = {NULL, NULL};
+	r->res.content_length = 0;
+	req_free(req);
+	h2o_start_response(r, &generator);
+	h2o_send(r, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
+void http_reply_json(http_req_t *req, int status, json_t *body)
+{
+	char *s = body ? json_dumps(body, JSON_COMPACT) : strdup("null");
+	json_decref(body);
+	if (!s) {
+		http_reply_empty(req, 500);
+		return;
+	}
+	size_t n = strlen(s);
+	/* a trailing newline makes curl output readable */
+	char *t = realloc(s, n + 2);
+	if (t) {
+		s = t;
+		s[n++] = '\n';
+		s[n] = 0;
+	}
+	http_reply_owned(req, status, "application/json", s, n);
+}
+
+void http_reply_error(http_req_t *req, int status, const char *message, json_t *detail)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "error", json_string(message ? message : reason_phrase(status)));
+	if (detail)
+		json_object_set_new(o, "detail", detail);
+	json_object_set_new(o, "request_id", json_string(req->id));
+	if (status >= 500)
+		log_warn("http: %s %s -> %d %s [%s]", http_req_method(req), req->path, status, message ? message : "",
+			 req->id);
+	else
+		log_debug("http: %s %s -> %d %s [%s]", http_req_method(req), req->path, status,
+			  message ? message : "", req->id);
+	http_reply_json(req, status, o);
+}
+
+void http_reply_err(http_req_t *req, int err, const char *msg)
+{
+	http_reply_error(req, at_err_http_status(err), msg ? msg : at_strerror(err), NULL);
+}
+
+void http_req_add_header(http_req_t *req, const char *name, const char *value)
+{
+	if (req->nxh == HTTP_MAX_EXTRA_HEADERS)
+		return;
+	req->xh_names[req->nxh] = strdup(name);
+	req->xh_values[req->nxh] = strdup(value);
+	if (!req->xh_names[req->nxh] || !req->xh_values[req->nxh]) {
+		free(req->xh_names[req->nxh]);
+		free(req->xh_values[req->nxh]);
+		return;
+	}
+	req->nxh++;
+}
+
+/* ---- accessors ---- */
+
+void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
+const char *http_req_path(const http_req_t *req) { return req->path; }
+unsigned http_req_role(const http_req_t *req) { return req->role; }
+const char *http_req_id(const http_req_t *req) { return req->id; }
+int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
+void http_req_set_data(http_req_t *req, void *data) { req->data = data; }
+void *http_req_data(const http_req_t *req) { return req->data; }
+
+const char *http_req_method(const http_req_t *req)
+{
+	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"};
+	if (!req->h2o)
+		return "?";
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (h2o_memis(req->h2o->method.base, req->h2o->method.len, methods[i], strlen(methods[i])))
+			return methods[i];
+	return "OTHER";
+}
+
+const char *http_req_param(const http_req_t *req, const char *name)
+{
+	for (int i = 0; i < req->nparams; i++)
+		if (strcmp(req->pnames[i], name) == 0)
+			return req->pvalues[i];
+	return NULL;
+}
+
+const char *http_req_header(const http_req_t *req, const char *name, size_t *len)
+{
+	if (!req->h2o)
+		return NULL;
+	ssize_t i = h2o_find_header_by_str(&req->h2o->headers, name, strlen(name), -1);
+	if (i < 0)
+		return NULL;
+	h2o_header_t *h = &req->h2o->headers.entries[i];
+	*len = h->value.len;
+	return h->value.base;
+}
+
+const uint8_t *http_req_body(const http_req_t *req, size_t *len)
+{
+	if (!req->h2o || !req->h2o->entity.base) {
+		*len = 0;
+		return (const uint8_t *)"";
+	}
+	*len = req->h2o->entity.len;
+	return (const uint8_t *)req->h2o->entity.base;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static char *url_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '+') {
+			out[o++] = ' ';
+		} else if (s[i] == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
+			   hexval((unsigned char)s[i + 2]) >= 0) {
+			out[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+static void parse_query(http_req_t *req)
+{
+	req->query_parsed = 1;
+	h2o_req_t *r = req->h2o;
+	if (!r || r->query_at == SIZE_MAX)
+		return;
+	const char *q = r->path.base + r->query_at + 1;
+	const char *end = r->path.base + r->path.len;
+	while (q < end && req->nquery < HTTP_MAX_QUERY) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(stop - q));
+		const char *kend = eq ? eq : stop;
+		if (kend > q) {
+			req->qnames[req->nquery] = url_decode(q, (size_t)(kend - q));
+			req->qvalues[req->nquery] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+			if (req->qnames[req->nquery] && req->qvalues[req->nquery])
+				req->nquery++;
+			else {
+				free(req->qnames[req->nquery]);
+				free(req->qvalues[req->nquery]);
+			}
+		}
+		q = stop + 1;
+	}
+}
+
+const char *http_req_query(http_req_t *req, const char *name)
+{
+	if (!req->query_parsed)
+		parse_query(req);
+	for (int i = 0; i < req->nquery; i++)
+		if (strcmp(req->qnames[i], name) == 0)
+			return req->qvalues[i];
+	return NULL;
+}
+
+json_t *http_req_json_body(http_req_t *req)
+{
+	size_t len;
+	const uint8_t *body = http_req_body(req, &len);
+	json_error_t err;
+	json_t *j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &err);
+	if (!j || !json_is_object(j)) {
+		json_t *d = json_object();
+		if (!j) {
+			json_object_set_new(d, "line", json_integer(err.line));
+			json_object_set_new(d, "column", json_integer(err.column));
+			json_object_set_new(d, "reason", json_string(err.text));
+		}
+		json_decref(j);
+		http_reply_error(req, 400, j ? "request body must be a JSON object" : "invalid JSON body", d);
+		return NULL;
+	}
+	return j;
+}
+
+/* ---- dispatch ---- */
+
+static void dispatch(http_req_t *req)
+{
+	const struct http_route *r = req->route->r;
+	size_t len;
+	http_req_body(req, &len);
+	if (len > req->srv->cfg.max_body) {
+		json_t *d = json_pack("{sI,sI}", "size", (json_int_t)len, "limit", (json_int_t)req->srv->cfg.max_body);
+		http_reply_error(req, 413, "request body too large", d);
+		return;
+	}
+	r->handler(req);
+}
+
+static void auth_done(http_req_t *req, int role)
+{
+	if (!req->h2o) {
+		req_free(req);
+		return;
+	}
+	if (role < 0) {
+		http_reply_error(req, 503, "cannot check the token: database unavailable", NULL);
+		return;
+	}
+	if (role == 0) {
+		http_reply_error(req, 401, "invalid or revoked token", NULL);
+		return;
+	}
+	req->role = (unsigned)role;
+	if (!(req->route->r->roles & (unsigned)role)) {
+		json_t *d = json_pack("{ss}", "role", http_role_name((unsigned)role));
+		http_reply_error(req, 403, "this token's role may not do that", d);
+		return;
+	}
+	dispatch(req);
+}
+
+static void make_request_id(http_req_t *req)
+{
+	size_t n;
+	const char *h = http_req_header(req, "x-request-id", &n);
+	if (h && n > 0 && n < sizeof req->id) {
+		size_t i;
+		for (i = 0; i < n; i++)
+			if (!(h[i] == '-' || h[i] == '_' || (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'z') ||
+			      (h[i] >= 'A' && h[i] <= 'Z')))
+				break;
+		if (i == n) {
+			memcpy(req->id, h, n);
+			req->id[n] = 0;
+			return;
+		}
+	}
+	snprintf(req->id, sizeof req->id, "%08x-%llu", req->srv->id_prefix, (unsigned long long)++req->srv->next_id);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *r)
+{
+	http_server_t *srv = *(http_server_t **)(self + 1);
+	http_req_t *req = calloc(1, sizeof *req);
+	if (!req) {
+		h2o_send_error_503(r, "Service Unavailable", "out of memory", 0);
+		return 0;
+	}
+	req->srv = srv;
+	req->h2o = r;
+	req->start_ns = now_ns();
+	srv->pending++;
+	req->link = h2o_mem_alloc_shared(&r->pool, sizeof *req->link, link_dispose);
+	req->link->req = req;
+	make_request_id(req);
+
+	size_t plen = r->path_normalized.len;
+	if (plen >= sizeof req->path) {
+		req->route = NULL;
+		snprintf(req->path, sizeof req->path, "/");
+		http_reply_error(req, 414, "request path too long", NULL);
+		return 0;
+	}
+	memcpy(req->path, r->path_normalized.base, plen);
+	req->path[plen] = 0;
+	/* a trailing slash is not significant */
+	if (plen > 1 && req->path[plen - 1] == '/')
+		req->path[plen - 1] = 0;
+
+	const char *method = http_req_method(req);
+	int path_matched = 0;
+	for (size_t i = 0; i < srv->nroutes; i++) {
+		struct compiled_route *cr = &srv->routes[i];
+		if (!route_match(req, cr))
+			continue;
+		path_matched = 1;
+		if (strcmp(cr->r->method, method) == 0 ||
+		    (strcmp(method, "HEAD") == 0 && strcmp(cr->r->method, "GET") == 0)) {
+			req->route = cr;
+			break;
+		}
+	}
+	if (!req->route) {
+		req_clear_params(req);
+		if (path_matched)
+			http_reply_error(req, 405, "method not allowed", json_pack("{ss}", "method", method));
+		else
+			http_reply_error(req, 404, "no such route", json_pack("{ss}", "path", req->path));
+		return 0;
+	}
+	if (req->route->r->roles == ROLE_PUBLIC || !srv->cfg.auth) {
+		dispatch(req);
+		return 0;
+	}
+	size_t hl;
+	const char *auth = http_req_header(req, "authorization", &hl);
+	if (!auth || hl < 8 || strncasecmp(auth, "Bearer ", 7) != 0) {
+		http_req_add_header(req, "WWW-Authenticate", "Bearer");
+		http_reply_error(req, 401, "missing bearer token", NULL);
+		return 0;
+	}
+	int role = srv->cfg.auth(srv->cfg.auth_arg, req, auth + 7, hl - 7, auth_done);
+	if (role >= 0)
+		auth_done(req, role);
+	return 0;
+}
+
+/* ---- server ---- */
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+	http_server_t *srv = listener->data;
+	if (status != 0 || srv->closing)
+		return;
+	uv_tcp_t *conn = h2o_mem_alloc(sizeof *conn);
+	uv_tcp_init(listener->loop, conn);
+	if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+		uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+		return;
+	}
+	uv_tcp_nodelay(conn, 1);
+	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+	h2o_accept(&srv->accept_ctx, sock);
+}
+
+int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
+		    http_server_t **out)
+{
+	http_server_t *srv = calloc(1, sizeof *srv);
+	if (!srv)
+		return AT_ENOMEM;
+	int rc = 0;
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	if (!srv->cfg.max_body)
+		srv->cfg.max_body = (size_t)8 << 20;
+	if (!srv->cfg.host)
+		srv->cfg.host = "127.0.0.1";
+	srv->id_prefix = (uint32_t)(now_ns() ^ ((uint64_t)getpid() << 16));
+	srv->routes = calloc(nroutes, sizeof *srv->routes);
+	if (!srv->routes) {
+		free(srv);
+		return AT_ENOMEM;
+	}
+	srv->nroutes = nroutes;
+	for (size_t i = 0; i < nroutes; i++) {
+		rc = compile_route(&srv->routes[i], &routes[i]);
+		if (rc < 0) {
+			log_error("http: bad route pattern %s", routes[i].pattern);
+			goto fail;
+		}
+	}
+	static const struct http_route unmatched = {"*", "/", NULL, 0, "unmatched"};
+	srv->unmatched.r = &unmatched;
+
+	h2o_config_init(&srv->config);
+	srv->config.server_name = h2o_iovec_init(cfg->server_name ? cfg->server_name : "atelier",
+						 strlen(cfg->server_name ? cfg->server_name : "atelier"));
+	srv->config.max_request_entity_size = srv->cfg.max_body * 2 + 4096;
+	h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+	h2o_handler_t *h = h2o_create_handler(pc, sizeof *h + sizeof(http_server_t *));
+	*(http_server_t **)(h + 1) = srv;
+	h->on_req = on_req;
+	h2o_context_init(&srv->ctx, loop, &srv->config);
+	srv->accept_ctx.ctx = &srv->ctx;
+	srv->accept_ctx.hosts = srv->config.hosts;
+
+	struct sockaddr_storage addr;
+	if (uv_ip4_addr(srv->cfg.host, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
+	    uv_ip6_addr(srv->cfg.host, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
+		log_error("http: bad listen address %s", srv->cfg.host);
+		rc = AT_EINVAL;
+		goto fail_ctx;
+	}
+	uv_tcp_init(loop, &srv->listener);
+	srv->listener.data = srv;
+	int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_accept);
+	if (r != 0) {
+		log_error("http: cannot listen on %s:%d: %s", srv->cfg.host, cfg->port, uv_strerror(r));
+		uv_close((uv_handle_t *)&srv->listener, NULL);
+		rc = AT_EIO;
+		goto fail_ctx;
+	}
+	struct sockaddr_storage bound;
+	int blen = sizeof bound;
+	uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
+	srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						       : ((struct sockaddr_in *)&bound)->sin_port);
+	uv_timer_init(loop, &srv->close_timer);
+	srv->close_timer.data = srv;
+	*out = srv;
+	return 0;
+fail_ctx:
+	/* The listener close (if any) completes on the next loop turn; the
+	 * context and config are disposed now. */
+	h2o_context_dispose(&srv->ctx);
+	h2o_config_dispose(&srv->config);
+fail:
+	for (size_t i = 0; i < nroutes; i++)
+		for (int s = 0; s < srv->routes[i].nsegs; s++) {
+			free(srv->routes[i].segs[s].lit);
+			free(srv->routes[i].segs[s].name);
+			free(srv->routes[i].segs[s].suffix);
+		}
+	free(srv->routes);
+	free(srv);
+	return rc;
+}
+
+int http_server_port(const http_server_t *srv) { return srv->port; }
+size_t http_server_pending(const http_server_t *srv) { return srv->pending; }
+
+static void server_free(http_server_t *srv)
+{
+	h2o_context_dispose(&srv->ctx);
+	h2o_config_dispose(&srv->config);
+	for (size_t i = 0; i < srv->nroutes; i++)
+		for (int s = 0; s < srv->routes[i].nsegs; s++) {
+			free(srv->routes[i].segs[s].lit);
+			free(srv->routes[i].segs[s].name);
+			free(srv->routes[i].segs[s].suffix);
+		}
+	free(srv->routes);
+	void (*cb)(void *) = srv->on_closed;
+	void *arg = srv->closed_arg;
+	free(srv);
+	if (cb)
+		cb(arg);
+}
+
+static void close_timer_closed(uv_handle_t *h) { server_free(h->data); }
+
+/* Waits (bounded) for h2o's connections to finish, then frees the server. */
+static void close_poll(uv_timer_t *t)
+{
+	http_server_t *srv = t->data;
+	int busy = !h2o_linklist_is_empty(&srv->ctx.http1._conns);
+	if (busy && ++srv->close_waits < 200)
+		return;
+	uv_timer_stop(t);
+	uv_close((uv_handle_t *)t, close_timer_closed);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	http_server_t *srv = h->data;
+	h2o_context_request_shutdown(&srv->ctx);
+	uv_timer_start(&srv->close_timer, close_poll, 0, 10);
+}
+
+void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *arg)
+{
+	if (!srv || srv->closing)
+		return;
+	srv->closing = 1;
+	srv->on_closed = on_closed;
+	srv->closed_arg = arg;
+	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+}
+
+/* ---- metrics and docs ---- */
+
+static int metrics_route(const struct compiled_route *cr, struct at_buf *b)
+{
+	int rc = 0;
+	for (int i = 0; i < HTTP_MAX_STATUS_SLOTS && cr->statuses[i] && rc == 0; i++)
+		rc = at_buf_printf(b, "atelier_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+				   cr->r->method, cr->r->pattern, cr->statuses[i], (unsigned long long)cr->counts[i]);
+	if (rc == 0 && cr->seconds_count)
+		rc = at_buf_printf(b,
+				   "atelier_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
+				   "atelier_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n",
+				   cr->r->method, cr->r->pattern, cr->seconds_sum, cr->r->method, cr->r->pattern,
+				   (unsigned long long)cr->seconds_count);
+	return rc;
+}
+
+int http_server_metrics(const http_server_t *srv, struct at_buf *b)
+{
+	int rc = at_buf_addstr(b, "# HELP atelier_http_requests_total HTTP requests by route and status.\n"
+				  "# TYPE atelier_http_requests_total counter\n"
+				  "# HELP atelier_http_request_duration_seconds Time to reply, by route.\n"
+				  "# TYPE atelier_http_request_duration_seconds summary\n");
+	for (size_t i = 0; i < srv->nroutes && rc == 0; i++)
+		rc = metrics_route(&srv->routes[i], b);
+	if (rc == 0)
+		rc = metrics_route(&srv->unmatched, b);
+	if (rc == 0)
+		rc = at_buf_printf(b,
+				   "# HELP atelier_http_pending_requests Requests waiting for a reply.\n"
+				   "# TYPE atelier_http_pending_requests gauge\natelier_http_pending_requests %zu\n",
+				   srv->pending);
+	return rc;
+}
+
+json_t *http_server_openapi(const http_server_t *srv, const char *title)
+{
+	json_t *paths = json_object();
+	for (size_t i = 0; i < srv->nroutes; i++) {
+		const struct http_route *r = srv->routes[i].r;
+		json_t *p = json_object_get(paths, r->pattern);
+		if (!p) {
+			p = json_object();
+			json_object_set_new(paths, r->pattern, p);
+		}
+		char m[16];
+		size_t k;
+		for (k = 0; r->method[k] && k < sizeof m - 1; k++)
+			m[k] = (char)(r->method[k] | 0x20);
+		m[k] = 0;
+		json_t *roles = json_array();
+		for (size_t j = 0; j < sizeof role_names / sizeof role_names[0]; j++)
+			if (r->roles & role_names[j].bit)
+				json_array_append_new(roles, json_string(role_names[j].name));
+		json_object_set_new(p, m, json_pack("{ss,so}", "summary", r->doc ? r->doc : "", "x-roles", roles));
+	}
+	return json_pack("{ss,s{ss,ss},so}", "openapi", "3.0.3", "info", "title", title, "version", "1", "paths",
+			 paths);
+}

@@ -1,0 +1,64 @@
+/*
+ * app.h — the state of one atelierd process, shared by its subsystems. One
+ * instance lives in main.c for the life of the loop; subsystems borrow it.
+ */
+#ifndef ATELIERD_APP_H
+#define ATELIERD_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "db.h"
+#include "http.h"
+
+struct auth;
+
+/* Daemon settings (table in main.c). */
+struct settings {
+	const char *database_url;
+	const char *host;
+	int port;
+	size_t max_body;
+	size_t max_pixels;
+	int image_size;
+	double holdout_fraction;
+	double min_ink;
+	double max_ink;
+	int db_conns;
+	const char *sql_dir;
+	const char *artifacts;
+	int local_workers;
+	const char *worker_bin;
+	int no_migrate;
+};
+
+struct ingest_stats {
+	uint64_t accepted[2]; /* by domain: 0 sketch, 1 painting */
+	uint64_t duplicate[2];
+	uint64_t rejected_unsupported;
+	uint64_t rejected_corrupt;
+	uint64_t rejected_too_big;
+	uint64_t rejected_pixels;
+	uint64_t rejected_ink;
+	uint64_t rejected_other;
+	uint64_t db_errors;
+	double normalize_seconds;
+};
+
+struct app {
+	uv_loop_t *loop;
+	struct settings cfg;
+	db_pool_t *db;
+	http_server_t *http;
+	struct auth *auth;
+	struct ingest_stats ingest;
+	uint64_t started_at;
+	int shutting_down;
+};
+
+/* The route table (routes.c). */
+extern const struct http_route app_routes[];
+extern const size_t app_nroutes;
+
+#endif

@@ -1,0 +1,419 @@
+/*
+ * ingest.c — POST /v1/sketches and /v1/paintings: decode, normalise, validate,
+ * deduplicate, store; and the read side (metadata, normalised PNG).
+ *
+ * Flow of one upload: the handler checks the media type and picks the image
+ * out of the body (raw or multipart) → the body is copied and normalised on
+ * the uv threadpool (libvips; the loop never decodes) → one INSERT ... ON
+ * CONFLICT DO NOTHING commits the row (a trigger NOTIFYs the scheduler) → 201,
+ * or 200 with the existing id for a duplicate. Any failure before the INSERT
+ * commits leaves no row; a 201/200 is sent only after the commit.
+ *
+ * The copy exists because h2o frees the request body if the client goes away
+ * while a threadpool job still reads it.
+ */
+#include "ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "log.h"
+#include "multipart.h"
+
+static const char *const domain_names[] = {"sketch", "painting"};
+
+struct upload {
+	uv_work_t work;
+	struct app *app;
+	http_req_t *req;
+	int domain;
+	uint8_t *data;
+	size_t len;
+	char *contributor;
+	int consent; /* -1 = not given */
+	char *source;
+	struct image_opts opts;
+	struct image_norm norm;
+	int rc;
+	char why[256];
+	uint64_t t0;
+};
+
+static void upload_free(struct upload *u)
+{
+	if (!u)
+		return;
+	free(u->data);
+	free(u->contributor);
+	free(u->source);
+	image_norm_free(&u->norm);
+	free(u);
+}
+
+static json_t *row_json(const struct upload *u, const char *id, const char *split, double ink)
+{
+	return json_pack("{sI,ss,ss,sf,ss,si,si}", "id", (json_int_t)strtoll(id, NULL, 10), "domain",
+			 domain_names[u->domain], "sha256", u->norm.sha256_hex, "ink_ratio", ink, "split", split,
+			 "width", u->norm.width, "height", u->norm.height);
+}
+
+/* ---- step 3: the row ---- */
+
+static void on_existing(void *arg, int status, PGresult *res)
+{
+	struct upload *u = arg;
+	if (status < 0 || PQntuples(res) != 1) {
+		u->app->ingest.db_errors++;
+		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
+	} else {
+		u->app->ingest.duplicate[u->domain]++;
+		json_t *o = row_json(u, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), strtod(PQgetvalue(res, 0, 2), NULL));
+		json_object_set_new(o, "duplicate", json_true());
+		http_reply_json(u->req, 200, o);
+	}
+	upload_free(u);
+}
+
+static void on_inserted(void *arg, int status, PGresult *res)
+{
+	struct upload *u = arg;
+	if (status < 0) {
+		u->app->ingest.db_errors++;
+		const char *why = res ? PQresultErrorMessage(res) : "connection lost";
+		log_warn("ingest: insert failed: %s", why);
+		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+		return;
+	}
+	if (PQntuples(res) == 1) {
+		u->app->ingest.accepted[u->domain]++;
+		json_t *o = row_json(u, PQgetvalue(res, 0, 0), image_split(u->norm.sha256, u->app->cfg.holdout_fraction),
+				     u->norm.ink_ratio);
+		json_object_set_new(o, "duplicate", json_false());
+		http_reply_json(u->req, 201, o);
+		upload_free(u);
+		return;
+	}
+	/* Same pixels are already stored: answer with that row. */
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, domain_names[u->domain]);
+	db_param_bin(&p, u->norm.sha256, 32);
+	int rc = db_query(u->app->db, "SELECT id, split, ink_ratio FROM images WHERE domain = $1 AND sha256 = $2", &p,
+			  on_existing, u);
+	if (rc < 0) {
+		http_reply_error(u->req, 503, "database unavailable", NULL);
+		upload_free(u);
+	}
+}
+
+static void store(struct upload *u)
+{
+	char w[16], h[16], c[16], ink[32];
+	snprintf(w, sizeof w, "%d", u->norm.width);
+	snprintf(h, sizeof h, "%d", u->norm.height);
+	snprintf(c, sizeof c, "%d", u->norm.channels);
+	snprintf(ink, sizeof ink, "%.6f", u->norm.ink_ratio);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, domain_names[u->domain]);
+	db_param_bin(&p, u->norm.sha256, 32);
+	db_param_text(&p, w);
+	db_param_text(&p, h);
+	db_param_text(&p, c);
+	db_param_bin(&p, u->norm.png, u->norm.png_len);
+	db_param_text(&p, ink);
+	db_param_text(&p, image_split(u->norm.sha256, u->app->cfg.holdout_fraction));
+	db_param_text(&p, u->contributor);
+	db_param_text(&p, u->consent < 0 ? NULL : u->consent ? "true" : "false");
+	db_param_text(&p, u->source ? u->source : "api");
+	int rc = db_query(u->app->db,
+			  "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, split, "
+			  "contributor, consent, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+			  "ON CONFLICT (domain, sha256) DO NOTHING RETURNING id",
+			  &p, on_inserted, u);
+	if (rc < 0) {
+		u->app->ingest.db_errors++;
+		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+	}
+}
+
+/* ---- step 2: normalise off the loop ---- */
+
+static void normalize_work(uv_work_t *w)
+{
+	struct upload *u = w->data;
+	u->rc = image_normalize(u->data, u->len, &u->opts, &u->norm, u->why, sizeof u->why);
+}
+
+static void normalize_done(uv_work_t *w, int status)
+{
+	struct upload *u = w->data;
+	struct ingest_stats *st = &u->app->ingest;
+	st->normalize_seconds += (double)(uv_hrtime() - u->t0) / 1e9;
+	free(u->data); /* the pixels live on in u->norm */
+	u->data = NULL;
+	if (status < 0) {
+		http_reply_error(u->req, 503, "server shutting down", NULL);
+		upload_free(u);
+		return;
+	}
+	if (!http_req_alive(u->req)) {
+		/* The client left: store nothing it cannot learn about. */
+		http_reply_empty(u->req, 499);
+		upload_free(u);
+		return;
+	}
+	if (u->rc < 0) {
+		json_t *d = json_pack("{ss,ss}", "field", "image", "reason", u->why);
+		const char *msg = "image rejected";
+		switch (u->rc) {
+		case AT_EUNSUPPORTED:
+			st->rejected_unsupported++;
+			msg = "not a PNG or JPEG image";
+			break;
+		case AT_ECORRUPT:
+			st->rejected_corrupt++;
+			msg = "corrupt or truncated image";
+			break;
+		case AT_EUNPROCESSABLE:
+			if (strstr(u->why, "pixels")) {
+				st->rejected_pixels++;
+				msg = "image has too many pixels";
+			} else {
+				st->rejected_ink++;
+				msg = u->domain == 0 ? "sketch rejected: ink ratio out of range" : "image rejected";
+				if (u->norm.ink_ratio >= 0)
+					json_object_set_new(d, "ink_ratio", json_real(u->norm.ink_ratio));
+				json_object_set_new(d, "min_ink", json_real(u->opts.min_ink));
+				json_object_set_new(d, "max_ink", json_real(u->opts.max_ink));
+			}
+			break;
+		default:
+			st->rejected_other++;
+			break;
+		}
+		http_reply_error(u->req, at_err_http_status(u->rc), msg, d);
+		upload_free(u);
+		return;
+	}
+	store(u);
+}
+
+/* ---- step 1: the request ---- */
+
+static int media_is(const char *ct, size_t n, const char *want)
+{
+	size_t wl = strlen(want);
+	return n >= wl && strncasecmp(ct, want, wl) == 0 && (n == wl || ct[wl] == ';' || ct[wl] == ' ');
+}
+
+static char *field_dup(const struct multipart_part *p)
+{
+	return strndup((const char *)p->data, p->len > 256 ? 256 : p->len);
+}
+
+static void upload(http_req_t *req, int domain)
+{
+	struct app *app = http_req_app(req);
+	struct ingest_stats *st = &app->ingest;
+	size_t ctlen = 0, len;
+	const char *ct = http_req_header(req, "content-type", &ctlen);
+	const uint8_t *body = http_req_body(req, &len);
+	const uint8_t *img = NULL;
+	size_t imglen = 0;
+	char *contributor = NULL, *source = NULL;
+	int consent = -1;
+
+	if (!ct) {
+		st->rejected_unsupported++;
+		http_reply_error(req, 415, "missing Content-Type: send image/png, image/jpeg or multipart/form-data",
+				 NULL);
+		return;
+	}
+	if (media_is(ct, ctlen, "image/png") || media_is(ct, ctlen, "image/jpeg")) {
+		img = body;
+		imglen = len;
+	} else if (media_is(ct, ctlen, "multipart/form-data")) {
+		struct multipart_part parts[8];
+		size_t n = 0;
+		char why[128] = "";
+		int rc = multipart_parse(ct, ctlen, body, len, parts, 8, &n, why, sizeof why);
+		if (rc < 0) {
+			st->rejected_other++;
+			http_reply_error(req, 400, "malformed multipart body", json_pack("{ss}", "reason", why));
+			return;
+		}
+		const struct multipart_part *ip = multipart_get(parts, n, "image");
+		if (!ip) {
+			st->rejected_other++;
+			http_reply_error(req, 400, "multipart body has no \"image\" field", NULL);
+			return;
+		}
+		img = ip->data;
+		imglen = ip->len;
+		const struct multipart_part *f;
+		if ((f = multipart_get(parts, n, "contributor")) != NULL)
+			contributor = field_dup(f);
+		if ((f = multipart_get(parts, n, "source")) != NULL)
+			source = field_dup(f);
+		if ((f = multipart_get(parts, n, "consent")) != NULL) {
+			consent = (f->len == 4 && memcmp(f->data, "true", 4) == 0) ||
+				  (f->len == 1 && (f->data[0] == '1' || f->data[0] == 'y')) ||
+				  (f->len == 3 && memcmp(f->data, "yes", 3) == 0) ||
+				  (f->len == 2 && memcmp(f->data, "on", 2) == 0);
+		}
+	} else {
+		st->rejected_unsupported++;
+		http_reply_error(req, 415, "unsupported Content-Type",
+				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
+					   "image/jpeg", "multipart/form-data"));
+		return;
+	}
+	if (image_sniff(img, imglen) < 0) {
+		st->rejected_unsupported++;
+		free(contributor);
+		free(source);
+		http_reply_error(req, 415, "not a PNG or JPEG image",
+				 json_pack("{ss,sI}", "field", "image", "size", (json_int_t)imglen));
+		return;
+	}
+	struct upload *u = calloc(1, sizeof *u);
+	if (u)
+		u->data = malloc(imglen);
+	if (!u || !u->data) {
+		free(u);
+		free(contributor);
+		free(source);
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	memcpy(u->data, img, imglen);
+	u->len = imglen;
+	u->app = app;
+	u->req = req;
+	u->domain = domain;
+	u->contributor = contributor;
+	u->source = source;
+	u->consent = consent;
+	u->norm.ink_ratio = -1;
+	image_opts_init(&u->opts, domain == 0 ? IMAGE_SKETCH : IMAGE_PAINTING);
+	u->opts.size = app->cfg.image_size;
+	u->opts.max_pixels = app->cfg.max_pixels;
+	if (domain == 0) {
+		u->opts.min_ink = app->cfg.min_ink;
+		u->opts.max_ink = app->cfg.max_ink;
+	}
+	u->work.data = u;
+	u->t0 = uv_hrtime();
+	int rc = uv_queue_work(app->loop, &u->work, normalize_work, normalize_done);
+	if (rc < 0) {
+		upload_free(u);
+		http_reply_error(req, 503, "cannot schedule image decoding", NULL);
+	}
+}
+
+void ingest_post_sketch(http_req_t *req) { upload(req, 0); }
+void ingest_post_painting(http_req_t *req) { upload(req, 1); }
+
+/* ---- read side ---- */
+
+struct fetch {
+	http_req_t *req;
+	int png;
+};
+
+static void on_fetched(void *arg, int status, PGresult *res)
+{
+	struct fetch *f = arg;
+	if (status < 0) {
+		http_reply_error(f->req, 503, "database unavailable", NULL);
+	} else if (PQntuples(res) != 1) {
+		http_reply_error(f->req, 404, "no such image", json_pack("{ss}", "path", http_req_path(f->req)));
+	} else if (f->png) {
+		http_req_add_header(f->req, "Cache-Control", "public, max-age=31536000, immutable");
+		http_reply_bytes(f->req, 200, "image/png", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+	} else {
+		json_error_t e;
+		json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, &e);
+		if (o)
+			http_reply_json(f->req, 200, o);
+		else
+			http_reply_error(f->req, 500, "bad row", NULL);
+	}
+	free(f);
+}
+
+static void fetch(http_req_t *req, int domain, int png)
+{
+	struct app *app = http_req_app(req);
+	const char *id = http_req_param(req, "id");
+	char *end;
+	long long v = strtoll(id, &end, 10);
+	if (*end || v <= 0) {
+		http_reply_error(req, 400, "id must be a positive integer", json_pack("{ss}", "id", id));
+		return;
+	}
+	struct fetch *f = malloc(sizeof *f);
+	if (!f) {
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	f->req = req;
+	f->png = png;
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, id);
+	db_param_text(&p, domain_names[domain]);
+	/* The PNG comes back in binary format only for column 0 of that query; the
+	 * metadata query builds its JSON in SQL so NULLs and types come out right. */
+	const char *sql = png ? "SELECT png FROM images WHERE id = $1 AND domain = $2 AND status <> 'deleted'"
+			      : "SELECT json_build_object('id', id, 'domain', domain, 'sha256', encode(sha256, 'hex'), "
+				"'width', width, 'height', height, 'channels', channels, 'ink_ratio', ink_ratio, "
+				"'split', split, 'status', status, 'contributor', contributor, 'consent', consent, "
+				"'source', source, 'created_at', created_at, 'bytes', length(png))::text "
+				"FROM images WHERE id = $1 AND domain = $2";
+	int rc = png ? db_query_binary(app->db, sql, &p, on_fetched, f) : db_query(app->db, sql, &p, on_fetched, f);
+	if (rc < 0) {
+		free(f);
+		http_reply_error(req, 503, "database unavailable", NULL);
+	}
+}
+
+void ingest_get_sketch(http_req_t *req) { fetch(req, 0, 0); }
+void ingest_get_sketch_png(http_req_t *req) { fetch(req, 0, 1); }
+void ingest_get_painting(http_req_t *req) { fetch(req, 1, 0); }
+void ingest_get_painting_png(http_req_t *req) { fetch(req, 1, 1); }
+
+int ingest_metrics(const struct app *app, struct at_buf *b)
+{
+	const struct ingest_stats *s = &app->ingest;
+	return at_buf_printf(
+		b,
+		"# HELP atelier_ingest_accepted_total Images stored, by domain.\n"
+		"# TYPE atelier_ingest_accepted_total counter\n"
+		"atelier_ingest_accepted_total{domain=\"sketch\"} %llu\n"
+		"atelier_ingest_accepted_total{domain=\"painting\"} %llu\n"
+		"# HELP atelier_ingest_duplicate_total Uploads whose pixels were already stored.\n"
+		"# TYPE atelier_ingest_duplicate_total counter\n"
+		"atelier_ingest_duplicate_total{domain=\"sketch\"} %llu\n"
+		"atelier_ingest_duplicate_total{domain=\"painting\"} %llu\n"
+		"# HELP atelier_ingest_rejected_total Uploads refused, by reason.\n"
+		"# TYPE atelier_ingest_rejected_total counter\n"
+		"atelier_ingest_rejected_total{reason=\"unsupported\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"corrupt\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"too_many_pixels\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"ink_ratio\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"other\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"database\"} %llu\n"
+		"# HELP atelier_ingest_normalize_seconds_total Time from upload to normalised image.\n"
+		"# TYPE atelier_ingest_normalize_seconds_total counter\n"
+		"atelier_ingest_normalize_seconds_total %.6f\n",
+		(unsigned long long)s->accepted[0], (unsigned long long)s->accepted[1],
+		(unsigned long long)s->duplicate[0], (unsigned long long)s->duplicate[1],
+		(unsigned long long)s->rejected_unsupported, (unsigned long long)s->rejected_corrupt,
+		(unsigned long long)s->rejected_pixels, (unsigned long long)s->rejected_ink,
+		(unsigned long long)s->rejected_other, (unsigned long long)s->db_errors, s->normalize_seconds);
+}

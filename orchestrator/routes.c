@@ -1,0 +1,162 @@
+/*
+ * routes.c — atelierd's HTTP route table (the one place that lists every
+ * endpoint, its role and its doc line; /v1/openapi.json and `atelierd routes`
+ * are generated from it) and the small handlers that belong to no subsystem:
+ * health, readiness, metrics, tokens.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "auth.h"
+#include "ingest.h"
+#include "log.h"
+
+static void get_healthz(http_req_t *req)
+{
+	http_reply_json(req, 200, json_pack("{ss}", "status", "alive"));
+}
+
+static void readyz_done(void *arg, int status, PGresult *res)
+{
+	http_req_t *req = arg;
+	if (status == 0)
+		http_reply_json(req, 200, json_pack("{ss,ss}", "status", "ready", "database", "reachable"));
+	else
+		http_reply_error(req, 503, "database unreachable", json_pack("{ss}", "database", "unreachable"));
+}
+
+/* Ready only while a query actually round-trips: an idle pool may not have
+ * noticed a dead server yet. */
+static void get_readyz(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	if (db_pool_connected(app->db) == 0 ||
+	    db_query(app->db, "SELECT 1", NULL, readyz_done, req) < 0)
+		http_reply_error(req, 503, "database unreachable", json_pack("{ss}", "database", "unreachable"));
+}
+
+static long rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, rss = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void get_metrics(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	struct at_buf b;
+	at_buf_init(&b, 0);
+	int rc = http_server_metrics(app->http, &b);
+	if (rc == 0)
+		rc = ingest_metrics(app, &b);
+	if (rc == 0)
+		rc = at_buf_printf(&b,
+				   "# HELP atelier_db_connected Live PostgreSQL query connections.\n"
+				   "# TYPE atelier_db_connected gauge\natelier_db_connected %d\n"
+				   "# HELP atelier_db_up 1 while at least one PostgreSQL connection is up.\n"
+				   "# TYPE atelier_db_up gauge\natelier_db_up %d\n"
+				   "# HELP process_resident_memory_bytes Resident set size.\n"
+				   "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n"
+				   "# HELP process_start_time_seconds Start time (unix).\n"
+				   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
+				   db_pool_connected(app->db), db_pool_connected(app->db) > 0, rss_bytes(),
+				   (unsigned long long)app->started_at);
+	if (rc < 0) {
+		at_buf_free(&b);
+		http_reply_err(req, rc, NULL);
+		return;
+	}
+	size_t len;
+	char *s = at_buf_steal(&b, &len);
+	http_reply_owned(req, 200, "text/plain; version=0.0.4", s, len);
+}
+
+static void get_openapi(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	http_reply_json(req, 200, http_server_openapi(app->http, "atelierd"));
+}
+
+/* ---- tokens ---- */
+
+struct token_create {
+	http_req_t *req;
+	char token[80];
+	char role[16];
+};
+
+static void token_created(void *arg, int status, PGresult *res)
+{
+	struct token_create *t = arg;
+	if (status < 0)
+		http_reply_error(t->req, 503, "could not store the token", NULL);
+	else
+		http_reply_json(t->req, 201,
+				json_pack("{ss,ss,sI}", "token", t->token, "role", t->role, "id",
+					  (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+	free(t);
+}
+
+static void post_token(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	json_t *body = http_req_json_body(req);
+	if (!body)
+		return;
+	const char *role = json_string_value(json_object_get(body, "role"));
+	const char *name = json_string_value(json_object_get(body, "name"));
+	if (!role || !http_role_parse(role)) {
+		http_reply_error(req, 422, "role must be one of operator, node, viewer",
+				 json_pack("{ss}", "field", "role"));
+		json_decref(body);
+		return;
+	}
+	struct token_create *t = calloc(1, sizeof *t);
+	unsigned char hash[32];
+	if (!t || auth_generate(t->token, sizeof t->token, hash) < 0) {
+		free(t);
+		json_decref(body);
+		http_reply_error(req, 503, "cannot generate a token", NULL);
+		return;
+	}
+	t->req = req;
+	snprintf(t->role, sizeof t->role, "%s", role);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_bin(&p, hash, 32);
+	db_param_text(&p, role);
+	db_param_text(&p, name);
+	int rc = db_query(app->db, "INSERT INTO api_tokens (token_hash, role, name) VALUES ($1, $2, $3) RETURNING id",
+			  &p, token_created, t);
+	json_decref(body);
+	if (rc < 0) {
+		free(t);
+		http_reply_error(req, 503, "database unavailable", NULL);
+	}
+}
+
+/* Specific patterns before general ones: "{id}.png" must precede "{id}". */
+const struct http_route app_routes[] = {
+	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs"},
+	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while PostgreSQL answers"},
+	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics"},
+	{"GET", "/v1/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
+	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name}; shown once"},
+	{"POST", "/v1/sketches", ingest_post_sketch, ROLE_OPERATOR | ROLE_NODE,
+	 "upload a sketch (image/png, image/jpeg, or multipart field image)"},
+	{"GET", "/v1/sketches/{id}.png", ingest_get_sketch_png, ROLE_ANY, "a sketch's normalised image"},
+	{"GET", "/v1/sketches/{id}", ingest_get_sketch, ROLE_ANY, "a sketch's metadata"},
+	{"POST", "/v1/paintings", ingest_post_painting, ROLE_OPERATOR, "upload a painting (style domain)"},
+	{"GET", "/v1/paintings/{id}.png", ingest_get_painting_png, ROLE_ANY, "a painting's normalised image"},
+	{"GET", "/v1/paintings/{id}", ingest_get_painting, ROLE_ANY, "a painting's metadata"},
+};
+const size_t app_nroutes = sizeof app_routes / sizeof app_routes[0];
