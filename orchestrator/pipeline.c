@@ -205,7 +205,7 @@ static int dfs_visit(struct dfs *d, size_t s)
 				at_buf_init(&b, sizeof d->err->message - 1);
 				int rc = at_buf_addstr(&b, "dependency cycle: ");
 				for (size_t i = from; i < d->depth && rc == 0; i++)
-					rc = at_buf_printf(&b, "%s -> ", d->p->stages[d->path[i]].name);
+					rc = at_buf_printf(&b, "%s needs ", d->p->stages[d->path[i]].name);
 				if (rc == 0)
 					rc = at_buf_addstr(&b, d->p->stages[t].name);
 				snprintf(d->err->message, sizeof d->err->message, "%s%s",
@@ -240,19 +240,15 @@ int pipeline_finalize(pipeline_t *p, struct pipeline_dag_error *err)
 			return AT_ENOMEM;
 		for (size_t k = 0; k < st->n_needs; k++) {
 			long t = pipeline_stage_index(p, st->needs[k]);
-			const char *problem = NULL;
-			if (t < 0)
-				problem = "unknown stage";
-			for (size_t j = 0; j < k && !problem; j++)
+			const char *fmt = t < 0 ? "stage \"%s\" needs unknown stage \"%s\"" : NULL;
+			for (size_t j = 0; j < k && !fmt; j++)
 				if (strcmp(st->needs[j], st->needs[k]) == 0)
-					problem = "duplicate need";
-			if (problem) {
+					fmt = "stage \"%s\" lists \"%s\" twice in needs";
+			if (fmt) {
 				if (err) {
 					err->stage = s;
 					err->need = k;
-					snprintf(err->message, sizeof err->message,
-						 "stage \"%s\" needs %s \"%s\"", st->name, problem,
-						 st->needs[k]);
+					snprintf(err->message, sizeof err->message, fmt, st->name, st->needs[k]);
 				}
 				return AT_EUNPROCESSABLE;
 			}
