@@ -438,6 +438,12 @@ static void conn_continue_connect(struct db_conn *c)
 	}
 }
 
+/* NOTICEs (e.g. "relation already exists, skipping") are not errors; keep them out of stderr. */
+static void notice_quiet(void *arg, const char *message)
+{
+	log_debug("db: %s", message);
+}
+
 static void conn_connect(struct db_conn *c)
 {
 	if (c->pool->closing)
@@ -448,6 +454,7 @@ static void conn_connect(struct db_conn *c)
 		conn_lost(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
 	conn_continue_connect(c);
 }
 
@@ -866,8 +873,10 @@ PGconn *db_connect_blocking(const char *conninfo, int timeout_ms)
 	int waited = 0, delay = 50;
 	for (;;) {
 		PGconn *c = PQconnectdb(conninfo ? conninfo : "");
-		if (c && PQstatus(c) == CONNECTION_OK)
+		if (c && PQstatus(c) == CONNECTION_OK) {
+			PQsetNoticeProcessor(c, notice_quiet, NULL);
 			return c;
+		}
 		if (waited >= timeout_ms) {
 			log_error("db: cannot connect: %s", c ? PQerrorMessage(c) : "out of memory");
 			PQfinish(c);
