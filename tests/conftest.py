@@ -141,9 +141,9 @@ class Http:
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return Response(r.status, dict(r.headers), r.read())
+                return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
         except urllib.error.HTTPError as e:
-            return Response(e.code, dict(e.headers), e.read())
+            return Response(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
