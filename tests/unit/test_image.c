@@ -1,0 +1,549 @@
+/*
+ * test_image.c — lib/image.c: sniffing, the fast PNG decoder and encoder
+ * against libvips as the reference, normalisation rules (padding, ink, pixel
+ * cap without decoding), hashing, splits, and the per-image cost.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+#include <vips/vips.h>
+
+#include "image.h"
+#include "test.h"
+
+/* A sketch-like image: white, a few lines and a circle, some gray. */
+static uint8_t *make_sketch(int w, int h)
+{
+	uint8_t *p = malloc((size_t)w * h);
+	memset(p, 255, (size_t)w * h);
+	for (int y = 0; y < h; y++) {
+		for (int x = 0; x < w; x++) {
+			double dx = x - w / 2.0, dy = y - h / 2.0, r = sqrt(dx * dx + dy * dy);
+			if (fabs(r - w / 4.0) < 1.5)
+				p[y * w + x] = 0;
+			if (abs(x - y) < 2)
+				p[y * w + x] = 20;
+			if (y == h / 3 && x > 10 && x < w - 10)
+				p[y * w + x] = 90;
+		}
+	}
+	return p;
+}
+
+static uint8_t *make_noise(int w, int h, int c, uint32_t seed)
+{
+	uint8_t *p = malloc((size_t)w * h * c);
+	for (size_t i = 0; i < (size_t)w * h * c; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		/* smooth-ish so every PNG filter gets used */
+		p[i] = (uint8_t)((i % (size_t)(w * c)) + (seed >> 29));
+	}
+	return p;
+}
+
+/* PNG written by libvips (libpng): an encoder independent of ours. */
+static uint8_t *vips_png(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth)
+{
+	VipsImage *im = vips_image_new_from_memory(pix, (size_t)w * h * c, w, h, c, VIPS_FORMAT_UCHAR);
+	void *buf = NULL;
+	ASSERT(im);
+	int r = vips_pngsave_buffer(im, &buf, len, "interlace", interlace, "bitdepth", bitdepth, "filter",
+				    VIPS_FOREIGN_PNG_FILTER_ALL, NULL);
+	g_object_unref(im);
+	ASSERT_EQ_INT(r, 0);
+	return buf;
+}
+
+/* Pixels as libvips decodes them (the reference decoder). */
+static uint8_t *vips_pixels(const uint8_t *png, size_t len, int *w, int *h, int *c)
+{
+	VipsImage *im = NULL;
+	ASSERT_EQ_INT(vips_pngload_buffer((void *)png, len, &im, NULL), 0);
+	size_t n;
+	uint8_t *m = vips_image_write_to_memory(im, &n);
+	*w = vips_image_get_width(im), *h = vips_image_get_height(im), *c = vips_image_get_bands(im);
+	g_object_unref(im);
+	return m;
+}
+
+TEST(init_and_sniff)
+{
+	ASSERT_EQ_INT(image_init(), 0);
+	ASSERT_EQ_INT(image_init(), 0);
+	ASSERT_EQ_INT(image_sniff((const uint8_t *)"\x89PNG\r\n\x1a\n....", 12), IMAGE_PNG);
+	ASSERT_EQ_INT(image_sniff((const uint8_t *)"\xff\xd8\xff\xe0", 4), IMAGE_JPEG);
+	ASSERT_EQ_INT(image_sniff((const uint8_t *)"GIF89a", 6), AT_EUNSUPPORTED);
+	ASSERT_EQ_INT(image_sniff((const uint8_t *)"\x89PNG", 4), AT_EUNSUPPORTED);
+	ASSERT_EQ_INT(image_sniff(NULL, 0), AT_EUNSUPPORTED);
+}
+
+TEST(fast_png_encoder_roundtrips_through_libpng)
+{
+	const int sizes[][2] = {{256, 256}, {1, 1}, {3, 700}, {300, 2}, {129, 77}};
+	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+		for (int c = 1; c <= 4; c++) {
+			int w = sizes[s][0], h = sizes[s][1];
+			uint8_t *pix = c == 1 && w == 256 ? make_sketch(w, h) : make_noise(w, h, c, (uint32_t)s);
+			for (int level = 0; level <= 9; level += 3) {
+				uint8_t *png;
+				size_t len;
+				ASSERT_EQ_INT(image_encode_png(pix, w, h, c, level, &png, &len), 0);
+				int vw, vh, vc;
+				uint8_t *back = vips_pixels(png, len, &vw, &vh, &vc);
+				ASSERT(back);
+				ASSERT_EQ_INT(vw, w);
+				ASSERT_EQ_INT(vh, h);
+				ASSERT_EQ_INT(vc, c);
+				ASSERT(memcmp(back, pix, (size_t)w * h * c) == 0);
+				g_free(back);
+				free(png);
+			}
+			free(pix);
+		}
+	}
+}
+
+TEST(fast_encoder_compresses_sketches)
+{
+	uint8_t *pix = make_sketch(256, 256), *png;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, IMAGE_PNG_FAST, &png, &len), 0);
+	ASSERT_OP_INT(len, <, 8000); /* 65 KB of pixels */
+	free(png);
+	free(pix);
+}
+
+TEST(fast_decoder_matches_libvips_on_every_filter)
+{
+	for (int c = 1; c <= 4; c++) {
+		int w = 97, h = 61;
+		uint8_t *pix = make_noise(w, h, c, 7u + c);
+		size_t len;
+		uint8_t *png = vips_png(pix, w, h, c, &len, 0, 8);
+		struct image_raw raw;
+		int out_c = c >= 3 ? 3 : 1;
+		ASSERT_EQ_INT(image_decode(png, len, out_c, 0, &raw, NULL, 0), 0);
+		ASSERT_EQ_INT(raw.width, w);
+		ASSERT_EQ_INT(raw.height, h);
+		uint8_t *want = malloc((size_t)w * h * out_c);
+		image_convert(pix, c, want, out_c, (size_t)w * h);
+		ASSERT(memcmp(raw.pix, want, (size_t)w * h * out_c) == 0);
+		/* and the same through the vips path (interlaced PNGs go there) */
+		g_free(png);
+		png = vips_png(pix, w, h, c, &len, 1, 8);
+		struct image_raw raw2;
+		ASSERT_EQ_INT(image_decode(png, len, out_c, 0, &raw2, NULL, 0), 0);
+		ASSERT(memcmp(raw2.pix, want, (size_t)w * h * out_c) == 0);
+		image_raw_free(&raw);
+		image_raw_free(&raw2);
+		free(want);
+		g_free(png);
+		free(pix);
+	}
+}
+
+TEST(normalize_pads_to_keep_aspect)
+{
+	/* 100x50 all black -> 256x128 black band centred, white above/below */
+	uint8_t pix[100 * 50];
+	memset(pix, 0, sizeof pix);
+	uint8_t *png;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(pix, 100, 50, 1, 6, &png, &len), 0);
+	struct image_norm n;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	ASSERT_EQ_INT(n.width, 256);
+	ASSERT_EQ_INT(n.height, 256);
+	ASSERT_EQ_INT(n.channels, 1);
+	ASSERT_OP_DBL(fabs(n.ink_ratio - 0.5), <, 1e-9);
+	struct image_raw raw;
+	ASSERT_EQ_INT(image_decode(n.png, n.png_len, 1, 0, &raw, NULL, 0), 0);
+	ASSERT_EQ_INT(raw.width, 256);
+	for (int y = 0; y < 256; y++) {
+		int want = (y >= 64 && y < 192) ? 0 : 255;
+		for (int x = 0; x < 256; x += 51)
+			ASSERT_EQ_INT(raw.pix[y * 256 + x], want);
+	}
+	image_raw_free(&raw);
+	image_norm_free(&n);
+	free(png);
+}
+
+TEST(normalize_scales_up_small_and_tall_images)
+{
+	uint8_t *pix = make_sketch(64, 64), *png;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(pix, 64, 64, 1, 0, &png, &len), 0);
+	struct image_norm n;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	ASSERT_EQ_INT(n.width, 256);
+	ASSERT_OP_DBL(n.ink_ratio, >, 0.01);
+	image_norm_free(&n);
+	free(png);
+	free(pix);
+	/* tall: 40x400 black -> a 26-wide centred column */
+	uint8_t tall[40 * 400];
+	memset(tall, 0, sizeof tall);
+	ASSERT_EQ_INT(image_encode_png(tall, 40, 400, 1, 0, &png, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	struct image_raw raw;
+	ASSERT_EQ_INT(image_decode(n.png, n.png_len, 1, 0, &raw, NULL, 0), 0);
+	ASSERT_EQ_INT(raw.pix[128 * 256 + 0], 255);
+	ASSERT_EQ_INT(raw.pix[128 * 256 + 128], 0);
+	ASSERT_EQ_INT(raw.pix[0 * 256 + 128], 0);
+	ASSERT_EQ_INT(raw.pix[128 * 256 + 255], 255);
+	image_raw_free(&raw);
+	image_norm_free(&n);
+	free(png);
+}
+
+TEST(jpeg_decodes_and_normalizes)
+{
+	int w = 120, h = 80;
+	uint8_t *rgb = malloc((size_t)w * h * 3);
+	for (int i = 0; i < w * h; i++) {
+		int x = i % w, y = i / w, ink = (x > 30 && x < 90 && y > 20 && y < 60);
+		rgb[3 * i] = ink ? 10 : 250;
+		rgb[3 * i + 1] = ink ? 20 : 250;
+		rgb[3 * i + 2] = ink ? 200 : 250; /* blue ink: luma ~ 38 */
+	}
+	uint8_t *jpg;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_jpeg(rgb, w, h, 90, &jpg, &len), 0);
+	ASSERT_EQ_INT(image_sniff(jpg, len), IMAGE_JPEG);
+	struct image_raw raw;
+	char why[256];
+	ASSERT_EQ_INT(image_decode(jpg, len, 3, 0, &raw, why, sizeof why), 0);
+	ASSERT_EQ_INT(raw.width, w);
+	ASSERT_EQ_INT(raw.height, h);
+	ASSERT_OP_INT(abs(raw.pix[(40 * w + 60) * 3 + 2] - 200), <, 12);
+	image_raw_free(&raw);
+	struct image_norm n;
+	ASSERT_EQ_INT(image_normalize(jpg, len, NULL, &n, why, sizeof why), 0);
+	ASSERT_EQ_INT(n.channels, 1);
+	/* ink = 59*39 of 120*80 px, scaled: about 0.24 of the 256x171 band -> 0.16 */
+	ASSERT_OP_DBL(n.ink_ratio, >, 0.12);
+	ASSERT_OP_DBL(n.ink_ratio, <, 0.20);
+	image_norm_free(&n);
+	struct image_opts po;
+	image_opts_init(&po, IMAGE_PAINTING);
+	ASSERT_EQ_INT(image_normalize(jpg, len, &po, &n, why, sizeof why), 0);
+	ASSERT_EQ_INT(n.channels, 3);
+	ASSERT_EQ_INT(image_decode(n.png, n.png_len, 3, 0, &raw, why, sizeof why), 0);
+	ASSERT_OP_INT(raw.pix[(128 * 256 + 128) * 3 + 2], >, 180);
+	image_raw_free(&raw);
+	image_norm_free(&n);
+	uint8_t *gray;
+	ASSERT_EQ_INT(image_decode_gray(jpg, len, 64, &gray), 0);
+	free(gray);
+	ASSERT_EQ_INT(image_decode_rgb(jpg, len, 512, &gray), 0);
+	free(gray);
+	free(jpg);
+	free(rgb);
+}
+
+TEST(truncated_and_corrupt_are_corrupt)
+{
+	uint8_t *pix = make_sketch(256, 256), *png;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 0, &png, &len), 0);
+	struct image_norm n;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(png, len / 2, NULL, &n, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "truncated");
+	ASSERT_EQ_INT(image_normalize(png, 20, NULL, &n, why, sizeof why), AT_ECORRUPT);
+	ASSERT_EQ_INT(image_normalize(png, len - 12, NULL, &n, why, sizeof why), AT_ECORRUPT); /* no IEND */
+	png[len / 2] ^= 0x55; /* CRC mismatch */
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "CRC");
+	free(png);
+	/* truncated through the libvips path (interlaced) */
+	png = vips_png(pix, 256, 256, 1, &len, 1, 8);
+	ASSERT_EQ_INT(image_normalize(png, len * 2 / 3, NULL, &n, why, sizeof why), AT_ECORRUPT);
+	ASSERT(why[0]);
+	g_free(png);
+	/* truncated JPEG */
+	uint8_t *rgb = make_noise(64, 64, 3, 1), *jpg;
+	ASSERT_EQ_INT(image_encode_jpeg(rgb, 64, 64, 90, &jpg, &len), 0);
+	ASSERT_EQ_INT(image_normalize(jpg, len / 2, NULL, &n, why, sizeof why), AT_ECORRUPT);
+	ASSERT(why[0]);
+	free(jpg);
+	free(rgb);
+	free(pix);
+}
+
+TEST(non_image_is_unsupported)
+{
+	struct image_norm n;
+	char why[256];
+	const char *txt = "hello, this is not an image at all";
+	ASSERT_EQ_INT(image_normalize((const uint8_t *)txt, strlen(txt), NULL, &n, why, sizeof why), AT_EUNSUPPORTED);
+	ASSERT_EQ_INT(image_normalize((const uint8_t *)"", 0, NULL, &n, why, sizeof why), AT_EUNSUPPORTED);
+	ASSERT(n.png == NULL);
+}
+
+static double cpu_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+TEST(decompression_bomb_rejected_from_header)
+{
+	/* A PNG that claims 10000x10000 in IHDR; nothing after it is valid. */
+	uint8_t png[8 + 25 + 64];
+	memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+	memcpy(png + 8, "\0\0\0\x0dIHDR", 8);
+	uint8_t *h = png + 16;
+	h[0] = 0, h[1] = 0, h[2] = 0x27, h[3] = 0x10; /* 10000 */
+	memcpy(h + 4, h, 4);
+	h[8] = 8, h[9] = 0, h[10] = h[11] = h[12] = 0;
+	memset(png + 29, 0xab, sizeof png - 29);
+	struct image_norm n;
+	char why[256];
+	double t0 = cpu_now();
+	ASSERT_EQ_INT(image_normalize(png, sizeof png, NULL, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_OP_DBL(cpu_now() - t0, <, 0.05);
+	ASSERT_CONTAINS(why, "10000x10000");
+	struct image_raw raw;
+	ASSERT_EQ_INT(image_decode(png, sizeof png, 1, 1000, &raw, why, sizeof why), AT_EUNPROCESSABLE);
+
+	/* The same through JPEG: a small JPEG whose SOF claims 10000x10000. */
+	uint8_t *rgb = make_noise(16, 16, 3, 3), *jpg;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_jpeg(rgb, 16, 16, 80, &jpg, &len), 0);
+	int patched = 0;
+	for (size_t i = 2; i + 9 < len; i++) {
+		if (jpg[i] == 0xff && (jpg[i + 1] == 0xc0 || jpg[i + 1] == 0xc2)) {
+			jpg[i + 5] = 0x27, jpg[i + 6] = 0x10, jpg[i + 7] = 0x27, jpg[i + 8] = 0x10;
+			patched = 1;
+			break;
+		}
+	}
+	ASSERT(patched);
+	t0 = cpu_now();
+	ASSERT_EQ_INT(image_normalize(jpg, len, NULL, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_OP_DBL(cpu_now() - t0, <, 0.05);
+	free(jpg);
+	free(rgb);
+}
+
+TEST(blank_and_all_ink_rejected_with_ratio)
+{
+	uint8_t pix[256 * 256], *png;
+	size_t len;
+	struct image_norm n;
+	char why[256];
+	memset(pix, 255, sizeof pix);
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 0, &png, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "ink ratio 0.00000");
+	ASSERT_CONTAINS(why, "blank");
+	free(png);
+	memset(pix, 0, sizeof pix);
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 0, &png, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "ink ratio 1.00000");
+	free(png);
+	/* a flat painting is rejected by contrast, a dark one is fine */
+	struct image_opts po;
+	image_opts_init(&po, IMAGE_PAINTING);
+	uint8_t rgb[64 * 64 * 3];
+	memset(rgb, 40, sizeof rgb);
+	ASSERT_EQ_INT(image_encode_png(rgb, 64, 64, 3, 1, &png, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, &po, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "flat");
+	free(png);
+	for (size_t i = 0; i < sizeof rgb; i++)
+		rgb[i] = (uint8_t)(i % 61);
+	ASSERT_EQ_INT(image_encode_png(rgb, 64, 64, 3, 1, &png, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, &po, &n, why, sizeof why), 0);
+	ASSERT_OP_DBL(n.ink_ratio, >, 0.9);
+	image_norm_free(&n);
+	free(png);
+}
+
+TEST(alpha_flattens_onto_white)
+{
+	/* RGBA: transparent everywhere except an opaque black square */
+	int w = 256;
+	uint8_t *rgba = calloc((size_t)w * w, 4), *png;
+	for (int y = 100; y < 150; y++)
+		for (int x = 100; x < 150; x++)
+			rgba[(y * w + x) * 4 + 3] = 255;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(rgba, w, w, 4, 6, &png, &len), 0);
+	struct image_norm n;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	ASSERT_OP_DBL(fabs(n.ink_ratio - 2500.0 / 65536), <, 1e-9);
+	image_norm_free(&n);
+	free(png);
+	free(rgba);
+}
+
+TEST(same_pixels_same_hash)
+{
+	uint8_t *pix = make_sketch(256, 256), *a, *b, *c;
+	size_t la, lb, lc;
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, IMAGE_PNG_FAST, &a, &la), 0);
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 9, &b, &lb), 0);
+	c = vips_png(pix, 256, 256, 1, &lc, 1, 8); /* interlaced: the libvips path */
+	ASSERT(la != lb || memcmp(a, b, la) != 0);
+	struct image_norm na, nb, nc;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(a, la, NULL, &na, why, sizeof why), 0);
+	ASSERT_EQ_INT(image_normalize(b, lb, NULL, &nb, why, sizeof why), 0);
+	ASSERT_EQ_INT(image_normalize(c, lc, NULL, &nc, why, sizeof why), 0);
+	ASSERT_STREQ(na.sha256_hex, nb.sha256_hex);
+	ASSERT_STREQ(na.sha256_hex, nc.sha256_hex);
+	ASSERT_EQ_INT(strlen(na.sha256_hex), 64);
+	/* the stored PNG is itself canonical: normalising it again is a no-op */
+	struct image_norm again;
+	ASSERT_EQ_INT(image_normalize(na.png, na.png_len, NULL, &again, why, sizeof why), 0);
+	ASSERT_STREQ(again.sha256_hex, na.sha256_hex);
+	ASSERT_EQ_INT(again.png_len, na.png_len);
+	/* and the hash is over (dims, channels, pixels) */
+	uint8_t want[32];
+	image_pixels_sha256(pix, 256, 256, 1, want);
+	ASSERT(memcmp(want, na.sha256, 32) == 0);
+	pix[5] ^= 1;
+	image_pixels_sha256(pix, 256, 256, 1, want);
+	ASSERT(memcmp(want, na.sha256, 32) != 0);
+	image_norm_free(&na);
+	image_norm_free(&nb);
+	image_norm_free(&nc);
+	image_norm_free(&again);
+	free(a);
+	free(b);
+	g_free(c);
+	free(pix);
+}
+
+TEST(sixteen_bit_and_palette_pngs)
+{
+	uint8_t *pix = make_sketch(256, 256);
+	size_t len;
+	/* 16-bit gray holding v*257 for each 8-bit v: the same picture */
+	uint16_t *wide = malloc(256 * 256 * 2);
+	for (int i = 0; i < 256 * 256; i++)
+		wide[i] = (uint16_t)(pix[i] * 257);
+	VipsImage *w16 = vips_image_new_from_memory(wide, 256 * 256 * 2, 256, 256, 1, VIPS_FORMAT_USHORT), *g16;
+	ASSERT_EQ_INT(vips_copy(w16, &g16, "interpretation", VIPS_INTERPRETATION_GREY16, NULL), 0);
+	void *png16;
+	ASSERT_EQ_INT(vips_pngsave_buffer(g16, &png16, &len, NULL), 0);
+	ASSERT_EQ_INT(((uint8_t *)png16)[24], 16); /* IHDR bit depth */
+	g_object_unref(g16);
+	g_object_unref(w16);
+	free(wide);
+	struct image_norm n8, n16;
+	char why[256];
+	ASSERT_EQ_INT(image_normalize(png16, len, NULL, &n16, why, sizeof why), 0);
+	uint8_t *png8;
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 0, &png8, &len), 0);
+	ASSERT_EQ_INT(image_normalize(png8, len, NULL, &n8, why, sizeof why), 0);
+	ASSERT_STREQ(n8.sha256_hex, n16.sha256_hex);
+	image_norm_free(&n8);
+	image_norm_free(&n16);
+	g_free(png16);
+	free(png8);
+	/* palette PNG (libvips quantises with "palette") decodes on the fast path */
+	VipsImage *im = vips_image_new_from_memory(pix, 256 * 256, 256, 256, 1, VIPS_FORMAT_UCHAR);
+	void *buf;
+	ASSERT_EQ_INT(vips_pngsave_buffer(im, &buf, &len, "palette", TRUE, NULL), 0);
+	g_object_unref(im);
+	struct image_raw raw;
+	ASSERT_EQ_INT(image_decode(buf, len, 1, 0, &raw, why, sizeof why), 0);
+	int w, h, c;
+	uint8_t *ref = vips_pixels(buf, len, &w, &h, &c);
+	uint8_t *want = malloc((size_t)w * h);
+	image_convert(ref, c, want, 1, (size_t)w * h);
+	ASSERT(memcmp(raw.pix, want, (size_t)w * h) == 0);
+	free(want);
+	g_free(ref);
+	image_raw_free(&raw);
+	g_free(buf);
+	free(pix);
+}
+
+TEST(split_is_deterministic_and_near_fraction)
+{
+	int holdout = 0, N = 20000;
+	for (int i = 0; i < N; i++) {
+		uint8_t sha[32];
+		SHA256((const uint8_t *)&i, sizeof i, sha);
+		const char *s = image_split(sha, 0.1);
+		ASSERT_STREQ(s, image_split(sha, 0.1));
+		holdout += strcmp(s, "holdout") == 0;
+		ASSERT_STREQ(image_split(sha, 0.0), "train");
+		ASSERT_STREQ(image_split(sha, 1.0), "holdout");
+		if (!strcmp(s, "holdout")) /* monotone in the fraction */
+			ASSERT_STREQ(image_split(sha, 0.2), "holdout");
+	}
+	ASSERT_OP_DBL(fabs(holdout / (double)N - 0.1), <, 0.01);
+}
+
+TEST(resize_and_fit)
+{
+	uint8_t src[4 * 4], dst[8 * 8], small[2 * 2];
+	memset(src, 100, sizeof src);
+	ASSERT_EQ_INT(image_resize(src, 4, 4, 1, dst, 8, 8), 0);
+	for (int i = 0; i < 64; i++)
+		ASSERT_EQ_INT(dst[i], 100);
+	ASSERT_EQ_INT(image_resize(src, 4, 4, 1, small, 2, 2), 0);
+	ASSERT_EQ_INT(small[3], 100);
+	ASSERT_EQ_INT(image_resize(src, 0, 4, 1, small, 2, 2), AT_EINVAL);
+	/* 1000x10 -> fits 100 wide, 1 high, centred */
+	uint8_t *wide = malloc(1000 * 10), fit[100 * 100];
+	memset(wide, 0, 1000 * 10);
+	ASSERT_EQ_INT(image_fit(wide, 1000, 10, 1, fit, 100), 0);
+	ASSERT_EQ_INT(fit[49 * 100 + 50], 0);
+	ASSERT_EQ_INT(fit[10 * 100 + 50], 255);
+	free(wide);
+}
+
+TEST(normalize_cost_per_sketch)
+{
+	/* The ingest hot path: an already-canonical 256x256 gray PNG. */
+	uint8_t *pix = make_sketch(256, 256);
+	size_t len;
+	uint8_t *png = vips_png(pix, 256, 256, 1, &len, 0, 8);
+	char why[256];
+	int N = 1000;
+	double t0 = cpu_now();
+	for (int i = 0; i < N; i++) {
+		struct image_norm n;
+		ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+		image_norm_free(&n);
+	}
+	double per = (cpu_now() - t0) / N * 1e6;
+	printf("image_normalize 256x256 gray PNG (%zu bytes): %.1f us CPU per image\n", len, per);
+	ASSERT_OP_DBL(per, <, 5000); /* loose: sanitizer builds are slower */
+	g_free(png);
+	/* a 512x512 canvas export needs a resize */
+	uint8_t *big = make_sketch(512, 512), *png2;
+	ASSERT_EQ_INT(image_encode_png(big, 512, 512, 1, 6, &png2, &len), 0);
+	t0 = cpu_now();
+	for (int i = 0; i < N / 10; i++) {
+		struct image_norm n;
+		ASSERT_EQ_INT(image_normalize(png2, len, NULL, &n, why, sizeof why), 0);
+		image_norm_free(&n);
+	}
+	printf("image_normalize 512x512 gray PNG (%zu bytes): %.1f us CPU per image\n", len,
+	       (cpu_now() - t0) / (N / 10) * 1e6);
+	free(png2);
+	free(big);
+	free(pix);
+}
+
+RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encoder_compresses_sketches,
+	  fast_decoder_matches_libvips_on_every_filter, normalize_pads_to_keep_aspect,
+	  normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes, truncated_and_corrupt_are_corrupt,
+	  non_image_is_unsupported, decompression_bomb_rejected_from_header, blank_and_all_ink_rejected_with_ratio,
+	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
+	  split_is_deterministic_and_near_fraction, resize_and_fit, normalize_cost_per_sketch)
