@@ -1,0 +1,440 @@
+/*
+ * queue.c — see queue.h. Each SQL function of the queue contract gets one
+ * prepared statement (named "q_<function>"), prepared once per connection by
+ * queue_prepare(); every call is then a single PQexecPrepared round trip with
+ * text parameters. Nothing here keeps state besides what libpq keeps on the
+ * connection.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+/* ---- statements ---- */
+
+static const struct {
+	const char *name;
+	const char *sql;
+	int nparams;
+} stmts[] = {
+	{"q_enqueue", "SELECT atelier_enqueue($1, $2::jsonb, $3::int, $4::bigint, $5, $6::int, $7::int, $8::int,"
+		      " now() + make_interval(secs => $9::float8), $10::real)", 10},
+	{"q_claim", "SELECT id, owner_token, coalesce(run_id, 0), attempts, max_attempts, needs_gpu,"
+		    " coalesce(timeout_s, 0), kind, stage, payload::text"
+		    " FROM atelier_claim($1, $2::text[], $3::int, $4::int)", 4},
+	{"q_complete_claim", "SELECT completed, id, owner_token, coalesce(run_id, 0), attempts, max_attempts, needs_gpu,"
+			     " coalesce(timeout_s, 0), kind, stage, payload::text"
+			     " FROM atelier_complete_claim($1::bigint, $2::bigint, $3::jsonb, $4, $5::text[], $6::int, $7::int)",
+	 7},
+	{"q_heartbeat", "SELECT atelier_heartbeat($1::bigint, $2::bigint, $3::real, $4, $5::int, $6::int)", 6},
+	{"q_complete", "SELECT atelier_complete($1::bigint, $2::bigint, $3::jsonb)", 3},
+	{"q_fail", "SELECT atelier_fail($1::bigint, $2::bigint, $3, $4::boolean)", 4},
+	{"q_release", "SELECT atelier_release($1::bigint, $2::bigint)", 2},
+	{"q_metrics", "SELECT atelier_metrics($1::bigint, $2::bigint, $3::bigint, $4::text[], $5::float8[])", 5},
+	{"q_reap", "SELECT atelier_reap()", 0},
+	{"q_cancel", "SELECT atelier_cancel_job($1::bigint)", 1},
+	{"q_worker_seen", "SELECT atelier_worker_seen($1, $2::text[], $3::int)", 3},
+};
+
+int queue_prepare(PGconn *conn)
+{
+	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+		PGresult *res = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (!ok)
+			log_error("queue: prepare %s: %s", stmts[i].name, PQresultErrorMessage(res));
+		PQclear(res);
+		if (!ok)
+			return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+	}
+	return 0;
+}
+
+int queue_connect(const char *conninfo, PGconn **out)
+{
+	*out = NULL;
+	PGconn *conn = PQconnectdb(conninfo ? conninfo : "");
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_error("queue: connect: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return AT_EUNAVAILABLE;
+	}
+	int rc = queue_prepare(conn);
+	if (rc < 0) {
+		PQfinish(conn);
+		return rc;
+	}
+	*out = conn;
+	return 0;
+}
+
+/* Run a prepared statement expecting tuples; on success *res_out holds the
+ * result (the caller clears it). */
+static int exec(PGconn *conn, const char *stmt, int n, const char *const *values, PGresult **res_out)
+{
+	*res_out = NULL;
+	PGresult *res = PQexecPrepared(conn, stmt, n, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+		log_error("queue: %s: %s", stmt, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return rc;
+	}
+	*res_out = res;
+	return 0;
+}
+
+/* The single value of a one-row, one-column result; NULL when SQL NULL. */
+static const char *scalar(PGresult *res)
+{
+	if (PQntuples(res) < 1 || PQgetisnull(res, 0, 0))
+		return NULL;
+	return PQgetvalue(res, 0, 0);
+}
+
+/* A text[] literal: {"a","b"} with " and \ escaped. */
+static int array_literal(struct at_buf *b, const char *const *items, int n)
+{
+	int rc = at_buf_addstr(b, "{");
+	for (int i = 0; rc == 0 && (n < 0 ? items[i] != NULL : i < n); i++) {
+		rc = at_buf_addstr(b, i ? ",\"" : "\"");
+		for (const char *p = items[i]; rc == 0 && *p; p++) {
+			if (*p == '"' || *p == '\\')
+				rc = at_buf_add(b, "\\", 1);
+			if (rc == 0)
+				rc = at_buf_add(b, p, 1);
+		}
+		if (rc == 0)
+			rc = at_buf_addstr(b, "\"");
+	}
+	if (rc == 0)
+		rc = at_buf_addstr(b, "}");
+	return rc;
+}
+
+static char *dup_or_null(PGresult *res, int col)
+{
+	return PQgetisnull(res, 0, col) ? NULL : strdup(PQgetvalue(res, 0, col));
+}
+
+/* ---- the contract ---- */
+
+int queue_enqueue(PGconn *conn, const struct queue_new_job *job, int64_t *id_out)
+{
+	char prio[16], run[24], maxa[16], tmo[16], gpu[16], delay[32], backoff[32];
+	if (!job->kind)
+		return AT_EINVAL;
+	snprintf(prio, sizeof prio, "%d", job->priority);
+	snprintf(run, sizeof run, "%" PRId64, job->run_id);
+	snprintf(maxa, sizeof maxa, "%d", job->max_attempts > 0 ? job->max_attempts : 3);
+	snprintf(tmo, sizeof tmo, "%d", job->timeout_s);
+	snprintf(gpu, sizeof gpu, "%d", job->needs_gpu);
+	snprintf(delay, sizeof delay, "%.6f", job->delay_s);
+	snprintf(backoff, sizeof backoff, "%.6f", job->backoff_s > 0 ? job->backoff_s : 1.0);
+	const char *v[10] = {job->kind, job->payload ? job->payload : "{}", prio, job->run_id ? run : NULL,
+			     job->stage, maxa, job->timeout_s > 0 ? tmo : NULL, gpu, delay, backoff};
+	PGresult *res;
+	int rc = exec(conn, "q_enqueue", 10, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	if (id_out)
+		*id_out = s ? strtoll(s, NULL, 10) : 0;
+	PQclear(res);
+	return 0;
+}
+
+void queue_job_clear(struct queue_job *job)
+{
+	free(job->kind);
+	free(job->stage);
+	free(job->payload);
+	memset(job, 0, sizeof *job);
+}
+
+/* Fill *out from the 10 job columns starting at col (id is never NULL there). */
+static int job_from_row(PGresult *res, int col, struct queue_job *out)
+{
+	out->id = strtoll(PQgetvalue(res, 0, col), NULL, 10);
+	out->token = strtoll(PQgetvalue(res, 0, col + 1), NULL, 10);
+	out->run_id = strtoll(PQgetvalue(res, 0, col + 2), NULL, 10);
+	out->attempts = (int)strtol(PQgetvalue(res, 0, col + 3), NULL, 10);
+	out->max_attempts = (int)strtol(PQgetvalue(res, 0, col + 4), NULL, 10);
+	out->needs_gpu = (int)strtol(PQgetvalue(res, 0, col + 5), NULL, 10);
+	out->timeout_s = (int)strtol(PQgetvalue(res, 0, col + 6), NULL, 10);
+	out->kind = dup_or_null(res, col + 7);
+	out->stage = dup_or_null(res, col + 8);
+	out->payload = dup_or_null(res, col + 9);
+	if (!out->kind || !out->payload || (!out->stage && !PQgetisnull(res, 0, col + 8))) {
+		/* The job is ours now but we cannot hold it: its lease will expire. */
+		queue_job_clear(out);
+		return AT_ENOMEM;
+	}
+	return 0;
+}
+
+int queue_claim(PGconn *conn, const char *worker, const char *const *kinds, int gpus, int lease_s,
+		struct queue_job *out)
+{
+	memset(out, 0, sizeof *out);
+	char g[16], l[16];
+	struct at_buf kinds_lit;
+	at_buf_init(&kinds_lit, 64 * 1024);
+	int rc = array_literal(&kinds_lit, kinds, -1);
+	if (rc < 0)
+		goto out;
+	snprintf(g, sizeof g, "%d", gpus);
+	snprintf(l, sizeof l, "%d", lease_s);
+	const char *v[4] = {worker, kinds_lit.data, g, l};
+	PGresult *res = NULL;
+	rc = exec(conn, "q_claim", 4, v, &res);
+	if (rc < 0)
+		goto out;
+	rc = PQntuples(res) == 0 ? AT_ENOTFOUND : job_from_row(res, 0, out);
+	PQclear(res);
+out:
+	at_buf_free(&kinds_lit);
+	return rc;
+}
+
+int queue_complete_claim(PGconn *conn, int64_t id, int64_t token, const char *result_json, const char *worker,
+			 const char *const *kinds, int gpus, int lease_s, struct queue_job *next)
+{
+	memset(next, 0, sizeof *next);
+	char i[24], t[24], g[16], l[16];
+	struct at_buf kinds_lit;
+	at_buf_init(&kinds_lit, 64 * 1024);
+	int rc = array_literal(&kinds_lit, kinds, -1);
+	if (rc < 0)
+		goto out;
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	snprintf(g, sizeof g, "%d", gpus);
+	snprintf(l, sizeof l, "%d", lease_s);
+	const char *v[7] = {i, t, result_json ? result_json : "{}", worker, kinds_lit.data, g, l};
+	PGresult *res = NULL;
+	rc = exec(conn, "q_complete_claim", 7, v, &res);
+	if (rc < 0)
+		goto out;
+	if (PQntuples(res) != 1) {
+		rc = AT_EDB;
+	} else {
+		int completed = PQgetvalue(res, 0, 0)[0] == 't';
+		rc = PQgetisnull(res, 0, 1) ? 0 : job_from_row(res, 1, next);
+		if (rc == 0 && !completed)
+			rc = AT_ESTALE;
+	}
+	PQclear(res);
+out:
+	at_buf_free(&kinds_lit);
+	return rc;
+}
+
+int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, const char *msg, int eta_s,
+		    int lease_s, int *cancel_out)
+{
+	char i[24], t[24], f[32], e[16], l[16];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	snprintf(f, sizeof f, "%.6f", fraction);
+	snprintf(e, sizeof e, "%d", eta_s);
+	snprintf(l, sizeof l, "%d", lease_s);
+	const char *v[6] = {i, t, fraction >= 0 ? f : NULL, msg, eta_s >= 0 ? e : NULL, l};
+	PGresult *res;
+	int rc = exec(conn, "q_heartbeat", 6, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	if (cancel_out)
+		*cancel_out = s && strcmp(s, "cancel") == 0;
+	if (!s || strcmp(s, "stale") == 0)
+		rc = AT_ESTALE;
+	PQclear(res);
+	return rc;
+}
+
+/* A statement whose single boolean answers "did the token still own the job". */
+static int exec_owned(PGconn *conn, const char *stmt, int n, const char *const *v)
+{
+	PGresult *res;
+	int rc = exec(conn, stmt, n, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	rc = s && s[0] == 't' ? 0 : AT_ESTALE;
+	PQclear(res);
+	return rc;
+}
+
+int queue_complete(PGconn *conn, int64_t id, int64_t token, const char *result_json)
+{
+	char i[24], t[24];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	const char *v[3] = {i, t, result_json ? result_json : "{}"};
+	return exec_owned(conn, "q_complete", 3, v);
+}
+
+int queue_fail(PGconn *conn, int64_t id, int64_t token, const char *error, int retryable, char *state_out)
+{
+	char i[24], t[24];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	const char *v[4] = {i, t, error ? error : "failed", retryable ? "true" : "false"};
+	PGresult *res;
+	int rc = exec(conn, "q_fail", 4, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	if (!s)
+		rc = AT_ESTALE;
+	else if (state_out)
+		snprintf(state_out, 16, "%s", s);
+	PQclear(res);
+	return rc;
+}
+
+int queue_release(PGconn *conn, int64_t id, int64_t token)
+{
+	char i[24], t[24];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	const char *v[2] = {i, t};
+	return exec_owned(conn, "q_release", 2, v);
+}
+
+int queue_metrics(PGconn *conn, int64_t id, int64_t token, int64_t step, const char *const *names,
+		  const double *values, int n)
+{
+	char i[24], t[24], s[24];
+	struct at_buf nb, vb;
+	at_buf_init(&nb, 1024 * 1024);
+	at_buf_init(&vb, 1024 * 1024);
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	snprintf(s, sizeof s, "%" PRId64, step);
+	int rc = array_literal(&nb, names, n);
+	if (rc == 0)
+		rc = at_buf_addstr(&vb, "{");
+	for (int k = 0; rc == 0 && k < n; k++)
+		rc = at_buf_printf(&vb, "%s%.17g", k ? "," : "", values[k]);
+	if (rc == 0)
+		rc = at_buf_addstr(&vb, "}");
+	if (rc == 0) {
+		const char *v[5] = {i, t, s, nb.data, vb.data};
+		rc = exec_owned(conn, "q_metrics", 5, v);
+	}
+	at_buf_free(&nb);
+	at_buf_free(&vb);
+	return rc;
+}
+
+int queue_reap(PGconn *conn, int *count)
+{
+	PGresult *res;
+	int rc = exec(conn, "q_reap", 0, NULL, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	if (count)
+		*count = s ? (int)strtol(s, NULL, 10) : 0;
+	PQclear(res);
+	return 0;
+}
+
+int queue_cancel(PGconn *conn, int64_t id, char *state_out)
+{
+	char i[24];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	const char *v[1] = {i};
+	PGresult *res;
+	int rc = exec(conn, "q_cancel", 1, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	if (!s)
+		rc = AT_ENOTFOUND;
+	else if (state_out)
+		snprintf(state_out, 16, "%s", s);
+	PQclear(res);
+	return rc;
+}
+
+int queue_worker_seen(PGconn *conn, const char *worker, const char *const *kinds, int gpus)
+{
+	char g[16];
+	struct at_buf kl;
+	at_buf_init(&kl, 64 * 1024);
+	int rc = array_literal(&kl, kinds, -1);
+	if (rc == 0) {
+		snprintf(g, sizeof g, "%d", gpus);
+		const char *v[3] = {worker, kl.data, g};
+		PGresult *res;
+		rc = exec(conn, "q_worker_seen", 3, v, &res);
+		PQclear(res);
+	}
+	at_buf_free(&kl);
+	return rc;
+}
+
+/* ---- waiting for work ---- */
+
+int queue_listen(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "LISTEN atelier_jobs");
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_error("queue: LISTEN: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	if (!ok)
+		return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+	return 0;
+}
+
+/* Consume every buffered notification; 1 if there was any. */
+static int drain_notifies(PGconn *conn)
+{
+	int got = 0;
+	PGnotify *n;
+	while ((n = PQnotifies(conn)) != NULL) {
+		got = 1;
+		PQfreemem(n);
+	}
+	return got;
+}
+
+int queue_listen_wait(PGconn *conn, int timeout_ms, int wake_fd)
+{
+	if (drain_notifies(conn))
+		return 1;
+	int sock = PQsocket(conn);
+	if (sock < 0)
+		return AT_EUNAVAILABLE;
+	struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+	for (;;) {
+		int n = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return AT_EIO;
+		if (n == 0)
+			return 0;
+		if (wake_fd >= 0 && p[1].revents)
+			return 2;
+		if (!PQconsumeInput(conn)) {
+			log_error("queue: listen connection: %s", PQerrorMessage(conn));
+			return AT_EUNAVAILABLE;
+		}
+		if (drain_notifies(conn))
+			return 1;
+		/* Readable but no whole notification yet (or a NOTICE): wait again.
+		 * The timeout restarts, which only ever lengthens a safety-net poll a little. */
+	}
+}

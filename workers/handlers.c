@@ -1,0 +1,28 @@
+/*
+ * handlers.c — the table of job kinds this worker can run. `--kinds`
+ * defaults to every row; `--help` lists them with their doc line.
+ *
+ * test.* kinds exist only for the queue's tests and benchmarks (nothing in a
+ * pipeline enqueues them); they are harmless in production, where nobody
+ * enqueues them.
+ */
+#include <string.h>
+
+#include "job.h"
+
+const struct job_handler job_handlers[] = {
+	{"test.noop", job_test_noop, "TEST ONLY: succeeds at once; result {\"worker\",\"attempt\"}"},
+	{"test.sleep", job_test_sleep,
+	 "TEST ONLY: payload {\"ms\":N[,\"ignore_cancel\":true]}: sleeps N ms reporting progress"},
+	{"test.fail", job_test_fail, "TEST ONLY: always fails (payload {\"message\":..,\"retry\":bool})"},
+	{"test.crash", job_test_crash, "TEST ONLY: the worker process kills itself (SIGKILL)"},
+	{NULL, NULL, NULL},
+};
+
+const struct job_handler *job_handler_find(const char *kind)
+{
+	for (const struct job_handler *h = job_handlers; h->kind; h++)
+		if (strcmp(h->kind, kind) == 0)
+			return h;
+	return NULL;
+}

@@ -1,0 +1,84 @@
+/*
+ * job.c — the job context API handlers use (job.h). Progress is only stored
+ * here; the supervisor thread carries it to PostgreSQL with the next
+ * heartbeat, so reporting progress never blocks a handler on the network.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue.h"
+#include "worker.h"
+
+int64_t job_id(const struct job_ctx *ctx) { return ctx->id; }
+int job_attempt(const struct job_ctx *ctx) { return ctx->attempt; }
+const char *job_kind(const struct job_ctx *ctx) { return ctx->kind; }
+const char *job_worker_name(const struct job_ctx *ctx) { return ctx->w->cfg->name; }
+json_t *job_payload(const struct job_ctx *ctx) { return ctx->payload; }
+
+void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta_s)
+{
+	pthread_mutex_lock(&ctx->w->mu);
+	if (fraction >= 0)
+		ctx->progress = fraction > 1 ? 1 : fraction;
+	if (msg)
+		snprintf(ctx->progress_msg, sizeof ctx->progress_msg, "%s", msg);
+	ctx->eta_s = eta_s;
+	ctx->progress_dirty = 1;
+	pthread_mutex_unlock(&ctx->w->mu);
+}
+
+int job_cancelled(const struct job_ctx *ctx) { return atomic_load(&ctx->stop) != JOB_RUN; }
+
+int job_sleep_ms(struct job_ctx *ctx, int ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	int rc = 0;
+	pthread_mutex_lock(&ctx->w->mu);
+	while (atomic_load(&ctx->stop) == JOB_RUN) {
+		if (pthread_cond_timedwait(&ctx->cond, &ctx->w->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	if (atomic_load(&ctx->stop) != JOB_RUN)
+		rc = AT_ECANCELLED;
+	pthread_mutex_unlock(&ctx->w->mu);
+	return rc;
+}
+
+int job_metrics(struct job_ctx *ctx, int64_t step, const char *const *names, const double *values, int n)
+{
+	/* The handler runs on the main thread, whose connection is idle meanwhile. */
+	return queue_metrics(ctx->w->conn, ctx->id, ctx->w->cur_token, step, names, values, n);
+}
+
+void job_set_result(struct job_ctx *ctx, json_t *result)
+{
+	json_decref(ctx->result);
+	ctx->result = result;
+}
+
+void job_errorf(struct job_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+	va_end(ap);
+}
+
+void job_no_retry(struct job_ctx *ctx) { ctx->no_retry = 1; }
+
+void job_ctx_stop_locked(struct job_ctx *ctx, enum job_stop why)
+{
+	int expected = JOB_RUN;
+	if (atomic_compare_exchange_strong(&ctx->stop, &expected, (int)why))
+		pthread_cond_broadcast(&ctx->cond);
+}

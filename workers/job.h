@@ -1,0 +1,76 @@
+/*
+ * job.h — what a job handler sees: the handler table entry and the job
+ * context API.
+ *
+ * A handler runs on the worker's main thread and returns 0 (success; the
+ * result set with job_set_result is stored) or a negative AT_E* code (the
+ * attempt failed; the message set with job_errorf is stored and the job is
+ * retried after a backoff while attempts remain, unless job_no_retry was
+ * called). Long handlers call job_progress() now and then and must return
+ * soon after job_cancelled() becomes non-zero (cancel requested, timeout,
+ * lease lost, or worker shutdown); what they return then hardly matters —
+ * the worker decides the outcome from the reason.
+ *
+ * Adding a kind family: write workers/jobs_<family>.c with its handlers,
+ * declare them below, and add rows to the table in workers/handlers.c.
+ */
+#ifndef ATELIER_WORKERS_JOB_H
+#define ATELIER_WORKERS_JOB_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct job_ctx;
+typedef int (*job_fn)(struct job_ctx *ctx);
+
+struct job_handler {
+	const char *kind; /* the jobs.kind it runs */
+	job_fn run;
+	const char *doc; /* one line for --help */
+};
+
+/* The table, terminated by a row with kind == NULL (workers/handlers.c). */
+extern const struct job_handler job_handlers[];
+const struct job_handler *job_handler_find(const char *kind);
+
+/* ---- context API for handlers ---- */
+
+int64_t job_id(const struct job_ctx *ctx);
+int job_attempt(const struct job_ctx *ctx); /* 1 on the first attempt */
+const char *job_kind(const struct job_ctx *ctx);
+const char *job_worker_name(const struct job_ctx *ctx);
+/* The payload object (borrowed for the handler's duration; never NULL). */
+json_t *job_payload(const struct job_ctx *ctx);
+
+/* Report progress: fraction in 0..1 (< 0 keeps the old), msg may be NULL,
+ * eta_s < 0 unknown. Cheap: stored locally, sent by the heartbeat thread. */
+void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta_s);
+/* Non-zero once the handler should stop. */
+int job_cancelled(const struct job_ctx *ctx);
+/* Sleep up to ms, returning early with AT_ECANCELLED when job_cancelled(). */
+int job_sleep_ms(struct job_ctx *ctx, int ms) AT_MUST_CHECK;
+
+/* Record metric values for one step (losses, scores) in the metrics table.
+ * Synchronous (one round trip on the worker's connection). AT_ESTALE: the
+ * job is no longer ours. */
+int job_metrics(struct job_ctx *ctx, int64_t step, const char *const *names, const double *values,
+		int n) AT_MUST_CHECK;
+
+/* The result object (takes ownership; replaces an earlier one). */
+void job_set_result(struct job_ctx *ctx, json_t *result);
+/* The error message stored when the handler fails. */
+void job_errorf(struct job_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* This failure will not get better by retrying (bad payload, ...). */
+void job_no_retry(struct job_ctx *ctx);
+
+/* ---- handlers, by family ---- */
+
+/* jobs_test.c: TEST ONLY kinds, for the queue's own tests and benchmarks. */
+int job_test_noop(struct job_ctx *ctx);
+int job_test_sleep(struct job_ctx *ctx);
+int job_test_fail(struct job_ctx *ctx);
+int job_test_crash(struct job_ctx *ctx);
+
+#endif
