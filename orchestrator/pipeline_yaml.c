@@ -411,7 +411,7 @@ static yaml_node_t *node_at(struct yctx *c, int id, const yaml_mark_t *from)
 	}
 	if (++c->visited > PIPELINE_YAML_MAX_NODES) {
 		fail(c, &n->start_mark, AT_ETOOBIG,
-		     "document too large: more than %d nodes after alias expansion", PIPELINE_YAML_MAX_NODES);
+		     "document too large: more than %d YAML nodes (aliases count again each time they are used)", PIPELINE_YAML_MAX_NODES);
 		return NULL;
 	}
 	/* explicit tags other than the standard ones would silently change meaning */

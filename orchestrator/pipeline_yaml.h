@@ -19,7 +19,7 @@
 #include "err.h"
 #include "pipeline.h"
 
-#define PIPELINE_YAML_MAX_BYTES ((size_t)1 << 20)
+#define PIPELINE_YAML_MAX_BYTES ((size_t)256 << 10) /* real pipelines are a few KiB */
 #define PIPELINE_YAML_MAX_NODES 10000
 #define PIPELINE_YAML_MAX_DEPTH 32
 
