@@ -299,11 +299,12 @@ static int parse_float(const char *s, size_t l, double *out)
 	return 0;
 }
 
+/* Matched in this order, so "ms" is tried before "m". */
 static const struct {
 	const char *unit;
 	int64_t ms;
 } dur_units[] = {{"d", 86400000}, {"h", 3600000}, {"ms", 1}, {"m", 60000}, {"s", 1000}};
-/* rank = position in the written order d, h, m, s, ms */
+/* rank = position in the written order d, h, m, s, ms; ranks must increase */
 static int dur_rank(int64_t ms) { return ms == 86400000 ? 0 : ms == 3600000 ? 1 : ms == 60000 ? 2 : ms == 1000 ? 3 : 4; }
 
 /* "1h30m" -> 5400000. Units d, h, m, s, ms, each at most once, largest first. */
@@ -1007,6 +1008,7 @@ static int walk_needs(struct yctx *c, const struct field *f, yaml_node_t *val, c
 		      const char *path, void *base)
 {
 	struct pipeline_stage *st = base;
+	/* stages are walked as they are added, so the stage being walked is the last one */
 	struct stage_marks *sm = &c->marks[c->n_marks - 1];
 	char q[128];
 	if (!val)
