@@ -57,7 +57,10 @@ SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 OPT = -O1
 endif
 
-WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
+WARN = -Wall -Wextra -Werror -Wno-unused-parameter
+ifneq ($(findstring clang,$(CC)),clang)
+WARN += -Wno-format-truncation
+endif
 CFLAGS_ALL = -std=gnu11 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 CXXFLAGS_ALL = -std=gnu++17 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -Imodels -MMD -MP $(SANFLAGS) $(TORCH_INC) $(EXTRA_CXXFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -Wl,--as-needed $(EXTRA_LDFLAGS)
@@ -190,3 +193,8 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- benchmarks (programs under bench/*/bench_*.c link libatelier) ----
+$(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)

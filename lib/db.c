@@ -182,14 +182,14 @@ static void query_free(struct db_query *q)
 
 /* Copies sql and parameters: the caller's buffers may go away before the
  * statement is sent. */
-static struct db_query *query_new(enum q_kind kind, const char *sql, const struct db_params *params)
+static struct db_query *query_new_argv(enum q_kind kind, const char *sql, int n, const char *const *values,
+				       const int *lengths, const int *formats)
 {
 	struct db_query *q = calloc(1, sizeof *q);
 	if (!q)
 		return NULL;
 	q->kind = kind;
 	q->sql = strdup(sql);
-	int n = params ? params->n : 0;
 	if (!q->sql)
 		goto fail;
 	if (n > 0) {
@@ -200,23 +200,31 @@ static struct db_query *query_new(enum q_kind kind, const char *sql, const struc
 			goto fail;
 		q->nparams = n;
 		for (int i = 0; i < n; i++) {
-			const char *v = params->values[i];
+			const char *v = values[i];
 			if (!v)
 				continue;
-			size_t len = params->formats[i] ? (size_t)params->lengths[i] : strlen(v);
+			int bin = formats && formats[i];
+			size_t len = bin ? (size_t)lengths[i] : strlen(v);
 			q->values[i] = malloc(len + 1);
 			if (!q->values[i])
 				goto fail;
 			memcpy(q->values[i], v, len);
 			q->values[i][len] = 0;
 			q->lengths[i] = (int)len;
-			q->formats[i] = params->formats[i];
+			q->formats[i] = bin;
 		}
 	}
 	return q;
 fail:
 	query_free(q);
 	return NULL;
+}
+
+static struct db_query *query_new(enum q_kind kind, const char *sql, const struct db_params *params)
+{
+	if (!params)
+		return query_new_argv(kind, sql, 0, NULL, NULL, NULL);
+	return query_new_argv(kind, sql, params->n, params->values, params->lengths, params->formats);
 }
 
 /* Deliver a result to the statement's owner, then free the statement. */
@@ -676,6 +684,24 @@ int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, d
 	if (rc < 0)
 		return rc;
 	struct db_query *q = query_new(Q_PLAIN, sql, params);
+	if (!q)
+		return AT_ENOMEM;
+	q->cb = cb;
+	q->arg = arg;
+	qlist_push(&pool->pending, q);
+	pool_kick(pool);
+	return 0;
+}
+
+int db_query_argv(db_pool_t *pool, const char *sql, int n, const char *const *values, const int *lengths,
+		  const int *formats, db_cb cb, void *arg)
+{
+	int rc = pool_accepting(pool);
+	if (rc < 0)
+		return rc;
+	if (n < 0 || n > 65535)
+		return AT_EINVAL;
+	struct db_query *q = query_new_argv(Q_PLAIN, sql, n, values, lengths, formats);
 	if (!q)
 		return AT_ENOMEM;
 	q->cb = cb;

@@ -56,6 +56,11 @@ int db_pool_connected(const db_pool_t *pool);
 /* Queue one parameterised statement. params may be NULL. */
 int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg) AT_MUST_CHECK;
 
+/* Any number of parameters (up to 65535): values[i] NULL = SQL NULL; lengths
+ * and formats may be NULL (all text). Copied before return. */
+int db_query_argv(db_pool_t *pool, const char *sql, int n, const char *const *values, const int *lengths,
+		  const int *formats, db_cb cb, void *arg) AT_MUST_CHECK;
+
 /* The same, asking for results in binary format (e.g. to read bytea without hex). */
 int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg) AT_MUST_CHECK;
 

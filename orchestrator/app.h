@@ -46,6 +46,14 @@ struct ingest_stats {
 	double normalize_seconds;
 };
 
+/* Uploads waiting for a group commit (ingest.c). */
+struct upload;
+struct ingest_queue {
+	struct upload *head, *tail;
+	int queued;
+	int inflight;
+};
+
 struct app {
 	uv_loop_t *loop;
 	struct settings cfg;
@@ -53,6 +61,7 @@ struct app {
 	http_server_t *http;
 	struct auth *auth;
 	struct ingest_stats ingest;
+	struct ingest_queue ingest_q;
 	uint64_t started_at;
 	int shutting_down;
 };

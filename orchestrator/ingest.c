@@ -38,6 +38,7 @@ struct upload {
 	int rc;
 	char why[256];
 	uint64_t t0;
+	struct upload *next; /* in the group-commit queue */
 };
 
 static void upload_free(struct upload *u)
@@ -75,27 +76,25 @@ static void on_existing(void *arg, int status, PGresult *res)
 	upload_free(u);
 }
 
-static void on_inserted(void *arg, int status, PGresult *res)
+/*
+ * Group commit: uploads that are ready while earlier INSERTs are in flight
+ * wait here and go out together as one multi-row INSERT, so under load one
+ * commit (one WAL flush) covers many rows. At low load a batch is one row and
+ * nothing waits. Every upload in a batch is answered only after its commit.
+ */
+#define INGEST_BATCH_MAX 64
+#define INGEST_COLS 11
+
+struct batch {
+	struct app *app;
+	struct upload *u[INGEST_BATCH_MAX];
+	int n;
+};
+
+static void batch_flush(struct app *app);
+
+static void lookup_existing(struct upload *u)
 {
-	struct upload *u = arg;
-	if (status < 0) {
-		u->app->ingest.db_errors++;
-		const char *why = res ? PQresultErrorMessage(res) : "connection lost";
-		log_warn("ingest: insert failed: %s", why);
-		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
-		upload_free(u);
-		return;
-	}
-	if (PQntuples(res) == 1) {
-		u->app->ingest.accepted[u->domain]++;
-		json_t *o = row_json(u, PQgetvalue(res, 0, 0), image_split(u->norm.sha256, u->app->cfg.holdout_fraction),
-				     u->norm.ink_ratio);
-		json_object_set_new(o, "duplicate", json_false());
-		http_reply_json(u->req, 201, o);
-		upload_free(u);
-		return;
-	}
-	/* Same pixels are already stored: answer with that row. */
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, domain_names[u->domain]);
@@ -103,41 +102,151 @@ static void on_inserted(void *arg, int status, PGresult *res)
 	int rc = db_query(u->app->db, "SELECT id, split, ink_ratio FROM images WHERE domain = $1 AND sha256 = $2", &p,
 			  on_existing, u);
 	if (rc < 0) {
+		u->app->ingest.db_errors++;
 		http_reply_error(u->req, 503, "database unavailable", NULL);
 		upload_free(u);
 	}
 }
 
+static void on_batch(void *arg, int status, PGresult *res)
+{
+	struct batch *b = arg;
+	struct app *app = b->app;
+	app->ingest_q.inflight--;
+	if (status < 0) {
+		log_warn("ingest: insert of %d failed: %s", b->n, res ? PQresultErrorMessage(res) : "connection lost");
+		for (int i = 0; i < b->n; i++) {
+			app->ingest.db_errors++;
+			http_reply_error(b->u[i]->req, 503, "could not store the image: database unavailable", NULL);
+			upload_free(b->u[i]);
+		}
+	} else {
+		int rows = PQntuples(res);
+		char used[INGEST_BATCH_MAX] = {0};
+		for (int i = 0; i < b->n; i++) {
+			struct upload *u = b->u[i];
+			const char *id = NULL;
+			for (int r = 0; r < rows && r < INGEST_BATCH_MAX && !id; r++) {
+				/* sha256 comes back as hex text ("\\x" + 64 digits). A second
+				 * upload of the same pixels in this batch finds its row used. */
+				const char *sha = PQgetvalue(res, r, 1);
+				if (!used[r] && strlen(sha) == 66 && strcmp(sha + 2, u->norm.sha256_hex) == 0 &&
+				    strcmp(PQgetvalue(res, r, 2), domain_names[u->domain]) == 0) {
+					id = PQgetvalue(res, r, 0);
+					used[r] = 1;
+				}
+			}
+			if (!id) {
+				lookup_existing(u);
+				continue;
+			}
+			app->ingest.accepted[u->domain]++;
+			json_t *o = row_json(u, id, image_split(u->norm.sha256, app->cfg.holdout_fraction),
+					     u->norm.ink_ratio);
+			json_object_set_new(o, "duplicate", json_false());
+			http_reply_json(u->req, 201, o);
+			upload_free(u);
+		}
+	}
+	free(b);
+	batch_flush(app);
+}
+
+static void batch_send(struct app *app, struct batch *b)
+{
+	const char *vals[INGEST_BATCH_MAX * INGEST_COLS];
+	int lens[INGEST_BATCH_MAX * INGEST_COLS], fmts[INGEST_BATCH_MAX * INGEST_COLS];
+	char nums[INGEST_BATCH_MAX][4][32];
+	struct at_buf sql;
+	at_buf_init(&sql, 0);
+	int rc = at_buf_addstr(&sql, "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, "
+				     "split, contributor, consent, source) VALUES ");
+	int k = 0;
+	for (int i = 0; i < b->n && rc == 0; i++) {
+		struct upload *u = b->u[i];
+		snprintf(nums[i][0], 32, "%d", u->norm.width);
+		snprintf(nums[i][1], 32, "%d", u->norm.height);
+		snprintf(nums[i][2], 32, "%d", u->norm.channels);
+		snprintf(nums[i][3], 32, "%.6f", u->norm.ink_ratio);
+		const char *row[INGEST_COLS] = {domain_names[u->domain],
+						(const char *)u->norm.sha256,
+						nums[i][0],
+						nums[i][1],
+						nums[i][2],
+						(const char *)u->norm.png,
+						nums[i][3],
+						image_split(u->norm.sha256, app->cfg.holdout_fraction),
+						u->contributor,
+						u->consent < 0 ? NULL : u->consent ? "true" : "false",
+						u->source ? u->source : "api"};
+		rc = at_buf_printf(&sql, "%s(", i ? "," : "");
+		for (int c = 0; c < INGEST_COLS && rc == 0; c++) {
+			vals[k] = row[c];
+			fmts[k] = c == 1 || c == 5;
+			lens[k] = c == 1 ? 32 : c == 5 ? (int)u->norm.png_len : 0;
+			k++;
+			rc = at_buf_printf(&sql, "%s$%d", c ? "," : "", k);
+		}
+		if (rc == 0)
+			rc = at_buf_addstr(&sql, ")");
+	}
+	if (rc == 0)
+		rc = at_buf_addstr(&sql, " ON CONFLICT (domain, sha256) DO NOTHING RETURNING id, sha256, domain");
+	if (rc == 0)
+		rc = db_query_argv(app->db, sql.data, k, vals, lens, fmts, on_batch, b);
+	at_buf_free(&sql);
+	if (rc < 0) {
+		for (int i = 0; i < b->n; i++) {
+			app->ingest.db_errors++;
+			http_reply_error(b->u[i]->req, 503, "could not store the image: database unavailable", NULL);
+			upload_free(b->u[i]);
+		}
+		free(b);
+		return;
+	}
+	app->ingest_q.inflight++;
+}
+
+static void batch_flush(struct app *app)
+{
+	struct ingest_queue *q = &app->ingest_q;
+	while (q->head && q->inflight < app->cfg.db_conns) {
+		struct batch *b = calloc(1, sizeof *b);
+		if (!b)
+			return;
+		b->app = app;
+		while (q->head && b->n < INGEST_BATCH_MAX) {
+			struct upload *u = q->head;
+			q->head = u->next;
+			if (!q->head)
+				q->tail = NULL;
+			q->queued--;
+			if (!http_req_alive(u->req)) {
+				http_reply_empty(u->req, 499);
+				upload_free(u);
+				continue;
+			}
+			b->u[b->n++] = u;
+		}
+		if (b->n == 0) {
+			free(b);
+			return;
+		}
+		batch_send(app, b);
+	}
+}
+
 static void store(struct upload *u)
 {
-	char w[16], h[16], c[16], ink[32];
-	snprintf(w, sizeof w, "%d", u->norm.width);
-	snprintf(h, sizeof h, "%d", u->norm.height);
-	snprintf(c, sizeof c, "%d", u->norm.channels);
-	snprintf(ink, sizeof ink, "%.6f", u->norm.ink_ratio);
-	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, domain_names[u->domain]);
-	db_param_bin(&p, u->norm.sha256, 32);
-	db_param_text(&p, w);
-	db_param_text(&p, h);
-	db_param_text(&p, c);
-	db_param_bin(&p, u->norm.png, u->norm.png_len);
-	db_param_text(&p, ink);
-	db_param_text(&p, image_split(u->norm.sha256, u->app->cfg.holdout_fraction));
-	db_param_text(&p, u->contributor);
-	db_param_text(&p, u->consent < 0 ? NULL : u->consent ? "true" : "false");
-	db_param_text(&p, u->source ? u->source : "api");
-	int rc = db_query(u->app->db,
-			  "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, split, "
-			  "contributor, consent, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-			  "ON CONFLICT (domain, sha256) DO NOTHING RETURNING id",
-			  &p, on_inserted, u);
-	if (rc < 0) {
-		u->app->ingest.db_errors++;
-		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
-		upload_free(u);
-	}
+	struct ingest_queue *q = &u->app->ingest_q;
+	u->next = NULL;
+	if (q->tail)
+		q->tail->next = u;
+	else
+		q->head = u;
+	q->tail = u;
+	q->queued++;
+	batch_flush(u->app);
 }
 
 /* ---- step 2: normalise off the loop ---- */

@@ -28,7 +28,18 @@ case "$cmd" in
 start)
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
-	[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" && chmod 700 "$dir"
+	if [ "$(id -u)" = 0 ]; then
+		chown postgres:postgres "$dir" && chmod 700 "$dir"
+		# A folder under a private home (e.g. /root) is out of the postgres
+		# user's reach: keep the cluster under /var/lib/atelier and link it.
+		if ! runuser -u postgres -- test -w "$dir"; then
+			alt=/var/lib/atelier/pg-$(echo "$dir" | cksum | cut -d' ' -f1)
+			mkdir -p "$alt" && chown postgres:postgres "$alt" && chmod 700 "$alt"
+			rmdir "$dir" 2>/dev/null || true
+			[ -L "$dir" ] || ln -s "$alt" "$dir"
+			dir=$alt
+		fi
+	fi
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
 		as_owner "$bindir/initdb" -D "$dir/data" -U atelier --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
 			{ cat "$dir/initdb.log" >&2; exit 1; }
@@ -50,6 +61,7 @@ start)
 	;;
 stop)
 	[ -d "$dir/data" ] || exit 0
+	dir=$(cd "$dir" && pwd -P)
 	as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 	;;
 url)
