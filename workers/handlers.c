@@ -13,7 +13,8 @@
 const struct job_handler job_handlers[] = {
 	{"test.noop", job_test_noop, "TEST ONLY: succeeds at once; result {\"worker\",\"attempt\"}"},
 	{"test.sleep", job_test_sleep,
-	 "TEST ONLY: payload {\"ms\":N[,\"ignore_cancel\":true]}: sleeps N ms reporting progress"},
+	 "TEST ONLY: payload {\"ms\":N}: sleeps N ms reporting progress; \"checkpoint\":true stops on shutdown,"
+	 " \"ignore_cancel\":true ignores cancel"},
 	{"test.fail", job_test_fail, "TEST ONLY: always fails (payload {\"message\":..,\"retry\":bool})"},
 	{"test.crash", job_test_crash, "TEST ONLY: the worker process kills itself (SIGKILL)"},
 	{NULL, NULL, NULL},

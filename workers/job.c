@@ -32,6 +32,8 @@ void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta
 
 int job_cancelled(const struct job_ctx *ctx) { return atomic_load(&ctx->stop) != JOB_RUN; }
 
+int job_stopping(const struct job_ctx *ctx) { return atomic_load(&ctx->w->stopping); }
+
 int job_sleep_ms(struct job_ctx *ctx, int ms)
 {
 	struct timespec until;

@@ -7,9 +7,15 @@
  * attempt failed; the message set with job_errorf is stored and the job is
  * retried after a backoff while attempts remain, unless job_no_retry was
  * called). Long handlers call job_progress() now and then and must return
- * soon after job_cancelled() becomes non-zero (cancel requested, timeout,
- * lease lost, or worker shutdown); what they return then hardly matters —
- * the worker decides the outcome from the reason.
+ * soon after job_cancelled() becomes non-zero (cancel requested, timeout, or
+ * lease lost); what they return then hardly matters — the worker decides the
+ * outcome from the reason.
+ *
+ * Worker shutdown is gentler: job_stopping() becomes non-zero and the job has
+ * the worker's grace period to finish. A handler that cannot finish in time
+ * (training) saves what it can (a checkpoint) and returns an error: the job
+ * is then released back to the queue without counting the attempt. A handler
+ * that ignores it is released all the same when the grace period runs out.
  *
  * Adding a kind family: write workers/jobs_<family>.c with its handlers,
  * declare them below, and add rows to the table in workers/handlers.c.
@@ -49,6 +55,8 @@ json_t *job_payload(const struct job_ctx *ctx);
 void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta_s);
 /* Non-zero once the handler should stop. */
 int job_cancelled(const struct job_ctx *ctx);
+/* Non-zero once the worker is shutting down (see above). */
+int job_stopping(const struct job_ctx *ctx);
 /* Sleep up to ms, returning early with AT_ECANCELLED when job_cancelled(). */
 int job_sleep_ms(struct job_ctx *ctx, int ms) AT_MUST_CHECK;
 

@@ -19,6 +19,8 @@ int job_test_sleep(struct job_ctx *ctx)
 	json_t *p = job_payload(ctx);
 	json_int_t ms = json_integer_value(json_object_get(p, "ms"));
 	int ignore_cancel = json_is_true(json_object_get(p, "ignore_cancel"));
+	/* Like a training job that checkpoints: stop when the worker shuts down. */
+	int checkpoint = json_is_true(json_object_get(p, "checkpoint"));
 	if (ms < 0 || ms > 24LL * 3600 * 1000) {
 		job_errorf(ctx, "test.sleep: ms out of range");
 		job_no_retry(ctx);
@@ -31,7 +33,7 @@ int job_test_sleep(struct job_ctx *ctx)
 		if (ignore_cancel) {
 			struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
-		} else if (job_sleep_ms(ctx, left) < 0) {
+		} else if (job_sleep_ms(ctx, left) < 0 || (checkpoint && job_stopping(ctx))) {
 			job_errorf(ctx, "test.sleep: stopped after %lld ms", (long long)done);
 			return AT_ECANCELLED;
 		}

@@ -8,10 +8,10 @@
  * report complete / fail / release with the attempt's owner token.
  *
  * Shutdown (SIGTERM or SIGINT): no new claims. A running job gets the grace
- * period to finish (its handler sees job_cancelled()): if it returns in time
- * its outcome is reported as usual — success completes, a failure caused by
- * the stop releases the job (re-queued at once, attempt not counted, since
- * the job did nothing wrong). If the grace period runs out, the supervisor
+ * period to finish (its handler sees job_stopping()): if it returns in time
+ * its outcome is reported as usual — success completes, a failure (a handler
+ * that checkpointed and stopped) releases the job (re-queued at once, attempt
+ * not counted, since the job did nothing wrong). If the grace period runs out, the supervisor
  * releases the job over its own connection and exits the process. A second
  * signal ends the grace period at once.
  */
@@ -109,10 +109,6 @@ static void sup_signal(struct sup_state *s)
 				 w->cfg->grace_s);
 			atomic_store(&w->stopping, 1);
 			s->grace_until = worker_now_ms() + (uint64_t)(w->cfg->grace_s * 1000);
-			pthread_mutex_lock(&w->mu);
-			if (w->cur)
-				job_ctx_stop_locked(w->cur, JOB_STOP_SHUTDOWN);
-			pthread_mutex_unlock(&w->mu);
 			evfd_signal(w->main_evfd);
 		} else {
 			log_info("%s again: ending the grace period", strsignal((int)si.ssi_signo));
@@ -369,8 +365,6 @@ static void run_job(struct worker *w, struct queue_job *job, struct queue_job *n
 	w->cur_timeout_s = job->timeout_s;
 	w->cur_started_ms = worker_now_ms();
 	w->gen++;
-	if (atomic_load(&w->stopping))
-		job_ctx_stop_locked(&ctx, JOB_STOP_SHUTDOWN);
 	pthread_mutex_unlock(&w->mu);
 
 	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts,
@@ -388,7 +382,8 @@ static void run_job(struct worker *w, struct queue_job *job, struct queue_job *n
 		log_warn("job %" PRId64 " (%s): lease lost; outcome dropped", job->id, job->kind);
 	} else if (rc == 0) {
 		report(w, job, &ctx, OUT_COMPLETE, 0, next);
-	} else if (why == JOB_STOP_SHUTDOWN) {
+	} else if (why == JOB_RUN && atomic_load(&w->stopping)) {
+		/* Stopped for the shutdown (or failed meanwhile): not the job's fault. */
 		report(w, job, &ctx, OUT_RELEASE, 0, NULL);
 	} else if (why == JOB_STOP_TIMEOUT) {
 		snprintf(ctx.error, sizeof ctx.error, "timed out after %d s (attempt %d)", job->timeout_s,

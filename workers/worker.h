@@ -42,7 +42,6 @@ enum job_stop {
 	JOB_STOP_CANCEL,   /* cancel requested (seen in a heartbeat) */
 	JOB_STOP_TIMEOUT,  /* the attempt ran past the stage's timeout */
 	JOB_STOP_LOST,     /* the lease is no longer ours (heartbeat said stale) */
-	JOB_STOP_SHUTDOWN, /* the worker is stopping */
 };
 
 struct worker;

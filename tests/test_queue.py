@@ -1,0 +1,219 @@
+"""The job queue end to end: real atelier-worker processes against a real
+PostgreSQL (a fresh database per test, migrated with psql), driven through the
+SQL contract in sql/002_queue.sql."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, ROOT, Proc, wait_until
+
+WORKER = os.path.join(BIN, "atelier-worker")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(WORKER), reason="atelier-worker not built")
+
+
+def migrate(url):
+    for f in sorted(glob.glob(os.path.join(ROOT, "sql", "[0-9]*.sql"))):
+        subprocess.run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-1", "-f", f],
+                       check=True, capture_output=True, text=True)
+
+
+class Queue:
+    def __init__(self, pg, url):
+        self.pg = pg
+        self.url = url
+        self.procs = []
+
+    def sql(self, q):
+        return self.pg.psql(q, self.url)
+
+    def row(self, q):
+        return self.sql(q).split("|")
+
+    def enqueue(self, kind, payload="{}", **kw):
+        args = ["kind => '%s'" % kind, "payload => '%s'" % payload]
+        args += ["%s => %s" % (k, v) for k, v in kw.items()]
+        return int(self.sql("SELECT atelier_enqueue(%s)" % ", ".join(args)))
+
+    def job(self, job_id, cols="state"):
+        return self.row("SELECT %s FROM jobs WHERE id = %d" % (cols, job_id))
+
+    def worker(self, name, *args):
+        env = dict(os.environ, ATELIER_LOG_LEVEL="info")
+        p = Proc([WORKER, "--database-url", self.url, "--name", name] + list(args), env=env)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self):
+        for p in self.procs:
+            p.kill()
+            p.p.wait()
+            if not p.logf.closed:
+                p.logf.close()
+
+
+@pytest.fixture
+def q(pg, db_url):
+    migrate(db_url)
+    qq = Queue(pg, db_url)
+    yield qq
+    qq.cleanup()
+
+
+def stopped_line(proc):
+    m = re.search(r"stopped: (\d+) job\(s\) run, (\d+) succeeded, (\d+) failed, (\d+) released, (\d+) lost", proc.log())
+    assert m, proc.log()
+    return [int(x) for x in m.groups()]
+
+
+def test_kill9_job_is_reclaimed_after_lease_and_stale_worker_is_rejected(q):
+    job = q.enqueue("test.sleep", '{"ms": 1500}', backoff_s=0.1)
+    a = q.worker("a", "--lease", "2", "--poll", "0.2")
+    wait_until(lambda: q.job(job, "state, worker") == ["running", "a"], what="a runs the job")
+    old_token = q.job(job, "owner_token")[0]
+    a.kill(signal.SIGKILL)
+    a.p.wait()
+    q.worker("b", "--lease", "2", "--poll", "0.2")
+    wait_until(lambda: q.job(job)[0] == "succeeded", timeout=20, what="b finishes the job")
+    state, attempts, worker, by, token = q.job(job, "state, attempts, worker, result->>'worker', owner_token")
+    assert (state, attempts, worker, by) == ("succeeded", "2", "b", "b")
+    assert token != old_token
+    assert "lease expired" not in q.job(job, "coalesce(error, '')")[0]
+    # The killed worker's late report, with its old token, changes nothing.
+    assert q.sql("SELECT atelier_complete(%d, %s, '{\"worker\": \"a\"}')" % (job, old_token)) == "f"
+    assert q.sql("SELECT atelier_fail(%d, %s, 'late', true)" % (job, old_token)) == ""
+    assert q.sql("SELECT atelier_heartbeat(%d, %s, 0.5, NULL, NULL, 30)" % (job, old_token)) == "stale"
+    assert q.job(job, "state, result->>'worker'") == ["succeeded", "b"]
+
+
+def test_8_workers_10000_jobs_each_runs_exactly_once(q):
+    n = 10000
+    q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
+    ws = [q.worker("w%d" % i, "--poll", "0.5") for i in range(8)]
+    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n), timeout=120,
+               interval=0.2, what="all jobs done")
+    for w in ws:
+        assert w.stop() == 0, w.log()
+    runs = [stopped_line(w) for w in ws]
+    # Every handler call is counted by the worker that made it: exactly n calls.
+    assert sum(r[0] for r in runs) == n
+    assert sum(r[1] for r in runs) == n
+    assert sum(r[4] for r in runs) == 0  # no completion was refused as stale
+    total, max_attempts, by_self, workers = q.row(
+        "SELECT count(*), max(attempts), count(*) FILTER (WHERE result->>'worker' = worker),"
+        " count(DISTINCT worker) FROM jobs")
+    assert (total, max_attempts, by_self) == (str(n), "1", str(n))
+    assert int(workers) >= 2
+
+
+def test_sigterm_lets_the_running_job_finish_within_grace(q):
+    job = q.enqueue("test.sleep", '{"ms": 1500}')
+    w = q.worker("w", "--grace", "10")
+    wait_until(lambda: q.job(job)[0] == "running")
+    t = time.time()
+    assert w.stop(timeout=15) == 0
+    assert time.time() - t < 5
+    assert q.job(job, "state, attempts") == ["succeeded", "1"]
+    assert stopped_line(w)[:2] == [1, 1]
+
+
+def test_sigterm_releases_a_job_that_outlives_grace(q):
+    job = q.enqueue("test.sleep", '{"ms": 60000}')
+    w = q.worker("w", "--grace", "1")
+    wait_until(lambda: q.job(job)[0] == "running")
+    t = time.time()
+    assert w.stop(timeout=10) == 0
+    assert time.time() - t < 4
+    # Back in the queue at once, the attempt not counted.
+    assert q.job(job, "state, attempts, run_after <= now()") == ["queued", "0", "t"]
+    assert "released" in w.log()
+
+
+def test_sigterm_checkpointing_handler_is_released_at_once(q):
+    job = q.enqueue("test.sleep", '{"ms": 60000, "checkpoint": true}')
+    w = q.worker("w", "--grace", "30")
+    wait_until(lambda: q.job(job)[0] == "running")
+    t = time.time()
+    assert w.stop(timeout=10) == 0
+    assert time.time() - t < 3
+    assert q.job(job, "state, attempts") == ["queued", "0"]
+    assert stopped_line(w)[3] == 1
+
+
+def test_cancel_reaches_a_running_job_through_the_heartbeat(q):
+    job = q.enqueue("test.sleep", '{"ms": 60000}')
+    w = q.worker("w", "--lease", "3")
+    wait_until(lambda: q.job(job)[0] == "running")
+    # Progress travels with heartbeats too.
+    wait_until(lambda: float(q.job(job, "coalesce(progress, 0)")[0]) > 0, timeout=5, what="progress")
+    assert q.sql("SELECT atelier_cancel_job(%d)" % job) == "running"
+    t = time.time()
+    wait_until(lambda: q.job(job)[0] == "cancelled", timeout=5, what="cancelled")
+    assert time.time() - t < 3
+    assert w.alive()
+    # The worker carries on with the next job.
+    nxt = q.enqueue("test.noop")
+    wait_until(lambda: q.job(nxt)[0] == "succeeded", timeout=5)
+
+
+def test_per_stage_timeout_fails_the_job(q):
+    job = q.enqueue("test.sleep", '{"ms": 60000}', timeout_s=1, max_attempts=3)
+    q.worker("w", "--lease", "3")
+    wait_until(lambda: q.job(job)[0] == "failed", timeout=8, what="timed out")
+    state, attempts, error = q.job(job, "state, attempts, error")
+    assert attempts == "1"
+    assert "timed out" in error
+
+
+def test_failing_job_is_retried_with_backoff_then_fails(q):
+    job = q.enqueue("test.fail", '{"message": "no luck"}', max_attempts=3, backoff_s=0.1)
+    w = q.worker("w", "--poll", "0.2")
+    wait_until(lambda: q.job(job)[0] == "failed", timeout=10, what="failed for good")
+    assert q.job(job, "attempts, error") == ["3", "no luck"]
+    assert w.alive()
+
+
+def test_crashed_worker_job_fails_after_max_attempts(q):
+    job = q.enqueue("test.crash", max_attempts=1)
+    a = q.worker("a", "--lease", "1")
+    a.p.wait(timeout=10)
+    assert a.p.returncode == -signal.SIGKILL
+    q.worker("b", "--kinds", "test.noop", "--poll", "0.2")
+    wait_until(lambda: q.job(job)[0] == "failed", timeout=10, what="reaped")
+    assert "lease expired" in q.job(job, "error")[0]
+
+
+def test_gpu_job_waits_for_a_gpu_worker(q):
+    job = q.enqueue("test.noop", needs_gpu=1)
+    cpu = q.worker("cpu", "--poll", "0.2")
+    time.sleep(1)
+    assert q.job(job)[0] == "queued"
+    q.worker("gpu", "--gpus", "1", "--poll", "0.2")
+    wait_until(lambda: q.job(job, "state, worker") == ["succeeded", "gpu"], timeout=5)
+    assert cpu.alive()
+    assert q.sql("SELECT gpus FROM workers WHERE name = 'gpu'") == "1"
+
+
+def test_idle_worker_starts_a_new_job_within_milliseconds(q):
+    q.worker("w", "--poll", "30")
+    wait_until(lambda: q.sql("SELECT count(*) FROM workers") == "1")
+    time.sleep(0.3)
+    job = q.enqueue("test.noop")
+    wait_until(lambda: q.job(job)[0] == "succeeded", timeout=5)
+    # NOTIFY, not the 30 s poll, woke the worker.
+    delay = float(q.job(job, "extract(epoch FROM started_at - created_at)")[0])
+    assert delay < 0.5
+
+
+def test_bad_flags_exit_2():
+    r = subprocess.run([WORKER, "--kinds", "no.such"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown kind" in r.stderr
+    r = subprocess.run([WORKER, "--lease", "0"], capture_output=True, text=True)
+    assert r.returncode == 2
+    r = subprocess.run([WORKER, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "test.sleep" in r.stdout
