@@ -20,5 +20,11 @@ extern const size_t cli_ncommands;
 
 int cmd_import(struct cli *c, int argc, char **argv);
 int cmd_token_create(struct cli *c, int argc, char **argv);
+int cmd_apply(struct cli *c, int argc, char **argv);
+int cmd_pipelines(struct cli *c, int argc, char **argv);
+int cmd_run(struct cli *c, int argc, char **argv);
+int cmd_runs(struct cli *c, int argc, char **argv);
+int cmd_run_show(struct cli *c, int argc, char **argv);
+int cmd_cancel(struct cli *c, int argc, char **argv);
 
 #endif

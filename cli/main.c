@@ -18,6 +18,12 @@ static int cmd_help(struct cli *c, int argc, char **argv);
 const struct cli_command cli_commands[] = {
 	{"import", cmd_import, "DIR --domain sketch|painting", "upload every PNG/JPEG in DIR"},
 	{"token create", cmd_token_create, "--role operator|node|viewer [--name N]", "create an API token"},
+	{"apply", cmd_apply, "-f FILE", "apply a pipeline YAML (no new version if unchanged)"},
+	{"pipelines", cmd_pipelines, "", "list pipelines"},
+	{"run show", cmd_run_show, "ID", "a run's stages, attempts, workers, progress"},
+	{"run", cmd_run, "PIPELINE", "start a run now"},
+	{"runs", cmd_runs, "[--pipeline P] [--state S] [--since T] [--watch]", "list runs (live with --watch)"},
+	{"cancel", cmd_cancel, "RUN", "cancel a run"},
 	{"help", cmd_help, "", "this list"},
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

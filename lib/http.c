@@ -17,6 +17,7 @@
 #include "http.h"
 
 #include <h2o.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,16 @@ struct compiled_route {
 	uint64_t seconds_count;
 };
 
+/* An accepted connection, tracked so shutdown can end idle keep-alive ones. */
+struct http_conn {
+	uv_tcp_t tcp; /* first: h2o's close callback gets this pointer */
+	struct http_conn *prev, *next;
+	http_server_t *srv;
+};
+
 struct http_server {
 	uv_loop_t *loop;
+	struct http_conn conns; /* list head */
 	h2o_globalconf_t config;
 	h2o_context_t ctx;
 	h2o_accept_ctx_t accept_ctx;
@@ -429,6 +438,113 @@ void http_req_add_header(http_req_t *req, const char *name, const char *value)
 	req->nxh++;
 }
 
+/* ---- streams ---- */
+
+struct http_stream {
+	h2o_generator_t gen; /* first: h2o hands us this pointer */
+	h2o_req_t *h2o;      /* NULL once h2o disposed the request */
+	struct at_buf pending;
+	struct at_buf sending;
+	int inflight;
+	int ended;     /* the application called http_stream_end */
+	int final_out; /* the final (empty) chunk was handed to h2o */
+	int refs;      /* one for the application, one for h2o's request pool */
+};
+
+static void stream_unref(struct http_stream *s)
+{
+	if (--s->refs > 0)
+		return;
+	at_buf_free(&s->pending);
+	at_buf_free(&s->sending);
+	free(s);
+}
+
+static void stream_pump(struct http_stream *s)
+{
+	if (!s->h2o || s->inflight || s->final_out)
+		return;
+	if (s->pending.len) {
+		struct at_buf t = s->sending;
+		s->sending = s->pending;
+		s->pending = t;
+		at_buf_reset(&s->pending);
+		h2o_iovec_t buf = h2o_iovec_init(s->sending.data, s->sending.len);
+		s->inflight = 1;
+		h2o_send(s->h2o, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+	} else if (s->ended) {
+		s->final_out = 1;
+		s->inflight = 1;
+		h2o_send(s->h2o, NULL, 0, H2O_SEND_STATE_FINAL);
+	}
+}
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *r)
+{
+	struct http_stream *s = (struct http_stream *)g;
+	s->inflight = 0;
+	at_buf_reset(&s->sending);
+	stream_pump(s);
+}
+
+static void stream_stop(h2o_generator_t *g, h2o_req_t *r)
+{
+	struct http_stream *s = (struct http_stream *)g;
+	s->h2o = NULL;
+}
+
+static void stream_dispose(void *p)
+{
+	struct http_stream *s = *(struct http_stream **)p;
+	s->h2o = NULL;
+	stream_unref(s);
+}
+
+http_stream_t *http_stream_start(http_req_t *req, int status, const char *content_type)
+{
+	struct http_stream *s = calloc(1, sizeof *s);
+	if (!s || reply_begin(req, status, content_type) < 0) {
+		free(s);
+		req_free(req);
+		return NULL;
+	}
+	h2o_req_t *r = req->h2o;
+	s->gen.proceed = stream_proceed;
+	s->gen.stop = stream_stop;
+	s->h2o = r;
+	s->refs = 2;
+	at_buf_init(&s->pending, (size_t)4 << 20);
+	at_buf_init(&s->sending, (size_t)4 << 20);
+	struct http_stream **slot = h2o_mem_alloc_shared(&r->pool, sizeof *slot, stream_dispose);
+	*slot = s;
+	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+	req_free(req);
+	h2o_start_response(r, &s->gen);
+	return s;
+}
+
+int http_stream_write(http_stream_t *s, const void *data, size_t len)
+{
+	if (!s->h2o || s->ended)
+		return AT_ECANCELLED;
+	int rc = at_buf_add(&s->pending, data, len);
+	if (rc < 0)
+		return rc;
+	stream_pump(s);
+	return 0;
+}
+
+int http_stream_alive(const http_stream_t *s) { return s && s->h2o != NULL; }
+
+void http_stream_end(http_stream_t *s)
+{
+	if (!s)
+		return;
+	s->ended = 1;
+	stream_pump(s);
+	stream_unref(s);
+}
+
 /* ---- accessors ---- */
 
 void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
@@ -695,19 +811,34 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 
 /* ---- server ---- */
 
+static void conn_closed(uv_handle_t *h)
+{
+	struct http_conn *c = (struct http_conn *)h;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	free(c);
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
 	http_server_t *srv = listener->data;
 	if (status != 0 || srv->closing)
 		return;
-	uv_tcp_t *conn = h2o_mem_alloc(sizeof *conn);
-	uv_tcp_init(listener->loop, conn);
-	if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-		uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+	struct http_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	uv_tcp_init(listener->loop, &c->tcp);
+	c->srv = srv;
+	c->next = srv->conns.next;
+	c->prev = &srv->conns;
+	c->next->prev = c;
+	srv->conns.next = c;
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
 		return;
 	}
-	uv_tcp_nodelay(conn, 1);
-	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+	uv_tcp_nodelay(&c->tcp, 1);
+	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
 	h2o_accept(&srv->accept_ctx, sock);
 }
 
@@ -719,6 +850,7 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 		return AT_ENOMEM;
 	int rc = 0;
 	srv->loop = loop;
+	srv->conns.next = srv->conns.prev = &srv->conns;
 	srv->cfg = *cfg;
 	if (!srv->cfg.max_body)
 		srv->cfg.max_body = (size_t)8 << 20;
@@ -821,13 +953,30 @@ static void server_free(http_server_t *srv)
 
 static void close_timer_closed(uv_handle_t *h) { server_free(h->data); }
 
-/* Waits (bounded) for h2o's connections to finish, then frees the server. */
+/*
+ * Shutdown: stop accepting; let requests in flight finish (bounded, 10 s);
+ * then end every remaining (idle keep-alive) connection by shutting down its
+ * read side, so h2o sees EOF and closes it through its own code path; once
+ * h2o has no connection left, its context can be disposed.
+ */
 static void close_poll(uv_timer_t *t)
 {
 	http_server_t *srv = t->data;
-	int busy = !h2o_linklist_is_empty(&srv->ctx.http1._conns);
-	if (busy && ++srv->close_waits < 200)
+	srv->close_waits++;
+	if (srv->pending > 0 && srv->close_waits < 1000)
 		return;
+	if (srv->close_waits % 50 == 1 || srv->pending == 0) {
+		for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next) {
+			uv_os_fd_t fd;
+			if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+				shutdown(fd, SHUT_RD);
+		}
+	}
+	int busy = !h2o_linklist_is_empty(&srv->ctx.http1._conns) || srv->conns.next != &srv->conns;
+	if (busy && srv->close_waits < 1500)
+		return;
+	if (busy)
+		log_warn("http: %s connections still open at shutdown", "some");
 	uv_timer_stop(t);
 	uv_close((uv_handle_t *)t, close_timer_closed);
 }
@@ -835,7 +984,6 @@ static void close_poll(uv_timer_t *t)
 static void listener_closed(uv_handle_t *h)
 {
 	http_server_t *srv = h->data;
-	h2o_context_request_shutdown(&srv->ctx);
 	uv_timer_start(&srv->close_timer, close_poll, 0, 10);
 }
 

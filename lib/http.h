@@ -107,4 +107,16 @@ void http_reply_empty(http_req_t *req, int status);
 /* Extra response header to send with the reply (copied). Call before replying. */
 void http_req_add_header(http_req_t *req, const char *name, const char *value);
 
+/* ---- streamed responses (Server-Sent Events, long downloads) ----
+ * http_stream_start consumes req (no reply call follows) and starts a
+ * response of unknown length. Writes are copied and sent in order; while a
+ * send is in flight later writes are buffered (up to 4 MiB, then
+ * AT_ETOOBIG). After the client leaves, writes return AT_ECANCELLED. The
+ * caller ends every stream with http_stream_end (which frees its side). */
+typedef struct http_stream http_stream_t;
+http_stream_t *http_stream_start(http_req_t *req, int status, const char *content_type);
+int http_stream_write(http_stream_t *s, const void *data, size_t len) AT_MUST_CHECK;
+int http_stream_alive(const http_stream_t *s);
+void http_stream_end(http_stream_t *s);
+
 #endif

@@ -13,6 +13,8 @@
 #include "http.h"
 
 struct auth;
+struct scheduler;
+struct supervisor;
 
 /* Daemon settings (table in main.c). */
 struct settings {
@@ -31,6 +33,7 @@ struct settings {
 	int local_workers;
 	const char *worker_bin;
 	int no_migrate;
+	int tick_ms;
 };
 
 struct ingest_stats {
@@ -60,14 +63,21 @@ struct app {
 	db_pool_t *db;
 	http_server_t *http;
 	struct auth *auth;
+	struct scheduler *scheduler;
+	struct supervisor *supervisor;
+	struct http_route *routes; /* every subsystem's table, concatenated */
+	size_t nroutes;
 	struct ingest_stats ingest;
 	struct ingest_queue ingest_q;
 	uint64_t started_at;
 	int shutting_down;
 };
 
-/* The route table (routes.c). */
+/* The base route table (routes.c); main.c appends each subsystem's. */
 extern const struct http_route app_routes[];
 extern const size_t app_nroutes;
+
+/* Ends every Server-Sent Events stream (pipelines_api.c), at shutdown. */
+void events_close_all(void);
 
 #endif

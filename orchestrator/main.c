@@ -25,6 +25,8 @@
 #include "config.h"
 #include "image.h"
 #include "log.h"
+#include "scheduler.h"
+#include "supervisor.h"
 
 #define S(f) offsetof(struct settings, f)
 static const struct config_opt settings_table[] = {
@@ -47,6 +49,8 @@ static const struct config_opt settings_table[] = {
 	 "spawn and supervise N local atelier-worker processes"},
 	{"worker-bin", "ATELIER_WORKER_BIN", CFG_STR, S(worker_bin), NULL, 1, 0, "atelier-worker path"},
 	{"no-migrate", NULL, CFG_BOOL, S(no_migrate), "false", 1, 0, "do not apply migrations at start"},
+	{"tick-ms", "ATELIER_TICK_MS", CFG_INT, S(tick_ms), "1000", 50, 60000,
+	 "leader tick: lease reaping, schedules, leader election"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -102,12 +106,24 @@ static void db_closed(void *arg)
 	signals_close();
 }
 
+/* Shutdown order: workers (they may still report to us through the
+ * database, not through us, so any order works for them) and the scheduler
+ * first, then HTTP (requests in flight finish), then the database pool. */
+static int stop_parts;
+
 static void http_closed(void *arg)
 {
 	app.http = NULL;
 	auth_free(app.auth);
 	app.auth = NULL;
 	db_pool_close(app.db, db_closed, NULL);
+}
+
+static void part_stopped(void *arg)
+{
+	if (--stop_parts > 0)
+		return;
+	http_server_close(app.http, http_closed, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -118,7 +134,30 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	http_server_close(app.http, http_closed, NULL);
+	events_close_all();
+	stop_parts = 2;
+	supervisor_stop(app.supervisor, part_stopped, NULL);
+	app.supervisor = NULL;
+	scheduler_stop(app.scheduler, part_stopped, NULL);
+	app.scheduler = NULL;
+}
+
+static int build_routes(void)
+{
+	const struct {
+		const struct http_route *t;
+		size_t n;
+	} tables[] = {{app_routes, app_nroutes}, {scheduler_routes, scheduler_nroutes}};
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		n += tables[i].n;
+	app.routes = calloc(n, sizeof *app.routes);
+	if (!app.routes)
+		return AT_ENOMEM;
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		for (size_t k = 0; k < tables[i].n; k++)
+			app.routes[app.nroutes++] = tables[i].t[k];
+	return 0;
 }
 
 static void on_db_state(void *arg, int connected)
@@ -173,9 +212,21 @@ static int serve(void)
 		.auth_arg = app.auth,
 		.app = &app,
 	};
-	rc = http_server_new(app.loop, &hc, app_routes, app_nroutes, &app.http);
+	rc = http_server_new(app.loop, &hc, app.routes, app.nroutes, &app.http);
 	if (rc < 0)
 		return 1;
+	rc = scheduler_start(&app, app.cfg.tick_ms, &app.scheduler);
+	if (rc < 0) {
+		log_error("scheduler: %s", at_strerror(rc));
+		return 1;
+	}
+	if (app.cfg.local_workers > 0) {
+		rc = supervisor_start(&app, app.cfg.local_workers, app.cfg.worker_bin, &app.supervisor);
+		if (rc < 0) {
+			log_error("local workers: %s", at_strerror(rc));
+			return 1;
+		}
+	}
 	uv_signal_init(app.loop, &sig_int);
 	uv_signal_init(app.loop, &sig_term);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
@@ -193,6 +244,7 @@ static int serve(void)
 		log_error("event loop closed with handles still open: %s", uv_strerror(rc));
 		return 1;
 	}
+	free(app.routes);
 	log_info("stopped cleanly");
 	return 0;
 }
@@ -236,8 +288,8 @@ static int cmd_token(int argc, char **argv)
 
 static int cmd_routes(void)
 {
-	for (size_t i = 0; i < app_nroutes; i++) {
-		const struct http_route *r = &app_routes[i];
+	for (size_t i = 0; i < app.nroutes; i++) {
+		const struct http_route *r = &app.routes[i];
 		char roles[64] = "";
 		if (r->roles == ROLE_PUBLIC)
 			snprintf(roles, sizeof roles, "public");
@@ -286,6 +338,8 @@ int main(int argc, char **argv)
 	char sqlbuf[PATH_MAX];
 	if (!app.cfg.sql_dir)
 		app.cfg.sql_dir = find_sql_dir(sqlbuf, sizeof sqlbuf);
+	if (build_routes() < 0)
+		return 1;
 	if (strcmp(cmd, "serve") == 0)
 		return serve();
 	if (strcmp(cmd, "migrate") == 0) {

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "ingest.h"
 #include "log.h"
+#include "scheduler.h"
 
 static void get_healthz(http_req_t *req)
 {
@@ -58,6 +59,8 @@ static void get_metrics(http_req_t *req)
 	int rc = http_server_metrics(app->http, &b);
 	if (rc == 0)
 		rc = ingest_metrics(app, &b);
+	if (rc == 0)
+		rc = scheduler_metrics(app->scheduler, &b);
 	if (rc == 0)
 		rc = at_buf_printf(&b,
 				   "# HELP atelier_db_connected Live PostgreSQL query connections.\n"

@@ -1,0 +1,72 @@
+/*
+ * api.c — see api.h. Read endpoints build their JSON in SQL (json_build_object)
+ * so types and NULLs come out right and the loop only forwards text.
+ */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sql_json {
+	http_req_t *req;
+	char *not_found;
+};
+
+static void on_sql_json(void *arg, int status, PGresult *res)
+{
+	struct sql_json *q = arg;
+	if (status == AT_EDB && res) {
+		const char *st = db_sqlstate(res);
+		/* class 22 (data exception): a parameter PostgreSQL could not take */
+		if (strncmp(st, "22", 2) == 0)
+			http_reply_error(q->req, 400, "invalid parameter",
+					 json_pack("{ss}", "reason", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
+		else
+			http_reply_error(q->req, 500, "query failed", NULL);
+	} else if (status < 0) {
+		http_reply_error(q->req, 503, "database unavailable", NULL);
+	} else if (PQntuples(res) < 1 || PQgetisnull(res, 0, 0)) {
+		http_reply_error(q->req, 404, q->not_found, json_pack("{ss}", "path", http_req_path(q->req)));
+	} else {
+		size_t len = (size_t)PQgetlength(res, 0, 0);
+		char *copy = malloc(len + 1);
+		if (!copy) {
+			http_reply_error(q->req, 503, "out of memory", NULL);
+		} else {
+			memcpy(copy, PQgetvalue(res, 0, 0), len);
+			copy[len] = '\n';
+			http_reply_owned(q->req, 200, "application/json", copy, len + 1);
+		}
+	}
+	free(q->not_found);
+	free(q);
+}
+
+void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params *params, const char *not_found)
+{
+	struct app *app = http_req_app(req);
+	struct sql_json *q = calloc(1, sizeof *q);
+	if (!q || !(q->not_found = strdup(not_found))) {
+		free(q);
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	q->req = req;
+	if (db_query(app->db, sql, params, on_sql_json, q) < 0) {
+		free(q->not_found);
+		free(q);
+		http_reply_error(req, 503, "database unavailable", NULL);
+	}
+}
+
+long long api_positive_id(http_req_t *req, const char *value, const char *what)
+{
+	char *end;
+	long long v = value ? strtoll(value, &end, 10) : 0;
+	if (!value || *end || v <= 0) {
+		http_reply_error(req, 400, "expected a positive integer",
+				 json_pack("{ss,ss}", "field", what, "value", value ? value : ""));
+		return 0;
+	}
+	return v;
+}

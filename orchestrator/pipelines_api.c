@@ -1,0 +1,523 @@
+/*
+ * pipelines_api.c — HTTP handlers for pipelines, runs, and the event stream.
+ *
+ *   POST /v1/pipelines              apply YAML (parsed on the threadpool)
+ *   GET  /v1/pipelines[/{name}]      list / show with history
+ *   POST /v1/pipelines/{name}/runs   manual trigger
+ *   GET  /v1/runs[/{id}]             list with filters / show with jobs
+ *   POST /v1/runs/{id}/cancel
+ *   GET  /v1/runs/{id}/metrics       loss curves etc.
+ *   GET  /v1/events                  Server-Sent Events of run state changes
+ *
+ * The event hub holds one stream per subscriber; it is fed by NOTIFY
+ * atelier_runs (so changes made through any atelierd or any worker reach every
+ * subscriber) and pings every 15 s so dead clients are noticed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+#include "pipeline.h"
+#include "pipeline_yaml.h"
+#include "scheduler.h"
+
+/* ---- apply ---- */
+
+struct apply {
+	uv_work_t work;
+	http_req_t *req;
+	struct app *app;
+	char *filename;
+	char *yaml;
+	size_t len;
+	int rc;
+	struct pipeline_error err;
+	char *name;
+	char *canonical;
+	char hash[65];
+};
+
+static void apply_free(struct apply *a)
+{
+	free(a->filename);
+	free(a->yaml);
+	free(a->name);
+	free(a->canonical);
+	free(a);
+}
+
+static void apply_work(uv_work_t *w)
+{
+	struct apply *a = w->data;
+	pipeline_t *p = NULL;
+	a->rc = pipeline_yaml_parse(a->filename, a->yaml, a->len, &p, &a->err);
+	if (a->rc < 0)
+		return;
+	struct at_buf b;
+	at_buf_init(&b, 0);
+	a->rc = pipeline_to_canonical(p, &b);
+	if (a->rc == 0)
+		a->rc = pipeline_hash(p, a->hash);
+	if (a->rc == 0) {
+		a->canonical = at_buf_steal(&b, NULL);
+		a->name = strdup(p->name);
+	}
+	at_buf_free(&b);
+	pipeline_free(p);
+}
+
+static void apply_stored(void *arg, int status, PGresult *res)
+{
+	struct apply *a = arg;
+	if (status < 0) {
+		http_reply_error(a->req, 503, "could not store the pipeline", NULL);
+	} else {
+		int created = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+		json_t *o = json_pack("{ss,si,sI,ss,sb}", "pipeline", a->name, "version",
+				      (int)strtol(PQgetvalue(res, 0, 1), NULL, 10), "version_id",
+				      (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "sha256", a->hash, "created",
+				      created);
+		if (created)
+			log_info("pipeline %s: version %s applied", a->name, PQgetvalue(res, 0, 1));
+		http_reply_json(a->req, created ? 201 : 200, o);
+	}
+	apply_free(a);
+}
+
+static void apply_parsed(uv_work_t *w, int status)
+{
+	struct apply *a = w->data;
+	if (status < 0 || !http_req_alive(a->req)) {
+		http_reply_empty(a->req, 499);
+		apply_free(a);
+		return;
+	}
+	if (a->rc < 0) {
+		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column", a->err.column,
+				      "message", a->err.message);
+		http_reply_error(a->req, a->rc == AT_ETOOBIG ? 413 : 422, a->err.text[0] ? a->err.text : at_strerror(a->rc),
+				 d);
+		apply_free(a);
+		return;
+	}
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, a->name);
+	db_param_text(&p, a->yaml);
+	db_param_text(&p, a->canonical);
+	db_param_text(&p, a->hash);
+	if (db_query(a->app->db, "SELECT version_id, version, created FROM atelier_apply_pipeline($1, $2, $3::jsonb, $4)",
+		     &p, apply_stored, a) < 0) {
+		http_reply_error(a->req, 503, "database unavailable", NULL);
+		apply_free(a);
+	}
+}
+
+static void post_pipeline(http_req_t *req)
+{
+	size_t len, ctlen = 0;
+	const uint8_t *body = http_req_body(req, &len);
+	const char *ct = http_req_header(req, "content-type", &ctlen);
+	const char *fname = http_req_query(req, "filename");
+	struct apply *a = calloc(1, sizeof *a);
+	if (!a) {
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	a->req = req;
+	a->app = http_req_app(req);
+	if (ct && ctlen >= 16 && strncasecmp(ct, "application/json", 16) == 0) {
+		json_t *j = http_req_json_body(req);
+		if (!j) {
+			free(a);
+			return;
+		}
+		const char *y = json_string_value(json_object_get(j, "yaml"));
+		const char *f = json_string_value(json_object_get(j, "filename"));
+		if (!y) {
+			json_decref(j);
+			free(a);
+			http_reply_error(req, 422, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
+			return;
+		}
+		a->yaml = strdup(y);
+		a->len = strlen(y);
+		a->filename = strdup(f ? f : fname ? fname : "pipeline.yaml");
+		json_decref(j);
+	} else {
+		a->yaml = malloc(len + 1);
+		if (a->yaml) {
+			memcpy(a->yaml, body, len);
+			a->yaml[len] = 0;
+		}
+		a->len = len;
+		a->filename = strdup(fname ? fname : "pipeline.yaml");
+	}
+	if (!a->yaml || !a->filename) {
+		apply_free(a);
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	if (memchr(a->yaml, 0, a->len)) {
+		apply_free(a);
+		http_reply_error(req, 422, "pipeline YAML contains a NUL byte", NULL);
+		return;
+	}
+	a->work.data = a;
+	if (uv_queue_work(a->app->loop, &a->work, apply_work, apply_parsed) < 0) {
+		apply_free(a);
+		http_reply_error(req, 503, "cannot schedule parsing", NULL);
+	}
+}
+
+static void get_pipelines(http_req_t *req)
+{
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('pipelines', coalesce(json_agg(json_build_object("
+		"'name', p.name, 'version', v.version, 'version_id', v.id, 'sha256', v.sha256, "
+		"'model', v.parsed->>'model', 'triggers', v.parsed->'triggers', 'updated_at', p.updated_at, "
+		"'last_run', (SELECT json_build_object('id', r.id, 'state', r.state, 'created_at', r.created_at) "
+		"  FROM runs r WHERE r.pipeline = p.name ORDER BY r.id DESC LIMIT 1)) ORDER BY p.name), '[]'))::text "
+		"FROM pipelines p JOIN pipeline_versions v ON v.id = p.current_version_id",
+		NULL, "no pipelines");
+}
+
+static void get_pipeline(http_req_t *req)
+{
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, http_req_param(req, "name"));
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('name', p.name, 'current', json_build_object('version', v.version, "
+		"'version_id', v.id, 'sha256', v.sha256, 'yaml', v.yaml, 'parsed', v.parsed, 'created_at', v.created_at), "
+		"'history', (SELECT json_agg(json_build_object('version', h.version, 'version_id', h.id, "
+		"'sha256', h.sha256, 'created_at', h.created_at) ORDER BY h.version DESC) "
+		"FROM pipeline_versions h WHERE h.pipeline = p.name))::text "
+		"FROM pipelines p JOIN pipeline_versions v ON v.id = p.current_version_id WHERE p.name = $1",
+		&p, "no such pipeline");
+}
+
+/* ---- runs ---- */
+
+struct trigger {
+	http_req_t *req;
+	char name[128];
+};
+
+static void run_created(void *arg, int status, PGresult *res)
+{
+	struct trigger *t = arg;
+	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
+		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+	else if (status < 0)
+		http_reply_error(t->req, 503, "could not create the run", NULL);
+	else {
+		int coalesced = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		http_reply_json(t->req, coalesced ? 200 : 201,
+				json_pack("{sI,ss,sb}", "run", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+					  "pipeline", t->name, "coalesced", coalesced));
+	}
+	free(t);
+}
+
+static void manual_checked(void *arg, int status, PGresult *res)
+{
+	struct trigger *t = arg;
+	struct app *app = http_req_app(t->req);
+	if (status < 0) {
+		http_reply_error(t->req, 503, "database unavailable", NULL);
+		free(t);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+		free(t);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
+		http_reply_error(t->req, 409, "this pipeline does not allow manual runs (triggers.manual: false)",
+				 json_pack("{ss}", "pipeline", t->name));
+		free(t);
+		return;
+	}
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, t->name);
+	if (db_query(app->db, "SELECT run_id, coalesced FROM atelier_create_run($1, 'manual')", &p, run_created, t) < 0) {
+		http_reply_error(t->req, 503, "database unavailable", NULL);
+		free(t);
+	}
+}
+
+static void post_run(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	struct trigger *t = calloc(1, sizeof *t);
+	if (!t) {
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	t->req = req;
+	snprintf(t->name, sizeof t->name, "%s", http_req_param(req, "name"));
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, t->name);
+	if (db_query(app->db,
+		     "SELECT coalesce((v.parsed->'triggers'->>'manual')::boolean, true) FROM pipelines p "
+		     "JOIN pipeline_versions v ON v.id = p.current_version_id WHERE p.name = $1",
+		     &p, manual_checked, t) < 0) {
+		http_reply_error(req, 503, "database unavailable", NULL);
+		free(t);
+	}
+}
+
+static const char *const run_states[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+static void get_runs(http_req_t *req)
+{
+	const char *pipeline = http_req_query(req, "pipeline");
+	const char *state = http_req_query(req, "state");
+	const char *since = http_req_query(req, "since");
+	const char *before = http_req_query(req, "before");
+	const char *limit = http_req_query(req, "limit");
+	if (state) {
+		int ok = 0;
+		for (size_t i = 0; i < sizeof run_states / sizeof run_states[0]; i++)
+			ok |= strcmp(state, run_states[i]) == 0;
+		if (!ok) {
+			http_reply_error(req, 400, "state must be one of queued, running, succeeded, failed, cancelled",
+					 json_pack("{ss,ss}", "field", "state", "value", state));
+			return;
+		}
+	}
+	long long lim = 50;
+	if (limit) {
+		char *end;
+		lim = strtoll(limit, &end, 10);
+		if (*end || lim < 1 || lim > 500) {
+			http_reply_error(req, 400, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
+			return;
+		}
+	}
+	if (before && !api_positive_id(req, before, "before"))
+		return;
+	char lims[24];
+	snprintf(lims, sizeof lims, "%lld", lim);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, pipeline);
+	db_param_text(&p, state);
+	db_param_text(&p, since);
+	db_param_text(&p, before);
+	db_param_text(&p, lims);
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('runs', coalesce(json_agg(row_to_json(s) ORDER BY s.run_id DESC), '[]'), "
+		"'next_before', CASE WHEN count(*) = $5::int THEN min(s.run_id) END)::text FROM ("
+		"SELECT * FROM run_status WHERE ($1::text IS NULL OR pipeline = $1) AND ($2::text IS NULL OR state = $2) "
+		"AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR run_id < $4) "
+		"ORDER BY run_id DESC LIMIT $5::int) s",
+		&p, "no runs");
+}
+
+static void get_run(http_req_t *req)
+{
+	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
+	if (!id)
+		return;
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, http_req_param(req, "id"));
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('run', row_to_json(s), "
+		"'stages', (SELECT json_agg(k ORDER BY k) FROM runs r JOIN pipeline_versions v ON v.id = r.pipeline_version_id, "
+		"  jsonb_object_keys(v.parsed->'stages') k WHERE r.id = s.run_id), "
+		"'jobs', (SELECT coalesce(json_agg(json_build_object('id', j.id, 'stage', j.stage, 'kind', j.kind, "
+		"'state', j.state, 'attempts', j.attempts, 'max_attempts', j.max_attempts, 'worker', j.worker, "
+		"'progress', j.progress, 'message', j.progress_msg, 'eta_seconds', j.eta_seconds, "
+		"'created_at', j.created_at, 'started_at', j.started_at, 'finished_at', j.finished_at, "
+		"'run_after', j.run_after, 'error', j.error, 'result', j.result, 'cancel_requested', j.cancel_requested) "
+		"ORDER BY j.id), '[]') FROM jobs j WHERE j.run_id = s.run_id))::text "
+		"FROM run_status s WHERE s.run_id = $1::bigint",
+		&p, "no such run");
+}
+
+static void post_cancel(http_req_t *req)
+{
+	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
+	if (!id)
+		return;
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, http_req_param(req, "id"));
+	api_reply_sql_json(req,
+			   "SELECT json_build_object('run', $1::bigint, 'state', s)::text FROM atelier_cancel($1::bigint) s "
+			   "WHERE s IS NOT NULL",
+			   &p, "no such run");
+}
+
+static void get_run_metrics(http_req_t *req)
+{
+	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
+	if (!id)
+		return;
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, http_req_param(req, "id"));
+	db_param_text(&p, http_req_query(req, "name"));
+	api_reply_sql_json(req,
+			   "SELECT json_build_object('run', $1::bigint, 'series', coalesce((SELECT json_object_agg(name, pts) "
+			   "FROM (SELECT m.name, json_agg(json_build_array(m.step, m.value) ORDER BY m.step) pts "
+			   "FROM metrics m JOIN jobs j ON j.id = m.job_id WHERE j.run_id = $1::bigint "
+			   "AND ($2::text IS NULL OR m.name = $2) GROUP BY m.name) x), '{}'))::text "
+			   "WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1::bigint)",
+			   &p, "no such run");
+}
+
+/* ---- Server-Sent Events ---- */
+
+struct subscriber {
+	struct subscriber *next;
+	http_stream_t *stream;
+	long long run; /* 0 = all runs */
+};
+
+static struct {
+	struct subscriber *subs;
+	uv_timer_t ping;
+	int started;
+	int count;
+} hub;
+
+static void hub_drop_dead(void)
+{
+	struct subscriber **pp = &hub.subs;
+	while (*pp) {
+		struct subscriber *s = *pp;
+		if (!http_stream_alive(s->stream)) {
+			*pp = s->next;
+			http_stream_end(s->stream);
+			free(s);
+			hub.count--;
+		} else {
+			pp = &s->next;
+		}
+	}
+}
+
+static void hub_broadcast(const char *event, const char *data, long long run)
+{
+	char head[64];
+	int hn = snprintf(head, sizeof head, "event: %s\ndata: ", event);
+	for (struct subscriber *s = hub.subs; s; s = s->next) {
+		if (s->run && run && s->run != run)
+			continue;
+		if (http_stream_write(s->stream, head, (size_t)hn) < 0 ||
+		    http_stream_write(s->stream, data, strlen(data)) < 0 || http_stream_write(s->stream, "\n\n", 2) < 0) {
+			/* gone or too slow to keep up: dropped below */
+			http_stream_end(s->stream);
+			s->stream = NULL;
+		}
+	}
+	struct subscriber **pp = &hub.subs;
+	while (*pp) {
+		if (!(*pp)->stream) {
+			struct subscriber *d = *pp;
+			*pp = d->next;
+			free(d);
+			hub.count--;
+		} else {
+			pp = &(*pp)->next;
+		}
+	}
+}
+
+static void on_runs_notify(void *arg, const char *channel, const char *payload)
+{
+	if (!channel)
+		return;
+	json_t *j = json_loads(payload, 0, NULL);
+	long long run = j ? json_integer_value(json_object_get(j, "run")) : 0;
+	json_decref(j);
+	hub_broadcast("run", payload, run);
+}
+
+static void hub_ping(uv_timer_t *t)
+{
+	for (struct subscriber *s = hub.subs; s; s = s->next)
+		if (http_stream_write(s->stream, ": ping\n\n", 8) < 0) {
+			/* the stream is dead or stuck: dropped just below */
+		}
+	hub_drop_dead();
+}
+
+static void get_events(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	const char *run = http_req_query(req, "run");
+	long long run_id = 0;
+	if (run && !(run_id = api_positive_id(req, run, "run")))
+		return;
+	if (!hub.started) {
+		if (db_listen(app->db, "atelier_runs", on_runs_notify, NULL) < 0) {
+			http_reply_error(req, 503, "database unavailable", NULL);
+			return;
+		}
+		uv_timer_init(app->loop, &hub.ping);
+		uv_timer_start(&hub.ping, hub_ping, 15000, 15000);
+		hub.started = 1;
+	}
+	struct subscriber *s = calloc(1, sizeof *s);
+	if (!s) {
+		http_reply_error(req, 503, "out of memory", NULL);
+		return;
+	}
+	s->stream = http_stream_start(req, 200, "text/event-stream");
+	if (!s->stream) {
+		free(s);
+		return;
+	}
+	s->run = run_id;
+	s->next = hub.subs;
+	hub.subs = s;
+	hub.count++;
+	static const char hello[] = "retry: 2000\nevent: hello\ndata: {}\n\n";
+	if (http_stream_write(s->stream, hello, sizeof hello - 1) < 0) {
+		/* the client is already gone: the next ping drops it */
+	}
+}
+
+void events_close_all(void)
+{
+	while (hub.subs) {
+		struct subscriber *s = hub.subs;
+		hub.subs = s->next;
+		http_stream_end(s->stream);
+		free(s);
+	}
+	hub.count = 0;
+	if (hub.started) {
+		uv_timer_stop(&hub.ping);
+		uv_close((uv_handle_t *)&hub.ping, NULL);
+		hub.started = 0;
+	}
+}
+
+const struct http_route scheduler_routes[] = {
+	{"POST", "/v1/pipelines", post_pipeline, ROLE_OPERATOR,
+	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version"},
+	{"GET", "/v1/pipelines", get_pipelines, ROLE_ANY, "list pipelines with their current version and last run"},
+	{"GET", "/v1/pipelines/{name}", get_pipeline, ROLE_ANY, "a pipeline: current version (YAML, parsed) and history"},
+	{"POST", "/v1/pipelines/{name}/runs", post_run, ROLE_OPERATOR, "start a run now (manual trigger)"},
+	{"GET", "/v1/runs", get_runs, ROLE_ANY, "runs; filters: pipeline, state, since, before (id cursor), limit"},
+	{"GET", "/v1/runs/{id}", get_run, ROLE_ANY, "a run with its stages and jobs (attempts, worker, progress)"},
+	{"POST", "/v1/runs/{id}/cancel", post_cancel, ROLE_OPERATOR, "cancel a run (running jobs stop at next heartbeat)"},
+	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)"},
+	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)"},
+};
+const size_t scheduler_nroutes = sizeof scheduler_routes / sizeof scheduler_routes[0];
