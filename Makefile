@@ -61,7 +61,7 @@ WARN = -Wall -Wextra -Werror -Wno-unused-parameter
 ifneq ($(findstring clang,$(CC)),clang)
 WARN += -Wno-format-truncation
 endif
-CFLAGS_ALL = -std=gnu11 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_ALL = -std=gnu11 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -Imodels -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 CXXFLAGS_ALL = -std=gnu++17 $(WARN) $(OPT) -g -D_GNU_SOURCE -Ilib -Imodels -MMD -MP $(SANFLAGS) $(TORCH_INC) $(EXTRA_CXXFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -Wl,--as-needed $(EXTRA_LDFLAGS)
 SYSLIBS = $(PKG_LIBS) -lm -lpthread

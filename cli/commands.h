@@ -26,5 +26,6 @@ int cmd_run(struct cli *c, int argc, char **argv);
 int cmd_runs(struct cli *c, int argc, char **argv);
 int cmd_run_show(struct cli *c, int argc, char **argv);
 int cmd_cancel(struct cli *c, int argc, char **argv);
+int cmd_synth(struct cli *c, int argc, char **argv);
 
 #endif

@@ -24,6 +24,8 @@ const struct cli_command cli_commands[] = {
 	{"run", cmd_run, "PIPELINE", "start a run now"},
 	{"runs", cmd_runs, "[--pipeline P] [--state S] [--since T] [--watch]", "list runs (live with --watch)"},
 	{"cancel", cmd_cancel, "RUN", "cancel a run"},
+	{"synth", cmd_synth, "[--count N] [--seed S] [--size PX] [--out DIR]",
+	 "generate and upload a deterministic synthetic sketch/painting set"},
 	{"help", cmd_help, "", "this list"},
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

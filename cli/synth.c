@@ -1,0 +1,144 @@
+/*
+ * synth.c — `atelier synth [--count N] [--seed S] [--size PX] [--out DIR]`:
+ * a deterministic synthetic sketch→painting data set (lib/synth: shapes,
+ * colour fields, texture; sketches through the project's own edge
+ * extraction), uploaded through the API like any other data — paintings to
+ * /v1/paintings, sketches to /v1/sketches (source "synth"). With --out the
+ * PNGs are also written to DIR/{sketches,paintings}/.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "image.h"
+#include "synth.h"
+
+static int upload(struct cli *c, const char *path, const char *source, const uint8_t *png, size_t len, long *status)
+{
+	/* multipart by hand: one image field and a source field */
+	static const char boundary[] = "atelier-synth-boundary-7316";
+	struct at_buf b;
+	at_buf_init(&b, (size_t)64 << 20);
+	int rc = at_buf_printf(&b,
+			       "--%s\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\n%s\r\n"
+			       "--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+			       "Content-Type: image/png\r\n\r\n",
+			       boundary, source, boundary);
+	if (rc == 0)
+		rc = at_buf_add(&b, png, len);
+	if (rc == 0)
+		rc = at_buf_printf(&b, "\r\n--%s--\r\n", boundary);
+	char ct[128];
+	snprintf(ct, sizeof ct, "multipart/form-data; boundary=%s", boundary);
+	struct cli_response r;
+	if (rc == 0)
+		rc = cli_request(c, "POST", path, ct, b.data, b.len, &r);
+	at_buf_free(&b);
+	if (rc < 0)
+		return rc;
+	*status = r.status;
+	if (r.status >= 500 || r.status == 401 || r.status == 403)
+		cli_fail(path, &r);
+	cli_response_free(&r);
+	return 0;
+}
+
+static int save(const char *dir, const char *sub, long i, const uint8_t *png, size_t len)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return AT_EIO;
+	snprintf(p, sizeof p, "%s/%s/%06ld.png", dir, sub, i);
+	FILE *f = fopen(p, "wb");
+	if (!f)
+		return AT_EIO;
+	size_t w = fwrite(png, 1, len, f);
+	return fclose(f) == 0 && w == len ? 0 : AT_EIO;
+}
+
+int cmd_synth(struct cli *c, int argc, char **argv)
+{
+	long count = 200, seed = 1, size = 256;
+	const char *out = NULL;
+	for (int i = 0; i < argc; i++) {
+		char *end = NULL;
+		if (!strcmp(argv[i], "--count") && i + 1 < argc)
+			count = strtol(argv[++i], &end, 10);
+		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = strtol(argv[++i], &end, 10);
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+			size = strtol(argv[++i], &end, 10);
+		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else {
+			fprintf(stderr, "usage: atelier synth [--count N] [--seed S] [--size PX] [--out DIR]\n");
+			return 2;
+		}
+		if (end && *end) {
+			fprintf(stderr, "atelier synth: %s needs a number\n", argv[i - 1]);
+			return 2;
+		}
+	}
+	if (count < 1 || count > 1000000 || size < 32 || size > 1024) {
+		fprintf(stderr, "atelier synth: --count 1..1000000, --size 32..1024\n");
+		return 2;
+	}
+	if (out && mkdir(out, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "atelier synth: cannot create %s\n", out);
+		return 1;
+	}
+	uint8_t *rgb = malloc((size_t)size * size * 3), *gray = malloc((size_t)size * size);
+	if (!rgb || !gray)
+		return 1;
+	long acc[2] = {0, 0}, dup[2] = {0, 0}, rej[2] = {0, 0}, failed = 0;
+	for (long i = 0; i < count; i++) {
+		int rc = synth_pair((uint64_t)(seed * 1000003 + i), (int)size, rgb, gray);
+		if (rc < 0) {
+			rej[0]++;
+			continue;
+		}
+		for (int d = 0; d < 2; d++) {
+			uint8_t *png = NULL;
+			size_t len = 0;
+			rc = d == 0 ? image_encode_png(gray, (int)size, (int)size, 1, IMAGE_PNG_FAST, &png, &len)
+				    : image_encode_png(rgb, (int)size, (int)size, 3, 1, &png, &len);
+			if (rc < 0) {
+				failed++;
+				continue;
+			}
+			if (out && save(out, d == 0 ? "sketches" : "paintings", i, png, len) < 0)
+				failed++;
+			long st = 0;
+			rc = upload(c, d == 0 ? "/v1/sketches" : "/v1/paintings", "synth", png, len, &st);
+			free(png);
+			if (rc < 0 || st >= 500 || st == 401 || st == 403) {
+				free(rgb);
+				free(gray);
+				fprintf(stderr, "atelier synth: upload failed; stopping\n");
+				return 1;
+			}
+			if (st == 201)
+				acc[d]++;
+			else if (st == 200)
+				dup[d]++;
+			else
+				rej[d]++;
+		}
+		cli_progress("synth", (size_t)i + 1, (size_t)count);
+	}
+	free(rgb);
+	free(gray);
+	if (c->json)
+		printf("{\"sketches\":{\"accepted\":%ld,\"duplicate\":%ld,\"rejected\":%ld},"
+		       "\"paintings\":{\"accepted\":%ld,\"duplicate\":%ld,\"rejected\":%ld},\"failed\":%ld}\n",
+		       acc[0], dup[0], rej[0], acc[1], dup[1], rej[1], failed);
+	else
+		printf("synth: %ld pairs; sketches %ld accepted, %ld duplicate, %ld rejected; "
+		       "paintings %ld accepted, %ld duplicate, %ld rejected\n",
+		       count, acc[0], dup[0], rej[0], acc[1], dup[1], rej[1]);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,102 @@
+#!/bin/sh
+# scripts/run.sh — `make run`: the whole system on this machine.
+#
+#   PostgreSQL  embedded cluster under var/pg (unless ATELIER_DATABASE_URL is set)
+#   atelierd    API on :${ATELIER_PORT:-8080}, with ${ATELIER_LOCAL_WORKERS:-2} local workers
+#   pipeline    pipelines/sketch2paint.yaml applied
+#   data        `atelier synth` on the first run (an empty store)
+#   serving     atelier-serve on :${ATELIER_SERVE_PORT:-8081}, channel production
+#
+# Ctrl-C stops everything (serving node, atelierd and its workers, PostgreSQL).
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+BUILD=${ATELIER_BUILD:-build}
+BIN="$root/$BUILD/bin"
+VAR="$root/var"
+PORT=${ATELIER_PORT:-8080}
+SERVE_PORT=${ATELIER_SERVE_PORT:-8081}
+HOST=${ATELIER_HOST:-127.0.0.1}
+mkdir -p "$VAR/log" "$VAR/artifacts"
+
+pids=""
+embedded=""
+stop_all() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping..."
+	for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $pids; do wait "$p" 2>/dev/null || true; done
+	[ -n "$embedded" ] && scripts/pgctl.sh stop "$VAR/pg"
+	echo "stopped."
+}
+trap stop_all INT TERM EXIT
+
+if [ -z "${ATELIER_DATABASE_URL:-}" ]; then
+	echo "postgres: embedded cluster in var/pg"
+	ATELIER_DATABASE_URL=$(scripts/pgctl.sh start "$VAR/pg")
+	embedded=1
+fi
+export ATELIER_DATABASE_URL
+export ATELIER_ARTIFACTS="${ATELIER_ARTIFACTS:-fs://$VAR/artifacts}"
+export OMP_WAIT_POLICY=PASSIVE
+
+"$BIN/atelierd" migrate >/dev/null
+
+# One operator token for this machine, kept (mode 600) so runs can reuse it.
+tokfile="$VAR/operator.token"
+if [ ! -s "$tokfile" ]; then
+	(umask 077 && "$BIN/atelierd" token create --role operator --name make-run >"$tokfile")
+fi
+ATELIER_TOKEN=$(cat "$tokfile")
+export ATELIER_TOKEN
+export ATELIER_URL="http://$HOST:$PORT"
+
+"$BIN/atelierd" --host "$HOST" --port "$PORT" --local-workers "${ATELIER_LOCAL_WORKERS:-2}" \
+	>>"$VAR/log/atelierd.log" 2>&1 &
+pids="$!"
+for i in $(seq 1 100); do
+	curl -fsS "$ATELIER_URL/readyz" >/dev/null 2>&1 && break
+	sleep 0.2
+done
+curl -fsS "$ATELIER_URL/readyz" >/dev/null || { echo "atelierd did not come up; see var/log/atelierd.log"; exit 1; }
+
+"$BIN/atelier" apply -f pipelines/sketch2paint.yaml
+
+count=$(curl -fsS -H "Authorization: Bearer $ATELIER_TOKEN" "$ATELIER_URL/v1/sketches/1" >/dev/null 2>&1 && echo some || echo none)
+if [ "$count" = none ]; then
+	echo "data: generating the synthetic sketch/painting set (first run)"
+	"$BIN/atelier" synth --count "${ATELIER_SYNTH_COUNT:-240}" --size 128
+fi
+
+serve_line=""
+if [ -x "$BIN/atelier-serve" ]; then
+	nodetok_file="$VAR/node.token"
+	if [ ! -s "$nodetok_file" ]; then
+		(umask 077 && "$BIN/atelierd" token create --role node --name local-node >"$nodetok_file")
+	fi
+	"$BIN/atelier-serve" --host "$HOST" --port "$SERVE_PORT" --atelierd "$ATELIER_URL" \
+		--token "$(cat "$nodetok_file")" --model sketch2paint --channel production --name local-node \
+		--cache "$VAR/serve-cache" --spool "$VAR/spool" >>"$VAR/log/serve.log" 2>&1 &
+	pids="$pids $!"
+	serve_line="  drawing page   http://$HOST:$SERVE_PORT/
+  stylize API    POST http://$HOST:$SERVE_PORT/api/stylize"
+fi
+
+# The first cycle: train on the synthetic set now rather than waiting for a trigger.
+"$BIN/atelier" run sketch2paint >/dev/null 2>&1 || true
+
+cat <<EOF
+
+Atelier is up.
+$serve_line
+  API            $ATELIER_URL   (routes: $ATELIER_URL/v1/openapi.json)
+  metrics        $ATELIER_URL/metrics
+  runs           ATELIER_URL=$ATELIER_URL ATELIER_TOKEN=\$(cat var/operator.token) $BUILD/bin/atelier runs --watch
+  database       $ATELIER_DATABASE_URL
+  operator token $ATELIER_TOKEN
+  logs           var/log/
+
+Ctrl-C stops everything.
+EOF
+wait
