@@ -1,0 +1,272 @@
+"""Pipelines through the real atelierd and real workers: apply and versions,
+YAML errors over HTTP, DAG order, failures and retries, cancel, timeouts,
+triggers (manual, new_sketches, coalescing), SSE, and leader failover."""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import images
+from conftest import BIN, ROOT, wait_until
+from daemon import start_atelierd
+
+
+def yaml_text(name, stages, triggers="manual: true", concurrency=1):
+    return "pipeline: %s\nmodel: none\nconcurrency: %d\ntriggers:\n  %s\nstages:\n%s" % (
+        name, concurrency, triggers, stages)
+
+
+@pytest.fixture
+def d(db_url):
+    daemon = start_atelierd(db_url, "--local-workers", "2", "--tick-ms", "200")
+    daemon.api = daemon.http(daemon.token("operator"))
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+def apply(d, text, filename="p.yaml"):
+    return d.api.post("/v1/pipelines?filename=" + filename, text.encode(),
+                      headers={"Content-Type": "application/yaml"})
+
+
+def run(d, name):
+    r = d.api.post("/v1/pipelines/%s/runs" % name)
+    assert r.status in (200, 201), r
+    return r.json()["run"]
+
+
+def wait_run(d, run_id, states=("succeeded", "failed", "cancelled"), timeout=60):
+    def done():
+        r = d.api.get("/v1/runs/%d" % run_id).json()
+        return r if r["run"]["state"] in states else None
+    return wait_until(done, timeout=timeout, interval=0.1, what="run %d to reach %s" % (run_id, states))
+
+
+def test_apply_versions_and_history(d):
+    text = open(os.path.join(ROOT, "tests/pipelines/dag.yaml")).read()
+    r = apply(d, text)
+    assert r.status == 201 and r.json()["version"] == 1 and r.json()["created"]
+    # comments and layout do not make a new version
+    r2 = apply(d, "# a comment\n" + text.replace("kind: noop", "kind:   noop"))
+    assert r2.status == 200 and not r2.json()["created"] and r2.json()["sha256"] == r.json()["sha256"]
+    r3 = apply(d, text.replace("200ms", "300ms"))
+    assert r3.status == 201 and r3.json()["version"] == 2
+    show = d.api.get("/v1/pipelines/dag").json()
+    assert show["current"]["version"] == 2
+    assert [h["version"] for h in show["history"]] == [2, 1]
+    lst = d.api.get("/v1/pipelines").json()["pipelines"]
+    assert [p["name"] for p in lst] == ["dag"]
+    assert d.api.get("/v1/pipelines/nope").status == 404
+
+
+def test_yaml_errors_name_file_line_column(d):
+    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  a:\n    retires: 2\n", filename="pipelines/bad.yaml")
+    assert r.status == 422, r
+    j = r.json()
+    assert j["error"].startswith("pipelines/bad.yaml:5:5: unknown key \"retires\""), j
+    assert "did you mean" in j["error"]
+    assert j["detail"]["line"] == 5 and j["detail"]["column"] == 5
+    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  a: {needs: [b]}\n  b: {needs: [a]}\n")
+    assert r.status == 422 and "cycle" in r.json()["error"], r
+    assert d.api.get("/v1/pipelines").json()["pipelines"] == []
+
+
+def test_cli_apply_and_run(d):
+    env = dict(os.environ, ATELIER_URL=d.url, ATELIER_TOKEN=d.api.token)
+    cli = os.path.join(BIN, "atelier")
+    out = subprocess.run([cli, "apply", "-f", "tests/pipelines/dag.yaml"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "version 1 created" in out.stdout, out
+    out = subprocess.run([cli, "--json", "run", "dag"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out
+    run_id = json.loads(out.stdout)["run"]
+    wait_run(d, run_id)
+    out = subprocess.run([cli, "run", "show", str(run_id)], env=env, capture_output=True, text=True)
+    assert "succeeded" in out.stdout and "test.sleep" in out.stdout, out.stdout
+    bad = os.path.join(ROOT, "tests/unit/yaml_cases")
+    case = sorted(f for f in os.listdir(bad) if f.endswith(".yaml"))[0]
+    out = subprocess.run([cli, "apply", "-f", os.path.join("tests/unit/yaml_cases", case)], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.startswith("tests/unit/yaml_cases/" + case + ":"), out.stderr
+
+
+def test_dag_order(d):
+    apply(d, open(os.path.join(ROOT, "tests/pipelines/dag.yaml")).read())
+    run_id = run(d, "dag")
+    r = wait_run(d, run_id)
+    assert r["run"]["state"] == "succeeded", r
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    assert set(jobs) == {"a", "b", "c", "d"}
+    # every stage starts only after all it needs have finished
+    for stage, needs in {"b": ["a"], "c": ["a"], "d": ["b", "c"]}.items():
+        for n in needs:
+            assert jobs[stage]["started_at"] >= jobs[n]["finished_at"], (stage, n, jobs)
+    assert jobs["b"]["result"]["slept_ms"] == 200
+
+
+def test_failed_stage_retries_then_fails_run(d):
+    apply(d, yaml_text("failing", "  a:\n    kind: fail\n    retries: 2\n    params: {message: boom}\n"
+                                  "  b:\n    kind: noop\n    needs: [a]\n"))
+    run_id = run(d, "failing")
+    r = wait_run(d, run_id, timeout=60)
+    assert r["run"]["state"] == "failed", r
+    assert "boom" in r["run"]["error"]
+    a = [j for j in r["jobs"] if j["stage"] == "a"][0]
+    assert a["attempts"] == 3 and a["state"] == "failed", a
+    assert not [j for j in r["jobs"] if j["stage"] == "b"], "b must never start"
+
+
+def test_cancel_running_job(d):
+    apply(d, yaml_text("long", "  a:\n    kind: sleep\n    params: {duration: 60s}\n"))
+    run_id = run(d, "long")
+    wait_until(lambda: any(j["state"] == "running" for j in d.api.get("/v1/runs/%d" % run_id).json()["jobs"]),
+               timeout=20, what="the sleep job to run")
+    r = d.api.post("/v1/runs/%d/cancel" % run_id)
+    assert r.status == 200 and r.json()["state"] == "cancelled"
+    # the worker hears it on its next heartbeat and stops the job
+    wait_until(lambda: d.api.get("/v1/runs/%d" % run_id).json()["jobs"][0]["state"] == "cancelled",
+               timeout=30, what="the running job to stop")
+    assert d.api.post("/v1/runs/999999/cancel").status == 404
+
+
+def test_stage_timeout(d):
+    apply(d, yaml_text("slow", "  a:\n    kind: sleep\n    timeout: 1s\n    retries: 0\n    params: {duration: 30s}\n"))
+    run_id = run(d, "slow")
+    r = wait_run(d, run_id, timeout=30)
+    assert r["run"]["state"] == "failed", r
+    assert "time" in (r["jobs"][0]["error"] or "").lower(), r["jobs"][0]
+
+
+def test_manual_runs_coalesce(d):
+    apply(d, yaml_text("busy", "  a:\n    kind: sleep\n    params: {duration: 3s}\n"))
+    first = run(d, "busy")
+    wait_until(lambda: d.api.get("/v1/runs/%d" % first).json()["run"]["state"] == "running", timeout=10)
+    second = d.api.post("/v1/pipelines/busy/runs")
+    third = d.api.post("/v1/pipelines/busy/runs")
+    assert second.status == 201 and third.status == 200 and third.json()["coalesced"]
+    assert third.json()["run"] == second.json()["run"]
+    r = wait_run(d, second.json()["run"], timeout=30)
+    assert r["run"]["state"] == "succeeded"
+    assert r["run"]["started_at"] >= d.api.get("/v1/runs/%d" % first).json()["run"]["finished_at"]
+
+
+def test_manual_disabled(d):
+    apply(d, yaml_text("auto", "  a: {kind: noop}\n", triggers="manual: false\n  new_sketches: 5"))
+    r = d.api.post("/v1/pipelines/auto/runs")
+    assert r.status == 409
+    assert d.api.post("/v1/pipelines/nope/runs").status == 404
+
+
+def test_new_sketches_trigger_fires_once(d):
+    apply(d, yaml_text("fresh", "  a: {kind: noop}\n", triggers="manual: false\n  new_sketches: 3"))
+    h = {"Content-Type": "image/png"}
+    # only training sketches count; keep uploading until 2 train sketches are in
+    n_train = 0
+    seed = 100
+    while n_train < 2:
+        r = d.api.post("/v1/sketches", images.sketch(seed), headers=h)
+        seed += 1
+        assert r.status == 201
+        n_train += r.json()["split"] == "train"
+    time.sleep(1.0)
+    assert d.api.get("/v1/runs?pipeline=fresh").json()["runs"] == []
+    while n_train < 3:
+        r = d.api.post("/v1/sketches", images.sketch(seed), headers=h)
+        seed += 1
+        n_train += r.json()["split"] == "train"
+    runs = wait_until(lambda: d.api.get("/v1/runs?pipeline=fresh").json()["runs"], timeout=10,
+                      what="the new_sketches trigger")
+    assert len(runs) == 1 and runs[0]["trigger"] == "new_sketches"
+    time.sleep(1.0)
+    assert len(d.api.get("/v1/runs?pipeline=fresh").json()["runs"]) == 1, "fired more than once"
+
+
+def test_runs_filters_and_pagination(d):
+    apply(d, yaml_text("quick", "  a: {kind: noop}\n"))
+    ids = []
+    for _ in range(3):
+        rid = run(d, "quick")
+        wait_run(d, rid)
+        ids.append(rid)
+    page = d.api.get("/v1/runs?pipeline=quick&limit=2").json()
+    assert [r["run_id"] for r in page["runs"]] == [ids[2], ids[1]]
+    rest = d.api.get("/v1/runs?pipeline=quick&limit=2&before=%d" % page["next_before"]).json()
+    assert [r["run_id"] for r in rest["runs"]] == [ids[0]]
+    assert d.api.get("/v1/runs?state=succeeded").json()["runs"]
+    assert d.api.get("/v1/runs?state=bogus").status == 400
+    assert d.api.get("/v1/runs?since=notatime").status == 400
+    assert d.api.get("/v1/runs?limit=0").status == 400
+
+
+def test_events_stream(d):
+    apply(d, yaml_text("ev", "  a: {kind: noop}\n"))
+    host, port = d.url.replace("http://", "").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(("GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % d.api.token).encode())
+    buf = b""
+    deadline = time.time() + 5
+    while b"event: hello" not in buf and time.time() < deadline:
+        buf += s.recv(4096)
+    assert b"text/event-stream" in buf and b"event: hello" in buf, buf
+    run_id = run(d, "ev")
+    deadline = time.time() + 10
+    events = []
+
+    def parse():
+        out = []
+        for block in buf.decode(errors="replace").split("\n\n"):
+            lines = block.split("\n")
+            if "event: run" in lines:
+                data = [ln[6:] for ln in lines if ln.startswith("data: ")]
+                if data:
+                    out.append(json.loads(data[0]))
+        return out
+    while time.time() < deadline:
+        events = parse()
+        if any(e.get("run") == run_id and e.get("state") == "succeeded" for e in events):
+            break
+        buf += s.recv(4096)
+    s.close()
+    states = [e["state"] for e in events if e.get("run") == run_id]
+    assert "running" in states and "succeeded" in states, events
+
+
+def test_leader_failover(db_url, pg):
+    a = start_atelierd(db_url, "--tick-ms", "200")
+    b = start_atelierd(db_url, "--tick-ms", "200")
+    try:
+        def leaders():
+            out = []
+            for x in (a, b):
+                if x.proc.alive():
+                    m = x.http().get("/metrics").body.decode()
+                    out.append("atelier_scheduler_leader 1" in m)
+            return out
+        wait_until(lambda: sum(leaders()) == 1, timeout=10, what="exactly one leader")
+        leader, standby = (a, b) if leaders()[0] else (b, a)
+        op = leader.http(leader.token("operator"))
+        r = op.post("/v1/pipelines", yaml_text("fo", "  a: {kind: noop}\n",
+                                               triggers="manual: false\n  new_sketches: 1").encode(),
+                    headers={"Content-Type": "application/yaml"})
+        assert r.status == 201
+        leader.kill9()
+        wait_until(lambda: "atelier_scheduler_leader 1" in standby.http().get("/metrics").body.decode(),
+                   timeout=10, what="the standby to take over")
+        # the new leader runs triggers: one training sketch fires a run
+        api = standby.http(op.token)
+        seed = 500
+        while True:
+            r = api.post("/v1/sketches", images.sketch(seed), headers={"Content-Type": "image/png"})
+            seed += 1
+            if r.json()["split"] == "train":
+                break
+        wait_until(lambda: api.get("/v1/runs?pipeline=fo").json()["runs"], timeout=10,
+                   what="the standby leader to fire the trigger")
+    finally:
+        for x in (a, b):
+            if x.proc.alive():
+                x.stop()
