@@ -19,10 +19,11 @@
 --   atelier_worker_seen(name, kinds, gpus)         -> void
 --
 -- Invariants:
---   * owner_token is new on every claim (a sequence). Every call a worker makes
---     about a job names (id, owner_token) and only touches the row while
---     state = 'running' and the token matches, so a worker whose lease expired
---     and whose job was re-claimed can never overwrite the newer attempt.
+--   * owner_token is new on every claim (a sequence) and NULL whenever the job
+--     is not running (a CHECK says so). Every call a worker makes about a job
+--     names (id, owner_token) and only touches the row while the token
+--     matches, so a worker whose lease expired and whose job was re-claimed
+--     or finished can never overwrite the newer attempt.
 --   * attempts counts claims (a release on worker shutdown gives one back).
 --   * A job's result and its state change are one UPDATE.
 --   * Terminal states (succeeded, failed, cancelled) never change again.
@@ -100,7 +101,7 @@ CREATE TABLE jobs (
     lease_expires_at  timestamptz,
     timeout_s         integer CHECK (timeout_s > 0),         -- per attempt, from started_at; NULL = none
     worker            text,                                  -- the worker of the latest attempt
-    owner_token       bigint,                                -- new on every claim
+    owner_token       bigint,                                -- new on every claim; NULL unless running
     needs_gpu         integer NOT NULL DEFAULT 0 CHECK (needs_gpu >= 0),
     cancel_requested  boolean NOT NULL DEFAULT false,
     progress          real CHECK (progress BETWEEN 0 AND 1),
@@ -111,7 +112,10 @@ CREATE TABLE jobs (
     error             text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,                           -- start of the latest attempt
-    finished_at       timestamptz
+    finished_at       timestamptz,
+    -- Lookups by (id, owner_token) need no state test (which could lure the
+    -- planner onto the partial index of running rows instead of the primary key).
+    CONSTRAINT jobs_token_iff_running CHECK ((state = 'running') = (owner_token IS NOT NULL))
 ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_insert_scale_factor = 0.05,
         autovacuum_vacuum_cost_delay = 0);
 
@@ -230,7 +234,7 @@ BEGIN
            progress = coalesce(least(greatest(p_progress, 0), 1), progress),
            progress_msg = coalesce(p_msg, progress_msg),
            eta_seconds = coalesce(p_eta_s, eta_seconds)
-     WHERE id = p_id AND owner_token = p_token AND state = 'running'
+     WHERE id = p_id AND owner_token = p_token
     RETURNING cancel_requested INTO c;
     IF NOT FOUND THEN
         RETURN 'stale';
@@ -245,8 +249,8 @@ DECLARE
 BEGIN
     UPDATE jobs
        SET state = 'succeeded', result = coalesce(p_result, '{}'), error = NULL, progress = 1,
-           eta_seconds = 0, finished_at = now(), lease_expires_at = NULL
-     WHERE id = p_id AND owner_token = p_token AND state = 'running'
+           eta_seconds = 0, finished_at = now(), lease_expires_at = NULL, owner_token = NULL
+     WHERE id = p_id AND owner_token = p_token
     RETURNING run_id INTO r;
     IF NOT FOUND THEN
         RETURN false;
@@ -296,8 +300,8 @@ BEGIN
                             THEN now() + atelier_backoff(attempts, backoff_s) ELSE run_after END,
            finished_at = CASE WHEN NOT cancel_requested AND p_retryable AND attempts < max_attempts
                               THEN NULL ELSE now() END,
-           error = p_error, lease_expires_at = NULL
-     WHERE id = p_id AND owner_token = p_token AND state = 'running'
+           error = p_error, lease_expires_at = NULL, owner_token = NULL
+     WHERE id = p_id AND owner_token = p_token
     RETURNING run_id, state INTO r, s;
     IF NOT FOUND THEN
         RETURN NULL;
@@ -320,8 +324,8 @@ BEGIN
        SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
            attempts = greatest(attempts - 1, 0), run_after = now(), lease_expires_at = NULL,
            finished_at = CASE WHEN cancel_requested THEN now() END,
-           error = 'released by worker ' || coalesce(worker, '?') || ' on shutdown'
-     WHERE id = p_id AND owner_token = p_token AND state = 'running'
+           error = 'released by worker ' || coalesce(worker, '?') || ' on shutdown', owner_token = NULL
+     WHERE id = p_id AND owner_token = p_token
     RETURNING run_id, kind, state INTO r, k, s;
     IF NOT FOUND THEN
         RETURN false;
@@ -350,7 +354,7 @@ BEGIN
         UPDATE jobs j
            SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'failed' END,
                error = format('timed out after %s s (attempt %s, worker %s)', j.timeout_s, j.attempts, j.worker),
-               finished_at = now(), lease_expires_at = NULL
+               finished_at = now(), lease_expires_at = NULL, owner_token = NULL
           FROM (SELECT id FROM jobs
                  WHERE state = 'running' AND timeout_s IS NOT NULL
                    AND started_at + make_interval(secs => timeout_s) <= now()
@@ -373,7 +377,7 @@ BEGIN
                                   THEN NULL ELSE now() END,
                error = format('lease expired: worker %s stopped heartbeating (attempt %s of %s)',
                               j.worker, j.attempts, j.max_attempts),
-               lease_expires_at = NULL
+               lease_expires_at = NULL, owner_token = NULL
           FROM (SELECT id FROM jobs
                  WHERE state = 'running' AND lease_expires_at < now()
                  FOR UPDATE SKIP LOCKED) e
@@ -420,7 +424,7 @@ CREATE FUNCTION atelier_metrics(p_id bigint, p_token bigint, p_step bigint, p_na
                                 p_values double precision[])
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM jobs WHERE id = p_id AND owner_token = p_token AND state = 'running';
+    PERFORM 1 FROM jobs WHERE id = p_id AND owner_token = p_token;
     IF NOT FOUND THEN
         RETURN false;
     END IF;

@@ -1,0 +1,46 @@
+#!/bin/sh
+# bench/queue/run.sh — the job queue's figures on a throwaway PostgreSQL
+# cluster (scripts/pgctl.sh), stopped and removed afterwards. Bounded: well
+# under two minutes.
+#
+#   claim->complete throughput with 1, 4, 8 workers (threads, one connection
+#   each, the worker's own path: lib/queue.c, complete+claim in one call);
+#   enqueue -> idle-worker-start latency p50/p99 with 4 LISTENing workers;
+#   the 8-worker throughput again with fsync=on (durable commits).
+#
+# Environment: ATELIER_BUILD (build folder), JOBS (jobs per throughput run,
+# default 20000), ATELIER_BENCH_HANDOFF_CMD (stage hand-off hook: run with
+# ATELIER_DATABASE_URL pointing at the migrated bench database, e.g. a script
+# that starts atelierd and workers and times a pipeline's stage hand-offs).
+set -eu
+cd "$(dirname "$0")/../.."
+BUILD=${ATELIER_BUILD:-build}
+mkdir -p "$BUILD/bench"
+# Built from the few sources it needs, so it does not wait on the whole tree.
+${CC:-cc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Ilib \
+	-I"$(pg_config --includedir)" bench/queue/bench_queue.c lib/queue.c lib/buf.c lib/err.c lib/log.c \
+	-lpq -lpthread -o "$BUILD/bench/bench_queue"
+
+dir=$(mktemp -d /tmp/atelier-bench-queue.XXXXXX)
+cleanup() { scripts/pgctl.sh stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+trap cleanup EXIT INT TERM
+url=$(PG_FSYNC=off scripts/pgctl.sh start "$dir" | tail -n 1)
+for f in sql/[0-9]*.sql; do
+	psql "$url" -qAtX -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null
+done
+echo "queue bench: PostgreSQL $(psql "$url" -qAtXc 'SHOW server_version'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "-- fsync=off (as the test harness runs PostgreSQL)"
+timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 1,4,8 \
+	--latency-workers 4 --samples 500 --max-seconds 10
+
+scripts/pgctl.sh stop "$dir" >/dev/null
+url=$(PG_FSYNC=on scripts/pgctl.sh start "$dir" | tail -n 1)
+echo "-- fsync=on (durable commits, this machine's disk)"
+timeout 30 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 8 --samples 0 --max-seconds 8
+
+if [ -n "${ATELIER_BENCH_HANDOFF_CMD:-}" ]; then
+	echo "-- stage hand-off: $ATELIER_BENCH_HANDOFF_CMD"
+	ATELIER_DATABASE_URL=$url sh -c "$ATELIER_BENCH_HANDOFF_CMD"
+else
+	echo "-- stage hand-off: not measured here (set ATELIER_BENCH_HANDOFF_CMD)"
+fi
