@@ -449,6 +449,8 @@ struct http_stream {
 	int ended;     /* the application called http_stream_end */
 	int final_out; /* the final (empty) chunk was handed to h2o */
 	int refs;      /* one for the application, one for h2o's request pool */
+	void (*drain_cb)(void *);
+	void *drain_arg;
 };
 
 static void stream_unref(struct http_stream *s)
@@ -485,6 +487,16 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *r)
 	s->inflight = 0;
 	at_buf_reset(&s->sending);
 	stream_pump(s);
+	if (!s->inflight && !s->ended && s->drain_cb)
+		s->drain_cb(s->drain_arg);
+}
+
+size_t http_stream_buffered(const http_stream_t *s) { return s->pending.len + s->sending.len; }
+
+void http_stream_on_drain(http_stream_t *s, void (*cb)(void *arg), void *arg)
+{
+	s->drain_cb = cb;
+	s->drain_arg = arg;
 }
 
 static void stream_stop(h2o_generator_t *g, h2o_req_t *r)
@@ -500,7 +512,19 @@ static void stream_dispose(void *p)
 	stream_unref(s);
 }
 
+static http_stream_t *stream_start(http_req_t *req, int status, const char *content_type, uint64_t length);
+
 http_stream_t *http_stream_start(http_req_t *req, int status, const char *content_type)
+{
+	return stream_start(req, status, content_type, UINT64_MAX);
+}
+
+http_stream_t *http_stream_start_sized(http_req_t *req, int status, const char *content_type, uint64_t length)
+{
+	return stream_start(req, status, content_type, length);
+}
+
+static http_stream_t *stream_start(http_req_t *req, int status, const char *content_type, uint64_t length)
 {
 	struct http_stream *s = calloc(1, sizeof *s);
 	if (!s || reply_begin(req, status, content_type) < 0) {
@@ -517,7 +541,10 @@ http_stream_t *http_stream_start(http_req_t *req, int status, const char *conten
 	at_buf_init(&s->sending, (size_t)4 << 20);
 	struct http_stream **slot = h2o_mem_alloc_shared(&r->pool, sizeof *slot, stream_dispose);
 	*slot = s;
-	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+	if (length == UINT64_MAX)
+		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+	else
+		r->res.content_length = (size_t)length;
 	req_free(req);
 	h2o_start_response(r, &s->gen);
 	return s;

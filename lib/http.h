@@ -115,6 +115,12 @@ void http_req_add_header(http_req_t *req, const char *name, const char *value);
  * caller ends every stream with http_stream_end (which frees its side). */
 typedef struct http_stream http_stream_t;
 http_stream_t *http_stream_start(http_req_t *req, int status, const char *content_type);
+/* The same with a known body length (sent as Content-Length). */
+http_stream_t *http_stream_start_sized(http_req_t *req, int status, const char *content_type, uint64_t length);
+/* Bytes accepted by http_stream_write but not yet handed to the socket. */
+size_t http_stream_buffered(const http_stream_t *s);
+/* cb runs (from the loop) whenever everything written so far has been sent. */
+void http_stream_on_drain(http_stream_t *s, void (*cb)(void *arg), void *arg);
 int http_stream_write(http_stream_t *s, const void *data, size_t len) AT_MUST_CHECK;
 int http_stream_alive(const http_stream_t *s);
 void http_stream_end(http_stream_t *s);

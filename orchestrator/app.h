@@ -15,6 +15,7 @@
 struct auth;
 struct scheduler;
 struct supervisor;
+struct registry;
 
 /* Daemon settings (table in main.c). */
 struct settings {
@@ -65,6 +66,7 @@ struct app {
 	struct auth *auth;
 	struct scheduler *scheduler;
 	struct supervisor *supervisor;
+	struct registry *registry;
 	struct http_route *routes; /* every subsystem's table, concatenated */
 	size_t nroutes;
 	struct ingest_stats ingest;

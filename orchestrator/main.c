@@ -25,6 +25,7 @@
 #include "config.h"
 #include "image.h"
 #include "log.h"
+#include "registry.h"
 #include "scheduler.h"
 #include "supervisor.h"
 
@@ -135,6 +136,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
 	events_close_all();
+	registry_stop(app.registry);
 	stop_parts = 2;
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
@@ -147,7 +149,7 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes}, {scheduler_routes, scheduler_nroutes}};
+	} tables[] = {{app_routes, app_nroutes}, {scheduler_routes, scheduler_nroutes}, {registry_routes, registry_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -212,6 +214,9 @@ static int serve(void)
 		.auth_arg = app.auth,
 		.app = &app,
 	};
+	rc = registry_start(&app, &app.registry);
+	if (rc < 0)
+		return 1;
 	rc = http_server_new(app.loop, &hc, app.routes, app.nroutes, &app.http);
 	if (rc < 0)
 		return 1;
@@ -220,6 +225,9 @@ static int serve(void)
 		log_error("scheduler: %s", at_strerror(rc));
 		return 1;
 	}
+	/* Local workers find the store and the database through the environment. */
+	if (app.cfg.artifacts)
+		setenv("ATELIER_ARTIFACTS", app.cfg.artifacts, 1);
 	if (app.cfg.local_workers > 0) {
 		rc = supervisor_start(&app, app.cfg.local_workers, app.cfg.worker_bin, &app.supervisor);
 		if (rc < 0) {
@@ -245,6 +253,7 @@ static int serve(void)
 		return 1;
 	}
 	free(app.routes);
+	registry_free(app.registry);
 	log_info("stopped cleanly");
 	return 0;
 }

@@ -2,6 +2,7 @@
 import os
 import re
 import subprocess
+import tempfile
 import time
 
 from conftest import BIN, Http, Proc, wait_until
@@ -17,7 +18,12 @@ class Atelierd:
         self.url = None
 
     def env(self):
-        return dict(os.environ, ATELIER_DATABASE_URL=self.db_url, ATELIER_LOG_LEVEL="info", **self.extra_env)
+        if not hasattr(self, "artifacts"):
+            self.artifacts = tempfile.mkdtemp(prefix="atelier-art-")
+        env = dict(os.environ, ATELIER_DATABASE_URL=self.db_url, ATELIER_LOG_LEVEL="info",
+                   ATELIER_ARTIFACTS="fs://" + self.artifacts)
+        env.update(self.extra_env)
+        return env
 
     def start(self):
         self.proc = Proc([os.path.join(BIN, "atelierd"), "--port", str(self.port)] + self.args, env=self.env())
