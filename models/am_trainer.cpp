@@ -21,6 +21,8 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <sstream>
+#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adam.h>
@@ -253,13 +255,28 @@ static torch::nn::Module &net(am_trainer *t, int i)
 	}
 }
 
+/*
+ * The optimiser's state map is keyed by the parameter's TensorImpl: as its
+ * address in text in libtorch 1.x, as the pointer itself in later releases.
+ */
+template <typename Map> static typename Map::key_type state_key(const Map &, const torch::Tensor &p)
+{
+	if constexpr (std::is_same<typename Map::key_type, std::string>::value) {
+		std::ostringstream os;
+		os << p.unsafeGetTensorImpl();
+		return os.str();
+	} else {
+		return (typename Map::key_type)p.unsafeGetTensorImpl();
+	}
+}
+
 /* Adam's per-parameter state, keyed by the parameter's position. */
 static void save_adam(torch::serialize::OutputArchive &ar, const std::string &prefix, torch::optim::Adam &opt)
 {
 	auto &state = opt.state();
 	auto &params = opt.param_groups()[0].params();
 	for (size_t i = 0; i < params.size(); i++) {
-		auto it = state.find(c10::guts::to_string(params[i].unsafeGetTensorImpl()));
+		auto it = state.find(state_key(state, params[i]));
 		if (it == state.end())
 			continue;
 		auto &s = static_cast<torch::optim::AdamParamState &>(*it->second);
@@ -287,7 +304,7 @@ static void load_adam(torch::serialize::InputArchive &ar, const std::string &pre
 		s->step(step.item<int64_t>());
 		s->exp_avg(m.to(params[i].device()));
 		s->exp_avg_sq(v.to(params[i].device()));
-		state[c10::guts::to_string(params[i].unsafeGetTensorImpl())] = std::move(s);
+		state[state_key(state, params[i])] = std::move(s);
 	}
 }
 

@@ -5,8 +5,9 @@
  *   bench_train infer SIZE GEN_DIM RUNS                  ms per stylize, peak RSS
  *
  * Everything else is MUNIT's defaults. One configuration per process, so
- * that peak RSS belongs to it. BENCH_THREADS sets libtorch's threads (the
- * Python reference reads the same variable). Output: one key=value line
+ * that peak RSS belongs to it. BENCH_THREADS sets libtorch's threads and
+ * BENCH_DEVICE (auto, cpu, cuda) the device; the Python reference reads the
+ * same variables. Output: one key=value line
  * that bench/train/run.sh lines up with munit_ref.py's.
  */
 #include <stdint.h>
@@ -50,6 +51,13 @@ static void die(const char *what, am_status_t *st)
 	exit(1);
 }
 
+static void set_device(am_config *c)
+{
+	const char *d = getenv("BENCH_DEVICE");
+	if (d && *d)
+		snprintf(c->device, sizeof c->device, "%s", d);
+}
+
 static float *random_batch(size_t n, uint32_t seed)
 {
 	float *p = malloc(n * sizeof *p);
@@ -68,6 +76,7 @@ static int bench_train(am_status_t *st, int size, int batch, int gen_dim, int di
 	c.image_size = size;
 	c.gen_dim = gen_dim;
 	c.dis_dim = dis_dim;
+	set_device(&c);
 	am_trainer *t = am_trainer_new(&c, st);
 	if (!t)
 		die("am_trainer_new", st);
@@ -96,6 +105,7 @@ static int bench_infer(am_status_t *st, int size, int gen_dim, int runs)
 	c.image_size = size;
 	c.gen_dim = gen_dim;
 	c.dis_dim = gen_dim;
+	set_device(&c);
 	am_trainer *t = am_trainer_new(&c, st);
 	if (!t)
 		die("am_trainer_new", st);
@@ -107,7 +117,7 @@ static int bench_infer(am_status_t *st, int size, int gen_dim, int runs)
 	if (am_trainer_export(t, path, st) < 0)
 		die("am_trainer_export", st);
 	am_trainer_free(t);
-	am_model *m = am_model_load(path, NULL, st);
+	am_model *m = am_model_load(path, c.device, st);
 	unlink(path);
 	if (!m)
 		die("am_model_load", st);

@@ -228,13 +228,14 @@ def default_cfg(size, gen_dim, dis_dim):
 
 
 class Trainer:
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, cfg, dev=torch.device("cpu")):
+        self.cfg, self.dev = cfg, dev
         self.rng = torch.Generator().manual_seed(cfg["seed"])
         self.gen_a, self.gen_b = Generator(cfg, 1), Generator(cfg, 3)
         self.dis_a, self.dis_b = Discriminator(cfg, 1), Discriminator(cfg, 3)
         for m, k in ((self.gen_a, True), (self.gen_b, True), (self.dis_a, False), (self.dis_b, False)):
             init_weights(m, self.rng, k)
+            m.to(dev)
         kw = dict(lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"])
         self.opt_gen = torch.optim.Adam(list(self.gen_a.parameters()) + list(self.gen_b.parameters()), **kw)
         self.opt_dis = torch.optim.Adam(list(self.dis_a.parameters()) + list(self.dis_b.parameters()), **kw)
@@ -242,8 +243,8 @@ class Trainer:
     def step(self, x_a, x_b):
         c = self.cfg
         b = x_a.shape[0]
-        s_a = torch.randn(b, c["style_dim"], generator=self.rng)
-        s_b = torch.randn(b, c["style_dim"], generator=self.rng)
+        s_a = torch.randn(b, c["style_dim"], generator=self.rng).to(self.dev)
+        s_b = torch.randn(b, c["style_dim"], generator=self.rng).to(self.dev)
         c_a, st_a, sp_a = self.gen_a.encode(x_a)
         c_b, st_b, sp_b = self.gen_b.encode(x_b)
         x_a_recon = self.gen_a.decode(c_a, st_a, sp_a)
@@ -274,7 +275,20 @@ class Trainer:
         self.opt_gen.zero_grad(set_to_none=True)
         gen_total.backward()
         self.opt_gen.step()
-        return float(gen_total), float(dis_total)
+        # One host copy for both figures, as the shim does.
+        return torch.stack([gen_total.detach(), dis_total.detach()]).cpu()
+
+
+def device():
+    d = os.environ.get("BENCH_DEVICE", "auto")
+    if d == "auto":
+        d = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(d)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def peak_rss_mb():
@@ -283,37 +297,44 @@ def peak_rss_mb():
 
 def bench_train(size, batch, gen_dim, dis_dim, steps):
     cfg = default_cfg(size, gen_dim, dis_dim)
-    t = Trainer(cfg)
+    dev = device()
+    t = Trainer(cfg, dev)
     g = torch.Generator().manual_seed(3)
     x_a = torch.rand(batch, 1, size, size, generator=g) * 2 - 1
     x_b = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    t.step(x_a, x_b)  # warm-up: allocator, kernels
+    # The shim gets host batches too: the copy to the device is part of a step.
+    t.step(x_a.to(dev), x_b.to(dev))  # warm-up: allocator, kernels
     t0 = time.perf_counter()
     for _ in range(steps):
-        t.step(x_a, x_b)
+        t.step(x_a.to(dev), x_b.to(dev))
+    sync(dev)
     dt = (time.perf_counter() - t0) / steps
-    print("impl=pytorch kind=train size=%d batch=%d gen_dim=%d dis_dim=%d s_per_step=%.4f peak_rss_mb=%.0f"
-          % (size, batch, gen_dim, dis_dim, dt, peak_rss_mb()))
+    print("impl=pytorch kind=train size=%d batch=%d gen_dim=%d dis_dim=%d s_per_step=%.4f peak_rss_mb=%.0f device=%s"
+          % (size, batch, gen_dim, dis_dim, dt, peak_rss_mb(), dev))
 
 
 def bench_infer(size, gen_dim, runs):
     cfg = default_cfg(size, gen_dim, gen_dim)
-    t = Trainer(cfg)
+    dev = device()
+    t = Trainer(cfg, dev)
     enc, gen_b = t.gen_a.enc_content.eval(), t.gen_b.eval()
-    x = torch.rand(1, 1, size, size) * 2 - 1
+    gray = torch.randint(0, 256, (1, size, size, 1), dtype=torch.uint8)
     with torch.no_grad():
         def once(seed):
-            s = torch.randn(1, cfg["style_dim"], generator=torch.Generator().manual_seed(seed))
+            # Same work as am_model_stylize: bytes in, style code, forward, bytes out.
+            x = gray.to(dev).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+            s = torch.randn(1, cfg["style_dim"], generator=torch.Generator().manual_seed(seed)).to(dev)
             c, stats = enc(x)
             y = gen_b.decode(c, stats, s)
-            return y.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            y = y.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            return y.cpu()
         once(0)
         t0 = time.perf_counter()
         for i in range(runs):
             once(i)
         dt = (time.perf_counter() - t0) / runs
-    print("impl=pytorch kind=infer size=%d gen_dim=%d ms_per_image=%.1f peak_rss_mb=%.0f"
-          % (size, gen_dim, dt * 1000, peak_rss_mb()))
+    print("impl=pytorch kind=infer size=%d gen_dim=%d ms_per_image=%.1f peak_rss_mb=%.0f device=%s"
+          % (size, gen_dim, dt * 1000, peak_rss_mb(), dev))
 
 
 if __name__ == "__main__":

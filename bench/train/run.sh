@@ -8,6 +8,7 @@
 #   bench/train/run.sh                 # all figures, < 3 minutes on 2 cores
 #   BENCH_THREADS=4 bench/train/run.sh # thread count for both sides
 #   BENCH_STEPS=10 bench/train/run.sh  # timed steps per training figure
+#   BENCH_DEVICE=cpu bench/train/run.sh # auto (cuda when seen), cpu or cuda
 #
 # Both sides: same thread count, OMP_WAIT_POLICY=PASSIVE, one warm-up step
 # or image before timing, one process per figure (peak RSS is per process).
@@ -33,7 +34,7 @@ fi
 make --no-print-directory BUILD="$BUILD" ${TP:+TORCH_PREFIX="$TP"} "$BUILD/libatelier_model.a" >&2
 mkdir -p "$BUILD/bench"
 ${CC:-gcc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Imodels -Ilib -c bench/train/bench_train.c -o "$BUILD/bench/bench_train.o"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2046
 ${CXX:-g++} -o "$BUILD/bench/bench_train" "$BUILD/bench/bench_train.o" "$BUILD/libatelier_model.a" $TORCH_LIBS \
 	$(pkg-config --libs jansson openssl) -lm -lpthread
 BIN="$BUILD/bench/bench_train"
@@ -46,7 +47,7 @@ field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1 | gre
 
 row() { printf '%-34s %12s %12s\n' "$1" "$2" "$3"; }
 
-echo "model shim vs PyTorch eager: threads=$THREADS, $($BIN infer 16 1 1 2>/dev/null | sed -n 's/.*device=//p')"
+echo "model shim vs PyTorch eager: threads=$THREADS device=${BENCH_DEVICE:-auto} ($(nproc) cores here)"
 row "figure" "shim" "pytorch"
 for spec in "train 64 1 32 32 $STEPS" "train 128 1 32 32 $STEPS" "infer 128 32 $RUNS" "infer 256 32 $RUNS"; do
 	# shellcheck disable=SC2086
