@@ -81,7 +81,7 @@ int cmd_apply(struct cli *c, int argc, char **argv)
 	int exit_code = 0;
 	if (rc < 0 || r.status == 0) {
 		exit_code = cli_fail("apply", &r);
-	} else if (r.status == 422) {
+	} else if (r.status == 422 || r.status == 413) {
 		/* the server's message is already file:line:column: message */
 		const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
 		fprintf(stderr, "%s\n", msg ? msg : "invalid pipeline");

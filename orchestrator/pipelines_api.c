@@ -97,8 +97,8 @@ static void apply_parsed(uv_work_t *w, int status)
 	if (a->rc < 0) {
 		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column", a->err.column,
 				      "message", a->err.message);
-		http_reply_error(a->req, a->rc == AT_ETOOBIG ? 413 : 422, a->err.text[0] ? a->err.text : at_strerror(a->rc),
-				 d);
+		/* an expansion bomb is bad content, not a big body: 422 like any invalid pipeline */
+		http_reply_error(a->req, 422, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
 		apply_free(a);
 		return;
 	}

@@ -64,13 +64,13 @@ def test_apply_versions_and_history(d):
 
 
 def test_yaml_errors_name_file_line_column(d):
-    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  a:\n    retires: 2\n", filename="pipelines/bad.yaml")
+    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  collect:\n    retires: 2\n", filename="pipelines/bad.yaml")
     assert r.status == 422, r
     j = r.json()
     assert j["error"].startswith("pipelines/bad.yaml:5:5: unknown key \"retires\""), j
     assert "did you mean" in j["error"]
     assert j["detail"]["line"] == 5 and j["detail"]["column"] == 5
-    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  a: {needs: [b]}\n  b: {needs: [a]}\n")
+    r = apply(d, "pipeline: bad\nmodel: m\nstages:\n  a: {kind: noop, needs: [b]}\n  b: {kind: noop, needs: [a]}\n")
     assert r.status == 422 and "cycle" in r.json()["error"], r
     assert d.api.get("/v1/pipelines").json()["pipelines"] == []
 
@@ -203,34 +203,27 @@ def test_runs_filters_and_pagination(d):
 
 
 def test_events_stream(d):
+    import http.client
     apply(d, yaml_text("ev", "  a: {kind: noop}\n"))
     host, port = d.url.replace("http://", "").split(":")
-    s = socket.create_connection((host, int(port)), timeout=10)
-    s.sendall(("GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % d.api.token).encode())
-    buf = b""
-    deadline = time.time() + 5
-    while b"event: hello" not in buf and time.time() < deadline:
-        buf += s.recv(4096)
-    assert b"text/event-stream" in buf and b"event: hello" in buf, buf
-    run_id = run(d, "ev")
-    deadline = time.time() + 10
-    events = []
-
-    def parse():
-        out = []
-        for block in buf.decode(errors="replace").split("\n\n"):
-            lines = block.split("\n")
-            if "event: run" in lines:
-                data = [ln[6:] for ln in lines if ln.startswith("data: ")]
-                if data:
-                    out.append(json.loads(data[0]))
-        return out
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/v1/events", headers={"Authorization": "Bearer " + d.api.token})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("content-type") == "text/event-stream"
+    events, event = [], None
+    run_id = None
+    deadline = time.time() + 15
     while time.time() < deadline:
-        events = parse()
-        if any(e.get("run") == run_id and e.get("state") == "succeeded" for e in events):
-            break
-        buf += s.recv(4096)
-    s.close()
+        line = resp.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+            if event == "hello" and run_id is None:
+                run_id = run(d, "ev")
+        elif line.startswith("data: ") and event == "run":
+            events.append(json.loads(line[6:]))
+            if any(e.get("run") == run_id and e.get("state") == "succeeded" for e in events):
+                break
+    conn.close()
     states = [e["state"] for e in events if e.get("run") == run_id]
     assert "running" in states and "succeeded" in states, events
 
@@ -244,7 +237,7 @@ def test_leader_failover(db_url, pg):
             for x in (a, b):
                 if x.proc.alive():
                     m = x.http().get("/metrics").body.decode()
-                    out.append("atelier_scheduler_leader 1" in m)
+                    out.append("\natelier_scheduler_leader 1\n" in m)
             return out
         wait_until(lambda: sum(leaders()) == 1, timeout=10, what="exactly one leader")
         leader, standby = (a, b) if leaders()[0] else (b, a)
@@ -254,7 +247,7 @@ def test_leader_failover(db_url, pg):
                     headers={"Content-Type": "application/yaml"})
         assert r.status == 201
         leader.kill9()
-        wait_until(lambda: "atelier_scheduler_leader 1" in standby.http().get("/metrics").body.decode(),
+        wait_until(lambda: "\natelier_scheduler_leader 1\n" in standby.http().get("/metrics").body.decode(),
                    timeout=10, what="the standby to take over")
         # the new leader runs triggers: one training sketch fires a run
         api = standby.http(op.token)

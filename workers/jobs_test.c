@@ -14,13 +14,23 @@ int job_test_noop(struct job_ctx *ctx)
 	return 0;
 }
 
-int job_test_sleep(struct job_ctx *ctx)
+/* Parameters come at the top of the payload (queue tests and benches enqueue
+ * them directly) or under "params" (a pipeline stage: its YAML params). */
+static json_t *test_param(struct job_ctx *ctx, const char *name)
 {
 	json_t *p = job_payload(ctx);
-	json_int_t ms = json_integer_value(json_object_get(p, "ms"));
-	int ignore_cancel = json_is_true(json_object_get(p, "ignore_cancel"));
+	json_t *v = json_object_get(p, name);
+	return v ? v : json_object_get(json_object_get(p, "params"), name);
+}
+
+int job_test_sleep(struct job_ctx *ctx)
+{
+	/* "duration" is how a pipeline says it (YAML durations reach us as ms) */
+	json_t *dur = test_param(ctx, "ms");
+	json_int_t ms = json_integer_value(dur ? dur : test_param(ctx, "duration"));
+	int ignore_cancel = json_is_true(test_param(ctx, "ignore_cancel"));
 	/* Like a training job that checkpoints: stop when the worker shuts down. */
-	int checkpoint = json_is_true(json_object_get(p, "checkpoint"));
+	int checkpoint = json_is_true(test_param(ctx, "checkpoint"));
 	if (ms < 0 || ms > 24LL * 3600 * 1000) {
 		job_errorf(ctx, "test.sleep: ms out of range");
 		job_no_retry(ctx);
@@ -45,9 +55,8 @@ int job_test_sleep(struct job_ctx *ctx)
 
 int job_test_fail(struct job_ctx *ctx)
 {
-	json_t *p = job_payload(ctx);
-	const char *msg = json_string_value(json_object_get(p, "message"));
-	json_t *retry = json_object_get(p, "retry");
+	const char *msg = json_string_value(test_param(ctx, "message"));
+	json_t *retry = test_param(ctx, "retry");
 	if (retry && json_is_false(retry))
 		job_no_retry(ctx);
 	job_errorf(ctx, "%s", msg ? msg : "test.fail: failing on purpose");
