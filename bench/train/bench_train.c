@@ -92,7 +92,7 @@ static int bench_train(am_status_t *st, int size, int batch, int gen_dim, int di
 			die("am_trainer_step", st);
 	double dt = (now() - t0) / steps;
 	printf("impl=shim kind=train size=%d batch=%d gen_dim=%d dis_dim=%d s_per_step=%.4f peak_rss_mb=%.0f device=%s\n",
-	       size, batch, gen_dim, dis_dim, dt, peak_rss_mb(), am_device_name());
+	       size, batch, gen_dim, dis_dim, dt, peak_rss_mb(), strcmp(c.device, "auto") ? c.device : am_device_name());
 	free(xa);
 	free(xb);
 	am_trainer_free(t);
