@@ -17,6 +17,13 @@ int job_attempt(const struct job_ctx *ctx) { return ctx->attempt; }
 const char *job_kind(const struct job_ctx *ctx) { return ctx->kind; }
 const char *job_worker_name(const struct job_ctx *ctx) { return ctx->w->cfg->name; }
 json_t *job_payload(const struct job_ctx *ctx) { return ctx->payload; }
+PGconn *job_db(struct job_ctx *ctx) { return ctx->w->conn; }
+
+const char *job_artifacts_uri(const struct job_ctx *ctx)
+{
+	const char *u = getenv("ATELIER_ARTIFACTS");
+	return u && *u ? u : "fs://var/artifacts";
+}
 
 void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta_s)
 {

@@ -24,6 +24,7 @@
 #define ATELIER_WORKERS_JOB_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -47,6 +48,11 @@ int64_t job_id(const struct job_ctx *ctx);
 int job_attempt(const struct job_ctx *ctx); /* 1 on the first attempt */
 const char *job_kind(const struct job_ctx *ctx);
 const char *job_worker_name(const struct job_ctx *ctx);
+/* The worker's main database connection (blocking libpq), free for the
+ * handler to use while it runs: the heartbeat thread has its own. Borrowed. */
+PGconn *job_db(struct job_ctx *ctx);
+/* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */
+const char *job_artifacts_uri(const struct job_ctx *ctx);
 /* The payload object (borrowed for the handler's duration; never NULL). */
 json_t *job_payload(const struct job_ctx *ctx);
 
