@@ -198,3 +198,6 @@ clean:
 $(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELIER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# ---- atelier-serve: serving/web.c embeds web/* with .incbin, which -MMD does not see ----
+$(BUILD)/obj/serving/web.o: $(wildcard web/*)

@@ -1,0 +1,382 @@
+/*
+ * puller.c — the channel follower (see puller.h).
+ *
+ * State owned by the thread alone: `after` (the version the next long-poll
+ * names; the one we serve, or the one we refused), the sha256 of the
+ * artifact in service and of the last refused one. Counters read by /metrics
+ * are under p->mu. Cache layout: <cache>/<sha256>.part while downloading,
+ * renamed to <sha256>.am only once verified, so a .am file is always good;
+ * after a swap only the current and the previous artifact are kept.
+ */
+#include "puller.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "model_slot.h"
+#include "serve.h"
+
+struct puller {
+	struct serve_app *app;
+	pthread_t thread;
+	int started;
+	int stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct client client;
+	/* thread-only */
+	int64_t after;
+	char serving_sha[65];
+	char prev_sha[65];
+	char bad_sha[65];
+	double backoff;
+	/* under mu */
+	uint64_t polls, offers, downloads, download_bytes, resumed, refused;
+	int reachable;
+};
+
+enum offer_result { OFFER_DONE, OFFER_RETRY, OFFER_REFUSED };
+
+static int stopping(struct puller *p) { return __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); }
+
+/* Sleeps up to `seconds`, waking early at stop. */
+static void nap(struct puller *p, double seconds)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
+	ts.tv_sec = (time_t)end;
+	ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+	pthread_mutex_lock(&p->mu);
+	while (!stopping(p) && pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0)
+		;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void backoff_nap(struct puller *p)
+{
+	p->backoff = p->backoff <= 0 ? 0.5 : p->backoff * 2;
+	if (p->backoff > p->app->cfg.retry_max)
+		p->backoff = p->app->cfg.retry_max;
+	nap(p, p->backoff);
+}
+
+static int is_hex64(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return 0;
+	for (int i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static void set_reachable(struct puller *p, int yes)
+{
+	pthread_mutex_lock(&p->mu);
+	if (yes != p->reachable)
+		log_info("puller: atelierd %s", yes ? "reachable" : "unreachable");
+	p->reachable = yes;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Keeps the artifacts of the model in service and the previous one. */
+static void cache_gc(struct puller *p)
+{
+	const char *dir = p->app->cfg.cache;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < 64 || e->d_name[0] == '.')
+			continue;
+		if (strncmp(e->d_name, p->serving_sha, 64) == 0 || strncmp(e->d_name, p->prev_sha, 64) == 0)
+			continue;
+		if (!(n == 67 && strcmp(e->d_name + 64, ".am") == 0) && !(n == 69 && strcmp(e->d_name + 64, ".part") == 0))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			log_debug("puller: removed %s from the cache", e->d_name);
+	}
+	closedir(d);
+}
+
+/*
+ * Brings <cache>/<sha>.am into existence: resumes <sha>.part, verifies.
+ * OFFER_RETRY: transient (network), the .part stays for the next try;
+ * OFFER_REFUSED: the artifact is wrong (size or hash), the .part is gone.
+ */
+static enum offer_result download(struct puller *p, const char *artifact, const char *sha, long long size,
+				  const char *final)
+{
+	char part[4096];
+	snprintf(part, sizeof part, "%s/%s.part", p->app->cfg.cache, sha);
+	struct stat stt;
+	long long have = stat(part, &stt) == 0 ? (long long)stt.st_size : 0;
+	if (have > size) {
+		unlink(part);
+		have = 0;
+	}
+	if (have < size) {
+		FILE *f = fopen(part, "ab");
+		if (!f) {
+			model_slot_fail(p->app->slot, "cannot write %s: %s", part, strerror(errno));
+			return OFFER_RETRY;
+		}
+		struct client_resp r;
+		client_resp_init(&r, 64 << 10);
+		r.max_file = size - have;
+		/* a generous floor for slow links; big artifacts get 1 s per MiB on top */
+		long timeout = 120 + (long)(size >> 20);
+		if (have > 0)
+			log_info("puller: resuming %.12s at byte %lld of %lld", sha, have, size);
+		int rc = client_get(&p->client, artifact, timeout, f, have, &r);
+		int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+		fclose(f);
+		pthread_mutex_lock(&p->mu);
+		p->downloads++;
+		p->resumed += have > 0;
+		pthread_mutex_unlock(&p->mu);
+		if (rc == AT_ECANCELLED) {
+			client_resp_free(&r);
+			return OFFER_RETRY;
+		}
+		if (rc < 0 || !ok || (r.status != 200 && r.status != 206)) {
+			model_slot_fail(p->app->slot, "download of %.12s: %s", sha,
+					rc < 0 ? r.error : !ok ? "cannot write the cache" : "unexpected HTTP status");
+			if (rc == 0 && r.status != 200 && r.status != 206)
+				log_warn("puller: GET %s answered %ld", artifact, r.status);
+			client_resp_free(&r);
+			if (rc < 0 && strcmp(r.error, "answer larger than expected") == 0) {
+				unlink(part);
+				return OFFER_REFUSED;
+			}
+			return OFFER_RETRY;
+		}
+		if (r.sha256[0] && strcmp(r.sha256, sha) != 0) {
+			model_slot_fail(p->app->slot, "artifact %.12s: x-content-sha256 %.12s does not match", sha, r.sha256);
+			client_resp_free(&r);
+			unlink(part);
+			return OFFER_REFUSED;
+		}
+		client_resp_free(&r);
+		if (stat(part, &stt) != 0 || (long long)stt.st_size < size) {
+			model_slot_fail(p->app->slot, "download of %.12s stopped at %lld of %lld bytes", sha,
+					(long long)(stat(part, &stt) == 0 ? stt.st_size : 0), size);
+			return OFFER_RETRY;
+		}
+		pthread_mutex_lock(&p->mu);
+		p->download_bytes += (uint64_t)(size - have);
+		pthread_mutex_unlock(&p->mu);
+	}
+	char got[65];
+	if (model_file_sha256(part, got) < 0) {
+		model_slot_fail(p->app->slot, "cannot read %s", part);
+		return OFFER_RETRY;
+	}
+	if (strcmp(got, sha) != 0 || stat(part, &stt) != 0 || (long long)stt.st_size != size) {
+		model_slot_fail(p->app->slot, "artifact refused: sha256 %.12s…, expected %.12s… (%lld bytes)", got, sha,
+				(long long)stt.st_size);
+		unlink(part);
+		return OFFER_REFUSED;
+	}
+	if (rename(part, final) != 0) {
+		model_slot_fail(p->app->slot, "cannot rename %s: %s", part, strerror(errno));
+		return OFFER_RETRY;
+	}
+	return OFFER_DONE;
+}
+
+static enum offer_result take_offer(struct puller *p, json_t *o)
+{
+	json_t *jv = json_object_get(o, "version"), *js = json_object_get(o, "size");
+	const char *sha = json_string_value(json_object_get(o, "sha256"));
+	const char *artifact = json_string_value(json_object_get(o, "artifact"));
+	if (!json_is_integer(jv) || !json_is_integer(js) || !is_hex64(sha) || !artifact || artifact[0] != '/') {
+		model_slot_fail(p->app->slot, "channel answer lacks version, sha256, size or artifact");
+		return OFFER_RETRY;
+	}
+	int64_t version = json_integer_value(jv);
+	long long size = json_integer_value(js);
+	pthread_mutex_lock(&p->mu);
+	p->offers++;
+	pthread_mutex_unlock(&p->mu);
+	if (strcmp(sha, p->serving_sha) == 0) {
+		p->after = version; /* e.g. the same artifact registered again as a new version */
+		return OFFER_DONE;
+	}
+	if (strcmp(sha, p->bad_sha) == 0) {
+		p->after = version;
+		return OFFER_REFUSED;
+	}
+	if (size <= 0 || (size_t)size > p->app->cfg.max_artifact) {
+		model_slot_fail(p->app->slot, "version %lld: size %lld outside 1..%zu", (long long)version, size,
+				p->app->cfg.max_artifact);
+		goto refused;
+	}
+	log_info("puller: channel %s of %s is at version %lld (%.12s, %lld bytes)", p->app->cfg.channel,
+		 p->app->cfg.model, (long long)version, sha, size);
+	char final[4096];
+	snprintf(final, sizeof final, "%s/%s.am", p->app->cfg.cache, sha);
+	if (access(final, R_OK) != 0) {
+		enum offer_result r = download(p, artifact, sha, size, final);
+		if (r == OFFER_RETRY)
+			return r;
+		if (r == OFFER_REFUSED)
+			goto refused;
+	}
+	char msg[256];
+	if (model_slot_load(p->app->slot, final, version, sha, "registry", msg, sizeof msg) < 0) {
+		unlink(final);
+		goto refused;
+	}
+	memcpy(p->prev_sha, p->serving_sha, sizeof p->prev_sha);
+	snprintf(p->serving_sha, sizeof p->serving_sha, "%s", sha);
+	p->bad_sha[0] = 0;
+	p->after = version;
+	cache_gc(p);
+	return OFFER_DONE;
+refused:
+	pthread_mutex_lock(&p->mu);
+	p->refused++;
+	pthread_mutex_unlock(&p->mu);
+	snprintf(p->bad_sha, sizeof p->bad_sha, "%s", sha);
+	p->after = version;
+	return OFFER_REFUSED;
+}
+
+static void *run(void *arg)
+{
+	struct puller *p = arg;
+	const struct serve_settings *cfg = &p->app->cfg;
+	while (!stopping(p)) {
+		char path[512];
+		snprintf(path, sizeof path, "/v1/models/%s/channels/%s?after=%lld&wait=%d", cfg->model, cfg->channel,
+			 (long long)p->after, cfg->poll_wait);
+		struct client_resp r;
+		client_resp_init(&r, 64 << 10);
+		int rc = client_get(&p->client, path, cfg->poll_wait + 15L, NULL, 0, &r);
+		pthread_mutex_lock(&p->mu);
+		p->polls++;
+		pthread_mutex_unlock(&p->mu);
+		if (rc == AT_ECANCELLED) {
+			client_resp_free(&r);
+			break;
+		}
+		set_reachable(p, rc == 0 && r.status < 500);
+		if (rc < 0) {
+			log_debug("puller: %s", r.error);
+			client_resp_free(&r);
+			backoff_nap(p);
+			continue;
+		}
+		if (r.status == 304) {
+			p->backoff = 0;
+			client_resp_free(&r);
+			continue;
+		}
+		if (r.status != 200) {
+			if (r.status == 404)
+				log_warn("puller: atelierd knows no model %s (channel %s); retrying", cfg->model, cfg->channel);
+			else
+				log_warn("puller: channel poll answered %ld: %.200s", r.status, r.body.data ? r.body.data : "");
+			client_resp_free(&r);
+			backoff_nap(p);
+			continue;
+		}
+		json_t *o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+		client_resp_free(&r);
+		enum offer_result res = o ? take_offer(p, o) : OFFER_RETRY;
+		if (!o)
+			model_slot_fail(p->app->slot, "channel answer is not JSON");
+		json_decref(o);
+		if (res == OFFER_RETRY)
+			backoff_nap(p);
+		else
+			p->backoff = 0;
+	}
+	return NULL;
+}
+
+int puller_start(struct serve_app *app, struct puller **out)
+{
+	struct puller *p = calloc(1, sizeof *p);
+	if (!p)
+		return AT_ENOMEM;
+	p->app = app;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->client.base = app->cfg.atelierd;
+	p->client.token = app->cfg.token;
+	p->client.stop = &p->stop;
+	snprintf(p->client.user_agent, sizeof p->client.user_agent, "atelier-serve/%s", app->name);
+	if (pthread_create(&p->thread, NULL, run, p) != 0) {
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv);
+		free(p);
+		return AT_ENOMEM;
+	}
+	p->started = 1;
+	*out = p;
+	return 0;
+}
+
+void puller_stop(struct puller *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void puller_free(struct puller *p)
+{
+	if (!p)
+		return;
+	puller_stop(p);
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+int puller_metrics(struct puller *p, struct at_buf *b)
+{
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	int rc = at_buf_printf(b,
+			       "# HELP atelier_serve_polls_total Channel long-polls made.\n"
+			       "# TYPE atelier_serve_polls_total counter\natelier_serve_polls_total %llu\n"
+			       "# HELP atelier_serve_downloads_total Artifact downloads started (resumed ones included).\n"
+			       "# TYPE atelier_serve_downloads_total counter\natelier_serve_downloads_total %llu\n"
+			       "# HELP atelier_serve_downloads_resumed_total Downloads that resumed a partial file.\n"
+			       "# TYPE atelier_serve_downloads_resumed_total counter\natelier_serve_downloads_resumed_total %llu\n"
+			       "# HELP atelier_serve_download_bytes_total Artifact bytes downloaded.\n"
+			       "# TYPE atelier_serve_download_bytes_total counter\natelier_serve_download_bytes_total %llu\n"
+			       "# HELP atelier_serve_artifacts_refused_total Versions refused (verification or load failed).\n"
+			       "# TYPE atelier_serve_artifacts_refused_total counter\natelier_serve_artifacts_refused_total %llu\n"
+			       "# HELP atelier_serve_atelierd_reachable 1 while the last channel poll got an answer.\n"
+			       "# TYPE atelier_serve_atelierd_reachable gauge\natelier_serve_atelierd_reachable %d\n",
+			       (unsigned long long)p->polls, (unsigned long long)p->downloads,
+			       (unsigned long long)p->resumed, (unsigned long long)p->download_bytes,
+			       (unsigned long long)p->refused, p->reachable);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}

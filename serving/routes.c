@@ -1,0 +1,161 @@
+/*
+ * routes.c — atelier-serve's HTTP route table (the one list of its
+ * endpoints; `atelier-serve routes` and /api/openapi.json come from it) and
+ * the small handlers that belong to no subsystem: health, readiness,
+ * metrics, model info, local reload.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "model_slot.h"
+#include "puller.h"
+#include "serve.h"
+#include "spool.h"
+#include "stats.h"
+#include "stylize.h"
+#include "uplink.h"
+#include "web.h"
+
+static void get_healthz(http_req_t *req) { http_reply_json(req, 200, json_pack("{ss}", "status", "alive")); }
+
+static json_t *model_json(struct serve_app *app)
+{
+	struct model_slot_info mi;
+	model_slot_info(app->slot, &mi);
+	return json_pack("{ss,ss,so,so,ss,ss,sI,sI,so}", "model", app->cfg.model, "channel", app->cfg.channel,
+			 "loaded", json_boolean(mi.loaded), "version",
+			 mi.loaded && mi.version > 0 ? json_integer(mi.version) : json_null(), "sha256", mi.sha256,
+			 "source", mi.source, "swaps", (json_int_t)mi.swaps, "swap_failures",
+			 (json_int_t)mi.swap_failures, "last_error",
+			 mi.last_error[0] ? json_string(mi.last_error) : json_null());
+}
+
+static void get_readyz(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	struct model_slot_info mi;
+	model_slot_info(app->slot, &mi);
+	if (!mi.loaded) {
+		http_reply_error(req, 503, "no model loaded yet", model_json(app));
+		return;
+	}
+	json_t *o = model_json(app);
+	json_object_set_new(o, "status", json_string("ready"));
+	http_reply_json(req, 200, o);
+}
+
+static void get_info(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	json_t *o = model_json(app);
+	int files = 0;
+	if (app->spool)
+		spool_depth(app->spool, &files, NULL);
+	json_object_set_new(o, "node", json_string(app->name));
+	json_object_set_new(o, "contribute", json_boolean(app->cfg.atelierd && app->spool));
+	json_object_set_new(o, "spool_depth", json_integer(files));
+	json_object_set_new(o, "output_size", json_integer(app->cfg.output_size));
+	http_reply_json(req, 200, o);
+}
+
+static void get_metrics(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	struct model_slot_info mi;
+	model_slot_info(app->slot, &mi);
+	struct at_buf b;
+	at_buf_init(&b, 0);
+	int rc = http_server_metrics(app->http, &b);
+	if (rc == 0)
+		rc = stats_metrics(app->stats, &b);
+	if (rc == 0)
+		rc = at_buf_printf(&b,
+				   "# HELP atelier_serve_model_loaded 1 while a model is loaded.\n"
+				   "# TYPE atelier_serve_model_loaded gauge\natelier_serve_model_loaded %d\n"
+				   "# HELP atelier_serve_model_version Registry version in service (0: local file or none).\n"
+				   "# TYPE atelier_serve_model_version gauge\natelier_serve_model_version %lld\n"
+				   "# HELP atelier_serve_model_info The model in service.\n"
+				   "# TYPE atelier_serve_model_info gauge\n"
+				   "atelier_serve_model_info{sha256=\"%s\",channel=\"%s\"} 1\n"
+				   "# HELP atelier_serve_swaps_total Models swapped in (the first load included).\n"
+				   "# TYPE atelier_serve_swaps_total counter\natelier_serve_swaps_total %llu\n"
+				   "# HELP atelier_serve_swap_failures_total Downloads, verifications or loads that failed.\n"
+				   "# TYPE atelier_serve_swap_failures_total counter\natelier_serve_swap_failures_total %llu\n"
+				   "# HELP atelier_serve_last_swap_timestamp_seconds Time of the last swap (unix).\n"
+				   "# TYPE atelier_serve_last_swap_timestamp_seconds gauge\n"
+				   "atelier_serve_last_swap_timestamp_seconds %llu\n"
+				   "# HELP atelier_serve_stylize_queue Stylize requests admitted and not yet answered.\n"
+				   "# TYPE atelier_serve_stylize_queue gauge\natelier_serve_stylize_queue %d\n"
+				   "# HELP process_start_time_seconds Start time (unix).\n"
+				   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
+				   mi.loaded, (long long)(mi.loaded ? mi.version : 0), mi.sha256, app->cfg.channel,
+				   (unsigned long long)mi.swaps, (unsigned long long)mi.swap_failures,
+				   (unsigned long long)mi.last_swap_unix, stylize_queue_depth(app->sq),
+				   (unsigned long long)app->started_at);
+	if (rc == 0)
+		rc = spool_metrics(app->spool, &b);
+	if (rc == 0)
+		rc = puller_metrics(app->puller, &b);
+	if (rc == 0)
+		rc = uplink_metrics(app->uplink, &b);
+	if (rc < 0) {
+		at_buf_free(&b);
+		http_reply_err(req, rc, NULL);
+		return;
+	}
+	size_t len;
+	char *s = at_buf_steal(&b, &len);
+	http_reply_owned(req, 200, "text/plain; version=0.0.4", s, len);
+}
+
+static void get_openapi(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	http_reply_json(req, 200, http_server_openapi(app->http, "atelier-serve"));
+}
+
+static void reload_done(void *arg, int rc, const char *msg)
+{
+	http_req_t *req = arg;
+	struct serve_app *app = http_req_app(req);
+	if (rc < 0) {
+		http_reply_error(req, 500, "reload failed; the previous model keeps serving",
+				 json_pack("{ss}", "reason", msg));
+		return;
+	}
+	http_reply_json(req, 200, model_json(app));
+}
+
+static void post_reload(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	if (!app->cfg.model_file) {
+		http_reply_error(req, 409, "no --model-file to reload", NULL);
+		return;
+	}
+	int rc = serve_reload(app, reload_done, req);
+	if (rc == AT_ECONFLICT)
+		http_reply_error(req, 409, "a reload is already running", NULL);
+	else if (rc < 0)
+		http_reply_err(req, rc, NULL);
+}
+
+const struct http_route serve_routes[] = {
+	{"GET", "/", web_get, ROLE_PUBLIC, "the drawing page"},
+	{"GET", "/app.js", web_get, ROLE_PUBLIC, "the drawing page's script"},
+	{"GET", "/style.css", web_get, ROLE_PUBLIC, "the drawing page's style sheet"},
+	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs"},
+	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while a model is loaded"},
+	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics"},
+	{"GET", "/api/info", get_info, ROLE_PUBLIC, "the model in service, swap counters, spool depth"},
+	{"GET", "/api/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
+	{"POST", "/api/stylize", stylize_post, ROLE_PUBLIC,
+	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG"},
+	{"POST", "/api/contribute", spool_post_contribute, ROLE_PUBLIC,
+	 "multipart image + consent=true [+ contributor]: queued for atelierd (202)"},
+	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)"},
+};
+const size_t serve_nroutes = sizeof serve_routes / sizeof serve_routes[0];

@@ -1,0 +1,57 @@
+/*
+ * spool.h — contributed sketches waiting on disk until atelierd takes them.
+ *
+ * One file per contribution, written atomically (temporary name, fsync,
+ * rename, fsync of the folder), named by arrival time so that a sorted
+ * listing is oldest first. A file is removed only after atelierd answered
+ * 2xx or a definitive 4xx (uplink.c); atelierd deduplicates by content, so a
+ * file sent twice (answer lost, crash before the unlink) is still one row.
+ *
+ * Bounded by a file count and a byte total, accounted in memory (seeded by a
+ * scan at open): a contribution is reserved on the loop before its write is
+ * queued, so the bound holds however many writes are in flight.
+ *
+ * File format: the line "ATSPOOL1\n", one line of JSON metadata
+ * ({"contributor":..., "content_type":..., "received_at":...}), then the
+ * image bytes.
+ */
+#ifndef SERVE_SPOOL_H
+#define SERVE_SPOOL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+#include "http.h"
+
+struct spool;
+
+/* Creates the folder if needed, removes stale temporaries, counts files. Blocking. */
+int spool_open(const char *dir, int max_files, size_t max_bytes, struct spool **out) AT_MUST_CHECK;
+void spool_free(struct spool *s);
+
+/* Reserve room for one file of `bytes`; AT_ETOOBIG when the spool is full. */
+int spool_reserve(struct spool *s, size_t bytes) AT_MUST_CHECK;
+void spool_unreserve(struct spool *s, size_t bytes);
+/* Writes a reserved file (blocking: threadpool). */
+int spool_write(struct spool *s, const void *data, size_t len) AT_MUST_CHECK;
+
+/* The oldest file's path (blocking); AT_ENOTFOUND when empty. */
+int spool_oldest(struct spool *s, char *path, size_t len) AT_MUST_CHECK;
+/* Reads a spool file: *meta (caller decrefs), *img (malloc'd). AT_ECORRUPT if malformed. */
+int spool_read(const char *path, json_t **meta, uint8_t **img, size_t *len) AT_MUST_CHECK;
+/* Deletes a file and releases its room. */
+void spool_remove(struct spool *s, const char *path);
+
+/* Files counted (written or reserved) and their bytes. */
+void spool_depth(struct spool *s, int *files, size_t *bytes);
+/* Files written and not yet delivered. */
+int spool_ready(struct spool *s);
+int spool_metrics(struct spool *s, struct at_buf *b) AT_MUST_CHECK;
+
+/* POST /api/contribute (multipart: image, consent=true, contributor). */
+void spool_post_contribute(http_req_t *req);
+
+#endif
