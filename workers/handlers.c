@@ -11,6 +11,7 @@
 #include "job.h"
 
 const struct job_handler job_handlers[] = {
+	{"promote", job_promote, "register the candidate on canary, bake, then production or automatic rollback"},
 	{"test.noop", job_test_noop, "TEST ONLY: succeeds at once; result {\"worker\",\"attempt\"}"},
 	{"test.sleep", job_test_sleep,
 	 "TEST ONLY: payload {\"ms\":N}: sleeps N ms reporting progress; \"checkpoint\":true stops on shutdown,"

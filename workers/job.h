@@ -81,6 +81,9 @@ void job_no_retry(struct job_ctx *ctx);
 
 /* ---- handlers, by family ---- */
 
+/* jobs_promote.c: canary, bake, production or automatic rollback. */
+int job_promote(struct job_ctx *ctx);
+
 /* jobs_test.c: TEST ONLY kinds, for the queue's own tests and benchmarks. */
 int job_test_noop(struct job_ctx *ctx);
 int job_test_sleep(struct job_ctx *ctx);

@@ -1,0 +1,153 @@
+/*
+ * jobs_promote.c — the `promote` stage: the candidate that passed evaluation
+ * goes to the canary channel, bakes there while canary nodes report health in
+ * their heartbeats, then goes to production — or the canary is rolled back
+ * automatically. Every move is a ledger row (atelier_move_channel).
+ *
+ * Idempotent: the candidate was registered by `train` (by sha256, so once);
+ * a move to where a channel already points writes nothing; a retried promote
+ * therefore never creates a second version or a second ledger entry.
+ *
+ * Health during the bake: heartbeats of nodes on this model's canary channel
+ * serving the candidate version, received since the canary move. Any of them
+ * over max_error_rate or max_p95_ms rolls the canary back. No canary node
+ * reporting at all is not a failure (a fleet may have none); the result says so.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "log.h"
+
+static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v)
+{
+	return PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+static int ok(PGresult *r) { return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK; }
+
+static double num_param(json_t *params, const char *name, double def)
+{
+	json_t *v = json_object_get(params, name);
+	return json_is_number(v) ? json_number_value(v) : def;
+}
+
+int job_promote(struct job_ctx *ctx)
+{
+	PGconn *c = job_db(ctx);
+	json_t *p = job_payload(ctx);
+	json_t *params = json_object_get(p, "params");
+	const char *model = json_string_value(json_object_get(p, "model"));
+	json_int_t run = json_integer_value(json_object_get(p, "run"));
+	const char *pipeline = json_string_value(json_object_get(p, "pipeline"));
+	double bake_ms = num_param(params, "canary_bake", 300000);
+	double max_err = num_param(params, "max_error_rate", 0.01);
+	double max_p95 = num_param(params, "max_p95_ms", 2000);
+	char runs[32], actor[160];
+	snprintf(runs, sizeof runs, "%lld", (long long)run);
+	snprintf(actor, sizeof actor, "pipeline:%s", pipeline ? pipeline : "?");
+	if (!model || run <= 0) {
+		job_errorf(ctx, "promote: payload needs model and run");
+		job_no_retry(ctx);
+		return AT_EINVAL;
+	}
+
+	/* The candidate: what this run's train stage registered. */
+	const char *v1[1] = {runs};
+	PGresult *r = q(c,
+			"SELECT (j.result->>'version_id')::bigint, v.version FROM jobs j JOIN model_versions v "
+			"ON v.id = (j.result->>'version_id')::bigint WHERE j.run_id = $1 AND j.kind = 'train' "
+			"AND j.state = 'succeeded' ORDER BY j.id DESC LIMIT 1",
+			1, v1);
+	if (!ok(r) || PQntuples(r) != 1) {
+		job_errorf(ctx, "promote: this run has no trained candidate%s%s", ok(r) ? "" : ": ",
+			   ok(r) ? "" : PQresultErrorMessage(r));
+		int retry = !ok(r);
+		PQclear(r);
+		if (!retry)
+			job_no_retry(ctx);
+		return AT_ENOTFOUND;
+	}
+	char vid[32], vnum[32];
+	snprintf(vid, sizeof vid, "%s", PQgetvalue(r, 0, 0));
+	snprintf(vnum, sizeof vnum, "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+
+	/* canary */
+	const char *mv[6] = {model, "canary", vid, actor, "passed evaluation", runs};
+	r = q(c, "SELECT moved FROM atelier_move_channel($1, $2, $3::bigint, $4, $5, 'promote', $6::bigint)", 6, mv);
+	if (!ok(r)) {
+		job_errorf(ctx, "promote: canary move failed: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		return AT_EDB;
+	}
+	PQclear(r);
+	job_progress(ctx, 0.1, "on canary, baking", (int)(bake_ms / 1000));
+	log_info("promote: %s v%s on canary; baking %.0f ms", model, vnum, bake_ms);
+
+	/* bake, in steps so cancel and progress stay live */
+	r = q(c, "SELECT now()", 0, NULL);
+	char since[64];
+	snprintf(since, sizeof since, "%s", ok(r) ? PQgetvalue(r, 0, 0) : "now");
+	PQclear(r);
+	for (double waited = 0; waited < bake_ms;) {
+		int step = bake_ms - waited > 500 ? 500 : (int)(bake_ms - waited);
+		if (job_sleep_ms(ctx, step) < 0) {
+			job_errorf(ctx, "promote: stopped during the canary bake");
+			return AT_ECANCELLED;
+		}
+		waited += step;
+		job_progress(ctx, 0.1 + 0.8 * waited / (bake_ms > 0 ? bake_ms : 1), "baking on canary",
+			     (int)((bake_ms - waited) / 1000));
+	}
+
+	const char *hv[4] = {model, vnum, since, NULL};
+	r = q(c,
+	      "SELECT count(DISTINCT node), coalesce(max(error_rate), 0), coalesce(max(p95_ms), 0), "
+	      "coalesce(sum(requests), 0) FROM node_heartbeats WHERE model = $1 AND channel = 'canary' "
+	      "AND version = $2::int AND ts >= $3::timestamptz",
+	      3, hv);
+	if (!ok(r)) {
+		job_errorf(ctx, "promote: cannot read canary health: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		return AT_EDB;
+	}
+	long nodes = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	double err = strtod(PQgetvalue(r, 0, 1), NULL), p95 = strtod(PQgetvalue(r, 0, 2), NULL);
+	PQclear(r);
+	json_t *canary = json_pack("{si,sf,sf,sf,sf}", "nodes", (int)nodes, "max_error_rate", err, "max_p95_ms", p95,
+				   "limit_error_rate", max_err, "limit_p95_ms", max_p95);
+
+	if (nodes > 0 && (err > max_err || p95 > max_p95)) {
+		char reason[256];
+		snprintf(reason, sizeof reason, "canary unhealthy: error rate %.4f (limit %.4f), p95 %.0f ms (limit %.0f)",
+			 err, max_err, p95, max_p95);
+		const char *rb[5] = {model, "canary", actor, reason, runs};
+		r = q(c, "SELECT moved FROM atelier_rollback($1, $2, $3, $4, 'auto-rollback', $5::bigint)", 5, rb);
+		if (!ok(r))
+			log_warn("promote: auto-rollback: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		json_decref(canary);
+		job_errorf(ctx, "%s; canary rolled back", reason);
+		job_no_retry(ctx);
+		return AT_EUNPROCESSABLE;
+	}
+
+	/* production */
+	const char *pv[6] = {model, "production", vid, actor, nodes ? "canary healthy" : "no canary nodes reported",
+			     runs};
+	r = q(c, "SELECT moved FROM atelier_move_channel($1, $2, $3::bigint, $4, $5, 'promote', $6::bigint)", 6, pv);
+	if (!ok(r)) {
+		json_decref(canary);
+		job_errorf(ctx, "promote: production move failed: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		return AT_EDB;
+	}
+	PQclear(r);
+	log_info("promote: %s v%s is in production", model, vnum);
+	job_set_result(ctx, json_pack("{ss,sI,sI,so,ss}", "model", model, "version", (json_int_t)strtoll(vnum, NULL, 10),
+				      "version_id", (json_int_t)strtoll(vid, NULL, 10), "canary", canary, "production",
+				      "moved"));
+	return 0;
+}
