@@ -324,12 +324,14 @@ static int reply_begin(http_req_t *req, int status, const char *content_type)
 	r->res.status = status;
 	r->res.reason = reason_phrase(status);
 	if (content_type)
-		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-			       strlen(content_type));
-	h2o_add_header_by_str(&r->pool, &r->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, req->id,
-			      strlen(req->id));
+		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       h2o_strdup(&r->pool, content_type, SIZE_MAX).base, strlen(content_type));
+	h2o_add_header_by_str(&r->pool, &r->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+			      h2o_strdup(&r->pool, req->id, SIZE_MAX).base, strlen(req->id));
 	for (int i = 0; i < req->nxh; i++)
-		h2o_add_header_by_str(&r->pool, &r->res.headers, req->xh_names[i], strlen(req->xh_names[i]), 0, NULL,
+		/* h2o keeps the pointers: both name and value must live in the request pool */
+		h2o_add_header_by_str(&r->pool, &r->res.headers,
+				      h2o_strdup(&r->pool, req->xh_names[i], SIZE_MAX).base, strlen(req->xh_names[i]), 0, NULL,
 				      h2o_strdup(&r->pool, req->xh_values[i], SIZE_MAX).base,
 				      strlen(req->xh_values[i]));
 	return 0;
