@@ -11,6 +11,10 @@
 #include "job.h"
 
 const struct job_handler job_handlers[] = {
+	{"collect", job_collect, "freeze a dataset: accepted training sketch and painting ids, holdout, manifest sha256"},
+	{"prepare", job_prepare, "dataset -> training and holdout shards (decode, resize, augment, photo->sketch, drop blanks)"},
+	{"train", job_train, "train (resume / warm start / scratch), checkpointing; register the candidate version"},
+	{"evaluate", job_evaluate, "score candidate and champion on the frozen holdout; apply the gate"},
 	{"promote", job_promote, "register the candidate on canary, bake, then production or automatic rollback"},
 	{"test.noop", job_test_noop, "TEST ONLY: succeeds at once; result {\"worker\",\"attempt\"}"},
 	{"test.sleep", job_test_sleep,

@@ -90,4 +90,10 @@ int job_test_sleep(struct job_ctx *ctx);
 int job_test_fail(struct job_ctx *ctx);
 int job_test_crash(struct job_ctx *ctx);
 
+/* The training stages (docs/training.md), one file each. */
+int job_collect(struct job_ctx *ctx);  /* jobs_collect.c */
+int job_prepare(struct job_ctx *ctx);  /* jobs_prepare.c */
+int job_train(struct job_ctx *ctx);    /* jobs_train.c */
+int job_evaluate(struct job_ctx *ctx); /* jobs_evaluate.c */
+
 #endif

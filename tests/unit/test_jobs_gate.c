@@ -1,0 +1,188 @@
+/*
+ * test_jobs_gate.c — the evaluate stage's gate (workers/evaluation.c) on
+ * crafted metric values: absolute and change rules, directions, no champion,
+ * missing and non-finite metrics, reasons recorded; and the 1-NN two-sample
+ * realism score on sets that are identical or clearly apart.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../workers/evaluation.h"
+#include "test.h"
+
+static json_t *J(const char *text)
+{
+	json_error_t err;
+	json_t *j = json_loads(text, 0, &err);
+	if (!j)
+		fprintf(stderr, "bad JSON in test: %s: %s\n", text, err.text);
+	return j;
+}
+
+static const char *reason(json_t *v, size_t i) { return json_string_value(json_array_get(json_object_get(v, "reasons"), i)); }
+
+TEST(absolute_rules)
+{
+	json_t *rules = J("[{\"metric\":\"edge_f1\",\"op\":\"min\",\"threshold\":0.2},"
+			  "{\"metric\":\"realism_acc\",\"op\":\"max\",\"threshold\":0.9}]");
+	json_t *ok = J("{\"edge_f1\":0.35,\"realism_acc\":0.6}");
+	json_t *v = gate_apply(rules, ok, NULL);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "reasons")), 2);
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 0);
+	ASSERT_CONTAINS(reason(v, 0), "edge_f1 = 0.35 >= min 0.2");
+	ASSERT_CONTAINS(reason(v, 1), "realism_acc = 0.6 <= max 0.9");
+	json_decref(v);
+
+	json_t *bad = J("{\"edge_f1\":0.1,\"realism_acc\":0.95}");
+	v = gate_apply(rules, bad, NULL);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 2);
+	ASSERT_CONTAINS(reason(v, 0), "edge_f1 = 0.1 < min 0.2");
+	ASSERT_CONTAINS(reason(v, 1), "realism_acc = 0.95 > max 0.9");
+	json_t *r0 = json_array_get(json_object_get(v, "rules"), 0);
+	ASSERT(json_is_false(json_object_get(r0, "passed")));
+	ASSERT_OP_DBL(json_number_value(json_object_get(r0, "candidate")), ==, 0.1);
+	ASSERT(json_is_null(json_object_get(r0, "champion")));
+	json_decref(v);
+	/* the boundary passes */
+	json_t *edge = J("{\"edge_f1\":0.2,\"realism_acc\":0.9}");
+	v = gate_apply(rules, edge, NULL);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	json_decref(v);
+	json_decref(edge);
+	json_decref(bad);
+	json_decref(ok);
+	json_decref(rules);
+}
+
+TEST(change_rules_without_champion_pass)
+{
+	json_t *rules = J("[{\"metric\":\"recon_l1\",\"op\":\"max_regression\",\"threshold\":0.05},"
+			  "{\"metric\":\"edge_f1\",\"op\":\"min_improvement\",\"threshold\":0.1}]");
+	json_t *c = J("{\"recon_l1\":0.5,\"edge_f1\":0.1}");
+	json_t *v = gate_apply(rules, c, NULL);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "no champion");
+	ASSERT_CONTAINS(reason(v, 1), "no champion");
+	json_decref(v);
+	json_decref(c);
+	json_decref(rules);
+}
+
+TEST(change_rules_follow_metric_direction)
+{
+	json_t *rules = J("[{\"metric\":\"recon_l1\",\"op\":\"max_regression\",\"threshold\":0.05}]");
+	json_t *champ = J("{\"recon_l1\":0.20,\"edge_f1\":0.40}");
+	/* recon_l1: lower is better. 0.24 is worse by 0.04: within 0.05 */
+	json_t *c = J("{\"recon_l1\":0.24}");
+	json_t *v = gate_apply(rules, c, champ);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "worse by 0.04");
+	json_decref(v);
+	json_decref(c);
+	/* worse by 0.1: fails */
+	c = J("{\"recon_l1\":0.30}");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(json_string_value(json_array_get(json_object_get(v, "failed"), 0)), "recon_l1 = 0.3 vs champion 0.2");
+	ASSERT_OP_DBL(json_number_value(json_object_get(json_array_get(json_object_get(v, "rules"), 0), "champion")), ==, 0.2);
+	json_decref(v);
+	json_decref(c);
+	json_decref(rules);
+
+	/* edge_f1: higher is better */
+	rules = J("[{\"metric\":\"edge_f1\",\"op\":\"min_improvement\",\"threshold\":0.05}]");
+	c = J("{\"edge_f1\":0.46}");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	json_decref(v);
+	json_decref(c);
+	c = J("{\"edge_f1\":0.42}");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "< min_improvement 0.05");
+	json_decref(v);
+	json_decref(c);
+	/* regression on a higher-is-better metric */
+	json_decref(rules);
+	rules = J("[{\"metric\":\"edge_f1\",\"op\":\"max_regression\",\"threshold\":0.01}]");
+	c = J("{\"edge_f1\":0.35}");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	json_decref(v);
+	json_decref(c);
+	json_decref(rules);
+	json_decref(champ);
+}
+
+TEST(missing_nonfinite_unknown)
+{
+	json_t *rules = J("[{\"metric\":\"edge_f1\",\"op\":\"min\",\"threshold\":0},"
+			  "{\"metric\":\"made_up\",\"op\":\"max_regression\",\"threshold\":0},"
+			  "{\"metric\":\"diversity\",\"op\":\"sideways\",\"threshold\":0},"
+			  "{\"metric\":\"diversity\"}]");
+	json_t *c = J("{\"made_up\":1,\"diversity\":0.3}");
+	json_t *champ = J("{\"made_up\":1}");
+	json_t *v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 4);
+	ASSERT_CONTAINS(reason(v, 0), "edge_f1: not reported");
+	ASSERT_CONTAINS(reason(v, 1), "unknown metric");
+	ASSERT_CONTAINS(reason(v, 2), "unknown gate op");
+	ASSERT_CONTAINS(reason(v, 3), "malformed");
+	json_decref(v);
+	json_decref(rules);
+	/* NaN cannot come through JSON; a real NaN set directly must fail */
+	rules = J("[{\"metric\":\"edge_f1\",\"op\":\"max\",\"threshold\":1}]");
+	json_object_set_new(c, "edge_f1", json_real(0.5));
+	json_t *nan_val = json_real(NAN); /* jansson refuses NaN: NULL */
+	if (nan_val) {
+		json_object_set_new(c, "edge_f1", nan_val);
+		v = gate_apply(rules, c, NULL);
+		ASSERT(json_is_false(json_object_get(v, "passed")));
+		json_decref(v);
+	}
+	/* no rules: passes, nothing to say */
+	json_t *none = J("[]");
+	v = gate_apply(none, c, NULL);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "reasons")), 0);
+	json_decref(v);
+	json_decref(none);
+	json_decref(rules);
+	json_decref(c);
+	json_decref(champ);
+	ASSERT_EQ_INT(gate_direction("edge_f1"), 1);
+	ASSERT_EQ_INT(gate_direction("recon_l1"), 0);
+	ASSERT_EQ_INT(gate_direction("nope"), -1);
+}
+
+TEST(realism_acc_two_sample)
+{
+	enum { W = 16, N = 12 };
+	size_t img = W * W * 3;
+	uint8_t *a = malloc(N * img), *b = malloc(N * img), *dark = malloc(N * img);
+	uint64_t x = 12345;
+	for (size_t i = 0; i < N * img; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		a[i] = (uint8_t)(128 + (x >> 58));      /* bright noise */
+		b[i] = (uint8_t)(128 + ((x >> 40) & 63)); /* more bright noise, same law */
+		dark[i] = (uint8_t)((x >> 50) & 63);      /* another distribution */
+	}
+	double apart = eval_realism_acc(a, N, dark, N, W, W);
+	ASSERT_OP_DBL(apart, ==, 1.0);
+	double same = eval_realism_acc(a, N, b, N, W, W);
+	ASSERT_OP_DBL(same, <, 0.8);
+	ASSERT_OP_DBL(same, >=, 0.0);
+	/* identical sets: every image's nearest other image is its twin in the other set */
+	ASSERT_OP_DBL(eval_realism_acc(a, N, a, N, W, W), ==, 0.0);
+	ASSERT_OP_DBL(eval_realism_acc(a, 0, a, N, W, W), <, 0);
+	free(a);
+	free(b);
+	free(dark);
+}
+
+RUN_TESTS(absolute_rules, change_rules_without_champion_pass, change_rules_follow_metric_direction,
+	  missing_nonfinite_unknown, realism_acc_two_sample)

@@ -1,0 +1,120 @@
+/*
+ * dataset.h — what the collect, prepare, train and evaluate stages share:
+ * the manifest hash of a frozen dataset, the training shard format, small
+ * helpers for stage params and the database (blocking libpq).
+ *
+ * Everything here but the db_* helpers is pure (no database, no model), so
+ * tests/unit/test_jobs_dataset.c checks it without a cluster. docs/training.md
+ * describes the formats.
+ */
+#ifndef ATELIER_WORKERS_DATASET_H
+#define ATELIER_WORKERS_DATASET_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* ---- manifest ---- */
+
+struct manifest_entry {
+	char domain[16]; /* "sketch" | "painting" */
+	int64_t id;      /* images.id */
+	char sha[65];    /* images.sha256, hex */
+};
+
+/*
+ * sha256 (hex) of the text "DOMAIN ID SHA\n" per entry, entries sorted by
+ * (domain, id) — sorts e in place, so the hash does not depend on the order
+ * the rows came in. n == 0 hashes the empty text.
+ */
+void dataset_manifest_sha256(struct manifest_entry *e, size_t n, char hex[65]);
+
+/* ---- shards ---- */
+
+/*
+ * A shard: the samples of one split at one square size, uint8, NCHW.
+ *
+ *   offset  size  field (little-endian)
+ *   0       8     magic "ATLRSHRD"
+ *   8       4     format version (1)
+ *   12      4     S, the square side
+ *   16      4     NS, sketch samples
+ *   20      4     NP, painting samples
+ *   24      8     reserved (0)
+ *   32      NS*S*S        sketches, 1 channel (0 = black ink, 255 = white)
+ *   ...     NP*3*S*S      paintings, 3 planes per sample (R, G, B)
+ *   ...     NS + NP       one flag byte per sample (SHARD_F_*)
+ *   ...     8*(NS + NP)   the images.id each sample came from (int64)
+ *
+ * Shards live in the artifact store, named by their sha256, which is their
+ * integrity check.
+ */
+#define SHARD_MAGIC "ATLRSHRD"
+#define SHARD_VERSION 1
+#define SHARD_HEADER 32
+#define SHARD_F_PHOTO 0x01     /* a sketch extracted from a photo (sketchify) */
+#define SHARD_F_AUGMENTED 0x02 /* a flipped / jittered copy */
+/* A shard above this many bytes is refused (one process holds it in memory). */
+#define SHARD_MAX_BYTES ((uint64_t)4 << 30)
+
+struct shard {
+	int size;
+	int n_sketches, n_paintings;
+	uint8_t *sketch;   /* n_sketches * S*S */
+	uint8_t *painting; /* n_paintings * 3*S*S, planar per sample */
+	uint8_t *sketch_flags, *painting_flags;
+	int64_t *sketch_ids, *painting_ids;
+	int cap_s, cap_p; /* allocated samples (builder) */
+};
+
+void shard_init(struct shard *s, int size);
+void shard_free(struct shard *s); /* NULL and zeroed shards are fine */
+/* gray: S*S bytes. */
+int shard_add_sketch(struct shard *s, const uint8_t *gray, int64_t id, uint8_t flags) AT_MUST_CHECK;
+/* rgb: S*S*3 interleaved (HWC) bytes; stored planar. */
+int shard_add_painting(struct shard *s, const uint8_t *rgb, int64_t id, uint8_t flags) AT_MUST_CHECK;
+/* *out is malloc'd. */
+int shard_encode(const struct shard *s, uint8_t **out, size_t *len) AT_MUST_CHECK;
+/* Copies out of data. AT_EUNSUPPORTED: wrong magic/version; AT_ECORRUPT: sizes disagree. */
+int shard_decode(const uint8_t *data, size_t len, struct shard *out) AT_MUST_CHECK;
+int shard_read_file(const char *path, struct shard *out) AT_MUST_CHECK;
+/* Sample i as float32 in [-1, 1] (what am_trainer_step takes): S*S or 3*S*S floats. */
+void shard_sketch_float(const struct shard *s, int i, float *dst);
+void shard_painting_float(const struct shard *s, int i, float *dst);
+/* Painting i back to interleaved RGB (S*S*3), for the evaluation scores. */
+void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb);
+
+/* ---- small deterministic randomness (splitmix64) ---- */
+
+static inline uint64_t dataset_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* ---- stage params (payload.params, defaults when absent) ---- */
+
+json_t *dataset_params(json_t *payload); /* payload.params or an empty object; borrowed */
+long long dataset_param_int(json_t *obj, const char *key, long long def);
+double dataset_param_dbl(json_t *obj, const char *key, double def);
+int dataset_param_bool(json_t *obj, const char *key, int def);
+/* payload.inputs.<stage>.<key>, else payload.<key> (jobs enqueued by hand). Borrowed. */
+json_t *dataset_input(json_t *payload, const char *stage, const char *key);
+
+/* ---- blocking SQL on the worker's connection ---- */
+
+/* Runs one parameterised statement (text params, NULL = SQL NULL); *res is
+ * the result on success (caller PQclear()s). AT_EDB with the server's message
+ * in why otherwise. binary: ask for binary results. */
+int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
+	    size_t whylen) AT_MUST_CHECK;
+/* The production version of a model: *found 0 when the channel is empty. */
+int db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
+		  char *why, size_t whylen) AT_MUST_CHECK;
+
+#endif
