@@ -78,7 +78,10 @@ FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
 
 LIBATELIER = $(BUILD)/libatelier.a
-LIBMODEL = $(BUILD)/libatelier_model.a
+# The sanitizer build links the ordinary model archive (libtorch itself is not
+# instrumented, and the shim takes minutes to compile): LIBMODEL_PREBUILT.
+LIBMODEL_PREBUILT ?=
+LIBMODEL = $(if $(LIBMODEL_PREBUILT),$(LIBMODEL_PREBUILT),$(BUILD)/libatelier_model.a)
 LIBORCH = $(BUILD)/liborchestrator.a
 LIBWORK = $(BUILD)/libworkers.a
 LIBSERVE = $(BUILD)/libserving.a
@@ -92,6 +95,8 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit run asan fuzz bench clean format
+# Keep intermediate objects (test .o files) so make does not rebuild them every time.
+.SECONDARY:
 all: $(BINS) $(UNIT_BINS)
 
 deps:
@@ -108,7 +113,9 @@ $(BUILD)/obj/%.o: %.cpp
 	$(Q)$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
 
 $(LIBATELIER): $(call obj,$(LIB_SRC))
+ifeq ($(LIBMODEL_PREBUILT),)
 $(LIBMODEL): $(call obj,$(MODEL_SRC))
+endif
 $(LIBORCH): $(call obj,$(ORCH_SRC))
 $(LIBWORK): $(call obj,$(WORK_SRC))
 $(LIBSERVE): $(call obj,$(SERVE_SRC))
@@ -161,8 +168,11 @@ unit: all
 
 asan:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all
-	@ATELIER_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh $(TESTS)
+	@$(MAKE) --no-print-directory build/libatelier_model.a
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 LIBMODEL_PREBUILT=build/libatelier_model.a all
+	@ATELIER_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_odr_violation=0 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh $(TESTS)
 
 FUZZ_BINS = $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC))
 fuzz:

@@ -40,6 +40,8 @@ static void run_until(int n)
 	ASSERT_EQ_INT(done_count, n);
 }
 
+static char sqlstate_buf[8];
+
 static void on_value(void *arg, int status, PGresult *res)
 {
 	last_status = status;
@@ -47,7 +49,8 @@ static void on_value(void *arg, int status, PGresult *res)
 	if (status == 0 && PQntuples(res) > 0)
 		snprintf(last_value, sizeof last_value, "%s", PQgetvalue(res, 0, 0));
 	if (status == AT_EDB)
-		last_sqlstate = strdup(db_sqlstate(res));
+		snprintf(sqlstate_buf, sizeof sqlstate_buf, "%s", db_sqlstate(res));
+		last_sqlstate = sqlstate_buf;
 	done_count++;
 }
 
