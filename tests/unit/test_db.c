@@ -48,9 +48,10 @@ static void on_value(void *arg, int status, PGresult *res)
 	last_sqlstate = NULL;
 	if (status == 0 && PQntuples(res) > 0)
 		snprintf(last_value, sizeof last_value, "%s", PQgetvalue(res, 0, 0));
-	if (status == AT_EDB)
+	if (status == AT_EDB) {
 		snprintf(sqlstate_buf, sizeof sqlstate_buf, "%s", db_sqlstate(res));
 		last_sqlstate = sqlstate_buf;
+	}
 	done_count++;
 }
 
