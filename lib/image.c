@@ -174,10 +174,19 @@ static void init_once_fn(void)
 		init_rc = AT_EINTERNAL;
 		return;
 	}
+	/* libvips loads its dynamic modules (ImageMagick, poppler, HEIF/x265,
+	 * OpenSlide, JPEG XL) from $VIPSHOME/lib/vips-modules-* at init. We read
+	 * only PNG and JPEG, which are built in: pointing VIPSHOME at nothing
+	 * keeps those parsers away from untrusted uploads and ~6 MB of libraries
+	 * out of every process. ATELIER_VIPS_MODULES=1 restores the default. */
+	const char *mods = getenv("ATELIER_VIPS_MODULES");
+	if (!getenv("VIPSHOME") && !(mods && strcmp(mods, "1") == 0))
+		setenv("VIPSHOME", "/nonexistent/atelier-no-vips-modules", 0);
 	if (VIPS_INIT("atelier")) {
 		init_rc = AT_EINTERNAL;
 		return;
 	}
+	vips_block_untrusted_set(TRUE);
 	/* Callers run many images in parallel (the uv threadpool); vips' own
 	 * threads would only contend, and its operation cache would keep
 	 * untrusted decoded images alive. */

@@ -12,6 +12,7 @@
  * then the signal handles, so uv_loop_close() finds nothing open.
  */
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,9 @@ static void on_db_state(void *arg, int connected)
 static int serve(void)
 {
 	int rc;
+	/* One malloc arena per threadpool thread would each keep its own free
+	 * memory; two arenas are plenty for short image jobs and keep RSS flat. */
+	mallopt(M_ARENA_MAX, 2);
 	/* Image decoding runs on the threadpool: one thread per core (set before first use). */
 	if (!getenv("UV_THREADPOOL_SIZE")) {
 		char n[16];
