@@ -1,0 +1,372 @@
+"""The training stages (collect, prepare, train, evaluate) with real
+atelier-worker processes, a real atelierd (ingest, pipelines) and synthetic
+data uploaded through the API (`atelier synth`). One database and one data
+set for the module; each test adds the rows it needs.
+
+Shard files are read straight from the fs:// artifact store (format in
+workers/dataset.h and docs/training.md)."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+import images
+from conftest import BIN, Proc, wait_until
+from daemon import start_atelierd
+
+WORKER = os.path.join(BIN, "atelier-worker")
+pytestmark = pytest.mark.skipif(not os.path.exists(WORKER), reason="atelier-worker not built")
+
+KINDS = "collect,prepare,train,evaluate"
+# A model small enough that a step takes milliseconds on one core.
+TINY = {"gen_dim": 4, "dis_dim": 4, "style_dim": 2, "n_res": 1, "n_downsample": 1, "mlp_dim": 8,
+        "num_scales": 1, "n_layer": 2}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class Env:
+    def __init__(self, pg, url, daemon):
+        self.pg = pg
+        self.url = url
+        self.d = daemon
+        self.artifacts = daemon.artifacts
+        self.procs = []
+        self.state = {}
+
+    def sql(self, q):
+        return self.pg.psql(q, self.url)
+
+    def worker(self, name, *args):
+        env = dict(os.environ, ATELIER_LOG_LEVEL="info", ATELIER_ARTIFACTS="fs://" + self.artifacts,
+                   ATELIER_TRAIN_THREADS="1", OMP_WAIT_POLICY="PASSIVE", ATELIER_DEVICE="cpu")
+        p = Proc([WORKER, "--database-url", self.url, "--name", name, "--kinds", KINDS, "--poll", "0.2"]
+                 + list(args), env=env)
+        self.procs.append(p)
+        return p
+
+    def enqueue(self, kind, payload, **kw):
+        args = ["kind => '%s'" % kind, "payload => '%s'::jsonb" % json.dumps(payload).replace("'", "''")]
+        args += ["%s => %s" % (k, v) for k, v in kw.items()]
+        return int(self.sql("SELECT atelier_enqueue(%s)" % ", ".join(args)))
+
+    def wait_job(self, job, timeout=60):
+        def done():
+            row = self.sql("SELECT state FROM jobs WHERE id = %d" % job)
+            return row if row in TERMINAL else None
+        wait_until(done, timeout=timeout, interval=0.1, what="job %d to finish" % job)
+        row = self.sql("SELECT json_build_object('state', state, 'attempts', attempts, 'result', result,"
+                       " 'error', error) FROM jobs WHERE id = %d" % job)
+        return json.loads(row)
+
+    def run_job(self, kind, payload, want="succeeded", timeout=60):
+        j = self.wait_job(self.enqueue(kind, payload), timeout)
+        assert j["state"] == want, j
+        return j
+
+    def prepared(self, size=32):
+        """collect + prepare of the data as it is now, once per size."""
+        key = "prepared%d" % size
+        if key not in self.state:
+            col = self.run_job("collect", collect_params())["result"]
+            self.state[key] = self.run_job("prepare", {"params": {"size": size, "augment": {"flip": True}},
+                                                       "inputs": {"collect": col}})["result"]
+        return self.state[key]
+
+    def shard(self, sha):
+        with open(os.path.join(self.artifacts, "sha256", sha[:2], sha), "rb") as f:
+            return read_shard(f.read())
+
+
+def read_shard(b):
+    assert b[:8] == b"ATLRSHRD"
+    ver, size, ns, np_ = struct.unpack("<IIII", b[8:24])
+    assert ver == 1
+    ss = size * size
+    off = 32
+    sketches = [b[off + i * ss: off + (i + 1) * ss] for i in range(ns)]
+    off += ns * ss
+    paintings = [b[off + i * 3 * ss: off + (i + 1) * 3 * ss] for i in range(np_)]
+    off += np_ * 3 * ss
+    sflags, pflags = b[off: off + ns], b[off + ns: off + ns + np_]
+    off += ns + np_
+    ids = struct.unpack("<%dq" % (ns + np_), b[off:])
+    assert off + 8 * (ns + np_) == len(b)
+    return {"size": size, "sketches": sketches, "paintings": paintings, "sketch_flags": sflags,
+            "painting_flags": pflags, "sketch_ids": ids[:ns], "painting_ids": ids[ns:]}
+
+
+def ink(gray):
+    return sum(1 for v in gray if v < 128) / len(gray)
+
+
+def photo_png(size=48):
+    """A photo-like image: a sky-to-ground gradient, a dark disc and a box."""
+    def px(x, y):
+        if (x - 30) ** 2 + (y - 20) ** 2 <= 81:
+            return (150, 30, 40)
+        if 6 <= x <= 18 and 26 <= y <= 40:
+            return (40, 60, 150)
+        g = 120 + y * 2
+        return (g // 2, g // 2 + 20, min(g, 220))
+    return images.png(size, size, px, channels=3)
+
+
+@pytest.fixture(scope="module")
+def env(pg):
+    url = pg.new_database("training")
+    d = start_atelierd(url, "--tick-ms", "200", env={"ATELIER_HOLDOUT_FRACTION": "0.3"})
+    token = d.token("operator")
+    d.api = d.http(token)
+    out = subprocess.run([os.path.join(BIN, "atelier"), "--json", "synth", "--count", "30", "--size", "32"],
+                         env=dict(os.environ, ATELIER_URL=d.url, ATELIER_TOKEN=token),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    e = Env(pg, url, d)
+    e.worker("w1")
+    yield e
+    for p in e.procs:
+        p.kill()
+        p.p.wait()
+    d.stop()
+
+
+def collect_params(**kw):
+    p = {"min_sketches": 1, "min_paintings": 1, "max_items": 1000}
+    p.update(kw)
+    return {"params": p, "model": "tiny-t", "stage": "collect"}
+
+
+def test_collect_freezes_accepted_training_images_only(env):
+    counts = env.sql("SELECT count(*) FILTER (WHERE split = 'train'), count(*) FILTER (WHERE split = 'holdout')"
+                     " FROM images WHERE domain = 'sketch'").split("|")
+    assert int(counts[0]) >= 6 and int(counts[1]) >= 2, counts
+    # some training sketches rejected or deleted after ingest
+    env.sql("UPDATE images SET status = 'rejected' WHERE id IN (SELECT id FROM images WHERE domain = 'sketch'"
+            " AND split = 'train' ORDER BY id LIMIT 2)")
+    env.sql("UPDATE images SET status = 'deleted' WHERE id IN (SELECT id FROM images WHERE domain = 'sketch'"
+            " AND split = 'train' AND status = 'accepted' ORDER BY id LIMIT 1)")
+    r1 = env.run_job("collect", collect_params())["result"]
+    ds = r1["dataset"]
+    bad = env.sql("SELECT count(*) FROM dataset_members m JOIN images i ON i.id = m.image_id"
+                  " WHERE m.dataset_id = %d AND (i.split <> 'train' OR i.status <> 'accepted')" % ds)
+    assert bad == "0"
+    want = env.sql("SELECT count(*) FILTER (WHERE domain = 'sketch'), count(*) FILTER (WHERE domain = 'painting')"
+                   " FROM images WHERE split = 'train' AND status = 'accepted'").split("|")
+    assert [r1["sketches"], r1["paintings"]] == [int(want[0]), int(want[1])], r1
+    assert env.sql("SELECT count(*) FROM dataset_members WHERE dataset_id = %d" % ds) == \
+        str(r1["sketches"] + r1["paintings"])
+    # the holdout is frozen beside it, and only holdout images are in it
+    assert r1["holdout"]["sketches"] >= 1
+    assert env.sql("SELECT count(*) FROM dataset_holdout h JOIN images i ON i.id = h.image_id"
+                   " WHERE h.dataset_id = %d AND (i.split <> 'holdout' OR i.status <> 'accepted')" % ds) == "0"
+    row = env.sql("SELECT manifest_sha256, sketches, paintings, params->>'job' FROM datasets WHERE id = %d" % ds)
+    assert row.split("|")[:3] == [r1["manifest_sha256"], str(r1["sketches"]), str(r1["paintings"])]
+    # the same data frozen again: a new dataset, the same manifest
+    r2 = env.run_job("collect", collect_params())["result"]
+    assert r2["dataset"] != ds and r2["manifest_sha256"] == r1["manifest_sha256"]
+    # max_items keeps the newest
+    r3 = env.run_job("collect", collect_params(max_items=2))["result"]
+    newest = env.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM images WHERE domain ="
+                     " 'sketch' AND split = 'train' AND status = 'accepted' ORDER BY id DESC LIMIT 2) x")
+    got = env.sql("SELECT string_agg(m.image_id::text, ',' ORDER BY m.image_id) FROM dataset_members m JOIN images i"
+                  " ON i.id = m.image_id WHERE m.dataset_id = %d AND i.domain = 'sketch'" % r3["dataset"])
+    assert r3["sketches"] == 2 and got == newest and r3["manifest_sha256"] != r1["manifest_sha256"]
+    # too little data: fails at once, no retry
+    j = env.run_job("collect", collect_params(min_sketches=100000, max_items=100000), want="failed")
+    assert j["attempts"] == 1 and "not enough training data" in j["error"], j
+
+
+def test_prepare_drops_blank_and_extracts_photo_sketches(env):
+    blank = images.png(32, 32, lambda x, y: 255).hex()
+    blank_id = int(env.sql(
+        "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, split, status, source)"
+        " VALUES ('sketch', sha256('blank-test'::bytea), 32, 32, 1, '\\x%s'::bytea, 0, 'train', 'accepted', 'test')"
+        " RETURNING id" % blank))
+    photo_id = int(env.sql(
+        "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, split, status, source)"
+        " VALUES ('painting', sha256('photo-test'::bytea), 48, 48, 3, '\\x%s'::bytea, 0.5, 'train', 'accepted',"
+        " 'photo') RETURNING id" % photo_png().hex()))
+    col = env.run_job("collect", collect_params())["result"]
+    t0 = time.time()
+    payload = {"params": {"size": 32, "augment": {"flip": True, "jitter": 0.1},
+                          "photo_to_sketch": {"blur_sigma": 1.0, "canny_low": 0.1, "canny_high": 0.3, "dilate": 1,
+                                              "min_ink": 0.01}},
+               "inputs": {"collect": col}}
+    j = env.run_job("prepare", payload)
+    res = j["result"]
+    prep_s = time.time() - t0
+    assert res["dropped_blank"] >= 1 and res["photos"] == 1, res
+    assert res["augmented"] == res["source_sketches"] + res["source_paintings"], res
+    train = env.shard(res["train_shard"])
+    assert train["size"] == 32
+    assert len(train["sketches"]) == res["sketches"] and len(train["paintings"]) == res["paintings"]
+    assert blank_id not in train["sketch_ids"]
+    rejected = [int(x) for x in env.sql("SELECT id FROM images WHERE status <> 'accepted'").split()]
+    assert not set(rejected) & set(train["sketch_ids"])
+    # the photo became sketch samples (never a painting), with real lines
+    photo = [i for i, f in enumerate(train["sketch_flags"]) if f & 1]
+    assert photo and all(train["sketch_ids"][i] == photo_id for i in photo)
+    assert photo_id not in train["painting_ids"]
+    for i in photo:
+        assert 0.002 < ink(train["sketches"][i]) < 0.6, ink(train["sketches"][i])
+    # every kept drawn sketch has ink; augmented copies are flagged
+    assert all(ink(s) >= 0.002 for s in train["sketches"])
+    assert sum(1 for f in train["sketch_flags"] if f & 2) >= 1
+    hold = env.shard(res["holdout_shard"])
+    assert len(hold["sketches"]) == res["holdout_sketches"] >= 1
+    assert not set(hold["sketch_ids"]) & set(train["sketch_ids"])
+    # the same dataset prepared again gives the same bytes
+    again = env.run_job("prepare", payload)["result"]
+    assert again["train_shard"] == res["train_shard"] and again["holdout_shard"] == res["holdout_shard"]
+    print("prepare: %.1f s" % prep_s)
+
+
+def train_payload(prepared, steps, **kw):
+    p = {"steps": steps, "batch": 2, "checkpoint_every": 10, "metrics_every": 1, "warm_start": "scratch",
+         "lr": 0.002, "seed": 3, "model": TINY}
+    p.update(kw)
+    return {"params": p, "model": "tiny-t", "stage": "train", "inputs": {"prepare": prepared}}
+
+
+def test_train_loss_falls_and_registers_a_version(env):
+    t0 = time.time()
+    prepared = env.prepared()
+    t0 = time.time()
+    j = env.run_job("train", train_payload(prepared, 24), timeout=120)
+    elapsed = time.time() - t0
+    res = j["result"]
+    assert res["steps"] == 24 and res["parent_version"] is None and res["resumed_from_step"] is None, res
+    # losses were streamed every step
+    series = env.sql("SELECT string_agg(value::text, ',' ORDER BY step) FROM metrics WHERE job_id = (SELECT id FROM"
+                     " jobs WHERE kind = 'train' ORDER BY id DESC LIMIT 1) AND name = 'recon_x_b'")
+    vals = [float(x) for x in series.split(",")]
+    assert len(vals) == 24
+    first, last = sum(vals[:5]) / 5, sum(vals[-5:]) / 5
+    assert last < first, (first, last, vals)
+    # checkpoints on the way, the export registered as a version of the dataset
+    assert env.sql("SELECT string_agg(step::text, ',' ORDER BY step) FROM train_checkpoints WHERE job_id = (SELECT id"
+                   " FROM jobs WHERE kind = 'train' ORDER BY id DESC LIMIT 1)") == "10,20"
+    row = env.sql("SELECT version, sha256, size, dataset_id, parent_version_id IS NULL FROM model_versions"
+                  " WHERE id = %d" % res["version_id"]).split("|")
+    assert row == [str(res["version"]), res["sha256"], str(res["size"]), str(prepared["dataset"]), "t"]
+    assert os.path.getsize(os.path.join(env.artifacts, "sha256", res["sha256"][:2], res["sha256"])) == res["size"]
+    print("train 24 steps: %.1f s" % elapsed)
+
+
+def test_train_resumes_after_kill9(env):
+    STEPS = 60
+    prepared = env.prepared(16)
+    # a dedicated worker with a short lease; the module's worker must not take the job
+    env.procs[0].stop()
+    a = env.worker("resume-a", "--lease", "2")
+    job = env.enqueue("train", train_payload(prepared, STEPS, checkpoint_every=5, seed=4, batch=1), backoff_s=0.2)
+    wait_until(lambda: env.sql("SELECT coalesce(max(step), 0) FROM train_checkpoints WHERE job_id = %d" % job)
+               not in ("0", ""), timeout=60, interval=0.02, what="a first checkpoint")
+    a.kill(signal.SIGKILL)
+    a.p.wait()
+    assert env.sql("SELECT state FROM jobs WHERE id = %d" % job) == "running"
+    k = int(env.sql("SELECT max(step) FROM train_checkpoints WHERE job_id = %d" % job))
+    t_kill = time.time()
+    b = env.worker("resume-b", "--lease", "2")
+    j = env.wait_job(job, timeout=150)
+    print("resume: killed at checkpoint %d, the rest took %.1f s" % (k, time.time() - t_kill))
+    assert j["state"] == "succeeded" and j["attempts"] == 2, j
+    assert j["result"]["resumed_from_step"] == k and j["result"]["steps"] == STEPS, j["result"]
+    assert "resumed from step %d" % k in b.log()
+    # no step up to the checkpoint ran twice; every step was reported
+    dup = env.sql("SELECT count(*) FROM (SELECT step FROM metrics WHERE job_id = %d AND name = 'loss_gen'"
+                  " AND step <= %d GROUP BY step HAVING count(*) > 1) x" % (job, k))
+    assert dup == "0"
+    assert env.sql("SELECT count(DISTINCT step) FROM metrics WHERE job_id = %d AND name = 'loss_gen'" % job) == str(STEPS)
+    b.stop()
+    env.worker("w2")
+
+
+def pipeline(name, gate, extra=""):
+    return """pipeline: %s
+model: tiny-t
+triggers: {manual: true}
+stages:
+  collect:
+    params: {min_sketches: 1, min_paintings: 1, max_items: 64}
+  prepare:
+    needs: [collect]
+    params: {size: 32, augment: {flip: true}}
+  train:
+    needs: [prepare]
+    retries: 1
+    params:
+      steps: 6
+      batch: 1
+      checkpoint_every: 3
+      metrics_every: 1
+      warm_start: production
+      lr: 0.002
+      seed: 1
+      model: {gen_dim: 4, dis_dim: 4, style_dim: 2, n_res: 1, n_downsample: 1, mlp_dim: 8, num_scales: 1,
+              n_layer: 2}
+  evaluate:
+    needs: [train]
+    params: {samples: 2, styles: 2}
+    gate:
+%s
+%s""" % (name, gate, extra)
+
+
+def run_pipeline(env, text, name):
+    r = env.d.api.post("/v1/pipelines", text.encode(), headers={"Content-Type": "application/yaml"})
+    assert r.status in (200, 201), r
+    r = env.d.api.post("/v1/pipelines/%s/runs" % name)
+    assert r.status in (200, 201), r
+    run_id = r.json()["run"]
+
+    def done():
+        x = env.d.api.get("/v1/runs/%d" % run_id).json()
+        return x if x["run"]["state"] in TERMINAL else None
+    return wait_until(done, timeout=120, interval=0.2, what="run %d" % run_id)
+
+
+def test_pipeline_end_to_end_then_gate_rejects(env):
+    t0 = time.time()
+    r = run_pipeline(env, pipeline("tiny-train", "      - {metric: edge_f1, min: 0.0}\n"
+                                                 "      - {metric: recon_l1, max_regression: 0.05}"), "tiny-train")
+    assert r["run"]["state"] == "succeeded", r
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    ev = jobs["evaluate"]["result"]
+    assert ev["passed"] and ev["champion"] is None, ev
+    assert any("no champion" in x for x in ev["reasons"]), ev["reasons"]
+    for k in ("edge_f1", "realism_mmd", "realism_acc", "diversity", "recon_l1"):
+        assert isinstance(ev["candidate"]["metrics"][k], float), (k, ev)
+    for s in ev["samples"]["candidate"]:
+        assert os.path.exists(os.path.join(env.artifacts, "sha256", s["output"][:2], s["output"]))
+    vid = jobs["train"]["result"]["version_id"]
+    v = json.loads(env.sql("SELECT json_build_object('verdict', verdict, 'metrics', metrics) FROM model_versions"
+                           " WHERE id = %d" % vid))
+    assert v["verdict"]["passed"] is True and len(v["metrics"]["samples"]) == len(ev["samples"]["candidate"])
+    first_s = time.time() - t0
+
+    # v1 goes to production; the next run warm-starts from it and must beat it by an impossible margin
+    env.sql("SELECT atelier_move_channel('tiny-t', 'production', %d, 'test', 'test', 'promote', NULL)" % vid)
+    r = run_pipeline(env, pipeline("tiny-strict", "      - {metric: edge_f1, min: 2.0}\n"
+                                                  "      - {metric: recon_l1, min_improvement: 0.9}",
+                                   "  after:\n    kind: noop\n    needs: [evaluate]\n"), "tiny-strict")
+    assert r["run"]["state"] == "failed", r
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    assert "after" not in jobs, "nothing runs after a failed gate"
+    assert jobs["evaluate"]["attempts"] == 1 and "gate failed" in jobs["evaluate"]["error"], jobs["evaluate"]
+    assert "edge_f1" in jobs["evaluate"]["error"] and "recon_l1" in jobs["evaluate"]["error"]
+    assert "gate failed" in r["run"]["error"]
+    tr = jobs["train"]["result"]
+    assert tr["parent_version_id"] == vid and tr["parent_version"] == jobs_version(env, vid), tr
+    v = json.loads(env.sql("SELECT verdict FROM model_versions WHERE id = %d" % tr["version_id"]))
+    assert v["passed"] is False and len(v["failed"]) == 2 and v["champion"]["recon_l1"] >= 0, v
+    assert v["champion_version"] == jobs_version(env, vid)
+    print("pipeline run: %.1f s" % first_s)
+
+
+def jobs_version(env, vid):
+    return int(env.sql("SELECT version FROM model_versions WHERE id = %d" % vid))
