@@ -165,6 +165,15 @@ def test_collect_freezes_accepted_training_images_only(env):
                    " WHERE h.dataset_id = %d AND (i.split <> 'holdout' OR i.status <> 'accepted')" % ds) == "0"
     row = env.sql("SELECT manifest_sha256, sketches, paintings, params->>'job' FROM datasets WHERE id = %d" % ds)
     assert row.split("|")[:3] == [r1["manifest_sha256"], str(r1["sketches"]), str(r1["paintings"])]
+    # the same job run again (as after a lost completion) returns its dataset, freezing no second one
+    job = int(env.sql("SELECT id FROM jobs WHERE kind = 'collect' ORDER BY id DESC LIMIT 1"))
+    n = env.sql("SELECT count(*) FROM datasets")
+    env.sql("UPDATE jobs SET state = 'queued', result = NULL, finished_at = NULL, run_after = now() WHERE id = %d"
+            % job)
+    env.sql("NOTIFY atelier_jobs, 'collect'")
+    again = env.wait_job(job)
+    assert again["state"] == "succeeded" and again["attempts"] == 2, again
+    assert again["result"] == r1 and env.sql("SELECT count(*) FROM datasets") == n
     # the same data frozen again: a new dataset, the same manifest
     r2 = env.run_job("collect", collect_params())["result"]
     assert r2["dataset"] != ds and r2["manifest_sha256"] == r1["manifest_sha256"]
