@@ -1,0 +1,117 @@
+#!/bin/sh
+# bench/serve/run.sh — atelier-serve against the original-style Flask +
+# PyTorch stack (flask_ref.py), same MUNIT architecture at 256x256, same
+# client (bench_serve.c, libcurl, keep-alive):
+#   - /api/stylize latency p50/p95, one client
+#   - throughput with 8 concurrent clients
+#   - atelier-serve only: failed requests across 10 hot swaps under 8 clients
+#
+#   bench/serve/run.sh                    # ~4 minutes on 2 cores
+#   BENCH_THREADS=4 bench/serve/run.sh    # libtorch threads for both sides
+#   BENCH_N1=10 BENCH_N8=24 bench/serve/run.sh
+#   BENCH_CONFIG='{"image_size":256,"gen_dim":32}' bench/serve/run.sh   # a smaller model
+#
+# Both sides: same thread count, OMP_WAIT_POLICY=PASSIVE, two warm-up requests
+# before timing, the same sketch (drawn by bench_serve). The models are
+# untrained exports of the default architecture (weights do not change the
+# cost of a forward pass).
+set -eu
+cd "$(dirname "$0")/../.."
+
+BUILD=${BUILD:-build}
+THREADS=${BENCH_THREADS:-$(nproc)}
+N1=${BENCH_N1:-10}
+N8=${BENCH_N8:-24}
+CONFIG=${BENCH_CONFIG:-'{"image_size":256}'}
+PY=${PYTHON:-/usr/bin/python3}
+export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$THREADS"
+
+make --no-print-directory BUILD="$BUILD" ${TORCH_PREFIX:+TORCH_PREFIX="$TORCH_PREFIX"} "$BUILD/bin/atelier-serve" "$BUILD/libatelier.a" >&2
+mkdir -p "$BUILD/bench"
+${CC:-gcc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Ilib \
+	$(pkg-config --cflags libcurl) -c bench/serve/bench_serve.c -o "$BUILD/bench/bench_serve.o"
+${CC:-gcc} -o "$BUILD/bench/bench_serve" "$BUILD/bench/bench_serve.o" "$BUILD/libatelier.a" \
+	$(pkg-config --libs libcurl vips jansson openssl libuv) -lm -lpthread
+BENCH="$BUILD/bench/bench_serve"
+SERVE="$BUILD/bin/atelier-serve"
+
+TMP=$(mktemp -d)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# wait_url FILE: the URL a server printed in FILE ("listening on http://...")
+wait_url() {
+	i=0
+	while [ $i -lt 600 ]; do
+		u=$(sed -n 's/.*listening on \(http:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$1" | head -n1)
+		[ -n "$u" ] && { echo "$u"; return 0; }
+		i=$((i + 1))
+		sleep 0.1
+	done
+	echo "server did not start:" >&2
+	cat "$1" >&2
+	return 1
+}
+wait_ok() {
+	i=0
+	while [ $i -lt 600 ]; do
+		curl -sf "$1" >/dev/null 2>&1 && return 0
+		i=$((i + 1))
+		sleep 0.2
+	done
+	echo "timed out waiting for $1" >&2
+	return 1
+}
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1 | grep . || echo -; }
+row() { printf '%-44s %16s %16s\n' "$1" "$2" "$3"; }
+
+"$SERVE" export-random --out "$TMP/model.am" --config "$CONFIG" >/dev/null
+
+# Both servers run side by side (an idle one costs nothing: OMP_WAIT_POLICY
+# is passive) and each figure is taken for one, then the other, so that load
+# from elsewhere on the host drifts into both columns alike.
+"$SERVE" --port 0 --model-file "$TMP/model.am" --threads 1 --torch-threads "$THREADS" --admin-token bench \
+	--cache "$TMP/cache" --spool "$TMP/spool" >"$TMP/serve.log" 2>&1 &
+PIDS="$PIDS $!"
+URL=$(wait_url "$TMP/serve.log")
+wait_ok "$URL/readyz"
+FURL=""
+if "$PY" -c 'import flask, torch, PIL' 2>/dev/null; then
+	PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	GEN_DIM=$(printf '%s' "$CONFIG" | sed -n 's/.*"gen_dim": *\([0-9]*\).*/\1/p')
+	SIZE=$(printf '%s' "$CONFIG" | sed -n 's/.*"image_size": *\([0-9]*\).*/\1/p')
+	"$PY" bench/serve/flask_ref.py --port "$PORT" --threads "$THREADS" --gen-dim "${GEN_DIM:-64}" \
+		--size "${SIZE:-256}" >"$TMP/flask.log" 2>&1 &
+	PIDS="$PIDS $!"
+	FURL=$(wait_url "$TMP/flask.log")
+	wait_ok "$FURL/healthz"
+else
+	echo "(flask, torch or PIL missing for $PY: no reference figures; apt-get install python3-flask)" >&2
+fi
+# side: URL ARGS... -> a bench line, or "-" without a server
+side() { u=$1; shift; [ -n "$u" ] && "$BENCH" "$u" "$@" || echo -; }
+
+side "$URL" --clients 1 --requests 2 >/dev/null
+side "$FURL" --clients 1 --requests 2 >/dev/null
+S1=$(side "$URL" --clients 1 --requests "$N1")
+F1=$(side "$FURL" --clients 1 --requests "$N1")
+S8=$(side "$URL" --clients 8 --requests "$N8")
+F8=$(side "$FURL" --clients 8 --requests "$N8")
+SW=$("$BENCH" "$URL" --clients 8 --reloads 10 --reload-every-ms 1500 --admin-token bench || true)
+SWAPS=$(curl -s "$URL/metrics" | sed -n 's/^atelier_serve_swaps_total //p')
+
+echo "/api/stylize, 256x256 sketch in, 512x512 JPEG out; model $CONFIG; libtorch threads=$THREADS; $(nproc) cores"
+row "figure" "atelier-serve" "flask+pytorch"
+row "latency p50, 1 client (ms)" "$(field p50_ms "$S1")" "$(field p50_ms "$F1")"
+row "latency p95, 1 client (ms)" "$(field p95_ms "$S1")" "$(field p95_ms "$F1")"
+row "throughput, 8 clients (req/s)" "$(field rps "$S8")" "$(field rps "$F8")"
+row "latency p95, 8 clients (ms)" "$(field p95_ms "$S8")" "$(field p95_ms "$F8")"
+row "failed requests, 1 + 8 clients" "$(field failed "$S1")+$(field failed "$S8")" "$(field failed "$F1")+$(field failed "$F8")"
+row "hot swaps under 8 clients (ok/failed)" "$(field reloads_ok "$SW")/$(field reloads_failed "$SW")" "n/a"
+row "requests during the swaps (ok/failed)" "$(field ok "$SW")/$(field failed "$SW")" "n/a"
+row "swaps counted by the node" "$SWAPS" "n/a"
