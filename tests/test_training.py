@@ -379,3 +379,14 @@ def test_pipeline_end_to_end_then_gate_rejects(env):
 
 def jobs_version(env, vid):
     return int(env.sql("SELECT version FROM model_versions WHERE id = %d" % vid))
+
+
+def test_pipelines_tiny_yaml_without_promote(env):
+    """The demo pipeline as shipped (its promote stage cut off: promote is not a kind these workers run)."""
+    from conftest import ROOT
+    text = open(os.path.join(ROOT, "pipelines/tiny.yaml")).read()
+    text = text[:text.index("  promote:")].replace("pipeline: tiny", "pipeline: tiny-nopromote")
+    r = run_pipeline(env, text, "tiny-nopromote")
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    assert r["run"]["state"] == "succeeded", (r["run"], {k: (j["state"], j["error"]) for k, j in jobs.items()})
+    assert jobs["train"]["result"]["steps"] == 4 and jobs["evaluate"]["result"]["passed"]
