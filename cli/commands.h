@@ -27,5 +27,9 @@ int cmd_runs(struct cli *c, int argc, char **argv);
 int cmd_run_show(struct cli *c, int argc, char **argv);
 int cmd_cancel(struct cli *c, int argc, char **argv);
 int cmd_synth(struct cli *c, int argc, char **argv);
+int cmd_models(struct cli *c, int argc, char **argv);
+int cmd_promote(struct cli *c, int argc, char **argv);
+int cmd_rollback(struct cli *c, int argc, char **argv);
+int cmd_nodes(struct cli *c, int argc, char **argv);
 
 #endif

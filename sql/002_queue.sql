@@ -166,6 +166,11 @@ $$;
 
 -- ---- the contract ----
 
+-- started_at and finished_at use clock_timestamp(), not now(): now() is the
+-- transaction's start, and a job claimed in the transaction that completed
+-- its predecessor (or that waited on a run lock) would otherwise appear to
+-- start before that predecessor finished.
+
 -- Retry delay before attempt n+1 after n attempts: base * 2^(n-1), capped at
 -- an hour, with "equal jitter" (half fixed, half random) so that jobs failed
 -- together do not retry together.
@@ -205,7 +210,7 @@ BEGIN
     UPDATE jobs j
        SET state = 'running', attempts = j.attempts + 1, owner_token = nextval('jobs_owner_token_seq'),
            lease_expires_at = now() + make_interval(secs => p_lease_s), worker = p_worker,
-           started_at = now(), finished_at = NULL, progress = 0, progress_msg = NULL, eta_seconds = NULL
+           started_at = clock_timestamp(), finished_at = NULL, progress = 0, progress_msg = NULL, eta_seconds = NULL
      WHERE j.id = (SELECT q.id FROM jobs q
                     WHERE q.state = 'queued' AND q.kind = ANY (p_kinds) AND q.run_after <= now()
                       AND q.needs_gpu <= p_gpus
@@ -249,7 +254,7 @@ DECLARE
 BEGIN
     UPDATE jobs
        SET state = 'succeeded', result = coalesce(p_result, '{}'), error = NULL, progress = 1,
-           eta_seconds = 0, finished_at = now(), lease_expires_at = NULL, owner_token = NULL
+           eta_seconds = 0, finished_at = clock_timestamp(), lease_expires_at = NULL, owner_token = NULL
      WHERE id = p_id AND owner_token = p_token
     RETURNING run_id INTO r;
     IF NOT FOUND THEN
@@ -354,7 +359,7 @@ BEGIN
         UPDATE jobs j
            SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'failed' END,
                error = format('timed out after %s s (attempt %s, worker %s)', j.timeout_s, j.attempts, j.worker),
-               finished_at = now(), lease_expires_at = NULL, owner_token = NULL
+               finished_at = clock_timestamp(), lease_expires_at = NULL, owner_token = NULL
           FROM (SELECT id FROM jobs
                  WHERE state = 'running' AND timeout_s IS NOT NULL
                    AND started_at + make_interval(secs => timeout_s) <= now()

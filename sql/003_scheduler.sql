@@ -78,7 +78,7 @@ DECLARE
     v_pipeline text;
     v_next bigint;
 BEGIN
-    UPDATE runs SET state = p_state, error = p_error, finished_at = now()
+    UPDATE runs SET state = p_state, error = p_error, finished_at = clock_timestamp()
         WHERE id = p_run AND state IN ('queued', 'running') RETURNING pipeline INTO v_pipeline;
     IF NOT FOUND THEN
         RETURN;
@@ -117,7 +117,7 @@ BEGIN
         IF v_active >= coalesce((v_parsed->>'concurrency')::int, 1) THEN
             RETURN 'queued';
         END IF;
-        UPDATE runs SET state = 'running', started_at = now() WHERE id = p_run;
+        UPDATE runs SET state = 'running', started_at = clock_timestamp() WHERE id = p_run;
         PERFORM pg_notify('atelier_runs', json_build_object('run', p_run, 'state', 'running')::text);
     END IF;
 

@@ -95,7 +95,7 @@ static const char *sqlf(const char *fmt, ...)
 static void fresh(void)
 {
 	db();
-	sqlf("TRUNCATE jobs, metrics, workers");
+	sqlf("TRUNCATE jobs, metrics, workers CASCADE");
 }
 
 static int64_t enqueue(const char *kind, int priority, int needs_gpu, int max_attempts)
