@@ -75,7 +75,7 @@ row() { printf '%-44s %16s %16s\n' "$1" "$2" "$3"; }
 # Both servers run side by side (an idle one costs nothing: OMP_WAIT_POLICY
 # is passive) and each figure is taken for one, then the other, so that load
 # from elsewhere on the host drifts into both columns alike.
-"$SERVE" --port 0 --model-file "$TMP/model.am" --threads 1 --torch-threads "$THREADS" --admin-token bench \
+"$SERVE" --port 0 --model-file "$TMP/model.am" --torch-threads "$THREADS" --admin-token bench \
 	--cache "$TMP/cache" --spool "$TMP/spool" >"$TMP/serve.log" 2>&1 &
 PIDS="$PIDS $!"
 URL=$(wait_url "$TMP/serve.log")
