@@ -36,7 +36,8 @@ struct waiter {
 	char model[64];
 	char channel[16];
 	long long after;
-	uv_timer_t timer;
+	uint64_t deadline_ms; /* loop time when the wait runs out */
+	uv_timer_t timer;     /* runs only while parked: a read in flight is never timed out under it */
 	int parked;
 	uint64_t seq_at_read;
 };
@@ -122,13 +123,15 @@ static void on_channel_read(void *arg, int status, PGresult *res)
 		waiter_read(w);
 		return;
 	}
-	if (w->reg->closing) {
+	uint64_t now = uv_now(w->reg->app->loop);
+	if (w->reg->closing || now >= w->deadline_ms) {
 		http_reply_empty(w->req, 304);
 		waiter_done(w);
 		return;
 	}
 	/* park until a move or the wait runs out */
 	struct registry *r = w->reg;
+	uv_timer_start(&w->timer, waiter_timeout, w->deadline_ms - now, 0);
 	w->next = r->waiters.next;
 	w->prev = &r->waiters;
 	w->next->prev = w;
@@ -256,7 +259,7 @@ static void get_channel(http_req_t *req)
 	snprintf(w->channel, sizeof w->channel, "%s", channel);
 	uv_timer_init(r->app->loop, &w->timer);
 	w->timer.data = w;
-	uv_timer_start(&w->timer, waiter_timeout, (uint64_t)ws * 1000, 0);
+	w->deadline_ms = uv_now(r->app->loop) + (uint64_t)ws * 1000;
 	waiter_read(w);
 }
 

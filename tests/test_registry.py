@@ -87,12 +87,15 @@ def test_roles(d, pg):
 def test_long_poll_answers_on_move(d, pg):
     register(pg, d, "m", b"one" * 1000)
     register(pg, d, "m", b"two" * 1000)
+    # no wait at all: answered at once either way (never a timer racing the read)
+    assert d.node.get("/v1/models/m/channels/production").status == 304
     # nothing on the channel yet: wait runs out -> 304
     t0 = time.time()
     r = d.node.get("/v1/models/m/channels/production?after=0&wait=1")
     assert r.status == 304 and 0.9 < time.time() - t0 < 5
     d.api.post("/v1/models/m/channels/production", {"version": 1})
     # already past `after`: at once
+    assert d.node.get("/v1/models/m/channels/production").json()["version"] == 1
     r = d.node.get("/v1/models/m/channels/production?after=0&wait=10")
     assert r.status == 200 and r.json()["version"] == 1 and r.json()["artifact"].startswith("/v1/artifacts/")
     results = []
