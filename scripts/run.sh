@@ -41,7 +41,7 @@ export ATELIER_DATABASE_URL
 export ATELIER_ARTIFACTS="${ATELIER_ARTIFACTS:-fs://$VAR/artifacts}"
 export OMP_WAIT_POLICY=PASSIVE
 
-"$BIN/atelierd" migrate >/dev/null
+"$BIN/atelierd" migrate >>"$VAR/log/atelierd.log" 2>&1
 
 # One operator token for this machine, kept (mode 600) so runs can reuse it.
 tokfile="$VAR/operator.token"

@@ -227,6 +227,10 @@ BEGIN
         PERFORM 1 FROM pipelines WHERE name = p.name FOR UPDATE;
         SELECT coalesce(max(sketch_watermark), 0), max(created_at) INTO v_mark, v_last
             FROM runs WHERE pipeline = p.name;
+        -- `every:` counts from the last run, or from when the pipeline was first applied
+        IF v_last IS NULL THEN
+            SELECT created_at INTO v_last FROM pipelines WHERE name = p.name;
+        END IF;
         IF v_n > 0 THEN
             SELECT count(*) INTO v_count FROM (
                 SELECT 1 FROM images WHERE domain = 'sketch' AND split = 'train' AND status = 'accepted'
@@ -239,7 +243,7 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        IF v_every > 0 AND (v_last IS NULL OR v_last <= now() - make_interval(secs => v_every / 1000.0)) THEN
+        IF v_every > 0 AND v_last <= now() - make_interval(secs => v_every / 1000.0) THEN
             SELECT run_id, coalesced INTO v_run, v_coalesced FROM atelier_create_run(p.name, 'schedule');
             IF NOT v_coalesced THEN
                 v_made := v_made + 1;

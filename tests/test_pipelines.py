@@ -263,3 +263,13 @@ def test_leader_failover(db_url, pg):
         for x in (a, b):
             if x.proc.alive():
                 x.stop()
+
+
+def test_every_trigger_counts_from_apply(d):
+    apply(d, yaml_text("periodic", "  a: {kind: noop}\n", triggers="manual: true\n  every: 2s"))
+    t0 = time.time()
+    time.sleep(0.8)
+    assert d.api.get("/v1/runs?pipeline=periodic").json()["runs"] == [], "fired before the interval"
+    runs = wait_until(lambda: d.api.get("/v1/runs?pipeline=periodic").json()["runs"], timeout=10,
+                      what="the schedule to fire")
+    assert runs[0]["trigger"] == "schedule" and time.time() - t0 >= 1.5
