@@ -431,6 +431,7 @@ void spool_post_contribute(http_req_t *req)
 		spool_depth(app->spool, &files, &bytes);
 		free(c->data);
 		free(c);
+		http_req_add_header(req, "Retry-After", "60");
 		http_reply_error(req, 503, "the contribution spool is full; try again later",
 				 json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
 		return;

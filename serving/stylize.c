@@ -195,6 +195,11 @@ static void work_done(uv_work_t *w, int status)
 	app->sq->running--;
 	int http_status;
 	if (j->rc == 0) {
+		/* which model answered: clients and tests can follow a swap */
+		char v[32];
+		snprintf(v, sizeof v, "%lld", (long long)j->version);
+		http_req_add_header(j->req, "x-model-version", v);
+		http_req_add_header(j->req, "x-model-sha256", j->sha256);
 		http_status = 200;
 		size_t len = j->jpeg_len;
 		void *jpeg = j->jpeg;
@@ -389,12 +394,14 @@ void stylize_post(http_req_t *req)
 	}
 	struct model_ref *model = model_slot_acquire(app->slot);
 	if (!model) {
+		http_req_add_header(req, "Retry-After", "5");
 		reply_bad(app, req, t0, 503, "no model loaded yet",
 			  json_pack("{ss,ss}", "model", app->cfg.model, "channel", app->cfg.channel));
 		return;
 	}
 	if (app->sq->waiting >= app->cfg.max_queue) {
 		model_ref_release(model);
+		http_req_add_header(req, "Retry-After", "1");
 		reply_bad(app, req, t0, 503, "busy: too many paintings waiting",
 			  json_pack("{si}", "queue", app->sq->waiting));
 		return;

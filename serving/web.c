@@ -110,6 +110,10 @@ void web_get(http_req_t *req)
 		const struct asset *a = &assets[i];
 		if (strcmp(path, a->path) != 0)
 			continue;
+		http_req_add_header(req, "Cache-Control", "no-cache");
+		/* the page loads nothing from elsewhere; say so to the browser */
+		http_req_add_header(req, "Content-Security-Policy",
+				    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'");
 		if (a->loaded)
 			http_reply_bytes(req, 200, a->type, a->loaded, a->loaded_len);
 		else

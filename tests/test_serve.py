@@ -255,6 +255,7 @@ def test_503_before_a_model_is_loaded():
         r = stylize(n.http, [sketch_field(), ("style", "1")])
         assert r.status == 503, r
         assert r.json()["error"] == "no model loaded yet"
+        assert r.headers.get("retry-after") == "5"
         # and bad input is still judged as bad input
         assert stylize(n.http, [("style", "1")]).status == 400
         # offline node: contributions have nowhere to go
@@ -306,7 +307,8 @@ def test_hot_swap_under_load(models, tmp_path):
         h = Http(n.url)
         while not stop.is_set():
             r = stylize(h, [sketch_field(seed), ("style", "4")], timeout=30)
-            results.append((r.status, hashlib.sha256(r.body).hexdigest() if r.status == 200 else r.body))
+            results.append((r.status, hashlib.sha256(r.body).hexdigest() if r.status == 200 else r.body,
+                            r.headers.get("x-model-sha256")))
 
     threads = [threading.Thread(target=client, args=(s,)) for s in (5, 5, 6)]
     try:
@@ -329,7 +331,8 @@ def test_hot_swap_under_load(models, tmp_path):
     assert len(results) > 20, "too few requests to say anything (%d)" % len(results)
     assert n.info()["swaps"] == 6
     # the answers changed with the model (same sketch, same style, other weights)
-    assert len({h for s, h in results}) >= 3
+    assert len({h for s, h, m in results}) >= 3
+    assert len({m for s, h, m in results}) >= 3, "x-model-sha256 names the model that answered"
     assert n.metric("atelier_serve_swaps_total") == 6
     rc = n.stop()
     assert rc == 0, n.log()[-3000:]
@@ -372,6 +375,7 @@ def test_metrics_and_info(node):
 def test_drawing_page(node):
     r = node.http.get("/")
     assert r.status == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
     page = r.body.decode()
     assert "<canvas" in page and "app.js" in page and "style.css" in page
     js = node.http.get("/app.js")
