@@ -123,7 +123,8 @@ $(LIBCLI): $(call obj,$(CLI_SRC))
 $(BUILD)/lib%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^ $(if $^,,$(BUILD)/obj/empty.o)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)ar rcs $@ $^ $(if $^,,$(BUILD)/obj/empty.o)
 
 # An archive may be empty while a folder is still being built up.
 $(BUILD)/obj/empty.o:
@@ -135,26 +136,31 @@ $(ALL_ARCHIVES): | $(BUILD)/obj/empty.o
 
 $(BUILD)/bin/atelierd: $(BUILD)/obj/orchestrator/main.o $(LIBORCH) $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
 
 $(BUILD)/bin/atelier: $(BUILD)/obj/cli/main.o $(LIBCLI) $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
 
 # Binaries that run the model link libtorch through the C++ driver.
 $(BUILD)/bin/atelier-worker: $(BUILD)/obj/workers/main.o $(LIBWORK) $(LIBMODEL) $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
 
 $(BUILD)/bin/atelier-serve: $(BUILD)/obj/serving/main.o $(LIBSERVE) $(LIBMODEL) $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
 
 # Unit tests link every archive; the linker only pulls what each one uses, and
 # --as-needed keeps libtorch out of tests that do not touch the model.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS_ALL) -o $@ $< $(ALL_ARCHIVES) $(TORCH_LIBS) $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $< $(ALL_ARCHIVES) $(TORCH_LIBS) $(SYSLIBS)
 
 # ---- tests ----
 
@@ -207,7 +213,8 @@ clean:
 # ---- benchmarks (programs under bench/*/bench_*.c link libatelier) ----
 $(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
 
 # ---- atelier-serve: serving/web.c embeds web/* with .incbin, which -MMD does not see ----
 $(BUILD)/obj/serving/web.o: $(wildcard web/*)

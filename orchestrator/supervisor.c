@@ -123,6 +123,9 @@ static void slot_spawn(struct slot *sl)
 	 * the URL given as a flag is passed on through the environment too. */
 	if (s->app->cfg.database_url)
 		setenv("ATELIER_DATABASE_URL", s->app->cfg.database_url, 1);
+	char ppid[24];
+	snprintf(ppid, sizeof ppid, "%d", (int)getpid());
+	setenv("ATELIER_PARENT_PID", ppid, 1); /* the worker exits when we do */
 	sl->proc.data = sl;
 	int rc = uv_spawn(s->app->loop, &sl->proc, &o);
 	if (rc < 0) {

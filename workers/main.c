@@ -5,7 +5,10 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -185,6 +188,19 @@ int main(int argc, char **argv)
 	}
 
 	log_init("worker");
+	/* Spawned by atelierd --local-workers: die with it (a crashed or killed
+	 * daemon must not leave orphan workers holding leases). The parent's pid
+	 * is checked after arming, in case it died before we got here. */
+	const char *ppid = getenv("ATELIER_PARENT_PID");
+	if (ppid) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if ((long)getppid() != strtol(ppid, NULL, 10)) {
+			log_warn("parent %s is gone; exiting", ppid);
+			free(cfg.kinds);
+			free(kinds_arg);
+			return 0;
+		}
+	}
 	int status = worker_run(&cfg);
 	free(cfg.kinds);
 	free(kinds_arg);
