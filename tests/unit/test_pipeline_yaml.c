@@ -89,7 +89,7 @@ TEST(example_sketch2paint_loads)
 	ASSERT_EQ_INT(train->gpu, 0);
 	ASSERT_EQ_INT(train->n_needs, 1);
 	ASSERT_STREQ(train->needs[0], "prepare");
-	ASSERT_EQ_INT(json_integer_value(json_object_get(train->params, "steps")), 2000);
+	ASSERT_EQ_INT(json_integer_value(json_object_get(train->params, "steps")), 400);
 	ASSERT_STREQ(json_string_value(json_object_get(train->params, "warm_start")), "production");
 	ASSERT_OP_DBL(json_real_value(json_object_get(train->params, "lr")), ==, 0.0001);
 	ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(train->params, "model"), "style_dim")), 8);
@@ -98,14 +98,14 @@ TEST(example_sketch2paint_loads)
 	ASSERT_EQ_INT(ev->n_gate, 3);
 	ASSERT_STREQ(ev->gate[0].metric, "edge_f1");
 	ASSERT_EQ_INT(ev->gate[0].op, PIPELINE_GATE_MIN);
-	ASSERT_OP_DBL(ev->gate[0].threshold, ==, 0.2);
+	ASSERT_OP_DBL(ev->gate[0].threshold, ==, 0.05);
 	ASSERT_EQ_INT(ev->gate[1].op, PIPELINE_GATE_MAX);
 	ASSERT_EQ_INT(ev->gate[2].op, PIPELINE_GATE_MAX_REGRESSION);
 	ASSERT_OP_DBL(ev->gate[2].threshold, ==, 0.05);
 
 	/* durations in params reach the worker as milliseconds */
 	struct pipeline_stage *pr = pipeline_stage_find(p, "promote");
-	ASSERT_EQ_INT(json_integer_value(json_object_get(pr->params, "canary_bake")), 300000);
+	ASSERT_EQ_INT(json_integer_value(json_object_get(pr->params, "canary_bake")), 30000);
 	pipeline_free(p);
 }
 
