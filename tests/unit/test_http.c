@@ -1,0 +1,282 @@
+/* Unit tests for lib/http.c: a real server on a libuv loop (main thread) and
+ * a raw HTTP/1.1 client on a second thread. Routes with parameters and
+ * suffixes, 404/405, query decoding, roles (at once and deferred), body caps,
+ * the error shape, request ids, metrics, and a clean loop close. */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "http.h"
+#include "test.h"
+
+static uv_loop_t loop;
+static http_server_t *srv;
+static int port;
+
+static void h_echo(http_req_t *req)
+{
+	const char *q = http_req_query(req, "q");
+	http_reply_json(req, 200,
+			json_pack("{ss,ss?,ss?,si}", "path", http_req_path(req), "id", http_req_param(req, "id"), "q", q,
+				  "role", (int)http_req_role(req)));
+}
+
+static void h_png(http_req_t *req) { http_reply_bytes(req, 200, "image/png", http_req_param(req, "id"), strlen(http_req_param(req, "id"))); }
+
+static void h_body(http_req_t *req)
+{
+	size_t n;
+	http_req_body(req, &n);
+	http_reply_json(req, 201, json_pack("{sI}", "len", (json_int_t)n));
+}
+
+static void deferred_done(uv_timer_t *t)
+{
+	http_req_t *req = t->data;
+	http_reply_json(req, 200, json_pack("{ss}", "later", "yes"));
+	uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void h_later(http_req_t *req)
+{
+	uv_timer_t *t = malloc(sizeof *t);
+	uv_timer_init(&loop, t);
+	t->data = req;
+	uv_timer_start(t, deferred_done, 20, 0);
+}
+
+static void h_metrics(http_req_t *req)
+{
+	struct at_buf b;
+	at_buf_init(&b, 0);
+	if (http_server_metrics(srv, &b) < 0) {
+		http_reply_err(req, AT_ENOMEM, NULL);
+		return;
+	}
+	size_t n;
+	char *s = at_buf_steal(&b, &n);
+	http_reply_owned(req, 200, "text/plain", s, n);
+}
+
+static const struct http_route routes[] = {
+	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png"},
+	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo"},
+	{"POST", "/things", h_body, ROLE_OPERATOR, "body"},
+	{"GET", "/secret", h_echo, ROLE_VIEWER | ROLE_OPERATOR, "secret"},
+	{"GET", "/slow-auth", h_echo, ROLE_NODE, "deferred auth"},
+	{"GET", "/later", h_later, ROLE_PUBLIC, "deferred reply"},
+	{"GET", "/metrics", h_metrics, ROLE_PUBLIC, "metrics"},
+};
+
+/* Tokens: "op" operator, "vw" viewer, "slow" = node after a deferred look-up. */
+static void auth_later(uv_timer_t *t)
+{
+	void **ctx = t->data;
+	((http_auth_done)ctx[1])(ctx[0], ROLE_NODE);
+	free(ctx);
+	uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static int auth(void *arg, http_req_t *req, const char *tok, size_t len, http_auth_done done)
+{
+	if (len == 2 && !memcmp(tok, "op", 2))
+		return ROLE_OPERATOR;
+	if (len == 2 && !memcmp(tok, "vw", 2))
+		return ROLE_VIEWER;
+	if (len == 4 && !memcmp(tok, "slow", 4)) {
+		uv_timer_t *t = malloc(sizeof *t);
+		void **ctx = malloc(2 * sizeof *ctx);
+		ctx[0] = req;
+		ctx[1] = (void *)done;
+		uv_timer_init(&loop, t);
+		t->data = ctx;
+		uv_timer_start(t, auth_later, 10, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- client ---- */
+
+struct call {
+	const char *raw; /* request head, without the final CRLF CRLF */
+	size_t body_len;
+	char resp[65536];
+	int status;
+	const char *body;
+};
+
+static void do_call(struct call *c)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		c->status = -1;
+		close(fd);
+		return;
+	}
+	/* raw is "METHOD PATH" then optional "\r\nHeader: v" lines */
+	char head[1024];
+	const char *eol = strstr(c->raw, "\r\n");
+	int line_len = eol ? (int)(eol - c->raw) : (int)strlen(c->raw);
+	int n = snprintf(head, sizeof head, "%.*s HTTP/1.1%s\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
+			 line_len, c->raw, eol ? eol : "", c->body_len);
+	if (write(fd, head, (size_t)n) != n)
+		c->status = -1;
+	char *zeros = calloc(1, c->body_len + 1);
+	size_t off = 0;
+	while (off < c->body_len) {
+		ssize_t w = write(fd, zeros + off, c->body_len - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	free(zeros);
+	size_t got = 0;
+	ssize_t r;
+	while (got < sizeof c->resp - 1 && (r = read(fd, c->resp + got, sizeof c->resp - 1 - got)) > 0)
+		got += (size_t)r;
+	c->resp[got] = 0;
+	close(fd);
+	c->status = 0;
+	sscanf(c->resp, "HTTP/1.1 %d", &c->status);
+	const char *b = strstr(c->resp, "\r\n\r\n");
+	c->body = b ? b + 4 : "";
+}
+
+static struct call *calls;
+static size_t ncalls;
+static volatile int client_done;
+
+static void *client_main(void *arg)
+{
+	for (size_t i = 0; i < ncalls; i++)
+		do_call(&calls[i]);
+	client_done = 1;
+	return NULL;
+}
+
+static void wakeup(uv_timer_t *t)
+{
+	if (client_done)
+		uv_stop(&loop);
+}
+
+static void run_calls(struct call *cs, size_t n)
+{
+	calls = cs;
+	ncalls = n;
+	client_done = 0;
+	pthread_t th;
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, wakeup, 5, 5);
+	pthread_create(&th, NULL, client_main, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	pthread_join(th, NULL);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void start(void)
+{
+	ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+	struct http_config cfg = {.port = 0, .max_body = 1000, .auth = auth};
+	ASSERT_EQ_INT(http_server_new(&loop, &cfg, routes, sizeof routes / sizeof routes[0], &srv), 0);
+	port = http_server_port(srv);
+	ASSERT_OP_INT(port, >, 0);
+}
+
+static int closed;
+static void on_closed(void *arg) { closed = 1; }
+
+static void stop(void)
+{
+	closed = 0;
+	http_server_close(srv, on_closed, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ASSERT_EQ_INT(closed, 1);
+	ASSERT_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(routes_params_and_errors)
+{
+	start();
+	struct call c[] = {
+		{.raw = "GET /things/42?q=a%20b+c"}, {.raw = "GET /things/42.png"}, {.raw = "GET /nothing"},
+		{.raw = "DELETE /things/42"},       {.raw = "GET /things/42/"},   {.raw = "GET /later"},
+	};
+	run_calls(c, 6);
+	ASSERT_EQ_INT(c[0].status, 200);
+	ASSERT_CONTAINS(c[0].body, "\"id\":\"42\"");
+	ASSERT_CONTAINS(c[0].body, "\"q\":\"a b c\"");
+	ASSERT_EQ_INT(c[1].status, 200);
+	ASSERT_CONTAINS(c[1].resp, "content-type: image/png");
+	ASSERT_STREQ(c[1].body, "42");
+	ASSERT_EQ_INT(c[2].status, 404);
+	ASSERT_CONTAINS(c[2].body, "\"error\":");
+	ASSERT_CONTAINS(c[2].body, "\"request_id\":");
+	ASSERT_EQ_INT(c[3].status, 405);
+	ASSERT_EQ_INT(c[4].status, 200); /* a trailing slash is not significant */
+	ASSERT_EQ_INT(c[5].status, 200);
+	ASSERT_CONTAINS(c[5].body, "later");
+	ASSERT_CONTAINS(c[0].resp, "x-request-id: ");
+	stop();
+}
+
+TEST(roles_and_body_cap)
+{
+	start();
+	struct call c[] = {
+		{.raw = "GET /secret"},
+		{.raw = "GET /secret\r\nAuthorization: Bearer nope"},
+		{.raw = "GET /secret\r\nAuthorization: Bearer vw"},
+		{.raw = "POST /things\r\nAuthorization: Bearer vw", .body_len = 10},
+		{.raw = "POST /things\r\nAuthorization: Bearer op", .body_len = 10},
+		{.raw = "POST /things\r\nAuthorization: Bearer op", .body_len = 1500},
+		{.raw = "GET /slow-auth\r\nAuthorization: Bearer slow"},
+		{.raw = "GET /slow-auth\r\nAuthorization: Bearer op"},
+		{.raw = "GET /things/1\r\nX-Request-Id: my-trace-1"},
+	};
+	run_calls(c, 9);
+	ASSERT_EQ_INT(c[0].status, 401);
+	ASSERT_CONTAINS(c[0].resp, "WWW-Authenticate: Bearer");
+	ASSERT_EQ_INT(c[1].status, 401);
+	ASSERT_EQ_INT(c[2].status, 200);
+	ASSERT_EQ_INT(c[3].status, 403);
+	ASSERT_CONTAINS(c[3].body, "\"role\":\"viewer\"");
+	ASSERT_EQ_INT(c[4].status, 201);
+	ASSERT_CONTAINS(c[4].body, "\"len\":10");
+	ASSERT_EQ_INT(c[5].status, 413);
+	ASSERT_CONTAINS(c[5].body, "\"limit\":1000");
+	ASSERT_EQ_INT(c[6].status, 200); /* role decided after a deferred look-up */
+	ASSERT_CONTAINS(c[6].body, "\"role\":2");
+	ASSERT_EQ_INT(c[7].status, 403);
+	ASSERT_CONTAINS(c[8].resp, "x-request-id: my-trace-1");
+	struct call m[] = {{.raw = "GET /metrics"}};
+	run_calls(m, 1);
+	ASSERT_CONTAINS(m[0].body, "atelier_http_requests_total{method=\"POST\",route=\"/things\",status=\"413\"} 1");
+	ASSERT_CONTAINS(m[0].body, "atelier_http_requests_total{method=\"GET\",route=\"/secret\",status=\"401\"} 2");
+	stop();
+}
+
+TEST(openapi_lists_routes)
+{
+	start();
+	json_t *doc = http_server_openapi(srv, "t");
+	json_t *paths = json_object_get(doc, "paths");
+	ASSERT(json_object_get(json_object_get(paths, "/things"), "post") != NULL);
+	ASSERT_STREQ(json_string_value(json_object_get(json_object_get(json_object_get(paths, "/things/{id}"), "get"),
+						       "summary")),
+		     "echo");
+	json_decref(doc);
+	stop();
+}
+
+RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes)
