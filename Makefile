@@ -218,3 +218,8 @@ $(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELI
 
 # ---- atelier-serve: serving/web.c embeds web/* with .incbin, which -MMD does not see ----
 $(BUILD)/obj/serving/web.o: $(wildcard web/*)
+
+$(BUILD)/bench/bench_longpoll: $(BUILD)/obj/bench/longpoll/bench_longpoll.o
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
