@@ -20,20 +20,6 @@ static int is_image_name(const char *n)
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static int read_all(const char *path, struct at_buf *b)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return AT_EIO;
-	char chunk[65536];
-	size_t n;
-	int rc = 0;
-	while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		rc = at_buf_add(b, chunk, n);
-	fclose(f);
-	return rc;
-}
-
 int cmd_import(struct cli *c, int argc, char **argv)
 {
 	const char *dir = NULL, *domain = "sketch", *contributor = NULL;
@@ -88,7 +74,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		const char *dot = strrchr(names[i], '.');
 		const char *ct = !strcasecmp(dot, ".png") ? "image/png" : "image/jpeg";
 		struct cli_response r;
-		int rc = read_all(full, &data);
+		int rc = at_buf_add_file(&data, full);
 		if (rc < 0) {
 			fprintf(stderr, "\natelier import: cannot read %s\n", full);
 			failed++;

@@ -52,21 +52,11 @@ int cmd_apply(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "usage: atelier apply -f FILE\n");
 		return 2;
 	}
-	FILE *f = fopen(file, "rb");
-	if (!f) {
-		fprintf(stderr, "atelier apply: cannot open %s\n", file);
-		return 1;
-	}
 	struct at_buf b;
 	at_buf_init(&b, (size_t)1 << 20);
-	char chunk[8192];
-	size_t n;
-	int rc = 0;
-	while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		rc = at_buf_add(&b, chunk, n);
-	fclose(f);
+	int rc = at_buf_add_file(&b, file);
 	if (rc < 0) {
-		fprintf(stderr, "atelier apply: %s is too large\n", file);
+		fprintf(stderr, "atelier apply: %s: %s\n", file, rc == AT_ETOOBIG ? "too large" : "cannot read");
 		at_buf_free(&b);
 		return 1;
 	}

@@ -100,15 +100,12 @@ static void hex(const unsigned char *d, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* Copy src (fd) to a temp file in dst's folder while hashing; fsync; rename. */
-static int copy_hashing(int in, const char *tmpdir, const char *final_hint, char sha[65], uint64_t *size,
-			char *tmp_out, size_t tmplen)
+/* Read in to EOF, hashing; also write everything to out unless out < 0. */
+static int hash_stream(int in, int out, char sha[65], uint64_t *size)
 {
-	snprintf(tmp_out, tmplen, "%s/put.XXXXXX", tmpdir);
-	int out = mkstemp(tmp_out);
-	if (out < 0)
-		return AT_EIO;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md)
+		return AT_ENOMEM;
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	char buf[1 << 16];
 	uint64_t total = 0;
@@ -117,14 +114,12 @@ static int copy_hashing(int in, const char *tmpdir, const char *final_hint, char
 		ssize_t n = read(in, buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			rc = AT_EIO;
+		if (n <= 0) {
+			rc = n < 0 ? AT_EIO : 0;
 			break;
 		}
-		if (n == 0)
-			break;
 		EVP_DigestUpdate(md, buf, (size_t)n);
-		for (ssize_t off = 0; off < n;) {
+		for (ssize_t off = 0; out >= 0 && off < n;) {
 			ssize_t w = write(out, buf + off, (size_t)(n - off));
 			if (w < 0 && errno == EINTR)
 				continue;
@@ -141,18 +136,28 @@ static int copy_hashing(int in, const char *tmpdir, const char *final_hint, char
 	unsigned char d[32];
 	EVP_DigestFinal_ex(md, d, NULL);
 	EVP_MD_CTX_free(md);
+	if (rc == 0) {
+		hex(d, sha);
+		if (size)
+			*size = total;
+	}
+	return rc;
+}
+
+/* Copy in to a new temp file in tmpdir while hashing, and fsync it. */
+static int copy_hashing(int in, const char *tmpdir, char sha[65], uint64_t *size, char *tmp_out, size_t tmplen)
+{
+	snprintf(tmp_out, tmplen, "%s/put.XXXXXX", tmpdir);
+	int out = mkstemp(tmp_out);
+	if (out < 0)
+		return AT_EIO;
+	int rc = hash_stream(in, out, sha, size);
 	if (rc == 0 && fsync(out) < 0)
 		rc = AT_EIO;
 	close(out);
-	if (rc < 0) {
+	if (rc < 0)
 		unlink(tmp_out);
-		return rc;
-	}
-	hex(d, sha);
-	if (size)
-		*size = total;
-	(void)final_hint;
-	return 0;
+	return rc;
 }
 
 static int publish(struct artifact_store *s, const char *tmp, const char *sha)
@@ -192,7 +197,7 @@ int artifact_put_file(struct artifact_store *s, const char *src, char sha[65], u
 		return AT_EIO;
 	char tmpdir[3200], tmp[3300];
 	snprintf(tmpdir, sizeof tmpdir, "%s/tmp", s->root);
-	int rc = copy_hashing(in, tmpdir, NULL, sha, size, tmp, sizeof tmp);
+	int rc = copy_hashing(in, tmpdir, sha, size, tmp, sizeof tmp);
 	close(in);
 	if (rc < 0)
 		return rc;
@@ -237,34 +242,9 @@ int artifact_sha256_file(const char *path, char sha[65], uint64_t *size)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return AT_EIO;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	char buf[1 << 16];
-	uint64_t total = 0;
-	int rc = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = AT_EIO;
-			break;
-		}
-		if (n == 0)
-			break;
-		EVP_DigestUpdate(md, buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	unsigned char d[32];
-	EVP_DigestFinal_ex(md, d, NULL);
-	EVP_MD_CTX_free(md);
+	int rc = hash_stream(fd, -1, sha, size);
 	close(fd);
-	if (rc < 0)
-		return rc;
-	hex(d, sha);
-	if (size)
-		*size = total;
-	return 0;
+	return rc;
 }
 
 int artifact_get_file(const struct artifact_store *s, const char *sha, const char *dst)
@@ -284,7 +264,7 @@ int artifact_get_file(const struct artifact_store *s, const char *sha, const cha
 	else
 		snprintf(dir, sizeof dir, ".");
 	char tmp[4200], got[65];
-	rc = copy_hashing(in, dir, dst, got, NULL, tmp, sizeof tmp);
+	rc = copy_hashing(in, dir, got, NULL, tmp, sizeof tmp);
 	close(in);
 	if (rc < 0)
 		return rc;

@@ -86,6 +86,22 @@ int at_buf_printf(struct at_buf *b, const char *fmt, ...)
 	return 0;
 }
 
+int at_buf_add_file(struct at_buf *b, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return AT_EIO;
+	char chunk[65536];
+	size_t n;
+	int rc = 0;
+	while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		rc = at_buf_add(b, chunk, n);
+	if (rc == 0 && ferror(f))
+		rc = AT_EIO;
+	fclose(f);
+	return rc;
+}
+
 char *at_buf_steal(struct at_buf *b, size_t *len)
 {
 	char *p = b->data;

@@ -678,53 +678,40 @@ static int pool_accepting(db_pool_t *p)
 	return 0;
 }
 
-int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
+/* Queue a plain statement built by the caller (consumes q, even on failure). */
+static int pool_enqueue(db_pool_t *pool, struct db_query *q, db_cb cb, void *arg)
 {
 	int rc = pool_accepting(pool);
-	if (rc < 0)
-		return rc;
-	struct db_query *q = query_new(Q_PLAIN, sql, params);
-	if (!q)
-		return AT_ENOMEM;
+	if (rc < 0 || !q) {
+		query_free(q);
+		return rc < 0 ? rc : AT_ENOMEM;
+	}
 	q->cb = cb;
 	q->arg = arg;
 	qlist_push(&pool->pending, q);
 	pool_kick(pool);
 	return 0;
+}
+
+int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
+{
+	return pool_enqueue(pool, query_new(Q_PLAIN, sql, params), cb, arg);
 }
 
 int db_query_argv(db_pool_t *pool, const char *sql, int n, const char *const *values, const int *lengths,
 		  const int *formats, db_cb cb, void *arg)
 {
-	int rc = pool_accepting(pool);
-	if (rc < 0)
-		return rc;
 	if (n < 0 || n > 65535)
 		return AT_EINVAL;
-	struct db_query *q = query_new_argv(Q_PLAIN, sql, n, values, lengths, formats);
-	if (!q)
-		return AT_ENOMEM;
-	q->cb = cb;
-	q->arg = arg;
-	qlist_push(&pool->pending, q);
-	pool_kick(pool);
-	return 0;
+	return pool_enqueue(pool, query_new_argv(Q_PLAIN, sql, n, values, lengths, formats), cb, arg);
 }
 
 int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
 {
-	int rc = pool_accepting(pool);
-	if (rc < 0)
-		return rc;
 	struct db_query *q = query_new(Q_PLAIN, sql, params);
-	if (!q)
-		return AT_ENOMEM;
-	q->cb = cb;
-	q->arg = arg;
-	q->binary = 1;
-	qlist_push(&pool->pending, q);
-	pool_kick(pool);
-	return 0;
+	if (q)
+		q->binary = 1;
+	return pool_enqueue(pool, q, cb, arg);
 }
 
 int db_tx_begin(db_pool_t *pool, db_tx_cb cb, void *arg)
@@ -935,22 +922,13 @@ static int is_migration(const struct dirent *d)
 
 static char *read_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
 	struct at_buf b;
 	at_buf_init(&b, (size_t)16 << 20);
-	char chunk[8192];
-	size_t n;
-	int rc = 0;
-	while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		rc = at_buf_add(&b, chunk, n);
-	fclose(f);
-	if (rc < 0 || !b.data) {
+	if (at_buf_add_file(&b, path) < 0) {
 		at_buf_free(&b);
-		return rc < 0 ? NULL : strdup("");
+		return NULL;
 	}
-	return at_buf_steal(&b, NULL);
+	return b.data ? at_buf_steal(&b, NULL) : strdup("");
 }
 
 int db_migrate(PGconn *conn, const char *sql_dir)

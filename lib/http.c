@@ -372,6 +372,21 @@ void http_reply_bytes(http_req_t *req, int status, const char *content_type, con
 	http_reply_owned(req, status, content_type, copy, len);
 }
 
+void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *content_type)
+{
+	if (rc < 0) {
+		at_buf_free(b);
+		http_reply_err(req, rc, NULL);
+		return;
+	}
+	size_t len;
+	char *s = at_buf_steal(b, &len);
+	if (!s)
+		http_reply_bytes(req, 200, content_type, "", 0);
+	else
+		http_reply_owned(req, 200, content_type, s, len);
+}
+
 void http_reply_empty(http_req_t *req, int status)
 {
 	if (reply_begin(req, status, NULL) < 0) {

@@ -102,6 +102,9 @@ void http_reply_err(http_req_t *req, int err, const char *msg);
 void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data, size_t len);
 /* Takes ownership of a malloc'd buffer. */
 void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len);
+/* Finish a reply built in a buffer: rc < 0 answers with that error (the
+ * buffer is freed); else 200 with the buffer's contents (taken). */
+void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *content_type);
 /* Empty-body reply (204, 304, ...). */
 void http_reply_empty(http_req_t *req, int status);
 /* Extra response header to send with the reply (copied). Call before replying. */

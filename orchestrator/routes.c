@@ -76,14 +76,7 @@ static void get_metrics(http_req_t *req)
 				   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
 				   db_pool_connected(app->db), db_pool_connected(app->db) > 0, rss_bytes(),
 				   (unsigned long long)app->started_at);
-	if (rc < 0) {
-		at_buf_free(&b);
-		http_reply_err(req, rc, NULL);
-		return;
-	}
-	size_t len;
-	char *s = at_buf_steal(&b, &len);
-	http_reply_owned(req, 200, "text/plain; version=0.0.4", s, len);
+	http_reply_buf(req, rc, &b, "text/plain; version=0.0.4");
 }
 
 static void get_openapi(http_req_t *req)

@@ -101,14 +101,7 @@ static void get_metrics(http_req_t *req)
 		rc = puller_metrics(app->puller, &b);
 	if (rc == 0)
 		rc = uplink_metrics(app->uplink, &b);
-	if (rc < 0) {
-		at_buf_free(&b);
-		http_reply_err(req, rc, NULL);
-		return;
-	}
-	size_t len;
-	char *s = at_buf_steal(&b, &len);
-	http_reply_owned(req, 200, "text/plain; version=0.0.4", s, len);
+	http_reply_buf(req, rc, &b, "text/plain; version=0.0.4");
 }
 
 static void get_openapi(http_req_t *req)

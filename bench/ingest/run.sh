@@ -29,3 +29,4 @@ for i in $(seq 1 100); do
 done
 echo "ingest: atelierd on port $port, PostgreSQL with fsync on (synchronous commit)"
 "$BUILD/bench/bench_ingest" "http://127.0.0.1:$port" "$token" "$N" "$C" "$pid"
+grep -E "RssAnon|RssFile" /proc/$pid/status | tr -s " \t" " " | sed "s/^/ingest: after the run: /"

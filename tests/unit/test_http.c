@@ -54,13 +54,7 @@ static void h_metrics(http_req_t *req)
 {
 	struct at_buf b;
 	at_buf_init(&b, 0);
-	if (http_server_metrics(srv, &b) < 0) {
-		http_reply_err(req, AT_ENOMEM, NULL);
-		return;
-	}
-	size_t n;
-	char *s = at_buf_steal(&b, &n);
-	http_reply_owned(req, 200, "text/plain", s, n);
+	http_reply_buf(req, http_server_metrics(srv, &b), &b, "text/plain");
 }
 
 static const struct http_route routes[] = {
