@@ -273,3 +273,27 @@ def test_every_trigger_counts_from_apply(d):
     runs = wait_until(lambda: d.api.get("/v1/runs?pipeline=periodic").json()["runs"], timeout=10,
                       what="the schedule to fire")
     assert runs[0]["trigger"] == "schedule" and time.time() - t0 >= 1.5
+
+
+def test_local_worker_restarted_and_exits_with_daemon(db_url):
+    d = start_atelierd(db_url, "--local-workers", "1", "--tick-ms", "200")
+    api = d.http(d.token("operator"))
+
+    def children():
+        out = subprocess.run(["pgrep", "-P", str(d.proc.p.pid), "-f", "atelier-worker"], capture_output=True,
+                             text=True)
+        return [int(p) for p in out.stdout.split()]
+    first = wait_until(children, timeout=10, what="the local worker")
+    os.kill(first[0], 9)
+    again = wait_until(lambda: [p for p in children() if p != first[0]], timeout=15,
+                       what="the supervisor to restart the worker")
+    assert "restarting" in d.log()
+    apply(type("D", (), {"api": api})(), yaml_text("after", "  a: {kind: noop}\n"))
+    r = api.post("/v1/pipelines/after/runs").json()["run"]
+    wait_until(lambda: api.get("/v1/runs/%d" % r).json()["run"]["state"] == "succeeded", timeout=20,
+               what="the restarted worker to run a job")
+    # a daemon that dies without cleaning up takes its workers with it (only the
+    # daemon is killed here, not its process group)
+    os.kill(d.proc.p.pid, 9)
+    d.proc.p.wait()
+    wait_until(lambda: not os.path.exists("/proc/%d" % again[0]), timeout=10, what="the orphaned worker to exit")
