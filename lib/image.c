@@ -2,8 +2,8 @@
  * image.c — see image.h.
  *
  * Ingest has a budget of well under 0.5 ms per sketch, so the hot path — an
- * 8-bit, non-interlaced PNG — is decoded here (chunk walk, CRC, zlib inflate
- * through GIO's GZlibDecompressor, and the five PNG row filters), and
+ * 8-bit, non-interlaced PNG — is decoded here (chunk walk, CRC, zlib's raw
+ * inflate, and the five PNG row filters), and
  * normalised images are written by a small fixed-Huffman deflate that only
  * looks for runs and repeats of the row above: exactly what sketches are made
  * of. Other PNGs (16-bit, interlaced, sub-byte, colour keys, unknown critical
@@ -23,6 +23,7 @@
  */
 #include "image.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,11 +33,11 @@
 
 #include <setjmp.h>
 
-#include <gio/gio.h>
 #include <jerror.h>
 #include <jpeglib.h>
 #include <openssl/evp.h>
 #include <png.h>
+#include <zlib.h>
 
 /* A positive "not for the fast decoder, ask libpng" answer. */
 #define FAST_PNG_FALLBACK 1
@@ -236,7 +237,7 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 	return ~crc;
 }
 
-static uint32_t adler32(const uint8_t *p, size_t n)
+static uint32_t adler32_fast(const uint8_t *p, size_t n)
 {
 	uint32_t a = 1, b = 0;
 	while (n) {
@@ -664,32 +665,30 @@ static void unfilter_row(uint8_t *row, const uint8_t *prev, size_t n, int bpp, i
 	}
 }
 
-/* Inflates exactly `need` bytes into out. */
-static int inflate_some(GConverter *z, const uint8_t **in, size_t *inlen, uint8_t *out, size_t need, int *ended,
-			char *why, size_t whylen)
+/* Inflates exactly `need` bytes into out; z's input is already set. */
+static int inflate_some(z_stream *z, uint8_t *out, size_t need, int *ended, char *why, size_t whylen)
 {
-	size_t got = 0;
-	while (got < need) {
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
+	while (need) {
 		if (*ended) {
 			set_why(why, whylen, "PNG image data ends early");
 			return AT_ECORRUPT;
 		}
-		GConverterResult r = g_converter_convert(z, *in, *inlen, out + got, need - got,
-							 G_CONVERTER_INPUT_AT_END, &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			set_why(why, whylen, "PNG image data: %s", err ? err->message : "inflate failed");
-			g_clear_error(&err);
-			return AT_ECORRUPT;
-		}
-		*in += rd;
-		*inlen -= rd;
-		got += wr;
-		if (r == G_CONVERTER_FINISHED)
+		uInt n = need > UINT_MAX ? UINT_MAX : (uInt)need;
+		z->next_out = out;
+		z->avail_out = n;
+		int r = inflate(z, Z_NO_FLUSH);
+		size_t got = n - z->avail_out;
+		out += got;
+		need -= got;
+		if (r == Z_STREAM_END) {
 			*ended = 1;
-		else if (rd == 0 && wr == 0) {
+		} else if (r == Z_BUF_ERROR) { /* no progress: the input ran out */
 			set_why(why, whylen, "PNG image data is truncated");
+			return AT_ECORRUPT;
+		} else if (r == Z_MEM_ERROR) {
+			return AT_ENOMEM;
+		} else if (r != Z_OK) {
+			set_why(why, whylen, "PNG image data: %s", z->msg ? z->msg : "inflate failed");
 			return AT_ECORRUPT;
 		}
 	}
@@ -762,7 +761,8 @@ static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, 
 
 	int rc = 0;
 	uint8_t *joined = NULL, *rows = NULL, *prev = NULL, *expand = NULL, *pix = NULL;
-	GConverter *z = NULL;
+	z_stream z = {0};
+	int z_live = 0;
 	const uint8_t *zin = idat1;
 	size_t zlen = idat_total;
 	if (nidat > 1) {
@@ -821,11 +821,22 @@ static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, 
 	}
 	zin += 2;
 	zlen -= 2;
-	z = G_CONVERTER(g_zlib_decompressor_new(G_ZLIB_COMPRESSOR_FORMAT_RAW));
+	if (zlen > UINT_MAX) { /* zlib counts input in uInt; no upload comes near */
+		set_why(why, whylen, "PNG image data is over 4 GiB");
+		rc = AT_EUNPROCESSABLE;
+		goto out;
+	}
+	if (inflateInit2(&z, -15) != Z_OK) {
+		rc = AT_ENOMEM;
+		goto out;
+	}
+	z_live = 1;
+	z.next_in = (Bytef *)zin; /* zlib does not write its input */
+	z.avail_in = (uInt)zlen;
 	int ended = 0;
 	for (size_t y0 = 0; y0 < h; y0 += batch) {
 		size_t nb = h - y0 < batch ? h - y0 : batch;
-		rc = inflate_some(z, &zin, &zlen, rows, nb * (stride + 1), &ended, why, whylen);
+		rc = inflate_some(&z, rows, nb * (stride + 1), &ended, why, whylen);
 		if (rc < 0)
 			goto out;
 		for (size_t k = 0; k < nb; k++) {
@@ -857,17 +868,21 @@ static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, 
 				memcpy(prev + 1, row + 1, stride);
 		}
 	}
-	/* All rows are in: the deflate stream must end here. */
+	/* All rows are in: the deflate stream must go on to its end without
+	 * error (trailing data past the rows is tolerated, as libpng does). */
 	if (!ended) {
 		uint8_t extra[64];
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
-		GConverterResult r = g_converter_convert(z, zin, zlen, extra, sizeof extra, G_CONVERTER_INPUT_AT_END,
-							 &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			set_why(why, whylen, "PNG image data: %s", err ? err->message : "inflate failed");
-			g_clear_error(&err);
+		z.next_out = extra;
+		z.avail_out = sizeof extra;
+		int r = inflate(&z, Z_NO_FLUSH);
+		if (r == Z_BUF_ERROR) {
+			set_why(why, whylen, "PNG image data is truncated");
 			rc = AT_ECORRUPT;
+			goto out;
+		}
+		if (r != Z_OK && r != Z_STREAM_END) {
+			set_why(why, whylen, "PNG image data: %s", z.msg ? z.msg : "inflate failed");
+			rc = r == Z_MEM_ERROR ? AT_ENOMEM : AT_ECORRUPT;
 			goto out;
 		}
 	}
@@ -877,8 +892,8 @@ static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, 
 	out->channels = out_c;
 	pix = NULL;
 out:
-	if (z)
-		g_object_unref(z);
+	if (z_live)
+		inflateEnd(&z);
 	free(joined);
 	free(expand);
 	free(pix);
@@ -1397,53 +1412,27 @@ static size_t zlib_fast(const uint8_t *in, size_t n, size_t rowdist, uint8_t *ou
 		b.acc >>= 8;
 		b.n -= 8;
 	}
-	put_be32(b.p, adler32(in, n));
+	put_be32(b.p, adler32_fast(in, n));
 	return (size_t)(b.p + 4 - out);
 }
 
-static int zlib_gio(const uint8_t *in, size_t n, int level, uint8_t **out, size_t *outlen)
+/* zlib at `level`: deflateInit's defaults (32K window, memLevel 8), the same
+ * stream GIO's GZlibCompressor wrote before. */
+static int zlib_level(const uint8_t *in, size_t n, int level, uint8_t **out, size_t *outlen)
 {
-	size_t cap = n + n / 8 + 256, got = 0;
+	if (n > UINT_MAX)
+		return AT_EINVAL;
+	uLongf cap = compressBound((uLong)n);
 	uint8_t *buf = malloc(cap);
 	if (!buf)
 		return AT_ENOMEM;
-	GConverter *z = G_CONVERTER(g_zlib_compressor_new(G_ZLIB_COMPRESSOR_FORMAT_ZLIB, level));
-	int rc = 0;
-	for (;;) {
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
-		GConverterResult r =
-			g_converter_convert(z, in, n, buf + got, cap - got, G_CONVERTER_INPUT_AT_END, &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			int nospace = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
-			g_clear_error(&err);
-			if (!nospace) {
-				rc = AT_EINTERNAL;
-				break;
-			}
-		}
-		in += rd;
-		n -= rd;
-		got += wr;
-		if (r == G_CONVERTER_FINISHED)
-			break;
-		if (cap - got < 256) {
-			uint8_t *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				rc = AT_ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	g_object_unref(z);
-	if (rc < 0) {
+	int r = compress2(buf, &cap, in, (uLong)n, level);
+	if (r != Z_OK) {
 		free(buf);
-		return rc;
+		return r == Z_MEM_ERROR ? AT_ENOMEM : AT_EINTERNAL;
 	}
 	*out = buf;
-	*outlen = got;
+	*outlen = cap;
 	return 0;
 }
 
@@ -1499,7 +1488,7 @@ int image_encode_png(const uint8_t *pix, int w, int h, int c, int level, uint8_t
 		}
 		zlen = zlib_fast(raw, n, stride + 1, z);
 	} else {
-		rc = zlib_gio(raw, n, level, &z, &zlen);
+		rc = zlib_level(raw, n, level, &z, &zlen);
 		if (rc < 0)
 			goto out;
 	}
@@ -1525,7 +1514,7 @@ int image_encode_png(const uint8_t *pix, int w, int h, int c, int level, uint8_t
 	png = NULL;
 out:
 	if (level != IMAGE_PNG_FAST)
-		free(z); /* from zlib_gio; the fast path's is scratch */
+		free(z); /* from zlib_level; the fast path's is scratch */
 	free(png);
 	scratch_trim();
 	return rc;

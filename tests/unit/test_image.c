@@ -732,18 +732,22 @@ TEST(jpeg_corrupt_with_reasons)
 	free(rgb);
 }
 
-/* lib/image.c must not pull libvips into the processes that only decode
- * uploads (atelierd): this test program links only image.c's dependencies. */
+/* lib/image.c must not pull libvips (nor GIO/GLib, which only it needed)
+ * into the processes that only decode uploads (atelierd): this test program
+ * links only image.c's dependencies. */
 TEST(libvips_is_not_loaded)
 {
 	FILE *f = fopen("/proc/self/maps", "r");
 	ASSERT(f);
 	char line[512];
-	int vips = 0;
-	while (fgets(line, sizeof line, f))
+	int vips = 0, gio = 0;
+	while (fgets(line, sizeof line, f)) {
 		vips += strstr(line, "libvips") != NULL;
+		gio += strstr(line, "libgio-") != NULL || strstr(line, "libglib-") != NULL;
+	}
 	fclose(f);
 	ASSERT_EQ_INT(vips, 0);
+	ASSERT_EQ_INT(gio, 0);
 }
 
 TEST(split_is_deterministic_and_near_fraction)
