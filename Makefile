@@ -22,7 +22,7 @@ ifeq ($(CC),cc)
 CC := gcc
 endif
 
-PKGS = libuv libpq yaml-0.1 libcurl jansson libh2o vips openssl
+PKGS = libuv libpq yaml-0.1 libcurl jansson libh2o vips libpng libjpeg zlib openssl
 # Expanded lazily so that `make deps` works before the packages exist.
 PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS)))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))

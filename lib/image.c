@@ -1,16 +1,20 @@
 /*
  * image.c — see image.h.
  *
- * Why not libvips for everything: one vips operation chain costs ~0.7 ms of
- * CPU on a 256×256 image however small (object system, region and threadpool
- * set-up), and ingest has a budget of well under 0.5 ms per sketch. So the hot
- * path — an 8-bit, non-interlaced PNG — is decoded here (chunk walk, CRC,
- * zlib inflate through GIO's GZlibDecompressor, which is already linked with
- * vips, and the five PNG row filters), and normalised images are written by a
- * small fixed-Huffman deflate that only looks for runs and repeats of the row
- * above: exactly what sketches are made of. Everything else (JPEG, 16-bit,
- * interlaced, sub-byte PNGs, colour keys, unknown critical chunks) goes through
- * libvips, which is also the reference the tests check this code against.
+ * Ingest has a budget of well under 0.5 ms per sketch, so the hot path — an
+ * 8-bit, non-interlaced PNG — is decoded here (chunk walk, CRC, zlib's raw
+ * inflate, and the five PNG row filters), and
+ * normalised images are written by a small fixed-Huffman deflate that only
+ * looks for runs and repeats of the row above: exactly what sketches are made
+ * of. Other PNGs (16-bit, interlaced, sub-byte, colour keys, unknown critical
+ * chunks) go through libpng, which is also the reference the tests check the
+ * fast path against; JPEG goes through libjpeg-turbo.
+ *
+ * Why not libvips (as before): it is not needed for two formats, and linking
+ * it brings ~100 shared libraries (librsvg, OpenEXR, HDF5, ICU, ...) into
+ * every process that decodes an upload — ~12 MB of resident memory in
+ * atelierd, which only ever reads PNG and JPEG. lib/sketchify.c, which needs
+ * its blur, Canny and morphology, starts libvips itself.
  *
  * Invariants: the pixel count is checked against max_pixels from the header
  * alone before anything is allocated for pixels; all conversion after
@@ -19,6 +23,7 @@
  */
 #include "image.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,12 +31,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gio/gio.h>
-#include <openssl/evp.h>
-#include <vips/vips.h>
+#include <setjmp.h>
 
-/* A positive "not for the fast decoder, ask vips" answer. */
-#define PNG_FALLBACK 1
+#include <jerror.h>
+#include <jpeglib.h>
+#include <openssl/evp.h>
+#include <png.h>
+#include <zlib.h>
+
+/* A positive "not for the fast decoder, ask libpng" answer. */
+#define FAST_PNG_FALLBACK 1
 
 static void set_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_why(char *why, size_t whylen, const char *fmt, ...)
@@ -174,26 +183,6 @@ static void init_once_fn(void)
 		init_rc = AT_EINTERNAL;
 		return;
 	}
-	/* libvips loads its dynamic modules (ImageMagick, poppler, HEIF/x265,
-	 * OpenSlide, JPEG XL) from $VIPSHOME/lib/vips-modules-* at init. We read
-	 * only PNG and JPEG, which are built in: pointing VIPSHOME at nothing
-	 * keeps those parsers away from untrusted uploads and ~6 MB of libraries
-	 * out of every process. ATELIER_VIPS_MODULES=1 restores the default. */
-	const char *mods = getenv("ATELIER_VIPS_MODULES");
-	if (!getenv("VIPSHOME") && !(mods && strcmp(mods, "1") == 0))
-		setenv("VIPSHOME", "/nonexistent/atelier-no-vips-modules", 0);
-	if (VIPS_INIT("atelier")) {
-		init_rc = AT_EINTERNAL;
-		return;
-	}
-	vips_block_untrusted_set(TRUE);
-	/* Callers run many images in parallel (the uv threadpool); vips' own
-	 * threads would only contend, and its operation cache would keep
-	 * untrusted decoded images alive. */
-	vips_concurrency_set(1);
-	vips_cache_set_max(0);
-	vips_cache_set_max_mem(0);
-	vips_cache_set_max_files(0);
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (!sha256_md)
 		init_rc = AT_EINTERNAL;
@@ -248,7 +237,7 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 	return ~crc;
 }
 
-static uint32_t adler32(const uint8_t *p, size_t n)
+static uint32_t adler32_fast(const uint8_t *p, size_t n)
 {
 	uint32_t a = 1, b = 0;
 	while (n) {
@@ -589,13 +578,13 @@ int image_fit(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int size)
 
 /* ---- PNG: the fast decoder ---- */
 
-struct png_info {
+struct ihdr {
 	uint32_t w, h;
 	int depth, ctype, interlace;
 };
 
 /* Signature and IHDR only: what the pixel cap needs, without decoding. */
-static int png_header(const uint8_t *d, size_t len, struct png_info *pi, char *why, size_t whylen)
+static int ihdr_parse(const uint8_t *d, size_t len, struct ihdr *pi, char *why, size_t whylen)
 {
 	if (len < 8 + 8 + 13 + 4 || be32(d + 8) != 13 || memcmp(d + 12, "IHDR", 4) != 0) {
 		set_why(why, whylen, "PNG without a valid IHDR chunk");
@@ -614,7 +603,7 @@ static int png_header(const uint8_t *d, size_t len, struct png_info *pi, char *w
 	return 0;
 }
 
-static int png_channels(int ctype)
+static int ctype_channels(int ctype)
 {
 	switch (ctype) {
 	case 0: return 1;
@@ -626,7 +615,7 @@ static int png_channels(int ctype)
 	}
 }
 
-static void png_unfilter(uint8_t *row, const uint8_t *prev, size_t n, int bpp, int f)
+static void unfilter_row(uint8_t *row, const uint8_t *prev, size_t n, int bpp, int f)
 {
 	size_t i;
 	switch (f) {
@@ -676,32 +665,30 @@ static void png_unfilter(uint8_t *row, const uint8_t *prev, size_t n, int bpp, i
 	}
 }
 
-/* Inflates exactly `need` bytes into out. */
-static int inflate_some(GConverter *z, const uint8_t **in, size_t *inlen, uint8_t *out, size_t need, int *ended,
-			char *why, size_t whylen)
+/* Inflates exactly `need` bytes into out; z's input is already set. */
+static int inflate_some(z_stream *z, uint8_t *out, size_t need, int *ended, char *why, size_t whylen)
 {
-	size_t got = 0;
-	while (got < need) {
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
+	while (need) {
 		if (*ended) {
 			set_why(why, whylen, "PNG image data ends early");
 			return AT_ECORRUPT;
 		}
-		GConverterResult r = g_converter_convert(z, *in, *inlen, out + got, need - got,
-							 G_CONVERTER_INPUT_AT_END, &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			set_why(why, whylen, "PNG image data: %s", err ? err->message : "inflate failed");
-			g_clear_error(&err);
-			return AT_ECORRUPT;
-		}
-		*in += rd;
-		*inlen -= rd;
-		got += wr;
-		if (r == G_CONVERTER_FINISHED)
+		uInt n = need > UINT_MAX ? UINT_MAX : (uInt)need;
+		z->next_out = out;
+		z->avail_out = n;
+		int r = inflate(z, Z_NO_FLUSH);
+		size_t got = n - z->avail_out;
+		out += got;
+		need -= got;
+		if (r == Z_STREAM_END) {
 			*ended = 1;
-		else if (rd == 0 && wr == 0) {
+		} else if (r == Z_BUF_ERROR) { /* no progress: the input ran out */
 			set_why(why, whylen, "PNG image data is truncated");
+			return AT_ECORRUPT;
+		} else if (r == Z_MEM_ERROR) {
+			return AT_ENOMEM;
+		} else if (r != Z_OK) {
+			set_why(why, whylen, "PNG image data: %s", z->msg ? z->msg : "inflate failed");
 			return AT_ECORRUPT;
 		}
 	}
@@ -710,14 +697,14 @@ static int inflate_some(GConverter *z, const uint8_t **in, size_t *inlen, uint8_
 
 /*
  * Decodes the PNG subset the fast path handles into out (out_c channels).
- * Returns PNG_FALLBACK for anything it leaves to vips.
+ * Returns FAST_PNG_FALLBACK for anything it leaves to libpng.
  */
-static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *pi, int out_c, struct image_raw *out,
+static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, int out_c, struct image_raw *out,
 			   char *why, size_t whylen)
 {
-	int in_c = png_channels(pi->ctype);
+	int in_c = ctype_channels(pi->ctype);
 	if (pi->depth != 8 || pi->interlace != 0 || in_c == 0)
-		return PNG_FALLBACK;
+		return FAST_PNG_FALLBACK;
 
 	const uint8_t *plte = NULL, *trns = NULL;
 	size_t nplte = 0, ntrns = 0, idat_total = 0, nidat = 0;
@@ -753,13 +740,13 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 			}
 		} else if (!memcmp(type, "tRNS", 4)) {
 			if (pi->ctype != 3)
-				return PNG_FALLBACK; /* colour-key transparency: rare, vips does it */
+				return FAST_PNG_FALLBACK; /* colour-key transparency: rare, libpng does it */
 			trns = data;
 			ntrns = n;
 		} else if (!memcmp(type, "IEND", 4)) {
 			seen_iend = 1;
 		} else if (!(type[0] & 0x20) && memcmp(type, "IHDR", 4) != 0) {
-			return PNG_FALLBACK; /* unknown critical chunk */
+			return FAST_PNG_FALLBACK; /* unknown critical chunk */
 		}
 		pos += 12 + (size_t)n;
 	}
@@ -774,7 +761,8 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 
 	int rc = 0;
 	uint8_t *joined = NULL, *rows = NULL, *prev = NULL, *expand = NULL, *pix = NULL;
-	GConverter *z = NULL;
+	z_stream z = {0};
+	int z_live = 0;
 	const uint8_t *zin = idat1;
 	size_t zlen = idat_total;
 	if (nidat > 1) {
@@ -833,11 +821,22 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 	}
 	zin += 2;
 	zlen -= 2;
-	z = G_CONVERTER(g_zlib_decompressor_new(G_ZLIB_COMPRESSOR_FORMAT_RAW));
+	if (zlen > UINT_MAX) { /* zlib counts input in uInt; no upload comes near */
+		set_why(why, whylen, "PNG image data is over 4 GiB");
+		rc = AT_EUNPROCESSABLE;
+		goto out;
+	}
+	if (inflateInit2(&z, -15) != Z_OK) {
+		rc = AT_ENOMEM;
+		goto out;
+	}
+	z_live = 1;
+	z.next_in = (Bytef *)zin; /* zlib does not write its input */
+	z.avail_in = (uInt)zlen;
 	int ended = 0;
 	for (size_t y0 = 0; y0 < h; y0 += batch) {
 		size_t nb = h - y0 < batch ? h - y0 : batch;
-		rc = inflate_some(z, &zin, &zlen, rows, nb * (stride + 1), &ended, why, whylen);
+		rc = inflate_some(&z, rows, nb * (stride + 1), &ended, why, whylen);
 		if (rc < 0)
 			goto out;
 		for (size_t k = 0; k < nb; k++) {
@@ -848,7 +847,7 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 				rc = AT_ECORRUPT;
 				goto out;
 			}
-			png_unfilter(row + 1, up, stride, in_c, row[0]);
+			unfilter_row(row + 1, up, stride, in_c, row[0]);
 			uint8_t *dst = pix + (y0 + k) * w * out_c;
 			if (pi->ctype == 3) {
 				for (size_t x = 0; x < w; x++) {
@@ -869,17 +868,21 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 				memcpy(prev + 1, row + 1, stride);
 		}
 	}
-	/* All rows are in: the deflate stream must end here. */
+	/* All rows are in: the deflate stream must go on to its end without
+	 * error (trailing data past the rows is tolerated, as libpng does). */
 	if (!ended) {
 		uint8_t extra[64];
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
-		GConverterResult r = g_converter_convert(z, zin, zlen, extra, sizeof extra, G_CONVERTER_INPUT_AT_END,
-							 &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			set_why(why, whylen, "PNG image data: %s", err ? err->message : "inflate failed");
-			g_clear_error(&err);
+		z.next_out = extra;
+		z.avail_out = sizeof extra;
+		int r = inflate(&z, Z_NO_FLUSH);
+		if (r == Z_BUF_ERROR) {
+			set_why(why, whylen, "PNG image data is truncated");
 			rc = AT_ECORRUPT;
+			goto out;
+		}
+		if (r != Z_OK && r != Z_STREAM_END) {
+			set_why(why, whylen, "PNG image data: %s", z.msg ? z.msg : "inflate failed");
+			rc = r == Z_MEM_ERROR ? AT_ENOMEM : AT_ECORRUPT;
 			goto out;
 		}
 	}
@@ -889,8 +892,8 @@ static int png_fast_decode(const uint8_t *d, size_t len, const struct png_info *
 	out->channels = out_c;
 	pix = NULL;
 out:
-	if (z)
-		g_object_unref(z);
+	if (z_live)
+		inflateEnd(&z);
 	free(joined);
 	free(expand);
 	free(pix);
@@ -898,131 +901,330 @@ out:
 	return rc;
 }
 
-/* ---- libvips decoder (everything the fast path does not take) ---- */
+/* ---- PNG: libpng, for everything the fast path does not take ----
+ *
+ * Interlaced, 16-bit, sub-byte, colour-keyed PNGs and unknown critical
+ * chunks. libpng's transforms bring every variant to 8-bit gray, gray+alpha,
+ * RGB or RGBA (palette → RGB(A), 1/2/4-bit gray scaled up, tRNS → alpha,
+ * 16-bit → its high byte); image_convert() does the rest, as on the fast path,
+ * so the two decoders give the same pixels for the same picture. libpng
+ * reports errors by longjmp: only png_lib_run() calls setjmp, and everything
+ * that must be released afterwards lives in struct pngdec, not in its locals.
+ */
 
-static void vips_why(char *why, size_t whylen, const char *what)
+struct pngdec {
+	const uint8_t *d;
+	size_t len, pos;
+	png_structp png;
+	png_infop info;
+	uint8_t *pix; /* the result, out_c channels; owned until handed over */
+	uint8_t *tmp; /* decoded rows before conversion */
+	png_bytep *rows;
+	int out_c;
+	uint64_t max_pixels;
+	uint32_t w, h;
+	char msg[160];
+};
+
+static void pngdec_error(png_structp png, png_const_charp msg)
 {
-	char *msg = vips_error_buffer_copy();
-	if (msg) {
-		/* One line: vips separates messages with newlines. */
-		size_t n = strlen(msg);
-		while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-			msg[--n] = 0;
-		for (char *p = msg; *p; p++)
-			if (*p == '\n')
-				*p = ';';
-	}
-	set_why(why, whylen, "%s: %s", what, msg && *msg ? msg : "unknown vips error");
-	g_free(msg);
+	struct pngdec *p = png_get_error_ptr(png);
+	snprintf(p->msg, sizeof p->msg, "%s", msg ? msg : "libpng error");
+	png_longjmp(png, 1);
 }
 
-/*
- * hint_size > 0 lets JPEG decode at 1/2, 1/4 or 1/8 scale when the result
- * still covers hint_size: big photos then cost a fraction of the memory.
- */
-static int vips_decode(const uint8_t *d, size_t len, int fmt, uint64_t max_pixels, int hint_size, int out_c,
-		       struct image_raw *out, char *why, size_t whylen)
+/* Warnings are about ancillary chunks libpng drops (bad CRC, bad sRGB,
+ * oversized text); the pixels are unaffected, and untrusted input must not
+ * reach stderr. */
+static void pngdec_warning(png_structp png, png_const_charp msg)
 {
-	VipsImage *im = NULL, *t = NULL;
-	void *mem = NULL;
-	int rc = 0;
-	void *buf = (void *)d; /* vips' loaders take void * but do not write */
-	int r = fmt == IMAGE_PNG
-			? vips_pngload_buffer(buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-					      VIPS_FAIL_ON_TRUNCATED, NULL)
-			: vips_jpegload_buffer(buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-					       VIPS_FAIL_ON_TRUNCATED, NULL);
-	if (r) {
-		vips_why(why, whylen, "cannot read image header");
+}
+
+static void pngdec_read(png_structp png, png_bytep out, size_t n)
+{
+	struct pngdec *p = png_get_io_ptr(png);
+	if (n > p->len - p->pos)
+		png_error(png, "PNG is truncated");
+	memcpy(out, p->d + p->pos, n);
+	p->pos += n;
+}
+
+static int png_lib_run(struct pngdec *p, char *why, size_t whylen)
+{
+	if (setjmp(png_jmpbuf(p->png))) {
+		set_why(why, whylen, "PNG: %s", p->msg);
 		return AT_ECORRUPT;
 	}
-	uint64_t w = (uint64_t)vips_image_get_width(im), h = (uint64_t)vips_image_get_height(im);
-	if (w * h > max_pixels) {
-		set_why(why, whylen, "image is %llux%llu, more than %llu pixels", (unsigned long long)w,
-			(unsigned long long)h, (unsigned long long)max_pixels);
-		rc = AT_EUNPROCESSABLE;
-		goto out;
+	png_set_read_fn(p->png, p, pngdec_read);
+	png_read_info(p->png, p->info);
+	p->w = png_get_image_width(p->png, p->info);
+	p->h = png_get_image_height(p->png, p->info);
+	if ((uint64_t)p->w * p->h > p->max_pixels) { /* checked from IHDR already; libpng agrees */
+		set_why(why, whylen, "image is %ux%u, more than %llu pixels", p->w, p->h,
+			(unsigned long long)p->max_pixels);
+		return AT_EUNPROCESSABLE;
 	}
-	if (fmt == IMAGE_JPEG && hint_size > 0) {
-		uint64_t longest = w > h ? w : h;
-		int shrink = 1;
-		while (shrink < 8 && longest / (uint64_t)(shrink * 2) >= (uint64_t)hint_size)
-			shrink *= 2;
-		if (shrink > 1) {
-			g_object_unref(im);
-			im = NULL;
-			if (vips_jpegload_buffer(buf, len, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-						 VIPS_FAIL_ON_TRUNCATED, "shrink", shrink, NULL)) {
-				vips_why(why, whylen, "cannot read image header");
-				return AT_ECORRUPT;
-			}
+	png_set_expand(p->png);
+	png_set_strip_16(p->png);
+	int passes = png_set_interlace_handling(p->png);
+	png_read_update_info(p->png, p->info);
+	int in_c = png_get_channels(p->png, p->info);
+	size_t w = p->w, h = p->h, stride = w * (size_t)in_c;
+	if (in_c < 1 || in_c > 4 || png_get_bit_depth(p->png, p->info) != 8 ||
+	    png_get_rowbytes(p->png, p->info) != stride) {
+		set_why(why, whylen, "PNG: unexpected layout after expansion (%d channels)", in_c);
+		return AT_EINTERNAL;
+	}
+	p->pix = malloc(w * h * p->out_c);
+	if (!p->pix)
+		return AT_ENOMEM;
+	if (passes > 1) {
+		/* Interlaced: every pass revisits every row, so the whole image
+		 * is held; straight into the result when no conversion is due. */
+		uint8_t *img = p->pix;
+		if (in_c != p->out_c) {
+			img = p->tmp = malloc(stride * h);
+			if (!img)
+				return AT_ENOMEM;
+		}
+		p->rows = malloc(sizeof *p->rows * h);
+		if (!p->rows)
+			return AT_ENOMEM;
+		for (size_t y = 0; y < h; y++)
+			p->rows[y] = img + y * stride;
+		png_read_image(p->png, p->rows);
+		if (img != p->pix)
+			image_convert(img, in_c, p->pix, p->out_c, w * h);
+	} else {
+		p->tmp = malloc(stride);
+		if (!p->tmp)
+			return AT_ENOMEM;
+		for (size_t y = 0; y < h; y++) {
+			png_read_row(p->png, p->tmp, NULL);
+			image_convert(p->tmp, in_c, p->pix + y * w * p->out_c, p->out_c, w);
 		}
 	}
-	/* To 8-bit sRGB or gray, alpha kept (flattened below, in C). */
-	VipsInterpretation interp = vips_image_get_interpretation(im);
-	int bands = vips_image_get_bands(im);
-	if (interp == VIPS_INTERPRETATION_CMYK || vips_image_get_format(im) != VIPS_FORMAT_UCHAR ||
-	    (interp != VIPS_INTERPRETATION_sRGB && interp != VIPS_INTERPRETATION_B_W)) {
-		int color = interp == VIPS_INTERPRETATION_CMYK || bands >= 3;
-		if (vips_colourspace(im, &t, color ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W, NULL)) {
-			vips_why(why, whylen, "cannot convert colours");
-			rc = AT_ECORRUPT;
-			goto out;
-		}
-		g_object_unref(im);
-		im = t;
-		t = NULL;
-		if (vips_image_get_format(im) != VIPS_FORMAT_UCHAR) {
-			if (vips_cast_uchar(im, &t, NULL)) {
-				vips_why(why, whylen, "cannot convert to 8 bits");
-				rc = AT_ECORRUPT;
-				goto out;
-			}
-			g_object_unref(im);
-			im = t;
-			t = NULL;
-		}
-	}
-	bands = vips_image_get_bands(im);
-	if (bands > 4) {
-		if (vips_extract_band(im, &t, 0, "n", 4, NULL)) {
-			vips_why(why, whylen, "cannot extract bands");
-			rc = AT_ECORRUPT;
-			goto out;
-		}
-		g_object_unref(im);
-		im = t;
-		t = NULL;
-		bands = 4;
-	}
-	size_t sz = 0;
-	mem = vips_image_write_to_memory(im, &sz);
-	if (!mem) {
-		vips_why(why, whylen, "cannot decode image");
-		rc = AT_ECORRUPT;
-		goto out;
-	}
-	int ow = vips_image_get_width(im), oh = vips_image_get_height(im);
-	if (sz != (size_t)ow * oh * bands) {
-		set_why(why, whylen, "decoder returned %zu bytes for %dx%dx%d", sz, ow, oh, bands);
-		rc = AT_EINTERNAL;
-		goto out;
-	}
-	out->pix = malloc((size_t)ow * oh * out_c);
-	if (!out->pix) {
+	/* Up to IEND: data after the rows (a truncated file, a broken chunk)
+	 * is an error here as on the fast path. */
+	png_read_end(p->png, NULL);
+	return 0;
+}
+
+static int png_lib_decode(const uint8_t *d, size_t len, uint64_t max_pixels, int out_c, struct image_raw *out,
+			  char *why, size_t whylen)
+{
+	struct pngdec p = {.d = d, .len = len, .out_c = out_c, .max_pixels = max_pixels};
+	int rc;
+	p.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &p, pngdec_error, pngdec_warning);
+	if (p.png)
+		p.info = png_create_info_struct(p.png);
+	if (!p.png || !p.info) {
 		rc = AT_ENOMEM;
 		goto out;
 	}
-	image_convert(mem, bands, out->pix, out_c, (size_t)ow * oh);
-	out->width = ow;
-	out->height = oh;
-	out->channels = out_c;
+	rc = png_lib_run(&p, why, whylen);
+	if (rc == 0) {
+		out->pix = p.pix;
+		out->width = (int)p.w;
+		out->height = (int)p.h;
+		out->channels = out_c;
+		p.pix = NULL;
+	}
 out:
-	g_free(mem);
-	if (t)
-		g_object_unref(t);
-	if (im)
-		g_object_unref(im);
+	if (p.png)
+		png_destroy_read_struct(&p.png, p.info ? &p.info : NULL, NULL);
+	free(p.rows);
+	free(p.tmp);
+	free(p.pix);
+	return rc;
+}
+
+/* ---- JPEG: libjpeg-turbo ----
+ *
+ * libjpeg reports fatal errors through error_exit, which must not return: it
+ * longjmps back to jpeg_dec_run()/jpeg_enc_run(), small functions whose
+ * state all lives in their struct (locals are indeterminate after longjmp),
+ * and the caller releases that state on every path. Warnings go through
+ * emit_message; the one that means "the data ended early" (libjpeg then
+ * pads with grey and carries on) is made fatal: a truncated upload is
+ * AT_ECORRUPT, never a half-grey sketch. Other warnings (stray bytes before
+ * a marker, bad Huffman codes that it resynchronises from) are tolerated, as
+ * libvips did with fail_on=truncated.
+ *
+ * Decoding uses libjpeg's defaults, set explicitly: the accurate integer IDCT
+ * (JDCT_ISLOW) and fancy (smooth) chroma upsampling. Pixels can differ by a
+ * level or two from what libvips produced; normalised images and their
+ * hashes from JPEG uploads may therefore differ from older builds. PNG
+ * decoding is lossless and unchanged.
+ */
+
+/* A progressive JPEG may hold any number of scans, each a full pass over the
+ * coefficients: a few KB can cost minutes of CPU. Real encoders use ~10. */
+#define JPEG_MAX_SCANS 256
+
+struct jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void jpeg_err_exit(j_common_ptr ci)
+{
+	struct jpeg_err *e = (struct jpeg_err *)ci->err;
+	ci->err->format_message(ci, e->msg);
+	longjmp(e->jb, 1);
+}
+
+static void jpeg_err_emit(j_common_ptr ci, int level)
+{
+	if (level >= 0)
+		return; /* trace messages */
+	if (ci->err->msg_code == JWRN_JPEG_EOF)
+		jpeg_err_exit(ci); /* "Premature end of JPEG file" */
+	ci->err->num_warnings++;
+}
+
+static void jpeg_err_init(struct jpeg_err *e)
+{
+	jpeg_std_error(&e->pub);
+	e->pub.error_exit = jpeg_err_exit;
+	e->pub.emit_message = jpeg_err_emit;
+}
+
+static void jpeg_progress(j_common_ptr ci)
+{
+	j_decompress_ptr di = (j_decompress_ptr)ci;
+	if (di->input_scan_number > JPEG_MAX_SCANS) {
+		struct jpeg_err *e = (struct jpeg_err *)ci->err;
+		snprintf(e->msg, sizeof e->msg, "more than %d scans", JPEG_MAX_SCANS);
+		longjmp(e->jb, 1);
+	}
+}
+
+struct jpegdec {
+	struct jpeg_decompress_struct ci;
+	struct jpeg_err err;
+	struct jpeg_progress_mgr prog;
+	uint8_t *pix; /* the result; owned until handed over */
+	uint8_t *row; /* one scanline before conversion */
+	int out_c, hint_size;
+	uint64_t max_pixels;
+};
+
+/* Adobe CMYK/YCCK JPEGs (Photoshop's, the usual kind) store inverted ink;
+ * libjpeg hands the values over as stored. A naive conversion without ICC
+ * profiles: enough to see the drawing, not colour-managed. */
+static void cmyk_to_rgb(uint8_t *row, size_t n, int inverted)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t c = row[4 * i], m = row[4 * i + 1], y = row[4 * i + 2], k = row[4 * i + 3];
+		if (!inverted)
+			c = 255 - c, m = 255 - m, y = 255 - y, k = 255 - k;
+		row[3 * i] = div255(c * k);
+		row[3 * i + 1] = div255(m * k);
+		row[3 * i + 2] = div255(y * k);
+	}
+}
+
+static int jpeg_dec_run(struct jpegdec *j, const uint8_t *d, size_t len, char *why, size_t whylen)
+{
+	struct jpeg_decompress_struct *ci = &j->ci;
+	if (setjmp(j->err.jb)) {
+		set_why(why, whylen, "JPEG: %s", j->err.msg);
+		return AT_ECORRUPT;
+	}
+	ci->err = &j->err.pub;
+	jpeg_create_decompress(ci);
+	j->prog.progress_monitor = jpeg_progress;
+	ci->progress = &j->prog;
+	jpeg_mem_src(ci, d, (unsigned long)len);
+	jpeg_read_header(ci, TRUE);
+	uint64_t w = ci->image_width, h = ci->image_height;
+	if (w * h > j->max_pixels) {
+		set_why(why, whylen, "image is %llux%llu, more than %llu pixels", (unsigned long long)w,
+			(unsigned long long)h, (unsigned long long)j->max_pixels);
+		return AT_EUNPROCESSABLE;
+	}
+	int in_c, cmyk = 0;
+	switch (ci->jpeg_color_space) {
+	case JCS_GRAYSCALE:
+		ci->out_color_space = JCS_GRAYSCALE;
+		in_c = 1;
+		break;
+	case JCS_YCbCr:
+	case JCS_RGB:
+		ci->out_color_space = JCS_RGB;
+		in_c = 3;
+		break;
+	case JCS_CMYK:
+	case JCS_YCCK:
+		ci->out_color_space = JCS_CMYK;
+		in_c = 4;
+		cmyk = 1;
+		break;
+	default:
+		set_why(why, whylen, "JPEG with %d components in an unknown colour space", ci->num_components);
+		return AT_EUNSUPPORTED;
+	}
+	ci->dct_method = JDCT_ISLOW;
+	ci->do_fancy_upsampling = TRUE;
+	if (j->hint_size > 0) {
+		/* libjpeg scales by 1/2, 1/4, 1/8 inside the IDCT: big photos
+		 * then cost a fraction of the time and memory. */
+		uint64_t longest = w > h ? w : h;
+		unsigned shrink = 1;
+		while (shrink < 8 && longest / (shrink * 2) >= (uint64_t)j->hint_size)
+			shrink *= 2;
+		ci->scale_num = 1;
+		ci->scale_denom = shrink;
+	}
+	jpeg_start_decompress(ci);
+	size_t ow = ci->output_width, oh = ci->output_height;
+	if (ci->output_components != in_c || ow == 0 || oh == 0) {
+		set_why(why, whylen, "JPEG: decoder gives %d components, expected %d", ci->output_components, in_c);
+		return AT_EINTERNAL;
+	}
+	j->pix = malloc(ow * oh * j->out_c);
+	j->row = malloc(ow * in_c);
+	if (!j->pix || !j->row)
+		return AT_ENOMEM;
+	while (ci->output_scanline < oh) {
+		size_t y = ci->output_scanline;
+		JSAMPROW r = j->row;
+		if (jpeg_read_scanlines(ci, &r, 1) != 1) {
+			set_why(why, whylen, "JPEG: no data for row %zu", y);
+			return AT_ECORRUPT;
+		}
+		if (cmyk)
+			cmyk_to_rgb(j->row, ow, ci->saw_Adobe_marker);
+		image_convert(j->row, cmyk ? 3 : in_c, j->pix + y * ow * j->out_c, j->out_c, ow);
+	}
+	jpeg_finish_decompress(ci);
+	return 0;
+}
+
+static int jpeg_decode(const uint8_t *d, size_t len, uint64_t max_pixels, int hint_size, int out_c,
+		       struct image_raw *out, char *why, size_t whylen)
+{
+	struct jpegdec *j = calloc(1, sizeof *j);
+	if (!j)
+		return AT_ENOMEM;
+	j->out_c = out_c;
+	j->hint_size = hint_size;
+	j->max_pixels = max_pixels;
+	jpeg_err_init(&j->err);
+	int rc = jpeg_dec_run(j, d, len, why, whylen);
+	if (rc == 0) {
+		out->pix = j->pix;
+		out->width = (int)j->ci.output_width;
+		out->height = (int)j->ci.output_height;
+		out->channels = out_c;
+		j->pix = NULL;
+	}
+	jpeg_destroy_decompress(&j->ci); /* a no-op when create itself failed: ci is zeroed */
+	free(j->row);
+	free(j->pix);
+	free(j);
 	return rc;
 }
 
@@ -1034,7 +1236,7 @@ static int decode_any(const uint8_t *d, size_t len, int out_c, uint64_t max_pixe
 	memset(out, 0, sizeof *out);
 	int rc = image_init();
 	if (rc < 0) {
-		set_why(why, whylen, "libvips failed to start");
+		set_why(why, whylen, "image library failed to start");
 		return rc;
 	}
 	if (out_c != 1 && out_c != 3)
@@ -1047,8 +1249,8 @@ static int decode_any(const uint8_t *d, size_t len, int out_c, uint64_t max_pixe
 		return AT_EUNSUPPORTED;
 	}
 	if (fmt == IMAGE_PNG) {
-		struct png_info pi;
-		rc = png_header(d, len, &pi, why, whylen);
+		struct ihdr pi;
+		rc = ihdr_parse(d, len, &pi, why, whylen);
 		if (rc < 0)
 			return rc;
 		if ((uint64_t)pi.w * pi.h > max_pixels) {
@@ -1056,11 +1258,12 @@ static int decode_any(const uint8_t *d, size_t len, int out_c, uint64_t max_pixe
 				(unsigned long long)max_pixels);
 			return AT_EUNPROCESSABLE;
 		}
-		rc = png_fast_decode(d, len, &pi, out_c, out, why, whylen);
-		if (rc != PNG_FALLBACK)
+		rc = fast_png_decode(d, len, &pi, out_c, out, why, whylen);
+		if (rc != FAST_PNG_FALLBACK)
 			return rc;
+		return png_lib_decode(d, len, max_pixels, out_c, out, why, whylen);
 	}
-	return vips_decode(d, len, fmt, max_pixels, hint_size, out_c, out, why, whylen);
+	return jpeg_decode(d, len, max_pixels, hint_size, out_c, out, why, whylen);
 }
 
 int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out,
@@ -1209,57 +1412,31 @@ static size_t zlib_fast(const uint8_t *in, size_t n, size_t rowdist, uint8_t *ou
 		b.acc >>= 8;
 		b.n -= 8;
 	}
-	put_be32(b.p, adler32(in, n));
+	put_be32(b.p, adler32_fast(in, n));
 	return (size_t)(b.p + 4 - out);
 }
 
-static int zlib_gio(const uint8_t *in, size_t n, int level, uint8_t **out, size_t *outlen)
+/* zlib at `level`: deflateInit's defaults (32K window, memLevel 8), the same
+ * stream GIO's GZlibCompressor wrote before. */
+static int zlib_level(const uint8_t *in, size_t n, int level, uint8_t **out, size_t *outlen)
 {
-	size_t cap = n + n / 8 + 256, got = 0;
+	if (n > UINT_MAX)
+		return AT_EINVAL;
+	uLongf cap = compressBound((uLong)n);
 	uint8_t *buf = malloc(cap);
 	if (!buf)
 		return AT_ENOMEM;
-	GConverter *z = G_CONVERTER(g_zlib_compressor_new(G_ZLIB_COMPRESSOR_FORMAT_ZLIB, level));
-	int rc = 0;
-	for (;;) {
-		gsize rd = 0, wr = 0;
-		GError *err = NULL;
-		GConverterResult r =
-			g_converter_convert(z, in, n, buf + got, cap - got, G_CONVERTER_INPUT_AT_END, &rd, &wr, &err);
-		if (r == G_CONVERTER_ERROR) {
-			int nospace = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
-			g_clear_error(&err);
-			if (!nospace) {
-				rc = AT_EINTERNAL;
-				break;
-			}
-		}
-		in += rd;
-		n -= rd;
-		got += wr;
-		if (r == G_CONVERTER_FINISHED)
-			break;
-		if (cap - got < 256) {
-			uint8_t *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				rc = AT_ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	g_object_unref(z);
-	if (rc < 0) {
+	int r = compress2(buf, &cap, in, (uLong)n, level);
+	if (r != Z_OK) {
 		free(buf);
-		return rc;
+		return r == Z_MEM_ERROR ? AT_ENOMEM : AT_EINTERNAL;
 	}
 	*out = buf;
-	*outlen = got;
+	*outlen = cap;
 	return 0;
 }
 
-static uint8_t *png_chunk(uint8_t *p, const char *type, const uint8_t *data, size_t n)
+static uint8_t *chunk_write(uint8_t *p, const char *type, const uint8_t *data, size_t n)
 {
 	put_be32(p, (uint32_t)n);
 	memcpy(p + 4, type, 4);
@@ -1311,7 +1488,7 @@ int image_encode_png(const uint8_t *pix, int w, int h, int c, int level, uint8_t
 		}
 		zlen = zlib_fast(raw, n, stride + 1, z);
 	} else {
-		rc = zlib_gio(raw, n, level, &z, &zlen);
+		rc = zlib_level(raw, n, level, &z, &zlen);
 		if (rc < 0)
 			goto out;
 	}
@@ -1329,45 +1506,109 @@ int image_encode_png(const uint8_t *pix, int w, int h, int c, int level, uint8_t
 	ihdr[9] = ctype_of[c];
 	ihdr[10] = ihdr[11] = ihdr[12] = 0;
 	memcpy(png, sig, 8);
-	uint8_t *p = png_chunk(png + 8, "IHDR", ihdr, 13);
-	p = png_chunk(p, "IDAT", z, zlen);
-	png_chunk(p, "IEND", NULL, 0);
+	uint8_t *p = chunk_write(png + 8, "IHDR", ihdr, 13);
+	p = chunk_write(p, "IDAT", z, zlen);
+	chunk_write(p, "IEND", NULL, 0);
 	*out = png;
 	*len = total;
 	png = NULL;
 out:
 	if (level != IMAGE_PNG_FAST)
-		free(z); /* from zlib_gio; the fast path's is scratch */
+		free(z); /* from zlib_level; the fast path's is scratch */
 	free(png);
 	scratch_trim();
 	return rc;
+}
+
+/* The output grows in our own buffer rather than through jpeg_mem_dest,
+ * whose buffer is not reachable for freeing after a longjmp. */
+struct jpegenc {
+	struct jpeg_compress_struct ci;
+	struct jpeg_err err;
+	struct jpeg_destination_mgr dst;
+	uint8_t *buf;
+	size_t cap, len;
+};
+
+static void jenc_init(j_compress_ptr ci)
+{
+	struct jpegenc *j = ci->client_data;
+	j->cap = 16384;
+	j->buf = malloc(j->cap);
+	if (!j->buf)
+		ERREXIT1(ci, JERR_OUT_OF_MEMORY, 0);
+	j->dst.next_output_byte = j->buf;
+	j->dst.free_in_buffer = j->cap;
+}
+
+static boolean jenc_grow(j_compress_ptr ci)
+{
+	struct jpegenc *j = ci->client_data;
+	uint8_t *nb = realloc(j->buf, j->cap * 2);
+	if (!nb)
+		ERREXIT1(ci, JERR_OUT_OF_MEMORY, 1);
+	j->buf = nb;
+	j->dst.next_output_byte = nb + j->cap; /* libjpeg only calls this with the buffer full */
+	j->dst.free_in_buffer = j->cap;
+	j->cap *= 2;
+	return TRUE;
+}
+
+static void jenc_term(j_compress_ptr ci)
+{
+	struct jpegenc *j = ci->client_data;
+	j->len = j->cap - j->dst.free_in_buffer;
+}
+
+static int jpeg_enc_run(struct jpegenc *j, const uint8_t *rgb, int w, int h, int quality)
+{
+	struct jpeg_compress_struct *ci = &j->ci;
+	if (setjmp(j->err.jb))
+		return j->err.pub.msg_code == JERR_OUT_OF_MEMORY ? AT_ENOMEM : AT_EINTERNAL;
+	ci->err = &j->err.pub;
+	jpeg_create_compress(ci);
+	ci->client_data = j;
+	j->dst.init_destination = jenc_init;
+	j->dst.empty_output_buffer = jenc_grow;
+	j->dst.term_destination = jenc_term;
+	ci->dest = &j->dst;
+	ci->image_width = (JDIMENSION)w;
+	ci->image_height = (JDIMENSION)h;
+	ci->input_components = 3;
+	ci->in_color_space = JCS_RGB;
+	jpeg_set_defaults(ci);
+	jpeg_set_quality(ci, quality, TRUE);
+	/* As libvips' jpegsave did: no chroma subsampling from Q 90 up. */
+	if (quality >= 90)
+		ci->comp_info[0].h_samp_factor = ci->comp_info[0].v_samp_factor = 1;
+	jpeg_start_compress(ci, TRUE);
+	while (ci->next_scanline < ci->image_height) {
+		JSAMPROW r = (JSAMPROW)(rgb + (size_t)ci->next_scanline * w * 3); /* libjpeg does not write it */
+		jpeg_write_scanlines(ci, &r, 1);
+	}
+	jpeg_finish_compress(ci);
+	return 0;
 }
 
 int image_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *len)
 {
 	*out = NULL;
 	*len = 0;
-	if (w <= 0 || h <= 0 || quality < 1 || quality > 100)
+	if (w <= 0 || h <= 0 || w > JPEG_MAX_DIMENSION || h > JPEG_MAX_DIMENSION || quality < 1 || quality > 100)
 		return AT_EINVAL;
-	int rc = image_init();
-	if (rc < 0)
-		return rc;
-	VipsImage *im = vips_image_new_from_memory(rgb, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
-	if (!im)
+	struct jpegenc *j = calloc(1, sizeof *j);
+	if (!j)
 		return AT_ENOMEM;
-	void *buf = NULL;
-	size_t n = 0;
-	if (vips_jpegsave_buffer(im, &buf, &n, "Q", quality, "strip", TRUE, NULL)) {
-		vips_error_clear();
-		rc = AT_EINTERNAL;
-	} else if (!(*out = malloc(n))) {
-		rc = AT_ENOMEM;
-	} else {
-		memcpy(*out, buf, n);
-		*len = n;
+	jpeg_err_init(&j->err);
+	int rc = jpeg_enc_run(j, rgb, w, h, quality);
+	jpeg_destroy_compress(&j->ci);
+	if (rc == 0) {
+		*out = j->buf;
+		*len = j->len;
+		j->buf = NULL;
 	}
-	g_free(buf);
-	g_object_unref(im);
+	free(j->buf);
+	free(j);
 	return rc;
 }
 

@@ -69,8 +69,9 @@ struct image_raw {
 	int width, height, channels;
 };
 
-/* Starts libvips once (thread-safe, idempotent): operation cache off, one
- * vips thread per call since callers already run many in parallel. */
+/* Builds the codec tables and fetches SHA-256 once (thread-safe,
+ * idempotent). Decoding uses libpng and libjpeg-turbo, never libvips: a
+ * process that only decodes uploads does not load it. */
 int image_init(void) AT_MUST_CHECK;
 
 /* IMAGE_PNG or IMAGE_JPEG from the magic bytes, else AT_EUNSUPPORTED. */

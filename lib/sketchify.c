@@ -6,9 +6,14 @@
  * library (Gaussian blur, Canny, morphological dilation) are libvips on memory
  * images. vips_canny stops at non-maximum suppression, so the double threshold
  * with hysteresis is done here.
+ *
+ * This is the only libvips user in lib/: it starts libvips itself
+ * (vips_once), so that binaries which only decode images (atelierd, the
+ * serving process) neither link nor initialise it.
  */
 #include "sketchify.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +36,42 @@ void sketchify_opts_init(struct sketchify_opts *o)
 	o->dilate = 1;
 	o->color_edges = 1;
 	o->min_ink = 0.002;
+}
+
+/* ---- libvips start-up ---- */
+
+static pthread_once_t vips_once_ctl = PTHREAD_ONCE_INIT;
+static int vips_once_rc;
+
+static void vips_once_fn(void)
+{
+	/* libvips loads its dynamic modules (ImageMagick, poppler, HEIF/x265,
+	 * OpenSlide, JPEG XL) from $VIPSHOME/lib/vips-modules-* at init. We only
+	 * hand it memory images: pointing VIPSHOME at nothing keeps those
+	 * parsers away and ~6 MB of libraries out of the process.
+	 * ATELIER_VIPS_MODULES=1 restores the default. */
+	const char *mods = getenv("ATELIER_VIPS_MODULES");
+	if (!getenv("VIPSHOME") && !(mods && strcmp(mods, "1") == 0))
+		setenv("VIPSHOME", "/nonexistent/atelier-no-vips-modules", 0);
+	if (VIPS_INIT("atelier")) {
+		vips_once_rc = AT_EINTERNAL;
+		return;
+	}
+	vips_block_untrusted_set(TRUE);
+	/* Callers run many images in parallel (the uv threadpool); vips' own
+	 * threads would only contend, and its operation cache would keep
+	 * images alive. */
+	vips_concurrency_set(1);
+	vips_cache_set_max(0);
+	vips_cache_set_max_mem(0);
+	vips_cache_set_max_files(0);
+}
+
+/* Starts libvips once (thread-safe, idempotent). */
+static int vips_once(void)
+{
+	pthread_once(&vips_once_ctl, vips_once_fn);
+	return vips_once_rc;
 }
 
 static void set_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -150,9 +191,11 @@ int sketchify(const uint8_t *src, int w, int h, int channels, const uint8_t *mas
 		set_why(why, whylen, "bad sketchify arguments");
 		return AT_EINVAL;
 	}
-	int rc = image_init();
-	if (rc < 0)
+	int rc = vips_once();
+	if (rc < 0) {
+		set_why(why, whylen, "libvips failed to start");
 		return rc;
+	}
 	/* colour edges: Canny per channel, strongest wins — shapes that differ
 	 * in hue but not in brightness still get their outline */
 	int c = channels == 3 && opts->color_edges ? 3 : 1;

@@ -4,7 +4,7 @@
  *
  * Flow of one upload: the handler checks the media type and picks the image
  * out of the body (raw or multipart) → the body is copied and normalised on
- * the uv threadpool (libvips; the loop never decodes) → one INSERT ... ON
+ * the uv threadpool (lib/image.c; the loop never decodes) → one INSERT ... ON
  * CONFLICT DO NOTHING commits the row (a trigger NOTIFYs the scheduler) → 201,
  * or 200 with the existing id for a duplicate. Any failure before the INSERT
  * commits leaves no row; a 201/200 is sent only after the commit.

@@ -186,7 +186,7 @@ static int serve(void)
 	}
 	rc = image_init();
 	if (rc < 0) {
-		log_error("cannot initialise libvips");
+		log_error("cannot initialise the image codecs");
 		return 1;
 	}
 	if (!app.cfg.no_migrate) {

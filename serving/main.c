@@ -6,7 +6,7 @@
  *                                                   write an untrained serving export
  *   atelier-serve routes                            print the HTTP route table
  *
- * Start-up: settings → libvips, libcurl, libtorch threads → model slot,
+ * Start-up: settings → image codecs, libcurl, libtorch threads → model slot,
  * stats, spool (blocking scans before the loop) → HTTP → threads (puller,
  * uplink) → the --model-file load, queued on the threadpool so the node
  * answers /healthz (and 503s) while it loads. SIGHUP reloads --model-file.
@@ -284,7 +284,7 @@ static int serve(void)
 		setenv("UV_THREADPOOL_SIZE", n, 1);
 	}
 	if (image_init() < 0) {
-		log_error("cannot initialise libvips");
+		log_error("cannot initialise the image codecs");
 		return 1;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -1,14 +1,18 @@
 /*
  * test_image.c — lib/image.c: sniffing, the fast PNG decoder and encoder
- * against libvips as the reference, normalisation rules (padding, ink, pixel
- * cap without decoding), hashing, splits, and the per-image cost.
+ * against libpng as the reference, the libpng and libjpeg-turbo paths (PNG
+ * variants, grayscale/CMYK/truncated JPEG), normalisation rules (padding,
+ * ink, pixel cap without decoding), hashing, splits, and the per-image cost.
  */
 #include <math.h>
 #include <stdint.h>
 #include <time.h>
 
+#include <stdio.h>
+
+#include <jpeglib.h>
 #include <openssl/sha.h>
-#include <vips/vips.h>
+#include <png.h>
 
 #include "image.h"
 #include "test.h"
@@ -43,29 +47,187 @@ static uint8_t *make_noise(int w, int h, int c, uint32_t seed)
 	return p;
 }
 
-/* PNG written by libvips (libpng): an encoder independent of ours. */
-static uint8_t *vips_png(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth)
+/* ---- reference PNG and JPEG writers/readers (libpng, libjpeg) ---- */
+
+struct membuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void membuf_write(png_structp png, png_bytep d, size_t n)
 {
-	VipsImage *im = vips_image_new_from_memory(pix, (size_t)w * h * c, w, h, c, VIPS_FORMAT_UCHAR);
-	void *buf = NULL;
-	ASSERT(im);
-	int r = vips_pngsave_buffer(im, &buf, len, "interlace", interlace, "bitdepth", bitdepth, "filter",
-				    VIPS_FOREIGN_PNG_FILTER_ALL, NULL);
-	g_object_unref(im);
-	ASSERT_EQ_INT(r, 0);
-	return buf;
+	struct membuf *b = png_get_io_ptr(png);
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->p = realloc(b->p, b->cap);
+		ASSERT(b->p);
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
 }
 
-/* Pixels as libvips decodes them (the reference decoder). */
-static uint8_t *vips_pixels(const uint8_t *png, size_t len, int *w, int *h, int *c)
+static void membuf_flush(png_structp png)
 {
-	VipsImage *im = NULL;
-	ASSERT_EQ_INT(vips_pngload_buffer((void *)png, len, &im, NULL), 0);
-	size_t n;
-	uint8_t *m = vips_image_write_to_memory(im, &n);
-	*w = vips_image_get_width(im), *h = vips_image_get_height(im), *c = vips_image_get_bands(im);
-	g_object_unref(im);
+}
+
+/* libpng/libjpeg errors fail the test (leaving through the harness' longjmp). */
+static void png_test_error(png_structp png, png_const_charp msg)
+{
+	TEST_FAIL_("libpng: %s", msg);
+}
+
+/*
+ * PNG written by libpng: an encoder independent of ours. bitdepth 16 stores
+ * each 8-bit v as v*257 (the same picture); bitdepth 1 packs pix (0 or 1).
+ * ctype -1 picks gray/GA/RGB/RGBA from c; PNG_COLOR_TYPE_PALETTE with c == 1
+ * builds a gray palette of the distinct values. trns_gray >= 0 adds a gray
+ * colour key.
+ */
+static uint8_t *lib_png_ex(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth,
+			   int ctype, int trns_gray)
+{
+	static const int ctype_of[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+					PNG_COLOR_TYPE_RGBA};
+	int ct = ctype < 0 ? ctype_of[c] : ctype;
+	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_test_error, NULL);
+	png_infop info = png_create_info_struct(png);
+	ASSERT(png && info);
+	struct membuf b = {0};
+	png_set_write_fn(png, &b, membuf_write, membuf_flush);
+	png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, bitdepth, ct,
+		     interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+		     PNG_FILTER_TYPE_DEFAULT);
+	png_set_filter(png, 0, PNG_ALL_FILTERS);
+	uint8_t map[256];
+	const uint8_t *src = pix;
+	uint8_t *idx = NULL;
+	if (ct == PNG_COLOR_TYPE_PALETTE) {
+		png_color pal[256];
+		int n = 0;
+		memset(map, 0, sizeof map);
+		int seen[256] = {0};
+		for (size_t i = 0; i < (size_t)w * h; i++) {
+			if (!seen[pix[i]]) {
+				seen[pix[i]] = 1;
+				map[pix[i]] = (uint8_t)n;
+				pal[n].red = pal[n].green = pal[n].blue = pix[i];
+				n++;
+			}
+		}
+		png_set_PLTE(png, info, pal, n);
+		idx = malloc((size_t)w * h);
+		for (size_t i = 0; i < (size_t)w * h; i++)
+			idx[i] = map[pix[i]];
+		src = idx;
+	}
+	if (trns_gray >= 0) {
+		png_color_16 key = {.gray = (png_uint_16)(bitdepth == 16 ? trns_gray * 257 : trns_gray)};
+		png_set_tRNS(png, info, NULL, 0, &key);
+	}
+	png_write_info(png, info);
+	if (bitdepth < 8)
+		png_set_packing(png);
+	size_t bpr = (size_t)w * c * (bitdepth == 16 ? 2 : 1);
+	uint8_t *img = malloc(bpr * h);
+	png_bytep *rows = malloc(sizeof *rows * h);
+	for (size_t y = 0; y < (size_t)h; y++) {
+		rows[y] = img + y * bpr;
+		for (size_t i = 0; i < (size_t)w * c; i++) {
+			uint8_t v = src[y * w * c + i];
+			if (bitdepth == 16)
+				rows[y][2 * i] = rows[y][2 * i + 1] = v; /* big-endian v*257 */
+			else
+				rows[y][i] = v;
+		}
+	}
+	png_write_image(png, rows);
+	png_write_end(png, NULL);
+	png_destroy_write_struct(&png, &info);
+	free(rows);
+	free(img);
+	free(idx);
+	*len = b.len;
+	return b.p;
+}
+
+static uint8_t *lib_png(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth)
+{
+	return lib_png_ex(pix, w, h, c, len, interlace, bitdepth, -1, -1);
+}
+
+static void membuf_read(png_structp png, png_bytep out, size_t n)
+{
+	struct membuf *b = png_get_io_ptr(png);
+	if (n > b->cap - b->len)
+		png_error(png, "short");
+	memcpy(out, b->p + b->len, n);
+	b->len += n;
+}
+
+/* Pixels as libpng decodes them, channels as stored (8-bit PNGs). */
+static uint8_t *ref_pixels(const uint8_t *data, size_t len, int *w, int *h, int *c)
+{
+	png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_test_error, NULL);
+	png_infop info = png_create_info_struct(png);
+	ASSERT(png && info);
+	struct membuf b = {(uint8_t *)data, 0, len};
+	png_set_read_fn(png, &b, membuf_read);
+	png_read_info(png, info);
+	png_set_expand(png);
+	png_set_interlace_handling(png);
+	png_read_update_info(png, info);
+	*w = (int)png_get_image_width(png, info);
+	*h = (int)png_get_image_height(png, info);
+	*c = png_get_channels(png, info);
+	size_t bpr = png_get_rowbytes(png, info);
+	ASSERT_EQ_INT(bpr, (size_t)*w * *c);
+	uint8_t *m = malloc(bpr * *h);
+	png_bytep *rows = malloc(sizeof *rows * *h);
+	for (int y = 0; y < *h; y++)
+		rows[y] = m + y * bpr;
+	png_read_image(png, rows);
+	png_read_end(png, NULL);
+	png_destroy_read_struct(&png, &info, NULL);
+	free(rows);
 	return m;
+}
+
+static void jpeg_test_exit(j_common_ptr ci)
+{
+	char msg[JMSG_LENGTH_MAX];
+	ci->err->format_message(ci, msg);
+	TEST_FAIL_("libjpeg: %s", msg);
+}
+
+/* A JPEG from libjpeg directly: gray (c 1), RGB (c 3) or CMYK (c 4, with an
+ * Adobe marker, i.e. inverted, when adobe). */
+static uint8_t *lib_jpeg(const uint8_t *pix, int w, int h, int c, int adobe, size_t *len)
+{
+	struct jpeg_compress_struct ci;
+	struct jpeg_error_mgr err;
+	ci.err = jpeg_std_error(&err);
+	err.error_exit = jpeg_test_exit;
+	jpeg_create_compress(&ci);
+	unsigned char *buf = NULL;
+	unsigned long n = 0;
+	jpeg_mem_dest(&ci, &buf, &n);
+	ci.image_width = (JDIMENSION)w;
+	ci.image_height = (JDIMENSION)h;
+	ci.input_components = c;
+	ci.in_color_space = c == 1 ? JCS_GRAYSCALE : c == 3 ? JCS_RGB : JCS_CMYK;
+	jpeg_set_defaults(&ci);
+	jpeg_set_quality(&ci, 95, TRUE);
+	if (c == 4)
+		ci.write_Adobe_marker = adobe ? TRUE : FALSE;
+	jpeg_start_compress(&ci, TRUE);
+	while (ci.next_scanline < ci.image_height) {
+		JSAMPROW r = (JSAMPROW)(pix + (size_t)ci.next_scanline * w * c);
+		jpeg_write_scanlines(&ci, &r, 1);
+	}
+	jpeg_finish_compress(&ci);
+	jpeg_destroy_compress(&ci);
+	*len = n;
+	return buf;
 }
 
 TEST(init_and_sniff)
@@ -91,13 +253,13 @@ TEST(fast_png_encoder_roundtrips_through_libpng)
 				size_t len;
 				ASSERT_EQ_INT(image_encode_png(pix, w, h, c, level, &png, &len), 0);
 				int vw, vh, vc;
-				uint8_t *back = vips_pixels(png, len, &vw, &vh, &vc);
+				uint8_t *back = ref_pixels(png, len, &vw, &vh, &vc);
 				ASSERT(back);
 				ASSERT_EQ_INT(vw, w);
 				ASSERT_EQ_INT(vh, h);
 				ASSERT_EQ_INT(vc, c);
 				ASSERT(memcmp(back, pix, (size_t)w * h * c) == 0);
-				g_free(back);
+				free(back);
 				free(png);
 			}
 			free(pix);
@@ -115,13 +277,13 @@ TEST(fast_encoder_compresses_sketches)
 	free(pix);
 }
 
-TEST(fast_decoder_matches_libvips_on_every_filter)
+TEST(fast_decoder_matches_libpng_on_every_filter)
 {
 	for (int c = 1; c <= 4; c++) {
 		int w = 97, h = 61;
 		uint8_t *pix = make_noise(w, h, c, 7u + c);
 		size_t len;
-		uint8_t *png = vips_png(pix, w, h, c, &len, 0, 8);
+		uint8_t *png = lib_png(pix, w, h, c, &len, 0, 8);
 		struct image_raw raw;
 		int out_c = c >= 3 ? 3 : 1;
 		ASSERT_EQ_INT(image_decode(png, len, out_c, 0, &raw, NULL, 0), 0);
@@ -130,16 +292,16 @@ TEST(fast_decoder_matches_libvips_on_every_filter)
 		uint8_t *want = malloc((size_t)w * h * out_c);
 		image_convert(pix, c, want, out_c, (size_t)w * h);
 		ASSERT(memcmp(raw.pix, want, (size_t)w * h * out_c) == 0);
-		/* and the same through the vips path (interlaced PNGs go there) */
-		g_free(png);
-		png = vips_png(pix, w, h, c, &len, 1, 8);
+		/* and the same through the libpng path (interlaced PNGs go there) */
+		free(png);
+		png = lib_png(pix, w, h, c, &len, 1, 8);
 		struct image_raw raw2;
 		ASSERT_EQ_INT(image_decode(png, len, out_c, 0, &raw2, NULL, 0), 0);
 		ASSERT(memcmp(raw2.pix, want, (size_t)w * h * out_c) == 0);
 		image_raw_free(&raw);
 		image_raw_free(&raw2);
 		free(want);
-		g_free(png);
+		free(png);
 		free(pix);
 	}
 }
@@ -261,11 +423,11 @@ TEST(truncated_and_corrupt_are_corrupt)
 	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_ECORRUPT);
 	ASSERT_CONTAINS(why, "CRC");
 	free(png);
-	/* truncated through the libvips path (interlaced) */
-	png = vips_png(pix, 256, 256, 1, &len, 1, 8);
+	/* truncated through the libpng path (interlaced) */
+	png = lib_png(pix, 256, 256, 1, &len, 1, 8);
 	ASSERT_EQ_INT(image_normalize(png, len * 2 / 3, NULL, &n, why, sizeof why), AT_ECORRUPT);
 	ASSERT(why[0]);
-	g_free(png);
+	free(png);
 	/* truncated JPEG */
 	uint8_t *rgb = make_noise(64, 64, 3, 1), *jpg;
 	ASSERT_EQ_INT(image_encode_jpeg(rgb, 64, 64, 90, &jpg, &len), 0);
@@ -393,7 +555,7 @@ TEST(same_pixels_same_hash)
 	size_t la, lb, lc;
 	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, IMAGE_PNG_FAST, &a, &la), 0);
 	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, 9, &b, &lb), 0);
-	c = vips_png(pix, 256, 256, 1, &lc, 1, 8); /* interlaced: the libvips path */
+	c = lib_png(pix, 256, 256, 1, &lc, 1, 8); /* interlaced: the libpng path */
 	ASSERT(la != lb || memcmp(a, b, la) != 0);
 	struct image_norm na, nb, nc;
 	char why[256];
@@ -421,7 +583,7 @@ TEST(same_pixels_same_hash)
 	image_norm_free(&again);
 	free(a);
 	free(b);
-	g_free(c);
+	free(c);
 	free(pix);
 }
 
@@ -430,17 +592,8 @@ TEST(sixteen_bit_and_palette_pngs)
 	uint8_t *pix = make_sketch(256, 256);
 	size_t len;
 	/* 16-bit gray holding v*257 for each 8-bit v: the same picture */
-	uint16_t *wide = malloc(256 * 256 * 2);
-	for (int i = 0; i < 256 * 256; i++)
-		wide[i] = (uint16_t)(pix[i] * 257);
-	VipsImage *w16 = vips_image_new_from_memory(wide, 256 * 256 * 2, 256, 256, 1, VIPS_FORMAT_USHORT), *g16;
-	ASSERT_EQ_INT(vips_copy(w16, &g16, "interpretation", VIPS_INTERPRETATION_GREY16, NULL), 0);
-	void *png16;
-	ASSERT_EQ_INT(vips_pngsave_buffer(g16, &png16, &len, NULL), 0);
-	ASSERT_EQ_INT(((uint8_t *)png16)[24], 16); /* IHDR bit depth */
-	g_object_unref(g16);
-	g_object_unref(w16);
-	free(wide);
+	uint8_t *png16 = lib_png(pix, 256, 256, 1, &len, 0, 16);
+	ASSERT_EQ_INT(png16[24], 16); /* IHDR bit depth */
 	struct image_norm n8, n16;
 	char why[256];
 	ASSERT_EQ_INT(image_normalize(png16, len, NULL, &n16, why, sizeof why), 0);
@@ -450,25 +603,151 @@ TEST(sixteen_bit_and_palette_pngs)
 	ASSERT_STREQ(n8.sha256_hex, n16.sha256_hex);
 	image_norm_free(&n8);
 	image_norm_free(&n16);
-	g_free(png16);
+	free(png16);
 	free(png8);
-	/* palette PNG (libvips quantises with "palette") decodes on the fast path */
-	VipsImage *im = vips_image_new_from_memory(pix, 256 * 256, 256, 256, 1, VIPS_FORMAT_UCHAR);
-	void *buf;
-	ASSERT_EQ_INT(vips_pngsave_buffer(im, &buf, &len, "palette", TRUE, NULL), 0);
-	g_object_unref(im);
-	struct image_raw raw;
-	ASSERT_EQ_INT(image_decode(buf, len, 1, 0, &raw, why, sizeof why), 0);
-	int w, h, c;
-	uint8_t *ref = vips_pixels(buf, len, &w, &h, &c);
-	uint8_t *want = malloc((size_t)w * h);
-	image_convert(ref, c, want, 1, (size_t)w * h);
-	ASSERT(memcmp(raw.pix, want, (size_t)w * h) == 0);
-	free(want);
-	g_free(ref);
-	image_raw_free(&raw);
-	g_free(buf);
+	/* palette PNG decodes on the fast path, and interlaced through libpng */
+	for (int il = 0; il <= 1; il++) {
+		uint8_t *buf = lib_png_ex(pix, 256, 256, 1, &len, il, 8, PNG_COLOR_TYPE_PALETTE, -1);
+		ASSERT_EQ_INT(buf[25], 3); /* IHDR colour type */
+		struct image_raw raw;
+		ASSERT_EQ_INT(image_decode(buf, len, 1, 0, &raw, why, sizeof why), 0);
+		ASSERT(memcmp(raw.pix, pix, 256 * 256) == 0);
+		image_raw_free(&raw);
+		free(buf);
+	}
 	free(pix);
+}
+
+TEST(sub_byte_and_colour_key_pngs_through_libpng)
+{
+	/* 1-bit gray: 0/1 samples read back as 0/255 */
+	int w = 77, h = 33;
+	uint8_t *bits = malloc((size_t)w * h), *want = malloc((size_t)w * h);
+	for (int i = 0; i < w * h; i++) {
+		bits[i] = (uint8_t)((i / 3 + i / w) & 1);
+		want[i] = bits[i] ? 255 : 0;
+	}
+	size_t len;
+	uint8_t *png = lib_png(bits, w, h, 1, &len, 0, 1);
+	ASSERT_EQ_INT(png[24], 1);
+	struct image_raw raw;
+	char why[256];
+	ASSERT_EQ_INT(image_decode(png, len, 1, 0, &raw, why, sizeof why), 0);
+	ASSERT_EQ_INT(raw.width, w);
+	ASSERT(memcmp(raw.pix, want, (size_t)w * h) == 0);
+	image_raw_free(&raw);
+	free(png);
+	/* the same, 16-bit gray with a colour key: keyed pixels (0) become
+	 * transparent and flatten onto white, as gray+alpha would */
+	png = lib_png_ex(want, w, h, 1, &len, 1, 16, -1, 0);
+	ASSERT_EQ_INT(image_decode(png, len, 3, 0, &raw, why, sizeof why), 0);
+	for (int i = 0; i < w * h; i++)
+		ASSERT_EQ_INT(raw.pix[3 * i], 255);
+	image_raw_free(&raw);
+	free(png);
+	/* a bad CRC in IDAT on the libpng path is corrupt, with libpng's reason */
+	png = lib_png(want, w, h, 1, &len, 1, 8);
+	png[len - 20] ^= 0x40;
+	ASSERT_EQ_INT(image_decode(png, len, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "PNG");
+	free(png);
+	free(bits);
+	free(want);
+}
+
+TEST(jpeg_gray_and_cmyk)
+{
+	int w = 64, h = 48;
+	uint8_t *g = malloc((size_t)w * h), *cmyk = malloc((size_t)w * h * 4);
+	for (int i = 0; i < w * h; i++) {
+		int ink = (i % w) >= 16 && (i % w) < 48;
+		g[i] = ink ? 30 : 230;
+		/* cyan ink on paper: plain CMYK (0 = no ink) */
+		cmyk[4 * i] = ink ? 255 : 0;
+		cmyk[4 * i + 1] = cmyk[4 * i + 2] = cmyk[4 * i + 3] = 0;
+	}
+	size_t len;
+	uint8_t *jpg = lib_jpeg(g, w, h, 1, 0, &len);
+	struct image_raw raw;
+	char why[256];
+	ASSERT_EQ_INT(image_decode(jpg, len, 3, 0, &raw, why, sizeof why), 0);
+	ASSERT_EQ_INT(raw.channels, 3);
+	ASSERT_OP_INT(abs(raw.pix[(24 * w + 32) * 3] - 30), <, 6);
+	ASSERT_OP_INT(abs(raw.pix[(24 * w + 2) * 3 + 2] - 230), <, 6);
+	image_raw_free(&raw);
+	free(jpg);
+	for (int adobe = 0; adobe <= 1; adobe++) {
+		uint8_t *src = cmyk;
+		uint8_t *inv = NULL;
+		if (adobe) { /* Adobe's CMYK is stored inverted (255 = no ink) */
+			inv = malloc((size_t)w * h * 4);
+			for (int i = 0; i < w * h * 4; i++)
+				inv[i] = (uint8_t)(255 - cmyk[i]);
+			src = inv;
+		}
+		jpg = lib_jpeg(src, w, h, 4, adobe, &len);
+		ASSERT_EQ_INT(image_decode(jpg, len, 3, 0, &raw, why, sizeof why), 0);
+		const uint8_t *ink = raw.pix + (24 * w + 32) * 3, *paper = raw.pix + (24 * w + 2) * 3;
+		ASSERT_OP_INT(ink[0], <, 20); /* cyan: no red, full green and blue */
+		ASSERT_OP_INT(ink[1], >, 235);
+		ASSERT_OP_INT(ink[2], >, 235);
+		ASSERT_OP_INT(paper[0], >, 235);
+		image_raw_free(&raw);
+		free(jpg);
+		free(inv);
+	}
+	free(g);
+	free(cmyk);
+}
+
+TEST(jpeg_corrupt_with_reasons)
+{
+	uint8_t *rgb = make_noise(64, 64, 3, 5), *jpg;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_jpeg(rgb, 64, 64, 90, &jpg, &len), 0);
+	struct image_raw raw;
+	char why[256];
+	/* cut in the entropy-coded data: libjpeg's "premature end" warning is an error here */
+	ASSERT_EQ_INT(image_decode(jpg, len - 40, 3, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "JPEG");
+	ASSERT_CONTAINS(why, "Premature end");
+	/* cut in the headers */
+	ASSERT_EQ_INT(image_decode(jpg, 40, 3, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT(why[0]);
+	/* garbage after SOI */
+	uint8_t junk[64];
+	memset(junk, 0x5a, sizeof junk);
+	junk[0] = 0xff, junk[1] = 0xd8, junk[2] = 0xff;
+	ASSERT_EQ_INT(image_decode(junk, sizeof junk, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "JPEG");
+	/* a big JPEG decodes scaled down when only a small result is wanted */
+	uint8_t *big = make_noise(1024, 768, 3, 9), *bj, *small;
+	ASSERT_EQ_INT(image_encode_jpeg(big, 1024, 768, 80, &bj, &len), 0);
+	ASSERT_EQ_INT(image_decode_rgb(bj, len, 128, &small), 0);
+	free(small);
+	ASSERT_EQ_INT(image_decode(bj, len, 1, 1024 * 768 - 1, &raw, why, sizeof why), AT_EUNPROCESSABLE);
+	free(bj);
+	free(big);
+	free(jpg);
+	free(rgb);
+}
+
+/* lib/image.c must not pull libvips (nor GIO/GLib, which only it needed)
+ * into the processes that only decode uploads (atelierd): this test program
+ * links only image.c's dependencies. */
+TEST(libvips_is_not_loaded)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	ASSERT(f);
+	char line[512];
+	int vips = 0, gio = 0;
+	while (fgets(line, sizeof line, f)) {
+		vips += strstr(line, "libvips") != NULL;
+		gio += strstr(line, "libgio-") != NULL || strstr(line, "libglib-") != NULL;
+	}
+	fclose(f);
+	ASSERT_EQ_INT(vips, 0);
+	ASSERT_EQ_INT(gio, 0);
 }
 
 TEST(split_is_deterministic_and_near_fraction)
@@ -512,7 +791,7 @@ TEST(normalize_cost_per_sketch)
 	/* The ingest hot path: an already-canonical 256x256 gray PNG. */
 	uint8_t *pix = make_sketch(256, 256);
 	size_t len;
-	uint8_t *png = vips_png(pix, 256, 256, 1, &len, 0, 8);
+	uint8_t *png = lib_png(pix, 256, 256, 1, &len, 0, 8);
 	char why[256];
 	int N = 1000;
 	double t0 = cpu_now();
@@ -524,7 +803,7 @@ TEST(normalize_cost_per_sketch)
 	double per = (cpu_now() - t0) / N * 1e6;
 	printf("image_normalize 256x256 gray PNG (%zu bytes): %.1f us CPU per image\n", len, per);
 	ASSERT_OP_DBL(per, <, 5000); /* loose: sanitizer builds are slower */
-	g_free(png);
+	free(png);
 	/* a 512x512 canvas export needs a resize */
 	uint8_t *big = make_sketch(512, 512), *png2;
 	ASSERT_EQ_INT(image_encode_png(big, 512, 512, 1, 6, &png2, &len), 0);
@@ -542,8 +821,10 @@ TEST(normalize_cost_per_sketch)
 }
 
 RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encoder_compresses_sketches,
-	  fast_decoder_matches_libvips_on_every_filter, normalize_pads_to_keep_aspect,
+	  fast_decoder_matches_libpng_on_every_filter, normalize_pads_to_keep_aspect,
 	  normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes, truncated_and_corrupt_are_corrupt,
 	  non_image_is_unsupported, decompression_bomb_rejected_from_header, blank_and_all_ink_rejected_with_ratio,
 	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
+	  sub_byte_and_colour_key_pngs_through_libpng, jpeg_gray_and_cmyk, jpeg_corrupt_with_reasons,
+	  libvips_is_not_loaded,
 	  split_is_deterministic_and_near_fraction, resize_and_fit, normalize_cost_per_sketch)
