@@ -90,21 +90,21 @@ CREATE TABLE jobs (
     id                bigserial PRIMARY KEY,
     run_id            bigint REFERENCES runs (id) ON DELETE CASCADE,  -- NULL: a job outside any run (tests, benches)
     stage             text,
-    kind              text NOT NULL CHECK (kind ~ '^[a-z0-9][a-z0-9._-]*$'),
+    kind              text NOT NULL,                         -- [a-z0-9][a-z0-9._-]*, checked by atelier_enqueue
     state             text NOT NULL DEFAULT 'queued'
                       CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     priority          integer NOT NULL DEFAULT 0,            -- lower runs first
-    attempts          integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    max_attempts      integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
-    backoff_s         real NOT NULL DEFAULT 1 CHECK (backoff_s >= 0),  -- retry delay base: backoff_s * 2^(attempts-1), jittered
+    attempts          integer NOT NULL DEFAULT 0,
+    max_attempts      integer NOT NULL DEFAULT 3,            -- >= 1, checked by atelier_enqueue
+    backoff_s         real NOT NULL DEFAULT 1,  -- retry delay base: backoff_s * 2^(attempts-1), jittered
     run_after         timestamptz NOT NULL DEFAULT now(),
     lease_expires_at  timestamptz,
-    timeout_s         integer CHECK (timeout_s > 0),         -- per attempt, from started_at; NULL = none
+    timeout_s         integer,         -- per attempt, from started_at; NULL = none
     worker            text,                                  -- the worker of the latest attempt
     owner_token       bigint,                                -- new on every claim; NULL unless running
-    needs_gpu         integer NOT NULL DEFAULT 0 CHECK (needs_gpu >= 0),
+    needs_gpu         integer NOT NULL DEFAULT 0,
     cancel_requested  boolean NOT NULL DEFAULT false,
-    progress          real CHECK (progress BETWEEN 0 AND 1),
+    progress          real,                                  -- 0..1, clamped by atelier_heartbeat
     progress_msg      text,
     eta_seconds       integer,
     payload           jsonb NOT NULL DEFAULT '{}',
@@ -180,6 +180,10 @@ LANGUAGE sql VOLATILE AS $$
     FROM (SELECT least(3600.0, p_base_s * power(2.0, least(greatest(p_attempts - 1, 0), 30))) AS d) s
 $$;
 
+-- Every job row is written through these functions, so the checks on values
+-- that never change after enqueue live here rather than as CHECK constraints:
+-- PostgreSQL re-evaluates every CHECK on every UPDATE, and a job is updated
+-- at least twice (claim, complete) on the hot path.
 CREATE FUNCTION atelier_enqueue(
     kind          text,
     payload       jsonb DEFAULT '{}',
@@ -191,12 +195,23 @@ CREATE FUNCTION atelier_enqueue(
     needs_gpu     integer DEFAULT 0,
     run_after     timestamptz DEFAULT NULL,
     backoff_s     real DEFAULT 1
-) RETURNS bigint LANGUAGE sql AS $$
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF $1 IS NULL OR $1 !~ '^[a-z0-9][a-z0-9._-]*$' THEN
+        RAISE EXCEPTION 'invalid job kind "%"', $1 USING ERRCODE = 'check_violation';
+    END IF;
+    IF coalesce($6, 3) < 1 OR $7 <= 0 OR coalesce($8, 0) < 0 OR coalesce($10, 1) < 0 THEN
+        RAISE EXCEPTION 'invalid job limits (max_attempts %, timeout_s %, needs_gpu %, backoff_s %)', $6, $7, $8, $10
+            USING ERRCODE = 'check_violation';
+    END IF;
     INSERT INTO jobs (kind, payload, priority, run_id, stage, max_attempts, timeout_s, needs_gpu, run_after, backoff_s)
     VALUES ($1, coalesce($2, '{}'), coalesce($3, 0), $4, $5, coalesce($6, 3), $7, coalesce($8, 0),
             coalesce($9, now()), coalesce($10, 1))
-    RETURNING id
-$$;
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END $$;
 
 -- Claim the first claimable job (priority, id) among kinds for a worker with
 -- gpus GPUs. SKIP LOCKED lets concurrent claimers pass over each other's rows

@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${ATELIER_BUILD:-build}
 N=${N:-5000}
-C=${C:-16}
+C=${C:-32}
 tmp=$(mktemp -d /tmp/atelier-bench-ingest.XXXXXX)
 chmod 755 "$tmp"
 pid=""
