@@ -192,7 +192,9 @@ build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBATELI
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(SYSLIBS)
 
-bench: all
+bench:
+	@scripts/deps.sh deps.txt deps-bench.txt
+	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
 # ---- run ----

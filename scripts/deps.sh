@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install every Debian package in deps.txt that is missing. A fast no-op when
-# all are present (one dpkg-query, no apt call).
+# Install every Debian package in deps.txt (or the list files given as
+# arguments) that is missing. A fast no-op when all are present (one
+# dpkg-query per package, no apt call).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-want=$(grep -v '^#' "$here/deps.txt" | grep -v '^$')
+lists=${*:-deps.txt}
+want=$(cd "$here" && cat $lists | grep -v '^#' | grep -v '^$')
 missing=""
 for p in $want; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
