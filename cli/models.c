@@ -47,12 +47,13 @@ int cmd_models(struct cli *c, int argc, char **argv)
 			json_array_foreach(json_object_get(out, "versions"), i, v)
 			{
 				char chans[64] = "";
-				size_t k;
+				size_t k, off = 0;
 				json_t *ch;
 				json_array_foreach(json_object_get(v, "channels"), k, ch)
 				{
-					strncat(chans, json_string_value(ch), sizeof chans - strlen(chans) - 2);
-					strncat(chans, " ", sizeof chans - strlen(chans) - 1);
+					if (off < sizeof chans)
+						off += (size_t)snprintf(chans + off, sizeof chans - off, "%s ",
+									json_string_value(ch));
 				}
 				printf("%-8lld %-14.12s %-10lld %-8lld %-10lld %-10lld %s\n",
 				       (long long)json_integer_value(json_object_get(v, "version")),
@@ -105,9 +106,12 @@ static int move(struct cli *c, const char *model, const char *channel, json_t *b
 		print_json(out);
 	} else {
 		json_t *from = json_object_get(out, "from");
+		char fs[32] = "(none)";
+		if (json_is_integer(from))
+			snprintf(fs, sizeof fs, "v%lld", (long long)json_integer_value(from));
 		if (json_is_true(json_object_get(out, "moved")))
-			printf("%s/%s: v%s%lld -> v%lld\n", model, channel, json_is_integer(from) ? "" : "(none) ",
-			       (long long)json_integer_value(from), (long long)json_integer_value(json_object_get(out, "to")));
+			printf("%s/%s: %s -> v%lld\n", model, channel, fs,
+			       (long long)json_integer_value(json_object_get(out, "to")));
 		else
 			printf("%s/%s: already at v%lld\n", model, channel,
 			       (long long)json_integer_value(json_object_get(out, "to")));

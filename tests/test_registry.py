@@ -148,3 +148,28 @@ def test_heartbeats_and_fleet(d):
     assert len(nodes) == 1 and nodes[0]["requests"] == 20 and nodes[0]["alive"] is True
     assert d.node.post("/v1/nodes/heartbeat", {"requests": 1}).status == 422
     assert d.viewer.post("/v1/nodes/heartbeat", hb).status == 403
+
+
+def test_cli_models_promote_rollback(d, pg):
+    import subprocess
+    from conftest import BIN
+    register(pg, d, "m", b"v1" * 50)
+    register(pg, d, "m", b"v2" * 50)
+    env = dict(os.environ, ATELIER_URL=d.url, ATELIER_TOKEN=d.api.token)
+    cli = os.path.join(BIN, "atelier")
+
+    def run(*args):
+        out = subprocess.run([cli] + list(args), env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out
+        return out.stdout
+    assert "m/production: (none) -> v1" in run("promote", "m", "1")
+    assert "m/production: v1 -> v2" in run("promote", "m", "2", "--channel", "production")
+    assert "already at v2" in run("promote", "m", "2")
+    assert "m/production: v2 -> v1" in run("rollback", "m")
+    table = run("models")
+    assert "m " in table and "v1" in table
+    versions = json.loads(run("--json", "models", "m"))["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    assert "production" in run("models", "m")
+    bad = subprocess.run([cli, "promote", "m", "9"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "404" in bad.stderr

@@ -154,20 +154,21 @@ TEST(malformed_bodies_are_refused_with_a_reason)
 
 TEST(caps_on_parts_and_headers)
 {
-	char body[4096] = "", why[128];
+	char body[4096], why[128];
+	size_t off = 0;
 	for (int i = 0; i < 5; i++)
-		strcat(body, "--b\r\nContent-Disposition: form-data; name=p\r\n\r\nx\r\n");
-	strcat(body, "--b--\r\n");
+		off += (size_t)snprintf(body + off, sizeof body - off, "--b\r\nContent-Disposition: form-data; name=p\r\n\r\nx\r\n");
+	snprintf(body + off, sizeof body - off, "--b--\r\n");
 	struct multipart_part parts[5];
 	size_t n;
 	ASSERT_EQ_INT(parse("multipart/form-data; boundary=b", body, parts, 5, &n, why), 0);
 	ASSERT_EQ_INT(n, 5);
 	ASSERT_EQ_INT(parse("multipart/form-data; boundary=b", body, parts, 4, &n, why), AT_ETOOBIG);
 	ASSERT_CONTAINS(why, "more than 4 parts");
-	strcpy(body, "--b\r\n");
+	off = (size_t)snprintf(body, sizeof body, "--b\r\n");
 	for (int i = 0; i < MULTIPART_MAX_HEADERS; i++)
-		strcat(body, "X-A: 1\r\n");
-	strcat(body, "Content-Disposition: form-data; name=p\r\n\r\nx\r\n--b--");
+		off += (size_t)snprintf(body + off, sizeof body - off, "X-A: 1\r\n");
+	snprintf(body + off, sizeof body - off, "Content-Disposition: form-data; name=p\r\n\r\nx\r\n--b--");
 	ASSERT_EQ_INT(parse("multipart/form-data; boundary=b", body, parts, 5, &n, why), AT_ETOOBIG);
 	ASSERT_CONTAINS(why, "part headers");
 	ASSERT_EQ_INT(multipart_parse("multipart/form-data; boundary=b", 31, NULL, 5, parts, 5, &n, why, sizeof why),
