@@ -324,14 +324,21 @@ static void get_runs(http_req_t *req)
 		&p, "no runs");
 }
 
+/* Parameters starting with the run id from the path ($1); 0 after replying 400. */
+static int run_id_params(http_req_t *req, struct db_params *p)
+{
+	if (!api_positive_id(req, http_req_param(req, "id"), "id"))
+		return 0;
+	db_params_init(p);
+	db_param_text(p, http_req_param(req, "id"));
+	return 1;
+}
+
 static void get_run(http_req_t *req)
 {
-	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
-	if (!id)
-		return;
 	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, http_req_param(req, "id"));
+	if (!run_id_params(req, &p))
+		return;
 	api_reply_sql_json(
 		req,
 		"SELECT json_build_object('run', row_to_json(s), "
@@ -349,12 +356,9 @@ static void get_run(http_req_t *req)
 
 static void post_cancel(http_req_t *req)
 {
-	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
-	if (!id)
-		return;
 	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, http_req_param(req, "id"));
+	if (!run_id_params(req, &p))
+		return;
 	api_reply_sql_json(req,
 			   "SELECT json_build_object('run', $1::bigint, 'state', s)::text FROM atelier_cancel($1::bigint) s "
 			   "WHERE s IS NOT NULL",
@@ -363,12 +367,9 @@ static void post_cancel(http_req_t *req)
 
 static void get_run_metrics(http_req_t *req)
 {
-	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
-	if (!id)
-		return;
 	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, http_req_param(req, "id"));
+	if (!run_id_params(req, &p))
+		return;
 	db_param_text(&p, http_req_query(req, "name"));
 	api_reply_sql_json(req,
 			   "SELECT json_build_object('run', $1::bigint, 'series', coalesce((SELECT json_object_agg(name, pts) "

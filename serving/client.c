@@ -179,3 +179,11 @@ int client_post_mime(const struct client *c, const char *path, curl_mime *(*buil
 	curl_mime_free(m);
 	return rc;
 }
+
+void client_init(struct client *c, const char *base, const char *token, const char *node, const int *stop)
+{
+	c->base = base;
+	c->token = token;
+	c->stop = stop;
+	snprintf(c->user_agent, sizeof c->user_agent, "atelier-serve/%s", node);
+}

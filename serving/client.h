@@ -21,6 +21,10 @@ struct client {
 	char user_agent[64];
 };
 
+/* The node's client for atelierd: base URL and node token from the settings,
+ * a stop flag owned by the calling thread's struct, "atelier-serve/NAME". */
+void client_init(struct client *c, const char *base, const char *token, const char *node, const int *stop);
+
 struct client_resp {
 	long status;         /* 0 when no HTTP answer came back */
 	struct at_buf body;  /* when no file is given */

@@ -319,10 +319,7 @@ int puller_start(struct serve_app *app, struct puller **out)
 	p->app = app;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	p->client.base = app->cfg.atelierd;
-	p->client.token = app->cfg.token;
-	p->client.stop = &p->stop;
-	snprintf(p->client.user_agent, sizeof p->client.user_agent, "atelier-serve/%s", app->name);
+	client_init(&p->client, app->cfg.atelierd, app->cfg.token, app->name, &p->stop);
 	if (pthread_create(&p->thread, NULL, run, p) != 0) {
 		pthread_mutex_destroy(&p->mu);
 		pthread_cond_destroy(&p->cv);

@@ -253,10 +253,7 @@ int uplink_start(struct serve_app *app, struct uplink **out)
 	u->app = app;
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cv, NULL);
-	u->client.base = app->cfg.atelierd;
-	u->client.token = app->cfg.token;
-	u->client.stop = &u->stop;
-	snprintf(u->client.user_agent, sizeof u->client.user_agent, "atelier-serve/%s", app->name);
+	client_init(&u->client, app->cfg.atelierd, app->cfg.token, app->name, &u->stop);
 	if (pthread_create(&u->thread, NULL, run, u) != 0) {
 		pthread_mutex_destroy(&u->mu);
 		pthread_cond_destroy(&u->cv);
