@@ -242,3 +242,25 @@ def test_concurrent_migrations_are_safe(db_url, pg):
     assert sum(1 for a in applied if a > 0) == 1, applied
     n = int(pg.psql("SELECT count(*) FROM schema_migrations", db_url))
     assert n >= 1
+
+
+def test_cli_import_summary(daemon, pg, tmp_path):
+    import os
+    import subprocess
+    from conftest import BIN
+    (tmp_path / "a.png").write_bytes(images.sketch(20))
+    (tmp_path / "b.png").write_bytes(images.sketch(21))
+    (tmp_path / "c.jpg").write_bytes(images.to_jpeg(images.sketch(22)))
+    (tmp_path / "d.png").write_bytes(images.sketch(20))          # same pixels as a.png
+    (tmp_path / "e.png").write_bytes(images.png(64, 64, lambda x, y: 255))   # blank
+    (tmp_path / "notes.txt").write_text("not an image, not a candidate")
+    env = dict(os.environ, ATELIER_URL=daemon.url, ATELIER_TOKEN=daemon.op)
+    out = subprocess.run([os.path.join(BIN, "atelier"), "import", str(tmp_path), "--domain", "sketch"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out
+    assert "5 files: 3 accepted, 1 duplicate, 1 rejected" in out.stdout, out.stdout
+    assert "rejected e.png" in out.stderr and "ink" in out.stderr
+    assert count(pg, daemon.db_url) == 3
+    js = subprocess.run([os.path.join(BIN, "atelier"), "--json", "import", str(tmp_path), "--domain", "sketch"],
+                        env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(js.stdout)["duplicate"] == 4
