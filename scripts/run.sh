@@ -83,8 +83,11 @@ if [ -x "$BIN/atelier-serve" ]; then
   stylize API    POST http://$HOST:$SERVE_PORT/api/stylize"
 fi
 
-# The first cycle: train on the synthetic set now rather than waiting for a trigger.
-"$BIN/atelier" run sketch2paint >/dev/null 2>&1 || true
+# The first cycle: if uploading the data did not already trigger a run
+# (new_sketches), start one now rather than waiting.
+if ! "$BIN/atelier" --json runs --pipeline sketch2paint --limit 1 2>/dev/null | grep -q '"run_id"'; then
+	"$BIN/atelier" run sketch2paint >/dev/null 2>&1 || true
+fi
 
 cat <<EOF
 
