@@ -4,7 +4,7 @@
  * State owned by the thread alone: `after` (the version the next long-poll
  * names; the one we serve, or the one we refused), the sha256 of the
  * artifact in service and of the last refused one. Counters read by /metrics
- * are under p->mu. Cache layout: <cache>/<sha256>.part while downloading,
+ * are under p->bg.mu. Cache layout: <cache>/<sha256>.part while downloading,
  * renamed to <sha256>.am only once verified, so a .am file is always good;
  * after a swap only the current and the previous artifact are kept.
  */
@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgthread.h"
 #include "client.h"
 #include "log.h"
 #include "model_slot.h"
@@ -28,11 +29,7 @@
 
 struct puller {
 	struct serve_app *app;
-	pthread_t thread;
-	int started;
-	int stop;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct bgthread bg; /* the thread, its stop flag, mu and cv */
 	struct client client;
 	/* thread-only */
 	int64_t after;
@@ -47,7 +44,7 @@ struct puller {
 
 enum offer_result { OFFER_DONE, OFFER_RETRY, OFFER_REFUSED };
 
-static int stopping(struct puller *p) { return __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); }
+static int stopping(struct puller *p) { return bgthread_stopping(&p->bg); }
 
 /* Sleeps up to `seconds`, waking early at stop. */
 static void nap(struct puller *p, double seconds)
@@ -57,10 +54,10 @@ static void nap(struct puller *p, double seconds)
 	double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
 	ts.tv_sec = (time_t)end;
 	ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-	pthread_mutex_lock(&p->mu);
-	while (!stopping(p) && pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0)
+	pthread_mutex_lock(&p->bg.mu);
+	while (!stopping(p) && pthread_cond_timedwait(&p->bg.cv, &p->bg.mu, &ts) == 0)
 		;
-	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_unlock(&p->bg.mu);
 }
 
 static void backoff_nap(struct puller *p)
@@ -83,11 +80,11 @@ static int is_hex64(const char *s)
 
 static void set_reachable(struct puller *p, int yes)
 {
-	pthread_mutex_lock(&p->mu);
+	pthread_mutex_lock(&p->bg.mu);
 	if (yes != p->reachable)
 		log_info("puller: atelierd %s", yes ? "reachable" : "unreachable");
 	p->reachable = yes;
-	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_unlock(&p->bg.mu);
 }
 
 /* Keeps the artifacts of the model in service and the previous one. */
@@ -146,10 +143,10 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		int rc = client_get(&p->client, artifact, timeout, f, have, &r);
 		int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 		fclose(f);
-		pthread_mutex_lock(&p->mu);
+		pthread_mutex_lock(&p->bg.mu);
 		p->downloads++;
 		p->resumed += have > 0;
-		pthread_mutex_unlock(&p->mu);
+		pthread_mutex_unlock(&p->bg.mu);
 		if (rc == AT_ECANCELLED) {
 			client_resp_free(&r);
 			return OFFER_RETRY;
@@ -178,9 +175,9 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 					(long long)(stat(part, &stt) == 0 ? stt.st_size : 0), size);
 			return OFFER_RETRY;
 		}
-		pthread_mutex_lock(&p->mu);
+		pthread_mutex_lock(&p->bg.mu);
 		p->download_bytes += (uint64_t)(size - have);
-		pthread_mutex_unlock(&p->mu);
+		pthread_mutex_unlock(&p->bg.mu);
 	}
 	char got[65];
 	if (model_file_sha256(part, got) < 0) {
@@ -211,9 +208,9 @@ static enum offer_result take_offer(struct puller *p, json_t *o)
 	}
 	int64_t version = json_integer_value(jv);
 	long long size = json_integer_value(js);
-	pthread_mutex_lock(&p->mu);
+	pthread_mutex_lock(&p->bg.mu);
 	p->offers++;
-	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_unlock(&p->bg.mu);
 	if (strcmp(sha, p->serving_sha) == 0) {
 		p->after = version; /* e.g. the same artifact registered again as a new version */
 		return OFFER_DONE;
@@ -250,9 +247,9 @@ static enum offer_result take_offer(struct puller *p, json_t *o)
 	cache_gc(p);
 	return OFFER_DONE;
 refused:
-	pthread_mutex_lock(&p->mu);
+	pthread_mutex_lock(&p->bg.mu);
 	p->refused++;
-	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_unlock(&p->bg.mu);
 	snprintf(p->bad_sha, sizeof p->bad_sha, "%s", sha);
 	p->after = version;
 	return OFFER_REFUSED;
@@ -269,9 +266,9 @@ static void *run(void *arg)
 		struct client_resp r;
 		client_resp_init(&r, 64 << 10);
 		int rc = client_get(&p->client, path, cfg->poll_wait + 15L, NULL, 0, &r);
-		pthread_mutex_lock(&p->mu);
+		pthread_mutex_lock(&p->bg.mu);
 		p->polls++;
-		pthread_mutex_unlock(&p->mu);
+		pthread_mutex_unlock(&p->bg.mu);
 		if (rc == AT_ECANCELLED) {
 			client_resp_free(&r);
 			break;
@@ -317,39 +314,26 @@ int puller_start(struct serve_app *app, struct puller **out)
 	if (!p)
 		return AT_ENOMEM;
 	p->app = app;
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	client_init(&p->client, app->cfg.atelierd, app->cfg.token, app->name, &p->stop);
-	if (pthread_create(&p->thread, NULL, run, p) != 0) {
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv);
+	client_init(&p->client, app->cfg.atelierd, app->cfg.token, app->name, &p->bg.stop);
+	if (bgthread_start(&p->bg, run, p) < 0) {
 		free(p);
 		return AT_ENOMEM;
 	}
-	p->started = 1;
 	*out = p;
 	return 0;
 }
 
 void puller_stop(struct puller *p)
 {
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->mu);
-	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	if (p)
+		bgthread_stop(&p->bg);
 }
 
 void puller_free(struct puller *p)
 {
 	if (!p)
 		return;
-	puller_stop(p);
-	if (p->started)
-		pthread_join(p->thread, NULL);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
+	bgthread_join(&p->bg);
 	free(p);
 }
 
@@ -357,7 +341,7 @@ int puller_metrics(struct puller *p, struct at_buf *b)
 {
 	if (!p)
 		return 0;
-	pthread_mutex_lock(&p->mu);
+	pthread_mutex_lock(&p->bg.mu);
 	int rc = at_buf_printf(b,
 			       "# HELP atelier_serve_polls_total Channel long-polls made.\n"
 			       "# TYPE atelier_serve_polls_total counter\natelier_serve_polls_total %llu\n"
@@ -374,6 +358,6 @@ int puller_metrics(struct puller *p, struct at_buf *b)
 			       (unsigned long long)p->polls, (unsigned long long)p->downloads,
 			       (unsigned long long)p->resumed, (unsigned long long)p->download_bytes,
 			       (unsigned long long)p->refused, p->reachable);
-	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_unlock(&p->bg.mu);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bgthread.h"
 #include "client.h"
 #include "log.h"
 #include "model_slot.h"
@@ -27,11 +28,7 @@
 
 struct uplink {
 	struct serve_app *app;
-	pthread_t thread;
-	int started;
-	int stop;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct bgthread bg; /* the thread, its stop flag, mu and cv */
 	int woken;
 	struct client client;
 	/* thread-only */
@@ -40,7 +37,7 @@ struct uplink {
 	uint64_t hb_ok, hb_fail, delivered, rejected, retries;
 };
 
-static int stopping(struct uplink *u) { return __atomic_load_n(&u->stop, __ATOMIC_ACQUIRE); }
+static int stopping(struct uplink *u) { return bgthread_stopping(&u->bg); }
 
 static double now_s(void)
 {
@@ -51,9 +48,9 @@ static double now_s(void)
 
 static void count(struct uplink *u, uint64_t *c)
 {
-	pthread_mutex_lock(&u->mu);
+	pthread_mutex_lock(&u->bg.mu);
 	(*c)++;
-	pthread_mutex_unlock(&u->mu);
+	pthread_mutex_unlock(&u->bg.mu);
 }
 
 /* ---- heartbeat ---- */
@@ -215,7 +212,7 @@ static void *run(void *arg)
 	struct uplink *u = arg;
 	double next_hb = now_s();
 	while (!stopping(u)) {
-		pthread_mutex_lock(&u->mu);
+		pthread_mutex_lock(&u->bg.mu);
 		for (;;) {
 			double now = now_s();
 			int spool_due = spool_waiting(u) && now >= u->next_try;
@@ -227,10 +224,10 @@ static void *run(void *arg)
 			struct timespec ts = {.tv_sec = (time_t)until,
 					      .tv_nsec = (long)((until - (double)(time_t)until) * 1e9)};
 			u->woken = 0;
-			while (!u->woken && !stopping(u) && pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0)
+			while (!u->woken && !stopping(u) && pthread_cond_timedwait(&u->bg.cv, &u->bg.mu, &ts) == 0)
 				;
 		}
-		pthread_mutex_unlock(&u->mu);
+		pthread_mutex_unlock(&u->bg.mu);
 		if (stopping(u))
 			break;
 		double now = now_s();
@@ -251,16 +248,11 @@ int uplink_start(struct serve_app *app, struct uplink **out)
 	if (!u)
 		return AT_ENOMEM;
 	u->app = app;
-	pthread_mutex_init(&u->mu, NULL);
-	pthread_cond_init(&u->cv, NULL);
-	client_init(&u->client, app->cfg.atelierd, app->cfg.token, app->name, &u->stop);
-	if (pthread_create(&u->thread, NULL, run, u) != 0) {
-		pthread_mutex_destroy(&u->mu);
-		pthread_cond_destroy(&u->cv);
+	client_init(&u->client, app->cfg.atelierd, app->cfg.token, app->name, &u->bg.stop);
+	if (bgthread_start(&u->bg, run, u) < 0) {
 		free(u);
 		return AT_ENOMEM;
 	}
-	u->started = 1;
 	*out = u;
 	return 0;
 }
@@ -269,31 +261,23 @@ void uplink_notify(struct uplink *u)
 {
 	if (!u)
 		return;
-	pthread_mutex_lock(&u->mu);
+	pthread_mutex_lock(&u->bg.mu);
 	u->woken = 1;
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->mu);
+	pthread_cond_broadcast(&u->bg.cv);
+	pthread_mutex_unlock(&u->bg.mu);
 }
 
 void uplink_stop(struct uplink *u)
 {
-	if (!u)
-		return;
-	pthread_mutex_lock(&u->mu);
-	__atomic_store_n(&u->stop, 1, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->mu);
+	if (u)
+		bgthread_stop(&u->bg);
 }
 
 void uplink_free(struct uplink *u)
 {
 	if (!u)
 		return;
-	uplink_stop(u);
-	if (u->started)
-		pthread_join(u->thread, NULL);
-	pthread_mutex_destroy(&u->mu);
-	pthread_cond_destroy(&u->cv);
+	bgthread_join(&u->bg);
 	free(u);
 }
 
@@ -301,7 +285,7 @@ int uplink_metrics(struct uplink *u, struct at_buf *b)
 {
 	if (!u)
 		return 0;
-	pthread_mutex_lock(&u->mu);
+	pthread_mutex_lock(&u->bg.mu);
 	int rc = at_buf_printf(b,
 			       "# HELP atelier_serve_heartbeats_total Heartbeats sent, by outcome.\n"
 			       "# TYPE atelier_serve_heartbeats_total counter\n"
@@ -316,6 +300,6 @@ int uplink_metrics(struct uplink *u, struct at_buf *b)
 			       (unsigned long long)u->hb_ok, (unsigned long long)u->hb_fail,
 			       (unsigned long long)u->delivered, (unsigned long long)u->rejected,
 			       (unsigned long long)u->retries);
-	pthread_mutex_unlock(&u->mu);
+	pthread_mutex_unlock(&u->bg.mu);
 	return rc;
 }
