@@ -6,31 +6,11 @@
 #   atelierd RSS with 8 local workers and 1,000 runs in flight.
 set -eu
 cd "$(dirname "$0")/../.."
-BUILD=${ATELIER_BUILD:-build}
-tmp=$(mktemp -d /tmp/atelier-bench-handoff.XXXXXX)
-chmod 755 "$tmp"
-pid=""
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	scripts/pgctl.sh stop "$tmp/pg" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-url=$(PG_FSYNC=on scripts/pgctl.sh start "$tmp/pg")
-export ATELIER_DATABASE_URL="$url" ATELIER_LOG_LEVEL=warn ATELIER_ARTIFACTS="fs://$tmp/artifacts"
+. bench/lib.sh
+bench_setup handoff
+bench_postgres on
 token=$("$BUILD/bin/atelierd" token create --role operator)
-start_daemon() {
-	: >"$tmp/atelierd.log"
-	"$BUILD/bin/atelierd" --port 0 --local-workers "$1" >"$tmp/atelierd.log" 2>&1 &
-	pid=$!
-	port=""
-	for i in $(seq 1 100); do
-		port=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$tmp/atelierd.log" | head -n 1)
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
-	api="http://127.0.0.1:$port"
-}
+start_daemon() { bench_atelierd --local-workers "$1"; }
 post() { curl -fsS -H "Authorization: Bearer $token" -X POST "$@"; }
 
 start_daemon 2

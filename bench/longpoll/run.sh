@@ -3,31 +3,14 @@
 # atelierd's RSS with 1,000 held long-polls.
 set -eu
 cd "$(dirname "$0")/../.."
-BUILD=${ATELIER_BUILD:-build}
-tmp=$(mktemp -d /tmp/atelier-bench-lp.XXXXXX)
-chmod 755 "$tmp"
-pid=""
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	scripts/pgctl.sh stop "$tmp/pg" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh
+bench_setup lp
 make --no-print-directory "$BUILD/bench/bench_longpoll" >/dev/null
 ulimit -n 8192 2>/dev/null || true
-url=$(scripts/pgctl.sh start "$tmp/pg")
-export ATELIER_DATABASE_URL="$url" ATELIER_LOG_LEVEL=warn ATELIER_ARTIFACTS="fs://$tmp/artifacts"
+bench_postgres
 op=$("$BUILD/bin/atelierd" token create --role operator)
 node=$("$BUILD/bin/atelierd" token create --role node)
-: >"$tmp/atelierd.log"
-"$BUILD/bin/atelierd" --port 0 >"$tmp/atelierd.log" 2>&1 &
-pid=$!
-port=""
-for i in $(seq 1 100); do
-	port=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$tmp/atelierd.log" | head -n 1)
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+bench_atelierd
 # two registered versions (the train stage's SQL function), version 1 in production
 for v in 1 2; do
 	sha=$(printf 'model %s' "$v" | sha256sum | cut -d' ' -f1)
