@@ -17,6 +17,9 @@
 #include "buf.h"
 #include "log.h"
 
+/* The error of a call that failed: is the connection itself gone? */
+static int conn_error(PGconn *conn) { return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB; }
+
 /* ---- statements ---- */
 
 static const struct {
@@ -26,13 +29,26 @@ static const struct {
 } stmts[] = {
 	{"q_enqueue", "SELECT atelier_enqueue($1, $2::jsonb, $3::int, $4::bigint, $5, $6::int, $7::int, $8::int,"
 		      " now() + make_interval(secs => $9::float8), $10::real)", 10},
-	{"q_claim", "SELECT id, owner_token, coalesce(run_id, 0), attempts, max_attempts, needs_gpu,"
-		    " coalesce(timeout_s, 0), kind, stage, payload::text"
-		    " FROM atelier_claim($1, $2::text[], $3::int, $4::int)", 4},
-	{"q_complete_claim", "SELECT completed, id, owner_token, coalesce(run_id, 0), attempts, max_attempts, needs_gpu,"
-			     " coalesce(timeout_s, 0), kind, stage, payload::text"
-			     " FROM atelier_complete_claim($1::bigint, $2::bigint, $3::jsonb, $4, $5::text[], $6::int, $7::int)",
-	 7},
+	/* The claim (the only one: sql/006_queue_hot_path.sql says why it is not a
+	 * PL/pgSQL function). The first claimable job in (priority, id) order among
+	 * kinds, for a worker with $3 GPUs; SKIP LOCKED lets concurrent claimers pass
+	 * over each other's rows instead of queueing behind them; the scan starts
+	 * at the queue floor (sql/006_queue_hot_path.sql), past the dead index
+	 * entries that earlier claims left. A job of a run tells the run's listeners
+	 * it started. */
+	{"q_claim", "UPDATE jobs j"
+		    " SET state = 'running', attempts = j.attempts + 1, owner_token = nextval('jobs_owner_token_seq'),"
+		    " lease_expires_at = now() + make_interval(secs => $4::int), worker = $1,"
+		    " started_at = clock_timestamp(), finished_at = NULL, progress = 0, progress_msg = NULL, eta_seconds = NULL"
+		    " WHERE j.id = (SELECT q.id FROM jobs q"
+		    " WHERE q.state = 'queued' AND q.kind = ANY ($2::text[]) AND q.run_after <= now()"
+		    " AND q.needs_gpu <= $3::int AND (q.priority, q.id) >= (SELECT f.priority, f.id FROM queue_floor f)"
+		    " ORDER BY q.priority, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+		    " RETURNING j.id, j.owner_token, coalesce(j.run_id, 0), j.attempts, j.max_attempts, j.needs_gpu,"
+		    " coalesce(j.timeout_s, 0), j.kind, j.stage, j.payload::text,"
+		    " CASE WHEN j.run_id IS NOT NULL THEN atelier_notify_run(j.run_id, j.id, 'running') END",
+	 4},
+	{"q_floor_raise", "SELECT atelier_queue_floor_raise()", 0},
 	{"q_heartbeat", "SELECT atelier_heartbeat($1::bigint, $2::bigint, $3::real, $4, $5::int, $6::int)", 6},
 	{"q_complete", "SELECT atelier_complete($1::bigint, $2::bigint, $3::jsonb)", 3},
 	{"q_fail", "SELECT atelier_fail($1::bigint, $2::bigint, $3, $4::boolean)", 4},
@@ -52,7 +68,7 @@ int queue_prepare(PGconn *conn)
 			log_error("queue: prepare %s: %s", stmts[i].name, PQresultErrorMessage(res));
 		PQclear(res);
 		if (!ok)
-			return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+			return conn_error(conn);
 	}
 	return 0;
 }
@@ -82,7 +98,7 @@ static int exec(PGconn *conn, const char *stmt, int n, const char *const *values
 	*res_out = NULL;
 	PGresult *res = PQexecPrepared(conn, stmt, n, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		int rc = PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+		int rc = conn_error(conn);
 		log_error("queue: %s: %s", stmt, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 		PQclear(res);
 		return rc;
@@ -204,11 +220,22 @@ out:
 	return rc;
 }
 
+/* Every RAISE_EVERY-th completion (by job id, so without any state here) also
+ * raises the queue floor, in the same round trip. */
+#define RAISE_EVERY 16
+
+/* Complete and claim are pipelined: the queries and a Sync go out in one
+ * write, PostgreSQL runs them as one implicit transaction (one commit), and
+ * the answers come back together. If one fails, none takes effect (the rest
+ * answer PGRES_PIPELINE_ABORTED). */
 int queue_complete_claim(PGconn *conn, int64_t id, int64_t token, const char *result_json, const char *worker,
 			 const char *const *kinds, int gpus, int lease_s, struct queue_job *next)
 {
 	memset(next, 0, sizeof *next);
+	static const char *const names[3] = {"q_complete", "q_claim", "q_floor_raise"};
+	int nq = id % RAISE_EVERY == 0 ? 3 : 2;
 	char i[24], t[24], g[16], l[16];
+	PGresult *res[3] = {NULL, NULL, NULL};
 	struct at_buf kinds_lit;
 	at_buf_init(&kinds_lit, 64 * 1024);
 	int rc = array_literal(&kinds_lit, kinds, -1);
@@ -218,20 +245,49 @@ int queue_complete_claim(PGconn *conn, int64_t id, int64_t token, const char *re
 	snprintf(t, sizeof t, "%" PRId64, token);
 	snprintf(g, sizeof g, "%d", gpus);
 	snprintf(l, sizeof l, "%d", lease_s);
-	const char *v[7] = {i, t, result_json ? result_json : "{}", worker, kinds_lit.data, g, l};
-	PGresult *res = NULL;
-	rc = exec(conn, "q_complete_claim", 7, v, &res);
-	if (rc < 0)
-		goto out;
-	if (PQntuples(res) != 1) {
-		rc = AT_EDB;
-	} else {
-		int completed = PQgetvalue(res, 0, 0)[0] == 't';
-		rc = PQgetisnull(res, 0, 1) ? 0 : job_from_row(res, 1, next);
-		if (rc == 0 && !completed)
+	const char *vc[3] = {i, t, result_json ? result_json : "{}"};
+	const char *vq[4] = {worker, kinds_lit.data, g, l};
+	if (!PQenterPipelineMode(conn) || !PQsendQueryPrepared(conn, names[0], 3, vc, NULL, NULL, 0) ||
+	    !PQsendQueryPrepared(conn, names[1], 4, vq, NULL, NULL, 0) ||
+	    (nq == 3 && !PQsendQueryPrepared(conn, names[2], 0, NULL, NULL, NULL, 0)) || !PQpipelineSync(conn)) {
+		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
+		rc = conn_error(conn);
+		goto exit_pipeline;
+	}
+	/* Each query's answer is a result then NULL; the Sync's is one result. */
+	for (int q = 0; q < nq; q++) {
+		res[q] = PQgetResult(conn);
+		if (!res[q]) {
+			log_error("queue: %s: %s", names[q], PQerrorMessage(conn));
+			rc = conn_error(conn);
+			goto exit_pipeline;
+		}
+		PQclear(PQgetResult(conn));
+		ExecStatusType st = PQresultStatus(res[q]);
+		if (st != PGRES_TUPLES_OK && rc == 0) {
+			log_error("queue: %s: %s", names[q], PQresultErrorMessage(res[q]));
+			rc = conn_error(conn);
+		}
+	}
+	PGresult *sync = PQgetResult(conn);
+	if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && rc == 0) {
+		log_error("queue: complete+claim: no sync: %s", PQerrorMessage(conn));
+		rc = conn_error(conn);
+	}
+	PQclear(sync);
+exit_pipeline:
+	if (!PQexitPipelineMode(conn) && rc == 0) {
+		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
+		rc = conn_error(conn);
+	}
+	if (rc == 0) {
+		const char *s = scalar(res[0]);
+		rc = PQntuples(res[1]) == 0 ? 0 : job_from_row(res[1], 0, next);
+		if (rc == 0 && !(s && s[0] == 't'))
 			rc = AT_ESTALE;
 	}
-	PQclear(res);
+	for (int q = 0; q < 3; q++)
+		PQclear(res[q]);
 out:
 	at_buf_free(&kinds_lit);
 	return rc;
@@ -394,7 +450,7 @@ int queue_listen(PGconn *conn)
 		log_error("queue: LISTEN: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	if (!ok)
-		return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB;
+		return conn_error(conn);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 -- 002_queue.sql — pipelines, runs, and the PostgreSQL job queue.
 --
--- The queue contract lives here, as PL/pgSQL functions, so that atelierd
+-- The queue contract lives here, as PL/pgSQL functions (006_queue_hot_path.sql
+-- changes the hot path: the claim moves to lib/queue.c, the queue floor), so that atelierd
 -- (async libpq on its loop) and atelier-worker (blocking libpq) share one
 -- implementation and every queue operation is one round trip:
 --

@@ -10,7 +10,8 @@
 --   atelier_cancel(run_id)                           -> the run's state
 --   atelier_tick()                                   -> the leader's periodic work (reap, triggers, safety)
 --
--- A trigger on jobs advances a job's run in the same transaction that finished
+-- A trigger on jobs (since 006: atelier_notify_run, which every state change
+-- calls) advances a job's run in the same transaction that finished
 -- the job: when a worker completes stage A, the jobs for the stages that only
 -- waited on A are enqueued (and NOTIFY idle workers) before that commit
 -- returns. So a stage hand-off costs no scheduler round trip.

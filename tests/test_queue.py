@@ -95,8 +95,20 @@ def test_8_workers_10000_jobs_each_runs_exactly_once(q):
     n = 10000
     q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
     ws = [q.worker("w%d" % i, "--poll", "0.5") for i in range(8)]
-    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n), timeout=120,
-               interval=0.2, what="all jobs done")
+    # The invariants no CHECK constraint enforces any more (006): sampled
+    # while the workers run, and at the end.
+    invariants = ("SELECT count(*) FROM jobs WHERE (state = 'running') <> (owner_token IS NOT NULL)"
+                  " OR (state = 'running') <> (lease_expires_at IS NOT NULL)"
+                  " OR state NOT IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"
+                  " OR (state = 'queued' AND (priority, id) < (SELECT priority, id FROM queue_floor))")
+    samples = []
+
+    def done():
+        samples.append(q.sql(invariants))
+        return q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n)
+    wait_until(done, timeout=120, interval=0.2, what="all jobs done")
+    assert len(samples) >= 2 and set(samples) == {"0"}, samples
+    assert q.sql(invariants) == "0"
     for w in ws:
         assert w.stop() == 0, w.log()
     runs = [stopped_line(w) for w in ws]

@@ -387,8 +387,80 @@ TEST(enqueue_validates_kind)
 	ASSERT_EQ_INT(queue_enqueue(db(), &nj, NULL), AT_EINVAL);
 }
 
+/* Drain: complete + claim until nothing is claimable; the number completed. */
+static int drain(struct queue_job *j)
+{
+	int n = 0;
+	while (j->id) {
+		struct queue_job next;
+		ASSERT_EQ_INT(queue_complete_claim(db(), j->id, j->token, NULL, "w", only_a, 0, 30, &next), 0);
+		queue_job_clear(j);
+		*j = next;
+		n++;
+	}
+	return n;
+}
+
+/* The queue floor (sql/006): claims start there, and whatever makes a job
+ * queued below it lowers it, so no queued job is ever skipped. */
+TEST(queue_floor_never_hides_a_queued_job)
+{
+	SKIP_WITHOUT_DB();
+	fresh();
+	int64_t held_id = enqueue("a", 0, 0, 3);
+	for (int i = 0; i < 40; i++)
+		enqueue("a", 0, 0, 3);
+	struct queue_job held, j;
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &held), 0);
+	ASSERT_EQ_INT(held.id, held_id);
+	/* Work through the rest: completions raise the floor past the held job. */
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(drain(&j), 40);
+	ASSERT_OP_INT(strtoll(sqlf("SELECT id FROM queue_floor"), NULL, 10), >, held_id);
+	/* A retry puts the held job (below the floor) back: it is claimable again. */
+	ASSERT_EQ_INT(queue_fail(db(), held.id, held.token, "again", 1, NULL), 0);
+	sqlf("UPDATE jobs SET run_after = now() WHERE id = %lld", (long long)held_id);
+	ASSERT_STREQ(sqlf("SELECT id FROM queue_floor"), sqlf("SELECT %lld", (long long)held_id));
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(j.id, held_id);
+	/* So does an expired lease, reaped. */
+	sqlf("UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = %lld", (long long)held_id);
+	int reaped = 0;
+	ASSERT_EQ_INT(queue_reap(db(), &reaped), 0);
+	ASSERT_EQ_INT(reaped, 1);
+	sqlf("UPDATE jobs SET run_after = now() WHERE id = %lld", (long long)held_id);
+	queue_job_clear(&j);
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(j.id, held_id);
+	/* A new job of a lower priority number goes first, floor or not. */
+	for (int i = 0; i < 20; i++)
+		enqueue("a", 0, 0, 3);
+	int64_t urgent = enqueue("a", -1, 0, 3);
+	struct queue_job next;
+	ASSERT_EQ_INT(queue_complete_claim(db(), j.id, j.token, NULL, "w", only_a, 0, 30, &next), 0);
+	ASSERT_EQ_INT(next.id, urgent);
+	ASSERT_EQ_INT(drain(&next), 21);
+	/* A job made queued by hand (no lowering) hides below the floor, until
+	 * the leader's full check finds it. */
+	int64_t x = enqueue("a", 0, 0, 3);
+	ASSERT_STREQ(sqlf("SELECT atelier_queue_floor_raise()"), "t");
+	ASSERT_EQ_INT(strtoll(sqlf("SELECT id FROM queue_floor"), NULL, 10), x);
+	sqlf("UPDATE jobs SET state = 'queued', owner_token = NULL, run_after = now() WHERE id = %lld",
+	     (long long)held_id);
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(j.id, x);
+	queue_job_clear(&j);
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), AT_ENOTFOUND);
+	ASSERT_STREQ(sqlf("SELECT atelier_queue_floor_raise(true)"), "t");
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(j.id, held_id);
+	queue_job_clear(&j);
+	queue_job_clear(&held);
+}
+
 RUN_TESTS(claim_order_priority_then_fifo, claim_filters_kinds, gpu_jobs_only_to_gpu_workers,
 	  complete_stores_result_and_rejects_stale_owner, complete_claim_is_one_call,
 	  fail_backs_off_then_requeues_until_max_attempts, non_retryable_failure_fails_at_once,
 	  reap_expired_leases_and_timeouts, cancel_queued_at_once_running_through_heartbeat,
-	  release_does_not_count_the_attempt, listen_wait_wakes_on_enqueue, enqueue_validates_kind)
+	  release_does_not_count_the_attempt, listen_wait_wakes_on_enqueue, enqueue_validates_kind,
+	  queue_floor_never_hides_a_queued_job)
