@@ -51,6 +51,14 @@ static const struct {
 	{"q_floor_raise", "SELECT atelier_queue_floor_raise()", 0},
 	{"q_heartbeat", "SELECT atelier_heartbeat($1::bigint, $2::bigint, $3::real, $4, $5::int, $6::int)", 6},
 	{"q_complete", "SELECT atelier_complete($1::bigint, $2::bigint, $3::jsonb)", 3},
+	/* atelier_complete's UPDATE, bare: a job outside any run needs nothing
+	 * else (no notification, no run to advance), and the PL/pgSQL call
+	 * around it was a fifth of the server's time per job. test_queue.c
+	 * checks that both leave the same row. */
+	{"q_complete_bare", "UPDATE jobs SET state = 'succeeded', result = coalesce($3::jsonb, '{}'), error = NULL,"
+			    " progress = 1, eta_seconds = 0, finished_at = clock_timestamp(), lease_expires_at = NULL,"
+			    " owner_token = NULL WHERE id = $1::bigint AND owner_token = $2::bigint AND run_id IS NULL"
+			    " RETURNING true", 3},
 	{"q_fail", "SELECT atelier_fail($1::bigint, $2::bigint, $3, $4::boolean)", 4},
 	{"q_release", "SELECT atelier_release($1::bigint, $2::bigint)", 2},
 	{"q_metrics", "SELECT atelier_metrics($1::bigint, $2::bigint, $3::bigint, $4::text[], $5::float8[])", 5},
@@ -228,11 +236,12 @@ out:
  * write, PostgreSQL runs them as one implicit transaction (one commit), and
  * the answers come back together. If one fails, none takes effect (the rest
  * answer PGRES_PIPELINE_ABORTED). */
-int queue_complete_claim(PGconn *conn, int64_t id, int64_t token, const char *result_json, const char *worker,
+int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char *result_json, const char *worker,
 			 const char *const *kinds, int gpus, int lease_s, struct queue_job *next)
 {
+	int64_t id = done->id, token = done->token;
 	memset(next, 0, sizeof *next);
-	static const char *const names[3] = {"q_complete", "q_claim", "q_floor_raise"};
+	const char *const names[3] = {done->run_id ? "q_complete" : "q_complete_bare", "q_claim", "q_floor_raise"};
 	int nq = id % RAISE_EVERY == 0 ? 3 : 2;
 	char i[24], t[24], g[16], l[16];
 	PGresult *res[3] = {NULL, NULL, NULL};

@@ -76,12 +76,13 @@ int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, co
 /* result_json: NULL = {}. */
 int queue_complete(PGconn *conn, int64_t id, int64_t token, const char *result_json) AT_MUST_CHECK;
 
-/* The hot path: complete (id, token) and claim the next job in one round
- * trip and one transaction. Returns 0, or AT_ESTALE when the completion was
- * rejected; in both cases *next holds the claimed job, or next->id == 0 when
- * nothing was claimable (clear it with queue_job_clear either way). Other
- * errors: nothing was completed or claimed. */
-int queue_complete_claim(PGconn *conn, int64_t id, int64_t token, const char *result_json, const char *worker,
+/* The hot path: complete the job `done` (its id, token and run_id) and claim
+ * the next in one round trip and one transaction. Returns 0, or AT_ESTALE
+ * when the completion was rejected; in both cases *next holds the claimed
+ * job, or next->id == 0 when nothing was claimable (clear it with
+ * queue_job_clear either way). Other errors: nothing was completed or
+ * claimed. next may not be done. */
+int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char *result_json, const char *worker,
 			 const char *const *kinds, int gpus, int lease_s, struct queue_job *next) AT_MUST_CHECK;
 
 /* A failed attempt. state_out (may be NULL, 16 bytes) receives the job's new

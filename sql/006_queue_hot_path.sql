@@ -108,8 +108,9 @@ BEGIN
         SELECT q.priority, q.id INTO v_priority, v_id FROM jobs q
          WHERE q.state = 'queued' ORDER BY q.priority, q.id LIMIT 1;
     ELSE
-        SELECT q.priority, q.id INTO v_priority, v_id FROM jobs q, queue_floor f
-         WHERE q.state = 'queued' AND (q.priority, q.id) >= (f.priority, f.id)
+        -- (a sub-select, not a join: the floor must be the index scan's start key)
+        SELECT q.priority, q.id INTO v_priority, v_id FROM jobs q
+         WHERE q.state = 'queued' AND (q.priority, q.id) >= (SELECT f.priority, f.id FROM queue_floor f)
          ORDER BY q.priority, q.id LIMIT 1;
     END IF;
     IF FOUND THEN

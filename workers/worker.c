@@ -287,7 +287,7 @@ static void report(struct worker *w, const struct queue_job *job, struct job_ctx
 		case OUT_COMPLETE:
 			/* The hot path: complete and claim the next job in one round trip. */
 			if (next && tries == 0 && !atomic_load(&w->stopping))
-				rc = queue_complete_claim(w->conn, job->id, job->token, result, w->cfg->name,
+				rc = queue_complete_claim(w->conn, job, result, w->cfg->name,
 							  w->cfg->kinds, w->cfg->gpus, w->cfg->lease_s, next);
 			else
 				rc = queue_complete(w->conn, job->id, job->token, result);

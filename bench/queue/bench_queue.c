@@ -84,7 +84,7 @@ static void *tp_worker(void *p)
 		struct queue_job next;
 		if (a->fused) {
 			/* atelier-worker's path: complete + claim the next in one call. */
-			rc = queue_complete_claim(c, job.id, job.token, NULL, a->name, kinds, 0, 30, &next);
+			rc = queue_complete_claim(c, &job, NULL, a->name, kinds, 0, 30, &next);
 			if (rc == 0 && next.id == 0)
 				rc = AT_ENOTFOUND;
 		} else {

@@ -225,16 +225,16 @@ TEST(complete_claim_is_one_call)
 	int64_t a = enqueue("a", 0, 0, 3), b = enqueue("a", 0, 0, 3);
 	struct queue_job j, next;
 	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
-	ASSERT_EQ_INT(queue_complete_claim(db(), j.id, j.token, "{\"n\":1}", "w", only_a, 0, 30, &next), 0);
+	ASSERT_EQ_INT(queue_complete_claim(db(), &j, "{\"n\":1}", "w", only_a, 0, 30, &next), 0);
 	ASSERT_EQ_INT(next.id, b);
 	ASSERT_STREQ(sqlf("SELECT state || result::text FROM jobs WHERE id = %lld", (long long)a), "succeeded{\"n\": 1}");
 	/* A stale completion still claims; the caller hears AT_ESTALE. */
 	enqueue("a", 0, 0, 3);
 	struct queue_job third;
-	ASSERT_EQ_INT(queue_complete_claim(db(), j.id, j.token, NULL, "w", only_a, 0, 30, &third), AT_ESTALE);
+	ASSERT_EQ_INT(queue_complete_claim(db(), &j, NULL, "w", only_a, 0, 30, &third), AT_ESTALE);
 	ASSERT_OP_INT(third.id, >, b);
 	struct queue_job none;
-	ASSERT_EQ_INT(queue_complete_claim(db(), next.id, next.token, NULL, "w", only_a, 0, 30, &none), 0);
+	ASSERT_EQ_INT(queue_complete_claim(db(), &next, NULL, "w", only_a, 0, 30, &none), 0);
 	ASSERT_EQ_INT(none.id, 0);
 	queue_job_clear(&j);
 	queue_job_clear(&next);
@@ -393,7 +393,7 @@ static int drain(struct queue_job *j)
 	int n = 0;
 	while (j->id) {
 		struct queue_job next;
-		ASSERT_EQ_INT(queue_complete_claim(db(), j->id, j->token, NULL, "w", only_a, 0, 30, &next), 0);
+		ASSERT_EQ_INT(queue_complete_claim(db(), j, NULL, "w", only_a, 0, 30, &next), 0);
 		queue_job_clear(j);
 		*j = next;
 		n++;
@@ -437,7 +437,7 @@ TEST(queue_floor_never_hides_a_queued_job)
 		enqueue("a", 0, 0, 3);
 	int64_t urgent = enqueue("a", -1, 0, 3);
 	struct queue_job next;
-	ASSERT_EQ_INT(queue_complete_claim(db(), j.id, j.token, NULL, "w", only_a, 0, 30, &next), 0);
+	ASSERT_EQ_INT(queue_complete_claim(db(), &j, NULL, "w", only_a, 0, 30, &next), 0);
 	ASSERT_EQ_INT(next.id, urgent);
 	ASSERT_EQ_INT(drain(&next), 21);
 	/* A job made queued by hand (no lowering) hides below the floor, until
@@ -458,9 +458,34 @@ TEST(queue_floor_never_hides_a_queued_job)
 	queue_job_clear(&held);
 }
 
+/* The worker completes a job outside any run with atelier_complete's UPDATE
+ * sent bare (lib/queue.c): both must leave the same row. */
+TEST(bare_completion_matches_atelier_complete)
+{
+	SKIP_WITHOUT_DB();
+	fresh();
+	int64_t a = enqueue("a", 0, 0, 3), b = enqueue("a", 0, 0, 3);
+	struct queue_job j, none;
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(queue_complete(db(), j.id, j.token, "{\"n\":1}"), 0);
+	queue_job_clear(&j);
+	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
+	ASSERT_EQ_INT(j.id, b);
+	ASSERT_EQ_INT(queue_complete_claim(db(), &j, "{\"n\":1}", "w", only_a, 0, 30, &none), 0);
+	ASSERT_EQ_INT(none.id, 0);
+	static const char cols[] = "state, result, error, progress, eta_seconds, finished_at >= started_at,"
+				   " lease_expires_at, owner_token, attempts, worker";
+	char via_function[512];
+	snprintf(via_function, sizeof via_function, "%s",
+		 sqlf("SELECT row(%s)::text FROM jobs WHERE id = %lld", cols, (long long)a));
+	ASSERT_STREQ(sqlf("SELECT row(%s)::text FROM jobs WHERE id = %lld", cols, (long long)b), via_function);
+	ASSERT(strstr(via_function, "(succeeded,") == via_function);
+	queue_job_clear(&j);
+}
+
 RUN_TESTS(claim_order_priority_then_fifo, claim_filters_kinds, gpu_jobs_only_to_gpu_workers,
 	  complete_stores_result_and_rejects_stale_owner, complete_claim_is_one_call,
 	  fail_backs_off_then_requeues_until_max_attempts, non_retryable_failure_fails_at_once,
 	  reap_expired_leases_and_timeouts, cancel_queued_at_once_running_through_heartbeat,
 	  release_does_not_count_the_attempt, listen_wait_wakes_on_enqueue, enqueue_validates_kind,
-	  queue_floor_never_hides_a_queued_job)
+	  queue_floor_never_hides_a_queued_job, bare_completion_matches_atelier_complete)
