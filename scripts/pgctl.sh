@@ -6,12 +6,14 @@
 #                               print the database URL
 #   pgctl.sh stop DIR           fast shutdown
 #   pgctl.sh url DIR            print the URL of a running cluster
+#   pgctl.sh socket-url DIR     the same over its Unix socket (in DIR): cheaper
+#                               per round trip for processes on this host
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # `postgres` user and its commands run through runuser.
 set -eu
-cmd=${1:?usage: pgctl.sh start|stop|url DIR [PORT]}
-dir=${2:?usage: pgctl.sh start|stop|url DIR [PORT]}
+cmd=${1:?usage: pgctl.sh start|stop|url|socket-url DIR [PORT]}
+dir=${2:?usage: pgctl.sh start|stop|url|socket-url DIR [PORT]}
 port=${3:-}
 bindir=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 [ -x "$bindir/initdb" ] || { echo "pgctl: PostgreSQL server binaries not found (run make deps)" >&2; exit 1; }
@@ -66,6 +68,9 @@ stop)
 	;;
 url)
 	echo "postgresql://atelier@127.0.0.1:$(cat "$dir/port")/atelier"
+	;;
+socket-url)
+	echo "postgresql:///atelier?host=$(cd "$dir" && pwd -P)&port=$(cat "$dir/port")&user=atelier"
 	;;
 *)
 	echo "pgctl: unknown command $cmd" >&2

@@ -34,7 +34,11 @@ trap stop_all INT TERM EXIT
 
 if [ -z "${ATELIER_DATABASE_URL:-}" ]; then
 	echo "postgres: embedded cluster in var/pg"
-	ATELIER_DATABASE_URL=$(scripts/pgctl.sh start "$VAR/pg")
+	scripts/pgctl.sh start "$VAR/pg" >/dev/null
+	# This host's processes use the Unix socket (a cheaper round trip than
+	# TCP over loopback: bench/queue measures both); the TCP URL is printed too.
+	ATELIER_DATABASE_URL=$(scripts/pgctl.sh socket-url "$VAR/pg")
+	tcp_url=$(scripts/pgctl.sh url "$VAR/pg")
 	embedded=1
 fi
 export ATELIER_DATABASE_URL
@@ -96,7 +100,8 @@ $serve_line
   API            $ATELIER_URL   (routes: $ATELIER_URL/v1/openapi.json)
   metrics        $ATELIER_URL/metrics
   runs           ATELIER_URL=$ATELIER_URL ATELIER_TOKEN=\$(cat var/operator.token) $BUILD/bin/atelier runs --watch
-  database       $ATELIER_DATABASE_URL
+  database       $ATELIER_DATABASE_URL${tcp_url:+
+                 $tcp_url}
   operator token $ATELIER_TOKEN
   logs           var/log/
 

@@ -30,14 +30,14 @@ for f in sql/[0-9]*.sql; do
 	psql "$url" -qAtX -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null
 done
 echo "queue bench: PostgreSQL $(psql "$url" -qAtXc 'SHOW server_version'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "-- fsync=off (as the test harness runs PostgreSQL), TCP over loopback (as make run connects)"
-timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 1,4,8 \
+echo "-- fsync=off (as the test harness runs PostgreSQL), TCP over loopback"
+timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 1,2,4,8 \
 	--latency-workers 4 --samples 500 --max-seconds 10
-# The same over the cluster's Unix socket: what a worker on the database's
-# host would use (libpq host= names the socket's folder).
-sock="postgresql:///atelier?host=$(cd "$dir" && pwd -P)&port=$(cat "$dir/port")&user=atelier"
-echo "-- fsync=off, Unix socket"
-timeout 60 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,4,8 --samples 0 --max-seconds 10
+# The same over the cluster's Unix socket: what make run's workers use, and
+# what any worker on the database's host should (libpq host= names the folder).
+sock=$(scripts/pgctl.sh socket-url "$dir")
+echo "-- fsync=off, Unix socket (as make run's own processes connect)"
+timeout 60 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,2,4,8 --samples 0 --max-seconds 10
 
 scripts/pgctl.sh stop "$dir" >/dev/null
 url=$(PG_FSYNC=on scripts/pgctl.sh start "$dir" | tail -n 1)
