@@ -439,6 +439,7 @@ TEST(queue_floor_never_hides_a_queued_job)
 	struct queue_job next;
 	ASSERT_EQ_INT(queue_complete_claim(db(), &j, NULL, "w", only_a, 0, 30, &next), 0);
 	ASSERT_EQ_INT(next.id, urgent);
+	queue_job_clear(&j);
 	ASSERT_EQ_INT(drain(&next), 21);
 	/* A job made queued by hand (no lowering) hides below the floor, until
 	 * the leader's full check finds it. */
