@@ -201,6 +201,8 @@ CREATE OR REPLACE FUNCTION atelier_reap() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n integer := 0;
     x record;
+    v_priority integer;  -- the lowest key re-queued
+    v_id bigint;
 BEGIN
     FOR x IN
         UPDATE jobs j
@@ -237,11 +239,18 @@ BEGIN
         RETURNING j.id, j.run_id, j.state, j.priority
     LOOP
         n := n + 1;
-        IF x.state = 'queued' THEN
-            PERFORM atelier_queue_floor_lower(x.priority, x.id);
+        IF x.state = 'queued' AND (v_priority IS NULL OR (x.priority, x.id) < (v_priority, v_id)) THEN
+            v_priority := x.priority;
+            v_id := x.id;
         END IF;
         PERFORM atelier_notify_run(x.run_id, x.id, x.state);
     END LOOP;
+    -- Lowered once, after the runs were advanced: every path takes a run's
+    -- row before the floor's (a hand-off enqueues, and so lowers, from inside
+    -- atelier_advance_run), so two of them cannot wait on each other.
+    IF v_priority IS NOT NULL THEN
+        PERFORM atelier_queue_floor_lower(v_priority, v_id);
+    END IF;
     RETURN n;
 END $$;
 
