@@ -289,6 +289,12 @@ exit_pipeline:
 		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
 		rc = conn_error(conn);
 	}
+	/* A server that ends the session (shutdown, restart) answers with an
+	 * error result first and closes the socket after: libpq only marks the
+	 * connection bad once it has read on, so judge it now, not at the first
+	 * error. Nothing was committed; the caller reconnects and retries. */
+	if (rc == AT_EDB && PQstatus(conn) == CONNECTION_BAD)
+		rc = AT_EUNAVAILABLE;
 	if (rc == 0) {
 		const char *s = scalar(res[0]);
 		rc = PQntuples(res[1]) == 0 ? 0 : job_from_row(res[1], 0, next);

@@ -229,3 +229,23 @@ def test_bad_flags_exit_2():
     assert r.returncode == 2
     r = subprocess.run([WORKER, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "test.sleep" in r.stdout
+
+
+def test_worker_rides_out_a_postgres_restart(q, pg):
+    # A restart lands in the middle of complete+claim pipelines (the server
+    # answers FATAL, then closes): the worker reconnects and reports the job
+    # it had run, instead of leaving it to the lease.
+    n = 6000
+    q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
+    w = q.worker("w", "--poll", "0.5", "--lease", "3")
+    wait_until(lambda: int(q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'")) > 500,
+               what="the worker to get going")
+    pg.restart()
+    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n), timeout=60,
+               interval=0.2, what="every job done after the restart")
+    assert w.stop() == 0, w.log()
+    log = w.log()
+    assert "connected" in log.split("database not ready", 1)[-1], log[-2000:]
+    assert "could not report outcome" not in log, log[-2000:]
+    run, ok = stopped_line(w)[:2]
+    assert run >= n and ok >= n - 1, (run, ok)
