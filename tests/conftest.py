@@ -3,6 +3,7 @@ start the real binaries on free ports and to speak HTTP to them.
 
 Everything started here is stopped here (fixtures' finalisers), even when a
 test fails."""
+import atexit
 import json
 import os
 import shutil
@@ -19,6 +20,32 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("ATELIER_BUILD", "build"))
 BIN = os.path.join(BUILD, "bin")
+
+# Every temporary file and folder of a test session (process logs, artifact
+# stores, clusters, the binaries' own temp folders through TMPDIR) lives in one
+# folder: removed when the session passes, kept (and named) when it fails.
+# Readable by all, so the postgres user can reach the clusters inside.
+TMP_ROOT = tempfile.mkdtemp(prefix="atelier-tests-")
+os.chmod(TMP_ROOT, 0o755)
+tempfile.tempdir = TMP_ROOT
+os.environ["TMPDIR"] = TMP_ROOT
+
+
+_session_status = [None]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _session_status[0] = exitstatus
+    if exitstatus != 0:
+        print("\ntest logs and temporary files kept in " + TMP_ROOT)
+
+
+@atexit.register
+def _remove_tmp_root():
+    # At exit, after pytest's own clean-up of its tmp_path folders in there
+    # (registered later, so run earlier).
+    if _session_status[0] == 0:
+        shutil.rmtree(TMP_ROOT, ignore_errors=True)
 
 
 def free_port():

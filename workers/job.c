@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,6 +24,18 @@ const char *job_artifacts_uri(const struct job_ctx *ctx)
 {
 	const char *u = getenv("ATELIER_ARTIFACTS");
 	return u && *u ? u : "fs://var/artifacts";
+}
+
+int job_scratch_dir(const char *name, char *dir, size_t cap)
+{
+	const char *tmp = getenv("TMPDIR");
+	int n = snprintf(dir, cap, "%s/atelier-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+	if (n < 0 || (size_t)n >= cap || !mkdtemp(dir)) {
+		if (cap)
+			dir[0] = 0;
+		return AT_EIO;
+	}
+	return 0;
 }
 
 void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta_s)

@@ -53,6 +53,9 @@ const char *job_worker_name(const struct job_ctx *ctx);
 PGconn *job_db(struct job_ctx *ctx);
 /* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */
 const char *job_artifacts_uri(const struct job_ctx *ctx);
+/* Create a private scratch folder $TMPDIR/atelier-NAME-XXXXXX (/tmp when
+ * TMPDIR is unset) into dir[cap]. The handler removes it when done. */
+int job_scratch_dir(const char *name, char *dir, size_t cap) AT_MUST_CHECK;
 /* The payload object (borrowed for the handler's duration; never NULL). */
 json_t *job_payload(const struct job_ctx *ctx);
 

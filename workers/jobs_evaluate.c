@@ -174,7 +174,7 @@ int job_evaluate(struct job_ctx *ctx)
 	struct shard hold;
 	am_model *cand = NULL, *champ = NULL;
 	json_t *cm = NULL, *cs = NULL, *hm = NULL, *hs = NULL, *verdict = NULL;
-	char dir[64] = "", path[160];
+	char dir[512] = "", path[600];
 	int rc = 0;
 
 	memset(&e, 0, sizeof e);
@@ -195,12 +195,8 @@ int job_evaluate(struct job_ctx *ctx)
 		rc = AT_ENOMEM;
 		goto out;
 	}
-	snprintf(dir, sizeof dir, "%s", "/tmp/atelier-eval-XXXXXX");
-	if (!mkdtemp(dir)) {
-		dir[0] = 0;
-		rc = AT_EIO;
+	if ((rc = job_scratch_dir("eval", dir, sizeof dir)) < 0)
 		goto out;
-	}
 	if ((rc = artifact_store_open(job_artifacts_uri(ctx), &e.store)) < 0) {
 		snprintf(e.why, sizeof e.why, "evaluate: artifact store: %s", at_strerror(rc));
 		goto out;

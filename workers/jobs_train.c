@@ -41,7 +41,7 @@ struct train {
 	struct artifact_store *store;
 	am_status_t *st;
 	am_trainer *t;
-	char dir[64];
+	char dir[512];
 	char why[768];
 	int64_t parent_id; /* 0: none */
 	int parent_version;
@@ -62,7 +62,7 @@ static void tmp_path(const struct train *tr, const char *name, char *out, size_t
 /* Saves the trainer, stores it, and records it for the job. */
 static int checkpoint(struct train *tr)
 {
-	char path[128], sha[65], job[32], step[32], parent[32], attempt[16];
+	char path[600], sha[65], job[32], step[32], parent[32], attempt[16];
 	uint64_t size;
 	tmp_path(tr, "checkpoint", path, sizeof path);
 	int rc = am_trainer_save(tr->t, path, tr->st);
@@ -98,7 +98,7 @@ static int checkpoint(struct train *tr)
 /* Resumes from the job's last checkpoint: 1 resumed, 0 none, < 0 error. */
 static int try_resume(struct train *tr, const char *device, uint64_t *from)
 {
-	char job[32], sha[65], path[128];
+	char job[32], sha[65], path[600];
 	snprintf(job, sizeof job, "%" PRId64, job_id(tr->ctx));
 	const char *v[1] = {job};
 	PGresult *r;
@@ -140,7 +140,7 @@ static int warm_start(struct train *tr, const char *model)
 {
 	int found = 0, version = 0;
 	int64_t vid = 0;
-	char sha[65], path[128];
+	char sha[65], path[600];
 	int rc = db_production(tr->c, model, &found, &vid, &version, sha, tr->why, sizeof tr->why);
 	if (rc < 0 || !found)
 		return rc;
@@ -246,9 +246,7 @@ int job_train(struct job_ctx *ctx)
 		rc = AT_ENOMEM;
 		goto out;
 	}
-	snprintf(tr.dir, sizeof tr.dir, "%s", "/tmp/atelier-train-XXXXXX");
-	if (!mkdtemp(tr.dir)) {
-		tr.dir[0] = 0;
+	if (job_scratch_dir("train", tr.dir, sizeof tr.dir) < 0) {
 		snprintf(tr.why, sizeof tr.why, "train: cannot create a temporary folder");
 		rc = AT_EIO;
 		goto out;
@@ -259,7 +257,7 @@ int job_train(struct job_ctx *ctx)
 	}
 
 	/* ---- data ---- */
-	char path[128];
+	char path[600];
 	tmp_path(&tr, "shard", path, sizeof path);
 	if ((rc = artifact_get_file(tr.store, json_string_value(shard_sha), path)) < 0 ||
 	    (rc = shard_read_file(path, &sh)) < 0) {
