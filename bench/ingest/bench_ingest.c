@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "image.h"
+#include "../proc_status.h"
 
 struct xfer {
 	CURL *h;
@@ -67,21 +68,6 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
-}
-
-static long peak_rss_kb(const char *pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof path, "/proc/%s/status", pid);
-	FILE *f = fopen(path, "r");
-	long kb = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kb = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kb;
 }
 
 int main(int argc, char **argv)
@@ -169,7 +155,7 @@ int main(int argc, char **argv)
 	printf("ingest: %.0f accepted sketches/s (validated and committed)\n", (double)accepted / secs);
 	printf("ingest: latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", lat[n / 2] * 1e3, lat[(size_t)((double)n * 0.99)] * 1e3,
 	       lat[n - 1] * 1e3);
-	printf("ingest: atelierd peak RSS %.1f MB\n", (double)peak_rss_kb(pid) / 1024.0);
+	printf("ingest: atelierd peak RSS %.1f MB\n", (double)proc_status_kb(pid, "VmHWM:") / 1024.0);
 	for (int i = 0; i < conc; i++) {
 		if (xs[i].h) {
 			curl_easy_cleanup(xs[i].h);

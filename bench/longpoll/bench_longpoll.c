@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../proc_status.h"
+
 static double now(void)
 {
 	struct timespec ts;
@@ -61,21 +63,6 @@ static long get(const char *url, const char *token, struct mem *m)
 	return st;
 }
 
-static long rss_kb(const char *pid, const char *key)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof path, "/proc/%s/status", pid);
-	FILE *f = fopen(path, "r");
-	long kb = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, strlen(key)))
-			kb = strtol(line + strlen(key), NULL, 10);
-	fclose(f);
-	return kb;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 7) {
@@ -118,7 +105,7 @@ int main(int argc, char **argv)
 				break;
 		}
 	}
-	long rss_held = rss_kb(pid, "VmRSS:");
+	long rss_held = proc_status_kb(pid, "VmRSS:");
 	printf("longpoll: %d polls held by atelierd (after %.2f s); atelierd VmRSS %.1f MB\n", held, now() - t_hold,
 	       (double)rss_held / 1024.0);
 
@@ -157,7 +144,7 @@ int main(int argc, char **argv)
 	printf("longpoll: promotion answered in %.1f ms; all %d/%d clients notified %.1f ms after the promote call "
 	       "was sent (%.1f ms after it returned)\n",
 	       (t_promoted - t0) * 1e3, ok, n, (last - t0) * 1e3, (last - t_promoted) * 1e3);
-	printf("longpoll: atelierd peak RSS %.1f MB\n", (double)rss_kb(pid, "VmHWM:") / 1024.0);
+	printf("longpoll: atelierd peak RSS %.1f MB\n", (double)proc_status_kb(pid, "VmHWM:") / 1024.0);
 	for (int i = 0; i < n; i++) {
 		curl_multi_remove_handle(m, hs[i]);
 		curl_easy_cleanup(hs[i]);
