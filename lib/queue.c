@@ -204,27 +204,44 @@ static int job_from_row(PGresult *res, int col, struct queue_job *out)
 	return 0;
 }
 
+/* The claim's four text parameters ($1 worker, $2 kinds, $3 gpus, $4 lease),
+ * shared by queue_claim and queue_complete_claim. */
+struct claim_params {
+	char gpus[16], lease[16];
+	struct at_buf kinds;
+	const char *v[4];
+};
+
+static int claim_params_init(struct claim_params *p, const char *worker, const char *const *kinds, int gpus,
+			     int lease_s)
+{
+	at_buf_init(&p->kinds, 64 * 1024);
+	int rc = array_literal(&p->kinds, kinds, -1);
+	snprintf(p->gpus, sizeof p->gpus, "%d", gpus);
+	snprintf(p->lease, sizeof p->lease, "%d", lease_s);
+	p->v[0] = worker;
+	p->v[1] = p->kinds.data;
+	p->v[2] = p->gpus;
+	p->v[3] = p->lease;
+	return rc;
+}
+
 int queue_claim(PGconn *conn, const char *worker, const char *const *kinds, int gpus, int lease_s,
 		struct queue_job *out)
 {
 	memset(out, 0, sizeof *out);
-	char g[16], l[16];
-	struct at_buf kinds_lit;
-	at_buf_init(&kinds_lit, 64 * 1024);
-	int rc = array_literal(&kinds_lit, kinds, -1);
+	struct claim_params cp;
+	int rc = claim_params_init(&cp, worker, kinds, gpus, lease_s);
 	if (rc < 0)
 		goto out;
-	snprintf(g, sizeof g, "%d", gpus);
-	snprintf(l, sizeof l, "%d", lease_s);
-	const char *v[4] = {worker, kinds_lit.data, g, l};
 	PGresult *res = NULL;
-	rc = exec(conn, "q_claim", 4, v, &res);
+	rc = exec(conn, "q_claim", 4, cp.v, &res);
 	if (rc < 0)
 		goto out;
 	rc = PQntuples(res) == 0 ? AT_ENOTFOUND : job_from_row(res, 0, out);
 	PQclear(res);
 out:
-	at_buf_free(&kinds_lit);
+	at_buf_free(&cp.kinds);
 	return rc;
 }
 
@@ -243,24 +260,20 @@ int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char 
 	memset(next, 0, sizeof *next);
 	const char *const names[3] = {done->run_id ? "q_complete" : "q_complete_bare", "q_claim", "q_floor_raise"};
 	int nq = id % RAISE_EVERY == 0 ? 3 : 2;
-	char i[24], t[24], g[16], l[16];
+	char i[24], t[24];
 	PGresult *res[3] = {NULL, NULL, NULL};
-	struct at_buf kinds_lit;
-	at_buf_init(&kinds_lit, 64 * 1024);
-	int rc = array_literal(&kinds_lit, kinds, -1);
+	struct claim_params cp;
+	int rc = claim_params_init(&cp, worker, kinds, gpus, lease_s);
 	if (rc < 0)
 		goto out;
 	snprintf(i, sizeof i, "%" PRId64, id);
 	snprintf(t, sizeof t, "%" PRId64, token);
-	snprintf(g, sizeof g, "%d", gpus);
-	snprintf(l, sizeof l, "%d", lease_s);
 	const char *vc[3] = {i, t, result_json ? result_json : "{}"};
-	const char *vq[4] = {worker, kinds_lit.data, g, l};
 	if (!PQenterPipelineMode(conn) || !PQsendQueryPrepared(conn, names[0], 3, vc, NULL, NULL, 0) ||
-	    !PQsendQueryPrepared(conn, names[1], 4, vq, NULL, NULL, 0) ||
+	    !PQsendQueryPrepared(conn, names[1], 4, cp.v, NULL, NULL, 0) ||
 	    (nq == 3 && !PQsendQueryPrepared(conn, names[2], 0, NULL, NULL, NULL, 0)) || !PQpipelineSync(conn)) {
 		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
-		rc = conn_error(conn);
+		rc = AT_EDB;
 		goto exit_pipeline;
 	}
 	/* Each query's answer is a result then NULL; the Sync's is one result. */
@@ -268,33 +281,32 @@ int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char 
 		res[q] = PQgetResult(conn);
 		if (!res[q]) {
 			log_error("queue: %s: %s", names[q], PQerrorMessage(conn));
-			rc = conn_error(conn);
+			rc = AT_EDB;
 			goto exit_pipeline;
 		}
 		PQclear(PQgetResult(conn));
-		ExecStatusType st = PQresultStatus(res[q]);
-		if (st != PGRES_TUPLES_OK && rc == 0) {
+		if (PQresultStatus(res[q]) != PGRES_TUPLES_OK && rc == 0) {
 			log_error("queue: %s: %s", names[q], PQresultErrorMessage(res[q]));
-			rc = conn_error(conn);
+			rc = AT_EDB;
 		}
 	}
 	PGresult *sync = PQgetResult(conn);
 	if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && rc == 0) {
 		log_error("queue: complete+claim: no sync: %s", PQerrorMessage(conn));
-		rc = conn_error(conn);
+		rc = AT_EDB;
 	}
 	PQclear(sync);
 exit_pipeline:
 	if (!PQexitPipelineMode(conn) && rc == 0) {
 		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
-		rc = conn_error(conn);
+		rc = AT_EDB;
 	}
-	/* A server that ends the session (shutdown, restart) answers with an
-	 * error result first and closes the socket after: libpq only marks the
-	 * connection bad once it has read on, so judge it now, not at the first
-	 * error. Nothing was committed; the caller reconnects and retries. */
-	if (rc == AT_EDB && PQstatus(conn) == CONNECTION_BAD)
-		rc = AT_EUNAVAILABLE;
+	/* Judged once, here: a server that ends the session (shutdown, restart)
+	 * answers with an error result first and closes the socket after, and
+	 * libpq only marks the connection bad once it has read on. Nothing was
+	 * committed then; the caller reconnects and retries. */
+	if (rc == AT_EDB)
+		rc = conn_error(conn);
 	if (rc == 0) {
 		const char *s = scalar(res[0]);
 		rc = PQntuples(res[1]) == 0 ? 0 : job_from_row(res[1], 0, next);
@@ -304,7 +316,7 @@ exit_pipeline:
 	for (int q = 0; q < 3; q++)
 		PQclear(res[q]);
 out:
-	at_buf_free(&kinds_lit);
+	at_buf_free(&cp.kinds);
 	return rc;
 }
 
