@@ -17,8 +17,23 @@
 #include "buf.h"
 #include "log.h"
 
-/* The error of a call that failed: is the connection itself gone? */
-static int conn_error(PGconn *conn) { return PQstatus(conn) == CONNECTION_BAD ? AT_EUNAVAILABLE : AT_EDB; }
+/* The error of a call that failed (res: its error result, or NULL): is the
+ * connection itself gone or unusable? It is when libpq says so, when the
+ * server ended the session (a FATAL or PANIC answer: shutdown, restart,
+ * pg_terminate_backend — libpq only marks the connection bad once it has
+ * read on), and when a pipeline could not be left (answers still owed: no
+ * later call can run on it). The caller then reconnects. */
+static int conn_error_res(PGconn *conn, const PGresult *res)
+{
+	if (PQstatus(conn) == CONNECTION_BAD || PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+		return AT_EUNAVAILABLE;
+	const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+	if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+		return AT_EUNAVAILABLE;
+	return AT_EDB;
+}
+
+static int conn_error(PGconn *conn) { return conn_error_res(conn, NULL); }
 
 /* ---- statements ---- */
 
@@ -67,8 +82,26 @@ static const struct {
 	{"q_worker_seen", "SELECT atelier_worker_seen($1, $2::text[], $3::int)", 3},
 };
 
+/* The claim must walk jobs_claimable in (priority, id) order from the
+ * floor and stop at the first job it can lock. When the planner believes few
+ * rows are queued (no statistics yet, or an ANALYZE that ran while the queue
+ * was nearly empty) it picks a bitmap scan of every queued row plus a sort
+ * instead, and a cached plan keeps doing that per claim however deep the
+ * queue gets: 230 jobs/s at 11,000 queued, measured (test_queue.py, the
+ * terminated-backend test, before this). A queue connection runs only the
+ * statements here, so these planner settings cost nothing elsewhere (job
+ * handlers get their own connection: job_db). */
+static const char session_settings[] = "SET enable_bitmapscan = off; SET enable_sort = off";
+
 int queue_prepare(PGconn *conn)
 {
+	PGresult *set = PQexec(conn, session_settings);
+	int set_ok = PQresultStatus(set) == PGRES_COMMAND_OK;
+	if (!set_ok)
+		log_error("queue: %s: %s", session_settings, PQresultErrorMessage(set));
+	PQclear(set);
+	if (!set_ok)
+		return conn_error(conn);
 	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
 		PGresult *res = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
 		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -106,7 +139,7 @@ static int exec(PGconn *conn, const char *stmt, int n, const char *const *values
 	*res_out = NULL;
 	PGresult *res = PQexecPrepared(conn, stmt, n, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		int rc = conn_error(conn);
+		int rc = conn_error_res(conn, res);
 		log_error("queue: %s: %s", stmt, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 		PQclear(res);
 		return rc;
@@ -262,6 +295,7 @@ int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char 
 	int nq = id % RAISE_EVERY == 0 ? 3 : 2;
 	char i[24], t[24];
 	PGresult *res[3] = {NULL, NULL, NULL};
+	const PGresult *failed = NULL; /* the first error answer */
 	struct claim_params cp;
 	int rc = claim_params_init(&cp, worker, kinds, gpus, lease_s);
 	if (rc < 0)
@@ -288,6 +322,7 @@ int queue_complete_claim(PGconn *conn, const struct queue_job *done, const char 
 		if (PQresultStatus(res[q]) != PGRES_TUPLES_OK && rc == 0) {
 			log_error("queue: %s: %s", names[q], PQresultErrorMessage(res[q]));
 			rc = AT_EDB;
+			failed = res[q];
 		}
 	}
 	PGresult *sync = PQgetResult(conn);
@@ -301,12 +336,14 @@ exit_pipeline:
 		log_error("queue: complete+claim: %s", PQerrorMessage(conn));
 		rc = AT_EDB;
 	}
-	/* Judged once, here: a server that ends the session (shutdown, restart)
-	 * answers with an error result first and closes the socket after, and
-	 * libpq only marks the connection bad once it has read on. Nothing was
-	 * committed then; the caller reconnects and retries. */
+	/* Judged once, here: a server that ends the session (shutdown, restart,
+	 * pg_terminate_backend) answers FATAL and closes the socket after, and
+	 * libpq only marks the connection bad once it has read on; a pipeline
+	 * that could not be left leaves the connection unusable. Either way the
+	 * commit (the Sync's) was not seen: the caller reconnects and reports
+	 * again (AT_ESTALE then if it had committed after all). */
 	if (rc == AT_EDB)
-		rc = conn_error(conn);
+		rc = conn_error_res(conn, failed);
 	if (rc == 0) {
 		const char *s = scalar(res[0]);
 		rc = PQntuples(res[1]) == 0 ? 0 : job_from_row(res[1], 0, next);
