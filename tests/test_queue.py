@@ -227,6 +227,8 @@ def test_bad_flags_exit_2():
     assert r.returncode == 2 and "unknown kind" in r.stderr
     r = subprocess.run([WORKER, "--lease", "0"], capture_output=True, text=True)
     assert r.returncode == 2
+    r = subprocess.run([WORKER, "--concurrency", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--concurrency" in r.stderr
     r = subprocess.run([WORKER, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "test.sleep" in r.stdout
 
@@ -249,3 +251,86 @@ def test_worker_rides_out_a_postgres_restart(q, pg):
     assert "could not report outcome" not in log, log[-2000:]
     run, ok = stopped_line(w)[:2]
     assert run >= n and ok >= n - 1, (run, ok)
+
+
+def test_worker_survives_its_backend_being_terminated_mid_pipeline(q):
+    # pg_terminate_backend() answers whatever the worker has in flight with
+    # FATAL and closes: often in the middle of a complete+claim pipeline. The
+    # worker must drop that connection, reconnect and report the job it ran
+    # (it once stayed stuck in pipeline mode, failing every later call).
+    n = 20000
+    q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
+    w = q.worker("w", "--poll", "0.5", "--lease", "3", "--concurrency", "2")
+    done = lambda: int(q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'"))
+    wait_until(lambda: done() > 200, what="the worker to get going")
+    kills = 0
+    while done() < n - 2000 and kills < 40:
+        kills += int(q.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE application_name = '' AND backend_type = 'client backend'"
+                           " AND pid <> pg_backend_pid() AND state = 'active'") or 0)
+        time.sleep(0.05)
+    assert kills >= 5, kills
+    try:
+        wait_until(lambda: done() == n, timeout=60, interval=0.2, what="every job done after %d kills" % kills)
+    except AssertionError as e:
+        raise AssertionError("%s: %s" % (e, q.sql(
+            "SELECT string_agg(format('%s %s attempts<=%s run_after-now=%s', state, n, a, ra), '; ')"
+            " FROM (SELECT state, count(*) n, max(attempts) a, max(run_after - now()) ra FROM jobs GROUP BY 1) s")))
+    assert w.stop() == 0, w.log()
+    log = w.log()
+    assert "could not report outcome" not in log, log[-3000:]
+    assert "pipeline mode" not in log, log[-3000:]
+    run, ok = stopped_line(w)[:2]
+    assert run >= n and ok >= n - kills, (run, ok, kills)
+
+
+def intervals(q, ids):
+    rows = q.sql("SELECT extract(epoch FROM started_at), extract(epoch FROM finished_at) FROM jobs"
+                 " WHERE id IN (%s) ORDER BY id" % ",".join(map(str, ids)))
+    return [tuple(float(x) for x in r.split("|")) for r in rows.splitlines()]
+
+
+def overlap(a, b):
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_concurrency_runs_jobs_at_once_and_keeps_every_lease(q):
+    # Four 4-second jobs, a 3-second lease: one worker with four slots runs
+    # them side by side, and its supervisor renews all four leases.
+    jobs = [q.enqueue("test.sleep", '{"ms": 4000}') for _ in range(4)]
+    w = q.worker("w", "--concurrency", "4", "--lease", "3")
+    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "4", timeout=20)
+    iv = intervals(q, jobs)
+    assert max(s for s, _ in iv) < min(f for _, f in iv), iv
+    assert q.sql("SELECT string_agg(DISTINCT attempts::text || worker, ',') FROM jobs") == "1w"
+    assert w.stop() == 0
+    assert stopped_line(w) == [4, 4, 0, 0, 0]
+    assert "concurrency=4" in w.log() and "lease lost" not in w.log()
+
+
+def test_concurrency_shares_the_gpus(q):
+    # One GPU, three slots: the GPU jobs run one at a time, CPU jobs beside them.
+    gpu = [q.enqueue("test.sleep", '{"ms": 700}', needs_gpu=1) for _ in range(3)]
+    cpu = [q.enqueue("test.sleep", '{"ms": 700}') for _ in range(3)]
+    q.worker("w", "--concurrency", "3", "--gpus", "1", "--poll", "0.2")
+    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "6", timeout=20)
+    g = intervals(q, gpu)
+    c = intervals(q, cpu)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not overlap(g[i], g[j]), g
+    assert any(overlap(x, y) for x in g for y in c), (g, c)
+
+
+def test_concurrency_cancel_reaches_one_slot_and_shutdown_releases_the_rest(q):
+    a = q.enqueue("test.sleep", '{"ms": 60000}')
+    b = q.enqueue("test.sleep", '{"ms": 60000}')
+    w = q.worker("w", "--concurrency", "2", "--lease", "3", "--grace", "1")
+    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'running'") == "2")
+    assert q.sql("SELECT atelier_cancel_job(%d)" % a) == "running"
+    wait_until(lambda: q.job(a)[0] == "cancelled", timeout=5, what="cancelled")
+    assert q.job(b)[0] == "running"
+    t = time.time()
+    assert w.stop(timeout=10) == 0
+    assert time.time() - t < 4
+    assert q.job(b, "state, attempts") == ["queued", "0"]

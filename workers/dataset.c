@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,16 +299,20 @@ void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb)
 
 /* ---- params ---- */
 
+static json_t *empty_params;
+static pthread_once_t empty_params_once = PTHREAD_ONCE_INIT;
+
+static void empty_params_init(void) { empty_params = json_object(); }
+
 json_t *dataset_params(json_t *payload)
 {
-	static json_t *empty;
 	json_t *p = json_object_get(payload, "params");
 	if (json_is_object(p))
 		return p;
-	/* One shared empty object, created once on the main thread's first job. */
-	if (!empty)
-		empty = json_object();
-	return empty;
+	/* One shared empty object (read only), created by the first job that
+	 * needs it; slots run jobs on several threads. */
+	pthread_once(&empty_params_once, empty_params_init);
+	return empty_params;
 }
 
 long long dataset_param_int(json_t *obj, const char *key, long long def)

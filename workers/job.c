@@ -4,12 +4,14 @@
  * heartbeat, so reporting progress never blocks a handler on the network.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "queue.h"
 #include "worker.h"
 
@@ -18,7 +20,24 @@ int job_attempt(const struct job_ctx *ctx) { return ctx->attempt; }
 const char *job_kind(const struct job_ctx *ctx) { return ctx->kind; }
 const char *job_worker_name(const struct job_ctx *ctx) { return ctx->w->cfg->name; }
 json_t *job_payload(const struct job_ctx *ctx) { return ctx->payload; }
-PGconn *job_db(struct job_ctx *ctx) { return ctx->w->conn; }
+
+/* The handlers' own connection, apart from the queue's: the queue's session
+ * has its planner pinned for the claim (lib/queue.c), and a handler's
+ * transaction must never wrap the queue's statements. A connection that
+ * failed is returned all the same (its calls fail with the reason) and
+ * replaced on the next call. */
+PGconn *job_db(struct job_ctx *ctx)
+{
+	struct slot *sl = ctx->slot;
+	if (sl->hconn && PQstatus(sl->hconn) == CONNECTION_OK)
+		return sl->hconn;
+	PQfinish(sl->hconn);
+	const char *ci = ctx->w->cfg->conninfo;
+	sl->hconn = PQconnectdb(ci ? ci : "");
+	if (PQstatus(sl->hconn) != CONNECTION_OK)
+		log_warn("job %" PRId64 ": database connection: %s", ctx->id, PQerrorMessage(sl->hconn));
+	return sl->hconn;
+}
 
 const char *job_artifacts_uri(const struct job_ctx *ctx)
 {
@@ -78,8 +97,9 @@ int job_sleep_ms(struct job_ctx *ctx, int ms)
 
 int job_metrics(struct job_ctx *ctx, int64_t step, const char *const *names, const double *values, int n)
 {
-	/* The handler runs on the main thread, whose connection is idle meanwhile. */
-	return queue_metrics(ctx->w->conn, ctx->id, ctx->w->cur_token, step, names, values, n);
+	/* The handler runs on its slot's thread, whose connection is idle meanwhile
+	 * (and only that thread writes cur_token). */
+	return queue_metrics(ctx->slot->conn, ctx->id, ctx->slot->cur_token, step, names, values, n);
 }
 
 void job_set_result(struct job_ctx *ctx, json_t *result)

@@ -2,7 +2,8 @@
  * job.h — what a job handler sees: the handler table entry and the job
  * context API.
  *
- * A handler runs on the worker's main thread and returns 0 (success; the
+ * A handler runs on one of the worker's slot threads (--concurrency of them,
+ * so handlers of different jobs may run at once) and returns 0 (success; the
  * result set with job_set_result is stored) or a negative AT_E* code (the
  * attempt failed; the message set with job_errorf is stored and the job is
  * retried after a backoff while attempts remain, unless job_no_retry was
@@ -48,7 +49,7 @@ int64_t job_id(const struct job_ctx *ctx);
 int job_attempt(const struct job_ctx *ctx); /* 1 on the first attempt */
 const char *job_kind(const struct job_ctx *ctx);
 const char *job_worker_name(const struct job_ctx *ctx);
-/* The worker's main database connection (blocking libpq), free for the
+/* The job's slot's database connection (blocking libpq), free for the
  * handler to use while it runs: the heartbeat thread has its own. Borrowed. */
 PGconn *job_db(struct job_ctx *ctx);
 /* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */

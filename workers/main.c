@@ -27,7 +27,7 @@ struct opt {
 	const char *doc;
 };
 
-enum { O_URL, O_NAME, O_KINDS, O_GPUS, O_LEASE, O_POLL, O_GRACE, O_NOREAP, O_HELP };
+enum { O_URL, O_NAME, O_KINDS, O_GPUS, O_CONCURRENCY, O_LEASE, O_POLL, O_GRACE, O_NOREAP, O_HELP };
 
 static const struct opt opts[] = {
 	[O_URL] = {"database-url", OPT_STR, "ATELIER_DATABASE_URL", 0, 0,
@@ -35,6 +35,8 @@ static const struct opt opts[] = {
 	[O_NAME] = {"name", OPT_STR, "ATELIER_WORKER_NAME", 0, 0, "worker name, unique among workers (default: HOST.PID)"},
 	[O_KINDS] = {"kinds", OPT_STR, "ATELIER_WORKER_KINDS", 0, 0, "comma-separated job kinds to claim (default: all below)"},
 	[O_GPUS] = {"gpus", OPT_INT, "ATELIER_WORKER_GPUS", 0, 1024, "GPUs this worker offers (default 0)"},
+	[O_CONCURRENCY] = {"concurrency", OPT_INT, "ATELIER_WORKER_CONCURRENCY", 1, 64,
+	 "jobs run at once, each on its own thread and connection; --gpus are shared among them (default 1)"},
 	[O_LEASE] = {"lease", OPT_INT, NULL, 1, 86400, "lease in seconds, renewed every lease/3 (default 30)"},
 	[O_POLL] = {"poll", OPT_DBL, NULL, 0.05, 3600, "safety-net poll and reap interval when idle, seconds (default 5)"},
 	[O_GRACE] = {"grace", OPT_DBL, NULL, 0, 86400,
@@ -53,8 +55,8 @@ static void usage(FILE *f)
 	fprintf(f, "\njob kinds:\n");
 	for (const struct job_handler *h = job_handlers; h->kind; h++)
 		fprintf(f, "  %-14s %s\n", h->kind, h->doc);
-	fprintf(f, "\nsignals: SIGTERM/SIGINT stop claiming; a running job gets --grace seconds to finish,\n"
-		   "then it is released back to the queue (attempt not counted). A second signal ends the grace.\n");
+	fprintf(f, "\nsignals: SIGTERM/SIGINT stop claiming; running jobs get --grace seconds to finish,\n"
+		   "then they are released back to the queue (attempt not counted). A second signal ends the grace.\n");
 }
 
 static int parse_num(const struct opt *o, const char *s, double *out)
@@ -137,13 +139,17 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	struct worker_config cfg = {.gpus = 0, .lease_s = 30, .poll_s = 5, .grace_s = 10, .reap = 1};
+	struct worker_config cfg = {.gpus = 0, .concurrency = 1, .lease_s = 30, .poll_s = 5, .grace_s = 10, .reap = 1};
 	double num;
 	cfg.conninfo = val[O_URL];
 	if (val[O_GPUS] && parse_num(&opts[O_GPUS], val[O_GPUS], &num) < 0)
 		return 2;
 	if (val[O_GPUS])
 		cfg.gpus = (int)num;
+	if (val[O_CONCURRENCY] && parse_num(&opts[O_CONCURRENCY], val[O_CONCURRENCY], &num) < 0)
+		return 2;
+	if (val[O_CONCURRENCY])
+		cfg.concurrency = (int)num;
 	if (val[O_LEASE] && parse_num(&opts[O_LEASE], val[O_LEASE], &num) < 0)
 		return 2;
 	if (val[O_LEASE])

@@ -2,18 +2,20 @@
  * worker.c — the atelier-worker runtime (see worker.h for the threads and who
  * owns what, docs/queue.md for the queue contract).
  *
- * Main loop: claim; if nothing is claimable, wait for a NOTIFY on
- * atelier_jobs (LISTENed on the same connection) or the safety-net poll
+ * Each slot's loop: claim; if nothing is claimable, wait for a NOTIFY on
+ * atelier_jobs (LISTENed on the slot's connection) or the safety-net poll
  * interval, reaping expired leases on each idle tick; run the job's handler;
- * report complete / fail / release with the attempt's owner token.
+ * report complete / fail / release with the attempt's owner token (a
+ * completion claims the slot's next job in the same round trip).
  *
- * Shutdown (SIGTERM or SIGINT): no new claims. A running job gets the grace
- * period to finish (its handler sees job_stopping()): if it returns in time
- * its outcome is reported as usual — success completes, a failure (a handler
- * that checkpointed and stopped) releases the job (re-queued at once, attempt
- * not counted, since the job did nothing wrong). If the grace period runs out, the supervisor
- * releases the job over its own connection and exits the process. A second
- * signal ends the grace period at once.
+ * Shutdown (SIGTERM or SIGINT): no new claims. Running jobs get the grace
+ * period to finish (their handlers see job_stopping()): a job that returns in
+ * time has its outcome reported as usual — success completes, a failure (a
+ * handler that checkpointed and stopped) releases the job (re-queued at once,
+ * attempt not counted, since the job did nothing wrong). If the grace period
+ * runs out, the supervisor releases every job still running over its own
+ * connection and exits the process. A second signal ends the grace period at
+ * once.
  */
 #include "worker.h"
 
@@ -59,44 +61,50 @@ struct sup_state {
 	struct worker *w;
 	int sigfd;
 	PGconn *conn;
-	uint64_t gen;         /* job generation the fields below describe */
-	uint64_t last_hb_ms;  /* last heartbeat (or the job's start) */
 	uint64_t grace_until; /* 0: not stopping */
 };
 
-static void sup_heartbeat(struct sup_state *s, int64_t id, int64_t token, uint64_t gen, double progress,
-			  const char *msg, int eta_s)
+static void sup_heartbeat(struct sup_state *s, struct slot *sl, int64_t id, int64_t token, uint64_t gen,
+			  double progress, const char *msg, int eta_s)
 {
 	struct worker *w = s->w;
+	const uint64_t hb_every = (uint64_t)w->cfg->lease_s * 1000 / 3;
 	PGconn *conn = s->conn && PQstatus(s->conn) == CONNECTION_OK ? s->conn : NULL;
 	if (!conn) {
 		PQfinish(s->conn);
 		s->conn = NULL;
 		if (queue_connect(w->cfg->conninfo, &s->conn) < 0) {
-			s->last_hb_ms = worker_now_ms() - (uint64_t)w->cfg->lease_s * 1000 / 3 + 1000; /* retry in 1 s */
+			sl->last_hb_ms = worker_now_ms() - hb_every + 1000; /* retry in 1 s */
 			return;
 		}
 		conn = s->conn;
 	}
 	int cancel = 0;
 	int rc = queue_heartbeat(conn, id, token, progress, msg, eta_s, w->cfg->lease_s, &cancel);
-	s->last_hb_ms = worker_now_ms();
+	sl->last_hb_ms = worker_now_ms();
 	if (rc == AT_EUNAVAILABLE || rc == AT_EDB) {
 		log_warn("heartbeat for job %" PRId64 " failed (%s); retrying", id, at_strerror(rc));
-		s->last_hb_ms -= (uint64_t)w->cfg->lease_s * 1000 / 3 - 1000;
+		sl->last_hb_ms -= hb_every - 1000;
 		return;
 	}
 	if (rc == 0 && !cancel)
 		return;
 	pthread_mutex_lock(&w->mu);
-	if (w->cur && w->gen == gen) {
+	if (sl->cur && sl->gen == gen) {
 		if (rc == AT_ESTALE)
 			log_warn("job %" PRId64 " is no longer ours (lease expired or reaped); stopping it", id);
 		else
 			log_info("job %" PRId64 " cancel requested", id);
-		job_ctx_stop_locked(w->cur, rc == AT_ESTALE ? JOB_STOP_LOST : JOB_STOP_CANCEL);
+		job_ctx_stop_locked(sl->cur, rc == AT_ESTALE ? JOB_STOP_LOST : JOB_STOP_CANCEL);
 	}
 	pthread_mutex_unlock(&w->mu);
+}
+
+static void wake_slots(struct worker *w, const struct slot *except)
+{
+	for (int i = 0; i < w->nslots; i++)
+		if (&w->slots[i] != except)
+			evfd_signal(w->slots[i].evfd);
 }
 
 static void sup_signal(struct sup_state *s)
@@ -105,11 +113,11 @@ static void sup_signal(struct sup_state *s)
 	struct signalfd_siginfo si;
 	while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
 		if (!atomic_load(&w->stopping)) {
-			log_info("%s: stopping (grace %.1f s for a running job)", strsignal((int)si.ssi_signo),
+			log_info("%s: stopping (grace %.1f s for running jobs)", strsignal((int)si.ssi_signo),
 				 w->cfg->grace_s);
 			atomic_store(&w->stopping, 1);
 			s->grace_until = worker_now_ms() + (uint64_t)(w->cfg->grace_s * 1000);
-			evfd_signal(w->main_evfd);
+			wake_slots(w, NULL);
 		} else {
 			log_info("%s again: ending the grace period", strsignal((int)si.ssi_signo));
 			s->grace_until = worker_now_ms();
@@ -117,27 +125,90 @@ static void sup_signal(struct sup_state *s)
 	}
 }
 
-/* The grace period is over and a job is still running: give it back and go. */
-static void sup_release_and_exit(struct sup_state *s, int64_t id, int64_t token)
+/* The grace period is over and jobs are still running: give them back and go. */
+static void sup_release_and_exit(struct sup_state *s)
 {
 	struct worker *w = s->w;
-	int rc = AT_EUNAVAILABLE;
-	for (int tries = 0; tries < 3 && rc == AT_EUNAVAILABLE; tries++) {
-		if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
-			PQfinish(s->conn);
-			s->conn = NULL;
-			if (queue_connect(w->cfg->conninfo, &s->conn) < 0)
-				continue;
+	for (int i = 0; i < w->nslots; i++) {
+		struct slot *sl = &w->slots[i];
+		pthread_mutex_lock(&w->mu);
+		int64_t id = sl->cur ? sl->cur->id : 0, token = sl->cur_token;
+		pthread_mutex_unlock(&w->mu);
+		if (!id)
+			continue;
+		int rc = AT_EUNAVAILABLE;
+		for (int tries = 0; tries < 3 && rc == AT_EUNAVAILABLE; tries++) {
+			if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+				PQfinish(s->conn);
+				s->conn = NULL;
+				if (queue_connect(w->cfg->conninfo, &s->conn) < 0)
+					continue;
+			}
+			rc = queue_release(s->conn, id, token);
 		}
-		rc = queue_release(s->conn, id, token);
+		if (rc == 0)
+			log_info("grace period over: released job %" PRId64 " back to the queue", id);
+		else
+			log_warn("grace period over: could not release job %" PRId64 " (%s); its lease will expire",
+				 id, at_strerror(rc));
 	}
-	if (rc == 0)
-		log_info("grace period over: released job %" PRId64 " back to the queue", id);
-	else
-		log_warn("grace period over: could not release job %" PRId64 " (%s); its lease will expire",
-			 id, at_strerror(rc));
-	/* The handler is still running on the main thread: leave without joining it. */
+	/* The handlers are still running on their slots' threads: leave without joining them. */
 	_exit(0);
+}
+
+/* One slot's due work (heartbeat, timeout); returns ms until it next needs a
+ * look, or -1 when it heartbeated (look again at once). */
+static int sup_slot(struct sup_state *s, struct slot *sl, uint64_t hb_every, uint64_t tick)
+{
+	struct worker *w = s->w;
+	/* Snapshot the slot's job. */
+	pthread_mutex_lock(&w->mu);
+	int active = sl->cur != NULL;
+	uint64_t gen = sl->gen;
+	int64_t id = active ? sl->cur->id : 0, token = sl->cur_token;
+	int timeout_s = sl->cur_timeout_s;
+	uint64_t started = sl->cur_started_ms;
+	int dirty = active && sl->cur->progress_dirty;
+	double progress = active ? sl->cur->progress : -1;
+	char msg[256] = "";
+	int eta = -1;
+	if (dirty) {
+		snprintf(msg, sizeof msg, "%s", sl->cur->progress_msg);
+		eta = sl->cur->eta_s;
+		sl->cur->progress_dirty = 0;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!active)
+		return (int)tick;
+
+	uint64_t now = worker_now_ms();
+	if (gen != sl->sup_gen) {
+		sl->sup_gen = gen;
+		sl->last_hb_ms = started;
+	}
+	if (timeout_s > 0 && now >= started + (uint64_t)timeout_s * 1000) {
+		pthread_mutex_lock(&w->mu);
+		if (sl->cur && sl->gen == gen)
+			job_ctx_stop_locked(sl->cur, JOB_STOP_TIMEOUT);
+		pthread_mutex_unlock(&w->mu);
+	}
+	/* Progress goes out at most once a second; the lease every lease/3. */
+	if (now >= sl->last_hb_ms + hb_every || (dirty && now >= sl->last_hb_ms + 1000)) {
+		sup_heartbeat(s, sl, id, token, gen, dirty ? progress : -1, dirty ? msg : NULL, eta);
+		return -1;
+	}
+	if (dirty) { /* not sent yet: keep it for the next heartbeat */
+		pthread_mutex_lock(&w->mu);
+		if (sl->cur && sl->gen == gen)
+			sl->cur->progress_dirty = 1;
+		pthread_mutex_unlock(&w->mu);
+	}
+	uint64_t next = sl->last_hb_ms + (dirty ? 1000 : hb_every);
+	if (timeout_s > 0 && started + (uint64_t)timeout_s * 1000 < next)
+		next = started + (uint64_t)timeout_s * 1000;
+	int wait_ms = next > now ? (int)(next - now) : 0;
+	/* Progress reported after this snapshot should not wait a whole lease/3. */
+	return wait_ms > (int)tick ? (int)tick : wait_ms;
 }
 
 static void *supervisor_main(void *arg)
@@ -147,66 +218,32 @@ static void *supervisor_main(void *arg)
 	const uint64_t hb_every = (uint64_t)w->cfg->lease_s * 1000 / 3;
 	const uint64_t tick = hb_every / 2 < 1000 ? hb_every / 2 : 1000;
 	while (!atomic_load(&w->quit)) {
-		/* Snapshot the current job. */
-		pthread_mutex_lock(&w->mu);
-		int active = w->cur != NULL;
-		uint64_t gen = w->gen;
-		int64_t id = active ? w->cur->id : 0, token = w->cur_token;
-		int timeout_s = w->cur_timeout_s;
-		uint64_t started = w->cur_started_ms;
-		int dirty = active && w->cur->progress_dirty;
-		double progress = active ? w->cur->progress : -1;
-		char msg[256] = "";
-		int eta = -1;
-		if (dirty) {
-			snprintf(msg, sizeof msg, "%s", w->cur->progress_msg);
-			eta = w->cur->eta_s;
-			w->cur->progress_dirty = 0;
+		int wait_ms = (int)tick, again = 0;
+		for (int i = 0; i < w->nslots; i++) {
+			int ms = sup_slot(s, &w->slots[i], hb_every, tick);
+			if (ms < 0)
+				again = 1;
+			else if (ms < wait_ms)
+				wait_ms = ms;
 		}
-		pthread_mutex_unlock(&w->mu);
-
-		uint64_t now = worker_now_ms();
-		if (active && gen != s->gen) {
-			s->gen = gen;
-			s->last_hb_ms = started;
+		if (s->grace_until) {
+			uint64_t now = worker_now_ms();
+			int running = 0;
+			pthread_mutex_lock(&w->mu);
+			for (int i = 0; i < w->nslots; i++)
+				running += w->slots[i].cur != NULL;
+			pthread_mutex_unlock(&w->mu);
+			if (running && now >= s->grace_until)
+				sup_release_and_exit(s);
+			if (running && (int)(s->grace_until - now) < wait_ms)
+				wait_ms = (int)(s->grace_until - now);
 		}
-		if (active) {
-			if (timeout_s > 0 && now >= started + (uint64_t)timeout_s * 1000) {
-				pthread_mutex_lock(&w->mu);
-				if (w->cur && w->gen == gen)
-					job_ctx_stop_locked(w->cur, JOB_STOP_TIMEOUT);
-				pthread_mutex_unlock(&w->mu);
-			}
-			if (s->grace_until && now >= s->grace_until)
-				sup_release_and_exit(s, id, token);
-			/* Progress goes out at most once a second; the lease every lease/3. */
-			if (now >= s->last_hb_ms + hb_every || (dirty && now >= s->last_hb_ms + 1000)) {
-				sup_heartbeat(s, id, token, gen, dirty ? progress : -1, dirty ? msg : NULL, eta);
-				continue;
-			}
-			if (dirty) { /* not sent yet: keep it for the next heartbeat */
-				pthread_mutex_lock(&w->mu);
-				if (w->cur && w->gen == gen)
-					w->cur->progress_dirty = 1;
-				pthread_mutex_unlock(&w->mu);
-			}
-		}
+		if (again)
+			continue;
 
 		/* Sleep until the next thing due. Job starts are not signalled (that
 		 * would cost a wake-up per job on the hot path): an idle supervisor
 		 * looks every `tick` ms, well within the first lease/3. */
-		int wait_ms = (int)tick;
-		if (active) {
-			uint64_t next = s->last_hb_ms + (dirty ? 1000 : hb_every);
-			if (timeout_s > 0 && started + (uint64_t)timeout_s * 1000 < next)
-				next = started + (uint64_t)timeout_s * 1000;
-			if (s->grace_until && s->grace_until < next)
-				next = s->grace_until;
-			wait_ms = next > now ? (int)(next - now) : 0;
-			/* Progress reported after this snapshot should not wait a whole lease/3. */
-			if (wait_ms > (int)tick)
-				wait_ms = (int)tick;
-		}
 		struct pollfd p[2] = {{.fd = s->sigfd, .events = POLLIN}, {.fd = w->sup_evfd, .events = POLLIN}};
 		int n = poll(p, 2, wait_ms);
 		if (n < 0 && errno != EINTR) {
@@ -223,39 +260,64 @@ static void *supervisor_main(void *arg)
 	return NULL;
 }
 
-/* ---- main thread ---- */
+/* ---- slot threads ---- */
 
 /* Wait ms (or until woken for shutdown). */
-static void idle_sleep(struct worker *w, int ms)
+static void idle_sleep(struct slot *sl, int ms)
 {
-	struct pollfd p = {.fd = w->main_evfd, .events = POLLIN};
+	struct pollfd p = {.fd = sl->evfd, .events = POLLIN};
 	if (poll(&p, 1, ms) < 0 && errno != EINTR)
 		log_error("poll: %s", strerror(errno));
 }
 
-/* (Re)connect the main connection, LISTEN and register; retries with backoff
- * until connected or stopping. 0 when connected. */
-static int ensure_conn(struct worker *w)
+/* GPUs offered in a claim: what the slot holds plus every free one. */
+static int gpus_take(struct slot *sl)
 {
+	if (sl->w->cfg->gpus > 0)
+		sl->held_gpus += atomic_exchange(&sl->w->free_gpus, 0);
+	return sl->held_gpus;
+}
+
+/* Keep `need` of the held GPUs and give the rest back; with `wake`, other
+ * slots look again (one may have missed a job for want of them). */
+static void gpus_keep(struct slot *sl, int need, int wake)
+{
+	int back = sl->held_gpus - need;
+	sl->held_gpus = need;
+	if (back <= 0)
+		return;
+	atomic_fetch_add(&sl->w->free_gpus, back);
+	if (wake && sl->w->nslots > 1)
+		wake_slots(sl->w, sl);
+}
+
+/* (Re)connect the slot's connection, LISTEN and register; retries with
+ * backoff until connected or stopping. 0 when connected. */
+static int ensure_conn(struct slot *sl)
+{
+	struct worker *w = sl->w;
 	int delay = 100;
-	while (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
+	while (!sl->conn || PQstatus(sl->conn) != CONNECTION_OK) {
 		if (atomic_load(&w->stopping))
 			return AT_ECANCELLED;
-		PQfinish(w->conn);
-		w->conn = NULL;
-		int rc = queue_connect(w->cfg->conninfo, &w->conn);
+		PQfinish(sl->conn);
+		sl->conn = NULL;
+		int rc = queue_connect(w->cfg->conninfo, &sl->conn);
 		if (rc == 0)
-			rc = queue_listen(w->conn);
+			rc = queue_listen(sl->conn);
 		if (rc == 0)
-			rc = queue_worker_seen(w->conn, w->cfg->name, w->cfg->kinds, w->cfg->gpus);
+			rc = queue_worker_seen(sl->conn, w->cfg->name, w->cfg->kinds, w->cfg->gpus);
 		if (rc == 0) {
-			log_info("connected");
+			if (w->nslots > 1)
+				log_info("slot %d connected", sl->index);
+			else
+				log_info("connected");
 			break;
 		}
-		PQfinish(w->conn);
-		w->conn = NULL;
+		PQfinish(sl->conn);
+		sl->conn = NULL;
 		log_warn("database not ready (%s); retrying in %d ms", at_strerror(rc), delay);
-		idle_sleep(w, delay);
+		idle_sleep(sl, delay);
 		delay = delay * 2 > 5000 ? 5000 : delay * 2;
 	}
 	return 0;
@@ -266,9 +328,10 @@ enum outcome { OUT_COMPLETE, OUT_FAIL, OUT_RELEASE, OUT_NONE };
 /* Report the attempt's outcome, reconnecting if the connection broke. A
  * report that committed just before the connection died comes back AT_ESTALE
  * on retry; that is logged, not an error. */
-static void report(struct worker *w, const struct queue_job *job, struct job_ctx *ctx, enum outcome out,
+static void report(struct slot *sl, const struct queue_job *job, struct job_ctx *ctx, enum outcome out,
 		   int retryable, struct queue_job *next)
 {
+	struct worker *w = sl->w;
 	char *result = NULL;
 	char state[16] = "";
 	int rc = AT_EUNAVAILABLE;
@@ -281,61 +344,63 @@ static void report(struct worker *w, const struct queue_job *job, struct job_ctx
 		}
 	}
 	for (int tries = 0; tries < 5 && rc == AT_EUNAVAILABLE; tries++) {
-		if (tries && ensure_conn(w) < 0)
+		if (tries && ensure_conn(sl) < 0)
 			break;
 		switch (out) {
 		case OUT_COMPLETE:
 			/* The hot path: complete and claim the next job in one round trip. */
 			if (next && tries == 0 && !atomic_load(&w->stopping))
-				rc = queue_complete_claim(w->conn, job, result, w->cfg->name,
-							  w->cfg->kinds, w->cfg->gpus, w->cfg->lease_s, next);
+				rc = queue_complete_claim(sl->conn, job, result, w->cfg->name, w->cfg->kinds,
+							  gpus_take(sl), w->cfg->lease_s, next);
 			else
-				rc = queue_complete(w->conn, job->id, job->token, result);
+				rc = queue_complete(sl->conn, job->id, job->token, result);
 			break;
 		case OUT_FAIL:
-			rc = queue_fail(w->conn, job->id, job->token, ctx->error[0] ? ctx->error : "failed",
+			rc = queue_fail(sl->conn, job->id, job->token, ctx->error[0] ? ctx->error : "failed",
 					retryable, state);
 			break;
 		case OUT_RELEASE:
-			rc = queue_release(w->conn, job->id, job->token);
+			rc = queue_release(sl->conn, job->id, job->token);
 			break;
 		case OUT_NONE:
 			rc = 0;
 			break;
 		}
 		if (rc == AT_EUNAVAILABLE) {
-			PQfinish(w->conn);
-			w->conn = NULL;
+			PQfinish(sl->conn);
+			sl->conn = NULL;
 		}
 	}
 	free(result);
 	if (rc == AT_ESTALE) {
-		w->n_lost++;
+		atomic_fetch_add(&w->n_lost, 1);
 		log_warn("job %" PRId64 " (%s): outcome rejected, token stale (lease expired, job re-claimed)",
 			 job->id, job->kind);
 	} else if (rc < 0) {
 		log_error("job %" PRId64 " (%s): could not report outcome: %s", job->id, job->kind,
 			  at_strerror(rc));
 	} else if (out == OUT_COMPLETE) {
-		w->n_ok++;
+		atomic_fetch_add(&w->n_ok, 1);
 		log_debug("job %" PRId64 " (%s) succeeded", job->id, job->kind);
 	} else if (out == OUT_FAIL) {
-		w->n_failed++;
+		atomic_fetch_add(&w->n_failed, 1);
 		log_info("job %" PRId64 " (%s) attempt %d/%d failed: %s -> %s", job->id, job->kind,
 			 job->attempts, job->max_attempts, ctx->error, state);
 	} else if (out == OUT_RELEASE) {
-		w->n_released++;
+		atomic_fetch_add(&w->n_released, 1);
 		log_info("job %" PRId64 " (%s) released back to the queue", job->id, job->kind);
 	}
 }
 
 /* Run one claimed job and report its outcome. *next receives the next job
  * when the report could claim it in the same call (next->id == 0 if not). */
-static void run_job(struct worker *w, struct queue_job *job, struct queue_job *next)
+static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *next)
 {
+	struct worker *w = sl->w;
 	struct job_ctx ctx;
 	memset(&ctx, 0, sizeof ctx);
 	ctx.w = w;
+	ctx.slot = sl;
 	ctx.id = job->id;
 	ctx.attempt = job->attempts;
 	ctx.kind = job->kind;
@@ -347,7 +412,7 @@ static void run_job(struct worker *w, struct queue_job *job, struct queue_job *n
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ctx.cond, &ca);
 	pthread_condattr_destroy(&ca);
-	w->n_run++;
+	atomic_fetch_add(&w->n_run, 1);
 
 	const struct job_handler *h = job_handler_find(job->kind);
 	json_error_t jerr;
@@ -355,16 +420,16 @@ static void run_job(struct worker *w, struct queue_job *job, struct queue_job *n
 	if (!h || !ctx.payload || !json_is_object(ctx.payload)) {
 		/* Claims only ask for our kinds, so !h cannot happen; a bad payload can. */
 		snprintf(ctx.error, sizeof ctx.error, "%s", !h ? "no handler for this kind" : "payload is not a JSON object");
-		report(w, job, &ctx, OUT_FAIL, 0, NULL);
+		report(sl, job, &ctx, OUT_FAIL, 0, NULL);
 		goto out;
 	}
 
 	pthread_mutex_lock(&w->mu);
-	w->cur = &ctx;
-	w->cur_token = job->token;
-	w->cur_timeout_s = job->timeout_s;
-	w->cur_started_ms = worker_now_ms();
-	w->gen++;
+	sl->cur = &ctx;
+	sl->cur_token = job->token;
+	sl->cur_timeout_s = job->timeout_s;
+	sl->cur_started_ms = worker_now_ms();
+	sl->gen++;
 	pthread_mutex_unlock(&w->mu);
 
 	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts,
@@ -372,30 +437,37 @@ static void run_job(struct worker *w, struct queue_job *job, struct queue_job *n
 	int rc = h->run(&ctx);
 
 	pthread_mutex_lock(&w->mu);
-	w->cur = NULL;
-	w->gen++;
+	sl->cur = NULL;
+	sl->gen++;
 	pthread_mutex_unlock(&w->mu);
+	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
+		/* A handler left a transaction open (or the connection broke): the
+		 * next job must not inherit it. */
+		log_warn("job %" PRId64 " (%s) left its database connection in a transaction (or broken); closing it", job->id, job->kind);
+		PQfinish(sl->hconn);
+		sl->hconn = NULL;
+	}
 
 	enum job_stop why = (enum job_stop)atomic_load(&ctx.stop);
 	if (why == JOB_STOP_LOST) {
-		w->n_lost++;
+		atomic_fetch_add(&w->n_lost, 1);
 		log_warn("job %" PRId64 " (%s): lease lost; outcome dropped", job->id, job->kind);
 	} else if (rc == 0) {
-		report(w, job, &ctx, OUT_COMPLETE, 0, next);
+		report(sl, job, &ctx, OUT_COMPLETE, 0, next);
 	} else if (why == JOB_RUN && atomic_load(&w->stopping)) {
 		/* Stopped for the shutdown (or failed meanwhile): not the job's fault. */
-		report(w, job, &ctx, OUT_RELEASE, 0, NULL);
+		report(sl, job, &ctx, OUT_RELEASE, 0, NULL);
 	} else if (why == JOB_STOP_TIMEOUT) {
 		snprintf(ctx.error, sizeof ctx.error, "timed out after %d s (attempt %d)", job->timeout_s,
 			 job->attempts);
-		report(w, job, &ctx, OUT_FAIL, 0, NULL);
+		report(sl, job, &ctx, OUT_FAIL, 0, NULL);
 	} else if (why == JOB_STOP_CANCEL) {
 		snprintf(ctx.error, sizeof ctx.error, "cancelled");
-		report(w, job, &ctx, OUT_FAIL, 0, NULL);
+		report(sl, job, &ctx, OUT_FAIL, 0, NULL);
 	} else {
 		if (!ctx.error[0])
 			snprintf(ctx.error, sizeof ctx.error, "%s", at_strerror(rc));
-		report(w, job, &ctx, OUT_FAIL, !ctx.no_retry, NULL);
+		report(sl, job, &ctx, OUT_FAIL, !ctx.no_retry, NULL);
 	}
 out:
 	json_decref(ctx.payload);
@@ -403,18 +475,91 @@ out:
 	pthread_cond_destroy(&ctx.cond);
 }
 
+static void *slot_main(void *arg)
+{
+	struct slot *sl = arg;
+	struct worker *w = sl->w;
+	const struct worker_config *cfg = w->cfg;
+	uint64_t last_tick = 0;
+	const int poll_ms = (int)(cfg->poll_s * 1000);
+	struct queue_job job = {0};
+	while (!atomic_load(&w->stopping)) {
+		if (ensure_conn(sl) < 0)
+			break;
+		if (job.id == 0) {
+			int rc = queue_claim(sl->conn, cfg->name, cfg->kinds, gpus_take(sl), cfg->lease_s, &job);
+			gpus_keep(sl, rc == 0 ? job.needs_gpu : 0, rc == 0);
+			if (rc == AT_ENOTFOUND) {
+				/* Idle: the safety-net tick reaps leases and says we are alive. */
+				uint64_t now = worker_now_ms();
+				if (now >= last_tick + (uint64_t)poll_ms) {
+					last_tick = now;
+					int reaped = 0;
+					if (cfg->reap && queue_reap(sl->conn, &reaped) == 0 && reaped > 0)
+						log_info("reaped %d job(s) with expired leases or timeouts", reaped);
+					if (queue_worker_seen(sl->conn, cfg->name, cfg->kinds, cfg->gpus) < 0)
+						continue;
+				}
+				rc = queue_listen_wait(sl->conn, poll_ms, sl->evfd);
+				if (rc == AT_EUNAVAILABLE) {
+					PQfinish(sl->conn);
+					sl->conn = NULL;
+				}
+				if (rc == 0) /* a quiet poll interval: time for the tick */
+					last_tick = 0;
+				if (rc == 2) /* another slot gave GPUs back (or shutdown) */
+					evfd_drain(sl->evfd);
+				continue;
+			}
+			if (rc == AT_EUNAVAILABLE) { /* the session is gone: reconnect */
+				PQfinish(sl->conn);
+				sl->conn = NULL;
+				continue;
+			}
+			if (rc < 0) {
+				idle_sleep(sl, 1000);
+				continue;
+			}
+		}
+		struct queue_job next = {0};
+		run_job(sl, &job, &next);
+		/* The slot keeps the GPUs its next job needs; the rest go back. */
+		gpus_keep(sl, next.id ? next.needs_gpu : 0, 1);
+		queue_job_clear(&job);
+		job = next;
+	}
+	/* Claimed by the last complete+claim, never started: give it back. */
+	if (job.id && sl->conn && queue_release(sl->conn, job.id, job.token) == 0)
+		log_info("released unstarted job %" PRId64 " (%s)", job.id, job.kind);
+	queue_job_clear(&job);
+	gpus_keep(sl, 0, 0);
+	PQfinish(sl->conn);
+	sl->conn = NULL;
+	PQfinish(sl->hconn);
+	sl->hconn = NULL;
+	return NULL;
+}
+
 int worker_run(const struct worker_config *cfg)
 {
 	struct worker w;
 	memset(&w, 0, sizeof w);
 	w.cfg = cfg;
+	w.nslots = cfg->concurrency > 0 ? cfg->concurrency : 1;
 	pthread_mutex_init(&w.mu, NULL);
 	atomic_init(&w.stopping, 0);
 	atomic_init(&w.quit, 0);
+	atomic_init(&w.free_gpus, cfg->gpus);
+	atomic_init(&w.n_run, 0);
+	atomic_init(&w.n_ok, 0);
+	atomic_init(&w.n_failed, 0);
+	atomic_init(&w.n_released, 0);
+	atomic_init(&w.n_lost, 0);
 	int status = 1;
 	struct sup_state sup = {.w = &w, .sigfd = -1};
 	pthread_t sup_thread;
 	int sup_started = 0;
+	w.sup_evfd = -1;
 
 	/* Signals are taken synchronously by the supervisor (signalfd); every
 	 * thread inherits this mask. */
@@ -425,10 +570,25 @@ int worker_run(const struct worker_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	w.main_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w.slots = calloc((size_t)w.nslots, sizeof *w.slots);
+	if (!w.slots) {
+		log_error("out of memory");
+		goto out;
+	}
+	for (int i = 0; i < w.nslots; i++)
+		w.slots[i].evfd = -1;
+	for (int i = 0; i < w.nslots; i++) {
+		w.slots[i].w = &w;
+		w.slots[i].index = i;
+		w.slots[i].evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w.slots[i].evfd < 0) {
+			log_error("eventfd: %s", strerror(errno));
+			goto out;
+		}
+	}
 	w.sup_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	sup.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (w.main_evfd < 0 || w.sup_evfd < 0 || sup.sigfd < 0) {
+	if (w.sup_evfd < 0 || sup.sigfd < 0) {
 		log_error("eventfd/signalfd: %s", strerror(errno));
 		goto out;
 	}
@@ -442,68 +602,46 @@ int worker_run(const struct worker_config *cfg)
 	for (size_t i = 0, n = 0; cfg->kinds[i]; i++)
 		n += (size_t)snprintf(kinds + n, n < sizeof kinds ? sizeof kinds - n : 0, "%s%s", i ? "," : "",
 				      cfg->kinds[i]);
-	log_info("%s starting: kinds=%s gpus=%d lease=%ds poll=%.1fs grace=%.1fs", cfg->name, kinds,
-		 cfg->gpus, cfg->lease_s, cfg->poll_s, cfg->grace_s);
+	log_info("%s starting: kinds=%s gpus=%d concurrency=%d lease=%ds poll=%.1fs grace=%.1fs", cfg->name, kinds,
+		 cfg->gpus, w.nslots, cfg->lease_s, cfg->poll_s, cfg->grace_s);
 
-	uint64_t last_tick = 0;
-	const int poll_ms = (int)(cfg->poll_s * 1000);
-	struct queue_job job = {0};
-	while (!atomic_load(&w.stopping)) {
-		if (ensure_conn(&w) < 0)
+	/* Handlers (libtorch training among them) run on the slot threads: give
+	 * them the main thread's stack size rather than the smaller default a
+	 * pthread may get. */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 8u << 20);
+	for (int i = 0; i < w.nslots; i++) {
+		if (pthread_create(&w.slots[i].thread, &attr, slot_main, &w.slots[i]) != 0) {
+			log_error("cannot start slot %d", i);
+			atomic_store(&w.stopping, 1);
+			wake_slots(&w, NULL);
 			break;
-		if (job.id == 0) {
-			int rc = queue_claim(w.conn, cfg->name, cfg->kinds, cfg->gpus, cfg->lease_s, &job);
-			if (rc == AT_ENOTFOUND) {
-				/* Idle: the safety-net tick reaps leases and says we are alive. */
-				uint64_t now = worker_now_ms();
-				if (now >= last_tick + (uint64_t)poll_ms) {
-					last_tick = now;
-					int reaped = 0;
-					if (cfg->reap && queue_reap(w.conn, &reaped) == 0 && reaped > 0)
-						log_info("reaped %d job(s) with expired leases or timeouts", reaped);
-					if (queue_worker_seen(w.conn, cfg->name, cfg->kinds, cfg->gpus) < 0)
-						continue;
-				}
-				rc = queue_listen_wait(w.conn, poll_ms, w.main_evfd);
-				if (rc == AT_EUNAVAILABLE) {
-					PQfinish(w.conn);
-					w.conn = NULL;
-				}
-				if (rc == 0) /* a quiet poll interval: time for the tick */
-					last_tick = 0;
-				continue;
-			}
-			if (rc < 0) {
-				if (PQstatus(w.conn) != CONNECTION_BAD)
-					idle_sleep(&w, 1000);
-				continue; /* ensure_conn reconnects a broken connection */
-			}
 		}
-		struct queue_job next = {0};
-		run_job(&w, &job, &next);
-		queue_job_clear(&job);
-		job = next;
+		w.slots[i].started = 1;
 	}
-	/* Claimed by the last complete+claim, never started: give it back. */
-	if (job.id && w.conn && queue_release(w.conn, job.id, job.token) == 0)
-		log_info("released unstarted job %" PRId64 " (%s)", job.id, job.kind);
-	queue_job_clear(&job);
-	status = 0;
+	pthread_attr_destroy(&attr);
+	for (int i = 0; i < w.nslots; i++)
+		if (w.slots[i].started)
+			pthread_join(w.slots[i].thread, NULL);
+	status = w.slots[w.nslots - 1].started ? 0 : 1;
 	log_info("%s stopped: %ld job(s) run, %ld succeeded, %ld failed, %ld released, %ld lost", cfg->name,
-		 w.n_run, w.n_ok, w.n_failed, w.n_released, w.n_lost);
+		 atomic_load(&w.n_run), atomic_load(&w.n_ok), atomic_load(&w.n_failed), atomic_load(&w.n_released),
+		 atomic_load(&w.n_lost));
 out:
 	if (sup_started) {
 		atomic_store(&w.quit, 1);
 		evfd_signal(w.sup_evfd);
 		pthread_join(sup_thread, NULL);
 	}
-	PQfinish(w.conn);
 	if (sup.sigfd >= 0)
 		close(sup.sigfd);
-	if (w.main_evfd >= 0)
-		close(w.main_evfd);
 	if (w.sup_evfd >= 0)
 		close(w.sup_evfd);
+	for (int i = 0; w.slots && i < w.nslots; i++)
+		if (w.slots[i].evfd >= 0)
+			close(w.slots[i].evfd);
+	free(w.slots);
 	pthread_mutex_destroy(&w.mu);
 	return status;
 }

@@ -1,17 +1,25 @@
 /*
- * worker.h — the atelier-worker runtime: the claim loop (main thread) and the
- * supervisor thread (heartbeats, timeouts, signals). Internal to workers/.
+ * worker.h — the atelier-worker runtime: job slots (one thread each: the
+ * claim loop) and the supervisor thread (heartbeats, timeouts, signals).
+ * Internal to workers/.
  *
  * Threads and ownership:
- *   main thread   owns `conn`: LISTEN, claim, runs the handler, complete/fail.
- *   supervisor    owns its own connection: heartbeats every lease/3 (sooner,
- *                 at most once a second, when progress changed), enforces the
- *                 per-attempt timeout locally, turns SIGTERM/SIGINT into a
- *                 graceful stop and, when the grace period runs out, releases
- *                 the job itself and exits the process.
- *   `mu` guards the current job (cur, gen) and the progress fields of the
- *   context; a job_ctx lives on the main thread's stack and the supervisor
- *   touches it only under `mu` while `cur` points to it.
+ *   slot threads  --concurrency of them (default 1); each owns its `conn`:
+ *                 LISTEN, claim, runs the handler, complete/fail. A slot runs
+ *                 one job at a time, so a worker runs up to --concurrency.
+ *   supervisor    owns its own connection: heartbeats every slot's job every
+ *                 lease/3 (sooner, at most once a second, when progress
+ *                 changed), enforces per-attempt timeouts locally, turns
+ *                 SIGTERM/SIGINT into a graceful stop and, when the grace
+ *                 period runs out, releases the running jobs itself and exits.
+ *   `mu` guards each slot's current job (cur, gen, ...) and the progress
+ *   fields of the contexts; a job_ctx lives on its slot thread's stack and
+ *   the supervisor touches it only under `mu` while the slot's `cur` points
+ *   to it.
+ *   GPUs: the worker's --gpus are a pool (free_gpus). A slot about to claim
+ *   takes every free GPU, offers them in its claim, and gives back at once
+ *   what the claimed job does not need; the rest it holds until the job ends.
+ *   So jobs running at once never need more GPUs than the worker has.
  */
 #ifndef ATELIER_WORKERS_WORKER_H
 #define ATELIER_WORKERS_WORKER_H
@@ -30,6 +38,7 @@ struct worker_config {
 	const char *name;
 	const char **kinds; /* NULL-terminated */
 	int gpus;
+	int concurrency; /* job slots: jobs run at once (>= 1) */
 	int lease_s;
 	double poll_s;  /* safety-net poll (and reap) interval when idle */
 	double grace_s; /* on SIGTERM/SIGINT: how long the running job may take to finish */
@@ -45,9 +54,11 @@ enum job_stop {
 };
 
 struct worker;
+struct slot;
 
 struct job_ctx {
 	struct worker *w;
+	struct slot *slot;
 	int64_t id;
 	int attempt;
 	const char *kind;
@@ -64,21 +75,37 @@ struct job_ctx {
 	int progress_dirty;
 };
 
-struct worker {
-	const struct worker_config *cfg;
-	PGconn *conn; /* main thread's */
-	pthread_mutex_t mu;
-	struct job_ctx *cur; /* the running job, under mu */
+struct slot {
+	struct worker *w;
+	int index;
+	PGconn *conn;  /* the slot thread's queue connection (lib/queue.c only) */
+	PGconn *hconn; /* the handlers' (job_db), opened on first use */
+	int evfd;     /* -> the slot: wake up (shutdown, GPUs given back) */
+	pthread_t thread;
+	int started;
+	int held_gpus; /* slot thread only: GPUs taken from the pool */
+	/* under w->mu */
+	struct job_ctx *cur; /* the running job */
 	int64_t cur_token;
 	int cur_timeout_s;
 	uint64_t cur_started_ms;
 	uint64_t gen; /* bumped at every job start and end */
+	/* the supervisor's own */
+	uint64_t sup_gen;    /* job generation last_hb_ms describes */
+	uint64_t last_hb_ms; /* last heartbeat (or the job's start) */
+};
+
+struct worker {
+	const struct worker_config *cfg;
+	pthread_mutex_t mu;
+	struct slot *slots;
+	int nslots;
 	atomic_int stopping;
-	int main_evfd; /* supervisor -> main: wake up (stop) */
-	int sup_evfd;  /* main -> supervisor: the job changed, or quit */
+	atomic_int free_gpus; /* the GPU pool (see above) */
+	int sup_evfd;         /* -> supervisor: quit */
 	atomic_int quit;
 	/* counters for the exit line */
-	long n_run, n_ok, n_failed, n_released, n_lost;
+	atomic_long n_run, n_ok, n_failed, n_released, n_lost;
 };
 
 /* Runs until SIGTERM/SIGINT; returns the process exit status. */

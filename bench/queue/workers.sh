@@ -1,0 +1,48 @@
+#!/bin/sh
+# bench/queue/workers.sh — claim->complete throughput of the real
+# atelier-worker binary (test.noop jobs), as "NxC": N worker processes with
+# --concurrency C each. Called by run.sh with the bench database's URL.
+#
+# The rate is the jobs' own span in the database: N jobs over
+# max(finished_at) - min(started_at), so process start-up is not counted.
+# The table is not ANALYZEd first: the claim's plan must not need statistics
+# (lib/queue.c, session_settings).
+#
+# usage: workers.sh URL JOBS SPEC...   e.g. workers.sh "$url" 20000 1x1 1x4 4x1 8x1
+set -eu
+url=$1
+jobs=$2
+shift 2
+BIN=${ATELIER_BUILD:-build}/bin
+for spec in "$@"; do
+	n=${spec%x*}
+	c=${spec#*x}
+	psql "$url" -qAtX -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SET client_min_messages = warning;
+TRUNCATE jobs CASCADE;
+INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, $jobs);
+SQL
+	pids=""
+	i=0
+	while [ "$i" -lt "$n" ]; do
+		ATELIER_LOG_LEVEL=warn "$BIN/atelier-worker" --database-url "$url" --name "bench-$i" \
+			--kinds test.noop --concurrency "$c" --poll 1 --no-reap >/dev/null 2>&1 &
+		pids="$pids $!"
+		i=$((i + 1))
+	done
+	deadline=$(($(date +%s) + 60))
+	while [ "$(psql "$url" -qAtXc "SELECT count(*) FROM jobs WHERE state = 'succeeded'")" != "$jobs" ]; do
+		if [ "$(date +%s)" -gt "$deadline" ]; then
+			echo "workers $spec: not done in 60 s" >&2
+			kill $pids 2>/dev/null || true
+			exit 1
+		fi
+		sleep 0.1
+	done
+	kill $pids 2>/dev/null || true
+	wait $pids 2>/dev/null || true
+	psql "$url" -qAtX -c "SELECT format('atelier-worker  %s x --concurrency %s  jobs=%s  span=%ss  %s jobs/s (claim->complete, the real binary)',
+		'$n', '$c', count(*), round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 2),
+		round(count(*) / extract(epoch FROM max(finished_at) - min(started_at))))
+		FROM jobs WHERE state = 'succeeded'"
+done
