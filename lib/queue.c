@@ -88,10 +88,14 @@ static const struct {
  * was nearly empty) it picks a bitmap scan of every queued row plus a sort
  * instead, and a cached plan keeps doing that per claim however deep the
  * queue gets: 230 jobs/s at 11,000 queued, measured (test_queue.py, the
- * terminated-backend test, before this). A queue connection runs only the
- * statements here, so these planner settings cost nothing elsewhere (job
- * handlers get their own connection: job_db). */
-static const char session_settings[] = "SET enable_bitmapscan = off; SET enable_sort = off";
+ * terminated-backend test, before this). Turning those off works by adding a
+ * huge cost to such plans, and a plan that costly would be JIT-compiled (the
+ * enqueue trigger's sort of its transition table took 170 ms so) or given
+ * parallel workers: both off too; the queue's statements touch a few rows.
+ * A queue connection runs only the statements here, so these settings cost
+ * nothing elsewhere (job handlers get their own connection: job_db). */
+static const char session_settings[] = "SET enable_bitmapscan = off; SET enable_sort = off; SET jit = off;"
+				       " SET max_parallel_workers_per_gather = 0";
 
 int queue_prepare(PGconn *conn)
 {

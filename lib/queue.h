@@ -58,8 +58,8 @@ struct queue_new_job {
 /* Connect (libpq URL or key=value; NULL/"" = PG* env) and prepare the
  * statements. On failure *out is NULL and the reason is logged.
  * queue_prepare also pins the session's planner to ordered index scans
- * (enable_bitmapscan and enable_sort off: queue.c says why), so keep other
- * work off a queue connection. */
+ * (enable_bitmapscan and enable_sort off, and so jit and parallel workers
+ * off: queue.c says why), so keep other work off a queue connection. */
 int queue_connect(const char *conninfo, PGconn **out) AT_MUST_CHECK;
 int queue_prepare(PGconn *conn) AT_MUST_CHECK;
 

@@ -6,8 +6,9 @@
 #   claim->complete throughput with 1, 4, 8 workers (threads, one connection
 #   each, the worker's own path: lib/queue.c, complete+claim in one call);
 #   enqueue -> idle-worker-start latency p50/p99 with 4 LISTENing workers;
-#   the throughput again over the cluster's Unix socket, and the 8-worker
-#   throughput with fsync=on (durable commits).
+#   the throughput again over the cluster's Unix socket; the real
+#   atelier-worker binary, N processes x --concurrency C (workers.sh); and the
+#   8-worker throughput with fsync=on (durable commits).
 #
 # Environment: ATELIER_BUILD (build folder), JOBS (jobs per throughput run,
 # default 20000), ATELIER_BENCH_HANDOFF_CMD (stage hand-off hook: run with
@@ -38,6 +39,14 @@ timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 
 sock=$(scripts/pgctl.sh socket-url "$dir")
 echo "-- fsync=off, Unix socket (as make run's own processes connect)"
 timeout 60 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,2,4,8 --samples 0 --max-seconds 10
+
+# The real atelier-worker binary (test.noop jobs): N processes x --concurrency C.
+if [ -x "$BUILD/bin/atelier-worker" ]; then
+	echo "-- fsync=off, Unix socket, atelier-worker processes (N x --concurrency C)"
+	ATELIER_BUILD=$BUILD bench/queue/workers.sh "$sock" "${JOBS:-20000}" 1x1 1x2 1x4 4x1 8x1 2x4
+else
+	echo "-- atelier-worker processes: not measured ($BUILD/bin/atelier-worker not built: make)"
+fi
 
 scripts/pgctl.sh stop "$dir" >/dev/null
 url=$(PG_FSYNC=on scripts/pgctl.sh start "$dir" | tail -n 1)
