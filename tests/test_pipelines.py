@@ -297,3 +297,26 @@ def test_local_worker_restarted_and_exits_with_daemon(db_url):
     os.kill(d.proc.p.pid, 9)
     d.proc.p.wait()
     wait_until(lambda: not os.path.exists("/proc/%d" % again[0]), timeout=10, what="the orphaned worker to exit")
+
+
+def test_atelierd_and_workers_survive_their_sessions_being_terminated(d, pg, db_url):
+    # Every session of atelierd and its local workers is ended at once
+    # (pg_terminate_backend: what a failover or an operator does): the leader
+    # lock goes with its session, the pools and workers reconnect, the leader
+    # takes the lock again, and runs go on.
+    assert apply(d, yaml_text("st", "  a: {kind: noop}\n  b: {kind: noop, needs: [a]}\n")).status == 201
+    assert wait_run(d, run(d, "st"))["run"]["state"] == "succeeded"
+    killed = int(pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                         " AND backend_type = 'client backend'", db_url))
+    assert killed >= 4, killed  # atelierd's pools + 2 workers (queue + supervisor)
+
+    def leader_again():
+        r = d.http().get("/metrics")
+        return r.status == 200 and "\natelier_scheduler_leader 1\n" in r.body.decode()
+    wait_until(leader_again, timeout=20, what="atelierd to be the leader again")
+    rid = wait_until(lambda: d.api.post("/v1/pipelines/st/runs").json().get("run"), timeout=20,
+                     what="the API to take a run again")
+    assert wait_run(d, rid, timeout=30)["run"]["state"] == "succeeded"
+    log = d.log()
+    assert "pipeline mode" not in log, log[-3000:]

@@ -334,3 +334,27 @@ def test_concurrency_cancel_reaches_one_slot_and_shutdown_releases_the_rest(q):
     assert w.stop(timeout=10) == 0
     assert time.time() - t < 4
     assert q.job(b, "state, attempts") == ["queued", "0"]
+
+
+def test_running_job_keeps_its_lease_when_the_workers_sessions_are_terminated(q):
+    # The worker's sessions (the slot's and the supervisor's, then the
+    # supervisor's new one) are ended while a job runs under a 2-second lease:
+    # the heartbeats reconnect in time, the job completes on its first attempt
+    # and its slot reports it on a new session.
+    job = q.enqueue("test.sleep", '{"ms": 5000}')
+    w = q.worker("w", "--lease", "2")
+    wait_until(lambda: q.job(job)[0] == "running")
+    worker_sessions = (" FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                       " AND backend_type = 'client backend' AND application_name = ''")
+    # The supervisor connects at its first heartbeat (lease/3): wait for both sessions.
+    wait_until(lambda: q.sql("SELECT count(*)" + worker_sessions) == "2", timeout=5, what="two sessions")
+    assert q.sql("SELECT count(pg_terminate_backend(pid))" + worker_sessions) == "2"
+    # The supervisor's next heartbeat fails and the one after reconnects: end that session too.
+    wait_until(lambda: q.sql("SELECT count(*)" + worker_sessions) == "1", timeout=5, what="a new session")
+    assert q.job(job)[0] == "running"
+    assert q.sql("SELECT count(pg_terminate_backend(pid))" + worker_sessions) == "1"
+    wait_until(lambda: q.job(job)[0] == "succeeded", timeout=15)
+    assert q.job(job, "attempts")[0] == "1"
+    assert w.stop() == 0
+    assert "lease lost" not in w.log() and "no longer ours" not in w.log(), w.log()[-3000:]
+    assert stopped_line(w)[:2] == [1, 1]

@@ -84,6 +84,10 @@ static void sup_heartbeat(struct sup_state *s, struct slot *sl, int64_t id, int6
 	sl->last_hb_ms = worker_now_ms();
 	if (rc == AT_EUNAVAILABLE || rc == AT_EDB) {
 		log_warn("heartbeat for job %" PRId64 " failed (%s); retrying", id, at_strerror(rc));
+		if (rc == AT_EUNAVAILABLE) { /* the session is gone: a new one next time */
+			PQfinish(s->conn);
+			s->conn = NULL;
+		}
 		sl->last_hb_ms -= hb_every - 1000;
 		return;
 	}
@@ -145,6 +149,10 @@ static void sup_release_and_exit(struct sup_state *s)
 					continue;
 			}
 			rc = queue_release(s->conn, id, token);
+			if (rc == AT_EUNAVAILABLE) {
+				PQfinish(s->conn);
+				s->conn = NULL;
+			}
 		}
 		if (rc == 0)
 			log_info("grace period over: released job %" PRId64 " back to the queue", id);
