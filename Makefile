@@ -4,6 +4,7 @@
 #   make test     install missing packages, build, run unit + integration tests
 #   make run      install missing packages, build, bring the whole system up
 #   make asan     ASan+UBSan build in build-asan/ and the same tests against it
+#   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
 #   make bench    benchmarks under bench/, printing their figures
 #   make deps     install missing Debian packages (no-op when all present)
@@ -94,7 +95,7 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit run asan fuzz bench clean format
+.PHONY: all deps test unit run asan tsan fuzz bench clean format
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
 all: $(BINS) $(UNIT_BINS)
@@ -180,6 +181,20 @@ asan:
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh $(TESTS)
 
+# ThreadSanitizer for atelier-worker, the one multi-threaded binary (slot
+# threads, the supervisor): its C code instrumented (libtorch is not; the
+# queue tests' job kinds never enter it), then the queue tests against it. A
+# race makes the worker exit 66, and the test that ran it fails. Thread leaks
+# are not reported: when the grace period runs out the worker releases the
+# jobs and leaves with _exit(), its handlers still running, on purpose.
+tsan:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory build/libatelier_model.a
+	@$(MAKE) --no-print-directory BUILD=build-tsan EXTRA_CFLAGS=-fsanitize=thread EXTRA_LDFLAGS=-fsanitize=thread \
+		LIBMODEL_PREBUILT=build/libatelier_model.a build-tsan/bin/atelier-worker
+	@ATELIER_BUILD=build-tsan TSAN_OPTIONS=halt_on_error=1:exitcode=66:report_thread_leaks=0 OMP_WAIT_POLICY=PASSIVE \
+		/usr/bin/python3 -m pytest -p no:cacheprovider -q -ra tests/test_queue.py $(TESTS)
+
 FUZZ_BINS = $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC))
 fuzz:
 	@scripts/deps.sh
@@ -208,7 +223,7 @@ format:
 	clang-format -i $(LIB_SRC) lib/*.h orchestrator/*.[ch] workers/*.[ch] serving/*.[ch] cli/*.[ch] models/*.h models/*.cpp
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
