@@ -49,8 +49,10 @@ int64_t job_id(const struct job_ctx *ctx);
 int job_attempt(const struct job_ctx *ctx); /* 1 on the first attempt */
 const char *job_kind(const struct job_ctx *ctx);
 const char *job_worker_name(const struct job_ctx *ctx);
-/* The job's slot's database connection (blocking libpq), free for the
- * handler to use while it runs: the heartbeat thread has its own. Borrowed. */
+/* The handlers' database connection (blocking libpq) of the job's slot, its
+ * own: not the queue's (whose planner settings are pinned for the claim) nor
+ * the heartbeat thread's. Opened on first use; one left inside a transaction
+ * is closed after the job. Borrowed. */
 PGconn *job_db(struct job_ctx *ctx);
 /* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */
 const char *job_artifacts_uri(const struct job_ctx *ctx);

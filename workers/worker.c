@@ -55,6 +55,16 @@ static void evfd_drain(int fd)
 		;
 }
 
+/* A call answered AT_EUNAVAILABLE: the session is gone (lib/queue.c's
+ * conn_error_res), so drop the connection; the next use opens a new one. */
+static void drop_if_gone(PGconn **conn, int rc)
+{
+	if (rc == AT_EUNAVAILABLE) {
+		PQfinish(*conn);
+		*conn = NULL;
+	}
+}
+
 /* ---- supervisor thread ---- */
 
 struct sup_state {
@@ -64,30 +74,34 @@ struct sup_state {
 	uint64_t grace_until; /* 0: not stopping */
 };
 
+/* The supervisor's connection, (re)opened when needed; NULL if that failed. */
+static PGconn *sup_conn(struct sup_state *s)
+{
+	if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+		return s->conn;
+	PQfinish(s->conn);
+	s->conn = NULL;
+	if (queue_connect(s->w->cfg->conninfo, &s->conn) < 0)
+		return NULL;
+	return s->conn;
+}
+
 static void sup_heartbeat(struct sup_state *s, struct slot *sl, int64_t id, int64_t token, uint64_t gen,
 			  double progress, const char *msg, int eta_s)
 {
 	struct worker *w = s->w;
 	const uint64_t hb_every = (uint64_t)w->cfg->lease_s * 1000 / 3;
-	PGconn *conn = s->conn && PQstatus(s->conn) == CONNECTION_OK ? s->conn : NULL;
+	PGconn *conn = sup_conn(s);
 	if (!conn) {
-		PQfinish(s->conn);
-		s->conn = NULL;
-		if (queue_connect(w->cfg->conninfo, &s->conn) < 0) {
-			sl->last_hb_ms = worker_now_ms() - hb_every + 1000; /* retry in 1 s */
-			return;
-		}
-		conn = s->conn;
+		sl->last_hb_ms = worker_now_ms() - hb_every + 1000; /* retry in 1 s */
+		return;
 	}
 	int cancel = 0;
 	int rc = queue_heartbeat(conn, id, token, progress, msg, eta_s, w->cfg->lease_s, &cancel);
 	sl->last_hb_ms = worker_now_ms();
 	if (rc == AT_EUNAVAILABLE || rc == AT_EDB) {
 		log_warn("heartbeat for job %" PRId64 " failed (%s); retrying", id, at_strerror(rc));
-		if (rc == AT_EUNAVAILABLE) { /* the session is gone: a new one next time */
-			PQfinish(s->conn);
-			s->conn = NULL;
-		}
+		drop_if_gone(&s->conn, rc);
 		sl->last_hb_ms -= hb_every - 1000;
 		return;
 	}
@@ -142,17 +156,11 @@ static void sup_release_and_exit(struct sup_state *s)
 			continue;
 		int rc = AT_EUNAVAILABLE;
 		for (int tries = 0; tries < 3 && rc == AT_EUNAVAILABLE; tries++) {
-			if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
-				PQfinish(s->conn);
-				s->conn = NULL;
-				if (queue_connect(w->cfg->conninfo, &s->conn) < 0)
-					continue;
-			}
-			rc = queue_release(s->conn, id, token);
-			if (rc == AT_EUNAVAILABLE) {
-				PQfinish(s->conn);
-				s->conn = NULL;
-			}
+			PGconn *conn = sup_conn(s);
+			if (!conn)
+				continue;
+			rc = queue_release(conn, id, token);
+			drop_if_gone(&s->conn, rc);
 		}
 		if (rc == 0)
 			log_info("grace period over: released job %" PRId64 " back to the queue", id);
@@ -374,10 +382,7 @@ static void report(struct slot *sl, const struct queue_job *job, struct job_ctx 
 			rc = 0;
 			break;
 		}
-		if (rc == AT_EUNAVAILABLE) {
-			PQfinish(sl->conn);
-			sl->conn = NULL;
-		}
+		drop_if_gone(&sl->conn, rc);
 	}
 	free(result);
 	if (rc == AT_ESTALE) {
@@ -509,21 +514,16 @@ static void *slot_main(void *arg)
 						continue;
 				}
 				rc = queue_listen_wait(sl->conn, poll_ms, sl->evfd);
-				if (rc == AT_EUNAVAILABLE) {
-					PQfinish(sl->conn);
-					sl->conn = NULL;
-				}
+				drop_if_gone(&sl->conn, rc);
 				if (rc == 0) /* a quiet poll interval: time for the tick */
 					last_tick = 0;
 				if (rc == 2) /* another slot gave GPUs back (or shutdown) */
 					evfd_drain(sl->evfd);
 				continue;
 			}
-			if (rc == AT_EUNAVAILABLE) { /* the session is gone: reconnect */
-				PQfinish(sl->conn);
-				sl->conn = NULL;
-				continue;
-			}
+			drop_if_gone(&sl->conn, rc);
+			if (rc == AT_EUNAVAILABLE)
+				continue; /* ensure_conn reconnects */
 			if (rc < 0) {
 				idle_sleep(sl, 1000);
 				continue;
