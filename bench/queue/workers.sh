@@ -14,6 +14,21 @@ url=$1
 jobs=$2
 shift 2
 BIN=${ATELIER_BUILD:-build}/bin
+
+# wait_for SECONDS WHAT SQL VALUE: poll until SQL answers VALUE (every 0.5 s:
+# each psql costs CPU the bench needs); after SECONDS, stop the workers, fail.
+wait_for() {
+	deadline=$(($(date +%s) + $1))
+	until [ "$(psql "$url" -qAtXc "$3")" = "$4" ]; do
+		if [ "$(date +%s)" -gt "$deadline" ]; then
+			echo "workers $spec: $2 not within $1 s" >&2
+			kill $pids 2>/dev/null || true
+			exit 1
+		fi
+		sleep 0.5
+	done
+}
+
 for spec in "$@"; do
 	n=${spec%x*}
 	c=${spec#*x}
@@ -33,26 +48,10 @@ SQL
 		pids="$pids $!"
 		i=$((i + 1))
 	done
-	deadline=$(($(date +%s) + 30))
-	until [ "$(psql "$url" -qAtXc "SELECT count(*) FROM workers")" = "$n" ]; do
-		if [ "$(date +%s)" -gt "$deadline" ]; then
-			echo "workers $spec: not connected in 30 s" >&2
-			kill $pids 2>/dev/null || true
-			exit 1
-		fi
-		sleep 0.2
-	done
+	wait_for 30 "every worker connected" "SELECT count(*) FROM workers" "$n"
 	sleep 0.5 # every slot connected, not just the first
 	psql "$url" -qAtXc "INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, $jobs)" >/dev/null
-	deadline=$(($(date +%s) + 60))
-	while [ "$(psql "$url" -qAtXc "SELECT count(*) FROM jobs WHERE state = 'succeeded'")" != "$jobs" ]; do
-		if [ "$(date +%s)" -gt "$deadline" ]; then
-			echo "workers $spec: not done in 60 s" >&2
-			kill $pids 2>/dev/null || true
-			exit 1
-		fi
-		sleep 0.5
-	done
+	wait_for 60 "every job done" "SELECT count(*) FROM jobs WHERE state = 'succeeded'" "$jobs"
 	kill $pids 2>/dev/null || true
 	wait $pids 2>/dev/null || true
 	psql "$url" -qAtX -c "SELECT format('atelier-worker  %s x --concurrency %s  jobs=%s  span=%ss  %s jobs/s (claim->complete, the real binary)',
