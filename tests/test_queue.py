@@ -43,6 +43,21 @@ class Queue:
     def job(self, job_id, cols="state"):
         return self.row("SELECT %s FROM jobs WHERE id = %d" % (cols, job_id))
 
+    def count(self, state):
+        """How many jobs are in `state`."""
+        return int(self.sql("SELECT count(*) FROM jobs WHERE state = '%s'" % state))
+
+    # The workers' sessions: psql (this harness) names itself, workers do not.
+    WORKER_SESSIONS = (" FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                       " AND backend_type = 'client backend' AND application_name = ''")
+
+    def sessions(self):
+        return int(self.sql("SELECT count(*)" + self.WORKER_SESSIONS))
+
+    def terminate_sessions(self, where=""):
+        """End the workers' sessions (pg_terminate_backend); how many."""
+        return int(self.sql("SELECT count(pg_terminate_backend(pid))" + self.WORKER_SESSIONS + where))
+
     def worker(self, name, *args):
         env = dict(os.environ, ATELIER_LOG_LEVEL="info")
         p = Proc([WORKER, "--database-url", self.url, "--name", name] + list(args), env=env)
@@ -105,7 +120,7 @@ def test_8_workers_10000_jobs_each_runs_exactly_once(q):
 
     def done():
         samples.append(q.sql(invariants))
-        return q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n)
+        return q.count("succeeded") == n
     wait_until(done, timeout=120, interval=0.2, what="all jobs done")
     assert len(samples) >= 2 and set(samples) == {"0"}, samples
     assert q.sql(invariants) == "0"
@@ -240,10 +255,10 @@ def test_worker_rides_out_a_postgres_restart(q, pg):
     n = 6000
     q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
     w = q.worker("w", "--poll", "0.5", "--lease", "3")
-    wait_until(lambda: int(q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'")) > 500,
+    wait_until(lambda: q.count("succeeded") > 500,
                what="the worker to get going")
     pg.restart()
-    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == str(n), timeout=60,
+    wait_until(lambda: q.count("succeeded") == n, timeout=60,
                interval=0.2, what="every job done after the restart")
     assert w.stop() == 0, w.log()
     log = w.log()
@@ -261,13 +276,11 @@ def test_worker_survives_its_backend_being_terminated_mid_pipeline(q):
     n = 20000
     q.sql("INSERT INTO jobs (kind) SELECT 'test.noop' FROM generate_series(1, %d)" % n)
     w = q.worker("w", "--poll", "0.5", "--lease", "3", "--concurrency", "2")
-    done = lambda: int(q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'"))
+    done = lambda: q.count("succeeded")
     wait_until(lambda: done() > 200, what="the worker to get going")
     kills = 0
     while done() < n - 2000 and kills < 40:
-        kills += int(q.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                           " WHERE application_name = '' AND backend_type = 'client backend'"
-                           " AND pid <> pg_backend_pid() AND state = 'active'") or 0)
+        kills += q.terminate_sessions(" AND state = 'active'")
         time.sleep(0.05)
     assert kills >= 5, kills
     try:
@@ -299,7 +312,7 @@ def test_concurrency_runs_jobs_at_once_and_keeps_every_lease(q):
     # them side by side, and its supervisor renews all four leases.
     jobs = [q.enqueue("test.sleep", '{"ms": 4000}') for _ in range(4)]
     w = q.worker("w", "--concurrency", "4", "--lease", "3")
-    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "4", timeout=20)
+    wait_until(lambda: q.count("succeeded") == 4, timeout=20)
     iv = intervals(q, jobs)
     assert max(s for s, _ in iv) < min(f for _, f in iv), iv
     assert q.sql("SELECT string_agg(DISTINCT attempts::text || worker, ',') FROM jobs") == "1w"
@@ -313,7 +326,7 @@ def test_concurrency_shares_the_gpus(q):
     gpu = [q.enqueue("test.sleep", '{"ms": 700}', needs_gpu=1) for _ in range(3)]
     cpu = [q.enqueue("test.sleep", '{"ms": 700}') for _ in range(3)]
     q.worker("w", "--concurrency", "3", "--gpus", "1", "--poll", "0.2")
-    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "6", timeout=20)
+    wait_until(lambda: q.count("succeeded") == 6, timeout=20)
     g = intervals(q, gpu)
     c = intervals(q, cpu)
     for i in range(3):
@@ -326,7 +339,7 @@ def test_concurrency_cancel_reaches_one_slot_and_shutdown_releases_the_rest(q):
     a = q.enqueue("test.sleep", '{"ms": 60000}')
     b = q.enqueue("test.sleep", '{"ms": 60000}')
     w = q.worker("w", "--concurrency", "2", "--lease", "3", "--grace", "1")
-    wait_until(lambda: q.sql("SELECT count(*) FROM jobs WHERE state = 'running'") == "2")
+    wait_until(lambda: q.count("running") == 2)
     assert q.sql("SELECT atelier_cancel_job(%d)" % a) == "running"
     wait_until(lambda: q.job(a)[0] == "cancelled", timeout=5, what="cancelled")
     assert q.job(b)[0] == "running"
@@ -344,15 +357,13 @@ def test_running_job_keeps_its_lease_when_the_workers_sessions_are_terminated(q)
     job = q.enqueue("test.sleep", '{"ms": 5000}')
     w = q.worker("w", "--lease", "2")
     wait_until(lambda: q.job(job)[0] == "running")
-    worker_sessions = (" FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                       " AND backend_type = 'client backend' AND application_name = ''")
     # The supervisor connects at its first heartbeat (lease/3): wait for both sessions.
-    wait_until(lambda: q.sql("SELECT count(*)" + worker_sessions) == "2", timeout=5, what="two sessions")
-    assert q.sql("SELECT count(pg_terminate_backend(pid))" + worker_sessions) == "2"
+    wait_until(lambda: q.sessions() == 2, timeout=5, what="two sessions")
+    assert q.terminate_sessions() == 2
     # The supervisor's next heartbeat fails and the one after reconnects: end that session too.
-    wait_until(lambda: q.sql("SELECT count(*)" + worker_sessions) == "1", timeout=5, what="a new session")
+    wait_until(lambda: q.sessions() == 1, timeout=5, what="a new session")
     assert q.job(job)[0] == "running"
-    assert q.sql("SELECT count(pg_terminate_backend(pid))" + worker_sessions) == "1"
+    assert q.terminate_sessions() == 1
     wait_until(lambda: q.job(job)[0] == "succeeded", timeout=15)
     assert q.job(job, "attempts")[0] == "1"
     assert w.stop() == 0
