@@ -11,12 +11,18 @@
  *               idle worker start, including the enqueue's own round trip.
  *
  * usage: bench_queue URL [--jobs N] [--workers 1,4,8] [--latency-workers W]
- *                        [--samples N] [--max-seconds S] [--separate 0|1]
+ *                        [--samples N] [--max-seconds S] [--separate 0|1] [--pin CPU]
  * --separate 1 also measures claim and complete as two calls.
+ * --pin CPU (a diagnostic, PostgreSQL on this host, run as root or as its
+ * user) puts every throughput thread and its backend on that one CPU: a
+ * round trip then wakes a process on the CPU that is already running, where
+ * unpinned it wakes one on the other, idle CPU, which on this VM costs an
+ * inter-processor interrupt to a halted virtual CPU (docs/queue.md).
  * The database must have the migrations (sql/) applied; the bench empties `jobs`.
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +35,7 @@
 #include "queue.h"
 
 static const char *url;
+static int pin_cpu = -1; /* --pin: < 0 none */
 static const char *const kinds[] = {"bench.noop", NULL};
 
 static double now_s(void)
@@ -77,6 +84,16 @@ static void *tp_worker(void *p)
 {
 	struct tp_arg *a = p;
 	PGconn *c = connect_or_die();
+	if (pin_cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(pin_cpu, &set);
+		if (sched_setaffinity(0, sizeof set, &set) < 0 ||
+		    sched_setaffinity(PQbackendPID(c), sizeof set, &set) < 0) {
+			perror("bench: --pin: sched_setaffinity (PostgreSQL on another host, or not permitted)");
+			exit(1);
+		}
+	}
 	pthread_barrier_wait(a->start);
 	struct queue_job job;
 	int rc = queue_claim(c, a->name, kinds, 0, 30, &job);
@@ -140,8 +157,12 @@ static void throughput(PGconn *admin, int workers, int njobs, double max_s, int 
 	}
 	double dt = now_s() - t0;
 	pthread_barrier_destroy(&start);
-	printf("throughput  workers=%-2d jobs=%-6ld time=%6.2fs  %7.0f jobs/s (claim->complete, %s)\n", workers, done,
-	       dt, (double)done / dt, fused ? "complete+claim fused: the worker's path" : "separate calls");
+	char pinned[64] = "";
+	if (pin_cpu >= 0)
+		snprintf(pinned, sizeof pinned, "; workers and backends pinned to CPU %d", pin_cpu);
+	printf("throughput  workers=%-2d jobs=%-6ld time=%6.2fs  %7.0f jobs/s (claim->complete, %s%s)\n", workers,
+	       done, dt, (double)done / dt, fused ? "complete+claim fused: the worker's path" : "separate calls",
+	       pinned);
 	fflush(stdout);
 }
 
@@ -257,7 +278,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_queue URL [--jobs N] [--workers 1,4,8] [--latency-workers W] "
-				"[--samples N] [--max-seconds S] [--separate 0|1]\n");
+				"[--samples N] [--max-seconds S] [--separate 0|1] [--pin CPU]\n");
 		return 2;
 	}
 	log_init("bench");
@@ -278,6 +299,12 @@ int main(int argc, char **argv)
 			separate = (int)strtol(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--max-seconds") == 0)
 			max_s = strtod(argv[i + 1], NULL);
+		else if (strcmp(argv[i], "--pin") == 0)
+			pin_cpu = (int)strtol(argv[i + 1], NULL, 10);
+		else {
+			fprintf(stderr, "bench_queue: unknown option %s\n", argv[i]);
+			return 2;
+		}
 	}
 	PGconn *admin = connect_or_die();
 	sql(admin, "SET client_min_messages = warning");

@@ -6,7 +6,9 @@
 #   claim->complete throughput with 1, 4, 8 workers (threads, one connection
 #   each, the worker's own path: lib/queue.c, complete+claim in one call);
 #   enqueue -> idle-worker-start latency p50/p99 with 4 LISTENing workers;
-#   the throughput again over the cluster's Unix socket; the real
+#   the throughput again over the cluster's Unix socket, and pinned to one
+#   CPU (a diagnostic: how much of the 1-worker figure is cross-CPU wake-ups
+#   and how much is CPU per job); the real
 #   atelier-worker binary, N processes x --concurrency C (workers.sh); and the
 #   8-worker throughput with fsync=on (durable commits).
 #
@@ -39,6 +41,12 @@ timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 
 sock=$(scripts/pgctl.sh socket-url "$dir")
 echo "-- fsync=off, Unix socket (as make run's own processes connect)"
 timeout 60 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,2,4,8 --samples 0 --max-seconds 10
+# Where the 1-worker figure's limit lies (docs/queue.md, "Why 1 worker..."):
+# every thread and its backend on one CPU. 1 worker: no round trip wakes the
+# other, idle CPU; 2 workers: what one CPU does, worker and PostgreSQL both.
+echo "-- diagnostic: fsync=off, Unix socket, workers and their backends pinned to CPU 0"
+timeout 40 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,2 --samples 0 --max-seconds 10 \
+	--pin 0 || echo "(not measured: pinning needs PostgreSQL's processes to be ours to move)"
 
 # The real atelier-worker binary (test.noop jobs): N processes x --concurrency C.
 if [ -x "$BUILD/bin/atelier-worker" ]; then
