@@ -98,7 +98,8 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps test unit run asan tsan fuzz bench clean format
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
-all: $(BINS) $(UNIT_BINS)
+BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve
+all: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -228,7 +229,14 @@ clean:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---- benchmarks (programs under bench/*/bench_*.c link libatelier) ----
+# `all` builds them too, so that a change to the library that breaks a
+# bench's build fails `make` (and CI), not the next `make bench`.
 $(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+$(BUILD)/bench/bench_serve: $(BUILD)/obj/bench/serve/bench_serve.o $(LIBATELIER)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)

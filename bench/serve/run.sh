@@ -26,12 +26,8 @@ CONFIG=${BENCH_CONFIG:-'{"image_size":256}'}
 PY=${PYTHON:-/usr/bin/python3}
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$THREADS"
 
-make --no-print-directory BUILD="$BUILD" ${TORCH_PREFIX:+TORCH_PREFIX="$TORCH_PREFIX"} "$BUILD/bin/atelier-serve" "$BUILD/libatelier.a" >&2
-mkdir -p "$BUILD/bench"
-${CC:-gcc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Ilib \
-	$(pkg-config --cflags libcurl) -c bench/serve/bench_serve.c -o "$BUILD/bench/bench_serve.o"
-${CC:-gcc} -o "$BUILD/bench/bench_serve" "$BUILD/bench/bench_serve.o" "$BUILD/libatelier.a" \
-	$(pkg-config --libs libcurl vips jansson openssl libuv) -lm -lpthread
+make --no-print-directory BUILD="$BUILD" ${TORCH_PREFIX:+TORCH_PREFIX="$TORCH_PREFIX"} "$BUILD/bin/atelier-serve" \
+	"$BUILD/bench/bench_serve" >&2
 BENCH="$BUILD/bench/bench_serve"
 SERVE="$BUILD/bin/atelier-serve"
 
