@@ -20,6 +20,7 @@
  * inter-processor interrupt to a halted virtual CPU (docs/queue.md).
  * The database must have the migrations (sql/) applied; the bench empties `jobs`.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -90,7 +91,8 @@ static void *tp_worker(void *p)
 		CPU_SET(pin_cpu, &set);
 		if (sched_setaffinity(0, sizeof set, &set) < 0 ||
 		    sched_setaffinity(PQbackendPID(c), sizeof set, &set) < 0) {
-			perror("bench: --pin: sched_setaffinity (PostgreSQL on another host, or not permitted)");
+			fprintf(stderr, "bench: --pin %d: %s (no such CPU, PostgreSQL on another host, or not ours to move)\n",
+				pin_cpu, strerror(errno));
 			exit(1);
 		}
 	}
@@ -286,7 +288,11 @@ int main(int argc, char **argv)
 	int njobs = 20000, lat_workers = 4, samples = 500, separate = 0;
 	double max_s = 15;
 	char workers_list[64] = "1,4,8";
-	for (int i = 2; i + 1 < argc; i += 2) {
+	for (int i = 2; i < argc; i += 2) {
+		if (i + 1 == argc) {
+			fprintf(stderr, "bench_queue: %s needs a value\n", argv[i]);
+			return 2;
+		}
 		if (strcmp(argv[i], "--jobs") == 0)
 			njobs = (int)strtol(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--workers") == 0)
@@ -305,6 +311,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_queue: unknown option %s\n", argv[i]);
 			return 2;
 		}
+	}
+	if (pin_cpu >= CPU_SETSIZE) {
+		fprintf(stderr, "bench_queue: --pin %d: no such CPU\n", pin_cpu);
+		return 2;
 	}
 	PGconn *admin = connect_or_die();
 	sql(admin, "SET client_min_messages = warning");

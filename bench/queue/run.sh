@@ -41,7 +41,7 @@ timeout 100 "$BUILD/bench/bench_queue" "$url" --jobs "${JOBS:-20000}" --workers 
 sock=$(scripts/pgctl.sh socket-url "$dir")
 echo "-- fsync=off, Unix socket (as make run's own processes connect)"
 timeout 60 "$BUILD/bench/bench_queue" "$sock" --jobs "${JOBS:-20000}" --workers 1,2,4,8 --samples 0 --max-seconds 10
-# Where the 1-worker figure's limit lies (docs/queue.md, "Why 1 worker..."):
+# Where the 1-worker figure's limit lies (docs/queue.md, "Where the time goes"):
 # every thread and its backend on one CPU. 1 worker: no round trip wakes the
 # other, idle CPU; 2 workers: what one CPU does, worker and PostgreSQL both.
 echo "-- diagnostic: fsync=off, Unix socket, workers and their backends pinned to CPU 0"
