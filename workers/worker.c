@@ -91,18 +91,17 @@ static void sup_heartbeat(struct sup_state *s, struct slot *sl, int64_t id, int6
 {
 	struct worker *w = s->w;
 	const uint64_t hb_every = (uint64_t)w->cfg->lease_s * 1000 / 3;
-	PGconn *conn = sup_conn(s);
-	if (!conn) {
-		sl->last_hb_ms = worker_now_ms() - hb_every + 1000; /* retry in 1 s */
-		return;
-	}
+	PGconn *conn = sup_conn(s); /* NULL: could not connect (queue_connect said why) */
 	int cancel = 0;
-	int rc = queue_heartbeat(conn, id, token, progress, msg, eta_s, w->cfg->lease_s, &cancel);
+	int rc = conn ? queue_heartbeat(conn, id, token, progress, msg, eta_s, w->cfg->lease_s, &cancel)
+		      : AT_EUNAVAILABLE;
 	sl->last_hb_ms = worker_now_ms();
 	if (rc == AT_EUNAVAILABLE || rc == AT_EDB) {
-		log_warn("heartbeat for job %" PRId64 " failed (%s); retrying", id, at_strerror(rc));
-		drop_if_gone(&s->conn, rc);
-		sl->last_hb_ms -= hb_every - 1000;
+		if (conn) {
+			log_warn("heartbeat for job %" PRId64 " failed (%s); retrying", id, at_strerror(rc));
+			drop_if_gone(&s->conn, rc);
+		}
+		sl->last_hb_ms -= hb_every - 1000; /* retry in 1 s */
 		return;
 	}
 	if (rc == 0 && !cancel)
