@@ -98,7 +98,7 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps test unit run asan tsan fuzz bench clean format
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
-BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve
+BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe
 all: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
@@ -248,3 +248,9 @@ $(BUILD)/bench/bench_longpoll: $(BUILD)/obj/bench/longpoll/bench_longpoll.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# The training recipe's measurement (docs/training.md, "The CPU recipe").
+$(BUILD)/bench/recipe: $(BUILD)/obj/bench/train/recipe.o $(LIBMODEL) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)

@@ -31,5 +31,6 @@ int cmd_models(struct cli *c, int argc, char **argv);
 int cmd_promote(struct cli *c, int argc, char **argv);
 int cmd_rollback(struct cli *c, int argc, char **argv);
 int cmd_nodes(struct cli *c, int argc, char **argv);
+int cmd_samples(struct cli *c, int argc, char **argv);
 
 #endif

@@ -27,6 +27,8 @@ const struct cli_command cli_commands[] = {
 	{"models", cmd_models, "[MODEL]", "models and their channels, or one model's versions with lineage"},
 	{"promote", cmd_promote, "MODEL VERSION [--channel canary|production]", "move a channel to a version"},
 	{"rollback", cmd_rollback, "MODEL [--channel canary|production]", "move a channel back to its previous version"},
+	{"samples", cmd_samples, "MODEL VERSION [--sheet FILE]",
+	 "a version's evaluation samples (candidate and champion), or a PNG sheet of them"},
 	{"nodes", cmd_nodes, "", "the serving fleet and what each node serves"},
 	{"synth", cmd_synth, "[--count N] [--seed S] [--size PX] [--out DIR]",
 	 "generate and upload a deterministic synthetic sketch/painting set"},

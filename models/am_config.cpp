@@ -42,6 +42,7 @@ static const field fields[] = {
 	FI(n_res, 0, 32, A_GEN),
 	FI(mlp_dim, 1, 8192, A_GEN),
 	{"pono", F_BOOL, offsetof(am_config, pono), 0, 1, A_GEN},
+	FI(pono_from, 0, 6, A_GEN),
 	FI(dis_dim, 1, 1024, A_DIS),
 	FI(n_layer, 1, 8, A_DIS),
 	FI(num_scales, 1, 6, A_DIS),
@@ -90,6 +91,7 @@ extern "C" am_config am_config_default(void)
 	c.n_res = 4;
 	c.mlp_dim = 256;
 	c.pono = 1;
+	c.pono_from = 0;
 	c.dis_dim = 64;
 	c.n_layer = 4;
 	c.num_scales = 3;

@@ -84,6 +84,8 @@ typedef struct am_config {
 	int n_res;           /* 4   [arch] residual blocks in content encoder and decoder */
 	int mlp_dim;         /* 256 [arch] hidden width of the style -> AdaIN MLP */
 	int pono;            /* 1   [arch] PONO-MS between encoder and decoder (0 = plain MUNIT) */
+	int pono_from;       /* 0   [arch] finest level whose moments PONO-MS carries (0 = full size,
+	                        1 = half, ...): coarser starts leave fine detail to the decoder */
 	/* discriminator (one per domain) */
 	int dis_dim;         /* 64  [arch] channels of the first conv */
 	int n_layer;         /* 4   [arch] stride-2 convs per scale */

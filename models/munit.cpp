@@ -4,6 +4,7 @@
  * conversion. bench/train/munit_ref.py is the same model in PyTorch eager
  * mode; keep the two in step.
  */
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -101,14 +102,16 @@ torch::Tensor ResBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain)
 
 /* ---- encoders, decoder, MLP ---- */
 
-ContentEncoderImpl::ContentEncoderImpl(int n_down, int n_res, int in, int dim, bool pono)
+ContentEncoderImpl::ContentEncoderImpl(int n_down, int n_res, int in, int dim, bool pono, int from)
 {
 	blocks = register_module("blocks", torch::nn::ModuleList());
 	res = register_module("res", torch::nn::ModuleList());
-	/* Blocks 0 .. n_down-1 run at S, S/2, ..., S/2^(n_down-1): one per decoder upsampling block. */
-	blocks->push_back(ConvBlock(in, dim, 7, 1, 3, Norm::In, Act::Relu, pono && n_down > 0));
+	/* Blocks 0 .. n_down-1 run at S, S/2, ..., S/2^(n_down-1): one per decoder
+	 * upsampling block. Levels finer than pono_from keep their moments. */
+	blocks->push_back(ConvBlock(in, dim, 7, 1, 3, Norm::In, Act::Relu, pono && n_down > 0 && from == 0));
 	for (int i = 0; i < n_down; i++) {
-		blocks->push_back(ConvBlock(dim, 2 * dim, 4, 2, 1, Norm::In, Act::Relu, pono && i < n_down - 1));
+		blocks->push_back(
+			ConvBlock(dim, 2 * dim, 4, 2, 1, Norm::In, Act::Relu, pono && i < n_down - 1 && i + 1 >= from));
 		dim *= 2;
 	}
 	for (int i = 0; i < n_res; i++)
@@ -151,7 +154,7 @@ torch::Tensor StyleEncoderImpl::forward(torch::Tensor x)
 	return out->forward(x).flatten(1);
 }
 
-DecoderImpl::DecoderImpl(int n_up, int n_res, int dim, int out_ch, bool pono_) : pono(pono_)
+DecoderImpl::DecoderImpl(int n_up, int n_res, int dim, int out_ch, bool pono_, int from) : pono(pono_), pono_from(from)
 {
 	res = register_module("res", torch::nn::ModuleList());
 	ups = register_module("ups", torch::nn::ModuleList());
@@ -183,8 +186,10 @@ torch::Tensor DecoderImpl::forward(torch::Tensor x, const std::vector<Moments> &
 	size_t n = ups->size();
 	for (size_t i = 0; i < n; i++) {
 		x = F::interpolate(x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
-		/* Upsampling block i works at S / 2^(n-1-i), the resolution of stats[n-1-i]. */
-		const Moments *mo = pono && stats.size() == n ? &stats[n - 1 - i] : nullptr;
+		/* Upsampling block i works at S / 2^(n-1-i): level n-1-i, stats[level - pono_from]. */
+		int level = (int)(n - 1 - i);
+		bool have = pono && level >= pono_from && stats.size() == n - (size_t)std::min<int>(pono_from, (int)n);
+		const Moments *mo = have ? &stats[level - pono_from] : nullptr;
 		x = ups[i]->as<ConvBlockImpl>()->forward(x, {}, mo);
 	}
 	return last->forward(x);
@@ -216,8 +221,8 @@ GeneratorImpl::GeneratorImpl(const am_config &c, int ch)
 {
 	/* MUNIT's style encoder always downsamples 4 times. */
 	enc_style = register_module("enc_style", StyleEncoder(4, ch, c.gen_dim, c.style_dim));
-	enc_content = register_module("enc_content", ContentEncoder(c.n_downsample, c.n_res, ch, c.gen_dim, c.pono != 0));
-	dec = register_module("dec", Decoder(c.n_downsample, c.n_res, enc_content->out_dim, ch, c.pono != 0));
+	enc_content = register_module("enc_content", ContentEncoder(c.n_downsample, c.n_res, ch, c.gen_dim, c.pono != 0, c.pono_from));
+	dec = register_module("dec", Decoder(c.n_downsample, c.n_res, enc_content->out_dim, ch, c.pono != 0, c.pono_from));
 	mlp = register_module("mlp", MLP(c.style_dim, (int)dec->num_adain_params(), c.mlp_dim, 3));
 }
 

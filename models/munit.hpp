@@ -59,7 +59,7 @@ struct ResBlockImpl : torch::nn::Module {
 TORCH_MODULE(ResBlock);
 
 struct ContentEncoderImpl : torch::nn::Module {
-	ContentEncoderImpl(int n_down, int n_res, int in, int dim, bool pono);
+	ContentEncoderImpl(int n_down, int n_res, int in, int dim, bool pono, int pono_from);
 	/* Content code, and the PONO moments (stats[k] at resolution S / 2^k). */
 	torch::Tensor forward(torch::Tensor x, std::vector<Moments> *stats);
 	torch::nn::ModuleList blocks, res;
@@ -76,12 +76,13 @@ struct StyleEncoderImpl : torch::nn::Module {
 TORCH_MODULE(StyleEncoder);
 
 struct DecoderImpl : torch::nn::Module {
-	DecoderImpl(int n_up, int n_res, int dim, int out, bool pono);
+	DecoderImpl(int n_up, int n_res, int dim, int out, bool pono, int pono_from);
 	torch::Tensor forward(torch::Tensor c, const std::vector<Moments> &stats, const torch::Tensor &adain);
 	int64_t num_adain_params() const;
 	torch::nn::ModuleList res, ups;
 	ConvBlock last{nullptr};
 	bool pono;
+	int pono_from; /* stats[k] holds the moments of level pono_from + k */
 };
 TORCH_MODULE(Decoder);
 

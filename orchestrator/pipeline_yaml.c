@@ -534,6 +534,15 @@ static const struct field model_fields[] = {
 };
 static const struct schema model_schema =
 	SCHEMA("model (other keys pass through to the model unchecked)", model_fields, .open = true);
+/* The GPU preset: keys that replace the stage's when the job trains on CUDA. */
+static const struct field gpu_preset_fields[] = {
+	{"steps", T_INT, RANGE(1, 1e8), .doc = "optimizer steps on a GPU"},
+	{"batch", T_INT, RANGE(1, 1024), .doc = "batch size on a GPU"},
+	{"lr", T_FLOAT, RANGE(1e-9, 1), .doc = "learning rate on a GPU"},
+	{"checkpoint_every", T_INT, RANGE(1, 1e8), .doc = "steps between checkpoints on a GPU"},
+	{"model", T_MAP, .sub = &model_schema, .doc = "architecture on a GPU, key by key over params.model"},
+};
+static const struct schema gpu_preset_schema = SCHEMA("gpu", gpu_preset_fields);
 static const struct field train_fields[] = {
 	{"steps", T_INT, .def = "2000", RANGE(1, 1e8), .doc = "optimizer steps"},
 	{"batch", T_INT, .def = "1", RANGE(1, 1024), .doc = "batch size"},
@@ -545,6 +554,8 @@ static const struct field train_fields[] = {
 	{"lr", T_FLOAT, .def = "0.0001", RANGE(1e-9, 1), .doc = "learning rate (Adam)"},
 	{"seed", T_INT, .def = "1", RANGE(0, 2147483647), .doc = "random seed"},
 	{"model", T_MAP, .sub = &model_schema, .doc = "architecture; must match the warm-start model's"},
+	{"gpu", T_MAP, .sub = &gpu_preset_schema,
+	 .doc = "the larger preset a worker training on CUDA uses instead (keys over these params)"},
 };
 static const struct field evaluate_fields[] = {
 	{"samples", T_INT, .def = "8", RANGE(1, 100000), .doc = "holdout sketches scored (0 < n)"},

@@ -45,6 +45,8 @@ struct train {
 	char why[768];
 	int64_t parent_id; /* 0: none */
 	int parent_version;
+	int preset_gpu;      /* params.gpu applied: production may have the other preset's shapes */
+	char warm_note[256]; /* why a warm start fell back to scratch; "" when it did not */
 };
 
 static double now_s(void)
@@ -152,6 +154,15 @@ static int warm_start(struct train *tr, const char *model)
 	}
 	rc = am_trainer_warm_start(tr->t, path, tr->st);
 	unlink(path);
+	if (rc == AT_ECONFLICT && tr->preset_gpu) {
+		/* Production was trained with the CPU preset's shapes (or the other
+		 * way round): a mixed fleet must not fail every run, so this one
+		 * starts from scratch and says why. */
+		snprintf(tr->warm_note, sizeof tr->warm_note, "production %s v%d has other shapes: %s", model, version,
+			 am_status_message(tr->st));
+		log_warn("train: %s; training from scratch", tr->warm_note);
+		return 0;
+	}
 	if (rc < 0) {
 		snprintf(tr->why, sizeof tr->why, "train: warm start from %s v%d: %s", model, version,
 			 am_status_message(tr->st));
@@ -204,9 +215,62 @@ static void loss_values(const am_losses *l, double *v)
 	memcpy(v, x, sizeof x);
 }
 
+/* ---- presets ---- */
+
+/*
+ * Whether this job trains on CUDA: ATELIER_DEVICE=cuda, or auto/unset and
+ * libtorch sees a GPU. ATELIER_TRAIN_PRESET=gpu|cpu overrides the choice of
+ * preset (an operator's switch, and how the tests reach the GPU path's
+ * parameter handling on a CPU-only host).
+ */
+static int wants_gpu_preset(void)
+{
+	const char *p = getenv("ATELIER_TRAIN_PRESET");
+	if (p && *p)
+		return strcmp(p, "gpu") == 0;
+	const char *d = getenv("ATELIER_DEVICE");
+	if (d && strcmp(d, "cuda") == 0)
+		return 1;
+	if (d && *d && strcmp(d, "auto") != 0)
+		return 0;
+	return strncmp(am_device_name(), "cuda", 4) == 0;
+}
+
+/*
+ * The params this job trains with (new reference): the stage's, with
+ * params.gpu's keys on top when the job trains on a GPU (params.gpu.model's
+ * keys on top of params.model's, key by key). The YAML schema checks gpu's
+ * keys; "gpu" itself is dropped from the result.
+ */
+static json_t *effective_params(json_t *params, int gpu)
+{
+	json_t *p = json_deep_copy(params), *preset = json_object_get(params, "gpu");
+	if (!p)
+		return NULL;
+	json_object_del(p, "gpu");
+	if (!gpu || !json_is_object(preset))
+		return p;
+	const char *k;
+	json_t *v;
+	json_object_foreach(preset, k, v) {
+		json_t *base = json_object_get(p, k);
+		if (strcmp(k, "model") == 0 && json_is_object(base) && json_is_object(v))
+			json_object_update(base, v);
+		else
+			json_object_set(p, k, v);
+	}
+	return p;
+}
+
 int job_train(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
+	json_t *payload = job_payload(ctx);
+	int gpu_preset = wants_gpu_preset() && json_is_object(json_object_get(dataset_params(payload), "gpu"));
+	json_t *params = effective_params(dataset_params(payload), gpu_preset);
+	if (!params) {
+		job_errorf(ctx, "train: out of memory");
+		return AT_ENOMEM;
+	}
 	long long steps = dataset_param_int(params, "steps", 2000);
 	long long batch = dataset_param_int(params, "batch", 1);
 	long long ck_every = dataset_param_int(params, "checkpoint_every", 100);
@@ -229,6 +293,7 @@ int job_train(struct job_ctx *ctx)
 
 	memset(&tr, 0, sizeof tr);
 	tr.ctx = ctx;
+	tr.preset_gpu = gpu_preset;
 	tr.c = job_db(ctx);
 	shard_init(&sh, 0);
 	if (!warm)
@@ -409,7 +474,8 @@ int job_train(struct job_ctx *ctx)
 	for (int k = 0; k < NLOSS && losses; k++)
 		json_object_set_new(losses, loss_names[k], json_real(fv[k]));
 	json_error_t jerr;
-	json_t *out = json_pack("{s:i, s:I, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:o?, s:O?, s:O?}", "version", version,
+	json_t *out = json_pack("{s:i, s:I, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:o?, s:O?, s:O?, s:s, s:s?}",
+				"version", version,
 				"version_id", (json_int_t)version_id, "sha256", sha, "size", (json_int_t)size, "steps",
 				(json_int_t)am_trainer_steps(tr.t), "final_losses", losses ? losses : json_null(),
 				"parent_version", tr.parent_id ? json_integer(tr.parent_version) : json_null(),
@@ -420,7 +486,8 @@ int job_train(struct job_ctx *ctx)
 				"config", json_loads(cfg_json, 0, &jerr),
 				/* evaluate needs only train, so the holdout shard travels on */
 				"train_shard", shard_sha, "holdout_shard",
-				dataset_input(payload, "prepare", "holdout_shard"));
+				dataset_input(payload, "prepare", "holdout_shard"), "preset", gpu_preset ? "gpu" : "cpu",
+				"warm_start_skipped", tr.warm_note[0] ? tr.warm_note : NULL);
 	log_info("train: job %" PRId64 " registered %s v%d (%.12s, %" PRIu64 " bytes) after %lld steps", job_id(ctx),
 		 model, version, sha, size, steps);
 	job_set_result(ctx, out);
@@ -431,6 +498,7 @@ out:
 	free(bs);
 	free(bp);
 	free(cfg_json);
+	json_decref(params);
 	shard_free(&sh);
 	am_trainer_free(tr.t);
 	am_status_free(tr.st);

@@ -1,0 +1,190 @@
+/*
+ * samples.c — `atelier samples MODEL VERSION [--sheet FILE]`: the evaluation
+ * samples of a version (GET /v1/models/{m}/versions/{v}/samples), as a list,
+ * or drawn into one PNG sheet: a row per holdout sketch, the sketch first,
+ * then the candidate's painting in each style, then (after a gap) the
+ * champion's on the same inputs. Every image comes from /v1/artifacts/{sha}.
+ *
+ * Bounded: at most SHEET_MAX_ROWS rows and SHEET_MAX_STYLES styles a role are
+ * drawn, each image at most SHEET_MAX_SIDE pixels a side.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "image.h"
+
+#define SHEET_MAX_ROWS 64
+#define SHEET_MAX_STYLES 16
+#define SHEET_MAX_SIDE 512
+#define SHEET_CELL 128 /* every image is drawn at this side (nearest neighbour) */
+#define SHEET_GAP 16
+
+struct sheet {
+	uint8_t *pix; /* RGB */
+	int w, h;
+};
+
+/* Fetches an artifact and decodes it as RGB. */
+static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
+{
+	char path[128];
+	struct cli_response r;
+	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
+	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
+		cli_fail(path, &r);
+		cli_response_free(&r);
+		return -1;
+	}
+	char why[128];
+	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE, img, why,
+			      sizeof why);
+	cli_response_free(&r);
+	if (rc < 0)
+		fprintf(stderr, "atelier: %s: %s\n", path, why);
+	return rc < 0 ? -1 : 0;
+}
+
+static void draw(struct sheet *s, int x0, int y0, const struct image_raw *img)
+{
+	for (int y = 0; y < SHEET_CELL; y++)
+		for (int x = 0; x < SHEET_CELL; x++) {
+			const uint8_t *p = img->pix + ((size_t)(y * img->height / SHEET_CELL) * img->width +
+						       (size_t)(x * img->width / SHEET_CELL)) * 3;
+			memcpy(s->pix + ((size_t)(y0 + y) * s->w + x0 + x) * 3, p, 3);
+		}
+}
+
+static int find(const char **list, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(list[i], s))
+			return i;
+	return -1;
+}
+
+static int write_sheet(struct cli *c, json_t *samples, const char *file)
+{
+	const char *rows[SHEET_MAX_ROWS];
+	int nrows = 0, nstyles = 0, has_champion = 0, rc = 1;
+	size_t i;
+	json_t *s;
+	json_array_foreach(samples, i, s)
+	{
+		const char *sk = json_string_value(json_object_get(s, "sketch"));
+		int k = (int)json_integer_value(json_object_get(s, "style"));
+		if (!sk || k < 0 || k >= SHEET_MAX_STYLES)
+			continue;
+		if (find(rows, nrows, sk) < 0 && nrows < SHEET_MAX_ROWS)
+			rows[nrows++] = sk;
+		if (k + 1 > nstyles)
+			nstyles = k + 1;
+		const char *role = json_string_value(json_object_get(s, "role"));
+		if (role && !strcmp(role, "champion"))
+			has_champion = 1;
+	}
+	if (!nrows) {
+		fprintf(stderr, "atelier: the version has no samples\n");
+		return 1;
+	}
+	struct sheet sh;
+	int cols = 1 + nstyles * (has_champion ? 2 : 1);
+	sh.w = cols * SHEET_CELL + (has_champion ? SHEET_GAP : 0);
+	sh.h = nrows * SHEET_CELL;
+	if (!(sh.pix = malloc((size_t)sh.w * sh.h * 3)))
+		return 1;
+	memset(sh.pix, 255, (size_t)sh.w * sh.h * 3);
+	struct image_raw img = {0};
+	for (int r = 0; r < nrows; r++) {
+		if (fetch_image(c, rows[r], &img) < 0)
+			goto out;
+		draw(&sh, 0, r * SHEET_CELL, &img);
+		image_raw_free(&img);
+	}
+	json_array_foreach(samples, i, s)
+	{
+		const char *sk = json_string_value(json_object_get(s, "sketch"));
+		const char *o = json_string_value(json_object_get(s, "output"));
+		const char *role = json_string_value(json_object_get(s, "role"));
+		int k = (int)json_integer_value(json_object_get(s, "style")), r = sk ? find(rows, nrows, sk) : -1;
+		if (r < 0 || !o || k < 0 || k >= nstyles)
+			continue;
+		int champ = role && !strcmp(role, "champion");
+		int x = (1 + k + (champ ? nstyles : 0)) * SHEET_CELL + (champ ? SHEET_GAP : 0);
+		if (fetch_image(c, o, &img) < 0)
+			goto out;
+		draw(&sh, x, r * SHEET_CELL, &img);
+		image_raw_free(&img);
+	}
+	uint8_t *png = NULL;
+	size_t len = 0;
+	FILE *f = NULL;
+	if (image_encode_png(sh.pix, sh.w, sh.h, 3, 6, &png, &len) < 0 || !(f = fopen(file, "wb")) ||
+	    fwrite(png, 1, len, f) != len) {
+		fprintf(stderr, "atelier: cannot write %s\n", file);
+	} else {
+		printf("%s: %d sketches x %d styles%s\n", file, nrows, nstyles,
+		       has_champion ? ", candidate then champion" : "");
+		rc = 0;
+	}
+	if (f && fclose(f) != 0)
+		rc = 1;
+	free(png);
+out:
+	image_raw_free(&img);
+	free(sh.pix);
+	return rc;
+}
+
+int cmd_samples(struct cli *c, int argc, char **argv)
+{
+	const char *sheet = NULL;
+	for (int i = 0; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--sheet")) {
+			sheet = argv[i + 1];
+			memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof *argv);
+			argc -= 2;
+			break;
+		}
+	if (argc != 2) {
+		fprintf(stderr, "usage: atelier samples MODEL VERSION [--sheet FILE]\n");
+		return 2;
+	}
+	char path[512];
+	json_t *out = NULL;
+	long st;
+	snprintf(path, sizeof path, "/v1/models/%s/versions/%s/samples", argv[0], argv[1]);
+	if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
+		return 1;
+	json_t *samples = json_object_get(out, "samples");
+	int rc = 0;
+	if (sheet) {
+		if (image_init() < 0) {
+			fprintf(stderr, "atelier: image codecs unavailable\n");
+			rc = 1;
+		} else {
+			rc = write_sheet(c, samples, sheet);
+		}
+	} else if (c->json) {
+		char *s = json_dumps(out, JSON_INDENT(2));
+		if (s)
+			puts(s);
+		free(s);
+	} else {
+		printf("%-10s %-6s %-14s %-14s %s\n", "ROLE", "STYLE", "SKETCH", "OUTPUT", "SLICE");
+		size_t i;
+		json_t *s;
+		json_array_foreach(samples, i, s)
+		{
+			const char *role = json_string_value(json_object_get(s, "role"));
+			const char *slice = json_string_value(json_object_get(s, "slice"));
+			printf("%-10s %-6lld %-14.12s %-14.12s %s\n", role ? role : "candidate",
+			       (long long)json_integer_value(json_object_get(s, "style")),
+			       json_string_value(json_object_get(s, "sketch")),
+			       json_string_value(json_object_get(s, "output")), slice ? slice : "");
+		}
+	}
+	json_decref(out);
+	return rc;
+}
