@@ -979,25 +979,39 @@ static int noise_add(float *out, int n, uint64_t seed, double scale, double amp)
 	float *lat = malloc(sizeof(float) * (size_t)cells * cells);
 	if (!lat)
 		return AT_ENOMEM;
+	int *xi = malloc(sizeof(int) * (size_t)n);
+	float *fx = malloc(sizeof(float) * (size_t)n);
+	if (!xi || !fx) {
+		free(lat);
+		free(xi);
+		free(fx);
+		return AT_ENOMEM;
+	}
 	for (int j = 0; j < cells; j++)
 		for (int i = 0; i < cells; i++)
 			lat[(size_t)j * cells + i] = (float)lattice(seed, i, j);
+	for (int x = 0; x < n; x++) { /* the same for every row */
+		double f = x / scale;
+		xi[x] = (int)f;
+		f -= xi[x];
+		fx[x] = (float)(f * f * (3 - 2 * f));
+	}
 	for (int y = 0; y < n; y++) {
 		double fy = y / scale;
 		int yi = (int)fy;
 		fy -= yi;
 		fy = fy * fy * (3 - 2 * fy);
 		const float *l0 = lat + (size_t)yi * cells, *l1 = l0 + cells;
+		float *o = out + (size_t)y * n, w1 = (float)(amp * fy), w0 = (float)amp - w1;
 		for (int x = 0; x < n; x++) {
-			double fx = x / scale;
-			int xi = (int)fx;
-			fx -= xi;
-			fx = fx * fx * (3 - 2 * fx);
-			double a = l0[xi] + (l0[xi + 1] - l0[xi]) * fx, b = l1[xi] + (l1[xi + 1] - l1[xi]) * fx;
-			out[(size_t)y * n + x] += (float)(amp * (a + (b - a) * fy));
+			int i = xi[x];
+			float a = l0[i] + (l0[i + 1] - l0[i]) * fx[x], b = l1[i] + (l1[i + 1] - l1[i]) * fx[x];
+			o[x] += a * w0 + b * w1;
 		}
 	}
 	free(lat);
+	free(xi);
+	free(fx);
 	return 0;
 }
 
@@ -1159,7 +1173,9 @@ static int render_sketch(struct rng *r, int cls, int n, uint8_t *gray, struct sy
 	struct hand h = {.n = n};
 	/* 1..4 px at 256, log-uniform; never thinner than a visible line */
 	h.pen = exp(rng_range(r, 0, log(4.0))) * n / 256.0;
-	h.minw = n >= 128 ? 0.9 : 1.15;
+	/* below 64 px a thinner line would not survive a resample (prepare's
+	 * crop-and-scale augmentation) as ink */
+	h.minw = n >= 128 ? 0.9 : n >= 64 ? 1.15 : 1.6;
 	h.pen = h.pen < h.minw ? h.minw : h.pen;
 	h.dark = rng_range(r, 0.78, 1.0);
 	h.amp = n * rng_range(r, 0.002, 0.006);
@@ -1386,7 +1402,7 @@ static void paint_dabs(struct painter *pt, struct rng *r)
 			col[c] = p[c] * v + st->dab_hj * rng_range(r, -1, 1);
 		double dx = cos(ang) * len / 2, dy = sin(ang) * len / 2;
 		/* one capsule: no joints, so straight onto the canvas */
-		double ax = x - dx, ay = y - dy, bx = x + dx, by = y + dy, hw = w / 2 + 1;
+		double ax = x - dx, ay = y - dy, bx = x + dx, by = y + dy, hw = w / 2 + 0.5;
 		int x0 = (int)fmax(0, floor(fmin(ax, bx) - hw)), x1 = (int)fmin(n - 1, ceil(fmax(ax, bx) + hw));
 		int y0 = (int)fmax(0, floor(fmin(ay, by) - hw)), y1 = (int)fmin(n - 1, ceil(fmax(ay, by) + hw));
 		double ex = bx - ax, ey = by - ay, l2 = ex * ex + ey * ey;
@@ -1394,10 +1410,12 @@ static void paint_dabs(struct painter *pt, struct rng *r)
 			for (int xx = x0; xx <= x1; xx++) {
 				double qx = xx + 0.5 - ax, qy = yy + 0.5 - ay, t = l2 > 0 ? (qx * ex + qy * ey) / l2 : 0;
 				t = t < 0 ? 0 : t > 1 ? 1 : t;
-				double fx = qx - t * ex, fy = qy - t * ey;
-				double cov = w * (0.5 - 0.2 * t) + 0.5 - sqrt(fx * fx + fy * fy); /* thinner at the lift */
-				if (cov > 0)
-					blend(&pt->c, xx, yy, col, (cov > 1 ? 1 : cov) * st->dab_a);
+				double fx = qx - t * ex, fy = qy - t * ey, d2 = fx * fx + fy * fy;
+				double reach = w * (0.5 - 0.2 * t) + 0.5; /* thinner at the lift */
+				if (d2 >= reach * reach)
+					continue;
+				double cov = reach - sqrt(d2);
+				blend(&pt->c, xx, yy, col, (cov > 1 ? 1 : cov) * st->dab_a);
 			}
 	}
 }
