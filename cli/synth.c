@@ -106,11 +106,13 @@ int cmd_synth(struct cli *c, int argc, char **argv)
 		uint64_t s = (uint64_t)(seed * 1000003 + i);
 		for (int d = 0; d < 2; d++) {
 			struct synth_info info;
-			int rc = d == 0 ? synth_sketch(s, (int)size, gray, &info) : synth_painting(s, (int)size, rgb, &info);
+			int rc = d == 0 ? synth_sketch(s, (int)size, gray, &info)
+					: synth_painting(s, (int)size, rgb, &info);
 			uint8_t *png = NULL;
 			size_t len = 0;
 			if (rc == 0)
-				rc = d == 0 ? image_encode_png(gray, (int)size, (int)size, 1, IMAGE_PNG_FAST, &png, &len)
+				rc = d == 0 ? image_encode_png(gray, (int)size, (int)size, 1, IMAGE_PNG_FAST, &png,
+							       &len)
 					    : image_encode_png(rgb, (int)size, (int)size, 3, 1, &png, &len);
 			if (rc < 0) {
 				failed++;
@@ -151,7 +153,8 @@ int cmd_synth(struct cli *c, int argc, char **argv)
 	free(rgb);
 	free(gray);
 	if (out && c->json)
-		printf("{\"out\":\"%s\",\"sketches\":{\"written\":%ld},\"paintings\":{\"written\":%ld},\"failed\":%ld}\n",
+		printf("{\"out\":\"%s\",\"sketches\":{\"written\":%ld},\"paintings\":{\"written\":%ld},\"failed\":%ld}"
+		       "\n",
 		       out, written[0], written[1], failed);
 	else if (out)
 		printf("synth: %ld sketches and %ld paintings written to %s\n", written[0], written[1], out);

@@ -174,8 +174,8 @@ static int canvas_new(struct canvas *c, int n)
  * box says what a draw touched so that apply and clear visit only that. */
 struct mask {
 	int n;
-	float *m;   /* n*n */
-	float *acc; /* n + 2: one row's coverage while a polygon is scanned */
+	float *m;	    /* n*n */
+	float *acc;	    /* n + 2: one row's coverage while a polygon is scanned */
 	int x0, y0, x1, y1; /* touched box, inclusive; empty when x0 > x1 */
 };
 
@@ -321,39 +321,74 @@ static void mask_poly(struct mask *k, const float *px, const float *py, int np)
 /* ---- objects: parts in a unit box ---- */
 
 enum role {
-	R_WALL, R_ROOF, R_DOOR, R_WINDOW, R_CHIMNEY, R_TRUNK, R_FOLIAGE, R_FRUIT, R_SUN, R_RAY,
-	R_FUR, R_EAR_IN, R_EYE, R_PUPIL, R_NOSE, R_DARK, R_PETAL, R_CENTRE, R_STEM, R_LEAF,
-	R_FISH, R_FIN, R_CARBODY, R_GLASS, R_TYRE, R_HUB, R_LIGHT, R_ROCK, R_SNOW, R_HULL,
-	R_SAIL, R_MAST, R_WAVE, R_STAR, R_CLOUD, R_RAIN, R_BUBBLE, R_GROUND, R_ROLES
+	R_WALL,
+	R_ROOF,
+	R_DOOR,
+	R_WINDOW,
+	R_CHIMNEY,
+	R_TRUNK,
+	R_FOLIAGE,
+	R_FRUIT,
+	R_SUN,
+	R_RAY,
+	R_FUR,
+	R_EAR_IN,
+	R_EYE,
+	R_PUPIL,
+	R_NOSE,
+	R_DARK,
+	R_PETAL,
+	R_CENTRE,
+	R_STEM,
+	R_LEAF,
+	R_FISH,
+	R_FIN,
+	R_CARBODY,
+	R_GLASS,
+	R_TYRE,
+	R_HUB,
+	R_LIGHT,
+	R_ROCK,
+	R_SNOW,
+	R_HULL,
+	R_SAIL,
+	R_MAST,
+	R_WAVE,
+	R_STAR,
+	R_CLOUD,
+	R_RAIN,
+	R_BUBBLE,
+	R_GROUND,
+	R_ROLES
 };
 
 /* A role's natural colour: hue, hue spread (>= 0.5: any hue), saturation, value. */
 static const struct {
 	float h, hj, s, v;
 } role_hsv[R_ROLES] = {
-	[R_WALL] = {0.09f, 0.08f, 0.35f, 0.85f},   [R_ROOF] = {0.01f, 0.04f, 0.70f, 0.62f},
-	[R_DOOR] = {0.07f, 0.05f, 0.60f, 0.45f},   [R_WINDOW] = {0.55f, 0.05f, 0.35f, 0.95f},
+	[R_WALL] = {0.09f, 0.08f, 0.35f, 0.85f},    [R_ROOF] = {0.01f, 0.04f, 0.70f, 0.62f},
+	[R_DOOR] = {0.07f, 0.05f, 0.60f, 0.45f},    [R_WINDOW] = {0.55f, 0.05f, 0.35f, 0.95f},
 	[R_CHIMNEY] = {0.03f, 0.03f, 0.50f, 0.50f}, [R_TRUNK] = {0.07f, 0.02f, 0.60f, 0.40f},
 	[R_FOLIAGE] = {0.30f, 0.06f, 0.65f, 0.55f}, [R_FRUIT] = {0.00f, 0.02f, 0.85f, 0.85f},
-	[R_SUN] = {0.13f, 0.03f, 0.85f, 1.00f},    [R_RAY] = {0.10f, 0.03f, 0.85f, 1.00f},
-	[R_FUR] = {0.08f, 0.03f, 0.60f, 0.85f},    [R_EAR_IN] = {0.95f, 0.02f, 0.35f, 0.95f},
-	[R_EYE] = {0.25f, 0.10f, 0.60f, 0.80f},    [R_PUPIL] = {0.00f, 0.00f, 0.00f, 0.08f},
-	[R_NOSE] = {0.96f, 0.02f, 0.50f, 0.85f},   [R_DARK] = {0.05f, 0.00f, 0.30f, 0.15f},
-	[R_PETAL] = {0.00f, 0.50f, 0.70f, 0.90f},  [R_CENTRE] = {0.12f, 0.03f, 0.85f, 0.90f},
-	[R_STEM] = {0.30f, 0.03f, 0.65f, 0.50f},   [R_LEAF] = {0.30f, 0.05f, 0.60f, 0.55f},
-	[R_FISH] = {0.00f, 0.50f, 0.80f, 0.90f},   [R_FIN] = {0.00f, 0.50f, 0.80f, 0.70f},
+	[R_SUN] = {0.13f, 0.03f, 0.85f, 1.00f},	    [R_RAY] = {0.10f, 0.03f, 0.85f, 1.00f},
+	[R_FUR] = {0.08f, 0.03f, 0.60f, 0.85f},	    [R_EAR_IN] = {0.95f, 0.02f, 0.35f, 0.95f},
+	[R_EYE] = {0.25f, 0.10f, 0.60f, 0.80f},	    [R_PUPIL] = {0.00f, 0.00f, 0.00f, 0.08f},
+	[R_NOSE] = {0.96f, 0.02f, 0.50f, 0.85f},    [R_DARK] = {0.05f, 0.00f, 0.30f, 0.15f},
+	[R_PETAL] = {0.00f, 0.50f, 0.70f, 0.90f},   [R_CENTRE] = {0.12f, 0.03f, 0.85f, 0.90f},
+	[R_STEM] = {0.30f, 0.03f, 0.65f, 0.50f},    [R_LEAF] = {0.30f, 0.05f, 0.60f, 0.55f},
+	[R_FISH] = {0.00f, 0.50f, 0.80f, 0.90f},    [R_FIN] = {0.00f, 0.50f, 0.80f, 0.70f},
 	[R_CARBODY] = {0.00f, 0.50f, 0.75f, 0.75f}, [R_GLASS] = {0.56f, 0.02f, 0.30f, 0.90f},
-	[R_TYRE] = {0.00f, 0.00f, 0.00f, 0.15f},   [R_HUB] = {0.00f, 0.00f, 0.00f, 0.70f},
-	[R_LIGHT] = {0.15f, 0.02f, 0.50f, 1.00f},  [R_ROCK] = {0.60f, 0.05f, 0.22f, 0.55f},
-	[R_SNOW] = {0.60f, 0.00f, 0.05f, 0.98f},   [R_HULL] = {0.05f, 0.05f, 0.60f, 0.45f},
-	[R_SAIL] = {0.10f, 0.02f, 0.10f, 0.97f},   [R_MAST] = {0.07f, 0.02f, 0.60f, 0.35f},
-	[R_WAVE] = {0.55f, 0.02f, 0.20f, 0.95f},   [R_STAR] = {0.14f, 0.02f, 0.85f, 1.00f},
-	[R_CLOUD] = {0.60f, 0.00f, 0.06f, 0.97f},  [R_RAIN] = {0.58f, 0.02f, 0.60f, 0.80f},
-	[R_BUBBLE] = {0.52f, 0.02f, 0.20f, 0.95f}, [R_GROUND] = {0.00f, 0.00f, 0.00f, 0.20f},
+	[R_TYRE] = {0.00f, 0.00f, 0.00f, 0.15f},    [R_HUB] = {0.00f, 0.00f, 0.00f, 0.70f},
+	[R_LIGHT] = {0.15f, 0.02f, 0.50f, 1.00f},   [R_ROCK] = {0.60f, 0.05f, 0.22f, 0.55f},
+	[R_SNOW] = {0.60f, 0.00f, 0.05f, 0.98f},    [R_HULL] = {0.05f, 0.05f, 0.60f, 0.45f},
+	[R_SAIL] = {0.10f, 0.02f, 0.10f, 0.97f},    [R_MAST] = {0.07f, 0.02f, 0.60f, 0.35f},
+	[R_WAVE] = {0.55f, 0.02f, 0.20f, 0.95f},    [R_STAR] = {0.14f, 0.02f, 0.85f, 1.00f},
+	[R_CLOUD] = {0.60f, 0.00f, 0.06f, 0.97f},   [R_RAIN] = {0.58f, 0.02f, 0.60f, 0.80f},
+	[R_BUBBLE] = {0.52f, 0.02f, 0.20f, 0.95f},  [R_GROUND] = {0.00f, 0.00f, 0.00f, 0.20f},
 };
 
 enum part_flag {
-	PF_CLOSED = 1,      /* a region: filled in a painting, outlined in a sketch */
+	PF_CLOSED = 1,	    /* a region: filled in a painting, outlined in a sketch */
 	PF_OPEN_SKETCH = 2, /* outlined without its closing edge (a door's sill, a mountain's base) */
 	PF_SKETCH_ONLY = 4, /* a sketch's ground line: the painting has a ground instead */
 	PF_FILL_SKETCH = 8, /* small and dark: inked solid in a sketch (pupils, knobs) */
@@ -373,9 +408,9 @@ enum background { BG_LAND, BG_SEA, BG_WATER, BG_SKY, BG_NIGHT, BG_PLAIN };
 struct object {
 	int n;
 	struct part p[MAXPARTS + 1]; /* the last is a sink for parts past the cap */
-	double ground;               /* unit y where the object meets the ground or water line */
-	double scale;                /* pixels per unit once placed */
-	double gx, gy;               /* the ground anchor, placed */
+	double ground;		     /* unit y where the object meets the ground or water line */
+	double scale;		     /* pixels per unit once placed */
+	double gx, gy;		     /* the ground anchor, placed */
 };
 
 static struct part *part_new(struct object *o, int role, int flags)
@@ -418,8 +453,7 @@ static void ellipse(struct object *o, int role, int flags, double cx, double cy,
 	}
 }
 
-static void tri(struct object *o, int role, int flags, double ax, double ay, double bx, double by, double cx,
-		double cy)
+static void tri(struct object *o, int role, int flags, double ax, double ay, double bx, double by, double cx, double cy)
 {
 	struct part *p = part_new(o, role, PF_CLOSED | flags);
 	pt(p, ax, ay);
@@ -473,7 +507,8 @@ static void t_house(struct object *o, struct rng *r)
 	double oh = rng_range(r, 0, 0.07);
 	o->ground = bot;
 	if (rng_chance(r, 0.35))
-		line2(o, R_GROUND, 0.01, rng_range(r, 0, 0.08), bot, rng_range(r, 0.92, 1), bot)->flags |= PF_SKETCH_ONLY;
+		line2(o, R_GROUND, 0.01, rng_range(r, 0, 0.08), bot, rng_range(r, 0.92, 1), bot)->flags |=
+			PF_SKETCH_ONLY;
 	if (rng_chance(r, 0.55)) {
 		double cw = rng_range(r, 0.06, 0.1), cx = x1 - (x1 - x0) * rng_range(r, 0.18, 0.3);
 		double ry = top - (top - apy) * (cx - apx) / (x1 + oh - apx); /* the roof line above cx */
@@ -568,8 +603,8 @@ static void t_sun(struct object *o, struct rng *r)
 		double rr = alt && (i & 1) ? r1 + (r2 - r1) * 0.6 : r2 * rng_range(r, 0.95, 1.05);
 		if (tris) {
 			double da = M_PI / k * 0.55;
-			tri(o, R_RAY, 0, cx + r1 * cos(a - da), cy + r1 * sin(a - da), cx + rr * cos(a), cy + rr * sin(a),
-			    cx + r1 * cos(a + da), cy + r1 * sin(a + da));
+			tri(o, R_RAY, 0, cx + r1 * cos(a - da), cy + r1 * sin(a - da), cx + rr * cos(a),
+			    cy + rr * sin(a), cx + r1 * cos(a + da), cy + r1 * sin(a + da));
 		} else {
 			line2(o, R_RAY, 0.03, cx + r1 * cos(a), cy + r1 * sin(a), cx + rr * cos(a), cy + rr * sin(a));
 		}
@@ -600,7 +635,8 @@ static void t_cat(struct object *o, struct rng *r)
 		}
 	}
 	ellipse(o, R_FUR, 0, cx, cy, rx, ry, 0);
-	double ex = rx * rng_range(r, 0.36, 0.46), ey = cy - ry * rng_range(r, 0.05, 0.2), er = rx * rng_range(r, 0.13, 0.18);
+	double ex = rx * rng_range(r, 0.36, 0.46), ey = cy - ry * rng_range(r, 0.05, 0.2),
+	       er = rx * rng_range(r, 0.13, 0.18);
 	int slit = rng_chance(r, 0.5);
 	for (int s = -1; s <= 1; s += 2) {
 		ellipse(o, R_EYE, 0, cx + s * ex, ey, er, er * rng_range(r, 0.8, 1.15), 0);
@@ -644,7 +680,8 @@ static void t_flower(struct object *o, struct rng *r)
 	}
 	int nl = rng_int(r, 3);
 	for (int i = 0; i < nl; i++) {
-		double ly = rng_range(r, 0.62, 0.82), s = (i & 1) ? 1 : -1, lx = cx + bend * sin(M_PI * (0.97 - ly) / (0.97 - cy));
+		double ly = rng_range(r, 0.62, 0.82), s = (i & 1) ? 1 : -1,
+		       lx = cx + bend * sin(M_PI * (0.97 - ly) / (0.97 - cy));
 		double ll = rng_range(r, 0.13, 0.2), a = -M_PI / 2 + s * rng_range(r, 0.7, 1.2);
 		ellipse(o, R_LEAF, 0, lx + cos(a) * ll / 2, ly + sin(a) * ll / 2, ll / 2, ll * 0.22, a);
 	}
@@ -699,14 +736,16 @@ static void t_fish(struct object *o, struct rng *r)
 		int k = 1 + rng_int(r, 3);
 		for (int i = 0; i < k; i++) {
 			double br = 0.02 + 0.012 * i;
-			ellipse(o, R_BUBBLE, 0, cx - rx - 0.04 + rng_range(r, -0.03, 0.03), cy - ry - 0.06 - 0.09 * i, br, br, 0);
+			ellipse(o, R_BUBBLE, 0, cx - rx - 0.04 + rng_range(r, -0.03, 0.03), cy - ry - 0.06 - 0.09 * i,
+				br, br, 0);
 		}
 	}
 }
 
 static void t_car(struct object *o, struct rng *r)
 {
-	double bot = rng_range(r, 0.72, 0.78), belt = bot - rng_range(r, 0.18, 0.24), roof = belt - rng_range(r, 0.17, 0.24);
+	double bot = rng_range(r, 0.72, 0.78), belt = bot - rng_range(r, 0.18, 0.24),
+	       roof = belt - rng_range(r, 0.17, 0.24);
 	double c0 = rng_range(r, 0.22, 0.3), c1 = rng_range(r, 0.62, 0.72), slant = rng_range(r, 0.05, 0.12);
 	double wr = rng_range(r, 0.085, 0.11);
 	o->ground = bot + wr * 0.9;
@@ -843,7 +882,8 @@ static void t_boat(struct object *o, struct rng *r)
 	pt(s, mx + 0.015, top - 0.04);
 	pt(s, mx + rng_range(r, 0.25, 0.36), top - 0.04);
 	if (rng_chance(r, 0.5))
-		tri(o, R_SAIL, 0, mx - 0.015, mt + 0.08, mx - 0.015, top - 0.04, mx - rng_range(r, 0.18, 0.28), top - 0.04);
+		tri(o, R_SAIL, 0, mx - 0.015, mt + 0.08, mx - 0.015, top - 0.04, mx - rng_range(r, 0.18, 0.28),
+		    top - 0.04);
 	if (rng_chance(r, 0.4))
 		tri(o, R_FRUIT, 0, mx, mt, mx, mt + 0.06, mx - rng_range(r, 0.07, 0.1), mt + 0.03);
 	struct part *h = part_new(o, R_HULL, PF_CLOSED);
@@ -866,7 +906,8 @@ static void t_boat(struct object *o, struct rng *r)
 static void t_star(struct object *o, struct rng *r)
 {
 	int k = rng_chance(r, 0.8) ? 5 : 6;
-	double R = rng_range(r, 0.4, 0.46), ri = R * rng_range(r, 0.38, 0.5), a0 = -M_PI / 2 + rng_range(r, -0.15, 0.15);
+	double R = rng_range(r, 0.4, 0.46), ri = R * rng_range(r, 0.38, 0.5),
+	       a0 = -M_PI / 2 + rng_range(r, -0.15, 0.15);
 	o->ground = 1.0;
 	struct part *p = part_new(o, R_STAR, PF_CLOSED);
 	for (int i = 0; i < 2 * k; i++) {
@@ -894,11 +935,11 @@ static const struct {
 	void (*build)(struct object *, struct rng *);
 	enum background bg;
 } classes[SYNTH_CLASSES] = {
-	[SYNTH_HOUSE] = {"house", t_house, BG_LAND},       [SYNTH_TREE] = {"tree", t_tree, BG_LAND},
-	[SYNTH_SUN] = {"sun", t_sun, BG_SKY},              [SYNTH_CAT] = {"cat", t_cat, BG_PLAIN},
-	[SYNTH_FLOWER] = {"flower", t_flower, BG_LAND},    [SYNTH_FISH] = {"fish", t_fish, BG_WATER},
-	[SYNTH_CAR] = {"car", t_car, BG_LAND},             [SYNTH_MOUNTAIN] = {"mountain", t_mountain, BG_LAND},
-	[SYNTH_BOAT] = {"boat", t_boat, BG_SEA},           [SYNTH_STAR] = {"star", t_star, BG_NIGHT},
+	[SYNTH_HOUSE] = {"house", t_house, BG_LAND},	[SYNTH_TREE] = {"tree", t_tree, BG_LAND},
+	[SYNTH_SUN] = {"sun", t_sun, BG_SKY},		[SYNTH_CAT] = {"cat", t_cat, BG_PLAIN},
+	[SYNTH_FLOWER] = {"flower", t_flower, BG_LAND}, [SYNTH_FISH] = {"fish", t_fish, BG_WATER},
+	[SYNTH_CAR] = {"car", t_car, BG_LAND},		[SYNTH_MOUNTAIN] = {"mountain", t_mountain, BG_LAND},
+	[SYNTH_BOAT] = {"boat", t_boat, BG_SEA},	[SYNTH_STAR] = {"star", t_star, BG_NIGHT},
 	[SYNTH_CLOUD] = {"cloud", t_cloud, BG_SKY},
 };
 
@@ -927,14 +968,16 @@ static void object_build(struct object *o, struct rng *r, int cls, int n)
 			for (int j = 0; j < o->p[i].n; j++)
 				o->p[i].x[j] = 1.0f - o->p[i].x[j];
 	double S = n * rng_range(r, 0.62, 0.86), st = rng_range(r, 0.9, 1.1), th = rng_range(r, -0.1, 0.1);
-	double cs = cos(th), sn = sin(th), cx = n * (0.5 + rng_range(r, -0.06, 0.06)), cy = n * (0.5 + rng_range(r, -0.06, 0.06));
+	double cs = cos(th), sn = sin(th), cx = n * (0.5 + rng_range(r, -0.06, 0.06)),
+	       cy = n * (0.5 + rng_range(r, -0.06, 0.06));
 	double minx = 1e9, maxx = -1e9, miny = 1e9, maxy = -1e9;
 	o->gx = 0.5;
 	o->gy = o->ground;
 	for (int i = 0; i <= o->n; i++) {
 		int last = i == o->n, m = last ? 1 : o->p[i].n;
 		for (int j = 0; j < m; j++) {
-			double u = ((last ? o->gx : o->p[i].x[j]) - 0.5) * S * st, v = ((last ? o->gy : o->p[i].y[j]) - 0.5) * S / st;
+			double u = ((last ? o->gx : o->p[i].x[j]) - 0.5) * S * st,
+			       v = ((last ? o->gy : o->p[i].y[j]) - 0.5) * S / st;
 			double X = cx + u * cs - v * sn, Y = cy + u * sn + v * cs;
 			if (last) {
 				o->gx = X;
@@ -1033,7 +1076,8 @@ static void path_init(struct path *p, const float *x, const float *y, int n, int
 	for (int i = 0; i < n + (closed ? 1 : 0); i++) {
 		p->x[p->n] = x[i % n];
 		p->y[p->n] = y[i % n];
-		p->cum[p->n] = p->n ? p->cum[p->n - 1] + hypot(p->x[p->n] - p->x[p->n - 1], p->y[p->n] - p->y[p->n - 1]) : 0;
+		p->cum[p->n] =
+			p->n ? p->cum[p->n - 1] + hypot(p->x[p->n] - p->x[p->n - 1], p->y[p->n] - p->y[p->n - 1]) : 0;
 		p->n++;
 	}
 	p->len = p->cum[p->n - 1];
@@ -1110,7 +1154,8 @@ static void sketch_part(struct mask *ink, struct mask *tmp, struct rng *r, const
 	}
 	mx /= pa->n;
 	my /= pa->n;
-	double k = rng_range(r, 0.97, 1.03), dx = rng_range(r, -1, 1) * h->n * 0.006, dy = rng_range(r, -1, 1) * h->n * 0.006;
+	double k = rng_range(r, 0.97, 1.03), dx = rng_range(r, -1, 1) * h->n * 0.006,
+	       dy = rng_range(r, -1, 1) * h->n * 0.006;
 	for (int i = 0; i < pa->n; i++) {
 		x[i] = (float)(mx + (pa->x[i] - mx) * k + dx);
 		y[i] = (float)(my + (pa->y[i] - my) * k + dy);
@@ -1207,19 +1252,24 @@ static const struct style {
 	float tint[3], tint_a, sat_mul, sat_add, val_mul, val_add;
 	float shade, mottle, fill_alpha;
 	float outline_w, outline_a; /* width as a fraction of the canvas; 0: none */
-	float outline_rgb[3];       /* r < 0: a darker shade of the fill */
-	float dabs;                 /* per pixel */
+	float outline_rgb[3];	    /* r < 0: a darker shade of the fill */
+	float dabs;		    /* per pixel */
 	float len0, len1, w0, w1, dab_a, dab_vj, dab_hj, angle;
 	float grain;
 } styles[SYNTH_FAMILIES] = {
-	[SYNTH_IMPRESSIONIST] = {{1.0f, 0.72f, 0.4f}, 0.14f, 1.0f, 0.1f, 0.9f, 0.1f, 0.2f, 0.05f, 1.0f, 0, 0, {0, 0, 0},
-				 1 / 22.0f, 0.02f, 0.045f, 0.009f, 0.018f, 0.8f, 0.12f, 0.07f, 0.6f, 0.03f},
-	[SYNTH_WATERCOLOUR] = {{0.55f, 0.7f, 0.95f}, 0.16f, 0.8f, 0.0f, 0.6f, 0.4f, 0.15f, 0.1f, 0.85f, 0.006f, 0.5f,
-			       {-1, 0, 0}, 1 / 120.0f, 0.04f, 0.08f, 0.02f, 0.04f, 0.2f, 0.05f, 0.02f, 0.2f, 0.03f},
-	[SYNTH_POSTER] = {{0, 0, 0}, 0.0f, 1.25f, 0.15f, 1.0f, 0.05f, 0.05f, 0.012f, 1.0f, 0.014f, 1.0f,
-			  {0.06f, 0.05f, 0.07f}, 1 / 200.0f, 0.03f, 0.06f, 0.02f, 0.03f, 0.25f, 0.06f, 0.0f, 0.0f, 0.02f},
-	[SYNTH_OIL] = {{0.42f, 0.3f, 0.16f}, 0.18f, 0.95f, 0.0f, 0.8f, 0.0f, 0.3f, 0.06f, 1.0f, 0.008f, 0.55f,
-		       {0.22f, 0.14f, 0.08f}, 1 / 26.0f, 0.03f, 0.075f, 0.01f, 0.024f, 0.65f, 0.1f, 0.03f, 1.2f, 0.02f},
+	[SYNTH_IMPRESSIONIST] =
+		{{1.0f, 0.72f, 0.4f}, 0.14f,	 1.0f,	0.1f,	0.9f,	0.1f,	0.2f, 0.05f, 1.0f,  0,	  0,
+		 {0, 0, 0},	      1 / 22.0f, 0.02f, 0.045f, 0.009f, 0.018f, 0.8f, 0.12f, 0.07f, 0.6f, 0.03f},
+	[SYNTH_WATERCOLOUR] =
+		{{0.55f, 0.7f, 0.95f}, 0.16f,	   0.8f,  0.0f,	 0.6f,	0.4f,  0.15f, 0.1f,  0.85f, 0.006f, 0.5f,
+		 {-1, 0, 0},	       1 / 120.0f, 0.04f, 0.08f, 0.02f, 0.04f, 0.2f,  0.05f, 0.02f, 0.2f,   0.03f},
+	[SYNTH_POSTER] = {{0, 0, 0},  0.0f,   1.25f, 0.15f,  1.0f,  0.05f,
+			  0.05f,      0.012f, 1.0f,  0.014f, 1.0f,  {0.06f, 0.05f, 0.07f},
+			  1 / 200.0f, 0.03f,  0.06f, 0.02f,  0.03f, 0.25f,
+			  0.06f,      0.0f,   0.0f,  0.02f},
+	[SYNTH_OIL] =
+		{{0.42f, 0.3f, 0.16f},	0.18f,	   0.95f, 0.0f,	  0.8f,	 0.0f,	 0.3f,	0.06f, 1.0f,  0.008f, 0.55f,
+		 {0.22f, 0.14f, 0.08f}, 1 / 26.0f, 0.03f, 0.075f, 0.01f, 0.024f, 0.65f, 0.1f,  0.03f, 1.2f,   0.02f},
 };
 
 /* A natural colour (hsv) as the family paints it. */
@@ -1260,7 +1310,8 @@ static void apply_fill(struct painter *pt, const double col[3], double alpha, do
 			for (int c = 0; c < 3; c++)
 				px[c] = col[c] * mul + pt->st->mottle * f;
 			/* a translucent wash pools unevenly */
-			double aa = pt->st->fill_alpha < 1 ? alpha * (pt->st->fill_alpha + (1 - pt->st->fill_alpha) * f) : alpha;
+			double aa = pt->st->fill_alpha < 1 ? alpha * (pt->st->fill_alpha + (1 - pt->st->fill_alpha) * f)
+							   : alpha;
 			blend(&pt->c, x, y, px, a * aa);
 		}
 	mask_clear(k);
@@ -1280,7 +1331,8 @@ static void pick_colours(struct painter *pt, struct rng *r)
 {
 	double shift = rng_range(r, -0.03, 0.03);
 	for (int i = 0; i < R_ROLES; i++) {
-		double h = role_hsv[i].hj >= 0.5 ? rng_unit(r) : role_hsv[i].h + rng_range(r, -role_hsv[i].hj, role_hsv[i].hj);
+		double h = role_hsv[i].hj >= 0.5 ? rng_unit(r)
+						 : role_hsv[i].h + rng_range(r, -role_hsv[i].hj, role_hsv[i].hj);
 		double s = role_hsv[i].s * rng_range(r, 0.85, 1.1), v = role_hsv[i].v * rng_range(r, 0.9, 1.06);
 		if (i == R_FUR && rng_chance(r, 0.4)) { /* gray, black or white cats */
 			s = 0.06;
@@ -1408,7 +1460,8 @@ static void paint_dabs(struct painter *pt, struct rng *r)
 		double ex = bx - ax, ey = by - ay, l2 = ex * ex + ey * ey;
 		for (int yy = y0; yy <= y1; yy++)
 			for (int xx = x0; xx <= x1; xx++) {
-				double qx = xx + 0.5 - ax, qy = yy + 0.5 - ay, t = l2 > 0 ? (qx * ex + qy * ey) / l2 : 0;
+				double qx = xx + 0.5 - ax, qy = yy + 0.5 - ay,
+				       t = l2 > 0 ? (qx * ex + qy * ey) / l2 : 0;
 				t = t < 0 ? 0 : t > 1 ? 1 : t;
 				double fx = qx - t * ex, fy = qy - t * ey, d2 = fx * fx + fy * fy;
 				double reach = w * (0.5 - 0.2 * t) + 0.5; /* thinner at the lift */
@@ -1459,7 +1512,8 @@ static int render_painting(struct rng *r, int cls, int family, int n, uint8_t *r
 	pt.st = &styles[family];
 	object_build(o, r, cls, n);
 	uint64_t fs = rng_next(r);
-	if ((rc = noise_add(pt.field, n, fs, n / 14.0 + 1, 0.6)) < 0 || (rc = noise_add(pt.field, n, fs + 1, n / 4.0 + 1, 0.4)) < 0)
+	if ((rc = noise_add(pt.field, n, fs, n / 14.0 + 1, 0.6)) < 0 ||
+	    (rc = noise_add(pt.field, n, fs + 1, n / 4.0 + 1, 0.4)) < 0)
 		goto out;
 	pick_colours(&pt, r);
 	double horizon = o->gy;
@@ -1592,12 +1646,14 @@ int synth_photo(uint64_t seed, int size, uint8_t *rgb)
 			double cy = base - rad;
 			for (int y = (int)(cy - rad) - 1; y <= (int)(cy + rad) + 1; y++) {
 				for (int x = (int)(cx - rad) - 1; x <= (int)(cx + rad) + 1; x++) {
-					double dx = (x + 0.5 - cx) / rad, dy = (y + 0.5 - cy) / rad, d2 = dx * dx + dy * dy;
+					double dx = (x + 0.5 - cx) / rad, dy = (y + 0.5 - cy) / rad,
+					       d2 = dx * dx + dy * dy;
 					double edge = (1 - sqrt(d2)) * rad + 0.5; /* antialiased rim */
 					if (edge <= 0)
 						continue;
 					double nz = d2 < 1 ? sqrt(1 - d2) : 0;
-					double lam = dx * lx + dy * ly + nz * lz, shade = 0.25 + 0.75 * (lam > 0 ? lam : 0);
+					double lam = dx * lx + dy * ly + nz * lz,
+					       shade = 0.25 + 0.75 * (lam > 0 ? lam : 0);
 					double spec = pow(lam > 0 ? lam : 0, 24) * 0.5, px[3];
 					for (int k = 0; k < 3; k++)
 						px[k] = col[k] * shade + spec;

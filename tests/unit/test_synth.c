@@ -10,6 +10,7 @@
  * per family) and prints ms per sketch and per painting at 256 px.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -113,7 +114,7 @@ static void colour_stats(const uint8_t *rgb, int n, double *luma_sd, int *hue_bi
 		int mn = p[0] < p[1] ? (p[0] < p[2] ? p[0] : p[2]) : (p[1] < p[2] ? p[1] : p[2]);
 		if (mx - mn < 20)
 			continue;
-		double h = mx == p[0] ? fmod((double)(p[1] - p[2]) / (mx - mn) + 6, 6)
+		double h = mx == p[0]	? fmod((double)(p[1] - p[2]) / (mx - mn) + 6, 6)
 			   : mx == p[1] ? (double)(p[2] - p[0]) / (mx - mn) + 2
 					: (double)(p[0] - p[1]) / (mx - mn) + 4;
 		bins[(int)(h / 6 * 8) & 7]++;
@@ -145,8 +146,8 @@ TEST(every_class_renders_and_ingest_accepts)
 				ASSERT_EQ_INT(info.cls, cls);
 				double ink = image_ink_ratio(gray, n, n, 1, 128);
 				if (ink < 0.002 || ink > 0.95)
-					fprintf(stderr, "  %s sketch at %d px, seed %llu: ink %.4f\n", synth_class_name(cls), n,
-						(unsigned long long)seed, ink);
+					fprintf(stderr, "  %s sketch at %d px, seed %llu: ink %.4f\n",
+						synth_class_name(cls), n, (unsigned long long)seed, ink);
 				ASSERT_OP_DBL(ink, >=, 0.002);
 				ASSERT_OP_DBL(ink, <=, 0.95);
 				/* the background is paper white */
@@ -303,12 +304,52 @@ TEST(stroke_widths_vary)
 	free(g);
 }
 
+/* Two threads drawing at once get exactly the serial bytes. */
+struct worker {
+	uint64_t seed0;
+	uint8_t *out; /* 8 sketches then 8 paintings, 48 px */
+	int rc;
+};
+
+static void *draw_some(void *arg)
+{
+	struct worker *w = arg;
+	int n = 48;
+	for (int i = 0; i < 8 && w->rc == 0; i++) {
+		w->rc = synth_sketch(w->seed0 + i, n, w->out + (size_t)i * n * n * 3, NULL);
+		if (w->rc == 0)
+			w->rc = synth_painting(w->seed0 + i, n, w->out + (size_t)(8 + i) * n * n * 3, NULL);
+	}
+	return NULL;
+}
+
+TEST(threads_draw_the_serial_bytes)
+{
+	size_t per = (size_t)16 * 48 * 48 * 3;
+	struct worker serial[2] = {{100, calloc(per, 1), 0}, {200, calloc(per, 1), 0}};
+	struct worker par[2] = {{100, calloc(per, 1), 0}, {200, calloc(per, 1), 0}};
+	draw_some(&serial[0]);
+	draw_some(&serial[1]);
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ_INT(pthread_create(&t[i], NULL, draw_some, &par[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ_INT(pthread_join(t[i], NULL), 0);
+		ASSERT_EQ_INT(par[i].rc, 0);
+		ASSERT_EQ_INT(serial[i].rc, 0);
+		ASSERT(memcmp(par[i].out, serial[i].out, per) == 0);
+		free(par[i].out);
+		free(serial[i].out);
+	}
+}
+
 static void blit(uint8_t *sheet, int sw, int x0, int y0, const uint8_t *pix, int n, int channels)
 {
 	for (int y = 0; y < n; y++)
 		for (int x = 0; x < n; x++)
 			for (int c = 0; c < 3; c++)
-				sheet[((size_t)(y0 + y) * sw + x0 + x) * 3 + c] = pix[((size_t)y * n + x) * channels + (channels == 3 ? c : 0)];
+				sheet[((size_t)(y0 + y) * sw + x0 + x) * 3 + c] =
+					pix[((size_t)y * n + x) * channels + (channels == 3 ? c : 0)];
 }
 
 static void sheet(const char *path, int n)
@@ -432,5 +473,5 @@ TEST(blank_and_masked_out_photos_are_rejected)
 }
 
 RUN_TESTS(same_seed_same_bytes, every_class_renders_and_ingest_accepts, sketches_and_paintings_never_share_an_instance,
-	  classes_are_uniform, paintings_are_colourful_and_families_differ, stroke_widths_vary,
+	  classes_are_uniform, paintings_are_colourful_and_families_differ, stroke_widths_vary, threads_draw_the_serial_bytes,
 	  photo_to_sketch_draws_lines, blank_and_masked_out_photos_are_rejected, contact_sheet_and_speed)
