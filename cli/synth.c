@@ -1,10 +1,12 @@
 /*
  * synth.c — `atelier synth [--count N] [--seed S] [--size PX] [--out DIR]`:
- * a deterministic synthetic sketch→painting data set (lib/synth: shapes,
- * colour fields, texture; sketches through the project's own edge
- * extraction), uploaded through the API like any other data — paintings to
- * /v1/paintings, sketches to /v1/sketches (source "synth"). With --out the
- * PNGs are also written to DIR/{sketches,paintings}/.
+ * a deterministic, unpaired synthetic sketch/painting set (lib/synth: N
+ * hand-like sketches and N paintings of the same object classes, drawn from
+ * separate streams), uploaded through the API like any other data —
+ * paintings to /v1/paintings, sketches to /v1/sketches (source "synth"). With
+ * --out DIR nothing is uploaded: the PNGs go to DIR/sketches/NNNNNN_CLASS.png
+ * and DIR/paintings/NNNNNN_CLASS_FAMILY.png (for looking, and for benches
+ * that need no server).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,13 +48,13 @@ static int upload(struct cli *c, const char *path, const char *source, const uin
 	return 0;
 }
 
-static int save(const char *dir, const char *sub, long i, const uint8_t *png, size_t len)
+static int save(const char *dir, const char *sub, const char *name, const uint8_t *png, size_t len)
 {
 	char p[4096];
 	snprintf(p, sizeof p, "%s/%s", dir, sub);
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		return AT_EIO;
-	snprintf(p, sizeof p, "%s/%s/%06ld.png", dir, sub, i);
+	snprintf(p, sizeof p, "%s/%s/%s.png", dir, sub, name);
 	FILE *f = fopen(p, "wb");
 	if (!f)
 		return AT_EIO;
@@ -92,26 +94,44 @@ int cmd_synth(struct cli *c, int argc, char **argv)
 		return 1;
 	}
 	uint8_t *rgb = malloc((size_t)size * size * 3), *gray = malloc((size_t)size * size);
-	if (!rgb || !gray)
+	if (!rgb || !gray) {
+		free(rgb);
+		free(gray);
 		return 1;
-	long acc[2] = {0, 0}, dup[2] = {0, 0}, rej[2] = {0, 0}, failed = 0;
+	}
+	long acc[2] = {0, 0}, dup[2] = {0, 0}, rej[2] = {0, 0}, written[2] = {0, 0}, failed = 0;
 	for (long i = 0; i < count; i++) {
-		int rc = synth_pair((uint64_t)(seed * 1000003 + i), (int)size, rgb, gray);
-		if (rc < 0) {
-			rej[0]++;
-			continue;
-		}
+		/* one seed per index; lib/synth derives the sketch's and the
+		 * painting's instances from separate streams, so they are unpaired */
+		uint64_t s = (uint64_t)(seed * 1000003 + i);
 		for (int d = 0; d < 2; d++) {
+			struct synth_info info;
+			int rc = d == 0 ? synth_sketch(s, (int)size, gray, &info)
+					: synth_painting(s, (int)size, rgb, &info);
 			uint8_t *png = NULL;
 			size_t len = 0;
-			rc = d == 0 ? image_encode_png(gray, (int)size, (int)size, 1, IMAGE_PNG_FAST, &png, &len)
-				    : image_encode_png(rgb, (int)size, (int)size, 3, 1, &png, &len);
+			if (rc == 0)
+				rc = d == 0 ? image_encode_png(gray, (int)size, (int)size, 1, IMAGE_PNG_FAST, &png,
+							       &len)
+					    : image_encode_png(rgb, (int)size, (int)size, 3, 1, &png, &len);
 			if (rc < 0) {
 				failed++;
 				continue;
 			}
-			if (out && save(out, d == 0 ? "sketches" : "paintings", i, png, len) < 0)
-				failed++;
+			if (out) {
+				char name[128];
+				if (d == 0)
+					snprintf(name, sizeof name, "%06ld_%s", i, synth_class_name(info.cls));
+				else
+					snprintf(name, sizeof name, "%06ld_%s_%s", i, synth_class_name(info.cls),
+						 synth_family_name(info.family));
+				if (save(out, d == 0 ? "sketches" : "paintings", name, png, len) < 0)
+					failed++;
+				else
+					written[d]++;
+				free(png);
+				continue;
+			}
 			long st = 0;
 			rc = upload(c, d == 0 ? "/v1/sketches" : "/v1/paintings", "synth", png, len, &st);
 			free(png);
@@ -132,13 +152,19 @@ int cmd_synth(struct cli *c, int argc, char **argv)
 	}
 	free(rgb);
 	free(gray);
-	if (c->json)
+	if (out && c->json)
+		printf("{\"out\":\"%s\",\"sketches\":{\"written\":%ld},\"paintings\":{\"written\":%ld},\"failed\":%ld}"
+		       "\n",
+		       out, written[0], written[1], failed);
+	else if (out)
+		printf("synth: %ld sketches and %ld paintings written to %s\n", written[0], written[1], out);
+	else if (c->json)
 		printf("{\"sketches\":{\"accepted\":%ld,\"duplicate\":%ld,\"rejected\":%ld},"
 		       "\"paintings\":{\"accepted\":%ld,\"duplicate\":%ld,\"rejected\":%ld},\"failed\":%ld}\n",
 		       acc[0], dup[0], rej[0], acc[1], dup[1], rej[1], failed);
 	else
-		printf("synth: %ld pairs; sketches %ld accepted, %ld duplicate, %ld rejected; "
+		printf("synth: %ld sketches and %ld paintings; sketches %ld accepted, %ld duplicate, %ld rejected; "
 		       "paintings %ld accepted, %ld duplicate, %ld rejected\n",
-		       count, acc[0], dup[0], rej[0], acc[1], dup[1], rej[1]);
+		       count, count, acc[0], dup[0], rej[0], acc[1], dup[1], rej[1]);
 	return failed ? 1 : 0;
 }

@@ -4,8 +4,7 @@
  * Canny (libvips) with hysteresis → dilation (libvips morphology) → black
  * lines on white → blank filter.
  *
- * Used by the prepare stage for photo sources and by synth_pair() to draw the
- * sketch of a synthetic painting. With color_edges (the default) edges are
+ * Used by the prepare stage for photo sources. With color_edges (the default) edges are
  * found per colour channel, so hue boundaries of equal brightness count too. Thread-safe; deterministic for given input
  * and options.
  */
