@@ -56,48 +56,50 @@ static inline uint16_t min_u16(uint16_t a, uint16_t b) { return a < b ? a : b; }
  * d[i] = chamfer distance (thirds of a pixel) from pixel i to the nearest
  * pixel where fg is 0; 0 on such pixels. Outside the grid counts as fg == 0
  * when outside_zero (the paper around an ink mask), else as unreachable.
+ * pad: (n+2)² scratch, so that the passes need no bounds tests (this is
+ * most of the function's cost).
  */
-static void chamfer(const uint8_t *fg, int n, int outside_zero, uint16_t *d)
+static void chamfer(const uint8_t *fg, int n, int outside_zero, uint16_t *d, uint16_t *pad)
 {
 	const uint16_t edge = outside_zero ? 0 : CH_INF;
+	const size_t s = (size_t)n + 2;
+	for (size_t x = 0; x < s; x++) {
+		pad[x] = edge;
+		pad[(s - 1) * s + x] = edge;
+	}
 	for (int y = 0; y < n; y++) {
-		const uint16_t *up = d + (size_t)(y - 1) * n;
-		uint16_t *row = d + (size_t)y * n;
+		uint16_t *row = pad + (size_t)(y + 1) * s + 1;
+		const uint16_t *up = row - s;
 		const uint8_t *f = fg + (size_t)y * n;
+		row[-1] = edge;
+		row[n] = edge;
 		for (int x = 0; x < n; x++) {
 			if (!f[x]) {
 				row[x] = 0;
 				continue;
 			}
-			uint16_t l = x > 0 ? row[x - 1] : edge;
-			uint16_t u = y > 0 ? up[x] : edge;
-			uint16_t ul = (y > 0 && x > 0) ? up[x - 1] : edge;
-			uint16_t ur = (y > 0 && x < n - 1) ? up[x + 1] : edge;
 			uint16_t v = CH_INF;
-			v = min_u16(v, (uint16_t)(l + CH_AX));
-			v = min_u16(v, (uint16_t)(u + CH_AX));
-			v = min_u16(v, (uint16_t)(ul + CH_DG));
-			v = min_u16(v, (uint16_t)(ur + CH_DG));
+			v = min_u16(v, (uint16_t)(row[x - 1] + CH_AX));
+			v = min_u16(v, (uint16_t)(up[x] + CH_AX));
+			v = min_u16(v, (uint16_t)(up[x - 1] + CH_DG));
+			v = min_u16(v, (uint16_t)(up[x + 1] + CH_DG));
 			row[x] = v;
 		}
 	}
 	for (int y = n - 1; y >= 0; y--) {
-		const uint16_t *dn = d + (size_t)(y + 1) * n;
-		uint16_t *row = d + (size_t)y * n;
+		uint16_t *row = pad + (size_t)(y + 1) * s + 1;
+		const uint16_t *dn = row + s;
 		for (int x = n - 1; x >= 0; x--) {
-			if (row[x] == 0)
-				continue;
-			uint16_t r = x < n - 1 ? row[x + 1] : edge;
-			uint16_t b = y < n - 1 ? dn[x] : edge;
-			uint16_t br = (y < n - 1 && x < n - 1) ? dn[x + 1] : edge;
-			uint16_t bl = (y < n - 1 && x > 0) ? dn[x - 1] : edge;
 			uint16_t v = row[x];
-			v = min_u16(v, (uint16_t)(r + CH_AX));
-			v = min_u16(v, (uint16_t)(b + CH_AX));
-			v = min_u16(v, (uint16_t)(br + CH_DG));
-			v = min_u16(v, (uint16_t)(bl + CH_DG));
+			if (v == 0)
+				continue;
+			v = min_u16(v, (uint16_t)(row[x + 1] + CH_AX));
+			v = min_u16(v, (uint16_t)(dn[x] + CH_AX));
+			v = min_u16(v, (uint16_t)(dn[x + 1] + CH_DG));
+			v = min_u16(v, (uint16_t)(dn[x - 1] + CH_DG));
 			row[x] = v;
 		}
+		memcpy(d + (size_t)y * n, row, sizeof *d * (size_t)n);
 	}
 }
 
@@ -192,7 +194,7 @@ static void block_min(const uint8_t *src, int w, int h, int cx, int cy, int k, u
 struct work {
 	int size, wmin, wmax, thr;
 	uint8_t *grid, *mask;
-	uint16_t *din, *dout;
+	uint16_t *din, *dout, *pad;
 	uint32_t *hist;
 };
 
@@ -258,12 +260,12 @@ static void distances(struct work *wk, int n, int with_out)
 	size_t nn = (size_t)n * n;
 	for (size_t i = 0; i < nn; i++)
 		wk->mask[i] = wk->grid[i] < wk->thr;
-	chamfer(wk->mask, n, 1, wk->din);
+	chamfer(wk->mask, n, 1, wk->din, wk->pad);
 	if (!with_out)
 		return;
 	for (size_t i = 0; i < nn; i++)
 		wk->mask[i] = !wk->mask[i];
-	chamfer(wk->mask, n, 0, wk->dout);
+	chamfer(wk->mask, n, 0, wk->dout, wk->pad);
 }
 
 int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct sketchnorm_opts *opts, uint8_t *out,
@@ -327,10 +329,11 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 	wk.mask = malloc(cap);
 	wk.din = malloc(cap * sizeof *wk.din);
 	wk.dout = malloc(cap * sizeof *wk.dout);
+	wk.pad = malloc(((size_t)wk.wmax + 2) * (wk.wmax + 2) * sizeof *wk.pad);
 	wk.hist = malloc(sizeof(uint32_t) * HIST_BINS);
 	int rc = 0, n;
 	/* distances() keeps the ink mask in wk.mask until dout is asked for */
-	if (!wk.grid || !wk.mask || !wk.din || !wk.dout || !wk.hist) {
+	if (!wk.grid || !wk.mask || !wk.din || !wk.dout || !wk.pad || !wk.hist) {
 		rc = AT_ENOMEM;
 		goto out;
 	}
@@ -399,6 +402,21 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 	if (delta > dmax)
 		delta = dmax;
 
+	/*
+	 * Already normalised (its own output, a stored sketch normalised again
+	 * at the same size): the crop is the whole square to within a pixel and
+	 * the strokes are at the target to within 15 %. Passing it through
+	 * unchanged makes sketchnorm a fixed point on what it stored, so the
+	 * same drawing keeps the same pixel hash when it comes back.
+	 */
+	if (w == size && h == size && fabs(gs - size) <= 1.0 && fabs(gx) <= 1.0 && fabs(gy) <= 1.0 &&
+	    fabs(info->stroke_in - target) <= 0.15 * target) {
+		memcpy(out, gray, (size_t)size * size);
+		info->ink_ratio = image_ink_ratio(out, size, size, 1, thr);
+		info->passed_through = 1;
+		goto out;
+	}
+
 	/* ---- draw the strokes again at their new width, antialiased ---- */
 	for (int y = 0; y < n; y++)
 		for (int x = 0; x < n; x++) {
@@ -410,7 +428,7 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 			if (delta < 0 && di && ridge_width(wk.din, n, x, y))
 				cov = 1.0;
 			cov = cov < 0 ? 0 : cov > 1 ? 1 : cov;
-			wk.grid[i] = (uint8_t)lround(255.0 * (1.0 - cov));
+			wk.grid[i] = (uint8_t)(255.0 * (1.0 - cov) + 0.5);
 		}
 	if ((rc = image_resize(wk.grid, n, n, 1, out, size, size)) < 0)
 		goto out;
@@ -420,6 +438,7 @@ out:
 	free(wk.mask);
 	free(wk.din);
 	free(wk.dout);
+	free(wk.pad);
 	free(wk.hist);
 	return rc;
 }

@@ -20,7 +20,10 @@
  * least SKETCHNORM_MIN_STROKE), a fraction of the side, so normalising a
  * 256-px stored sketch again to 64 px changes its strokes little. The output
  * is drawn again from the ink mask: pencil shading lighter than the threshold
- * is dropped and every stroke comes out black.
+ * is dropped and every stroke comes out black. An input that is already
+ * normalised at this size (crop within a pixel of the square, strokes within
+ * 15 % of the target) is copied unchanged, so a stored sketch normalised
+ * again keeps its bytes and its hash.
  *
  * Cost is O(input pixels) for the bounding box and the block minimum, then
  * O(512²) at most (O(size²) past size 512); no allocation depends on the input beyond the caps.
@@ -63,6 +66,8 @@ struct sketchnorm_info {
 	double stroke_in;                   /* estimated stroke width, input pixels */
 	double stroke_out;                  /* the width strokes were brought to, output pixels */
 	double ink_ratio;                   /* fraction of output pixels with luma < threshold */
+	int passed_through;                 /* 1: the input was already normalised (size×size, crop and
+					       strokes within tolerance) and was copied unchanged */
 };
 
 /*

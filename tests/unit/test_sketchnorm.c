@@ -279,10 +279,24 @@ TEST(second_pass_changes_little)
 	ASSERT_EQ_INT(sketchnorm_apply(s256, 256, 256, 64, NULL, a, &in), 0);
 	ASSERT_EQ_INT(sketchnorm_apply(c.pix, 512, 512, 64, NULL, b, &in), 0);
 	ASSERT_EQ_INT(sketchnorm_apply(b, 64, 64, 64, NULL, again, &in), 0);
+	printf("64 again: crop (%.2f, %.2f) side %.2f, stroke_in %.2f, passed through %d\n", in.crop_x, in.crop_y,
+	       in.crop_side, in.stroke_in, in.passed_through);
 	double d1 = mean_abs_diff(a, b, 64 * 64), d2 = mean_abs_diff(b, again, 64 * 64);
 	printf("mean |(512->256->64) - (512->64)| = %.2f; mean |(64->64) - 64| = %.2f gray levels\n", d1, d2);
 	ASSERT_OP_DBL(d1, <, 3.0); /* measured 1.3 */
-	ASSERT_OP_DBL(d2, <, 6.0); /* measured 5.0: a 64-px input has coarse edges */
+	/* its own output at the same size is passed through: a fixed point */
+	ASSERT_EQ_INT(in.passed_through, 1);
+	ASSERT_OP_DBL(d2, ==, 0.0);
+	/* shifted by 3 px it is drawn again, and lands back within a pixel */
+	uint8_t shifted[64 * 64];
+	memset(shifted, 255, sizeof shifted);
+	for (int y = 0; y < 61; y++)
+		memcpy(shifted + (y + 3) * 64, b + y * 64, 61);
+	ASSERT_EQ_INT(sketchnorm_apply(shifted, 64, 64, 64, NULL, again, &in), 0);
+	ASSERT_EQ_INT(in.passed_through, 0);
+	double d3 = mean_abs_diff(b, again, 64 * 64);
+	printf("mean |(64 shifted by 3 px -> 64) - 64| = %.2f gray levels\n", d3);
+	ASSERT_OP_DBL(d3, <, 8.0);
 	free(c.pix);
 }
 
