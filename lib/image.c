@@ -39,6 +39,8 @@
 #include <png.h>
 #include <zlib.h>
 
+#include "sketchnorm.h"
+
 /* A positive "not for the fast decoder, ask libpng" answer. */
 #define FAST_PNG_FALLBACK 1
 
@@ -209,6 +211,7 @@ void image_opts_init(struct image_opts *o, enum image_domain domain)
 	} else {
 		o->min_ink = 0.002;
 		o->max_ink = 0.95;
+		o->sketchnorm = 1;
 		o->min_contrast = 0;
 		o->png_level = IMAGE_PNG_FAST;
 	}
@@ -1628,10 +1631,43 @@ int image_normalize(const uint8_t *data, size_t len, const struct image_opts *op
 	int thr = opts->ink_threshold > 0 ? opts->ink_threshold : 128;
 	struct image_raw raw;
 	uint8_t *canon = NULL;
-	int rc = decode_any(data, len, c, opts->max_pixels, size, &raw, why, whylen);
+	int snorm = opts->domain == IMAGE_SKETCH && opts->sketchnorm;
+	/* A sketch is decoded at full size: JPEG's DCT downscaling averages a
+	 * thin line away before sketchnorm could keep it. */
+	int rc = decode_any(data, len, c, opts->max_pixels, snorm ? 0 : size, &raw, why, whylen);
 	if (rc < 0)
 		return rc;
-	if (raw.width == size && raw.height == size) {
+	if (snorm) {
+		/* The accepted ink range is judged on what was drawn, before the
+		 * strokes are widened or thinned: an all-black page stays all-ink,
+		 * whatever erosion would make of it. */
+		double in_ratio = image_ink_ratio(raw.pix, raw.width, raw.height, 1, thr);
+		if (!isfinite(in_ratio) || in_ratio < opts->min_ink || in_ratio > opts->max_ink) {
+			out->ink_ratio = in_ratio;
+			set_why(why, whylen, "ink ratio %.5f outside [%g, %g]%s", in_ratio, opts->min_ink,
+				opts->max_ink, in_ratio < opts->min_ink ? " (blank)" : " (too much ink)");
+			rc = AT_EUNPROCESSABLE;
+			goto out;
+		}
+		canon = malloc((size_t)size * size);
+		if (!canon) {
+			rc = AT_ENOMEM;
+			goto out;
+		}
+		struct sketchnorm_opts so;
+		sketchnorm_opts_init(&so);
+		so.threshold = thr;
+		rc = sketchnorm_apply(raw.pix, raw.width, raw.height, size, &so, canon, NULL);
+		if (rc == AT_EUNPROCESSABLE) /* no ink at all, and min_ink 0 let it through: a plain fit */
+			rc = image_fit(raw.pix, raw.width, raw.height, c, canon, size);
+		if (rc == AT_ERANGE) {
+			set_why(why, whylen, "sketch is %dx%d; sketch normalisation takes up to %d a side", raw.width,
+				raw.height, SKETCHNORM_MAX_SIDE);
+			rc = AT_EUNPROCESSABLE;
+		}
+		if (rc < 0)
+			goto out;
+	} else if (raw.width == size && raw.height == size) {
 		canon = raw.pix; /* the common case: already canonical, nothing to resample */
 		raw.pix = NULL;
 	} else {
@@ -1649,7 +1685,7 @@ int image_normalize(const uint8_t *data, size_t len, const struct image_opts *op
 	ink_scan(canon, npix, c, thr, &st);
 	double ratio = (double)st.ink / (double)npix;
 	out->ink_ratio = ratio; /* reported with a rejection too */
-	if (!isfinite(ratio) || ratio < opts->min_ink || ratio > opts->max_ink) {
+	if (!snorm && (!isfinite(ratio) || ratio < opts->min_ink || ratio > opts->max_ink)) {
 		set_why(why, whylen, "ink ratio %.5f outside [%g, %g]%s", ratio, opts->min_ink, opts->max_ink,
 			ratio < opts->min_ink ? " (blank)" : " (too much ink)");
 		rc = AT_EUNPROCESSABLE;

@@ -10,7 +10,11 @@
  *
  * Normalised form: 8-bit, alpha flattened onto white, grayscale (1 channel,
  * sketches) or sRGB (3 channels, paintings), fitted into a size×size square
- * preserving aspect ratio and padded with white (never stretched).
+ * preserving aspect ratio and padded with white (never stretched). Sketches
+ * (opts.sketchnorm, the default) go through lib/sketchnorm: cropped to their
+ * ink with a margin and their strokes brought to size/40 pixels; their ink
+ * range (min_ink..max_ink) is judged on the decoded input, and ink_ratio
+ * reports that input's ratio on a rejection and the stored image's otherwise.
  *
  * Pixel buffers are row-major, interleaved, no row padding; every buffer this
  * API returns is malloc'd and owned by the caller (free()).
@@ -48,6 +52,8 @@ struct image_opts {
 	double max_ink;       /*   painting: 0..1) */
 	int min_contrast;     /* max-min luma must reach this (painting: 8, sketch: 0) */
 	int png_level;        /* IMAGE_PNG_FAST or zlib 1..9 (sketch: fast, painting: 1) */
+	int sketchnorm;       /* sketch domain: lib/sketchnorm (crop to the ink, strokes brought to
+	                         size/40 px) instead of a plain fit; default 1, 0 for photos */
 };
 
 /* Fills o with the defaults of a domain. image_normalize(opts=NULL) uses the

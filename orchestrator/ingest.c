@@ -414,6 +414,10 @@ static void upload(http_req_t *req, int domain)
 	if (domain == 0) {
 		u->opts.min_ink = app->cfg.min_ink;
 		u->opts.max_ink = app->cfg.max_ink;
+		/* a photo sent as a sketch is kept whole: prepare draws its
+		 * sketch (lib/sketchify) and normalises that */
+		if (source && strncmp(source, "photo", 5) == 0)
+			u->opts.sketchnorm = 0;
 	}
 	u->work.data = u;
 	u->t0 = uv_hrtime();

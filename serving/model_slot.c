@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "sketchnorm.h"
 
 struct model_slot {
 	pthread_mutex_t mu;      /* cur, counters, last_error */
@@ -88,7 +89,8 @@ void model_slot_fail(struct model_slot *s, const char *fmt, ...)
 }
 
 /* A plausible sketch (a frame and a diagonal) so the warm-up runs every layer
- * on realistic values, at the output size requests use. */
+ * on realistic values, at the output size requests use, through the same
+ * sketch normalisation a request takes (serving/stylize.c). */
 static int warm_up(am_model *m, int out_size, am_status_t *st)
 {
 	enum { W = 64 };
@@ -96,12 +98,20 @@ static int warm_up(am_model *m, int out_size, am_status_t *st)
 	for (int y = 0; y < W; y++)
 		for (int x = 0; x < W; x++)
 			gray[y * W + x] = (x == y || x == 8 || y == 8 || x == W - 9 || y == W - 9) ? 0 : 255;
-	uint8_t *rgb = malloc((size_t)out_size * out_size * 3);
-	if (!rgb)
-		return AT_ENOMEM;
+	am_config mc;
+	am_model_get_config(m, &mc);
+	uint8_t *rgb = malloc((size_t)out_size * out_size * 3), *norm = malloc((size_t)mc.image_size * mc.image_size);
+	int rc = AT_ENOMEM;
+	if (!rgb || !norm)
+		goto out;
 	am_style style = {.kind = AM_STYLE_SEED, .seed = 1};
-	int rc = am_model_stylize(m, gray, W, W, &style, rgb, out_size, out_size, st);
+	if (sketchnorm_apply(gray, W, W, mc.image_size, NULL, norm, NULL) == 0)
+		rc = am_model_stylize(m, norm, mc.image_size, mc.image_size, &style, rgb, out_size, out_size, st);
+	else /* cannot happen for this drawing within sketchnorm's caps; warm up anyway */
+		rc = am_model_stylize(m, gray, W, W, &style, rgb, out_size, out_size, st);
+out:
 	free(rgb);
+	free(norm);
 	return rc;
 }
 

@@ -29,6 +29,7 @@
 #include "model_slot.h"
 #include "multipart.h"
 #include "serve.h"
+#include "sketchnorm.h"
 #include "stats.h"
 
 #define STYLIZE_MAX_PARTS 16
@@ -63,6 +64,7 @@ struct stylize_job {
 	size_t jpeg_len;
 	int64_t version;
 	char sha256[65];
+	char crop[96]; /* x-sketch-crop: the input square the painting shows; "" when not normalised */
 };
 
 struct stylize_queue {
@@ -132,7 +134,7 @@ static void work_run(uv_work_t *w)
 	struct stylize_job *j = w->data;
 	const struct serve_settings *cfg = &j->app->cfg;
 	struct image_raw sketch = {0};
-	uint8_t *rgb = NULL;
+	uint8_t *rgb = NULL, *norm = NULL;
 	am_status_t *st = NULL;
 	char why[160] = "";
 	int out = cfg->output_size;
@@ -158,13 +160,32 @@ static void work_run(uv_work_t *w)
 		mix = (am_style){.kind = AM_STYLE_MIX, .a = &sa, .b = &sb, .alpha = j->alpha};
 		style = &mix;
 	}
+	/* The model sees what prepare trained it on: the sketch normalised
+	 * (lib/sketchnorm) to the model's own square. A blank page has no ink
+	 * to crop to and goes in as it is. */
+	am_config mc;
+	am_model_get_config(j->model->m, &mc);
+	const uint8_t *gray = sketch.pix;
+	int gw = sketch.width, gh = sketch.height;
+	norm = malloc((size_t)mc.image_size * mc.image_size);
 	rgb = malloc((size_t)out * out * 3);
 	st = am_status_new();
-	if (!rgb || !st) {
+	if (!rgb || !st || !norm) {
 		j->rc = AT_ENOMEM;
 		goto out;
 	}
-	j->rc = am_model_stylize(j->model->m, sketch.pix, sketch.width, sketch.height, style, rgb, out, out, st);
+	struct sketchnorm_info ni;
+	int nrc = sketchnorm_apply(sketch.pix, sketch.width, sketch.height, mc.image_size, NULL, norm, &ni);
+	if (nrc == 0) {
+		gray = norm;
+		gw = gh = mc.image_size;
+		snprintf(j->crop, sizeof j->crop, "%.2f,%.2f,%.2f", ni.crop_x, ni.crop_y, ni.crop_side);
+	} else if (nrc != AT_EUNPROCESSABLE) {
+		j->rc = nrc;
+		snprintf(j->why, sizeof j->why, "contentImage: sketch normalisation: %s", at_strerror(nrc));
+		goto out;
+	}
+	j->rc = am_model_stylize(j->model->m, gray, gw, gh, style, rgb, out, out, st);
 	j->version = j->model->version;
 	snprintf(j->sha256, sizeof j->sha256, "%s", j->model->sha256);
 	/* Release now, on this thread: if a swap happened meanwhile, the old
@@ -183,6 +204,7 @@ static void work_run(uv_work_t *w)
 out:
 	am_status_free(st);
 	free(rgb);
+	free(norm);
 	image_raw_free(&sketch);
 }
 
@@ -200,6 +222,8 @@ static void work_done(uv_work_t *w, int status)
 		snprintf(v, sizeof v, "%lld", (long long)j->version);
 		http_req_add_header(j->req, "x-model-version", v);
 		http_req_add_header(j->req, "x-model-sha256", j->sha256);
+		if (j->crop[0])
+			http_req_add_header(j->req, "x-sketch-crop", j->crop);
 		http_status = 200;
 		size_t len = j->jpeg_len;
 		void *jpeg = j->jpeg;

@@ -5,12 +5,16 @@
  *
  * Per image (read from PostgreSQL through a cursor, 64 rows a fetch, so
  * memory holds the shards and not every PNG at once):
- *   - a sketch is decoded to gray and fitted into size×size (white padding);
+ *   - a sketch is decoded to gray at its own size and normalised into
+ *     size×size by lib/sketchnorm (cropped to its ink with a margin, strokes
+ *     brought to size/40 px), the same code serving runs on a request;
  *   - a painting is decoded to RGB the same way;
  *   - a photo — any image whose `source` starts with "photo", whatever its
  *     domain — goes through the seed's sketch extraction (lib/sketchify with
  *     the stage's photo_to_sketch params) and becomes a *sketch* sample
- *     (flag SHARD_F_PHOTO); the photo itself is never a painting sample;
+ *     (flag SHARD_F_PHOTO), normalised by lib/sketchnorm like a drawn one so
+ *     that photo edges and pen strokes reach the model at one width; the
+ *     photo itself is never a painting sample;
  *   - blank samples are dropped and counted: a sketch with less than 0.2 %
  *     ink, a painting whose luma spans fewer than 8 levels, a photo whose
  *     extracted sketch has less ink than photo_to_sketch.min_ink; images that
@@ -34,6 +38,7 @@
 #include "job.h"
 #include "log.h"
 #include "sketchify.h"
+#include "sketchnorm.h"
 
 /* sketchify's hysteresis thresholds are gray levels per pixel of gradient;
  * the YAML's canny_low/high are fractions of this full scale. */
@@ -127,6 +132,11 @@ static int prep_image(struct prep *p, int64_t id, const char *domain, const char
 		double ink = 0;
 		rc = sketchify(raw.pix, raw.width, raw.height, 3, NULL, &p->sk, p->a, &ink, why, sizeof why);
 		image_raw_free(&raw);
+		if (rc == 0) {
+			rc = sketchnorm_apply(p->a, S, S, S, NULL, p->b, NULL);
+			if (rc == 0)
+				memcpy(p->a, p->b, ss);
+		}
 		if (rc == AT_EUNPROCESSABLE) {
 			p->photo_blank++;
 			if (holdout)
@@ -139,16 +149,37 @@ static int prep_image(struct prep *p, int64_t id, const char *domain, const char
 			return rc;
 		flags = SHARD_F_PHOTO;
 		p->n_photo++;
-	} else {
-		rc = sketch ? image_decode_gray(png, len, S, &pix) : image_decode_rgb(png, len, S, &pix);
+	} else if (sketch) {
+		struct image_raw raw = {0};
+		rc = image_decode(png, len, 1, 0, &raw, NULL, 0);
 		if (rc < 0) {
 			p->dropped_corrupt++;
 			return 0;
 		}
-		memcpy(p->a, pix, sketch ? ss : 3 * ss);
+		rc = sketchnorm_apply(raw.pix, raw.width, raw.height, S, NULL, p->a, NULL);
+		image_raw_free(&raw);
+		if (rc == AT_ENOMEM)
+			return rc;
+		if (rc < 0 && rc != AT_EUNPROCESSABLE) {
+			p->dropped_corrupt++; /* past sketchnorm's caps: ingest never stores such */
+			return 0;
+		}
+		if (rc == AT_EUNPROCESSABLE || image_ink_ratio(p->a, S, S, 1, 128) < SKETCH_MIN_INK) {
+			if (holdout)
+				p->hold_dropped++;
+			else
+				p->dropped_blank++;
+			return 0;
+		}
+	} else {
+		rc = image_decode_rgb(png, len, S, &pix);
+		if (rc < 0) {
+			p->dropped_corrupt++;
+			return 0;
+		}
+		memcpy(p->a, pix, 3 * ss);
 		free(pix);
-		int blank = sketch ? image_ink_ratio(p->a, S, S, 1, 128) < SKETCH_MIN_INK
-				   : luma_span(p->a, ss) < PAINTING_MIN_CONTRAST;
+		int blank = luma_span(p->a, ss) < PAINTING_MIN_CONTRAST;
 		if (blank) {
 			if (holdout)
 				p->hold_dropped++;

@@ -308,7 +308,9 @@ TEST(fast_decoder_matches_libpng_on_every_filter)
 
 TEST(normalize_pads_to_keep_aspect)
 {
-	/* 100x50 all black -> 256x128 black band centred, white above/below */
+	/* 100x50 all black -> 256x128 black band centred, white above/below.
+	 * The plain fit (sketchnorm off, as for photos): a sketch would be
+	 * cropped to its ink, and an all-black page is rejected as all ink. */
 	uint8_t pix[100 * 50];
 	memset(pix, 0, sizeof pix);
 	uint8_t *png;
@@ -316,7 +318,12 @@ TEST(normalize_pads_to_keep_aspect)
 	ASSERT_EQ_INT(image_encode_png(pix, 100, 50, 1, 6, &png, &len), 0);
 	struct image_norm n;
 	char why[256];
-	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "too much ink");
+	struct image_opts fo;
+	image_opts_init(&fo, IMAGE_SKETCH);
+	fo.sketchnorm = 0;
+	ASSERT_EQ_INT(image_normalize(png, len, &fo, &n, why, sizeof why), 0);
 	ASSERT_EQ_INT(n.width, 256);
 	ASSERT_EQ_INT(n.height, 256);
 	ASSERT_EQ_INT(n.channels, 1);
@@ -347,11 +354,14 @@ TEST(normalize_scales_up_small_and_tall_images)
 	image_norm_free(&n);
 	free(png);
 	free(pix);
-	/* tall: 40x400 black -> a 26-wide centred column */
+	/* tall: 40x400 black -> a 26-wide centred column (the plain fit) */
 	uint8_t tall[40 * 400];
 	memset(tall, 0, sizeof tall);
 	ASSERT_EQ_INT(image_encode_png(tall, 40, 400, 1, 0, &png, &len), 0);
-	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	struct image_opts fo;
+	image_opts_init(&fo, IMAGE_SKETCH);
+	fo.sketchnorm = 0;
+	ASSERT_EQ_INT(image_normalize(png, len, &fo, &n, why, sizeof why), 0);
 	struct image_raw raw;
 	ASSERT_EQ_INT(image_decode(n.png, n.png_len, 1, 0, &raw, NULL, 0), 0);
 	ASSERT_EQ_INT(raw.pix[128 * 256 + 0], 255);
@@ -387,9 +397,11 @@ TEST(jpeg_decodes_and_normalizes)
 	struct image_norm n;
 	ASSERT_EQ_INT(image_normalize(jpg, len, NULL, &n, why, sizeof why), 0);
 	ASSERT_EQ_INT(n.channels, 1);
-	/* ink = 59*39 of 120*80 px, scaled: about 0.24 of the 256x171 band -> 0.16 */
-	ASSERT_OP_DBL(n.ink_ratio, >, 0.12);
-	ASSERT_OP_DBL(n.ink_ratio, <, 0.20);
+	/* a filled 59x39 box: sketchnorm crops to it (59 wide + margins fill
+	 * the square's width) and thins it as a 39-px stroke brought to 6.4 px:
+	 * about 0.28 of the square. The plain fit gave 0.16. */
+	ASSERT_OP_DBL(n.ink_ratio, >, 0.20);
+	ASSERT_OP_DBL(n.ink_ratio, <, 0.35);
 	image_norm_free(&n);
 	struct image_opts po;
 	image_opts_init(&po, IMAGE_PAINTING);
@@ -542,7 +554,10 @@ TEST(alpha_flattens_onto_white)
 	ASSERT_EQ_INT(image_encode_png(rgba, w, w, 4, 6, &png, &len), 0);
 	struct image_norm n;
 	char why[256];
-	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), 0);
+	struct image_opts fo; /* the plain fit keeps the geometry exact */
+	image_opts_init(&fo, IMAGE_SKETCH);
+	fo.sketchnorm = 0;
+	ASSERT_EQ_INT(image_normalize(png, len, &fo, &n, why, sizeof why), 0);
 	ASSERT_OP_DBL(fabs(n.ink_ratio - 2500.0 / 65536), <, 1e-9);
 	image_norm_free(&n);
 	free(png);
@@ -565,18 +580,22 @@ TEST(same_pixels_same_hash)
 	ASSERT_STREQ(na.sha256_hex, nb.sha256_hex);
 	ASSERT_STREQ(na.sha256_hex, nc.sha256_hex);
 	ASSERT_EQ_INT(strlen(na.sha256_hex), 64);
-	/* the stored PNG is itself canonical: normalising it again is a no-op */
+	/* the stored PNG is itself canonical: normalising it again is a no-op
+	 * (sketchnorm passes an already-normalised square through) */
 	struct image_norm again;
 	ASSERT_EQ_INT(image_normalize(na.png, na.png_len, NULL, &again, why, sizeof why), 0);
 	ASSERT_STREQ(again.sha256_hex, na.sha256_hex);
 	ASSERT_EQ_INT(again.png_len, na.png_len);
-	/* and the hash is over (dims, channels, pixels) */
+	/* and the hash is over (dims, channels, pixels) of what is stored */
 	uint8_t want[32];
-	image_pixels_sha256(pix, 256, 256, 1, want);
+	struct image_raw st;
+	ASSERT_EQ_INT(image_decode(na.png, na.png_len, 1, 0, &st, NULL, 0), 0);
+	image_pixels_sha256(st.pix, 256, 256, 1, want);
 	ASSERT(memcmp(want, na.sha256, 32) == 0);
-	pix[5] ^= 1;
-	image_pixels_sha256(pix, 256, 256, 1, want);
+	st.pix[5] ^= 1;
+	image_pixels_sha256(st.pix, 256, 256, 1, want);
 	ASSERT(memcmp(want, na.sha256, 32) != 0);
+	image_raw_free(&st);
 	image_norm_free(&na);
 	image_norm_free(&nb);
 	image_norm_free(&nc);
