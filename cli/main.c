@@ -31,7 +31,7 @@ const struct cli_command cli_commands[] = {
 	 "a version's evaluation samples (candidate and champion), or a PNG sheet of them"},
 	{"nodes", cmd_nodes, "", "the serving fleet and what each node serves"},
 	{"synth", cmd_synth, "[--count N] [--seed S] [--size PX] [--out DIR]",
-	 "generate and upload a deterministic synthetic sketch/painting set"},
+	 "upload N synthetic sketches and N unpaired paintings (source synth); --out DIR writes PNGs instead"},
 	{"help", cmd_help, "", "this list"},
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

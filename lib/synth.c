@@ -967,7 +967,7 @@ static void object_build(struct object *o, struct rng *r, int cls, int n)
 		for (int i = 0; i < o->n; i++)
 			for (int j = 0; j < o->p[i].n; j++)
 				o->p[i].x[j] = 1.0f - o->p[i].x[j];
-	double S = n * rng_range(r, 0.62, 0.86), st = rng_range(r, 0.9, 1.1), th = rng_range(r, -0.1, 0.1);
+	double S = n * rng_range(r, 0.52, 0.88), st = rng_range(r, 0.9, 1.1), th = rng_range(r, -0.1, 0.1);
 	double cs = cos(th), sn = sin(th), cx = n * (0.5 + rng_range(r, -0.06, 0.06)),
 	       cy = n * (0.5 + rng_range(r, -0.06, 0.06));
 	double minx = 1e9, maxx = -1e9, miny = 1e9, maxy = -1e9;
