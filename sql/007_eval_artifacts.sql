@@ -2,9 +2,9 @@
 --
 -- GET /v1/artifacts/{sha256} serves a file only when something in the
 -- database names it: a model version (model_versions.sha256), a training
--- checkpoint (train_checkpoints.sha256), or a row here. Evaluate adds its
--- gallery (sketches and outputs as PNG, kind 'sample') and the shards it
--- scored on (kind 'shard'); content_type is what the route answers with.
+-- checkpoint (train_checkpoints.sha256), or a row here. Prepare adds the
+-- shards it wrote (kind 'shard'), evaluate its gallery (sketches and outputs
+-- as PNG, kind 'sample'); content_type is what the route answers with.
 -- Every lookup is one index probe (registry.c's artifact_known_sql).
 
 CREATE TABLE artifact_refs (

@@ -427,6 +427,12 @@ def test_gallery_slices_and_artifacts(env):
     hold = jobs["train"]["result"]["holdout_shard"]
     a = env.d.api.get("/v1/artifacts/" + hold)
     assert a.status == 200 and a.body[:8] == b"ATLRSHRD" and a.headers["content-type"] == "application/octet-stream"
+    train_shard = jobs["prepare"]["result"]["train_shard"]
+    a = env.d.api.get("/v1/artifacts/" + train_shard, headers={"Range": "bytes=0-7"})
+    assert a.status == 206 and a.body == b"ATLRSHRD", a
+    ckpt = env.sql("SELECT sha256 FROM train_checkpoints WHERE job_id = %d LIMIT 1" % jobs["train"]["id"])
+    a = env.d.api.get("/v1/artifacts/" + ckpt)
+    assert a.status == 200 and a.headers["content-type"] == "application/octet-stream" and len(a.body) > 0
     assert env.d.api.get("/v1/artifacts/" + "0" * 64).status == 404
     assert env.d.api.get("/v1/artifacts/../../etc").status in (400, 404)
     assert env.d.api.get("/v1/artifacts/" + "A" * 64).status == 400

@@ -291,27 +291,6 @@ static int score(struct eval *e, am_model *m, const char *role, json_t **metrics
 	return 0;
 }
 
-/* Records the store's new files as referenced (so /v1/artifacts serves them). */
-static int add_refs(struct eval *e, PGconn *c, json_t *shas, const char *kind, const char *type, json_t *run,
-		    const char *vid)
-{
-	char *list = json_dumps(shas, JSON_COMPACT), runs[32] = "";
-	if (!list)
-		return AT_ENOMEM;
-	if (json_is_integer(run))
-		snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
-	const char *v[5] = {list, kind, type, runs[0] ? runs : NULL, vid};
-	PGresult *r = NULL;
-	int rc = db_exec(c,
-			 "INSERT INTO artifact_refs (sha256, kind, content_type, run_id, version_id) "
-			 "SELECT DISTINCT s, $2, $3, $4::bigint, $5::bigint FROM jsonb_array_elements_text($1::jsonb) s "
-			 "ON CONFLICT (sha256) DO NOTHING",
-			 5, v, 0, &r, e->why, sizeof e->why);
-	PQclear(r);
-	free(list);
-	return rc;
-}
-
 /* ", "-joined strings of a JSON array, into buf. */
 static void join(json_t *arr, char *buf, size_t len)
 {
@@ -484,11 +463,11 @@ int job_evaluate(struct job_ctx *ctx)
 	}
 	rc = shards ? 0 : AT_ENOMEM;
 	if (rc == 0)
-		rc = add_refs(&e, c, sketches, "sample", "image/png", run, vid);
+		rc = db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = add_refs(&e, c, outputs, "sample", "image/png", run, vid);
+		rc = db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = add_refs(&e, c, shards, "shard", "application/octet-stream", run, NULL);
+		rc = db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
 	json_decref(sketches);
 	json_decref(outputs);
 	json_decref(shards);
