@@ -30,6 +30,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "metric.h"
 #include "slice.h"
 
 /* ---- the schema's vocabulary ---- */
@@ -464,6 +465,11 @@ static const char *const gate_op_names[] = {
 #undef GATE_OP_NAME
 	NULL};
 static const char *const warm_starts[] = {"production", "scratch", NULL};
+static const char *const metric_names[] = {
+#define METRIC_NAME(name, higher, doc) name,
+	METRIC_MAP(METRIC_NAME)
+#undef METRIC_NAME
+	NULL};
 static const char *const slice_names[] = {
 #define SLICE_NAME(e, name, doc) name,
 	SLICE_MAP(SLICE_NAME)
@@ -489,8 +495,8 @@ static const struct field resource_fields[] = {
 static const struct schema resource_schema = SCHEMA("resources", resource_fields);
 
 static const struct field gate_rule_fields[] = {
-	{"metric", T_NAME, .required = true,
-	 .doc = "metric the evaluate stage reports, e.g. kid, content (the table: docs/training.md)"},
+	{"metric", T_ENUM, .required = true, .choices = metric_names,
+	 .doc = "a metric the evaluate stage reports (directions: docs/training.md)"},
 	{"slice", T_ENUM, .choices = slice_names,
 	 .doc = "judge the metric on this slice of the holdout set only (docs/training.md); absent: overall"},
 	{"min", T_FLOAT, .doc = "pass when candidate >= min"},

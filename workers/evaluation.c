@@ -13,35 +13,13 @@
 #include "err.h"
 #include "evaluation.h"
 #include "image.h"
+#include "metric.h"
 #include "slice.h"
 
-/* Metrics the evaluate stage reports, and which way is better: the one list
- * (docs/training.md's table follows it; test_jobs_gate checks both agree). */
-static const struct {
-	const char *name;
-	int higher_better;
-} metric_dirs[] = {
-	{"content", 0},     /* chamfer px between sketch strokes and output edges */
-	{"content_f1", 1},  /* edge F1 at tolerance 1 px */
-	{"edge_f1", 1},     /* edge F1 at tolerance 2 px (saturates; reported) */
-	{"kid", 0},         /* polynomial-kernel MMD^2 on fixed random features */
-	{"realism_acc", 0}, /* 1-NN two-sample accuracy, 0.5 = indistinguishable */
-	{"diversity", 1},   /* LPIPS-like spread across styles / real paintings' */
-	{"recon_l1", 0},    /* painting reconstruction error */
-};
+/* Directions come from lib/metric.h, the one list. */
+int gate_direction(const char *metric) { return metric_direction(metric); }
 
-const char *gate_metric_name(int i)
-{
-	return i >= 0 && (size_t)i < sizeof metric_dirs / sizeof metric_dirs[0] ? metric_dirs[i].name : NULL;
-}
-
-int gate_direction(const char *metric)
-{
-	for (size_t i = 0; i < sizeof metric_dirs / sizeof metric_dirs[0]; i++)
-		if (strcmp(metric_dirs[i].name, metric) == 0)
-			return metric_dirs[i].higher_better;
-	return -1;
-}
+const char *gate_metric_name(int i) { return metric_name(i); }
 
 /* The value of metric in obj: 1 when present and a number. */
 static int metric_value(const json_t *obj, const char *metric, double *v)

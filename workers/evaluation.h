@@ -11,9 +11,10 @@
 
 #include "atelier_model.h"
 
-/* 1: higher is better, 0: lower is better, -1: a metric the gate does not know. */
+/* 1: higher is better, 0: lower is better, -1: a metric the gate does not
+ * know (lib/metric.h's table). */
 int gate_direction(const char *metric);
-/* The i-th metric of the direction table, NULL past the end. */
+/* The i-th metric of that table, NULL past the end. */
 const char *gate_metric_name(int i);
 
 /*

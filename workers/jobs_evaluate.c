@@ -9,7 +9,7 @@
  * slice gets sketches too, each stylized with `styles` seeded style codes
  * (AM_STYLE_SEED 0..styles-1) at the shard's size. Candidate and champion
  * see exactly the same sketches and style seeds. Scores (direction table in
- * evaluation.c):
+ * lib/metric.h):
  *   content      mean am_content_chamfer(sketch, output), px, lower better
  *   content_f1   mean am_edge_f1(sketch, output, tol 1)
  *   edge_f1      mean am_edge_f1(sketch, output, tol 2) (saturates; reported)
