@@ -218,23 +218,57 @@ int am_trainer_stylize(am_trainer *t, const uint8_t *gray, int w, int h, const a
 
 /*
  * Content preservation: Sobel edges of the sketch vs the k strongest Sobel
- * edges of the output's luminance (k = the sketch's edge count), matched
- * within tol pixels (Chebyshev). F1 in [0, 1]; 1 when neither has edges.
- * Both images are w x h; tol 0..16. Returns AT_EINVAL (negative) on bad
- * arguments.
+ * edges of the output's luminance (k = the sketch's edge count, none weaker
+ * than 2 % of a full step), matched within tol pixels (Chebyshev). F1 in
+ * [0, 1]; 1 when neither has edges. Both images are w x h; tol 0..16.
+ * Returns AT_EINVAL (negative) on bad arguments.
  */
 double am_edge_f1(const uint8_t *gray, const uint8_t *rgb, int w, int h, int tol);
 /*
+ * Content preservation that does not saturate: the symmetric chamfer
+ * distance in pixels between the same two edge sets as am_edge_f1 — the mean
+ * distance from each sketch edge pixel to the nearest output edge pixel and
+ * from each output edge pixel to the nearest sketch edge pixel, the two
+ * averaged. Lower is better; 0 = the output's edges lie on the sketch's. An
+ * output without edges (flat) scores the image diagonal, the worst; a sketch
+ * without edges scores 0. Negative AT_E* on bad arguments.
+ */
+double am_content_chamfer(const uint8_t *gray, const uint8_t *rgb, int w, int h);
+
+/* A statistic and its 90 % bootstrap interval [lo, hi]. */
+typedef struct am_interval {
+	double value, lo, hi;
+} am_interval;
+
+/*
+ * KID (kernel inception-style distance): unbiased MMD^2 with the polynomial
+ * kernel k(x, y) = (x.y / d + 1)^3 between features of n_gen generated and
+ * n_real real RGB images (each w x h, packed one after the other). Features
+ * (d = 448: per-channel mean and std of each layer) come from a fixed random
+ * convolutional network (fixed seed, no pretrained weights). The interval is
+ * the 5th..95th percentile over 200 fixed-seed bootstrap resamplings of both
+ * sets (with replacement; pairs of one element with itself are left out of
+ * the within-set sums). Lower is better; ~0 = indistinguishable (it can be
+ * slightly negative). n_gen, n_real >= 2.
+ */
+int am_kid(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h,
+	   am_interval *out, am_status_t *st) AM_MUST_CHECK;
+/*
  * Realism: unbiased MMD^2 (Gaussian kernel, bandwidth = median distance among
- * the real set) between features of n_gen generated and n_real real RGB
- * images (each w x h, packed one after the other). Features come from a
- * fixed random convolutional network (fixed seed, no pretrained weights).
- * Lower is better; ~0 = indistinguishable. n_gen, n_real >= 2.
+ * the real set) on the same features as am_kid. Lower is better.
  */
 int am_realism_mmd(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h,
 		   double *mmd2, am_status_t *st) AM_MUST_CHECK;
-/* Diversity: mean pairwise L1 distance in [0, 1] between n RGB images (w x h, packed). */
-double am_diversity(const uint8_t *rgbs, int n, int w, int h);
+/*
+ * Diversity, LPIPS-like: for every pair of the n RGB images (w x h, packed),
+ * each layer's feature map of the fixed random network is unit-normalised
+ * along channels, the squared difference is averaged over positions and
+ * channels, and the layers are averaged; *out is the mean over pairs (0 when
+ * n < 2 or the images are identical). No learned weights: compare it only
+ * with the same figure on other images (evaluate divides by the real
+ * paintings' figure).
+ */
+int am_diversity(const uint8_t *rgbs, int n, int w, int h, double *out, am_status_t *st) AM_MUST_CHECK;
 /*
  * Reconstruction error of a painting through gen_b (encode, decode with its
  * own style): mean absolute error in [0, 1] at image_size.

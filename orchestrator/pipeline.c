@@ -89,8 +89,10 @@ static void stage_release(struct pipeline_stage *st)
 	free(st->needs);
 	free(st->need_idx);
 	json_decref(st->params);
-	for (size_t i = 0; i < st->n_gate; i++)
+	for (size_t i = 0; i < st->n_gate; i++) {
 		free(st->gate[i].metric);
+		free(st->gate[i].slice);
+	}
 	free(st->gate);
 }
 
@@ -142,14 +144,19 @@ int pipeline_stage_add_need(struct pipeline_stage *st, const char *name)
 }
 
 int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op,
-			    double threshold)
+			    double threshold, const char *slice)
 {
 	struct pipeline_gate_rule *v = realloc(st->gate, (st->n_gate + 1) * sizeof *v);
 	if (!v)
 		return AT_ENOMEM;
 	st->gate = v;
-	if (!(v[st->n_gate].metric = strdup(metric)))
+	v[st->n_gate].slice = NULL;
+	if (slice && !(v[st->n_gate].slice = strdup(slice)))
 		return AT_ENOMEM;
+	if (!(v[st->n_gate].metric = strdup(metric))) {
+		free(v[st->n_gate].slice);
+		return AT_ENOMEM;
+	}
 	v[st->n_gate].op = op;
 	v[st->n_gate].threshold = threshold;
 	st->n_gate++;
@@ -328,9 +335,11 @@ static json_t *stage_to_json(const struct pipeline_stage *st)
 			goto out;
 	/* gate order is kept: rules are reported in the order they are written */
 	for (size_t g = 0; g < st->n_gate; g++)
-		if (json_array_append_new(gate, json_pack("{s:s, s:s, s:f}", "metric", st->gate[g].metric,
+		/* "slice" only when set: a pipeline without slice rules keeps its sha256 */
+		if (json_array_append_new(gate, json_pack("{s:s, s:s, s:f, s:s*}", "metric", st->gate[g].metric,
 							  "op", pipeline_gate_op_name(st->gate[g].op),
-							  "threshold", st->gate[g].threshold)) < 0)
+							  "threshold", st->gate[g].threshold, "slice",
+							  st->gate[g].slice)) < 0)
 			goto out;
 	o = json_pack("{s:s, s:O, s:O, s:O, s:{s:I, s:I}, s:I, s:I}", "kind", pipeline_kind_name(st->kind),
 		      "needs", needs, "gate", gate, "params", st->params, "resources", "gpu",

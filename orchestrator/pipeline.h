@@ -77,9 +77,10 @@ const char *pipeline_gate_op_name(enum pipeline_gate_op op);
 int pipeline_gate_op_from_name(const char *name);
 
 struct pipeline_gate_rule {
-	char *metric; /* e.g. "edge_f1" */
+	char *metric; /* e.g. "kid" */
 	enum pipeline_gate_op op;
 	double threshold;
+	char *slice; /* a holdout slice (lib/slice.h), or NULL: the whole holdout set */
 };
 
 struct pipeline_stage {
@@ -127,9 +128,9 @@ void pipeline_free(pipeline_t *p);
 int pipeline_add_stage(pipeline_t *p, const char *name, struct pipeline_stage **out) AT_MUST_CHECK;
 /* Appends name (copied) to st->needs. */
 int pipeline_stage_add_need(struct pipeline_stage *st, const char *name) AT_MUST_CHECK;
-/* Appends a gate rule; metric is copied. */
+/* Appends a gate rule; metric and slice (NULL: overall) are copied. */
 int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op,
-			    double threshold) AT_MUST_CHECK;
+			    double threshold, const char *slice) AT_MUST_CHECK;
 
 /* The stage called name, or NULL. */
 struct pipeline_stage *pipeline_stage_find(const pipeline_t *p, const char *name);
@@ -156,7 +157,7 @@ int pipeline_finalize(pipeline_t *p, struct pipeline_dag_error *err) AT_MUST_CHE
  *    "triggers":{"new_sketches":N|null,"every_ms":N|null,"manual":bool},
  *    "stages":{NAME:{"kind":..,"needs":[sorted],"params":{..},
  *                    "resources":{"gpu":N,"cpu":N},"timeout_ms":N,"retries":N,
- *                    "gate":[{"metric":..,"op":..,"threshold":X}]}}}
+ *                    "gate":[{"metric":..,"op":..,"threshold":X,"slice":..(only when set)}]}}}
  * NULL when out of memory.
  */
 json_t *pipeline_to_json(const pipeline_t *p);

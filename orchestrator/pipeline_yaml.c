@@ -30,6 +30,9 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "metric.h"
+#include "slice.h"
+
 /* ---- the schema's vocabulary ---- */
 
 enum ftype {
@@ -462,6 +465,16 @@ static const char *const gate_op_names[] = {
 #undef GATE_OP_NAME
 	NULL};
 static const char *const warm_starts[] = {"production", "scratch", NULL};
+static const char *const metric_names[] = {
+#define METRIC_NAME(name, higher, doc) name,
+	METRIC_MAP(METRIC_NAME)
+#undef METRIC_NAME
+	NULL};
+static const char *const slice_names[] = {
+#define SLICE_NAME(e, name, doc) name,
+	SLICE_MAP(SLICE_NAME)
+#undef SLICE_NAME
+	NULL};
 
 static const struct field trigger_fields[] = {
 	{"new_sketches", T_INT, AT_LEAST(1), AT(struct pipeline_triggers, new_sketches),
@@ -482,7 +495,10 @@ static const struct field resource_fields[] = {
 static const struct schema resource_schema = SCHEMA("resources", resource_fields);
 
 static const struct field gate_rule_fields[] = {
-	{"metric", T_NAME, .required = true, .doc = "metric the evaluate stage reports, e.g. edge_f1, realism_acc"},
+	{"metric", T_ENUM, .required = true, .choices = metric_names,
+	 .doc = "a metric the evaluate stage reports (directions: docs/training.md)"},
+	{"slice", T_ENUM, .choices = slice_names,
+	 .doc = "judge the metric on this slice of the holdout set only (docs/training.md); absent: overall"},
 	{"min", T_FLOAT, .doc = "pass when candidate >= min"},
 	{"max", T_FLOAT, .doc = "pass when candidate <= max"},
 	{"max_regression", T_FLOAT, AT_LEAST(0),
@@ -1082,7 +1098,8 @@ static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, co
 		for (int op = 0; rc == 0 && op < PIPELINE_GATE_OP_COUNT_; op++) {
 			json_t *t = json_object_get(rule, gate_op_names[op]);
 			if (t && pipeline_stage_add_gate(st, json_string_value(json_object_get(rule, "metric")),
-							 (enum pipeline_gate_op)op, json_number_value(t)) < 0)
+							 (enum pipeline_gate_op)op, json_number_value(t),
+							 json_string_value(json_object_get(rule, "slice"))) < 0)
 				rc = fail(c, &item->start_mark, AT_ENOMEM, "out of memory");
 		}
 		json_decref(rule);

@@ -13,7 +13,10 @@
  *
  * Downloads: the file is opened, read and sent with uv_fs (threadpool) in
  * 256 KiB chunks, the next read only once the previous chunk drained, so a
- * slow client holds at most one chunk of memory.
+ * slow client holds at most one chunk of memory. Only a sha256 the database
+ * names is served (a model version, a checkpoint, or an artifact_refs row:
+ * evaluation samples and shards), never an arbitrary file of the store; the
+ * path comes from the validated hex digest alone.
  */
 #include "registry.h"
 
@@ -313,6 +316,23 @@ static void get_version(http_req_t *req)
 		&p, "no such model version");
 }
 
+/* The gallery evaluate stored with a version (written before its gate decided). */
+static void get_samples(http_req_t *req)
+{
+	const char *v = http_req_param(req, "version");
+	if (!api_positive_id(req, v, "version"))
+		return;
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, http_req_param(req, "name"));
+	db_param_text(&p, v);
+	api_reply_sql_json(req,
+			   "SELECT json_build_object('model', v.model, 'version', v.version, 'samples', "
+			   "coalesce(v.metrics->'samples', '[]'), 'evaluation', v.metrics->'evaluation')::text "
+			   "FROM model_versions v WHERE v.model = $1 AND v.version = $2::int",
+			   &p, "no such model version");
+}
+
 static void get_ledger(http_req_t *req)
 {
 	struct db_params p;
@@ -489,6 +509,7 @@ struct download {
 	uv_fs_t fs;
 	uv_file fd;
 	char sha[65];
+	char ctype[64]; /* from artifact_refs; octet-stream for models and checkpoints */
 	char path[4096];
 	uint64_t start, end, pos; /* [start, end] inclusive */
 	uint64_t size;
@@ -569,7 +590,7 @@ static void dl_start(struct download *d)
 	http_req_add_header(d->req, "Accept-Ranges", "bytes");
 	http_req_add_header(d->req, "x-content-sha256", d->sha);
 	uint64_t len = d->size ? d->end - d->start + 1 : 0;
-	d->stream = http_stream_start_sized(d->req, d->range ? 206 : 200, "application/octet-stream", len);
+	d->stream = http_stream_start_sized(d->req, d->range ? 206 : 200, d->ctype, len);
 	d->req = NULL;
 	if (!d->stream || len == 0) {
 		dl_finish(d);
@@ -678,12 +699,13 @@ static void on_artifact_known(void *arg, int status, PGresult *res)
 		dl_finish(d);
 		return;
 	}
-	if (PQntuples(res) == 0) {
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		http_reply_error(d->req, 404, "no such artifact", json_pack("{ss}", "sha256", d->sha));
 		d->req = NULL;
 		dl_finish(d);
 		return;
 	}
+	snprintf(d->ctype, sizeof d->ctype, "%s", PQgetvalue(res, 0, 0));
 	d->fs.data = d;
 	if (uv_fs_open(d->reg->app->loop, &d->fs, d->path, O_RDONLY | O_CLOEXEC, 0, dl_open_cb) < 0) {
 		http_reply_error(d->req, 500, "cannot open artifact", NULL);
@@ -691,6 +713,13 @@ static void on_artifact_known(void *arg, int status, PGresult *res)
 		dl_finish(d);
 	}
 }
+
+/* One row: the content type to serve the sha with, NULL when nothing names it
+ * (each branch is one index probe: sql/007_eval_artifacts.sql). */
+static const char artifact_known_sql[] =
+	"SELECT coalesce((SELECT content_type FROM artifact_refs WHERE sha256 = $1), "
+	"(SELECT 'application/octet-stream' FROM model_versions WHERE sha256 = $1 LIMIT 1), "
+	"(SELECT 'application/octet-stream' FROM train_checkpoints WHERE sha256 = $1 LIMIT 1))";
 
 static void get_artifact(http_req_t *req)
 {
@@ -718,11 +747,11 @@ static void get_artifact(http_req_t *req)
 		http_reply_error(req, 400, "bad sha256", NULL);
 		return;
 	}
-	/* Only registered artifacts are served (not every file in the store). */
+	/* Only referenced artifacts are served (not every file in the store). */
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, sha);
-	if (db_query(r->app->db, "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1", &p, on_artifact_known, d) < 0) {
+	if (db_query(r->app->db, artifact_known_sql, &p, on_artifact_known, d) < 0) {
 		free(d);
 		http_reply_error(req, 503, "database unavailable", NULL);
 	}
@@ -791,6 +820,8 @@ int registry_metrics(const struct registry *r, struct at_buf *b)
 const struct http_route registry_routes[] = {
 	{"GET", "/v1/models", get_models, ROLE_ANY, "models with their channels"},
 	{"GET", "/v1/models/{name}/versions", get_versions, ROLE_ANY, "versions with lineage and metrics"},
+	{"GET", "/v1/models/{name}/versions/{version}/samples", get_samples, ROLE_ANY,
+	 "evaluation gallery: {sketch, style, output, slice, role, image_id} as artifact sha256s"},
 	{"GET", "/v1/models/{name}/versions/{version}", get_version, ROLE_ANY,
 	 "one version: lineage (run, dataset, ancestors), metrics, verdict"},
 	{"GET", "/v1/models/{name}/ledger", get_ledger, ROLE_ANY, "the append-only promotion ledger"},
@@ -798,7 +829,8 @@ const struct http_route registry_routes[] = {
 	 "a channel's version; ?after=V&wait=S holds until it moves past V (else 304)"},
 	{"POST", "/v1/models/{name}/channels/{channel}", post_channel, ROLE_OPERATOR,
 	 "promote {version: N} or roll back {action: rollback}"},
-	{"GET", "/v1/artifacts/{sha256}", get_artifact, ROLE_ANY, "download a model artifact (Range supported)"},
+	{"GET", "/v1/artifacts/{sha256}", get_artifact, ROLE_ANY,
+	 "download an artifact a version or run references: model, checkpoint, shard, sample PNG (Range supported)"},
 	{"POST", "/v1/nodes/heartbeat", post_heartbeat, ROLE_NODE | ROLE_OPERATOR, "serving-node heartbeat"},
 	{"GET", "/v1/nodes", get_nodes, ROLE_ANY, "the serving fleet: who serves what, health"},
 };

@@ -349,8 +349,10 @@ def test_pipeline_end_to_end_then_gate_rejects(env):
     ev = jobs["evaluate"]["result"]
     assert ev["passed"] and ev["champion"] is None, ev
     assert any("no champion" in x for x in ev["reasons"]), ev["reasons"]
-    for k in ("edge_f1", "realism_mmd", "realism_acc", "diversity", "recon_l1"):
+    for k in ("content", "content_f1", "edge_f1", "kid", "realism_acc", "diversity", "recon_l1"):
         assert isinstance(ev["candidate"]["metrics"][k], float), (k, ev)
+    lo, hi = ev["candidate"]["metrics"]["intervals"]["kid"]
+    assert lo <= hi, ev["candidate"]["metrics"]
     for s in ev["samples"]["candidate"]:
         assert os.path.exists(os.path.join(env.artifacts, "sha256", s["output"][:2], s["output"]))
     vid = jobs["train"]["result"]["version_id"]
@@ -376,6 +378,97 @@ def test_pipeline_end_to_end_then_gate_rejects(env):
     assert v["passed"] is False and len(v["failed"]) == 2 and v["champion"]["recon_l1"] >= 0, v
     assert v["champion_version"] == jobs_version(env, vid)
     print("pipeline run: %.1f s" % first_s)
+
+
+def test_gallery_slices_and_artifacts(env):
+    """Evaluate stores candidate and champion samples on the same inputs, lists them on the samples route,
+    serves every PNG through /v1/artifacts, scores per slice, and a slice rule fails the gate naming it."""
+    # a few holdout drawings from a serving node: the "contributions" slice
+    for i in range(3):
+        png = images.png(40, 40, lambda x, y, i=i: 0 if abs(x - y - 4 * i) <= 1 or x in (8, 30) else 255).hex()
+        env.sql("INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, split, status, source)"
+                " VALUES ('sketch', sha256('gallery-%d'::bytea), 40, 40, 1, '\\x%s'::bytea, 0.1, 'holdout',"
+                " 'accepted', 'node:n1')" % (i, png))
+    n_hold = int(env.sql("SELECT count(*) FROM images WHERE domain = 'sketch' AND split = 'holdout'"
+                         " AND status = 'accepted'"))
+    assert n_hold >= 8, n_hold
+
+    def gallery_pipeline(name, gate):
+        return pipeline(name, gate).replace("model: tiny-t", "model: tiny-g").replace(
+            "{samples: 2, styles: 2}", "{samples: 8, styles: 4}")
+
+    r = run_pipeline(env, gallery_pipeline("gal-1", "      - {metric: kid, max: 100}"), "gal-1")
+    assert r["run"]["state"] == "succeeded", r
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    v1 = jobs["train"]["result"]["version"]
+    m = jobs["evaluate"]["result"]["candidate"]["metrics"]
+    # per slice: the node's drawings were picked (stratified) and scored on their own
+    assert m["slices"]["contributions"]["n"] >= 1 and m["slices"]["synth"]["n"] >= 1, m["slices"]
+    assert m["slices"]["contributions"]["n"] + m["slices"]["synth"]["n"] == 8
+    assert isinstance(m["slices"]["contributions"]["kid"], float) and m["slices"]["photo"]["n"] == 0
+    print("v%d holdout: %s" % (v1, {k: m[k] for k in ("content", "content_f1", "kid", "realism_acc", "diversity",
+                                                          "recon_l1")}))
+    g = env.d.api.get("/v1/models/tiny-g/versions/%d/samples" % v1)
+    assert g.status == 200, g
+    g = g.json()
+    assert g["version"] == v1 and len(g["samples"]) == 8 * 4, g
+    assert {s["role"] for s in g["samples"]} == {"candidate"}
+    assert {s["style"] for s in g["samples"]} == {0, 1, 2, 3}
+    assert {s["slice"] for s in g["samples"]} == {"synth", "contributions"}
+    size = None
+    for sha in {s["sketch"] for s in g["samples"]} | {s["output"] for s in g["samples"]}:
+        a = env.d.api.get("/v1/artifacts/" + sha)
+        assert a.status == 200 and a.headers["content-type"] == "image/png", (sha, a)
+        w, h = images.png_size(a.body)
+        assert size in (None, (w, h)), (size, w, h)
+        size = (w, h)
+    assert size == (32, 32)
+    # the shards the run scored on are served too; unknown and malformed shas are not
+    hold = jobs["train"]["result"]["holdout_shard"]
+    a = env.d.api.get("/v1/artifacts/" + hold)
+    assert a.status == 200 and a.body[:8] == b"ATLRSHRD" and a.headers["content-type"] == "application/octet-stream"
+    train_shard = jobs["prepare"]["result"]["train_shard"]
+    a = env.d.api.get("/v1/artifacts/" + train_shard, headers={"Range": "bytes=0-7"})
+    assert a.status == 206 and a.body == b"ATLRSHRD", a
+    ckpt = env.sql("SELECT sha256 FROM train_checkpoints WHERE job_id = %d LIMIT 1" % jobs["train"]["id"])
+    a = env.d.api.get("/v1/artifacts/" + ckpt)
+    assert a.status == 200 and a.headers["content-type"] == "application/octet-stream" and len(a.body) > 0
+    assert env.d.api.get("/v1/artifacts/" + "0" * 64).status == 404
+    assert env.d.api.get("/v1/artifacts/../../etc").status in (400, 404)
+    assert env.d.api.get("/v1/artifacts/" + "A" * 64).status == 400
+    assert env.d.api.get("/v1/models/tiny-g/versions/999/samples").status == 404
+    routes = subprocess.run([os.path.join(BIN, "atelierd"), "routes"], capture_output=True, text=True, timeout=30)
+    assert "/v1/models/{name}/versions/{version}/samples" in routes.stdout, routes.stdout
+
+    # v1 becomes the champion; an impossible rule on one slice fails the gate, naming the slice,
+    # while the overall rule passes; both galleries survive on the failed version
+    env.sql("SELECT atelier_move_channel('tiny-g', 'production', %d, 'test', 'test', 'promote', NULL)"
+            % jobs["train"]["result"]["version_id"])
+    r = run_pipeline(env, gallery_pipeline("gal-2", "      - {metric: kid, max: 100}\n"
+                                                    "      - {metric: content, slice: contributions, max: -1}\n"
+                                                    "      - {metric: kid, slice: photo, max: 0}"), "gal-2")
+    assert r["run"]["state"] == "failed", r["run"]
+    jobs = {j["stage"]: j for j in r["jobs"]}
+    err = jobs["evaluate"]["error"]
+    assert "gate failed" in err and "slice contributions: content" in err, err
+    assert "photo" not in err, err
+    v2 = jobs["train"]["result"]["version"]
+    verdict = json.loads(env.sql("SELECT verdict FROM model_versions WHERE model = 'tiny-g' AND version = %d" % v2))
+    assert verdict["passed"] is False and "no samples in slice photo" in verdict["reasons"][2], verdict
+    g = env.d.api.get("/v1/models/tiny-g/versions/%d/samples" % v2).json()
+    cand = [s for s in g["samples"] if s["role"] == "candidate"]
+    champ = [s for s in g["samples"] if s["role"] == "champion"]
+    assert len(cand) == 32 and len(champ) == 32, g
+    # the same inputs: the same sketches and style seeds, in the same order
+    assert [(s["sketch"], s["style"], s["image_id"]) for s in cand] == \
+        [(s["sketch"], s["style"], s["image_id"]) for s in champ]
+    # the champion (v1) scored again now draws the same outputs as when it was the candidate
+    assert sorted(s["output"] for s in champ) == sorted(
+        s["output"] for s in env.d.api.get("/v1/models/tiny-g/versions/%d/samples" % v1).json()["samples"])
+    for s in champ[:4]:
+        a = env.d.api.get("/v1/artifacts/" + s["output"])
+        assert a.status == 200 and a.headers["content-type"] == "image/png"
+        images.png_size(a.body)
 
 
 def jobs_version(env, vid):

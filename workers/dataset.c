@@ -397,3 +397,23 @@ int db_production(PGconn *c, const char *model, int *found, int64_t *version_id,
 	PQclear(r);
 	return 0;
 }
+
+int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
+		     const char *version_id, char *why, size_t whylen)
+{
+	char *list = json_dumps(shas, JSON_COMPACT), runs[32] = "";
+	if (!list)
+		return AT_ENOMEM;
+	if (json_is_integer(run))
+		snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
+	const char *v[5] = {list, kind, content_type, runs[0] ? runs : NULL, version_id};
+	PGresult *r = NULL;
+	int rc = db_exec(c,
+			 "INSERT INTO artifact_refs (sha256, kind, content_type, run_id, version_id) "
+			 "SELECT DISTINCT s, $2, $3, $4::bigint, $5::bigint FROM jsonb_array_elements_text($1::jsonb) s "
+			 "ON CONFLICT (sha256) DO NOTHING",
+			 5, v, 0, &r, why, whylen);
+	PQclear(r);
+	free(list);
+	return rc;
+}

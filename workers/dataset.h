@@ -116,5 +116,14 @@ int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int bina
 /* The production version of a model: *found 0 when the channel is empty. */
 int db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
 		  char *why, size_t whylen) AT_MUST_CHECK;
+/*
+ * Records files of the artifact store as referenced, so GET /v1/artifacts
+ * serves them (sql/007_eval_artifacts.sql): shas is a JSON array of hex
+ * digests, kind "sample" or "shard", content_type what the route answers
+ * with; run (a JSON integer) and version_id (decimal text) may be NULL.
+ * Idempotent: a sha already recorded keeps its first row.
+ */
+int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
+		     const char *version_id, char *why, size_t whylen) AT_MUST_CHECK;
 
 #endif

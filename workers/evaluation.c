@@ -1,8 +1,9 @@
 /*
  * evaluation.c — the gate and the 1-NN two-sample realism score
  * (evaluation.h). The gate is a table of metric directions plus four rule
- * kinds; everything it decides is written down as a reason, so a verdict
- * explains itself in the registry and in the failed job's error.
+ * kinds, each optionally on one slice of the holdout set; everything it
+ * decides is written down as a reason, so a verdict explains itself in the
+ * registry and in the failed job's error.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,26 +13,13 @@
 #include "err.h"
 #include "evaluation.h"
 #include "image.h"
+#include "metric.h"
+#include "slice.h"
 
-/* Metrics the evaluate stage reports, and which way is better. */
-static const struct {
-	const char *name;
-	int higher_better;
-} metric_dirs[] = {
-	{"edge_f1", 1},     /* content preservation */
-	{"diversity", 1},   /* mean pairwise L1 across style codes */
-	{"realism_mmd", 0}, /* MMD^2 on fixed random features */
-	{"realism_acc", 0}, /* 1-NN two-sample accuracy, 0.5 = indistinguishable */
-	{"recon_l1", 0},    /* painting reconstruction error */
-};
+/* Directions come from lib/metric.h, the one list. */
+int gate_direction(const char *metric) { return metric_direction(metric); }
 
-int gate_direction(const char *metric)
-{
-	for (size_t i = 0; i < sizeof metric_dirs / sizeof metric_dirs[0]; i++)
-		if (strcmp(metric_dirs[i].name, metric) == 0)
-			return metric_dirs[i].higher_better;
-	return -1;
-}
+const char *gate_metric_name(int i) { return metric_name(i); }
 
 /* The value of metric in obj: 1 when present and a number. */
 static int metric_value(const json_t *obj, const char *metric, double *v)
@@ -98,14 +86,22 @@ static int gate_rule(const char *metric, const char *op, double thr, const json_
 	return ok;
 }
 
+/* The metrics of a slice in a scores object ({..., "slices": {NAME: {..., "n"}}}). */
+static json_t *slice_scores(const json_t *scores, const char *slice)
+{
+	return scores ? json_object_get(json_object_get(scores, "slices"), slice) : NULL;
+}
+
 json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *champion)
 {
 	json_t *out = json_object(), *reasons = json_array(), *failed = json_array(), *details = json_array();
-	if (!out || !reasons || !failed || !details) {
+	json_t *empty = json_object();
+	if (!out || !reasons || !failed || !details || !empty) {
 		json_decref(out);
 		json_decref(reasons);
 		json_decref(failed);
 		json_decref(details);
+		json_decref(empty);
 		return NULL;
 	}
 	int all = 1;
@@ -116,12 +112,31 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 		const char *metric = json_string_value(json_object_get(rule, "metric"));
 		const char *op = json_string_value(json_object_get(rule, "op"));
 		json_t *t = json_object_get(rule, "threshold");
-		char reason[256];
+		json_t *sl = json_object_get(rule, "slice");
+		const char *slice = json_string_value(sl);
+		char reason[320], why[256];
 		double cv = NAN, hv = NAN;
 		int has_champ = 0, ok;
-		if (!metric || !op || !json_is_number(t)) {
-			snprintf(reason, sizeof reason, "rule %zu is malformed (metric, op, threshold)", i);
+		if (!metric || !op || !json_is_number(t) || (sl && !json_is_null(sl) && !slice)) {
+			snprintf(reason, sizeof reason, "rule %zu is malformed (metric, op, threshold, slice)", i);
 			ok = 0;
+		} else if (slice && slice_from_name(slice) < 0) {
+			snprintf(reason, sizeof reason, "%s: unknown slice \"%s\"", metric, slice);
+			ok = 0;
+		} else if (slice) {
+			const json_t *cs = slice_scores(candidate, slice);
+			json_t *n = json_object_get(cs, "n");
+			if (!cs || (json_is_integer(n) && json_integer_value(n) == 0)) {
+				snprintf(reason, sizeof reason, "slice %s: %s: no samples in slice %s, passes", slice, metric,
+					 slice);
+				ok = 1;
+			} else {
+				/* A champion without this slice is no bar to clear (empty: "no value"). */
+				const json_t *hs = champion ? slice_scores(champion, slice) : NULL;
+				ok = gate_rule(metric, op, json_number_value(t), cs, champion ? (hs ? hs : empty) : NULL, &cv,
+					       &hv, &has_champ, why, sizeof why);
+				snprintf(reason, sizeof reason, "slice %s: %s", slice, why);
+			}
 		} else {
 			ok = gate_rule(metric, op, json_number_value(t), candidate, champion, &cv, &hv, &has_champ, reason,
 				       sizeof reason);
@@ -131,11 +146,12 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 		if (!ok)
 			json_array_append_new(failed, json_string(reason));
 		json_array_append_new(details,
-				      json_pack("{s:s?, s:s?, s:O?, s:o, s:o, s:b, s:s}", "metric", metric, "op", op,
-						"threshold", t, "candidate", isfinite(cv) ? json_real(cv) : json_null(),
-						"champion", has_champ ? json_real(hv) : json_null(), "passed", ok,
-						"reason", reason));
+				      json_pack("{s:s?, s:s?, s:O?, s:s*, s:o, s:o, s:b, s:s}", "metric", metric, "op", op,
+						"threshold", t, "slice", slice, "candidate",
+						isfinite(cv) ? json_real(cv) : json_null(), "champion",
+						has_champ ? json_real(hv) : json_null(), "passed", ok, "reason", reason));
 	}
+	json_decref(empty);
 	json_object_set_new(out, "passed", json_boolean(all));
 	json_object_set_new(out, "reasons", reasons);
 	json_object_set_new(out, "failed", failed);
@@ -145,28 +161,52 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 
 /* ---- 1-NN two-sample score ---- */
 
-#define FEAT_SIDE 8
+/* 32x32 RGB thumbnails: large enough to see shapes and texture, which 8x8
+ * (the old size) blurred away until every model looked alike. */
+#define FEAT_SIDE 32
 #define FEAT_N (FEAT_SIDE * FEAT_SIDE * 3)
+#define ACC_BOOTSTRAPS 200
+#define ACC_SEED 0x316e6e2d633273ull
 
-double eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h)
+static uint64_t splitmix64(uint64_t *s)
 {
-	if (!gen || !real || n_gen < 1 || n_real < 1 || w < 1 || h < 1)
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h,
+		     am_interval *out)
+{
+	if (!gen || !real || !out || n_gen < 1 || n_real < 1 || w < 1 || h < 1)
 		return AT_EINVAL;
 	int n = n_gen + n_real;
 	float *f = malloc((size_t)n * FEAT_N * sizeof *f);
+	uint8_t *right = calloc((size_t)n, 1);
+	double *boots = malloc(ACC_BOOTSTRAPS * sizeof *boots);
 	uint8_t small[FEAT_N];
-	if (!f)
-		return AT_ENOMEM;
+	int rc = 0;
+	if (!f || !right || !boots) {
+		rc = AT_ENOMEM;
+		goto out;
+	}
 	for (int i = 0; i < n; i++) {
 		const uint8_t *src = i < n_gen ? gen + (size_t)i * w * h * 3 : real + (size_t)(i - n_gen) * w * h * 3;
 		if (image_resize(src, w, h, 3, small, FEAT_SIDE, FEAT_SIDE) < 0) {
-			free(f);
-			return AT_EINTERNAL;
+			rc = AT_EINTERNAL;
+			goto out;
 		}
 		for (int k = 0; k < FEAT_N; k++)
 			f[(size_t)i * FEAT_N + k] = small[k] / 255.0f;
 	}
-	int right[2] = {0, 0};
+	int hits[2] = {0, 0};
 	for (int i = 0; i < n; i++) {
 		double best = INFINITY;
 		int best_j = -1;
@@ -174,8 +214,9 @@ double eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int 
 			if (j == i)
 				continue;
 			double d = 0;
+			const float *a = f + (size_t)i * FEAT_N, *b = f + (size_t)j * FEAT_N;
 			for (int k = 0; k < FEAT_N; k++) {
-				double x = f[(size_t)i * FEAT_N + k] - f[(size_t)j * FEAT_N + k];
+				double x = a[k] - b[k];
 				d += x * x;
 			}
 			/* ties go to the lower index: deterministic */
@@ -185,9 +226,26 @@ double eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int 
 			}
 		}
 		int li = i >= n_gen, lj = best_j >= n_gen;
-		if (best_j >= 0 && li == lj)
-			right[li]++;
+		right[i] = best_j >= 0 && li == lj;
+		hits[li] += right[i];
 	}
+	out->value = 0.5 * ((double)hits[0] / n_gen + (double)hits[1] / n_real);
+	/* Bootstrap of the per-image outcomes, each set resampled on its own. */
+	uint64_t s = ACC_SEED;
+	for (int b = 0; b < ACC_BOOTSTRAPS; b++) {
+		int hg = 0, hr = 0;
+		for (int i = 0; i < n_gen; i++)
+			hg += right[splitmix64(&s) % (uint64_t)n_gen];
+		for (int i = 0; i < n_real; i++)
+			hr += right[n_gen + splitmix64(&s) % (uint64_t)n_real];
+		boots[b] = 0.5 * ((double)hg / n_gen + (double)hr / n_real);
+	}
+	qsort(boots, ACC_BOOTSTRAPS, sizeof *boots, cmp_double);
+	out->lo = boots[(int)floor(0.05 * (ACC_BOOTSTRAPS - 1))];
+	out->hi = boots[(int)ceil(0.95 * (ACC_BOOTSTRAPS - 1))];
+out:
 	free(f);
-	return 0.5 * ((double)right[0] / n_gen + (double)right[1] / n_real);
+	free(right);
+	free(boots);
+	return rc;
 }

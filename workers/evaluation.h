@@ -9,18 +9,27 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* 1: higher is better, 0: lower is better, -1: a metric the gate does not know. */
+#include "atelier_model.h"
+
+/* 1: higher is better, 0: lower is better, -1: a metric the gate does not
+ * know (lib/metric.h's table). */
 int gate_direction(const char *metric);
+/* The i-th metric of that table, NULL past the end. */
+const char *gate_metric_name(int i);
 
 /*
  * Applies rules (a JSON array of {"metric", "op": min|max|max_regression|
- * min_improvement, "threshold"}) to the candidate's metrics (an object of
- * numbers) against the champion's (an object, or NULL when there is no
- * champion). Returns a new object
+ * min_improvement, "threshold", "slice"?}) to the candidate's metrics (an
+ * object of numbers, with per-slice objects under "slices": {NAME: {...,
+ * "n"}}) against the champion's (the same shape, or NULL when there is no
+ * champion). A rule with a slice reads both sides' "slices".NAME; its reason
+ * starts "slice NAME: "; a slice the candidate has no samples in passes with
+ * "no samples in slice NAME"; an unknown slice name fails. Returns a new
+ * object
  *
  *   {"passed": bool, "reasons": ["...", ...], "failed": ["...", ...],
- *    "rules": [{"metric", "op", "threshold", "candidate", "champion",
- *               "passed", "reason"}, ...]}
+ *    "rules": [{"metric", "op", "threshold", "slice"?, "candidate",
+ *               "champion", "passed", "reason"}, ...]}
  *
  * with one reason per rule, in rule order; "failed" holds the reasons of
  * the rules that failed. Change rules (max_regression, min_improvement) pass
@@ -32,14 +41,17 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 
 /*
  * Realism as a classifier two-sample test (C2ST with a 1-nearest-neighbour
- * classifier, leave-one-out): features are the images shrunk to 8x8 RGB
- * (192 values in [0, 1]); each image is labelled with the set of its nearest
- * other image; the score is the balanced accuracy (mean of the per-set
- * accuracies). ~0.5 (or below) = the sets are indistinguishable, 1 = every
- * generated image sits next to generated ones. gen/real: n RGB images of
- * w x h packed one after the other; n_gen, n_real >= 1. Negative (AT_E*) on
- * bad arguments or ENOMEM.
+ * classifier, leave-one-out): features are the images shrunk to 32x32 RGB
+ * (3072 values in [0, 1]); each image is labelled with the set of its
+ * nearest other image; the score is the balanced accuracy (mean of the
+ * per-set accuracies). ~0.5 (or below) = the sets are indistinguishable, 1 =
+ * every generated image sits next to generated ones. out->lo/hi: the 5th and
+ * 95th percentiles over 200 fixed-seed bootstrap resamplings of the per-image
+ * outcomes (each set resampled on its own). gen/real: n RGB images of w x h
+ * packed one after the other; n_gen, n_real >= 1. 0, or AT_EINVAL on bad
+ * arguments, AT_ENOMEM.
  */
-double eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h);
+int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h,
+		     am_interval *out);
 
 #endif

@@ -1,24 +1,32 @@
 /*
  * jobs_evaluate.c — the evaluate stage: score the candidate (the train
  * stage's version) and the champion (the production version, if any) on the
- * same frozen holdout shard, apply the pipeline's gate, record the verdict.
+ * same frozen holdout shard, overall and per slice, apply the pipeline's
+ * gate, record the verdict and the gallery.
  *
- * Scores (docs/training.md), for the first `samples` holdout sketches, each
- * stylized with `styles` seeded style codes (AM_STYLE_SEED 0..styles-1) at
- * the shard's size:
- *   edge_f1      mean am_edge_f1(sketch, output, tol 2): content preservation
- *   realism_mmd  am_realism_mmd(outputs, real holdout paintings): MMD^2 on the
- *                shim's fixed random conv features — nothing is downloaded
- *   realism_acc  eval_realism_acc: 1-NN two-sample accuracy, 0.5 = as real
- *   diversity    mean over sketches of am_diversity(its outputs)
+ * Inputs (docs/training.md): `samples` holdout sketches, picked round-robin
+ * over the slices their images' sources fall in (lib/slice.h) so a small
+ * slice gets sketches too, each stylized with `styles` seeded style codes
+ * (AM_STYLE_SEED 0..styles-1) at the shard's size. Candidate and champion
+ * see exactly the same sketches and style seeds. Scores (direction table in
+ * lib/metric.h):
+ *   content      mean am_content_chamfer(sketch, output), px, lower better
+ *   content_f1   mean am_edge_f1(sketch, output, tol 1)
+ *   edge_f1      mean am_edge_f1(sketch, output, tol 2) (saturates; reported)
+ *   kid          am_kid(outputs, real holdout paintings) with its interval
+ *   realism_acc  eval_realism_acc(outputs, real paintings) with its interval
+ *   diversity    mean over sketches of am_diversity(its outputs), divided by
+ *                am_diversity(real holdout paintings)
  *   recon_l1     mean am_model_recon_error over the real holdout paintings
- * A few outputs (and their sketches) go to the artifact store as PNG.
+ *                (overall only: it does not depend on the sketches)
+ * Every scored sketch and output goes to the artifact store as PNG and is
+ * listed (artifact_refs makes /v1/artifacts serve them).
  *
  * The verdict ({passed, reasons[], failed[], rules[], candidate, champion})
- * is written to the candidate's model_versions row (verdict, and metrics for
- * the gallery) before the job reports, so it survives a failing gate: a
- * failing gate fails the job without retry, with the failed reasons as its
- * error, and the run stops before promote.
+ * and the gallery (candidate and champion samples) are written to the
+ * candidate's model_versions row before the gate decides, so both survive a
+ * failing gate: a failing gate fails the job without retry, with the failed
+ * reasons as its error, and the run stops before promote.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -29,16 +37,19 @@
 
 #include "artifact.h"
 #include "atelier_model.h"
+#include "buf.h"
 #include "dataset.h"
 #include "evaluation.h"
 #include "image.h"
 #include "job.h"
 #include "log.h"
+#include "slice.h"
 
+#define CONTENT_F1_TOL 1
 #define EDGE_TOL 2
-#define SAMPLE_SKETCHES 2
-#define SAMPLE_STYLES 2
 #define MAX_REAL 256
+#define MAX_DIV_REAL 64   /* real paintings in the diversity normaliser */
+#define MAX_SOURCED 10000 /* holdout sketches whose sources are looked up for the slices */
 
 struct eval {
 	struct job_ctx *ctx;
@@ -46,7 +57,13 @@ struct eval {
 	am_status_t *st;
 	const struct shard *hold;
 	int n_sketches, styles, n_real;
-	uint8_t *gen, *real;
+	int *pick;           /* shard index of each scored sketch */
+	int *slice;          /* its slice */
+	char (*sketch_sha)[65]; /* its PNG in the store */
+	uint8_t *gen, *real, *sub;
+	double *chamfer, *f1, *f1_2; /* per output */
+	double *div;                 /* per sketch, raw */
+	double real_div;
 	char why[768];
 };
 
@@ -76,37 +93,180 @@ static int put_png(struct eval *e, const uint8_t *pix, int ch, char sha[65])
 	if (rc == 0)
 		rc = artifact_put_bytes(e->store, png, len, sha);
 	free(png);
+	if (rc < 0)
+		snprintf(e->why, sizeof e->why, "evaluate: storing a sample: %s", at_strerror(rc));
 	return rc;
 }
 
-/* Every score of one model; *metrics and *samples are new objects. */
-static int score(struct eval *e, am_model *m, json_t **metrics, json_t **samples)
+/* ---- which sketches ---- */
+
+/*
+ * Looks up the sources of the first MAX_SOURCED holdout sketches and picks
+ * e->n_sketches of them round-robin over the slices (in SLICE_MAP order,
+ * each slice's sketches in shard order): a slice of 3 sketches among 900
+ * still gets scored. The same pick serves candidate and champion.
+ */
+static int pick_sketches(struct eval *e, PGconn *c)
+{
+	const struct shard *h = e->hold;
+	int n = h->n_sketches < MAX_SOURCED ? h->n_sketches : MAX_SOURCED;
+	int *slice_of = malloc((size_t)n * sizeof *slice_of), *next = NULL;
+	struct at_buf ids;
+	PGresult *r = NULL;
+	int rc;
+	at_buf_init(&ids, 0);
+	if (!slice_of)
+		return AT_ENOMEM;
+	rc = at_buf_addstr(&ids, "{");
+	for (int i = 0; rc == 0 && i < n; i++)
+		rc = at_buf_printf(&ids, "%s%" PRId64, i ? "," : "", h->sketch_ids[i]);
+	if (rc == 0)
+		rc = at_buf_addstr(&ids, "}");
+	if (rc < 0)
+		goto out;
+	const char *v[1] = {ids.data};
+	if ((rc = db_exec(c,
+			  "SELECT u.ord, i.source FROM unnest($1::bigint[]) WITH ORDINALITY u(id, ord) "
+			  "LEFT JOIN images i ON i.id = u.id",
+			  1, v, 0, &r, e->why, sizeof e->why)) < 0)
+		goto out;
+	/* an image deleted since (no row) counts as "other" */
+	for (int i = 0; i < n; i++)
+		slice_of[i] = SLICE_OTHER;
+	for (int row = 0; row < PQntuples(r); row++) {
+		long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
+		if (ord >= 1 && ord <= n && !PQgetisnull(r, row, 1))
+			slice_of[ord - 1] = (int)slice_of_source(PQgetvalue(r, row, 1));
+	}
+	if (!(next = calloc(SLICE_COUNT_, sizeof *next))) {
+		rc = AT_ENOMEM;
+		goto out;
+	}
+	int got = 0;
+	while (got < e->n_sketches) {
+		int progress = 0;
+		for (int s = 0; s < SLICE_COUNT_ && got < e->n_sketches; s++) {
+			while (next[s] < n && slice_of[next[s]] != s)
+				next[s]++;
+			if (next[s] < n) {
+				e->pick[got] = next[s];
+				e->slice[got++] = s;
+				next[s]++;
+				progress = 1;
+			}
+		}
+		if (!progress)
+			break;
+	}
+	e->n_sketches = got;
+	rc = 0;
+out:
+	PQclear(r);
+	at_buf_free(&ids);
+	free(slice_of);
+	free(next);
+	return rc;
+}
+
+/* ---- scores ---- */
+
+static json_t *interval_json(const am_interval *iv) { return json_pack("[f, f]", iv->lo, iv->hi); }
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/*
+ * The scores of the picked sketches whose slice is `slice` (-1: all), from
+ * the per-output values score() left in e. *out is a new object.
+ */
+static int metrics_for(struct eval *e, int slice, json_t **out)
+{
+	int S = e->hold->size, k = 0;
+	size_t img = (size_t)S * S * 3;
+	double chamfer = 0, f1 = 0, f1_2 = 0, div = 0;
+	for (int i = 0; i < e->n_sketches; i++) {
+		if (slice >= 0 && e->slice[i] != slice)
+			continue;
+		for (int s = 0; s < e->styles; s++) {
+			size_t o = (size_t)i * e->styles + s;
+			chamfer += e->chamfer[o];
+			f1 += e->f1[o];
+			f1_2 += e->f1_2[o];
+			memcpy(e->sub + ((size_t)k * e->styles + s) * img, e->gen + o * img, img);
+		}
+		div += e->div[i];
+		k++;
+	}
+	*out = NULL;
+	if (k == 0)
+		return json_is_object(*out = json_pack("{s:i}", "n", 0)) ? 0 : AT_ENOMEM;
+	int n_out = k * e->styles, rc;
+	double diversity = e->styles < 2 ? 0.0 : e->real_div > 0 ? div / k / e->real_div : NAN;
+	am_interval kid = {NAN, NAN, NAN}, acc;
+	if (n_out >= 2 && (rc = am_kid(e->sub, n_out, e->real, e->n_real, S, S, &kid, e->st)) < 0) {
+		snprintf(e->why, sizeof e->why, "evaluate: kid: %s", am_status_message(e->st));
+		return rc;
+	}
+	if ((rc = eval_realism_acc(e->sub, n_out, e->real, e->n_real, S, S, &acc)) < 0) {
+		snprintf(e->why, sizeof e->why, "evaluate: realism_acc: %s", at_strerror(rc));
+		return rc;
+	}
+	json_t *iv = json_pack("{s:o, s:o}", "kid", isfinite(kid.value) ? interval_json(&kid) : json_null(),
+			       "realism_acc", interval_json(&acc));
+	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:f, s:i, s:i, s:o}", "content", chamfer / n_out, "content_f1",
+			 f1 / n_out, "edge_f1", f1_2 / n_out, "kid", num_or_null(kid.value), "diversity",
+			 num_or_null(diversity), "realism_acc", acc.value, "n", k, "outputs", n_out, "intervals", iv);
+	return *out ? 0 : AT_ENOMEM;
+}
+
+/*
+ * Every score of one model, overall and per slice; *metrics and *samples are
+ * new objects. role: "candidate" or "champion" (written into each sample).
+ */
+static int score(struct eval *e, am_model *m, const char *role, json_t **metrics, json_t **samples)
 {
 	int S = e->hold->size;
 	size_t ss = (size_t)S * S, img = ss * 3;
-	int n_gen = e->n_sketches * e->styles;
-	double f1 = 0, div = 0, recon = 0;
+	double recon = 0;
 	int rc;
 	*metrics = *samples = NULL;
+	if (!(*samples = json_array()))
+		return AT_ENOMEM;
 	for (int i = 0; i < e->n_sketches; i++) {
-		const uint8_t *gray = e->hold->sketch + (size_t)i * ss;
+		const uint8_t *gray = e->hold->sketch + (size_t)e->pick[i] * ss;
 		for (int k = 0; k < e->styles; k++) {
 			if (job_cancelled(e->ctx))
 				return AT_ECANCELLED;
 			am_style style = {.kind = AM_STYLE_SEED, .seed = (uint64_t)k};
-			uint8_t *out = e->gen + ((size_t)i * e->styles + k) * img;
+			size_t o = (size_t)i * e->styles + k;
+			uint8_t *out = e->gen + o * img;
 			if ((rc = am_model_stylize(m, gray, S, S, &style, out, S, S, e->st)) < 0) {
 				snprintf(e->why, sizeof e->why, "evaluate: stylize: %s", am_status_message(e->st));
 				return rc;
 			}
-			double f = am_edge_f1(gray, out, S, S, EDGE_TOL);
-			f1 += f < 0 ? 0 : f;
+			double ch = am_content_chamfer(gray, out, S, S), f = am_edge_f1(gray, out, S, S, CONTENT_F1_TOL),
+			       f2 = am_edge_f1(gray, out, S, S, EDGE_TOL);
+			if (ch < 0 || f < 0 || f2 < 0) {
+				snprintf(e->why, sizeof e->why, "evaluate: content scores failed");
+				return AT_EINTERNAL;
+			}
+			e->chamfer[o] = ch;
+			e->f1[o] = f;
+			e->f1_2[o] = f2;
+			char osha[65];
+			if ((rc = put_png(e, out, 3, osha)) < 0)
+				return rc;
+			json_array_append_new(*samples,
+					      json_pack("{s:s, s:i, s:s, s:s, s:s, s:I}", "sketch", e->sketch_sha[i], "style",
+							k, "output", osha, "slice", slice_name(e->slice[i]), "role", role,
+							"image_id", (json_int_t)e->hold->sketch_ids[e->pick[i]]));
 		}
-		if (e->styles >= 2)
-			div += am_diversity(e->gen + (size_t)i * e->styles * img, e->styles, S, S);
+		e->div[i] = 0;
+		if (e->styles >= 2 && (rc = am_diversity(e->gen + (size_t)i * e->styles * img, e->styles, S, S, &e->div[i],
+							  e->st)) < 0) {
+			snprintf(e->why, sizeof e->why, "evaluate: diversity: %s", am_status_message(e->st));
+			return rc;
+		}
 	}
-	f1 /= n_gen;
-	div /= e->n_sketches;
 	for (int j = 0; j < e->n_real; j++) {
 		double err = 0;
 		if ((rc = am_model_recon_error(m, e->real + (size_t)j * img, S, S, &err, e->st)) < 0) {
@@ -115,30 +275,18 @@ static int score(struct eval *e, am_model *m, json_t **metrics, json_t **samples
 		}
 		recon += err;
 	}
-	recon /= e->n_real;
-	double mmd = NAN;
-	if (n_gen >= 2 && (rc = am_realism_mmd(e->gen, n_gen, e->real, e->n_real, S, S, &mmd, e->st)) < 0) {
-		snprintf(e->why, sizeof e->why, "evaluate: mmd: %s", am_status_message(e->st));
+	if ((rc = metrics_for(e, -1, metrics)) < 0)
 		return rc;
-	}
-	double acc = eval_realism_acc(e->gen, n_gen, e->real, e->n_real, S, S);
-	*metrics = json_pack("{s:f, s:f, s:f, s:f, s:o}", "edge_f1", f1, "diversity", div, "recon_l1", recon,
-			     "realism_acc", acc, "realism_mmd", isfinite(mmd) ? json_real(mmd) : json_null());
-	*samples = json_array();
-	if (!*metrics || !*samples)
+	json_object_set_new(*metrics, "recon_l1", json_real(recon / e->n_real));
+	json_t *slices = json_object();
+	if (!slices)
 		return AT_ENOMEM;
-	for (int i = 0; i < e->n_sketches && i < SAMPLE_SKETCHES; i++) {
-		char ssha[65];
-		if ((rc = put_png(e, e->hold->sketch + (size_t)i * ss, 1, ssha)) < 0)
+	json_object_set_new(*metrics, "slices", slices);
+	for (int s = 0; s < SLICE_COUNT_; s++) {
+		json_t *sm;
+		if ((rc = metrics_for(e, s, &sm)) < 0)
 			return rc;
-		for (int k = 0; k < e->styles && k < SAMPLE_STYLES; k++) {
-			char osha[65];
-			if ((rc = put_png(e, e->gen + ((size_t)i * e->styles + k) * img, 3, osha)) < 0)
-				return rc;
-			json_array_append_new(*samples, json_pack("{s:s, s:i, s:s, s:I}", "sketch", ssha, "style", k,
-								  "output", osha, "image_id",
-								  (json_int_t)e->hold->sketch_ids[i]));
-		}
+		json_object_set_new(slices, slice_name(s), sm);
 	}
 	return 0;
 }
@@ -221,22 +369,44 @@ int job_evaluate(struct job_ctx *ctx)
 	e.n_sketches = samples < hold.n_sketches ? samples : hold.n_sketches;
 	e.styles = styles;
 	e.n_real = hold.n_paintings < MAX_REAL ? hold.n_paintings : MAX_REAL;
-	size_t img = (size_t)hold.size * hold.size * 3;
-	e.gen = malloc((size_t)e.n_sketches * styles * img);
+	size_t img = (size_t)hold.size * hold.size * 3, n_out = (size_t)e.n_sketches * styles;
+	e.gen = malloc(n_out * img);
+	e.sub = malloc(n_out * img);
 	e.real = malloc((size_t)e.n_real * img);
-	if (!e.gen || !e.real) {
+	e.pick = calloc((size_t)e.n_sketches, sizeof *e.pick);
+	e.slice = calloc((size_t)e.n_sketches, sizeof *e.slice);
+	e.sketch_sha = calloc((size_t)e.n_sketches, sizeof *e.sketch_sha);
+	e.div = calloc((size_t)e.n_sketches, sizeof *e.div);
+	e.chamfer = calloc(n_out, sizeof *e.chamfer);
+	e.f1 = calloc(n_out, sizeof *e.f1);
+	e.f1_2 = calloc(n_out, sizeof *e.f1_2);
+	if (!e.gen || !e.sub || !e.real || !e.pick || !e.slice || !e.sketch_sha || !e.div || !e.chamfer || !e.f1 ||
+	    !e.f1_2) {
 		rc = AT_ENOMEM;
 		goto out;
 	}
 	for (int j = 0; j < e.n_real; j++)
 		shard_painting_rgb(&hold, j, e.real + (size_t)j * img);
+	if ((rc = pick_sketches(&e, c)) < 0)
+		goto out;
+	for (int i = 0; i < e.n_sketches; i++)
+		if ((rc = put_png(&e, hold.sketch + (size_t)e.pick[i] * hold.size * hold.size, 1, e.sketch_sha[i])) < 0)
+			goto out;
+	{
+		int nd = e.n_real < MAX_DIV_REAL ? e.n_real : MAX_DIV_REAL;
+		if ((rc = am_diversity(e.real, nd, hold.size, hold.size, &e.real_div, e.st)) < 0) {
+			snprintf(e.why, sizeof e.why, "evaluate: diversity of the real paintings: %s",
+				 am_status_message(e.st));
+			goto out;
+		}
+	}
 
 	/* ---- candidate, then champion ---- */
 	if (!(cand = load_model(&e, json_string_value(cand_sha), dir, "candidate"))) {
 		rc = AT_ECORRUPT;
 		goto out;
 	}
-	if ((rc = score(&e, cand, &cm, &cs)) < 0)
+	if ((rc = score(&e, cand, "candidate", &cm, &cs)) < 0)
 		goto out;
 	job_progress(ctx, 0.5, "candidate scored", -1);
 	int found = 0, champ_ver = 0;
@@ -249,7 +419,7 @@ int job_evaluate(struct job_ctx *ctx)
 			rc = AT_ECORRUPT;
 			goto out;
 		}
-		if ((rc = score(&e, champ, &hm, &hs)) < 0)
+		if ((rc = score(&e, champ, "champion", &hm, &hs)) < 0)
 			goto out;
 	}
 	job_progress(ctx, 0.9, "applying the gate", -1);
@@ -265,14 +435,52 @@ int job_evaluate(struct job_ctx *ctx)
 	json_object_set_new(verdict, "holdout_shard", json_string(json_string_value(hold_sha)));
 	json_object_set_new(verdict, "job", json_integer(job_id(ctx)));
 	int passed = json_is_true(json_object_get(verdict, "passed"));
-	json_t *vm = json_pack("{s:O, s:O, s:{s:I, s:s, s:i, s:i, s:o}}", "holdout", cm, "samples", cs, "evaluation",
-			       "job", (json_int_t)job_id(ctx), "holdout_shard", json_string_value(hold_sha), "sketches",
-			       e.n_sketches, "styles", styles, "champion_version",
+	/* The gallery: candidate and champion on the same inputs, in one list. */
+	json_t *gallery = json_array(), *sketches = json_array(), *outputs = json_array();
+	if (!gallery || !sketches || !outputs || json_array_extend(gallery, cs) < 0 ||
+	    (hs && json_array_extend(gallery, hs) < 0)) {
+		json_decref(gallery);
+		json_decref(sketches);
+		json_decref(outputs);
+		rc = AT_ENOMEM;
+		goto out;
+	}
+	size_t gi;
+	json_t *g;
+	json_array_foreach(gallery, gi, g)
+	{
+		json_array_append(sketches, json_object_get(g, "sketch"));
+		json_array_append(outputs, json_object_get(g, "output"));
+	}
+	char vid[32];
+	snprintf(vid, sizeof vid, "%lld", (long long)json_integer_value(cand_vid));
+	json_t *run = json_object_get(payload, "run"), *shards = json_array();
+	json_t *train_shard = dataset_input(payload, "train", "train_shard");
+	if (shards) {
+		json_array_append(shards, hold_sha);
+		if (json_is_string(train_shard))
+			json_array_append(shards, train_shard);
+	}
+	rc = shards ? 0 : AT_ENOMEM;
+	if (rc == 0)
+		rc = db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
+	if (rc == 0)
+		rc = db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
+	if (rc == 0)
+		rc = db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
+	json_decref(sketches);
+	json_decref(outputs);
+	json_decref(shards);
+	if (rc < 0) {
+		json_decref(gallery);
+		goto out;
+	}
+	json_t *vm = json_pack("{s:O, s:o, s:{s:I, s:s, s:i, s:i, s:o}}", "holdout", cm, "samples", gallery,
+			       "evaluation", "job", (json_int_t)job_id(ctx), "holdout_shard", json_string_value(hold_sha),
+			       "sketches", e.n_sketches, "styles", styles, "champion_version",
 			       found ? json_integer(champ_ver) : json_null());
 	char *vm_text = vm ? json_dumps(vm, JSON_COMPACT) : NULL, *verdict_text = json_dumps(verdict, JSON_COMPACT);
 	json_decref(vm);
-	char vid[32];
-	snprintf(vid, sizeof vid, "%lld", (long long)json_integer_value(cand_vid));
 	const char *v[3] = {vid, vm_text, verdict_text};
 	PGresult *r = NULL;
 	if (!vm_text || !verdict_text)
@@ -320,7 +528,15 @@ out:
 	am_model_free(champ);
 	am_status_free(e.st);
 	free(e.gen);
+	free(e.sub);
 	free(e.real);
+	free(e.pick);
+	free(e.slice);
+	free(e.sketch_sha);
+	free(e.div);
+	free(e.chamfer);
+	free(e.f1);
+	free(e.f1_2);
 	shard_free(&hold);
 	artifact_store_close(e.store);
 	if (dir[0]) {

@@ -350,6 +350,14 @@ int job_prepare(struct job_ctx *ctx)
 		snprintf(why, sizeof why, "prepare: storing shards: %s", at_strerror(rc));
 		goto out;
 	}
+	/* referenced by this run from now on: /v1/artifacts serves them */
+	json_t *refs = json_pack("[s, s]", train_sha, hold_sha);
+	rc = refs ? db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
+				     why, sizeof why)
+		  : AT_ENOMEM;
+	json_decref(refs);
+	if (rc < 0)
+		goto out;
 	log_info("prepare: dataset %s: %d sketch + %d painting samples (%ld photos, %ld augmented, %ld blank, %ld "
 		 "corrupt dropped); holdout %d + %d",
 		 dsid, p.train.n_sketches, p.train.n_paintings, p.n_photo, p.n_augmented, p.dropped_blank,

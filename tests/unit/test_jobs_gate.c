@@ -1,14 +1,17 @@
 /*
  * test_jobs_gate.c — the evaluate stage's gate (workers/evaluation.c) on
  * crafted metric values: absolute and change rules, directions, no champion,
- * missing and non-finite metrics, reasons recorded; and the 1-NN two-sample
- * realism score on sets that are identical or clearly apart.
+ * missing and non-finite metrics, reasons recorded, rules on one slice; the
+ * metric table against docs/training.md; and the 1-NN two-sample realism
+ * score with its interval on sets that are identical or clearly apart.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../workers/evaluation.h"
+#include "err.h"
+#include "slice.h"
 #include "test.h"
 
 static json_t *J(const char *text)
@@ -159,6 +162,100 @@ TEST(missing_nonfinite_unknown)
 	ASSERT_EQ_INT(gate_direction("nope"), -1);
 }
 
+TEST(slice_rules)
+{
+	json_t *rules = J("[{\"metric\":\"kid\",\"op\":\"max_regression\",\"threshold\":0.02,\"slice\":\"contributions\"},"
+			  "{\"metric\":\"content\",\"op\":\"max\",\"threshold\":3,\"slice\":\"synth\"},"
+			  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1,\"slice\":\"photo\"},"
+			  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1}]");
+	json_t *champ = J("{\"kid\":0.10,\"slices\":{\"contributions\":{\"kid\":0.05,\"n\":2},"
+			  "\"synth\":{\"kid\":0.12,\"content\":2.0,\"n\":6}}}");
+	/* overall better, contributions worse by 0.05 > 0.02: fails naming the slice */
+	json_t *c = J("{\"kid\":0.08,\"slices\":{\"contributions\":{\"kid\":0.10,\"n\":2},"
+		      "\"synth\":{\"kid\":0.07,\"content\":2.5,\"n\":6},\"photo\":{\"n\":0}}}");
+	json_t *v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 1);
+	ASSERT_CONTAINS(reason(v, 0), "slice contributions: kid = 0.1 vs champion 0.05: worse by 0.05");
+	ASSERT_CONTAINS(reason(v, 1), "slice synth: content = 2.5 <= max 3");
+	ASSERT_CONTAINS(reason(v, 2), "no samples in slice photo");
+	ASSERT_CONTAINS(reason(v, 3), "kid = 0.08 <= max 1");
+	json_t *r0 = json_array_get(json_object_get(v, "rules"), 0);
+	ASSERT_STREQ(json_string_value(json_object_get(r0, "slice")), "contributions");
+	ASSERT_OP_DBL(json_number_value(json_object_get(r0, "candidate")), ==, 0.10);
+	ASSERT_OP_DBL(json_number_value(json_object_get(r0, "champion")), ==, 0.05);
+	ASSERT(json_object_get(json_array_get(json_object_get(v, "rules"), 3), "slice") == NULL);
+	json_decref(v);
+	/* within tolerance: passes */
+	json_object_set_new(json_object_get(json_object_get(c, "slices"), "contributions"), "kid", json_real(0.06));
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	json_decref(v);
+	/* no champion: the change rule on the slice passes as "no champion" */
+	v = gate_apply(rules, c, NULL);
+	ASSERT(json_is_true(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "slice contributions: kid max_regression 0.02: no champion");
+	json_decref(v);
+	json_decref(rules);
+	/* a slice the candidate has no entry for passes; an unknown slice fails */
+	rules = J("[{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":0,\"slice\":\"imports\"},"
+		  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1,\"slice\":\"nope\"},"
+		  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1,\"slice\":7}]");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "no samples in slice imports, passes");
+	ASSERT_CONTAINS(reason(v, 1), "unknown slice \"nope\"");
+	ASSERT_CONTAINS(reason(v, 2), "malformed");
+	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 2);
+	json_decref(v);
+	json_decref(rules);
+	/* a rule on a metric the slice lacks (recon_l1 is overall only) fails, naming the slice */
+	rules = J("[{\"metric\":\"recon_l1\",\"op\":\"max\",\"threshold\":1,\"slice\":\"synth\"}]");
+	v = gate_apply(rules, c, champ);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "slice synth: recon_l1: not reported");
+	json_decref(v);
+	json_decref(rules);
+	json_decref(c);
+	json_decref(champ);
+
+	/* the one source -> slice map */
+	ASSERT_STREQ(slice_name(slice_of_source("synth")), "synth");
+	ASSERT_STREQ(slice_name(slice_of_source("node:n1")), "contributions");
+	ASSERT_STREQ(slice_name(slice_of_source("api")), "imports");
+	ASSERT_STREQ(slice_name(slice_of_source("import:batch1")), "imports");
+	ASSERT_STREQ(slice_name(slice_of_source(NULL)), "imports");
+	ASSERT_STREQ(slice_name(slice_of_source("photo")), "photo");
+	ASSERT_STREQ(slice_name(slice_of_source("photo:camera")), "photo");
+	ASSERT_STREQ(slice_name(slice_of_source("scanner")), "other");
+	ASSERT_EQ_INT(slice_from_name("contributions"), SLICE_CONTRIBUTIONS);
+	ASSERT_EQ_INT(slice_from_name("contribution"), -1);
+}
+
+/* The direction table and docs/training.md's metric table list the same metrics
+ * with the same direction. */
+TEST(metric_table_matches_docs)
+{
+	const char *root = getenv("ATELIER_ROOT");
+	char path[512], *text = NULL;
+	snprintf(path, sizeof path, "%s/docs/training.md", root && *root ? root : ".");
+	FILE *f = fopen(path, "rb");
+	ASSERT(f != NULL);
+	size_t cap = 1 << 20, len;
+	ASSERT((text = malloc(cap + 1)) != NULL);
+	len = fread(text, 1, cap, f);
+	fclose(f);
+	text[len] = 0;
+	int n = 0;
+	for (const char *m; (m = gate_metric_name(n)) != NULL; n++) {
+		char row[96];
+		snprintf(row, sizeof row, "| `%s` | %s |", m, gate_direction(m) ? "higher" : "lower");
+		ASSERT_CONTAINS(text, row);
+	}
+	ASSERT_OP_DBL(n, >=, 7);
+	free(text);
+}
+
 TEST(realism_acc_two_sample)
 {
 	enum { W = 16, N = 12 };
@@ -171,18 +268,25 @@ TEST(realism_acc_two_sample)
 		b[i] = (uint8_t)(128 + ((x >> 40) & 63)); /* more bright noise, same law */
 		dark[i] = (uint8_t)((x >> 50) & 63);      /* another distribution */
 	}
-	double apart = eval_realism_acc(a, N, dark, N, W, W);
-	ASSERT_OP_DBL(apart, ==, 1.0);
-	double same = eval_realism_acc(a, N, b, N, W, W);
-	ASSERT_OP_DBL(same, <, 0.8);
-	ASSERT_OP_DBL(same, >=, 0.0);
+	am_interval iv;
+	ASSERT_EQ_INT(eval_realism_acc(a, N, dark, N, W, W, &iv), 0);
+	ASSERT_OP_DBL(iv.value, ==, 1.0);
+	ASSERT_OP_DBL(iv.lo, ==, 1.0); /* every bootstrap agrees */
+	ASSERT_EQ_INT(eval_realism_acc(a, N, b, N, W, W, &iv), 0);
+	ASSERT_OP_DBL(iv.value, <, 0.8);
+	ASSERT_OP_DBL(iv.value, >=, 0.0);
+	ASSERT_OP_DBL(iv.lo, <=, iv.value);
+	ASSERT_OP_DBL(iv.hi, >=, iv.value);
+	ASSERT_OP_DBL(iv.hi, >, iv.lo); /* mixed outcomes: the interval has width */
 	/* identical sets: every image's nearest other image is its twin in the other set */
-	ASSERT_OP_DBL(eval_realism_acc(a, N, a, N, W, W), ==, 0.0);
-	ASSERT_OP_DBL(eval_realism_acc(a, 0, a, N, W, W), <, 0);
+	ASSERT_EQ_INT(eval_realism_acc(a, N, a, N, W, W, &iv), 0);
+	ASSERT_OP_DBL(iv.value, ==, 0.0);
+	ASSERT_OP_DBL(iv.hi, ==, 0.0);
+	ASSERT_EQ_INT(eval_realism_acc(a, 0, a, N, W, W, &iv), AT_EINVAL);
 	free(a);
 	free(b);
 	free(dark);
 }
 
 RUN_TESTS(absolute_rules, change_rules_without_champion_pass, change_rules_follow_metric_direction,
-	  missing_nonfinite_unknown, realism_acc_two_sample)
+	  missing_nonfinite_unknown, slice_rules, metric_table_matches_docs, realism_acc_two_sample)

@@ -544,11 +544,13 @@ TEST(evaluation_scores)
 	}
 	double f1 = am_edge_f1(sketch_u8, outs[0], S, S, 2);
 	ASSERT(f1 >= 0 && f1 <= 1);
-	ASSERT_OP_DBL(am_diversity(&outs[0][0], 8, S, S), >, 0);
-	static uint8_t same[2][3 * S * S];
-	memcpy(same[0], outs[0], sizeof outs[0]);
-	memcpy(same[1], outs[0], sizeof outs[0]);
-	ASSERT_OP_DBL(am_diversity(&same[0][0], 2, S, S), ==, 0);
+	double div = -1, ch = am_content_chamfer(sketch_u8, outs[0], S, S);
+	ASSERT_OK(am_diversity(&outs[0][0], 8, S, S, &div, st));
+	ASSERT_OP_DBL(div, >, 0);
+	ASSERT_OP_DBL(ch, >=, 0);
+	am_interval kid;
+	ASSERT_OK(am_kid(&outs[0][0], 8, &reals[0][0], 8, S, S, &kid, st));
+	ASSERT(isfinite(kid.value) && kid.lo <= kid.hi);
 
 	/* MMD: real vs real is smaller than real vs noise. */
 	double near = 0, far = 0;
@@ -562,6 +564,118 @@ TEST(evaluation_scores)
 	ASSERT_OK(am_model_recon_error(m, reals[0], S, S, &err, st));
 	ASSERT(err >= 0 && err <= 1);
 	am_model_free(m);
+}
+
+/* ---- metrics on crafted images (no model) ---- */
+
+/* A "painting" of one law: a random two-colour gradient with a soft blob. */
+static void law_painting(uint8_t *rgb, uint32_t seed)
+{
+	uint32_t save = rng_state;
+	rng_state = seed;
+	float base[3], tilt = (float)(rnd() % 100) / 100.0f, cx = 8 + rnd() % 16, cy = 8 + rnd() % 16;
+	for (int c = 0; c < 3; c++)
+		base[c] = 60 + (float)(rnd() % 140);
+	for (int y = 0; y < S; y++)
+		for (int x = 0; x < S; x++) {
+			float dx = x - cx, dy = y - cy, blob = expf(-(dx * dx + dy * dy) / 40.0f);
+			for (int c = 0; c < 3; c++) {
+				float v = base[c] + 50.0f * tilt * (float)y / S - 50.0f * blob;
+				rgb[(y * S + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+			}
+		}
+	rng_state = save;
+}
+
+/* Another law: high-contrast stripes of random period and phase. */
+static void law_stripes(uint8_t *rgb, uint32_t seed)
+{
+	uint32_t save = rng_state;
+	rng_state = seed;
+	int period = 2 + rnd() % 4, phase = rnd() % 8;
+	for (int y = 0; y < S; y++)
+		for (int x = 0; x < S; x++)
+			for (int c = 0; c < 3; c++)
+				rgb[(y * S + x) * 3 + c] = ((x + y + phase) / period) % 2 ? 250 : (uint8_t)(20 * c);
+	rng_state = save;
+}
+
+TEST(metrics_on_crafted_images)
+{
+	make_data();
+	enum { N = 24 };
+	static uint8_t a[N][3 * S * S], b[N][3 * S * S], other[N][3 * S * S];
+	for (int i = 0; i < N; i++) {
+		law_painting(a[i], 1000 + i);
+		law_painting(b[i], 5000 + i);
+		law_stripes(other[i], 9000 + i);
+	}
+	am_interval same, law, apart;
+	ASSERT_OK(am_kid(&a[0][0], N, &a[0][0], N, S, S, &same, st));
+	ASSERT_OK(am_kid(&a[0][0], N, &b[0][0], N, S, S, &law, st));
+	ASSERT_OK(am_kid(&other[0][0], N, &a[0][0], N, S, S, &apart, st));
+	fprintf(stderr, "kid same %.4g [%.4g, %.4g], same law %.4g [%.4g, %.4g], apart %.4g [%.4g, %.4g]\n", same.value,
+		same.lo, same.hi, law.value, law.lo, law.hi, apart.value, apart.lo, apart.hi);
+	/* identical sets: ~0 and the interval holds 0 */
+	ASSERT_OP_DBL(fabs(same.value), <, 0.05 * apart.value);
+	ASSERT_OP_DBL(same.lo, <=, 0);
+	ASSERT_OP_DBL(same.hi, >=, 0);
+	/* two draws of one law: small, interval holds 0 */
+	ASSERT_OP_DBL(law.lo, <=, 0);
+	ASSERT_OP_DBL(law.hi, >=, 0);
+	ASSERT_OP_DBL(law.value, <, 0.1 * apart.value);
+	/* different laws: clearly positive, the whole interval above 0 */
+	ASSERT_OP_DBL(apart.lo, >, 0);
+	ASSERT_OP_DBL(apart.value, >=, apart.lo);
+	ASSERT_OP_DBL(apart.value, <=, apart.hi);
+	ASSERT_EQ_INT(am_kid(&a[0][0], 1, &b[0][0], N, S, S, &same, st), AT_EINVAL);
+
+	/* diversity: identical outputs 0, different ones > 0 */
+	static uint8_t twins[4][3 * S * S];
+	for (int i = 0; i < 4; i++)
+		memcpy(twins[i], a[0], sizeof twins[i]);
+	double d_twins = -1, d_a = -1, d_mixed = -1;
+	ASSERT_OK(am_diversity(&twins[0][0], 4, S, S, &d_twins, st));
+	ASSERT_OK(am_diversity(&a[0][0], 4, S, S, &d_a, st));
+	memcpy(twins[1], other[0], sizeof twins[1]);
+	ASSERT_OK(am_diversity(&twins[0][0], 2, S, S, &d_mixed, st));
+	fprintf(stderr, "diversity twins %.4g, one law %.4g, painting vs stripes %.4g\n", d_twins, d_a, d_mixed);
+	ASSERT_OP_DBL(d_twins, ==, 0);
+	ASSERT_OP_DBL(d_a, >, 0);
+	ASSERT_OP_DBL(d_mixed, >, 0);
+	ASSERT_OK(am_diversity(&a[0][0], 1, S, S, &d_a, st));
+	ASSERT_OP_DBL(d_a, ==, 0);
+
+	/* content: an output that draws the sketch's lines (blue on beige) beats one
+	 * that draws them 2 px off, which beats noise, which beats a flat output */
+	static uint8_t lines[3 * S * S], off2[3 * S * S], flat[3 * S * S], noise[3 * S * S];
+	for (int y = 0; y < S; y++)
+		for (int x = 0; x < S; x++) {
+			int ink = sketch_u8[y * S + x] < 128, ink2 = x >= 2 && sketch_u8[y * S + x - 2] < 128;
+			uint8_t *p = lines + (y * S + x) * 3, *q = off2 + (y * S + x) * 3;
+			p[0] = q[0] = 230, p[1] = q[1] = 210, p[2] = q[2] = 170;
+			if (ink)
+				p[0] = 30, p[1] = 40, p[2] = 120;
+			if (ink2)
+				q[0] = 30, q[1] = 40, q[2] = 120;
+		}
+	memset(flat, 140, sizeof flat);
+	for (size_t i = 0; i < sizeof noise; i++)
+		noise[i] = (uint8_t)(rnd() & 0xff);
+	double c_lines = am_content_chamfer(sketch_u8, lines, S, S), c_off = am_content_chamfer(sketch_u8, off2, S, S);
+	double c_noise = am_content_chamfer(sketch_u8, noise, S, S), c_flat = am_content_chamfer(sketch_u8, flat, S, S);
+	fprintf(stderr, "chamfer lines %.3f, 2 px off %.3f, noise %.3f, flat %.3f\n", c_lines, c_off, c_noise, c_flat);
+	ASSERT_OP_DBL(c_lines, <, 0.5);
+	ASSERT_OP_DBL(c_off, >, c_lines);
+	ASSERT_OP_DBL(c_off, <, 3.0);
+	ASSERT_OP_DBL(c_noise, >, c_off);
+	ASSERT_OP_DBL(c_flat, >, c_noise);
+	ASSERT_OP_DBL(c_flat, ==, sqrt(2.0 * S * S));
+	ASSERT_OP_DBL(am_content_chamfer(sketch_u8, lines, 0, S), <, 0);
+	/* content_f1 (tolerance 1): the drawn lines score 1, 2 px off less, flat 0 */
+	ASSERT_OP_DBL(am_edge_f1(sketch_u8, lines, S, S, 1), >, 0.95);
+	ASSERT_OP_DBL(am_edge_f1(sketch_u8, off2, S, S, 1), <, 0.9);
+	ASSERT_OP_DBL(am_edge_f1(sketch_u8, flat, S, S, 1), ==, 0);
 }
 
 TEST(cleanup)
@@ -581,4 +695,4 @@ TEST(cleanup)
 RUN_TESTS(config_defaults_and_json, training_reduces_reconstruction, step_rejects_bad_arguments,
 	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible,
 	  reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
-	  evaluation_scores, cleanup)
+	  evaluation_scores, metrics_on_crafted_images, cleanup)

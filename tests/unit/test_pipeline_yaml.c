@@ -95,13 +95,17 @@ TEST(example_sketch2paint_loads)
 	ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(train->params, "model"), "style_dim")), 8);
 
 	struct pipeline_stage *ev = pipeline_stage_find(p, "evaluate");
-	ASSERT_EQ_INT(ev->n_gate, 3);
-	ASSERT_STREQ(ev->gate[0].metric, "edge_f1");
-	ASSERT_EQ_INT(ev->gate[0].op, PIPELINE_GATE_MIN);
-	ASSERT_OP_DBL(ev->gate[0].threshold, ==, 0.05);
-	ASSERT_EQ_INT(ev->gate[1].op, PIPELINE_GATE_MAX);
-	ASSERT_EQ_INT(ev->gate[2].op, PIPELINE_GATE_MAX_REGRESSION);
-	ASSERT_OP_DBL(ev->gate[2].threshold, ==, 0.05);
+	ASSERT_EQ_INT(ev->n_gate, 5);
+	ASSERT_STREQ(ev->gate[0].metric, "content");
+	ASSERT_EQ_INT(ev->gate[0].op, PIPELINE_GATE_MAX);
+	ASSERT_OP_DBL(ev->gate[0].threshold, ==, 4.0);
+	ASSERT(ev->gate[0].slice == NULL);
+	ASSERT_EQ_INT(ev->gate[1].op, PIPELINE_GATE_MAX_REGRESSION);
+	ASSERT_STREQ(ev->gate[2].metric, "kid");
+	ASSERT_STREQ(ev->gate[3].metric, "kid");
+	ASSERT_STREQ(ev->gate[3].slice, "contributions");
+	ASSERT_OP_DBL(ev->gate[3].threshold, ==, 0.05);
+	ASSERT_EQ_INT(ev->gate[4].op, PIPELINE_GATE_MAX_REGRESSION);
 
 	/* durations in params reach the worker as milliseconds */
 	struct pipeline_stage *pr = pipeline_stage_find(p, "promote");
@@ -374,6 +378,7 @@ TEST(hash_changes_with_content)
 		{"model: m\n", "model: n\n"},
 		{"gen_dim: 8", "gen_dim: 9"},
 		{"  collect: {}\n", "  collect: {timeout: 2h}\n"},
+		{"  collect: {}\n", "  collect: {}\n  evaluate: {needs: [train], gate: [{metric: kid, max: 1}]}\n"},
 	};
 	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
 		char text[1024];
@@ -409,6 +414,22 @@ TEST(canonical_json_format)
 	json_t *needs = json_object_get(json_object_get(json_object_get(pj, "stages"), "train"), "needs");
 	ASSERT_STREQ(json_string_value(json_array_get(needs, 0)), "collect");
 	ASSERT_STREQ(json_string_value(json_array_get(needs, 1)), "prepare");
+	json_decref(pj);
+	pipeline_free(p);
+
+	/* a gate rule carries "slice" only when it has one (older pipelines keep their hash) */
+	char with[1024];
+	snprintf(with, sizeof with, "%s  evaluate:\n    needs: [train]\n    gate:\n"
+		 "      - {metric: kid, max: 1}\n      - {metric: kid, slice: contributions, max_regression: 0.02}\n",
+		 base_yaml);
+	p = parse_ok(with);
+	pj = pipeline_to_json(p);
+	ASSERT(pj != NULL);
+	json_t *gate = json_object_get(json_object_get(json_object_get(pj, "stages"), "evaluate"), "gate");
+	ASSERT_EQ_INT(json_array_size(gate), 2);
+	ASSERT(json_object_get(json_array_get(gate, 0), "slice") == NULL);
+	ASSERT_STREQ(json_string_value(json_object_get(json_array_get(gate, 1), "slice")), "contributions");
+	ASSERT_STREQ(json_string_value(json_object_get(json_array_get(gate, 1), "op")), "max_regression");
 	json_decref(pj);
 	pipeline_free(p);
 }
