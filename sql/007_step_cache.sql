@@ -35,6 +35,12 @@ CREATE TABLE job_cache (
 );
 
 ALTER TABLE datasets ADD COLUMN pipeline text, ADD COLUMN sketch_watermark bigint;
+-- Datasets frozen before this migration: their run's pipeline, and the newest
+-- sketch they hold as the watermark (at most what their snapshot saw), so what
+-- a pipeline has seen does not start from nothing after the upgrade.
+UPDATE datasets d SET pipeline = r.pipeline FROM runs r WHERE r.id = d.run_id;
+UPDATE datasets d SET sketch_watermark = (SELECT max(m.image_id) FROM dataset_members m JOIN images i
+                                          ON i.id = m.image_id WHERE m.dataset_id = d.id AND i.domain = 'sketch');
 CREATE INDEX datasets_pipeline ON datasets (pipeline, id DESC) WHERE pipeline IS NOT NULL;
 -- "is this image in any dataset of pipeline P" (collect's new/replay split)
 CREATE INDEX dataset_members_image ON dataset_members (image_id);
