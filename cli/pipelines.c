@@ -162,14 +162,17 @@ static void print_runs_table(json_t *out)
 		double prog = json_number_value(json_object_get(r, "progress"));
 		bar(prog, b, 20);
 		const char *running = json_string_value(json_object_get(r, "running_stages"));
-		printf("%-6lld %-16s %-10s %-12s [%s] %8.1f  %lld/%lld%s%s\n",
+		const char *state = json_string_value(json_object_get(r, "state"));
+		/* a skipped run's reason is the point of the line ("no new data: ...") */
+		const char *reason = state && !strcmp(state, "skipped") ? json_string_value(json_object_get(r, "error")) : NULL;
+		printf("%-6lld %-16s %-10s %-12s [%s] %8.1f  %lld/%lld%s%s%s%s\n",
 		       (long long)json_integer_value(json_object_get(r, "run_id")),
-		       json_string_value(json_object_get(r, "pipeline")), json_string_value(json_object_get(r, "state")),
+		       json_string_value(json_object_get(r, "pipeline")), state,
 		       json_string_value(json_object_get(r, "trigger")), b,
 		       json_number_value(json_object_get(r, "seconds")),
 		       (long long)json_integer_value(json_object_get(r, "stages_succeeded")),
 		       (long long)json_integer_value(json_object_get(r, "stages_total")), running ? " running: " : "",
-		       running ? running : "");
+		       running ? running : "", reason ? " skipped: " : "", reason ? reason : "");
 	}
 }
 
@@ -239,7 +242,8 @@ int cmd_run_show(struct cli *c, int argc, char **argv)
 	       json_string_value(json_object_get(r, "state")), json_string_value(json_object_get(r, "trigger")),
 	       json_number_value(json_object_get(r, "seconds")));
 	if (json_string_value(json_object_get(r, "error")))
-		printf("error: %s\n", json_string_value(json_object_get(r, "error")));
+		printf("%s: %s\n", strcmp(json_string_value(json_object_get(r, "state")), "skipped") ? "error" : "skipped",
+		       json_string_value(json_object_get(r, "error")));
 	printf("%-10s %-10s %-10s %-8s %-24s %-22s %s\n", "STAGE", "KIND", "STATE", "ATTEMPT", "WORKER", "PROGRESS",
 	       "MESSAGE");
 	size_t i;
@@ -254,9 +258,19 @@ int cmd_run_show(struct cli *c, int argc, char **argv)
 		if (!msg)
 			msg = json_string_value(json_object_get(j, "message"));
 		const char *w = json_string_value(json_object_get(j, "worker"));
+		const char *state = json_string_value(json_object_get(j, "state"));
+		/* a stage served by the step cache shows as cached, and from where */
+		json_t *src = json_object_get(j, "cached_from");
+		char from[96];
+		if (json_is_object(src) && state && !strcmp(state, "succeeded")) {
+			state = "cached";
+			snprintf(from, sizeof from, "from job %lld (run %lld)",
+				 (long long)json_integer_value(json_object_get(src, "job")),
+				 (long long)json_integer_value(json_object_get(src, "run")));
+			msg = from;
+		}
 		printf("%-10s %-10s %-10s %-8s %-24s [%s] %s\n", json_string_value(json_object_get(j, "stage")),
-		       json_string_value(json_object_get(j, "kind")), json_string_value(json_object_get(j, "state")), att,
-		       w ? w : "-", b, msg ? msg : "");
+		       json_string_value(json_object_get(j, "kind")), state, att, w ? w : "-", b, msg ? msg : "");
 	}
 	json_decref(out);
 	return 0;

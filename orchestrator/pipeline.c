@@ -341,10 +341,10 @@ static json_t *stage_to_json(const struct pipeline_stage *st)
 							  "threshold", st->gate[g].threshold, "slice",
 							  st->gate[g].slice)) < 0)
 			goto out;
-	o = json_pack("{s:s, s:O, s:O, s:O, s:{s:I, s:I}, s:I, s:I}", "kind", pipeline_kind_name(st->kind),
+	o = json_pack("{s:s, s:O, s:O, s:O, s:{s:I, s:I}, s:I, s:I, s:b}", "kind", pipeline_kind_name(st->kind),
 		      "needs", needs, "gate", gate, "params", st->params, "resources", "gpu",
 		      (json_int_t)st->gpu, "cpu", (json_int_t)st->cpu, "timeout_ms", (json_int_t)st->timeout_ms,
-		      "retries", (json_int_t)st->retries);
+		      "retries", (json_int_t)st->retries, "cache", st->cache);
 out:
 	free(sorted);
 	json_decref(needs);

@@ -24,7 +24,7 @@
 #include "err.h"
 
 /* Bumped when the canonical JSON changes shape (changes every hash). */
-#define PIPELINE_SCHEMA_VERSION 1
+#define PIPELINE_SCHEMA_VERSION 2
 
 /*
  * X(ENUM, "name", test_only, doc) — the stage kinds. A stage's kind decides
@@ -96,6 +96,7 @@ struct pipeline_stage {
 	int64_t retries;    /* extra attempts after the first fails */
 	struct pipeline_gate_rule *gate; /* evaluate stages only; all rules must pass */
 	size_t n_gate;
+	bool cache; /* the step cache may lend this stage an identical job's result */
 };
 
 struct pipeline_triggers {
@@ -153,10 +154,10 @@ int pipeline_finalize(pipeline_t *p, struct pipeline_dag_error *err) AT_MUST_CHE
 
 /*
  * The pipeline's content as a new JSON object (caller owns the reference):
- *   {"schema":1,"pipeline":..,"description":..,"model":..,"concurrency":..,
+ *   {"schema":2,"pipeline":..,"description":..,"model":..,"concurrency":..,
  *    "triggers":{"new_sketches":N|null,"every_ms":N|null,"manual":bool},
  *    "stages":{NAME:{"kind":..,"needs":[sorted],"params":{..},
- *                    "resources":{"gpu":N,"cpu":N},"timeout_ms":N,"retries":N,
+ *                    "resources":{"gpu":N,"cpu":N},"timeout_ms":N,"retries":N,"cache":bool,
  *                    "gate":[{"metric":..,"op":..,"threshold":X,"slice":..(only when set)}]}}}
  * NULL when out of memory.
  */

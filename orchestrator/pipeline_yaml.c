@@ -478,7 +478,8 @@ static const char *const slice_names[] = {
 
 static const struct field trigger_fields[] = {
 	{"new_sketches", T_INT, AT_LEAST(1), AT(struct pipeline_triggers, new_sketches),
-	 .doc = "run when this many accepted training sketches arrived since the last run; absent: off"},
+	 .doc = "run when this many accepted training sketches are newer than every dataset this pipeline froze; "
+		"absent: off"},
 	{"every", T_DURATION, RANGE(1 * MS_S, 365 * MS_D), AT(struct pipeline_triggers, every_ms),
 	 .doc = "run at this interval; absent: off"},
 	{"manual", T_BOOL, .def = "true", AT(struct pipeline_triggers, manual),
@@ -517,6 +518,9 @@ static const struct field collect_fields[] = {
 	{"min_paintings", T_INT, .def = "50", RANGE(0, 1e9), .doc = "fail the run when fewer paintings exist"},
 	{"max_items", T_INT, .def = "100000", RANGE(1, 1e9),
 	 .doc = "freeze at most this many of each (newest first); >= min_sketches and min_paintings"},
+	{"replay", T_FLOAT, .def = "0", RANGE(0, 1),
+	 .doc = "once this pipeline has a dataset: freeze only images no earlier dataset of it held, plus this share "
+		"of the total replayed from those it held (smallest sha256 first); 0 = the newest max_items"},
 };
 static const struct field augment_fields[] = {
 	{"flip", T_BOOL, .def = "true", .doc = "random horizontal flips"},
@@ -618,6 +622,9 @@ static const struct field stage_fields[] = {
 	 .doc = "attempts after the first fails, with exponential backoff"},
 	{"gate", T_CUSTOM, .def = "[]", .walk = walk_gate, .type_doc = "list of gate rules",
 	 .doc = "evaluate stages only: rules the candidate must pass to be promoted"},
+	{"cache", T_BOOL, .def = "true", AT(struct pipeline_stage, cache),
+	 .doc = "reuse the result of a succeeded job with the same kind, params, gate, inputs and worker code instead "
+		"of running (prepare, train, evaluate; never collect or promote)"},
 };
 static const struct schema stage_schema = SCHEMA("stage", stage_fields);
 

@@ -275,7 +275,7 @@ static void post_run(http_req_t *req)
 	}
 }
 
-static const char *const run_states[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+static const char *const run_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "skipped"};
 
 static void get_runs(http_req_t *req)
 {
@@ -289,7 +289,8 @@ static void get_runs(http_req_t *req)
 		for (size_t i = 0; i < sizeof run_states / sizeof run_states[0]; i++)
 			ok |= strcmp(state, run_states[i]) == 0;
 		if (!ok) {
-			http_reply_error(req, 400, "state must be one of queued, running, succeeded, failed, cancelled",
+			http_reply_error(req, 400,
+					 "state must be one of queued, running, succeeded, failed, cancelled, skipped",
 					 json_pack("{ss,ss}", "field", "state", "value", state));
 			return;
 		}
@@ -348,7 +349,9 @@ static void get_run(http_req_t *req)
 		"'state', j.state, 'attempts', j.attempts, 'max_attempts', j.max_attempts, 'worker', j.worker, "
 		"'progress', j.progress, 'message', j.progress_msg, 'eta_seconds', j.eta_seconds, "
 		"'created_at', j.created_at, 'started_at', j.started_at, 'finished_at', j.finished_at, "
-		"'run_after', j.run_after, 'error', j.error, 'result', j.result, 'cancel_requested', j.cancel_requested) "
+		"'run_after', j.run_after, 'error', j.error, 'result', j.result, 'cancel_requested', j.cancel_requested, "
+		"'cache_key', j.cache_key, 'cached_from', (SELECT json_build_object('job', src.id, 'run', src.run_id, "
+		"'stage', src.stage) FROM jobs src WHERE src.id = j.cached_from)) "
 		"ORDER BY j.id), '[]') FROM jobs j WHERE j.run_id = s.run_id))::text "
 		"FROM run_status s WHERE s.run_id = $1::bigint",
 		&p, "no such run");

@@ -6,6 +6,7 @@
  * single host trains on.
  */
 #include <errno.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +42,20 @@ void dataset_manifest_sha256(struct manifest_entry *e, size_t n, char hex[65])
 	EVP_DigestFinal_ex(md, d, NULL);
 	EVP_MD_CTX_free(md);
 	image_hex(d, hex);
+}
+
+long long dataset_replay_count(long long new_n, double replay, long long min_n, long long max_items)
+{
+	long long room = max_items - new_n, k;
+	if (room <= 0 || !(replay > 0))
+		return 0;
+	if (replay >= 1)
+		k = room;
+	else
+		k = llround((double)new_n * replay / (1 - replay));
+	if (k < min_n - new_n)
+		k = min_n - new_n;
+	return k > room ? room : k;
 }
 
 /* ---- shards ---- */

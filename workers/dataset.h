@@ -32,6 +32,15 @@ struct manifest_entry {
  */
 void dataset_manifest_sha256(struct manifest_entry *e, size_t n, char hex[65]);
 
+/*
+ * How many members of one domain collect replays beside new_n new ones
+ * (params.replay, docs/training.md): about replay x total, i.e.
+ * new_n * replay / (1 - replay) rounded (all that fits when replay >= 1), at
+ * least enough to reach min_n, at most max_items - new_n; never negative. The
+ * caller caps it by what exists.
+ */
+long long dataset_replay_count(long long new_n, double replay, long long min_n, long long max_items);
+
 /* ---- shards ---- */
 
 /*

@@ -33,10 +33,20 @@
 struct job_ctx;
 typedef int (*job_fn)(struct job_ctx *ctx);
 
+/* Whether a kind's result may be reused from an identical earlier job
+ * (workers/cache.h). A kind whose result depends on the world outside its
+ * payload (collect reads the images table, promote moves channels) is NEVER. */
+enum job_cache {
+	JOB_CACHE_NEVER = 0,
+	JOB_CACHE_INPUTS,   /* key: kind, model, params, gate, inputs, code version */
+	JOB_CACHE_CHAMPION, /* the same plus the model's production version (evaluate) */
+};
+
 struct job_handler {
 	const char *kind; /* the jobs.kind it runs */
 	job_fn run;
-	const char *doc; /* one line for --help */
+	const char *doc;      /* one line for --help */
+	enum job_cache cache; /* JOB_CACHE_NEVER unless the row says otherwise */
 };
 
 /* The table, terminated by a row with kind == NULL (workers/handlers.c). */

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "log.h"
 #include "queue.h"
 
@@ -342,8 +343,8 @@ enum outcome { OUT_COMPLETE, OUT_FAIL, OUT_RELEASE, OUT_NONE };
 
 /* Report the attempt's outcome, reconnecting if the connection broke. A
  * report that committed just before the connection died comes back AT_ESTALE
- * on retry; that is logged, not an error. */
-static void report(struct slot *sl, const struct queue_job *job, struct job_ctx *ctx, enum outcome out,
+ * on retry; that is logged, not an error. Returns the report's status. */
+static int report(struct slot *sl, const struct queue_job *job, struct job_ctx *ctx, enum outcome out,
 		   int retryable, struct queue_job *next)
 {
 	struct worker *w = sl->w;
@@ -402,6 +403,7 @@ static void report(struct slot *sl, const struct queue_job *job, struct job_ctx 
 		atomic_fetch_add(&w->n_released, 1);
 		log_info("job %" PRId64 " (%s) released back to the queue", job->id, job->kind);
 	}
+	return rc;
 }
 
 /* Run one claimed job and report its outcome. *next receives the next job
@@ -446,7 +448,12 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 
 	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts,
 		  job->max_attempts);
-	int rc = h->run(&ctx);
+	/* A cacheable stage identical to a succeeded job takes its result instead
+	 * of running (a failed lookup only means the job runs). */
+	int hit = 0;
+	if (step_cache_begin(&ctx, h, job->token, &hit) < 0)
+		hit = 0;
+	int rc = hit ? 0 : h->run(&ctx);
 
 	pthread_mutex_lock(&w->mu);
 	sl->cur = NULL;
@@ -465,7 +472,8 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 		atomic_fetch_add(&w->n_lost, 1);
 		log_warn("job %" PRId64 " (%s): lease lost; outcome dropped", job->id, job->kind);
 	} else if (rc == 0) {
-		report(sl, job, &ctx, OUT_COMPLETE, 0, next);
+		if (report(sl, job, &ctx, OUT_COMPLETE, 0, next) == 0)
+			step_cache_record(&ctx);
 	} else if (why == JOB_RUN && atomic_load(&w->stopping)) {
 		/* Stopped for the shutdown (or failed meanwhile): not the job's fault. */
 		report(sl, job, &ctx, OUT_RELEASE, 0, NULL);
@@ -609,8 +617,9 @@ int worker_run(const struct worker_config *cfg)
 	for (size_t i = 0, n = 0; cfg->kinds[i]; i++)
 		n += (size_t)snprintf(kinds + n, n < sizeof kinds ? sizeof kinds - n : 0, "%s%s", i ? "," : "",
 				      cfg->kinds[i]);
-	log_info("%s starting: kinds=%s gpus=%d concurrency=%d lease=%ds poll=%.1fs grace=%.1fs", cfg->name, kinds,
-		 cfg->gpus, w.nslots, cfg->lease_s, cfg->poll_s, cfg->grace_s);
+	log_info("%s starting: kinds=%s gpus=%d concurrency=%d lease=%ds poll=%.1fs grace=%.1fs code=%.16s", cfg->name,
+		 kinds, cfg->gpus, w.nslots, cfg->lease_s, cfg->poll_s, cfg->grace_s,
+		 *step_cache_code_version() ? step_cache_code_version() : "none (step cache off)");
 
 	/* Handlers (libtorch training among them) run on the slot threads: give
 	 * them the main thread's stack size rather than the smaller default a

@@ -66,6 +66,8 @@ struct job_ctx {
 	json_t *result;  /* owned; NULL = {} */
 	char error[1024];
 	int no_retry;
+	char cache_key[65]; /* the step cache's key ("" when not cacheable) */
+	int64_t cached_from; /* the job whose result this one reused; 0 = ran */
 	atomic_int stop; /* enum job_stop */
 	pthread_cond_t cond; /* signalled (under w->mu) when stop is set */
 	/* progress, under w->mu */

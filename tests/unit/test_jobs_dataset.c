@@ -2,12 +2,14 @@
  * test_jobs_dataset.c — the pure parts of the training stages
  * (workers/dataset.c): the manifest hash (stable, order-free, sensitive to
  * every field) and the shard format (round trip, float conversion, refusal
- * of foreign or truncated bytes).
+ * of foreign or truncated bytes), collect's replay share, and the step
+ * cache's key (workers/cache.c).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../workers/cache.h"
 #include "../../workers/dataset.h"
 #include "test.h"
 
@@ -163,4 +165,76 @@ TEST(params_and_inputs)
 	json_decref(p);
 }
 
-RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, params_and_inputs)
+TEST(replay_count)
+{
+	/* 300 new at 0.3: 300 * 0.3 / 0.7 = 128.6 -> 129, so replay is 30 % of 429 */
+	ASSERT_EQ_INT(dataset_replay_count(300, 0.3, 50, 100000), 129);
+	ASSERT_EQ_INT(dataset_replay_count(300, 0.0, 50, 100000), 0);
+	/* capped by max_items, never negative */
+	ASSERT_EQ_INT(dataset_replay_count(300, 0.3, 50, 400), 100);
+	ASSERT_EQ_INT(dataset_replay_count(500, 0.3, 50, 400), 0);
+	/* topped up to min_n when the new ones are too few */
+	ASSERT_EQ_INT(dataset_replay_count(5, 0.3, 50, 100000), 45);
+	ASSERT_EQ_INT(dataset_replay_count(0, 0.3, 50, 100000), 50);
+	/* 1: everything that fits */
+	ASSERT_EQ_INT(dataset_replay_count(10, 1.0, 0, 100), 90);
+}
+
+static void key_of(const char *payload, enum job_cache mode, const char *champion, const char *code, char key[65])
+{
+	json_error_t err;
+	json_t *p = json_loads(payload, 0, &err);
+	ASSERT(p != NULL);
+	ASSERT_EQ_INT(step_cache_key(mode, "evaluate", p, champion, code, key), 0);
+	ASSERT_EQ_INT((int)strlen(key), 64);
+	json_decref(p);
+}
+
+TEST(step_cache_key)
+{
+	const char *base = "{\"run\":1,\"stage\":\"evaluate\",\"model\":\"m\",\"params\":{\"samples\":2,\"styles\":2},"
+			   "\"gate\":[{\"metric\":\"edge_f1\",\"op\":\"min\",\"threshold\":0.5}],"
+			   "\"inputs\":{\"train\":{\"sha256\":\"ab\",\"steps\":4}},\"pipeline_version_id\":3}";
+	char k[65], other[65];
+	key_of(base, JOB_CACHE_CHAMPION, NULL, "v1", k);
+	/* run, stage, version and key order are not part of it */
+	key_of("{\"inputs\":{\"train\":{\"steps\":4,\"sha256\":\"ab\"}},\"params\":{\"styles\":2,\"samples\":2},"
+	       "\"model\":\"m\",\"gate\":[{\"threshold\":0.5,\"op\":\"min\",\"metric\":\"edge_f1\"}],\"run\":9,"
+	       "\"stage\":\"eval2\",\"pipeline_version_id\":4}",
+	       JOB_CACHE_CHAMPION, NULL, "v1", other);
+	ASSERT_STREQ(k, other);
+	/* the gate, an input, params, the model, the code and the champion are */
+	const char *changed[] = {
+		"{\"model\":\"m\",\"params\":{\"samples\":2,\"styles\":2},\"gate\":[{\"metric\":\"edge_f1\","
+		"\"op\":\"min\",\"threshold\":0.6}],\"inputs\":{\"train\":{\"sha256\":\"ab\",\"steps\":4}}}",
+		"{\"model\":\"m\",\"params\":{\"samples\":2,\"styles\":2},\"gate\":[{\"metric\":\"edge_f1\","
+		"\"op\":\"min\",\"threshold\":0.5}],\"inputs\":{\"train\":{\"sha256\":\"ac\",\"steps\":4}}}",
+		"{\"model\":\"m\",\"params\":{\"samples\":3,\"styles\":2},\"gate\":[{\"metric\":\"edge_f1\","
+		"\"op\":\"min\",\"threshold\":0.5}],\"inputs\":{\"train\":{\"sha256\":\"ab\",\"steps\":4}}}",
+		"{\"model\":\"n\",\"params\":{\"samples\":2,\"styles\":2},\"gate\":[{\"metric\":\"edge_f1\","
+		"\"op\":\"min\",\"threshold\":0.5}],\"inputs\":{\"train\":{\"sha256\":\"ab\",\"steps\":4}}}",
+	};
+	for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
+		key_of(changed[i], JOB_CACHE_CHAMPION, NULL, "v1", other);
+		ASSERT(strcmp(k, other) != 0);
+	}
+	key_of(base, JOB_CACHE_CHAMPION, NULL, "v2", other);
+	ASSERT(strcmp(k, other) != 0);
+	key_of(base, JOB_CACHE_CHAMPION, "ffee", "v1", other);
+	ASSERT(strcmp(k, other) != 0);
+	/* JOB_CACHE_INPUTS ignores the champion */
+	char a[65], b[65];
+	key_of(base, JOB_CACHE_INPUTS, NULL, "v1", a);
+	key_of(base, JOB_CACHE_INPUTS, "ffee", "v1", b);
+	ASSERT_STREQ(a, b);
+	/* never: no key; no code version: no key */
+	json_t *p = json_loads(base, 0, NULL);
+	ASSERT_EQ_INT(step_cache_key(JOB_CACHE_NEVER, "collect", p, NULL, "v1", a), AT_EINVAL);
+	ASSERT_EQ_INT(step_cache_key(JOB_CACHE_INPUTS, "train", p, NULL, "", a), AT_EINVAL);
+	json_decref(p);
+	/* the build has one (the Makefile's content hash) */
+	ASSERT_EQ_INT((int)strlen(step_cache_code_version()), 64);
+}
+
+RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, params_and_inputs,
+	  replay_count, step_cache_key)
