@@ -1,6 +1,6 @@
 /*
  * cache.c — the step cache: a job's key, the lookup before its handler runs,
- * the entry after it succeeded (cache.h; schema in sql/007_step_cache.sql).
+ * the entry after it succeeded (cache.h; schema in sql/008_step_cache.sql).
  *
  * Everything here runs on the handlers' connection (job_db), never on the
  * queue's: the claim and the completion stay the statements docs/queue.md

@@ -1,6 +1,6 @@
 /*
  * cache.h — the step cache (docs/training.md, "Caching and skipping";
- * sql/007_step_cache.sql). Internal to workers/.
+ * sql/008_step_cache.sql). Internal to workers/.
  *
  * A stage whose kind is cacheable (job_handler.cache) and whose payload says
  * "cache": true (the run state machine copies the stage's YAML `cache`, default

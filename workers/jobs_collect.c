@@ -24,7 +24,7 @@
  * dataset is returned instead of a copy with another id, so the stages after
  * collect see equal inputs and the step cache can serve them. When they
  * equal what the last succeeded run of the same pipeline version froze, the
- * result says "skip" and the run ends as 'skipped' (sql/007_step_cache.sql).
+ * result says "skip" and the run ends as 'skipped' (sql/008_step_cache.sql).
  *
  * Idempotent: the dataset row carries the job id (params.job, unique index),
  * and a per-job advisory lock (session level, released at the end)
