@@ -40,9 +40,10 @@ class Env:
     def sql(self, q):
         return self.pg.psql(q, self.url)
 
-    def worker(self, name, *args):
+    def worker(self, name, *args, extra_env=None):
         env = dict(os.environ, ATELIER_LOG_LEVEL="info", ATELIER_ARTIFACTS="fs://" + self.artifacts,
                    ATELIER_TRAIN_THREADS="1", OMP_WAIT_POLICY="PASSIVE", ATELIER_DEVICE="cpu")
+        env.update(extra_env or {})
         p = Proc([WORKER, "--database-url", self.url, "--name", name, "--kinds", KINDS, "--poll", "0.2"]
                  + list(args), env=env)
         self.procs.append(p)
@@ -294,6 +295,26 @@ def test_train_resumes_after_kill9(env):
     assert env.sql("SELECT count(DISTINCT step) FROM metrics WHERE job_id = %d AND name = 'loss_gen'" % job) == str(STEPS)
     b.stop()
     env.worker("w2")
+
+
+def test_train_gpu_preset_replaces_params_on_a_gpu_worker(env):
+    """params.gpu is ignored on a CPU worker and replaces the stage's params (model keys one by one) on a
+    worker that trains on CUDA; ATELIER_TRAIN_PRESET=gpu reaches that path on this CPU-only host."""
+    prepared = env.prepared()
+    gpu = {"steps": 5, "batch": 1, "model": {"gen_dim": 6}}
+    cpu = env.run_job("train", train_payload(prepared, 3, gpu=gpu), timeout=120)["result"]
+    assert cpu["preset"] == "cpu" and cpu["steps"] == 3 and cpu["config"]["gen_dim"] == TINY["gen_dim"], cpu
+    for p in env.procs:
+        p.stop()
+    w = env.worker("gpu-preset", extra_env={"ATELIER_TRAIN_PRESET": "gpu"})
+    try:
+        res = env.run_job("train", train_payload(prepared, 3, gpu=gpu), timeout=120)["result"]
+    finally:
+        w.stop()
+        env.worker("w3")
+    assert res["preset"] == "gpu" and res["steps"] == 5, res
+    # the preset's model key replaced its own; the others stayed the stage's
+    assert res["config"]["gen_dim"] == 6 and res["config"]["style_dim"] == TINY["style_dim"], res["config"]
 
 
 def pipeline(name, gate, extra=""):
