@@ -70,7 +70,7 @@ curl -fsS "$ATELIER_URL/readyz" >/dev/null || { echo "atelierd did not come up; 
 count=$(curl -fsS -H "Authorization: Bearer $ATELIER_TOKEN" "$ATELIER_URL/v1/sketches/1" >/dev/null 2>&1 && echo some || echo none)
 if [ "$count" = none ]; then
 	echo "data: generating the synthetic sketch/painting set (first run)"
-	"$BIN/atelier" synth --count "${ATELIER_SYNTH_COUNT:-240}" --size 128
+	"$BIN/atelier" synth --count "${ATELIER_SYNTH_COUNT:-400}" --size 256
 fi
 
 serve_line=""
