@@ -400,7 +400,9 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 			by1 = gy + (gy1 + 1) * g;
 		}
 	}
-	double blong = fmax(bx1 - bx0, by1 - by0), centre_len = blong - w_in;
+	/* The inset is capped: when the "strokes" are as wide as the drawing
+	 * (a filled shape), their centre lines say little about its extent. */
+	double blong = fmax(bx1 - bx0, by1 - by0), centre_len = blong - fmin(w_in, 0.25 * blong);
 	centre_len = centre_len < 1 ? 1 : centre_len;
 	side = centre_len * (1.0 + 2.0 * opts->margin);
 	side = side < MIN_CROP ? MIN_CROP : side;
