@@ -1,7 +1,9 @@
 /*
  * image.c — see image.h.
  *
- * Ingest has a budget of well under 0.5 ms per sketch, so the hot path — an
+ * Ingest had a budget of well under 0.5 ms per sketch (decoding, fitting and
+ * encoding take ~0.1 ms; sketch normalisation, lib/sketchnorm, now adds
+ * ~2 ms for its distance transforms), so the hot path — an
  * 8-bit, non-interlaced PNG — is decoded here (chunk walk, CRC, zlib's raw
  * inflate, and the five PNG row filters), and
  * normalised images are written by a small fixed-Huffman deflate that only

@@ -6,12 +6,16 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 lists=${*:-deps.txt}
 want=$(cd "$here" && cat $lists | grep -v '^#' | grep -v '^$')
+# What installed packages provide counts as installed: NodeSource's nodejs
+# provides (and conflicts with) Debian's npm, which must then not be asked for.
+provided=$(dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null | sed -n 's/^install ok installed|//p' |
+	tr ',' '\n' | sed 's/(.*//; s/ //g' | grep -v '^$' || true)
 missing=""
 for p in $want; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case "$st" in
 	*"install ok installed"*) ;;
-	*) missing="$missing $p" ;;
+	*) echo "$provided" | grep -qx "$p" || missing="$missing $p" ;;
 	esac
 done
 [ -z "$missing" ] && exit 0

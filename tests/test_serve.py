@@ -151,6 +151,43 @@ def test_stylize_returns_512_jpeg(node, jpeg):
     assert jpeg_size(r.body) == (512, 512)
 
 
+def boxes(canvas, pen):
+    """A house's body and door (axis-aligned boxes, in fractions of the
+    canvas) drawn with a square pen of `pen` pixels."""
+    rects = [(0.25, 0.40, 0.75, 0.85), (0.45, 0.65, 0.55, 0.85)]
+
+    def px(x, y):
+        for x0, y0, x1, y1 in rects:
+            X0, Y0, X1, Y1 = x0 * canvas, y0 * canvas, x1 * canvas, y1 * canvas
+            near_v = (abs(x - X0) < pen / 2 or abs(x - X1) < pen / 2) and Y0 - pen / 2 < y < Y1 + pen / 2
+            near_h = (abs(y - Y0) < pen / 2 or abs(y - Y1) < pen / 2) and X0 - pen / 2 < x < X1 + pen / 2
+            if near_v or near_h:
+                return 0
+        return 255
+    return images.png(canvas, canvas, px)
+
+
+def test_sketch_is_normalised_before_the_model(node):
+    """The node crops a sketch to its ink (lib/sketchnorm) and says which
+    square it painted: the same drawing on a 4x larger canvas with a 4x pen
+    gives the same square, 4x larger; a blank page goes to the model as it is."""
+    crops = {}
+    for canvas, pen in ((128, 1), (512, 4)):
+        r = stylize(node.http, [("contentImage", ("s.png", boxes(canvas, pen), "image/png")), ("style", "1")])
+        assert r.status == 200, r
+        crops[canvas] = [float(v) for v in r.headers["x-sketch-crop"].split(",")]
+    x, y, side = crops[512]
+    # the body is 0.5 of the canvas wide and 0.45 high: the square is its
+    # longer side (centre lines) plus 8 % margins, centred on it
+    assert abs(side - 0.5 * 512 * 1.16) < 8, crops
+    assert abs(x + side / 2 - 256) < 4 and abs(y + side / 2 - 0.625 * 512) < 4, crops
+    for a, b in zip(crops[128], crops[512]):
+        assert abs(4 * a - b) < 6, crops
+    blank = images.png(64, 64, lambda x, y: 255)
+    r = stylize(node.http, [("contentImage", ("b.png", blank, "image/png")), ("style", "1")])
+    assert r.status == 200 and "x-sketch-crop" not in r.headers, r
+
+
 def test_style_number_is_reproducible(node):
     a = stylize(node.http, [sketch_field(2), ("style", "7")])
     b = stylize(node.http, [sketch_field(2), ("style", "7")])

@@ -110,18 +110,31 @@ async function paint() {
   $("paint").disabled = true;
   $("spinner").hidden = false;
   message("");
+  // data-paint on <body>: "painting", then "done" once the new painting is
+  // shown or "error"; tests (tests/browser) wait on it
+  document.body.dataset.paint = "painting";
+  let state = "error";
   try {
     const res = await fetch("api/stylize", { method: "POST", body: form });
     if (!res.ok) { message(await errorText(res), "error"); return; }
     const blob = await res.blob();
     if (lastUrl) URL.revokeObjectURL(lastUrl);
     lastUrl = URL.createObjectURL(blob);
-    $("result").src = lastUrl;
+    // which square of the sketch the painting shows (x,y,side in canvas
+    // pixels): the node crops a sketch to its ink before painting it
+    $("result").dataset.crop = res.headers.get("x-sketch-crop") || "";
+    const img = $("result");
+    await new Promise((resolve) => {
+      img.onload = img.onerror = resolve;
+      img.src = lastUrl;
+    });
+    state = "done";
   } catch (e) {
     message("The node did not answer: " + e.message, "error");
   } finally {
     $("paint").disabled = false;
     $("spinner").hidden = true;
+    document.body.dataset.paint = state;
   }
 }
 $("paint").addEventListener("click", paint);

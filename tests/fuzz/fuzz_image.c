@@ -21,12 +21,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct image_norm n;
 	char why[256];
 	if (image_normalize(data, size, &o, &n, why, sizeof why) == 0) {
-		/* what we store must decode again to the same hash */
+		/* What we store must decode and normalise again. A painting comes
+		 * back with the same hash. A sketch usually does too (sketchnorm
+		 * passes an already-normalised square through, see
+		 * test_image.c:same_pixels_same_hash), but not always: a drawing
+		 * that is all filled shapes, or a lone dot, is drawn again, and
+		 * may then even fall outside the ink range. */
 		struct image_norm again;
-		if (image_normalize(n.png, n.png_len, &o, &again, why, sizeof why) != 0 ||
-		    memcmp(again.sha256, n.sha256, 32) != 0)
+		int rc = image_normalize(n.png, n.png_len, &o, &again, why, sizeof why);
+		if (o.domain == IMAGE_PAINTING ? rc != 0 || memcmp(again.sha256, n.sha256, 32) != 0
+					       : rc != 0 && rc != AT_EUNPROCESSABLE)
 			abort();
-		image_norm_free(&again);
+		if (rc == 0)
+			image_norm_free(&again);
 	}
 	image_norm_free(&n);
 	struct image_raw raw;
