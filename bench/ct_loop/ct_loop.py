@@ -54,19 +54,20 @@ def fmt(m):
 
 
 def metrics_of(block):
-    """Overall metrics out of a verdict's candidate/champion block, with any
-    '<m>_lo'/'<m>_hi' keys folded into their metric."""
+    """The metrics of a verdict's candidate/champion block (or of one slice),
+    each with its interval where "intervals" gives one: name -> number or
+    {value, lo, hi}. Counts (n, outputs) and slices are left out."""
     if not isinstance(block, dict):
         return {}
     m = block.get("metrics", block)
+    iv = m.get("intervals") or {}
     out = {}
     for k, v in m.items():
-        if k in ("slices", "samples") or k.endswith("_lo") or k.endswith("_hi"):
+        if k in ("slices", "samples", "intervals", "n", "outputs") or not isinstance(v, (int, float)):
             continue
-        if isinstance(v, (int, float)) and (k + "_lo") in m:
-            v = {"value": v, "lo": m[k + "_lo"], "hi": m.get(k + "_hi")}
-        if isinstance(v, (int, float, dict)):
-            out[k] = v
+        if isinstance(iv.get(k), list) and len(iv[k]) == 2:
+            v = {"value": v, "lo": iv[k][0], "hi": iv[k][1]}
+        out[k] = v
     return out
 
 
@@ -146,16 +147,15 @@ def main():
             print(f"    {name:14s} candidate {fmt(cand[name]):36s} champion {fmt(champ.get(name)):36s}{mark}")
             if name in ("kid", "content") and b is False:
                 targets_met = False
-        slices = (verdict.get("candidate") or {}).get("slices") or (verdict.get("candidate") or {}).get(
-            "metrics", {}).get("slices") or {}
-        cslices = (verdict.get("champion") or {}).get("slices") or (verdict.get("champion") or {}).get(
-            "metrics", {}).get("slices") or {}
+        slices = (verdict.get("candidate") or {}).get("slices") or {}
+        cslices = (verdict.get("champion") or {}).get("slices") or {}
         for s in sorted(slices):
-            for name in sorted(slices[s]):
-                if name == "n":
-                    continue
-                print(f"    slice {s:12s} {name:12s} candidate {fmt(slices[s][name]):36s} "
-                      f"champion {fmt((cslices.get(s) or {}).get(name))}")
+            if not slices[s].get("n"):
+                continue
+            cm, hm = metrics_of(slices[s]), metrics_of(cslices.get(s))
+            print(f"    slice {s} ({slices[s]['n']} sketches):")
+            for name in sorted(cm):
+                print(f"      {name:12s} candidate {fmt(cm[name]):36s} champion {fmt(hm.get(name))}")
         for r in verdict.get("reasons", []):
             print(f"    gate: {r}")
         sheet = os.path.join(a.out, f"cycle{cycle}_v{v.get('version')}.png")
