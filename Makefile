@@ -16,6 +16,8 @@
 # each become one test program.
 
 BUILD ?= build
+# Builds started by test, run and bench use every core (a torch unit takes 20-35 s).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 SAN ?=
 CC ?= cc
 CXX ?= g++
@@ -182,7 +184,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_ARCHIVES)
 
 test:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh $(TESTS)
 
 unit: all
@@ -224,14 +226,14 @@ build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBATELI
 
 bench:
 	@scripts/deps.sh deps.txt deps-bench.txt
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@bench/run.sh
 
 # ---- run ----
 
 run:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@scripts/run.sh
 
 format:
