@@ -217,7 +217,8 @@ static int metrics_for(struct eval *e, int slice, json_t **out)
 			       "realism_acc", isfinite(acc.value) ? interval_json(&acc) : json_null());
 	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:o, s:i, s:i, s:o}", "content", chamfer / n_out, "content_f1",
 			 f1 / n_out, "edge_f1", f1_2 / n_out, "kid", num_or_null(kid.value), "diversity",
-			 num_or_null(diversity), "realism_acc", num_or_null(acc.value), "n", k, "outputs", n_out, "intervals", iv);
+			 num_or_null(diversity), "realism_acc", num_or_null(acc.value), "n", k, "outputs", n_out,
+			 "intervals", iv);
 	return *out ? 0 : AT_ENOMEM;
 }
 
