@@ -427,6 +427,9 @@ def test_gallery_slices_and_artifacts(env):
     assert m["slices"]["contributions"]["n"] >= 1 and m["slices"]["synth"]["n"] >= 1, m["slices"]
     assert m["slices"]["contributions"]["n"] + m["slices"]["synth"]["n"] == 8
     assert isinstance(m["slices"]["contributions"]["kid"], float) and m["slices"]["photo"]["n"] == 0
+    # realism_acc: leave-one-sketch-out over 8 sketches, with its interval
+    lo, hi = m["intervals"]["realism_acc"]
+    assert 0.0 <= lo <= hi <= 1.0 and 0.0 <= m["realism_acc"] <= 1.0, m
     print("v%d holdout: %s" % (v1, {k: m[k] for k in ("content", "content_f1", "kid", "realism_acc", "diversity",
                                                           "recon_l1")}))
     g = env.d.api.get("/v1/models/tiny-g/versions/%d/samples" % v1)

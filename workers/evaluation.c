@@ -182,12 +182,13 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h,
+int eval_realism_acc(const uint8_t *gen, int n_gen, int group, const uint8_t *real, int n_real, int w, int h,
 		     am_interval *out)
 {
-	if (!gen || !real || !out || n_gen < 1 || n_real < 1 || w < 1 || h < 1)
+	if (!gen || !real || !out || n_gen < 1 || n_real < 1 || w < 1 || h < 1 || group < 1 || n_gen % group ||
+	    n_gen / group < 2)
 		return AT_EINVAL;
-	int n = n_gen + n_real;
+	int n = n_gen + n_real, n_groups = n_gen / group;
 	float *f = malloc((size_t)n * FEAT_N * sizeof *f);
 	uint8_t *right = calloc((size_t)n, 1);
 	double *boots = malloc(ACC_BOOTSTRAPS * sizeof *boots);
@@ -208,10 +209,14 @@ int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_r
 	}
 	int hits[2] = {0, 0};
 	for (int i = 0; i < n; i++) {
+		/* Leave one group out: a generated image's siblings (the outputs of
+		 * the same sketch) share its layout and would be its nearest
+		 * neighbours whatever the model paints, so they are no evidence. */
+		int g0 = i < n_gen ? i / group * group : i, g1 = i < n_gen ? g0 + group : i + 1;
 		double best = INFINITY;
 		int best_j = -1;
 		for (int j = 0; j < n; j++) {
-			if (j == i)
+			if (j >= g0 && j < g1)
 				continue;
 			double d = 0;
 			const float *a = f + (size_t)i * FEAT_N, *b = f + (size_t)j * FEAT_N;
@@ -230,12 +235,16 @@ int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_r
 		hits[li] += right[i];
 	}
 	out->value = 0.5 * ((double)hits[0] / n_gen + (double)hits[1] / n_real);
-	/* Bootstrap of the per-image outcomes, each set resampled on its own. */
+	/* Bootstrap: the generated set by whole groups (siblings' outcomes are
+	 * not independent), the real set by image, each on its own. */
 	uint64_t s = ACC_SEED;
 	for (int b = 0; b < ACC_BOOTSTRAPS; b++) {
 		int hg = 0, hr = 0;
-		for (int i = 0; i < n_gen; i++)
-			hg += right[splitmix64(&s) % (uint64_t)n_gen];
+		for (int i = 0; i < n_groups; i++) {
+			int g = (int)(splitmix64(&s) % (uint64_t)n_groups);
+			for (int k = 0; k < group; k++)
+				hg += right[g * group + k];
+		}
 		for (int i = 0; i < n_real; i++)
 			hr += right[n_gen + splitmix64(&s) % (uint64_t)n_real];
 		boots[b] = 0.5 * ((double)hg / n_gen + (double)hr / n_real);

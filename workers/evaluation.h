@@ -41,17 +41,23 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 
 /*
  * Realism as a classifier two-sample test (C2ST with a 1-nearest-neighbour
- * classifier, leave-one-out): features are the images shrunk to 32x32 RGB
- * (3072 values in [0, 1]); each image is labelled with the set of its
+ * classifier, leave-one-group-out): features are the images shrunk to 32x32
+ * RGB (3072 values in [0, 1]); each image is labelled with the set of its
  * nearest other image; the score is the balanced accuracy (mean of the
- * per-set accuracies). ~0.5 (or below) = the sets are indistinguishable, 1 =
- * every generated image sits next to generated ones. out->lo/hi: the 5th and
- * 95th percentiles over 200 fixed-seed bootstrap resamplings of the per-image
- * outcomes (each set resampled on its own). gen/real: n RGB images of w x h
- * packed one after the other; n_gen, n_real >= 1. 0, or AT_EINVAL on bad
- * arguments, AT_ENOMEM.
+ * per-set accuracies). The generated images come in groups of `group`
+ * consecutive images (evaluate: one sketch's outputs, one per style); a
+ * generated image's own group is left out of its neighbour search, since
+ * siblings share the sketch's layout and would win the test for "generated"
+ * whatever the model paints (group 1: plain leave-one-out). ~0.5 (or below)
+ * = the sets are indistinguishable, 1 = every generated image sits next to
+ * another sketch's outputs. out->lo/hi: the 5th and 95th percentiles over
+ * 200 fixed-seed bootstrap resamplings of the outcomes, the generated set
+ * resampled by whole groups and the real set by image. gen/real: n RGB
+ * images of w x h packed one after the other; n_gen a multiple of group
+ * with at least 2 groups, n_real >= 1. 0, or AT_EINVAL on bad arguments
+ * (fewer than 2 groups included), AT_ENOMEM.
  */
-int eval_realism_acc(const uint8_t *gen, int n_gen, const uint8_t *real, int n_real, int w, int h,
+int eval_realism_acc(const uint8_t *gen, int n_gen, int group, const uint8_t *real, int n_real, int w, int h,
 		     am_interval *out);
 
 #endif
