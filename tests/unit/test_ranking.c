@@ -23,8 +23,10 @@
  * issue asks, the test asserts what does hold for it and says so.
  *
  * One core (am_set_threads(1)); about a minute on a quiet machine.
- * ATELIER_RANK_SEED (default 1) and ATELIER_RANK_STEPS (default RANK_STEPS)
- * rerun it on another seed or length, as the measurements did.
+ * ATELIER_RANK_SEED (default 1), ATELIER_RANK_STEPS (default RANK_STEPS),
+ * ATELIER_RANK_SIZE (default 64), ATELIER_RANK_CONFIG (the shim's JSON keys)
+ * and ATELIER_RANK_SHEET (a PNG of the outputs) rerun it otherwise, as the
+ * measurements did; the assertions are meant for the defaults.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -341,6 +343,10 @@ static void ensure_scored(void)
 	double t_data = now() - t0;
 
 	am_config c = rank_config();
+	/* ATELIER_RANK_CONFIG: the shim's JSON keys on top, for measurements. */
+	const char *cj = getenv("ATELIER_RANK_CONFIG");
+	if (cj && *cj)
+		ASSERT_OK(am_config_from_json(cj, &c, st));
 	t = am_trainer_new(&c, st);
 	ASSERT(t);
 	size_t ss = (size_t)SIZE * SIZE;
