@@ -6,8 +6,11 @@
  * champion's on the same inputs. Every image comes from /v1/artifacts/{sha}.
  *
  * Bounded: at most SHEET_MAX_ROWS rows and SHEET_MAX_STYLES styles a role are
- * drawn, each image at most SHEET_MAX_SIDE pixels a side.
+ * drawn, each image at most SHEET_MAX_SIDE pixels a side. An entry whose
+ * ids are not sha256s or whose style is out of range is skipped; an image
+ * that cannot be fetched or decoded ends the command with no sheet written.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +29,38 @@ struct sheet {
 	int w, h;
 };
 
+/* A sha256 as the server writes it: 64 lowercase hex digits. Anything else
+ * in a samples list is not put into a request path. */
+static int is_sha256(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!isdigit((unsigned char)s[n]) && !(s[n] >= 'a' && s[n] <= 'f'))
+			return 0;
+	return n == 64;
+}
+
+/* Only characters that need no escaping in a path segment: model names are
+ * [a-z0-9_-] (pipeline_yaml.c), versions are numbers. */
+static int is_plain(const char *s)
+{
+	if (!*s || strlen(s) > 63 || !strncmp(s, "--", 2))
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+			return 0;
+	return 1;
+}
+
 /* Fetches an artifact and decodes it as RGB. */
 static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 {
 	char path[128];
 	struct cli_response r;
+	if (!is_sha256(sha)) {
+		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
+		return -1;
+	}
 	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
 	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
 		cli_fail(path, &r);
@@ -41,9 +71,16 @@ static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE, img, why,
 			      sizeof why);
 	cli_response_free(&r);
-	if (rc < 0)
+	if (rc < 0) {
 		fprintf(stderr, "atelier: %s: %s\n", path, why);
-	return rc < 0 ? -1 : 0;
+		return -1;
+	}
+	if (img->width > SHEET_MAX_SIDE || img->height > SHEET_MAX_SIDE) {
+		fprintf(stderr, "atelier: %s: %dx%d is larger than a sample can be\n", path, img->width, img->height);
+		image_raw_free(img);
+		return -1;
+	}
+	return 0;
 }
 
 static void draw(struct sheet *s, int x0, int y0, const struct image_raw *img)
@@ -64,6 +101,15 @@ static int find(const char **list, int n, const char *s)
 	return -1;
 }
 
+/* The sample's style index, or -1 when absent or beyond what a sheet draws
+ * (checked before narrowing: 2^32 must not come back as style 0). */
+static int style_of(json_t *sample)
+{
+	json_t *v = json_object_get(sample, "style");
+	json_int_t k = json_integer_value(v);
+	return json_is_integer(v) && k >= 0 && k < SHEET_MAX_STYLES ? (int)k : -1;
+}
+
 static int write_sheet(struct cli *c, json_t *samples, const char *file)
 {
 	const char *rows[SHEET_MAX_ROWS];
@@ -73,8 +119,8 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 	json_array_foreach(samples, i, s)
 	{
 		const char *sk = json_string_value(json_object_get(s, "sketch"));
-		int k = (int)json_integer_value(json_object_get(s, "style"));
-		if (!sk || k < 0 || k >= SHEET_MAX_STYLES)
+		int k = style_of(s);
+		if (!sk || !is_sha256(sk) || k < 0)
 			continue;
 		if (find(rows, nrows, sk) < 0 && nrows < SHEET_MAX_ROWS)
 			rows[nrows++] = sk;
@@ -92,8 +138,10 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 	int cols = 1 + nstyles * (has_champion ? 2 : 1);
 	sh.w = cols * SHEET_CELL + (has_champion ? SHEET_GAP : 0);
 	sh.h = nrows * SHEET_CELL;
-	if (!(sh.pix = malloc((size_t)sh.w * sh.h * 3)))
+	if (!(sh.pix = malloc((size_t)sh.w * sh.h * 3))) {
+		fprintf(stderr, "atelier: out of memory for a %dx%d sheet\n", sh.w, sh.h);
 		return 1;
+	}
 	memset(sh.pix, 255, (size_t)sh.w * sh.h * 3);
 	struct image_raw img = {0};
 	for (int r = 0; r < nrows; r++) {
@@ -107,8 +155,8 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 		const char *sk = json_string_value(json_object_get(s, "sketch"));
 		const char *o = json_string_value(json_object_get(s, "output"));
 		const char *role = json_string_value(json_object_get(s, "role"));
-		int k = (int)json_integer_value(json_object_get(s, "style")), r = sk ? find(rows, nrows, sk) : -1;
-		if (r < 0 || !o || k < 0 || k >= nstyles)
+		int k = style_of(s), r = sk ? find(rows, nrows, sk) : -1;
+		if (r < 0 || !o || !is_sha256(o) || k < 0 || k >= nstyles)
 			continue;
 		int champ = role && !strcmp(role, "champion");
 		int x = (1 + k + (champ ? nstyles : 0)) * SHEET_CELL + (champ ? SHEET_GAP : 0);
@@ -120,16 +168,20 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 	uint8_t *png = NULL;
 	size_t len = 0;
 	FILE *f = NULL;
-	if (image_encode_png(sh.pix, sh.w, sh.h, 3, 6, &png, &len) < 0 || !(f = fopen(file, "wb")) ||
-	    fwrite(png, 1, len, f) != len) {
+	int wrote = image_encode_png(sh.pix, sh.w, sh.h, 3, 6, &png, &len) == 0 && (f = fopen(file, "wb")) &&
+		    fwrite(png, 1, len, f) == len;
+	/* a full disk may only show at fclose; a half-written sheet is removed */
+	if (f && fclose(f) != 0)
+		wrote = 0;
+	if (!wrote) {
 		fprintf(stderr, "atelier: cannot write %s\n", file);
+		if (f)
+			remove(file);
 	} else {
 		printf("%s: %d sketches x %d styles%s\n", file, nrows, nstyles,
 		       has_champion ? ", candidate then champion" : "");
 		rc = 0;
 	}
-	if (f && fclose(f) != 0)
-		rc = 1;
 	free(png);
 out:
 	image_raw_free(&img);
@@ -147,7 +199,9 @@ int cmd_samples(struct cli *c, int argc, char **argv)
 			argc -= 2;
 			break;
 		}
-	if (argc != 2) {
+	/* a trailing --sheet without a file, or any other option, is a usage
+	 * error, not a version called "--sheet" */
+	if (argc != 2 || !is_plain(argv[0]) || !is_plain(argv[1]) || (sheet && !*sheet)) {
 		fprintf(stderr, "usage: atelier samples MODEL VERSION [--sheet FILE]\n");
 		return 2;
 	}
@@ -179,10 +233,11 @@ int cmd_samples(struct cli *c, int argc, char **argv)
 		{
 			const char *role = json_string_value(json_object_get(s, "role"));
 			const char *slice = json_string_value(json_object_get(s, "slice"));
+			const char *sk = json_string_value(json_object_get(s, "sketch"));
+			const char *o = json_string_value(json_object_get(s, "output"));
 			printf("%-10s %-6lld %-14.12s %-14.12s %s\n", role ? role : "candidate",
-			       (long long)json_integer_value(json_object_get(s, "style")),
-			       json_string_value(json_object_get(s, "sketch")),
-			       json_string_value(json_object_get(s, "output")), slice ? slice : "");
+			       (long long)json_integer_value(json_object_get(s, "style")), sk ? sk : "-", o ? o : "-",
+			       slice ? slice : "");
 		}
 	}
 	json_decref(out);

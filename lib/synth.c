@@ -203,6 +203,19 @@ static void mask_touch(struct mask *k, int x0, int y0, int x1, int y1)
 	k->y1 = y1 > k->y1 ? y1 : k->y1;
 }
 
+/* Clips a box to the mask and marks it touched; -1 when nothing is left. */
+static int mask_clip(struct mask *k, int *x0, int *y0, int *x1, int *y1)
+{
+	*x0 = *x0 < 0 ? 0 : *x0;
+	*y0 = *y0 < 0 ? 0 : *y0;
+	*x1 = *x1 >= k->n ? k->n - 1 : *x1;
+	*y1 = *y1 >= k->n ? k->n - 1 : *y1;
+	if (*x0 > *x1 || *y0 > *y1)
+		return -1;
+	mask_touch(k, *x0, *y0, *x1, *y1);
+	return 0;
+}
+
 static void mask_clear(struct mask *k)
 {
 	for (int y = k->y0; y <= k->y1; y++)
@@ -218,13 +231,8 @@ static void mask_capsule(struct mask *k, double ax, double ay, double wa, double
 	double hw = (wa > wb ? wa : wb) * 0.5 + 1.0;
 	int x0 = (int)floor((ax < bx ? ax : bx) - hw), x1 = (int)ceil((ax > bx ? ax : bx) + hw);
 	int y0 = (int)floor((ay < by ? ay : by) - hw), y1 = (int)ceil((ay > by ? ay : by) + hw);
-	x0 = x0 < 0 ? 0 : x0;
-	y0 = y0 < 0 ? 0 : y0;
-	x1 = x1 >= k->n ? k->n - 1 : x1;
-	y1 = y1 >= k->n ? k->n - 1 : y1;
-	if (x0 > x1 || y0 > y1)
+	if (mask_clip(k, &x0, &y0, &x1, &y1) < 0)
 		return;
-	mask_touch(k, x0, y0, x1, y1);
 	double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
 	for (int y = y0; y <= y1; y++) {
 		float *row = k->m + (size_t)y * k->n;
@@ -280,13 +288,8 @@ static void mask_poly(struct mask *k, const float *px, const float *py, int np)
 		maxy = py[i] > maxy ? py[i] : maxy;
 	}
 	int x0 = (int)floor(minx), x1 = (int)ceil(maxx), y0 = (int)floor(miny), y1 = (int)ceil(maxy);
-	x0 = x0 < 0 ? 0 : x0;
-	y0 = y0 < 0 ? 0 : y0;
-	x1 = x1 >= k->n ? k->n - 1 : x1;
-	y1 = y1 >= k->n ? k->n - 1 : y1;
-	if (x0 > x1 || y0 > y1)
+	if (mask_clip(k, &x0, &y0, &x1, &y1) < 0)
 		return;
-	mask_touch(k, x0, y0, x1, y1);
 	double xs[MAX_CROSS];
 	for (int y = y0; y <= y1; y++) {
 		for (int s = 0; s < SUBROWS; s++) {

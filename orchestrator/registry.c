@@ -291,15 +291,24 @@ static void get_versions(http_req_t *req)
 			   &p, "no such model");
 }
 
-static void get_version(http_req_t *req)
+/* $1 = the model's name, $2 = the version from the path; -1 when the version
+ * is not a positive number (the 400 is sent). */
+static int version_params(http_req_t *req, struct db_params *p)
 {
 	const char *v = http_req_param(req, "version");
 	if (!api_positive_id(req, v, "version"))
-		return;
+		return -1;
+	db_params_init(p);
+	db_param_text(p, http_req_param(req, "name"));
+	db_param_text(p, v);
+	return 0;
+}
+
+static void get_version(http_req_t *req)
+{
 	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, http_req_param(req, "name"));
-	db_param_text(&p, v);
+	if (version_params(req, &p) < 0)
+		return;
 	api_reply_sql_json(
 		req,
 		"WITH RECURSIVE chain AS (SELECT id, parent_version_id, version, 0 AS depth FROM model_versions "
@@ -319,13 +328,9 @@ static void get_version(http_req_t *req)
 /* The gallery evaluate stored with a version (written before its gate decided). */
 static void get_samples(http_req_t *req)
 {
-	const char *v = http_req_param(req, "version");
-	if (!api_positive_id(req, v, "version"))
-		return;
 	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, http_req_param(req, "name"));
-	db_param_text(&p, v);
+	if (version_params(req, &p) < 0)
+		return;
 	api_reply_sql_json(req,
 			   "SELECT json_build_object('model', v.model, 'version', v.version, 'samples', "
 			   "coalesce(v.metrics->'samples', '[]'), 'evaluation', v.metrics->'evaluation')::text "

@@ -10,6 +10,7 @@ import os
 import signal
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -493,6 +494,21 @@ def test_gallery_slices_and_artifacts(env):
         a = env.d.api.get("/v1/artifacts/" + s["output"])
         assert a.status == 200 and a.headers["content-type"] == "image/png"
         images.png_size(a.body)
+    # `atelier samples --sheet`: a row per sketch, 4 candidate then 4 champion cells of 128 px and a 16 px gap
+    cli_env = dict(os.environ, ATELIER_URL=env.d.url, ATELIER_TOKEN=env.d.api.token)
+    fd, sheet = tempfile.mkstemp(suffix=".png")
+    os.close(fd)
+    out = subprocess.run([os.path.join(BIN, "atelier"), "samples", "tiny-g", str(v2), "--sheet", sheet], env=cli_env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    with open(sheet, "rb") as f:
+        w, h = images.png_size(f.read())
+    os.unlink(sheet)
+    rows = len({s["sketch"] for s in cand})
+    assert (w, h) == ((1 + 4 * 2) * 128 + 16, rows * 128), (w, h, rows)
+    bad = subprocess.run([os.path.join(BIN, "atelier"), "samples", "tiny-g", str(v2), "--sheet"], env=cli_env,
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "usage" in bad.stderr, bad
 
 
 def jobs_version(env, vid):

@@ -102,22 +102,34 @@ static int read_newest(PGconn *c, const char *split, long long max_items, struct
 	"EXISTS (SELECT 1 FROM dataset_members m JOIN datasets d ON d.id = m.dataset_id"                  \
 	" WHERE m.image_id = i.id AND d.pipeline = $2)"
 
+/*
+ * Accepted training images of domain d that some dataset of the pipeline
+ * held (seen: replay candidates, a stable order by content hash) or that none
+ * held (new: the newest first), at most limit of them.
+ */
+static int append_by_seen(PGconn *c, const char *pipeline, int d, int seen, long long limit, struct frozen *f,
+			  int *added, char *why, size_t whylen)
+{
+	static const char *const sql[2] = {
+		"SELECT i.id, encode(i.sha256, 'hex') FROM images i WHERE i.status = 'accepted'"
+		" AND i.domain = $1 AND i.split = 'train' AND NOT " SEEN_BY_PIPELINE " ORDER BY i.id DESC LIMIT $3",
+		"SELECT i.id, encode(i.sha256, 'hex') FROM images i WHERE i.status = 'accepted'"
+		" AND i.domain = $1 AND i.split = 'train' AND " SEEN_BY_PIPELINE " ORDER BY i.sha256 LIMIT $3",
+	};
+	char lim[32];
+	snprintf(lim, sizeof lim, "%lld", limit);
+	const char *v[3] = {domains[d], pipeline, lim};
+	return append_rows(c, sql[seen ? 1 : 0], 3, v, d, f, added, why, whylen);
+}
+
 /* replay > 0 with an earlier dataset: new images plus a replayed share. */
 static int read_replay(PGconn *c, const char *pipeline, const char *prev_id, double replay, long long min_n[2],
 		       long long max_items, struct frozen *f, int n_new[2], int n_replayed[2], char *why, size_t whylen)
 {
-	char lim[32];
-	snprintf(lim, sizeof lim, "%lld", max_items);
 	int rc;
-	for (int d = 0; d < 2; d++) {
-		const char *v[3] = {domains[d], pipeline, lim};
-		if ((rc = append_rows(c,
-				      "SELECT i.id, encode(i.sha256, 'hex') FROM images i WHERE i.status = 'accepted'"
-				      " AND i.domain = $1 AND i.split = 'train' AND NOT " SEEN_BY_PIPELINE
-				      " ORDER BY i.id DESC LIMIT $3",
-				      3, v, d, f, &n_new[d], why, whylen)) < 0)
+	for (int d = 0; d < 2; d++)
+		if ((rc = append_by_seen(c, pipeline, d, 0, max_items, f, &n_new[d], why, whylen)) < 0)
 			return rc;
-	}
 	if (n_new[0] + n_new[1] == 0) {
 		/* Nothing new: the newest dataset again, less what was withdrawn since. */
 		for (int d = 0; d < 2; d++) {
@@ -131,17 +143,10 @@ static int read_replay(PGconn *c, const char *pipeline, const char *prev_id, dou
 		}
 		return 0;
 	}
-	for (int d = 0; d < 2; d++) {
-		char k[32];
-		snprintf(k, sizeof k, "%lld", dataset_replay_count(n_new[d], replay, min_n[d], max_items));
-		const char *v[3] = {domains[d], pipeline, k};
-		if ((rc = append_rows(c,
-				      "SELECT i.id, encode(i.sha256, 'hex') FROM images i WHERE i.status = 'accepted'"
-				      " AND i.domain = $1 AND i.split = 'train' AND " SEEN_BY_PIPELINE
-				      " ORDER BY i.sha256 LIMIT $3",
-				      3, v, d, f, &n_replayed[d], why, whylen)) < 0)
+	for (int d = 0; d < 2; d++)
+		if ((rc = append_by_seen(c, pipeline, d, 1, dataset_replay_count(n_new[d], replay, min_n[d], max_items), f,
+					 &n_replayed[d], why, whylen)) < 0)
 			return rc;
-	}
 	return 0;
 }
 

@@ -11,6 +11,7 @@ their intervals, per-slice scores, the gate verdict, and a sample sheet.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +35,9 @@ def call(method, path, body=None, ctype="application/json"):
             return json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         raise SystemExit(f"{method} {path}: {e.code} {e.read()[:400]!r}")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        # the daemon gone, a timeout or a body that is not JSON: one line, not a traceback
+        raise SystemExit(f"{method} {path}: {e}")
 
 
 def value(m):
@@ -105,8 +109,12 @@ def main():
     cli = os.path.join(a.build, "bin", "atelier")
     env = dict(os.environ)
     with open(a.pipeline, "rb") as f:
-        call("POST", "/v1/pipelines", f.read(), "application/yaml")
-    pipeline = "sketch2paint"
+        yaml = f.read()
+    applied = call("POST", "/v1/pipelines", yaml, "application/yaml")
+    # the names the YAML gives: runs go by the pipeline, versions by the model
+    pipeline = (applied or {}).get("pipeline") or "sketch2paint"
+    m = re.search(rb"^model:\s*([a-z0-9_-]+)", yaml, re.M)
+    model = m.group(1).decode() if m else pipeline
     targets_met = True
     for cycle, n in enumerate(int(x) for x in a.growth.split()):
         cycle += 1
@@ -128,7 +136,7 @@ def main():
                 extra += f" cached_from={json.dumps(res['cached_from'])}"
             started, finished = j.get("started_at"), j.get("finished_at")
             print(f"  {j.get('stage')}: {j.get('state')}{extra} {started or ''} -> {finished or ''}")
-        versions = call("GET", f"/v1/models/{pipeline}/versions")
+        versions = call("GET", f"/v1/models/{model}/versions")
         versions = versions.get("versions", versions) if isinstance(versions, dict) else versions
         mine = [v for v in versions if v.get("run") == run_id or v.get("run_id") == run_id]
         if not mine:
@@ -147,24 +155,30 @@ def main():
             print(f"    {name:14s} candidate {fmt(cand[name]):36s} champion {fmt(champ.get(name)):36s}{mark}")
             if name in ("kid", "content") and b is False:
                 targets_met = False
+        # after the first cycle there is a champion to beat: no comparison is no evidence
+        if cycle > 1 and any(better(k, cand.get(k), champ.get(k)) is None for k in ("kid", "content")):
+            print("    kid/content: no comparison with the champion")
+            targets_met = False
         slices = (verdict.get("candidate") or {}).get("slices") or {}
         cslices = (verdict.get("champion") or {}).get("slices") or {}
         for s in sorted(slices):
-            if not slices[s].get("n"):
+            if not isinstance(slices[s], dict) or not slices[s].get("n"):
                 continue
-            cm, hm = metrics_of(slices[s]), metrics_of(cslices.get(s))
+            cm, hm = metrics_of(slices[s]), metrics_of(cslices.get(s) if isinstance(cslices, dict) else None)
             print(f"    slice {s} ({slices[s]['n']} sketches):")
             for name in sorted(cm):
                 print(f"      {name:12s} candidate {fmt(cm[name]):36s} champion {fmt(hm.get(name))}")
         for r in verdict.get("reasons", []):
             print(f"    gate: {r}")
         sheet = os.path.join(a.out, f"cycle{cycle}_v{v.get('version')}.png")
-        p = subprocess.run([cli, "samples", pipeline, str(v.get("version")), "--sheet", sheet], env=env,
+        p = subprocess.run([cli, "samples", model, str(v.get("version")), "--sheet", sheet], env=env,
                            capture_output=True, text=True)
         print(f"  sheet: {sheet}" if p.returncode == 0 else f"  sheet: failed: {p.stderr.strip()[:200]}")
         if cycle == 1 and wall > 15 * 60:
+            print(f"  first cycle took {wall / 60:.1f} min, over 15")
             targets_met = False
     print("targets: " + ("met" if targets_met else "NOT met"))
+    return 0 if targets_met else 1
 
 
 if __name__ == "__main__":

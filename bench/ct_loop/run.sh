@@ -8,7 +8,8 @@
 # champion, per-slice results and the gate verdict, and writes a sample sheet
 # per version (sketches x styles) into CT_LOOP_OUT (default var/bench/ct_loop).
 # Targets (issue 11): each cycle's candidate beats the previous champion on
-# kid and content; the first cycle takes at most 15 minutes.
+# kid and content; the first cycle takes at most 15 minutes. Exits 1 when a
+# target is missed (the figures are printed either way).
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
