@@ -253,7 +253,7 @@ static int score(am_model *m, struct scores *out, am_status_t *st)
 	if (rc == 0)
 		rc = am_kid(gen, N_OUT, R.hpa, N_REAL, SIZE, SIZE, &out->kid, st);
 	if (rc == 0)
-		rc = eval_realism_acc(gen, N_OUT, R.hpa, N_REAL, SIZE, SIZE, &out->realism_acc);
+		rc = eval_realism_acc(gen, N_OUT, N_STYLES, R.hpa, N_REAL, SIZE, SIZE, &out->realism_acc);
 	if (rc == 0 && out >= R.s && out < R.s + N_MODELS)
 		sheet_row((int)(out - R.s), gen);
 	if (rc == 0) {
@@ -485,14 +485,22 @@ TEST(content_f1_agrees_with_content)
 		ASSERT_OP_DBL(R.s[i].content_f1, >, 0.5);
 }
 
-/* realism_acc (1-NN on 32x32 thumbnails) is 0.97..1 for every model here:
- * it cannot rank them. The untrained model scores 1 on every seed. */
-TEST(realism_acc_does_not_rank)
+/* realism_acc (1-NN on 32x32 thumbnails, leave one sketch out) is 0.97..1
+ * for every model at 400 steps: their outputs all lie apart from the
+ * paintings, so it cannot rank them (docs/training.md). What it must still
+ * give is a proper interval around a proper accuracy. */
+TEST(realism_acc_has_its_interval)
 {
 	ensure_scored();
-	ASSERT_OP_DBL(T->realism_acc.value, <=, U->realism_acc.value);
+	for (int i = 0; i < N_MODELS; i++) {
+		const am_interval *r = &R.s[i].realism_acc;
+		ASSERT_OP_DBL(r->value, >=, 0.0);
+		ASSERT_OP_DBL(r->value, <=, 1.0);
+		ASSERT_OP_DBL(r->lo, <=, r->value);
+		ASSERT_OP_DBL(r->hi, >=, r->value);
+	}
 }
 
 RUN_TESTS(trains_and_scores_three_models, recon_l1_ranks_trained_first, diversity_ranks_trained_above_short,
 	  kid_never_ranks_trained_last, content_every_model_keeps_the_drawing, content_f1_agrees_with_content,
-	  realism_acc_does_not_rank)
+	  realism_acc_has_its_interval)
