@@ -93,10 +93,10 @@ def test_draw_a_house_and_paint_it(system, tmp_path):  # noqa: F811
     assert fig["drawn_pixels"] > 2000, fig
     # the crop is the house's square, not the whole canvas
     assert 200 < fig["crop"][2] < 400, fig
-    # the painting's edges are nearer the drawing than the shifted drawing's
+    # the painting's edges follow the drawing: nearer to it than to the same
+    # drawing shifted or turned upside down. (Whether the model paints the
+    # lines darker or lighter than their surroundings depends on what it
+    # learnt: line_contrast is printed, not asserted; with the synthetic world
+    # of atelier synth it came out -1.9 to +20 across data changes.)
     assert fig["chamfer"] < 0.8 * fig["chamfer_shifted"], fig
-    # and it is darker along the drawn lines than around them, far more than
-    # along the flipped or shifted drawing (measured 20 vs 1 and 5; see
-    # draw_house.mjs for why the flip is judged on this figure)
-    assert fig["line_contrast"] > 8, fig
-    assert fig["line_contrast"] > 2 * max(fig["line_contrast_flipped"], fig["line_contrast_shifted"]), fig
+    assert fig["chamfer"] < 0.8 * fig["chamfer_flipped"], fig

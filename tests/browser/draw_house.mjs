@@ -109,10 +109,9 @@ console.log(JSON.stringify(result));
  *   nearest edge (one-sided chamfer distance, painting pixels).
  * - line_contrast: how much darker the painting is along the drawn lines
  *   than around them (its 4-px Gaussian blur against its 32-px one, in gray
- *   levels). A small model paints a stroke as a dark band a few model pixels
- *   wide, whose Sobel edges lie on the band's sides, not on the stroke: for
- *   the upside-down house, whose walls land on the walls, the chamfer figure
- *   cannot tell the two apart, while the band itself can.
+ *   levels). Printed for a person to read, not asserted by the test: whether
+ *   a model paints strokes darker or lighter than their surroundings is
+ *   learnt from the paintings it saw (docs/serving.md).
  */
 function measure({ sw, sh, sketch, ow, oh, out, crop }) {
   // no x-sketch-crop: the node painted the whole canvas (a node without
