@@ -215,20 +215,39 @@ static inline double px_at(const uint8_t *src, int w, int h, int x, int y)
  * (n > side: enlarging, so no antialiasing is needed). Fractional so that a
  * small input's crop is not rounded to its coarse pixels.
  */
-static void sample_up(const uint8_t *src, int w, int h, double cx, double cy, double side, uint8_t *dst, int n)
+static int sample_up(const uint8_t *src, int w, int h, double cx, double cy, double side, uint8_t *dst, int n)
 {
+	/* Column positions and weights once per grid, not once per pixel: this
+	 * loop was most of ingest's cost. The arithmetic is the same as per
+	 * pixel, so the bytes are too. */
+	int *xs = malloc((size_t)n * sizeof *xs);
+	double *fxs = malloc((size_t)n * sizeof *fxs);
+	if (!xs || !fxs) {
+		free(xs);
+		free(fxs);
+		return AT_ENOMEM;
+	}
 	double step = side / n;
+	for (int i = 0; i < n; i++) {
+		double sx = cx + (i + 0.5) * step - 0.5, fx0 = floor(sx);
+		xs[i] = (int)fx0;
+		fxs[i] = sx - fx0;
+	}
 	for (int j = 0; j < n; j++) {
 		double sy = cy + (j + 0.5) * step - 0.5, fy0 = floor(sy), fy = sy - fy0;
 		int y0 = (int)fy0;
 		for (int i = 0; i < n; i++) {
-			double sx = cx + (i + 0.5) * step - 0.5, fx0 = floor(sx), fx = sx - fx0;
-			int x0 = (int)fx0;
+			int x0 = xs[i];
+			double fx = fxs[i];
 			double top = px_at(src, w, h, x0, y0) * (1 - fx) + px_at(src, w, h, x0 + 1, y0) * fx;
 			double bot = px_at(src, w, h, x0, y0 + 1) * (1 - fx) + px_at(src, w, h, x0 + 1, y0 + 1) * fx;
-			dst[(size_t)j * n + i] = (uint8_t)lround(top * (1 - fy) + bot * fy);
+			/* in [0, 255]: + 0.5 and truncation round as lround does */
+			dst[(size_t)j * n + i] = (uint8_t)(top * (1 - fy) + bot * fy + 0.5);
 		}
 	}
+	free(xs);
+	free(fxs);
+	return 0;
 }
 
 /*
@@ -250,7 +269,8 @@ static int make_grid(struct work *wk, const uint8_t *gray, int w, int h, double 
 		     double *ocx, double *ocy, double *oside)
 {
 	if (grid_k(wk, side) == 0) {
-		sample_up(gray, w, h, cx, cy, side, wk->grid, wk->wmin);
+		if (sample_up(gray, w, h, cx, cy, side, wk->grid, wk->wmin) < 0)
+			return AT_ENOMEM;
 		*ocx = cx;
 		*ocy = cy;
 		*oside = side;
@@ -375,7 +395,10 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 	double side = ceil(longer * (1.0 + 2.0 * opts->margin)), gx, gy, gs;
 	side = side < MIN_CROP ? MIN_CROP : side;
 	double cx = floor(x0 + bw / 2.0 - side / 2.0), cy = floor(y0 + bh / 2.0 - side / 2.0);
-	n = make_grid(&wk, gray, w, h, cx, cy, side, &gx, &gy, &gs);
+	if ((n = make_grid(&wk, gray, w, h, cx, cy, side, &gx, &gy, &gs)) < 0) {
+		rc = n;
+		goto out;
+	}
 	distances_in(&wk, n);
 	int k1 = grid_k(&wk, side), n1 = n;
 	double gx1 = gx, gy1 = gy;
@@ -426,7 +449,10 @@ int sketchnorm_apply(const uint8_t *gray, int w, int h, int size, const struct s
 		gy = gy1 + oy;
 		gs = is2;
 	} else {
-		n = make_grid(&wk, gray, w, h, cx, cy, side, &gx, &gy, &gs);
+		if ((n = make_grid(&wk, gray, w, h, cx, cy, side, &gx, &gy, &gs)) < 0) {
+			rc = n;
+			goto out;
+		}
 		distances_in(&wk, n);
 		distances_out(&wk, n);
 	}
