@@ -150,39 +150,6 @@ static int read_replay(PGconn *c, const char *pipeline, const char *prev_id, dou
 	return 0;
 }
 
-/* replay 0: how many of the members no dataset of the pipeline held yet. */
-static int count_new(PGconn *c, const char *pipeline, const struct frozen *f, int n_new[2], char *why, size_t whylen)
-{
-	n_new[0] = f->count[0];
-	n_new[1] = f->count[1];
-	if (!pipeline)
-		return 0;
-	struct at_buf b;
-	at_buf_init(&b, (size_t)1 << 30);
-	int rc = at_buf_addstr(&b, "{");
-	for (size_t i = 0; rc == 0 && i < f->n; i++)
-		rc = at_buf_printf(&b, "%s%lld", i ? "," : "", (long long)f->e[i].id);
-	if (rc == 0)
-		rc = at_buf_addstr(&b, "}");
-	char *ids = rc == 0 ? at_buf_steal(&b, NULL) : NULL;
-	at_buf_free(&b);
-	if (!ids)
-		return AT_ENOMEM;
-	const char *v[2] = {ids, pipeline};
-	PGresult *r;
-	rc = db_exec(c,
-		     "SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
-		     " FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
-		     2, v, 0, &r, why, whylen);
-	free(ids);
-	if (rc < 0)
-		return rc;
-	n_new[0] = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	n_new[1] = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10);
-	PQclear(r);
-	return 0;
-}
-
 /* "{1,2,3}" for a bigint[] parameter. */
 static char *id_array(const struct frozen *f)
 {
@@ -198,6 +165,31 @@ static char *id_array(const struct frozen *f)
 		return NULL;
 	}
 	return at_buf_steal(&b, NULL);
+}
+
+/* replay 0: how many of the members no dataset of the pipeline held yet. */
+static int count_new(PGconn *c, const char *pipeline, const struct frozen *f, int n_new[2], char *why, size_t whylen)
+{
+	n_new[0] = f->count[0];
+	n_new[1] = f->count[1];
+	if (!pipeline)
+		return 0;
+	char *ids = id_array(f);
+	if (!ids)
+		return AT_ENOMEM;
+	const char *v[2] = {ids, pipeline};
+	PGresult *r;
+	int rc = db_exec(c,
+		     "SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
+		     " FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
+		     2, v, 0, &r, why, whylen);
+	free(ids);
+	if (rc < 0)
+		return rc;
+	n_new[0] = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	n_new[1] = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10);
+	PQclear(r);
+	return 0;
 }
 
 #define DATASET_COLUMNS "id, manifest_sha256, sketches, paintings, params::text"
