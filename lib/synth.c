@@ -26,6 +26,7 @@
  * The random stream is splitmix64. Nothing here is global or mutable:
  * thread-safe by construction.
  */
+#include "splitmix.h"
 #include "synth.h"
 
 #include <math.h>
@@ -38,16 +39,9 @@ struct rng {
 	uint64_t s;
 };
 
-static uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static uint64_t rng_next(struct rng *r)
 {
-	return mix64(r->s += 0x9e3779b97f4a7c15ull);
+	return splitmix64_next(&r->s);
 }
 
 static double rng_unit(struct rng *r)
@@ -77,7 +71,7 @@ enum { DOMAIN_SKETCH = 0, DOMAIN_PAINTING = 1 };
 
 static uint64_t stream_of(uint64_t seed, int domain)
 {
-	return (mix64(seed + 0x632be59bd9b4e019ull) & ~1ull) | (uint64_t)domain;
+	return (splitmix64_mix(seed + 0x632be59bd9b4e019ull) & ~1ull) | (uint64_t)domain;
 }
 
 /* A stateless hash of lattice coordinates, for value noise. */
@@ -1532,7 +1526,7 @@ static int render_painting(struct rng *r, int cls, int family, int n, uint8_t *r
 	/* finish: canvas grain; posters flatten to few levels; oil yellows */
 	uint64_t gs = rng_next(r);
 	for (size_t i = 0; i < (size_t)n * n; i++) {
-		double g = pt.st->grain * ((double)(mix64(gs + i) >> 11) * 0x1.0p-52 - 1.0);
+		double g = pt.st->grain * ((double)(splitmix64_mix(gs + i) >> 11) * 0x1.0p-52 - 1.0);
 		float *p = pt.c.px + i * 3;
 		for (int c = 0; c < 3; c++) {
 			double v = p[c] + g;

@@ -26,6 +26,7 @@
 
 #include "munit.hpp"
 #include "err.h"
+#include "splitmix.h"
 
 /* ---- edge F1 ---- */
 
@@ -356,14 +357,6 @@ static int realism_args(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_r
 #define KID_BOOTSTRAPS 200
 #define KID_SEED 0x4b49442d626f6f74ull
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /*
  * Unbiased MMD^2 of sets drawn with multiplicities cx (of X) and cy (of Y):
  * pairs of distinct draws of the same element are left out of the within-set
@@ -427,9 +420,9 @@ extern "C" int am_kid(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb
 			std::fill(cx.begin(), cx.end(), 0);
 			std::fill(cy.begin(), cy.end(), 0);
 			for (int i = 0; i < n_gen; i++)
-				cx[splitmix64(&s) % (uint64_t)n_gen]++;
+				cx[splitmix64_next(&s) % (uint64_t)n_gen]++;
 			for (int j = 0; j < n_real; j++)
-				cy[splitmix64(&s) % (uint64_t)n_real]++;
+				cy[splitmix64_next(&s) % (uint64_t)n_real]++;
 			double v = mmd_weighted(kxx, kyy, kxy, cx, cy);
 			if (std::isfinite(v))
 				boots.push_back(v);

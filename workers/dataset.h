@@ -96,16 +96,6 @@ void shard_painting_float(const struct shard *s, int i, float *dst);
 /* Painting i back to interleaved RGB (S*S*3), for the evaluation scores. */
 void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb);
 
-/* ---- small deterministic randomness (splitmix64) ---- */
-
-static inline uint64_t dataset_mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
 /* ---- stage params (payload.params, defaults when absent) ---- */
 
 json_t *dataset_params(json_t *payload); /* payload.params or an empty object; borrowed */

@@ -15,6 +15,7 @@
 #include "image.h"
 #include "metric.h"
 #include "slice.h"
+#include "splitmix.h"
 
 /* Directions come from lib/metric.h, the one list. */
 int gate_direction(const char *metric) { return metric_direction(metric); }
@@ -168,14 +169,6 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 #define ACC_BOOTSTRAPS 200
 #define ACC_SEED 0x316e6e2d633273ull
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -241,12 +234,12 @@ int eval_realism_acc(const uint8_t *gen, int n_gen, int group, const uint8_t *re
 	for (int b = 0; b < ACC_BOOTSTRAPS; b++) {
 		int hg = 0, hr = 0;
 		for (int i = 0; i < n_groups; i++) {
-			int g = (int)(splitmix64(&s) % (uint64_t)n_groups);
+			int g = (int)(splitmix64_next(&s) % (uint64_t)n_groups);
 			for (int k = 0; k < group; k++)
 				hg += right[g * group + k];
 		}
 		for (int i = 0; i < n_real; i++)
-			hr += right[n_gen + splitmix64(&s) % (uint64_t)n_real];
+			hr += right[n_gen + splitmix64_next(&s) % (uint64_t)n_real];
 		boots[b] = 0.5 * ((double)hg / n_gen + (double)hr / n_real);
 	}
 	qsort(boots, ACC_BOOTSTRAPS, sizeof *boots, cmp_double);

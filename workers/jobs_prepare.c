@@ -39,6 +39,7 @@
 #include "log.h"
 #include "sketchify.h"
 #include "sketchnorm.h"
+#include "splitmix.h"
 
 /* sketchify's hysteresis thresholds are gray levels per pixel of gradient;
  * the YAML's canny_low/high are fractions of this full scale. */
@@ -73,16 +74,16 @@ static double luma_span(const uint8_t *rgb, size_t npix)
 static int augment(struct prep *p, const uint8_t *src, int ch, int64_t id, uint8_t *dst)
 {
 	int S = p->size;
-	uint64_t r = dataset_mix64((uint64_t)id * 0x2545f4914f6cdd1dULL + 7);
+	uint64_t r = splitmix64_at((uint64_t)id * 0x2545f4914f6cdd1dULL + 7);
 	const uint8_t *cur = src;
 	if (p->jitter > 0) {
 		double u = (double)(r & 0xffff) / 65536.0;
 		int c = S - (int)floor(p->jitter * S * u);
 		if (c < S / 2)
 			c = S / 2;
-		r = dataset_mix64(r);
+		r = splitmix64_at(r);
 		int x0 = c < S ? (int)(r % (uint64_t)(S - c + 1)) : 0;
-		r = dataset_mix64(r);
+		r = splitmix64_at(r);
 		int y0 = c < S ? (int)(r % (uint64_t)(S - c + 1)) : 0;
 		for (int y = 0; y < c; y++)
 			memcpy(p->crop + (size_t)y * c * ch, src + ((size_t)(y0 + y) * S + x0) * ch, (size_t)c * ch);

@@ -34,6 +34,7 @@
 #include "dataset.h"
 #include "job.h"
 #include "log.h"
+#include "splitmix.h"
 
 struct train {
 	struct job_ctx *ctx;
@@ -394,10 +395,10 @@ int job_train(struct job_ctx *ctx)
 			rc = AT_ECANCELLED;
 			goto out;
 		}
-		uint64_t r = dataset_mix64(((uint64_t)seed << 32) ^ (step + 1));
+		uint64_t r = splitmix64_at(((uint64_t)seed << 32) ^ (step + 1));
 		for (long long b = 0; b < batch; b++) {
-			int i = (int)(dataset_mix64(r + 2 * (uint64_t)b) % (uint64_t)sh.n_sketches);
-			int j = (int)(dataset_mix64(r + 2 * (uint64_t)b + 1) % (uint64_t)sh.n_paintings);
+			int i = (int)(splitmix64_at(r + 2 * (uint64_t)b) % (uint64_t)sh.n_sketches);
+			int j = (int)(splitmix64_at(r + 2 * (uint64_t)b + 1) % (uint64_t)sh.n_paintings);
 			shard_sketch_float(&sh, i, bs + (size_t)b * ss);
 			shard_painting_float(&sh, j, bp + (size_t)b * 3 * ss);
 		}

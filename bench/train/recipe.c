@@ -28,6 +28,7 @@
 #include "atelier_model.h"
 #include "image.h"
 #include "sketchnorm.h"
+#include "splitmix.h"
 #include "synth.h"
 
 #define SHEET_ROWS 8
@@ -50,14 +51,6 @@ static void die(const char *what, const char *why)
 {
 	fprintf(stderr, "recipe: %s: %s\n", what, why);
 	exit(1);
-}
-
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
 }
 
 /* ---- data: the synthetic world at 2x, then the pipeline's normalisation ---- */
@@ -261,7 +254,7 @@ int main(int argc, char **argv)
 	am_losses l = {0};
 	for (;;) {
 		for (int b = 0; b < batch; b++) {
-			int i = (int)(splitmix(&rng) % (uint64_t)n_train), j = (int)(splitmix(&rng) % (uint64_t)n_train);
+			int i = (int)(splitmix64_next(&rng) % (uint64_t)n_train), j = (int)(splitmix64_next(&rng) % (uint64_t)n_train);
 			to_float(d.sk + i * ss, ss, bs + b * ss);
 			rgb_to_float(d.pa + j * ss * 3, ss, bp + b * 3 * ss);
 		}

@@ -41,6 +41,7 @@
 #include "err.h"
 #include "image.h"
 #include "sketchnorm.h"
+#include "splitmix.h"
 #include "synth.h"
 #include "test.h"
 
@@ -90,14 +91,6 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
 }
 
 static uint64_t env_u64(const char *name, uint64_t def, uint64_t lo, uint64_t hi)
@@ -304,7 +297,7 @@ static void print_figures(void)
 static void next_batch(uint64_t *rng, float *bs, float *bp)
 {
 	size_t ss = (size_t)SIZE * SIZE;
-	int i = (int)(splitmix(rng) % N_TRAIN), j = (int)(splitmix(rng) % N_TRAIN);
+	int i = (int)(splitmix64_next(rng) % N_TRAIN), j = (int)(splitmix64_next(rng) % N_TRAIN);
 	for (size_t p = 0; p < ss; p++)
 		bs[p] = R.sk[i * ss + p] / 127.5f - 1.0f;
 	for (size_t p = 0; p < ss; p++)
