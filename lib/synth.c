@@ -26,6 +26,8 @@
  * The random stream is splitmix64. Nothing here is global or mutable:
  * thread-safe by construction.
  */
+#include "image.h"
+#include "sketchnorm.h"
 #include "splitmix.h"
 #include "synth.h"
 
@@ -1684,4 +1686,31 @@ int synth_photo(uint64_t seed, int size, uint8_t *rgb)
 	quantise(&c, rgb);
 	free(c.px);
 	return 0;
+}
+
+/* ---- as the train stage sees them ---- */
+
+int synth_sketch_as_trained(uint64_t seed, int size, uint8_t *gray)
+{
+	uint8_t *g = malloc((size_t)SYNTH_STORED * SYNTH_STORED), *n = malloc((size_t)SYNTH_STORED * SYNTH_STORED);
+	int rc = g && n ? 0 : AT_ENOMEM;
+	if (rc == 0)
+		rc = synth_sketch(seed, SYNTH_STORED, g, NULL);
+	if (rc == 0)
+		rc = sketchnorm_apply(g, SYNTH_STORED, SYNTH_STORED, SYNTH_STORED, NULL, n, NULL);
+	if (rc == 0)
+		rc = sketchnorm_apply(n, SYNTH_STORED, SYNTH_STORED, size, NULL, gray, NULL);
+	free(g);
+	free(n);
+	return rc;
+}
+
+int synth_painting_as_trained(uint64_t seed, int size, uint8_t *rgb)
+{
+	uint8_t *p = malloc((size_t)SYNTH_STORED * SYNTH_STORED * 3);
+	int rc = p ? synth_painting(seed, SYNTH_STORED, p, NULL) : AT_ENOMEM;
+	if (rc == 0)
+		rc = image_fit(p, SYNTH_STORED, SYNTH_STORED, 3, rgb, size);
+	free(p);
+	return rc;
 }

@@ -77,4 +77,16 @@ const char *synth_family_name(int family);
  * soft shadows, a little sensor noise. rgb: size*size*3 bytes. */
 int synth_photo(uint64_t seed, int size, uint8_t *rgb) AT_MUST_CHECK;
 
+/*
+ * A sketch and a painting as the train stage sees them, for measurements
+ * outside the pipeline (bench/train/recipe, tests/unit/test_ranking): drawn at
+ * SYNTH_STORED px, the sketch normalised there (ingest) and again at size
+ * (prepare, lib/sketchnorm), the painting fitted to size. gray: size*size
+ * bytes, rgb: size*size*3. Errors as synth_sketch / sketchnorm_apply /
+ * image_fit, and AT_ENOMEM.
+ */
+#define SYNTH_STORED 256
+int synth_sketch_as_trained(uint64_t seed, int size, uint8_t *gray) AT_MUST_CHECK;
+int synth_painting_as_trained(uint64_t seed, int size, uint8_t *rgb) AT_MUST_CHECK;
+
 #endif

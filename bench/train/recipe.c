@@ -27,7 +27,6 @@
 
 #include "atelier_model.h"
 #include "image.h"
-#include "sketchnorm.h"
 #include "splitmix.h"
 #include "synth.h"
 
@@ -53,28 +52,18 @@ static void die(const char *what, const char *why)
 	exit(1);
 }
 
-/* ---- data: the synthetic world at 2x, then the pipeline's normalisation ---- */
+/* ---- data: the synthetic world as the train stage sees it (lib/synth) ---- */
 
-/* As ingest then prepare do: the drawing normalised at the stored size (256),
- * then again at the training size. */
 static void make_sketch(uint64_t seed, int size, uint8_t *gray)
 {
-	int big = 256;
-	uint8_t *g = malloc((size_t)big * big), *n = malloc((size_t)big * big);
-	if (!g || !n || synth_sketch(seed, big, g, NULL) < 0 || sketchnorm_apply(g, big, big, big, NULL, n, NULL) < 0 ||
-	    sketchnorm_apply(n, big, big, size, NULL, gray, NULL) < 0)
+	if (synth_sketch_as_trained(seed, size, gray) < 0)
 		die("synth", "sketch");
-	free(g);
-	free(n);
 }
 
 static void make_painting(uint64_t seed, int size, uint8_t *rgb)
 {
-	int big = 256;
-	uint8_t *p = malloc((size_t)big * big * 3);
-	if (!p || synth_painting(seed, big, p, NULL) < 0 || image_fit(p, big, big, 3, rgb, size) < 0)
+	if (synth_painting_as_trained(seed, size, rgb) < 0)
 		die("synth", "painting");
-	free(p);
 }
 
 static void data_make(struct data *d, int size, int n_train, int n_hold, uint64_t seed)

@@ -40,7 +40,6 @@
 #include "../../workers/evaluation.h" /* eval_realism_acc, and the model shim's header */
 #include "err.h"
 #include "image.h"
-#include "sketchnorm.h"
 #include "splitmix.h"
 #include "synth.h"
 #include "test.h"
@@ -48,7 +47,6 @@
 /* The side the model runs at; ATELIER_RANK_SIZE overrides it for measurements. */
 static int rank_size = 64;
 #define SIZE rank_size
-#define STORED 256     /* the size ingest stores a drawing at, normalised */
 #define N_TRAIN 200    /* training sketches and (other) paintings */
 #define N_SKETCH 8     /* holdout sketches scored (evaluate's default `samples`) */
 #define N_STYLES 4     /* seeded styles per sketch (evaluate's default `styles`) */
@@ -110,31 +108,6 @@ static uint64_t env_u64(const char *name, uint64_t def, uint64_t lo, uint64_t hi
 
 /* ---- data: what ingest and prepare would hand the trainer and evaluate ---- */
 
-static int make_sketch(uint64_t seed, uint8_t *gray)
-{
-	uint8_t *g = malloc((size_t)STORED * STORED), *n = malloc((size_t)STORED * STORED);
-	int rc = g && n ? 0 : AT_ENOMEM;
-	if (rc == 0)
-		rc = synth_sketch(seed, STORED, g, NULL);
-	if (rc == 0)
-		rc = sketchnorm_apply(g, STORED, STORED, STORED, NULL, n, NULL);
-	if (rc == 0)
-		rc = sketchnorm_apply(n, STORED, STORED, SIZE, NULL, gray, NULL);
-	free(g);
-	free(n);
-	return rc;
-}
-
-static int make_painting(uint64_t seed, uint8_t *rgb)
-{
-	uint8_t *p = malloc((size_t)STORED * STORED * 3);
-	int rc = p ? synth_painting(seed, STORED, p, NULL) : AT_ENOMEM;
-	if (rc == 0)
-		rc = image_fit(p, STORED, STORED, 3, rgb, SIZE);
-	free(p);
-	return rc;
-}
-
 /* Four seed ranges (as bench/train/recipe.c): sketches and paintings never
  * share an instance (synth's even/odd streams), and the holdout's seeds lie
  * 2,000,000 past the training ones, so the two sets are disjoint. */
@@ -150,14 +123,14 @@ static int make_data(void)
 		return AT_ENOMEM;
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < N_TRAIN; i++) {
-		rc = make_sketch(base + 2 * (uint64_t)i, R.sk + i * ss);
+		rc = synth_sketch_as_trained(base + 2 * (uint64_t)i, SIZE, R.sk + i * ss);
 		if (rc == 0)
-			rc = make_painting(base + 2 * (uint64_t)i + 1, R.pa + i * ss * 3);
+			rc = synth_painting_as_trained(base + 2 * (uint64_t)i + 1, SIZE, R.pa + i * ss * 3);
 	}
 	for (int i = 0; rc == 0 && i < N_SKETCH; i++)
-		rc = make_sketch(base + 2000000 + 2 * (uint64_t)i, R.hsk + i * ss);
+		rc = synth_sketch_as_trained(base + 2000000 + 2 * (uint64_t)i, SIZE, R.hsk + i * ss);
 	for (int i = 0; rc == 0 && i < N_REAL; i++)
-		rc = make_painting(base + 2000001 + 2 * (uint64_t)i, R.hpa + i * ss * 3);
+		rc = synth_painting_as_trained(base + 2000001 + 2 * (uint64_t)i, SIZE, R.hpa + i * ss * 3);
 	return rc;
 }
 
