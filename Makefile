@@ -257,6 +257,18 @@ $(BUILD)/bench/bench_serve: $(BUILD)/obj/bench/serve/bench_serve.o $(LIBATELIER)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
 
+# The PNG peers (libspng, libdeflate) are bench-only packages (deps-bench.txt):
+# `all` builds bench_image where they are installed, `make bench` installs them.
+BENCH_IMAGE_LIBS = spng libdeflate
+ifeq ($(shell pkg-config --exists $(BENCH_IMAGE_LIBS) && echo y),y)
+all: $(BUILD)/bench/bench_image
+endif
+$(BUILD)/obj/bench/image/bench_image.o: CFLAGS_ALL += $(shell pkg-config --cflags $(BENCH_IMAGE_LIBS))
+$(BUILD)/bench/bench_image: $(BUILD)/obj/bench/image/bench_image.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs $(BENCH_IMAGE_LIBS)) $(SYSLIBS)
+
 # ---- atelier-serve: serving/web.c embeds web/* with .incbin, which -MMD does not see ----
 $(BUILD)/obj/serving/web.o: $(wildcard web/*)
 

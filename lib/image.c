@@ -123,7 +123,6 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
 static EVP_MD *sha256_md;
 
-static uint32_t crc_table[256];
 static uint32_t lit_bits[288]; /* fixed Huffman codes, bit-reversed for the LSB-first stream */
 static uint8_t lit_nbits[288];
 static uint32_t len_comp[259]; /* length 3..258: code + extra bits, ready to emit */
@@ -149,12 +148,6 @@ static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5,
 
 static void tables_build(void)
 {
-	for (uint32_t n = 0; n < 256; n++) {
-		uint32_t c = n;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-		crc_table[n] = c;
-	}
 	/* RFC 1951 3.2.6 fixed literal/length code. */
 	for (int s = 0; s < 288; s++) {
 		uint32_t code;
@@ -232,41 +225,6 @@ static void put_be32(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 16);
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
-}
-
-static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
-{
-	crc = ~crc;
-	while (n--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
-static uint32_t adler32_fast(const uint8_t *p, size_t n)
-{
-	uint32_t a = 1, b = 0;
-	while (n) {
-		size_t k = n < 5552 ? n : 5552; /* largest block without overflow */
-		n -= k;
-		/* 16 bytes at a time as sums the compiler vectorises: b gains
-		 * 16*a plus the position-weighted sum, a the plain sum. */
-		for (; k >= 16; k -= 16, p += 16) {
-			uint32_t s = 0, t = 0;
-			for (int i = 0; i < 16; i++) {
-				s += p[i];
-				t += (uint32_t)(16 - i) * p[i];
-			}
-			b += 16 * a + t;
-			a += s;
-		}
-		while (k--) {
-			a += *p++;
-			b += a;
-		}
-		a %= 65521;
-		b %= 65521;
-	}
-	return b << 16 | a;
 }
 
 /* x / 255 rounded, exact for x in 0..65025 */
@@ -727,7 +685,7 @@ static int fast_png_decode(const uint8_t *d, size_t len, const struct ihdr *pi, 
 			set_why(why, whylen, "PNG is truncated in a %.4s chunk", (const char *)type);
 			return AT_ECORRUPT;
 		}
-		if (crc32_update(0, type, 4 + (size_t)n) != be32(data + n)) {
+		if (crc32_z(0, type, 4 + (size_t)n) != be32(data + n)) {
 			set_why(why, whylen, "PNG %.4s chunk has a bad CRC", (const char *)type);
 			return AT_ECORRUPT;
 		}
@@ -1417,7 +1375,7 @@ static size_t zlib_fast(const uint8_t *in, size_t n, size_t rowdist, uint8_t *ou
 		b.acc >>= 8;
 		b.n -= 8;
 	}
-	put_be32(b.p, adler32_fast(in, n));
+	put_be32(b.p, (uint32_t)adler32_z(1, in, n));
 	return (size_t)(b.p + 4 - out);
 }
 
@@ -1447,7 +1405,7 @@ static uint8_t *chunk_write(uint8_t *p, const char *type, const uint8_t *data, s
 	memcpy(p + 4, type, 4);
 	if (n)
 		memcpy(p + 8, data, n);
-	put_be32(p + 8 + n, crc32_update(0, p + 4, 4 + n));
+	put_be32(p + 8 + n, (uint32_t)crc32_z(0, p + 4, 4 + n));
 	return p + 12 + n;
 }
 
