@@ -13,8 +13,10 @@
 #include <jpeglib.h>
 #include <openssl/sha.h>
 #include <png.h>
+#include <zlib.h>
 
 #include "image.h"
+#include "synth.h"
 #include "test.h"
 
 /* A sketch-like image: white, a few lines and a circle, some gray. */
@@ -304,6 +306,178 @@ TEST(fast_decoder_matches_libpng_on_every_filter)
 		free(png);
 		free(pix);
 	}
+}
+
+/*
+ * The PNG kinds the project really decodes (bench/image measures the same
+ * set): sketch uploads, 512x512 RGBA, written both by our encoder (Paeth) and
+ * by libpng (every filter); stored sketches (the fast encoder) and paintings
+ * (zlib 1, Paeth). The fast path must give libpng's pixels on every one.
+ */
+TEST(fast_decoder_matches_libpng_on_synth_set)
+{
+	uint8_t *gray = malloc(512 * 512), *rgba = malloc(512 * 512 * 4), *rgb = malloc(256 * 256 * 3);
+	ASSERT(gray && rgba && rgb);
+	for (uint64_t seed = 1000; seed < 1004; seed++) {
+		struct {
+			uint8_t *png;
+			size_t len;
+			int out_c;
+		} f[4];
+		ASSERT_EQ_INT(synth_sketch(seed, 512, gray, NULL), 0);
+		for (size_t i = 0; i < 512 * 512; i++) {
+			rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = gray[i];
+			rgba[4 * i + 3] = (uint8_t)(255 - (i % 7)); /* some alpha to flatten */
+		}
+		ASSERT_EQ_INT(image_encode_png(rgba, 512, 512, 4, 6, &f[0].png, &f[0].len), 0);
+		f[0].out_c = 1;
+		f[1].png = lib_png(rgba, 512, 512, 4, &f[1].len, 0, 8);
+		f[1].out_c = 1;
+		ASSERT_EQ_INT(synth_sketch(seed, 256, gray, NULL), 0);
+		ASSERT_EQ_INT(image_encode_png(gray, 256, 256, 1, IMAGE_PNG_FAST, &f[2].png, &f[2].len), 0);
+		f[2].out_c = 1;
+		ASSERT_EQ_INT(synth_painting(seed, 256, rgb, NULL), 0);
+		ASSERT_EQ_INT(image_encode_png(rgb, 256, 256, 3, 1, &f[3].png, &f[3].len), 0);
+		f[3].out_c = 3;
+		for (int k = 0; k < 4; k++) {
+			int w, h, c;
+			uint8_t *ref = ref_pixels(f[k].png, f[k].len, &w, &h, &c);
+			uint8_t *want = malloc((size_t)w * h * f[k].out_c);
+			ASSERT(want);
+			image_convert(ref, c, want, f[k].out_c, (size_t)w * h);
+			struct image_raw raw;
+			ASSERT_EQ_INT(image_decode(f[k].png, f[k].len, f[k].out_c, 0, &raw, NULL, 0), 0);
+			ASSERT_EQ_INT(raw.width, w);
+			ASSERT_EQ_INT(raw.height, h);
+			ASSERT(memcmp(raw.pix, want, (size_t)w * h * f[k].out_c) == 0);
+			image_raw_free(&raw);
+			free(want);
+			free(ref);
+			free(f[k].png);
+		}
+	}
+	free(gray);
+	free(rgba);
+	free(rgb);
+}
+
+/* The chunk CRCs and the zlib trailer come from zlib's crc32_z()/adler32_z():
+ * the IEND chunk's CRC is the spec's constant, and zlib's own uncompress()
+ * (which checks Adler-32) takes the fast encoder's IDAT. */
+TEST(encoder_checksums_are_zlibs)
+{
+	uint8_t *pix = make_sketch(256, 256), *png;
+	size_t len;
+	ASSERT_EQ_INT(image_encode_png(pix, 256, 256, 1, IMAGE_PNG_FAST, &png, &len), 0);
+	static const uint8_t iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+	ASSERT(memcmp(png + len - 12, iend, 12) == 0);
+	ASSERT(memcmp(png + 37, "IDAT", 4) == 0);
+	uLong zlen = (uLong)png[33] << 24 | (uLong)png[34] << 16 | (uLong)png[35] << 8 | png[36];
+	uLongf rawlen = 257 * 256 + 1;
+	uint8_t *raw = malloc(rawlen);
+	ASSERT(raw);
+	ASSERT_EQ_INT(uncompress(raw, &rawlen, png + 41, zlen), Z_OK);
+	ASSERT_EQ_INT(rawlen, 257 * 256);
+	for (int y = 0; y < 256; y++)
+		ASSERT(raw[y * 257] == 0 && memcmp(raw + y * 257 + 1, pix + y * 256, 256) == 0);
+	free(raw);
+	free(png);
+	free(pix);
+}
+
+/* Rewrites the CRC of the chunk at off (length field first) after an edit. */
+static void fix_crc(uint8_t *png, size_t off)
+{
+	uint32_t n = (uint32_t)png[off] << 24 | (uint32_t)png[off + 1] << 16 | (uint32_t)png[off + 2] << 8 | png[off + 3];
+	uint32_t crc = (uint32_t)crc32(0, png + off + 4, 4 + n);
+	uint8_t *p = png + off + 8 + n;
+	p[0] = (uint8_t)(crc >> 24), p[1] = (uint8_t)(crc >> 16), p[2] = (uint8_t)(crc >> 8), p[3] = (uint8_t)crc;
+}
+
+/*
+ * Each way a PNG can be broken gives its AT_E* code and reason, on the fast
+ * path (our encoder's single IDAT at offset 33) and, interlaced, on libpng's.
+ */
+TEST(corrupt_png_codes)
+{
+	uint8_t *pix = make_sketch(64, 64), *png;
+	size_t len;
+	char why[256];
+	struct image_raw raw;
+	static const struct {
+		size_t at;  /* byte offset inside the IDAT data, or SIZE_MAX: the CRC */
+		uint8_t xor;
+		int fix;    /* recompute the CRC after the edit */
+		const char *reason;
+	} cases[] = {
+		{SIZE_MAX, 0x01, 0, "CRC"},         /* the IDAT CRC itself */
+		{0, 0x0f, 1, "zlib header"},        /* CM is no longer 8 (deflate) */
+		{1, 0x20, 1, "zlib header"},        /* FDICT set */
+		{2, 0x04, 1, "invalid block type"}, /* fixed-Huffman BTYPE 01 becomes the reserved 11 */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ASSERT_EQ_INT(image_encode_png(pix, 64, 64, 1, IMAGE_PNG_FAST, &png, &len), 0);
+		size_t zlen = (size_t)png[35] << 8 | png[36];
+		if (cases[i].at == SIZE_MAX)
+			png[41 + zlen] ^= cases[i].xor;
+		else
+			png[41 + cases[i].at] ^= cases[i].xor;
+		if (cases[i].fix)
+			fix_crc(png, 33);
+		why[0] = 0;
+		ASSERT_EQ_INT(image_decode(png, len, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+		ASSERT_CONTAINS(why, cases[i].reason);
+		free(png);
+	}
+	/* An unknown row filter: raw rows with filter byte 5, deflated by zlib. */
+	uint8_t rows[65 * 64];
+	for (int y = 0; y < 64; y++) {
+		rows[y * 65] = y == 10 ? 5 : 0;
+		memcpy(rows + y * 65 + 1, pix + y * 64, 64);
+	}
+	ASSERT_EQ_INT(image_encode_png(pix, 64, 64, 1, IMAGE_PNG_FAST, &png, &len), 0);
+	uLongf zcap = compressBound(sizeof rows);
+	uint8_t *z = malloc(zcap), *bad = malloc(33 + 12 + zcap + 12);
+	ASSERT(z && bad);
+	ASSERT_EQ_INT(compress2(z, &zcap, rows, sizeof rows, 9), Z_OK);
+	memcpy(bad, png, 33);
+	bad[33] = (uint8_t)(zcap >> 24), bad[34] = (uint8_t)(zcap >> 16), bad[35] = (uint8_t)(zcap >> 8);
+	bad[36] = (uint8_t)zcap;
+	memcpy(bad + 37, "IDAT", 4);
+	memcpy(bad + 41, z, zcap);
+	fix_crc(bad, 33);
+	memcpy(bad + 45 + zcap, png + len - 12, 12); /* IEND */
+	ASSERT_EQ_INT(image_decode(bad, 57 + zcap, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "unknown filter 5");
+	/* the same rows, filter 0, decode: the frame above is right */
+	rows[10 * 65] = 0;
+	zcap = compressBound(sizeof rows);
+	ASSERT_EQ_INT(compress2(z, &zcap, rows, sizeof rows, 9), Z_OK);
+	bad[33] = (uint8_t)(zcap >> 24), bad[34] = (uint8_t)(zcap >> 16), bad[35] = (uint8_t)(zcap >> 8);
+	bad[36] = (uint8_t)zcap;
+	memcpy(bad + 41, z, zcap);
+	fix_crc(bad, 33);
+	memcpy(bad + 45 + zcap, png + len - 12, 12);
+	ASSERT_EQ_INT(image_decode(bad, 57 + zcap, 1, 0, &raw, why, sizeof why), 0);
+	ASSERT(memcmp(raw.pix, pix, 64 * 64) == 0);
+	image_raw_free(&raw);
+	free(z);
+	free(bad);
+	free(png);
+	/* libpng's path (interlaced): a bad CRC and a broken stream are AT_ECORRUPT too */
+	png = lib_png(pix, 64, 64, 1, &len, 1, 8);
+	ASSERT(memcmp(png + 37, "IDAT", 4) == 0);
+	size_t zlen = (size_t)png[35] << 8 | png[36];
+	png[41 + zlen / 2] ^= 0x55;
+	ASSERT_EQ_INT(image_decode(png, len, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "PNG:");
+	fix_crc(png, 33);
+	png[41 + 2] |= 0x06; /* BTYPE 11, reserved */
+	fix_crc(png, 33);
+	ASSERT_EQ_INT(image_decode(png, len, 1, 0, &raw, why, sizeof why), AT_ECORRUPT);
+	ASSERT_CONTAINS(why, "PNG:");
+	free(png);
+	free(pix);
 }
 
 TEST(normalize_pads_to_keep_aspect)
@@ -856,7 +1030,8 @@ TEST(normalize_cost_per_sketch)
 }
 
 RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encoder_compresses_sketches,
-	  fast_decoder_matches_libpng_on_every_filter, normalize_pads_to_keep_aspect,
+	  fast_decoder_matches_libpng_on_every_filter, fast_decoder_matches_libpng_on_synth_set,
+	  encoder_checksums_are_zlibs, corrupt_png_codes, normalize_pads_to_keep_aspect,
 	  normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes, truncated_and_corrupt_are_corrupt,
 	  non_image_is_unsupported, decompression_bomb_rejected_from_header, blank_and_all_ink_rejected_with_ratio,
 	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
