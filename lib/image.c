@@ -588,6 +588,17 @@ static void unfilter_row(uint8_t *row, const uint8_t *prev, size_t n, int bpp, i
 			uint8_t a = row[0];
 			for (i = 1; i < n; i++)
 				row[i] = a = (uint8_t)(a + row[i]);
+		} else if (bpp == 4) {
+			/* RGBA (browser uploads): the pixel to the left as one
+			 * word, its four bytes added without carries between them */
+			uint32_t a;
+			memcpy(&a, row, 4);
+			for (i = 4; i + 4 <= n; i += 4) {
+				uint32_t x;
+				memcpy(&x, row + i, 4);
+				a = ((x & 0x7f7f7f7fu) + (a & 0x7f7f7f7fu)) ^ ((x ^ a) & 0x80808080u);
+				memcpy(row + i, &a, 4);
+			}
 		} else {
 			for (i = bpp; i < n; i++)
 				row[i] = (uint8_t)(row[i] + row[i - bpp]);

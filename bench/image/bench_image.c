@@ -46,6 +46,7 @@
 #include "synth.h"
 
 #define M_IMAGES 16 /* distinct images per kind */
+#define NKINDS 5
 
 static double now(void)
 {
@@ -105,10 +106,10 @@ static void wr_flush(png_structp png)
 {
 }
 
-/* RGBA through libpng with every row filter tried (its adaptive choice) and
- * zlib level 6: a browser-like encoder beside ours, whose Paeth-on-every-row
- * is the slowest filter to undo. */
-static uint8_t *png_libpng_rgba(const uint8_t *pix, int w, int h, size_t *len)
+/* RGBA through libpng: browser-like encoders beside ours, whose
+ * Paeth-on-every-row is the slowest filter to undo. filters: PNG_ALL_FILTERS
+ * (libpng's adaptive choice per row) or one filter. */
+static uint8_t *png_libpng_rgba(const uint8_t *pix, int w, int h, int filters, int level, size_t *len)
 {
 	png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
 	png_infop info = p ? png_create_info_struct(p) : NULL;
@@ -118,8 +119,8 @@ static uint8_t *png_libpng_rgba(const uint8_t *pix, int w, int h, size_t *len)
 	png_set_write_fn(p, &b, wr_fn, wr_flush);
 	png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGBA, PNG_INTERLACE_NONE,
 		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-	png_set_filter(p, 0, PNG_ALL_FILTERS);
-	png_set_compression_level(p, 6);
+	png_set_filter(p, 0, filters);
+	png_set_compression_level(p, level);
 	png_write_info(p, info);
 	for (int y = 0; y < h; y++)
 		png_write_row(p, pix + (size_t)y * w * 4);
@@ -133,11 +134,12 @@ static void kind_build(struct kind *k, int which)
 {
 	static const char *names[] = {"sketch upload 512x512 RGBA (ours: zlib 6, Paeth)",
 				      "sketch upload 512x512 RGBA (libpng: zlib 6, adaptive filters)",
+				      "sketch upload 512x512 RGBA (libpng: zlib 3, Sub)",
 				      "stored sketch 256x256 gray (ours: fast)", "painting 256x256 RGB (ours: zlib 1, Paeth)"};
 	k->name = names[which];
-	k->w = k->h = which <= 1 ? 512 : 256;
-	k->file_c = which <= 1 ? 4 : which == 2 ? 1 : 3;
-	k->out_c = which == 3 ? 3 : 1;
+	k->w = k->h = which <= 2 ? 512 : 256;
+	k->file_c = which <= 2 ? 4 : which == 3 ? 1 : 3;
+	k->out_c = which == 4 ? 3 : 1;
 	size_t npix = (size_t)k->w * k->h;
 	uint8_t *tmp = malloc(npix * 3);
 	if (!tmp)
@@ -148,11 +150,11 @@ static void kind_build(struct kind *k, int which)
 		if (!pix)
 			die("out of memory");
 		int level;
-		if (which == 3) {
+		if (which == 4) {
 			if (synth_painting(seed, k->w, pix, NULL) < 0)
 				die("synth_painting");
 			level = 1;
-		} else if (which == 2) {
+		} else if (which == 3) {
 			if (synth_sketch(seed, k->w, pix, NULL) < 0)
 				die("synth_sketch");
 			level = IMAGE_PNG_FAST;
@@ -166,8 +168,9 @@ static void kind_build(struct kind *k, int which)
 			level = 6;
 		}
 		k->pix[i] = pix;
-		if (which == 1)
-			k->png[i] = png_libpng_rgba(pix, k->w, k->h, &k->len[i]);
+		if (which == 1 || which == 2)
+			k->png[i] = png_libpng_rgba(pix, k->w, k->h, which == 1 ? PNG_ALL_FILTERS : PNG_FILTER_SUB,
+						    which == 1 ? 6 : 3, &k->len[i]);
 		else if (image_encode_png(pix, k->w, k->h, k->file_c, level, &k->png[i], &k->len[i]) < 0)
 			die("image_encode_png");
 		struct image_raw raw;
@@ -515,10 +518,10 @@ int main(int argc, char **argv)
 	       M_IMAGES);
 	printf("image: zlib %s, libpng %s, libspng %s, libdeflate %s\n", zlibVersion(), png_get_libpng_ver(NULL),
 	       spng_version_string(), LIBDEFLATE_VERSION_STRING);
-	struct kind kinds[4];
-	for (int w = 0; w < 4; w++)
+	struct kind kinds[NKINDS];
+	for (int w = 0; w < NKINDS; w++)
 		kind_build(&kinds[w], w);
-	for (int w = 0; w < 4; w++) {
+	for (int w = 0; w < NKINDS; w++) {
 		struct kind *k = &kinds[w];
 		printf("%s\n", k->name);
 		bench_decode(k, "ours (fast path: CRC on, Adler off)", dec_ours, 1, rounds);
@@ -526,7 +529,7 @@ int main(int argc, char **argv)
 		bench_decode(k, "libpng (CRC on, Adler off)", dec_libpng, 1, rounds);
 		bench_decode(k, "libspng (CRC off, Adler off)", dec_spng, 0, rounds);
 		bench_decode(k, "libspng (CRC on, Adler off)", dec_spng, 1, rounds);
-		if (w <= 1)
+		if (w <= 2)
 			continue; /* uploads are decoded, never written */
 		bench_encode(k, "ours (image_encode_png, fast)", NULL, IMAGE_PNG_FAST, rounds);
 		bench_encode(k, "ours (image_encode_png, zlib 1)", NULL, 1, rounds);
@@ -546,7 +549,7 @@ int main(int argc, char **argv)
 	if (!buf)
 		die("out of memory");
 	for (size_t i = 0; i < n; i++)
-		buf[i] = kinds[3].pix[i / (256 * 256 * 3) % M_IMAGES][i % (256 * 256 * 3)];
+		buf[i] = kinds[4].pix[i / (256 * 256 * 3) % M_IMAGES][i % (256 * 256 * 3)];
 	printf("checksums over 1 MiB of painting pixels\n");
 	bench_sum("CRC-32 ours (byte at a time)", ck_old_crc, ck_zlib_crc, buf, n, rounds * 4);
 	bench_sum("CRC-32 zlib crc32()", ck_zlib_crc, ck_zlib_crc, buf, n, rounds * 4);
@@ -555,7 +558,7 @@ int main(int argc, char **argv)
 	bench_sum("Adler-32 zlib adler32()", ck_zlib_adler, ck_zlib_adler, buf, n, rounds * 4);
 	bench_sum("Adler-32 libdeflate_adler32()", ck_ld_adler, ck_zlib_adler, buf, n, rounds * 4);
 	free(buf);
-	for (int w = 0; w < 4; w++)
+	for (int w = 0; w < NKINDS; w++)
 		kind_free(&kinds[w]);
 	for (int l = 0; l < 13; l++)
 		libdeflate_free_compressor(ldc[l]);
