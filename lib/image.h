@@ -39,8 +39,9 @@ enum image_domain {
 
 #define IMAGE_DEFAULT_SIZE 256
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000ULL
-/* png_level for image_encode_png(): the fast built-in encoder (fixed-Huffman
- * deflate with run/row matches; ~10x faster than zlib level 1 on sketches). */
+/* png_level for image_encode_png(): the built-in encoder (fixed-Huffman
+ * deflate with run/row matches). On a 256x256 sketch: 0.054 ms, zlib level 1
+ * 0.19 ms, with 9 % smaller files (bench/image; docs/design.md). */
 #define IMAGE_PNG_FAST 0
 
 struct image_opts {
