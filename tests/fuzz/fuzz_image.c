@@ -1,6 +1,6 @@
 /*
  * fuzz_image.c — libFuzzer target for lib/image.c: sniffing, the fast PNG
- * decoder, the libvips fallback and normalisation, on arbitrary bytes. The
+ * decoder, the libpng fallback and normalisation, on arbitrary bytes. The
  * pixel cap is lowered so that a header claiming a huge image is refused
  * rather than decoded slowly.
  */
