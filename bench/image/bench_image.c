@@ -2,7 +2,7 @@
  * bench_image.c — lib/image.c's PNG code against the libraries that do the
  * same jobs, on the PNGs Atelier really handles, so that every hand-written
  * part has a figure that says whether it earns its lines (docs/design.md,
- * "PNG: what is ours and what is a library's").
+ * "PNG: our code and the libraries'").
  *
  *   bench_image [N]        N timed rounds per image (default 20)
  *
@@ -20,7 +20,7 @@
  *
  * Decoders bring the file to the same pixels the product wants (native 8-bit,
  * then image_convert() to gray or RGB), and each result is compared with
- * ours: a decoder that disagrees is reported, not timed as if it were right.
+ * ours: a decoder that disagrees says so beside its figure.
  * libpng and libspng run three times: with the CRC and Adler-32 checks off
  * (their fastest), with the chunk CRCs checked and Adler-32 off (what our
  * decoder does, and what an upload needs: a corrupt chunk is AT_ECORRUPT),
@@ -497,8 +497,9 @@ static uint32_t ck_old_adler(const uint8_t *p, size_t n) { return old_adler32(p,
 static uint32_t ck_zlib_adler(const uint8_t *p, size_t n) { return (uint32_t)adler32(1, p, (uInt)n); }
 static uint32_t ck_ld_adler(const uint8_t *p, size_t n) { return libdeflate_adler32(1, p, n); }
 
-static void bench_sum(const char *name, uint32_t (*fn)(const uint8_t *, size_t), uint32_t (*ref)(const uint8_t *, size_t),
-		      const uint8_t *buf, size_t n, int rounds)
+typedef uint32_t (*sum_fn)(const uint8_t *p, size_t n);
+
+static void bench_sum(const char *name, sum_fn fn, sum_fn ref, const uint8_t *buf, size_t n, int rounds)
 {
 	double *t = malloc(sizeof(double) * rounds);
 	if (!t)

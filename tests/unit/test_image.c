@@ -1085,7 +1085,8 @@ TEST(normalize_cost_per_sketch)
 
 RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encoder_compresses_sketches,
 	  fast_decoder_matches_libpng_on_every_filter, fast_decoder_matches_libpng_on_synth_set,
-	  encoder_checksums_are_zlibs, fast_decoder_undoes_each_filter_at_each_pixel_size, corrupt_png_codes, normalize_pads_to_keep_aspect,
+	  encoder_checksums_are_zlibs, fast_decoder_undoes_each_filter_at_each_pixel_size, corrupt_png_codes,
+	  normalize_pads_to_keep_aspect,
 	  normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes, truncated_and_corrupt_are_corrupt,
 	  non_image_is_unsupported, decompression_bomb_rejected_from_header, blank_and_all_ink_rejected_with_ratio,
 	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
