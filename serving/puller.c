@@ -23,6 +23,7 @@
 
 #include "bgthread.h"
 #include "client.h"
+#include "fsutil.h"
 #include "log.h"
 #include "model_slot.h"
 #include "serve.h"
@@ -180,7 +181,7 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		pthread_mutex_unlock(&p->bg.mu);
 	}
 	char got[65];
-	if (model_file_sha256(part, got) < 0) {
+	if (at_file_sha256(part, got, NULL) < 0) {
 		model_slot_fail(p->app->slot, "cannot read %s", part);
 		return OFFER_RETRY;
 	}
