@@ -56,7 +56,7 @@ static int is_plain(const char *s)
 static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 {
 	char path[128];
-	struct cli_response r;
+	struct http_client_resp r;
 	if (!is_sha256(sha)) {
 		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
 		return -1;
@@ -64,13 +64,13 @@ static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
 	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
 		cli_fail(path, &r);
-		cli_response_free(&r);
+		http_client_resp_free(&r);
 		return -1;
 	}
 	char why[128];
 	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE, img, why,
 			      sizeof why);
-	cli_response_free(&r);
+	http_client_resp_free(&r);
 	if (rc < 0) {
 		fprintf(stderr, "atelier: %s: %s\n", path, why);
 		return -1;
