@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "artifact.h"
 #include "bgthread.h"
 #include "fsutil.h"
 #include "http_client.h"
@@ -67,16 +68,6 @@ static void backoff_nap(struct puller *p)
 	if (p->backoff > p->app->cfg.retry_max)
 		p->backoff = p->app->cfg.retry_max;
 	nap(p, p->backoff);
-}
-
-static int is_hex64(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return 0;
-	for (int i = 0; i < 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
 }
 
 static void set_reachable(struct puller *p, int yes)
@@ -207,7 +198,7 @@ static enum offer_result take_offer(struct puller *p, json_t *o)
 	json_t *jv = json_object_get(o, "version"), *js = json_object_get(o, "size");
 	const char *sha = json_string_value(json_object_get(o, "sha256"));
 	const char *artifact = json_string_value(json_object_get(o, "artifact"));
-	if (!json_is_integer(jv) || !json_is_integer(js) || !is_hex64(sha) || !artifact || artifact[0] != '/') {
+	if (!json_is_integer(jv) || !json_is_integer(js) || !artifact_valid_sha(sha) || !artifact || artifact[0] != '/') {
 		model_slot_fail(p->app->slot, "channel answer lacks version, sha256, size or artifact");
 		return OFFER_RETRY;
 	}
