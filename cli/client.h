@@ -1,6 +1,7 @@
 /*
- * client.h — the CLI's HTTP client (libcurl) and shared output helpers. Every
- * command is a client of atelierd's HTTP API; none touches the database.
+ * client.h — the CLI's calls to atelierd (through lib/http_client) and shared
+ * output helpers. Every command is a client of atelierd's HTTP API; none
+ * touches the database.
  */
 #ifndef ATELIER_CLI_CLIENT_H
 #define ATELIER_CLI_CLIENT_H
@@ -8,7 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "buf.h"
+#include "http_client.h"
 
 struct cli {
 	const char *url;   /* base URL, e.g. http://127.0.0.1:8080 */
@@ -16,23 +17,18 @@ struct cli {
 	int json;          /* --json: print raw JSON */
 };
 
-struct cli_response {
-	long status;
-	struct at_buf body;
-	char content_type[128];
-	char error[256]; /* transport error, when status == 0 */
-};
-
-/* One request. body may be NULL. Returns 0 when an HTTP status came back (any
- * status); < 0 on transport failure (message in resp->error). */
+/* One request to atelierd (lib/http_client.h does the work): body may be
+ * NULL; the answer's body is capped at 64 MiB. Returns 0 when an HTTP status
+ * came back (any status), < 0 on transport failure (message in resp->error).
+ * resp is initialised here; the caller frees it with http_client_resp_free
+ * whatever the result. */
 int cli_request(const struct cli *c, const char *method, const char *path, const char *content_type,
-		const void *body, size_t len, struct cli_response *resp) AT_MUST_CHECK;
-void cli_response_free(struct cli_response *r);
+		const void *body, size_t len, struct http_client_resp *resp) AT_MUST_CHECK;
 
 /* Parse the body as JSON (NULL if not JSON). */
-json_t *cli_response_json(const struct cli_response *r);
+json_t *cli_response_json(const struct http_client_resp *r);
 /* Print an API error ("error" and "detail") or transport error to stderr; returns exit code 1. */
-int cli_fail(const char *what, const struct cli_response *r);
+int cli_fail(const char *what, const struct http_client_resp *r);
 /* JSON request helper: sends obj (not consumed) and returns the parsed reply in *out (may be NULL). */
 int cli_json(const struct cli *c, const char *method, const char *path, json_t *obj, long *status, json_t **out);
 

@@ -73,7 +73,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		at_buf_init(&data, (size_t)256 << 20);
 		const char *dot = strrchr(names[i], '.');
 		const char *ct = !strcasecmp(dot, ".png") ? "image/png" : "image/jpeg";
-		struct cli_response r;
+		struct http_client_resp r;
 		int rc = at_buf_add_file(&data, full);
 		if (rc < 0) {
 			fprintf(stderr, "\natelier import: cannot read %s\n", full);
@@ -89,7 +89,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 			cli_fail(names[i], &r);
 			failed++;
 			json_decref(j);
-			cli_response_free(&r);
+			http_client_resp_free(&r);
 			if (r.status == 401 || r.status == 403 || rc < 0)
 				break;
 			continue;
@@ -117,7 +117,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		json_array_append_new(report, json_pack("{ss,ss,si,sO?}", "file", names[i], "verdict", verdict,
 							"status", (int)r.status, "response", j));
 		json_decref(j);
-		cli_response_free(&r);
+		http_client_resp_free(&r);
 		cli_progress("import", i + 1, n);
 	}
 	if (c->json) {

@@ -64,7 +64,7 @@ int cmd_apply(struct cli *c, int argc, char **argv)
 	char path[4200];
 	snprintf(path, sizeof path, "/v1/pipelines?filename=%s", esc ? esc : "pipeline.yaml");
 	free(esc);
-	struct cli_response r;
+	struct http_client_resp r;
 	rc = cli_request(c, "POST", path, "application/yaml", b.data ? b.data : "", b.len, &r);
 	at_buf_free(&b);
 	json_t *j = cli_response_json(&r);
@@ -87,7 +87,7 @@ int cmd_apply(struct cli *c, int argc, char **argv)
 		       json_string_value(json_object_get(j, "sha256")));
 	}
 	json_decref(j);
-	cli_response_free(&r);
+	http_client_resp_free(&r);
 	return exit_code;
 }
 

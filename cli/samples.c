@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact.h"
 #include "commands.h"
 #include "image.h"
 
@@ -28,17 +29,6 @@ struct sheet {
 	uint8_t *pix; /* RGB */
 	int w, h;
 };
-
-/* A sha256 as the server writes it: 64 lowercase hex digits. Anything else
- * in a samples list is not put into a request path. */
-static int is_sha256(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++)
-		if (!isdigit((unsigned char)s[n]) && !(s[n] >= 'a' && s[n] <= 'f'))
-			return 0;
-	return n == 64;
-}
 
 /* Only characters that need no escaping in a path segment: model names are
  * [a-z0-9_-] (pipeline_yaml.c), versions are numbers. */
@@ -56,21 +46,22 @@ static int is_plain(const char *s)
 static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 {
 	char path[128];
-	struct cli_response r;
-	if (!is_sha256(sha)) {
+	struct http_client_resp r;
+	/* anything but 64 lowercase hex digits is not put into a request path */
+	if (!artifact_valid_sha(sha)) {
 		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
 		return -1;
 	}
 	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
 	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
 		cli_fail(path, &r);
-		cli_response_free(&r);
+		http_client_resp_free(&r);
 		return -1;
 	}
 	char why[128];
 	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE, img, why,
 			      sizeof why);
-	cli_response_free(&r);
+	http_client_resp_free(&r);
 	if (rc < 0) {
 		fprintf(stderr, "atelier: %s: %s\n", path, why);
 		return -1;
@@ -120,7 +111,7 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 	{
 		const char *sk = json_string_value(json_object_get(s, "sketch"));
 		int k = style_of(s);
-		if (!sk || !is_sha256(sk) || k < 0)
+		if (!sk || !artifact_valid_sha(sk) || k < 0)
 			continue;
 		if (find(rows, nrows, sk) < 0 && nrows < SHEET_MAX_ROWS)
 			rows[nrows++] = sk;
@@ -156,7 +147,7 @@ static int write_sheet(struct cli *c, json_t *samples, const char *file)
 		const char *o = json_string_value(json_object_get(s, "output"));
 		const char *role = json_string_value(json_object_get(s, "role"));
 		int k = style_of(s), r = sk ? find(rows, nrows, sk) : -1;
-		if (r < 0 || !o || !is_sha256(o) || k < 0 || k >= nstyles)
+		if (r < 0 || !o || !artifact_valid_sha(o) || k < 0 || k >= nstyles)
 			continue;
 		int champ = role && !strcmp(role, "champion");
 		int x = (1 + k + (champ ? nstyles : 0)) * SHEET_CELL + (champ ? SHEET_GAP : 0);

@@ -35,17 +35,21 @@ static int upload(struct cli *c, const char *path, const char *source, const uin
 		rc = at_buf_printf(&b, "\r\n--%s--\r\n", boundary);
 	char ct[128];
 	snprintf(ct, sizeof ct, "multipart/form-data; boundary=%s", boundary);
-	struct cli_response r;
+	struct http_client_resp r;
+	http_client_resp_init(&r, 0);
 	if (rc == 0)
 		rc = cli_request(c, "POST", path, ct, b.data, b.len, &r);
 	at_buf_free(&b);
-	if (rc < 0)
-		return rc;
-	*status = r.status;
-	if (r.status >= 500 || r.status == 401 || r.status == 403)
-		cli_fail(path, &r);
-	cli_response_free(&r);
-	return 0;
+	if (rc == 0) {
+		*status = r.status;
+		if (r.status >= 500 || r.status == 401 || r.status == 403)
+			cli_fail(path, &r);
+	} else if (r.error[0]) {
+		cli_fail(path, &r); /* says why the call failed */
+	}
+	/* a failed call holds its handle and error too */
+	http_client_resp_free(&r);
+	return rc;
 }
 
 static int save(const char *dir, const char *sub, const char *name, const uint8_t *png, size_t len)

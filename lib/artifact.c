@@ -12,29 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "log.h"
 
 struct artifact_store {
 	char root[3072];
 	char uri[3100];
 };
-
-static int mkdirs(const char *path)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return AT_EIO;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return AT_EIO;
-	return 0;
-}
 
 int artifact_store_open(const char *uri, struct artifact_store **out)
 {
@@ -52,10 +36,10 @@ int artifact_store_open(const char *uri, struct artifact_store **out)
 	snprintf(s->uri, sizeof s->uri, "fs://%s", path);
 	char sub[3200];
 	snprintf(sub, sizeof sub, "%s/tmp", s->root);
-	int rc = mkdirs(sub);
+	int rc = at_mkdir_p(sub);
 	if (rc == 0) {
 		snprintf(sub, sizeof sub, "%s/sha256", s->root);
-		rc = mkdirs(sub);
+		rc = at_mkdir_p(sub);
 	}
 	if (rc < 0) {
 		log_error("artifacts: cannot create %s", s->root);
@@ -94,13 +78,7 @@ int artifact_exists(const struct artifact_store *s, const char *sha)
 	return artifact_path(s, sha, p, sizeof p) == 0 && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static void hex(const unsigned char *d, char out[65])
-{
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
-/* Read in to EOF, hashing; also write everything to out unless out < 0. */
+/* Read in to EOF, hashing and writing everything to out. */
 static int hash_stream(int in, int out, char sha[65], uint64_t *size)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -119,7 +97,7 @@ static int hash_stream(int in, int out, char sha[65], uint64_t *size)
 			break;
 		}
 		EVP_DigestUpdate(md, buf, (size_t)n);
-		for (ssize_t off = 0; out >= 0 && off < n;) {
+		for (ssize_t off = 0; off < n;) {
 			ssize_t w = write(out, buf + off, (size_t)(n - off));
 			if (w < 0 && errno == EINTR)
 				continue;
@@ -137,7 +115,7 @@ static int hash_stream(int in, int out, char sha[65], uint64_t *size)
 	EVP_DigestFinal_ex(md, d, NULL);
 	EVP_MD_CTX_free(md);
 	if (rc == 0) {
-		hex(d, sha);
+		at_hex_encode(sha, d, sizeof d);
 		if (size)
 			*size = total;
 	}
@@ -164,7 +142,7 @@ static int publish(struct artifact_store *s, const char *tmp, const char *sha)
 {
 	char dir[3200], path[4096];
 	snprintf(dir, sizeof dir, "%s/sha256/%.2s", s->root, sha);
-	if (mkdirs(dir) < 0) {
+	if (at_mkdir_p(dir) < 0) {
 		unlink(tmp);
 		return AT_EIO;
 	}
@@ -233,18 +211,8 @@ int artifact_put_bytes(struct artifact_store *s, const void *data, size_t len, c
 	}
 	unsigned char d[32];
 	EVP_Digest(data, len, d, NULL, EVP_sha256(), NULL);
-	hex(d, sha);
+	at_hex_encode(sha, d, sizeof d);
 	return publish(s, tmp, sha);
-}
-
-int artifact_sha256_file(const char *path, char sha[65], uint64_t *size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return AT_EIO;
-	int rc = hash_stream(fd, -1, sha, size);
-	close(fd);
-	return rc;
 }
 
 int artifact_get_file(const struct artifact_store *s, const char *sha, const char *dst)

@@ -37,8 +37,6 @@ int artifact_exists(const struct artifact_store *s, const char *sha_hex);
  * AT_ECORRUPT when the stored bytes do not match their name. */
 int artifact_get_file(const struct artifact_store *s, const char *sha_hex, const char *dst) AT_MUST_CHECK;
 
-/* sha256 of a file, hex. */
-int artifact_sha256_file(const char *path, char sha_hex[65], uint64_t *size) AT_MUST_CHECK;
 /* "sha256:<hex>" style check that a string is 64 lowercase hex digits. */
 int artifact_valid_sha(const char *sha_hex);
 

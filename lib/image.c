@@ -45,6 +45,7 @@
 #include <png.h>
 #include <zlib.h>
 
+#include "fsutil.h"
 #include "sketchnorm.h"
 
 /* A positive "not for the fast decoder, ask libpng" answer. */
@@ -289,16 +290,6 @@ void image_pixels_sha256(const uint8_t *pix, int w, int h, int channels, uint8_t
 	    !EVP_DigestUpdate(ctx, pix, (size_t)w * h * channels) || !EVP_DigestFinal_ex(ctx, sha, &n))
 		abort();
 	EVP_MD_CTX_free(ctx);
-}
-
-void image_hex(const uint8_t sha[32], char hex[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[sha[i] >> 4];
-		hex[2 * i + 1] = digits[sha[i] & 15];
-	}
-	hex[64] = 0;
 }
 
 const char *image_split(const uint8_t sha[32], double holdout_fraction)
@@ -1608,7 +1599,7 @@ int image_normalize(const uint8_t *data, size_t len, const struct image_opts *op
 		goto out;
 	}
 	image_pixels_sha256(canon, size, size, c, out->sha256);
-	image_hex(out->sha256, out->sha256_hex);
+	at_hex_encode(out->sha256_hex, out->sha256, sizeof out->sha256);
 	rc = image_encode_png(canon, size, size, c, opts->png_level, &out->png, &out->png_len);
 	if (rc < 0)
 		goto out;

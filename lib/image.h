@@ -98,7 +98,6 @@ void image_norm_free(struct image_norm *n);
 /* sha256 of (width, height, channels as 3 big-endian uint32) ‖ pixels: equal
  * pixels give equal hashes whatever file they came from. */
 void image_pixels_sha256(const uint8_t *pix, int w, int h, int channels, uint8_t sha[32]);
-void image_hex(const uint8_t sha[32], char hex[65]);
 
 /* "train" or "holdout", a pure function of the hash: holdout iff the first 8
  * bytes (big-endian) fall below holdout_fraction * 2^64. */

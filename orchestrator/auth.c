@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "log.h"
 
 #define AUTH_SLOTS 4096
@@ -155,8 +156,7 @@ int auth_generate(char *out, size_t outlen, unsigned char hash[32])
 	if (RAND_bytes(raw, sizeof raw) != 1)
 		return AT_EINTERNAL;
 	memcpy(out, "atl_", 4);
-	for (size_t i = 0; i < sizeof raw; i++)
-		snprintf(out + 4 + 2 * i, 3, "%02x", raw[i]);
+	at_hex_encode(out + 4, raw, sizeof raw);
 	SHA256((const unsigned char *)out, strlen(out), hash);
 	return 0;
 }

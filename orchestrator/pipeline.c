@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
+
 /* ---- kinds and gate operators ---- */
 
 static const struct {
@@ -492,8 +494,7 @@ int pipeline_hash(const pipeline_t *p, char hex[65])
 	int rc = pipeline_to_canonical(p, &b);
 	if (rc == 0) {
 		SHA256((const unsigned char *)b.data, b.len, md);
-		for (size_t i = 0; i < sizeof md; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		at_hex_encode(hex, md, sizeof md);
 	}
 	at_buf_free(&b);
 	return rc;

@@ -19,7 +19,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <sys/stat.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 
 #include "atelier_model.h"
 #include "config.h"
+#include "fsutil.h"
 #include "image.h"
 #include "log.h"
 #include "model_slot.h"
@@ -209,24 +209,6 @@ static int safe_name(const char *s)
 	return 1;
 }
 
-/* mkdir -p */
-static int mkdirs(const char *dir)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s", dir);
-	for (char *p = tmp + 1;; p++) {
-		if (*p != '/' && *p)
-			continue;
-		char c = *p;
-		*p = 0;
-		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-			return AT_EIO;
-		if (!c)
-			return 0;
-		*p = c;
-	}
-}
-
 static int check_settings(void)
 {
 	struct serve_settings *c = &app.cfg;
@@ -305,7 +287,7 @@ static int serve(void)
 		rc = spool_open(app.cfg.spool, app.cfg.spool_max_files, app.cfg.spool_max_bytes, &app.spool);
 		if (rc < 0)
 			return 1;
-		if (mkdirs(app.cfg.cache) < 0) {
+		if (at_mkdir_p(app.cfg.cache) < 0) {
 			log_error("cannot create the cache folder %s: %s", app.cfg.cache, strerror(errno));
 			return 1;
 		}

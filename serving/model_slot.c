@@ -9,7 +9,6 @@
  */
 #include "model_slot.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "sketchnorm.h"
 
@@ -126,7 +126,7 @@ int model_slot_load(struct model_slot *s, const char *path, int64_t version, con
 		return AT_ENOMEM;
 	pthread_mutex_lock(&s->load_mu);
 	if (!sha256) {
-		rc = model_file_sha256(path, hex);
+		rc = at_file_sha256(path, hex, NULL);
 		if (rc < 0) {
 			model_slot_fail(s, "cannot read %s", path);
 			goto out;
@@ -201,28 +201,3 @@ void model_slot_info(struct model_slot *s, struct model_slot_info *out)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int model_file_sha256(const char *path, char hex[65])
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return AT_EIO;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : AT_ENOMEM;
-	static __thread unsigned char buf[1 << 16];
-	size_t n;
-	while (rc == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
-		if (EVP_DigestUpdate(ctx, buf, n) != 1)
-			rc = AT_EINTERNAL;
-	if (rc == 0 && ferror(f))
-		rc = AT_EIO;
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	if (rc == 0 && EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
-		rc = AT_EINTERNAL;
-	if (rc == 0)
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	EVP_MD_CTX_free(ctx);
-	fclose(f);
-	return rc;
-}

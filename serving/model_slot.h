@@ -67,7 +67,4 @@ void model_slot_fail(struct model_slot *s, const char *fmt, ...) __attribute__((
 
 void model_slot_info(struct model_slot *s, struct model_slot_info *out);
 
-/* sha256 of a file, hex; AT_EIO when unreadable. Blocking. */
-int model_file_sha256(const char *path, char hex[65]) AT_MUST_CHECK;
-
 #endif

@@ -21,8 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "artifact.h"
 #include "bgthread.h"
-#include "client.h"
+#include "fsutil.h"
+#include "http_client.h"
 #include "log.h"
 #include "model_slot.h"
 #include "serve.h"
@@ -30,7 +32,7 @@
 struct puller {
 	struct serve_app *app;
 	struct bgthread bg; /* the thread, its stop flag, mu and cv */
-	struct client client;
+	struct http_client client;
 	/* thread-only */
 	int64_t after;
 	char serving_sha[65];
@@ -66,16 +68,6 @@ static void backoff_nap(struct puller *p)
 	if (p->backoff > p->app->cfg.retry_max)
 		p->backoff = p->app->cfg.retry_max;
 	nap(p, p->backoff);
-}
-
-static int is_hex64(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return 0;
-	for (int i = 0; i < 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
 }
 
 static void set_reachable(struct puller *p, int yes)
@@ -133,14 +125,16 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 			model_slot_fail(p->app->slot, "cannot write %s: %s", part, strerror(errno));
 			return OFFER_RETRY;
 		}
-		struct client_resp r;
-		client_resp_init(&r, 64 << 10);
-		r.max_file = size - have;
+		struct http_client_resp r;
+		http_client_resp_init(&r, 64 << 10);
 		/* a generous floor for slow links; big artifacts get 1 s per MiB on top */
 		long timeout = 120 + (long)(size >> 20);
 		if (have > 0)
 			log_info("puller: resuming %.12s at byte %lld of %lld", sha, have, size);
-		int rc = client_get(&p->client, artifact, timeout, f, have, &r);
+		int rc = http_client_call(&p->client,
+					  &(struct http_client_req){.path = artifact, .timeout_s = timeout, .file = f,
+								    .range_from = have, .max_file = size},
+					  &r);
 		int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 		fclose(f);
 		pthread_mutex_lock(&p->bg.mu);
@@ -148,28 +142,30 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		p->resumed += have > 0;
 		pthread_mutex_unlock(&p->bg.mu);
 		if (rc == AT_ECANCELLED) {
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			return OFFER_RETRY;
 		}
 		if (rc < 0 || !ok || (r.status != 200 && r.status != 206)) {
 			model_slot_fail(p->app->slot, "download of %.12s: %s", sha,
 					rc < 0 ? r.error : !ok ? "cannot write the cache" : "unexpected HTTP status");
 			if (rc == 0 && r.status != 200 && r.status != 206)
-				log_warn("puller: GET %s answered %ld", artifact, r.status);
-			client_resp_free(&r);
-			if (rc < 0 && strcmp(r.error, "answer larger than expected") == 0) {
+				log_warn("puller: GET %s answered %ld: %.200s", artifact, r.status,
+					 r.body.data ? r.body.data : "");
+			http_client_resp_free(&r);
+			if (rc == AT_ETOOBIG) {
 				unlink(part);
 				return OFFER_REFUSED;
 			}
 			return OFFER_RETRY;
 		}
-		if (r.sha256[0] && strcmp(r.sha256, sha) != 0) {
-			model_slot_fail(p->app->slot, "artifact %.12s: x-content-sha256 %.12s does not match", sha, r.sha256);
-			client_resp_free(&r);
+		const char *told = http_client_header(&r, "x-content-sha256");
+		if (told && strcmp(told, sha) != 0) {
+			model_slot_fail(p->app->slot, "artifact %.12s: x-content-sha256 %.12s does not match", sha, told);
+			http_client_resp_free(&r);
 			unlink(part);
 			return OFFER_REFUSED;
 		}
-		client_resp_free(&r);
+		http_client_resp_free(&r);
 		if (stat(part, &stt) != 0 || (long long)stt.st_size < size) {
 			model_slot_fail(p->app->slot, "download of %.12s stopped at %lld of %lld bytes", sha,
 					(long long)(stat(part, &stt) == 0 ? stt.st_size : 0), size);
@@ -180,7 +176,7 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		pthread_mutex_unlock(&p->bg.mu);
 	}
 	char got[65];
-	if (model_file_sha256(part, got) < 0) {
+	if (at_file_sha256(part, got, NULL) < 0) {
 		model_slot_fail(p->app->slot, "cannot read %s", part);
 		return OFFER_RETRY;
 	}
@@ -202,7 +198,7 @@ static enum offer_result take_offer(struct puller *p, json_t *o)
 	json_t *jv = json_object_get(o, "version"), *js = json_object_get(o, "size");
 	const char *sha = json_string_value(json_object_get(o, "sha256"));
 	const char *artifact = json_string_value(json_object_get(o, "artifact"));
-	if (!json_is_integer(jv) || !json_is_integer(js) || !is_hex64(sha) || !artifact || artifact[0] != '/') {
+	if (!json_is_integer(jv) || !json_is_integer(js) || !artifact_valid_sha(sha) || !artifact || artifact[0] != '/') {
 		model_slot_fail(p->app->slot, "channel answer lacks version, sha256, size or artifact");
 		return OFFER_RETRY;
 	}
@@ -263,26 +259,27 @@ static void *run(void *arg)
 		char path[512];
 		snprintf(path, sizeof path, "/v1/models/%s/channels/%s?after=%lld&wait=%d", cfg->model, cfg->channel,
 			 (long long)p->after, cfg->poll_wait);
-		struct client_resp r;
-		client_resp_init(&r, 64 << 10);
-		int rc = client_get(&p->client, path, cfg->poll_wait + 15L, NULL, 0, &r);
+		struct http_client_resp r;
+		http_client_resp_init(&r, 64 << 10);
+		int rc = http_client_call(&p->client, &(struct http_client_req){.path = path, .timeout_s = cfg->poll_wait + 15L},
+					  &r);
 		pthread_mutex_lock(&p->bg.mu);
 		p->polls++;
 		pthread_mutex_unlock(&p->bg.mu);
 		if (rc == AT_ECANCELLED) {
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			break;
 		}
 		set_reachable(p, rc == 0 && r.status < 500);
 		if (rc < 0) {
 			log_debug("puller: %s", r.error);
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			backoff_nap(p);
 			continue;
 		}
 		if (r.status == 304) {
 			p->backoff = 0;
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			continue;
 		}
 		if (r.status != 200) {
@@ -290,12 +287,12 @@ static void *run(void *arg)
 				log_warn("puller: atelierd knows no model %s (channel %s); retrying", cfg->model, cfg->channel);
 			else
 				log_warn("puller: channel poll answered %ld: %.200s", r.status, r.body.data ? r.body.data : "");
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			backoff_nap(p);
 			continue;
 		}
 		json_t *o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-		client_resp_free(&r);
+		http_client_resp_free(&r);
 		enum offer_result res = o ? take_offer(p, o) : OFFER_RETRY;
 		if (!o)
 			model_slot_fail(p->app->slot, "channel answer is not JSON");
@@ -314,7 +311,8 @@ int puller_start(struct serve_app *app, struct puller **out)
 	if (!p)
 		return AT_ENOMEM;
 	p->app = app;
-	client_init(&p->client, app->cfg.atelierd, app->cfg.token, app->name, &p->bg.stop);
+	http_client_init(&p->client, app->cfg.atelierd, app->cfg.token, &p->bg.stop, NULL);
+	snprintf(p->client.user_agent, sizeof p->client.user_agent, "atelier-serve/%s", app->name);
 	if (bgthread_start(&p->bg, run, p) < 0) {
 		free(p);
 		return AT_ENOMEM;

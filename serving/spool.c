@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
@@ -46,26 +47,9 @@ static int has_suffix(const char *s, const char *suf)
 	return n > m && strcmp(s + n - m, suf) == 0;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s", dir);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-			return AT_EIO;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-		return AT_EIO;
-	return 0;
-}
-
 int spool_open(const char *dir, int max_files, size_t max_bytes, struct spool **out)
 {
-	if (mkdir_p(dir) < 0) {
+	if (at_mkdir_p(dir) < 0) {
 		log_error("spool: cannot create %s: %s", dir, strerror(errno));
 		return AT_EIO;
 	}

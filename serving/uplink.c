@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "bgthread.h"
-#include "client.h"
+#include "http_client.h"
 #include "log.h"
 #include "model_slot.h"
 #include "serve.h"
@@ -30,7 +30,7 @@ struct uplink {
 	struct serve_app *app;
 	struct bgthread bg; /* the thread, its stop flag, mu and cv */
 	int woken;
-	struct client client;
+	struct http_client client;
 	/* thread-only */
 	double backoff, next_try;
 	/* under mu */
@@ -77,9 +77,12 @@ static int heartbeat(struct uplink *u)
 	json_decref(o);
 	if (!body)
 		return AT_ENOMEM;
-	struct client_resp r;
-	client_resp_init(&r, 64 << 10);
-	int rc = client_post_json(&u->client, "/v1/nodes/heartbeat", body, CALL_TIMEOUT, &r);
+	struct http_client_resp r;
+	http_client_resp_init(&r, 64 << 10);
+	int rc = http_client_call(&u->client,
+				  &(struct http_client_req){.path = "/v1/nodes/heartbeat", .content_type = "application/json",
+							    .body = body, .len = strlen(body), .timeout_s = CALL_TIMEOUT},
+				  &r);
 	free(body);
 	int ok = rc == 0 && r.status >= 200 && r.status < 300;
 	if (!ok && rc != AT_ECANCELLED) {
@@ -89,7 +92,7 @@ static int heartbeat(struct uplink *u)
 			log_debug("uplink: heartbeat: %s", r.error);
 	}
 	count(u, ok ? &u->hb_ok : &u->hb_fail);
-	client_resp_free(&r);
+	http_client_resp_free(&r);
 	return ok ? 0 : AT_EUNAVAILABLE;
 }
 
@@ -169,13 +172,16 @@ static void drain(struct uplink *u)
 			return;
 		}
 		f.img = img;
-		struct client_resp r;
-		client_resp_init(&r, 64 << 10);
-		rc = client_post_mime(&u->client, "/v1/sketches", build_form, &f, CALL_TIMEOUT, &r);
+		struct http_client_resp r;
+		http_client_resp_init(&r, 64 << 10);
+		rc = http_client_call(&u->client,
+				      &(struct http_client_req){.path = "/v1/sketches", .form = build_form, .form_arg = &f,
+								.timeout_s = CALL_TIMEOUT},
+				      &r);
 		json_decref(f.meta);
 		free(img);
 		if (rc == AT_ECANCELLED) {
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			return;
 		}
 		if (rc < 0 || retryable(r.status)) {
@@ -184,7 +190,7 @@ static void drain(struct uplink *u)
 			else
 				log_warn("uplink: POST /v1/sketches answered %ld; keeping the contribution: %.200s",
 					 r.status, r.body.data ? r.body.data : "");
-			client_resp_free(&r);
+			http_client_resp_free(&r);
 			schedule_retry(u);
 			return;
 		}
@@ -196,7 +202,7 @@ static void drain(struct uplink *u)
 			log_warn("uplink: atelierd rejected a contribution (%ld): %.200s", r.status,
 				 r.body.data ? r.body.data : "");
 		}
-		client_resp_free(&r);
+		http_client_resp_free(&r);
 		spool_remove(s, path);
 		u->backoff = 0;
 	}
@@ -248,7 +254,8 @@ int uplink_start(struct serve_app *app, struct uplink **out)
 	if (!u)
 		return AT_ENOMEM;
 	u->app = app;
-	client_init(&u->client, app->cfg.atelierd, app->cfg.token, app->name, &u->bg.stop);
+	http_client_init(&u->client, app->cfg.atelierd, app->cfg.token, &u->bg.stop, NULL);
+	snprintf(u->client.user_agent, sizeof u->client.user_agent, "atelier-serve/%s", app->name);
 	if (bgthread_start(&u->bg, run, u) < 0) {
 		free(u);
 		return AT_ENOMEM;

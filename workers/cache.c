@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "dataset.h"
-#include "image.h"
+#include "fsutil.h"
 #include "log.h"
 #include "worker.h"
 
@@ -60,7 +60,7 @@ int step_cache_key(enum job_cache mode, const char *kind, json_t *payload, const
 	free(text);
 	if (!ok)
 		return AT_ENOMEM;
-	image_hex(d, key);
+	at_hex_encode(key, d, sizeof d);
 	return 0;
 }
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "dataset.h"
-#include "image.h"
+#include "fsutil.h"
 
 /* ---- manifest ---- */
 
@@ -41,7 +41,7 @@ void dataset_manifest_sha256(struct manifest_entry *e, size_t n, char hex[65])
 	unsigned char d[32];
 	EVP_DigestFinal_ex(md, d, NULL);
 	EVP_MD_CTX_free(md);
-	image_hex(d, hex);
+	at_hex_encode(hex, d, sizeof d);
 }
 
 long long dataset_replay_count(long long new_n, double replay, long long min_n, long long max_items)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "artifact.h"
+#include "fsutil.h"
 #include "test.h"
 
 static char root[256];
@@ -65,10 +66,10 @@ TEST(put_file_and_get_file_verify)
 	uint64_t size = 0, size2 = 0;
 	ASSERT_EQ_INT(artifact_put_file(s, src, sha, &size), 0);
 	ASSERT_EQ_INT(size, 100000);
-	ASSERT_EQ_INT(artifact_sha256_file(src, check, &size2), 0);
+	ASSERT_EQ_INT(at_file_sha256(src, check, &size2), 0);
 	ASSERT_STREQ(sha, check);
 	ASSERT_EQ_INT(artifact_get_file(s, sha, dst), 0);
-	ASSERT_EQ_INT(artifact_sha256_file(dst, check, NULL), 0);
+	ASSERT_EQ_INT(at_file_sha256(dst, check, NULL), 0);
 	ASSERT_STREQ(sha, check);
 	/* tamper with the stored bytes: the verified read refuses them */
 	char path[4096];
