@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "contribute.h"
 #include "log.h"
 #include "model_slot.h"
 #include "puller.h"
@@ -147,7 +148,7 @@ const struct http_route serve_routes[] = {
 	{"GET", "/api/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
 	{"POST", "/api/stylize", stylize_post, ROLE_PUBLIC,
 	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG"},
-	{"POST", "/api/contribute", spool_post_contribute, ROLE_PUBLIC,
+	{"POST", "/api/contribute", contribute_post, ROLE_PUBLIC,
 	 "multipart image + consent=true [+ contributor]: queued for atelierd (202)"},
 	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)"},
 };
