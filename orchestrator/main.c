@@ -24,8 +24,10 @@
 #include "app.h"
 #include "auth.h"
 #include "config.h"
+#include "events.h"
 #include "image.h"
 #include "log.h"
+#include "pipelines_api.h"
 #include "registry.h"
 #include "scheduler.h"
 #include "supervisor.h"
@@ -109,8 +111,8 @@ static void db_closed(void *arg)
 }
 
 /* Shutdown order: workers (they may still report to us through the
- * database, not through us, so any order works for them) and the scheduler
- * first, then HTTP (requests in flight finish), then the database pool. */
+ * database, not through us, so any order works for them), the scheduler and
+ * the event hub first, then HTTP (requests in flight finish), then the database pool. */
 static int stop_parts;
 
 static void http_closed(void *arg)
@@ -136,9 +138,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	events_close_all();
+	stop_parts = 3;
+	events_stop(app.events, part_stopped, NULL);
 	registry_stop(app.registry);
-	stop_parts = 2;
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
 	scheduler_stop(app.scheduler, part_stopped, NULL);
@@ -150,7 +152,7 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes}, {scheduler_routes, scheduler_nroutes}, {registry_routes, registry_nroutes}};
+	} tables[] = {{app_routes, app_nroutes}, {pipelines_api_routes, pipelines_api_nroutes}, {registry_routes, registry_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -221,6 +223,9 @@ static int serve(void)
 	rc = registry_start(&app, &app.registry);
 	if (rc < 0)
 		return 1;
+	rc = events_start(&app, &app.events);
+	if (rc < 0)
+		return 1;
 	rc = http_server_new(app.loop, &hc, app.routes, app.nroutes, &app.http);
 	if (rc < 0)
 		return 1;
@@ -258,6 +263,7 @@ static int serve(void)
 	}
 	free(app.routes);
 	registry_free(app.registry);
+	events_free(app.events);
 	log_info("stopped cleanly");
 	return 0;
 }

@@ -7,21 +7,18 @@
  *   GET  /v1/runs[/{id}]             list with filters / show with jobs
  *   POST /v1/runs/{id}/cancel
  *   GET  /v1/runs/{id}/metrics       loss curves etc.
- *   GET  /v1/events                  Server-Sent Events of run state changes
- *
- * The event hub holds one stream per subscriber; it is fed by NOTIFY
- * atelier_runs (so changes made through any atelierd or any worker reach every
- * subscriber) and pings every 15 s so dead clients are noticed.
+ *   GET  /v1/events                  Server-Sent Events of run state changes (the hub: events.c)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "events.h"
 #include "log.h"
 #include "pipeline.h"
 #include "pipeline_yaml.h"
-#include "scheduler.h"
+#include "pipelines_api.h"
 
 /* ---- apply ---- */
 
@@ -383,82 +380,7 @@ static void get_run_metrics(http_req_t *req)
 			   &p, "no such run");
 }
 
-/* ---- Server-Sent Events ---- */
-
-struct subscriber {
-	struct subscriber *next;
-	http_stream_t *stream;
-	long long run; /* 0 = all runs */
-};
-
-static struct {
-	struct subscriber *subs;
-	uv_timer_t ping;
-	int started;
-	int count;
-} hub;
-
-static void hub_drop_dead(void)
-{
-	struct subscriber **pp = &hub.subs;
-	while (*pp) {
-		struct subscriber *s = *pp;
-		if (!http_stream_alive(s->stream)) {
-			*pp = s->next;
-			http_stream_end(s->stream);
-			free(s);
-			hub.count--;
-		} else {
-			pp = &s->next;
-		}
-	}
-}
-
-static void hub_broadcast(const char *event, const char *data, long long run)
-{
-	char head[64];
-	int hn = snprintf(head, sizeof head, "event: %s\ndata: ", event);
-	for (struct subscriber *s = hub.subs; s; s = s->next) {
-		if (s->run && run && s->run != run)
-			continue;
-		if (http_stream_write(s->stream, head, (size_t)hn) < 0 ||
-		    http_stream_write(s->stream, data, strlen(data)) < 0 || http_stream_write(s->stream, "\n\n", 2) < 0) {
-			/* gone or too slow to keep up: dropped below */
-			http_stream_end(s->stream);
-			s->stream = NULL;
-		}
-	}
-	struct subscriber **pp = &hub.subs;
-	while (*pp) {
-		if (!(*pp)->stream) {
-			struct subscriber *d = *pp;
-			*pp = d->next;
-			free(d);
-			hub.count--;
-		} else {
-			pp = &(*pp)->next;
-		}
-	}
-}
-
-static void on_runs_notify(void *arg, const char *channel, const char *payload)
-{
-	if (!channel)
-		return;
-	json_t *j = json_loads(payload, 0, NULL);
-	long long run = j ? json_integer_value(json_object_get(j, "run")) : 0;
-	json_decref(j);
-	hub_broadcast("run", payload, run);
-}
-
-static void hub_ping(uv_timer_t *t)
-{
-	for (struct subscriber *s = hub.subs; s; s = s->next)
-		if (http_stream_write(s->stream, ": ping\n\n", 8) < 0) {
-			/* the stream is dead or stuck: dropped just below */
-		}
-	hub_drop_dead();
-}
+/* ---- events ---- */
 
 static void get_events(http_req_t *req)
 {
@@ -467,52 +389,10 @@ static void get_events(http_req_t *req)
 	long long run_id = 0;
 	if (run && !(run_id = api_positive_id(req, run, "run")))
 		return;
-	if (!hub.started) {
-		if (db_listen(app->db, "atelier_runs", on_runs_notify, NULL) < 0) {
-			http_reply_error(req, 503, "database unavailable", NULL);
-			return;
-		}
-		uv_timer_init(app->loop, &hub.ping);
-		uv_timer_start(&hub.ping, hub_ping, 15000, 15000);
-		hub.started = 1;
-	}
-	struct subscriber *s = calloc(1, sizeof *s);
-	if (!s) {
-		http_reply_error(req, 503, "out of memory", NULL);
-		return;
-	}
-	s->stream = http_stream_start(req, 200, "text/event-stream");
-	if (!s->stream) {
-		free(s);
-		return;
-	}
-	s->run = run_id;
-	s->next = hub.subs;
-	hub.subs = s;
-	hub.count++;
-	static const char hello[] = "retry: 2000\nevent: hello\ndata: {}\n\n";
-	if (http_stream_write(s->stream, hello, sizeof hello - 1) < 0) {
-		/* the client is already gone: the next ping drops it */
-	}
+	events_subscribe(app->events, req, run_id);
 }
 
-void events_close_all(void)
-{
-	while (hub.subs) {
-		struct subscriber *s = hub.subs;
-		hub.subs = s->next;
-		http_stream_end(s->stream);
-		free(s);
-	}
-	hub.count = 0;
-	if (hub.started) {
-		uv_timer_stop(&hub.ping);
-		uv_close((uv_handle_t *)&hub.ping, NULL);
-		hub.started = 0;
-	}
-}
-
-const struct http_route scheduler_routes[] = {
+const struct http_route pipelines_api_routes[] = {
 	{"POST", "/v1/pipelines", post_pipeline, ROLE_OPERATOR,
 	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version"},
 	{"GET", "/v1/pipelines", get_pipelines, ROLE_ANY, "list pipelines with their current version and last run"},
@@ -524,4 +404,4 @@ const struct http_route scheduler_routes[] = {
 	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)"},
 	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)"},
 };
-const size_t scheduler_nroutes = sizeof scheduler_routes / sizeof scheduler_routes[0];
+const size_t pipelines_api_nroutes = sizeof pipelines_api_routes / sizeof pipelines_api_routes[0];
