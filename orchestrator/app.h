@@ -16,7 +16,8 @@ struct auth;
 struct events;
 struct scheduler;
 struct supervisor;
-struct registry;
+struct longpoll;
+struct artifact_store;
 
 /* Daemon settings (table in main.c). */
 struct settings {
@@ -67,7 +68,8 @@ struct app {
 	struct auth *auth;
 	struct scheduler *scheduler;
 	struct supervisor *supervisor;
-	struct registry *registry;
+	struct longpoll *longpoll;        /* channel long-polls (longpoll.c) */
+	struct artifact_store *artifacts; /* cfg.artifacts, opened at start */
 	struct events *events; /* the Server-Sent Events hub (events.c) */
 	struct http_route *routes; /* every subsystem's table, concatenated */
 	size_t nroutes;

@@ -22,11 +22,15 @@
 #include <signal.h>
 
 #include "app.h"
+#include "artifact.h"
+#include "artifacts_api.h"
 #include "auth.h"
 #include "config.h"
 #include "events.h"
 #include "image.h"
 #include "log.h"
+#include "longpoll.h"
+#include "nodes.h"
 #include "pipelines_api.h"
 #include "registry.h"
 #include "scheduler.h"
@@ -140,7 +144,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("signal %d: shutting down", signum);
 	stop_parts = 3;
 	events_stop(app.events, part_stopped, NULL);
-	registry_stop(app.registry);
+	longpoll_stop(app.longpoll);
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
 	scheduler_stop(app.scheduler, part_stopped, NULL);
@@ -152,7 +156,9 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes}, {pipelines_api_routes, pipelines_api_nroutes}, {registry_routes, registry_nroutes}};
+	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
+		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
+		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -220,7 +226,13 @@ static int serve(void)
 		.auth_arg = app.auth,
 		.app = &app,
 	};
-	rc = registry_start(&app, &app.registry);
+	rc = artifact_store_open(app.cfg.artifacts, &app.artifacts);
+	if (rc < 0) {
+		log_error("artifacts: cannot open %s: %s", app.cfg.artifacts ? app.cfg.artifacts : "(default)",
+			  at_strerror(rc));
+		return 1;
+	}
+	rc = longpoll_start(&app, &app.longpoll);
 	if (rc < 0)
 		return 1;
 	rc = events_start(&app, &app.events);
@@ -262,7 +274,8 @@ static int serve(void)
 		return 1;
 	}
 	free(app.routes);
-	registry_free(app.registry);
+	longpoll_free(app.longpoll);
+	artifact_store_close(app.artifacts);
 	events_free(app.events);
 	log_info("stopped cleanly");
 	return 0;

@@ -13,7 +13,7 @@
 #include "auth.h"
 #include "ingest.h"
 #include "log.h"
-#include "registry.h"
+#include "longpoll.h"
 #include "scheduler.h"
 
 static void get_healthz(http_req_t *req)
@@ -63,7 +63,7 @@ static void get_metrics(http_req_t *req)
 	if (rc == 0)
 		rc = scheduler_metrics(app->scheduler, &b);
 	if (rc == 0)
-		rc = registry_metrics(app->registry, &b);
+		rc = longpoll_metrics(app->longpoll, &b);
 	if (rc == 0)
 		rc = at_buf_printf(&b,
 				   "# HELP atelier_db_connected Live PostgreSQL query connections.\n"
