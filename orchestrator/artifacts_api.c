@@ -156,7 +156,7 @@ static void dl_stat_cb(uv_fs_t *f)
 	struct download *d = f->data;
 	if (f->result < 0) {
 		uv_fs_req_cleanup(f);
-		http_reply_error(d->req, 500, "cannot stat artifact", NULL);
+		http_reply_err(d->req, AT_EIO, "cannot stat artifact", NULL);
 		d->req = NULL;
 		dl_finish(d);
 		return;
@@ -173,13 +173,13 @@ static void dl_stat_cb(uv_fs_t *f)
 			char cr[64];
 			snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)d->size);
 			http_req_add_header(d->req, "Content-Range", cr);
-			http_reply_error(d->req, 416, "range not satisfiable", json_pack("{sI}", "size", (json_int_t)d->size));
+			http_reply_err(d->req, AT_EUNSATISFIABLE, "range not satisfiable", json_pack("{sI}", "size", (json_int_t)d->size));
 			d->req = NULL;
 			dl_finish(d);
 			return;
 		}
 		if (rc < 0) {
-			http_reply_error(d->req, 400, "unsupported Range header (use bytes=N- or bytes=N-M)", NULL);
+			http_reply_err(d->req, AT_EINVAL, "unsupported Range header (use bytes=N- or bytes=N-M)", NULL);
 			d->req = NULL;
 			dl_finish(d);
 			return;
@@ -194,7 +194,7 @@ static void dl_open_cb(uv_fs_t *f)
 	struct download *d = f->data;
 	if (f->result < 0) {
 		uv_fs_req_cleanup(f);
-		http_reply_error(d->req, 404, "artifact missing from the store", json_pack("{ss}", "sha256", d->sha));
+		http_reply_err(d->req, AT_ENOTFOUND, "artifact missing from the store", json_pack("{ss}", "sha256", d->sha));
 		d->req = NULL;
 		dl_finish(d);
 		return;
@@ -203,7 +203,7 @@ static void dl_open_cb(uv_fs_t *f)
 	uv_fs_req_cleanup(f);
 	d->fs.data = d;
 	if (uv_fs_fstat(d->app->loop, &d->fs, d->fd, dl_stat_cb) < 0) {
-		http_reply_error(d->req, 500, "cannot stat artifact", NULL);
+		http_reply_err(d->req, AT_EIO, "cannot stat artifact", NULL);
 		d->req = NULL;
 		dl_finish(d);
 	}
@@ -213,13 +213,13 @@ static void on_artifact_known(void *arg, int status, PGresult *res)
 {
 	struct download *d = arg;
 	if (status < 0) {
-		http_reply_error(d->req, 503, "database unavailable", NULL);
+		http_reply_err(d->req, AT_EDB, "database unavailable", NULL);
 		d->req = NULL;
 		dl_finish(d);
 		return;
 	}
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-		http_reply_error(d->req, 404, "no such artifact", json_pack("{ss}", "sha256", d->sha));
+		http_reply_err(d->req, AT_ENOTFOUND, "no such artifact", json_pack("{ss}", "sha256", d->sha));
 		d->req = NULL;
 		dl_finish(d);
 		return;
@@ -227,7 +227,7 @@ static void on_artifact_known(void *arg, int status, PGresult *res)
 	snprintf(d->ctype, sizeof d->ctype, "%s", PQgetvalue(res, 0, 0));
 	d->fs.data = d;
 	if (uv_fs_open(d->app->loop, &d->fs, d->path, O_RDONLY | O_CLOEXEC, 0, dl_open_cb) < 0) {
-		http_reply_error(d->req, 500, "cannot open artifact", NULL);
+		http_reply_err(d->req, AT_EIO, "cannot open artifact", NULL);
 		d->req = NULL;
 		dl_finish(d);
 	}
@@ -245,16 +245,16 @@ static void get_artifact(http_req_t *req)
 	struct app *app = http_req_app(req);
 	const char *sha = http_req_param(req, "sha256");
 	if (!artifact_valid_sha(sha)) {
-		http_reply_error(req, 400, "not a sha256 (64 lowercase hex digits)", json_pack("{ss}", "sha256", sha));
+		http_reply_err(req, AT_EINVAL, "not a sha256 (64 lowercase hex digits)", json_pack("{ss}", "sha256", sha));
 		return;
 	}
 	if (!app->artifacts) {
-		http_reply_error(req, 503, "no artifact store configured", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "no artifact store configured", NULL);
 		return;
 	}
 	struct download *d = calloc(1, sizeof *d);
 	if (!d) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	d->app = app;
@@ -263,7 +263,7 @@ static void get_artifact(http_req_t *req)
 	snprintf(d->sha, sizeof d->sha, "%s", sha);
 	if (artifact_path(app->artifacts, sha, d->path, sizeof d->path) < 0) {
 		free(d);
-		http_reply_error(req, 400, "bad sha256", NULL);
+		http_reply_err(req, AT_EINVAL, "bad sha256", NULL);
 		return;
 	}
 	/* Only referenced artifacts are served (not every file in the store). */
@@ -272,7 +272,7 @@ static void get_artifact(http_req_t *req)
 	db_param_text(&p, sha);
 	if (db_query(app->db, artifact_known_sql, &p, on_artifact_known, d) < 0) {
 		free(d);
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 

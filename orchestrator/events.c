@@ -104,12 +104,12 @@ int events_start(struct app *app, struct events **out)
 void events_subscribe(struct events *e, http_req_t *req, long long run)
 {
 	if (e->stopped) {
-		http_reply_error(req, 503, "shutting down", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "shutting down", NULL);
 		return;
 	}
 	if (!e->listening) {
 		if (db_listen(e->app->db, "atelier_runs", on_runs_notify, e) < 0) {
-			http_reply_error(req, 503, "database unavailable", NULL);
+			http_reply_err(req, AT_EDB, "database unavailable", NULL);
 			return;
 		}
 		uv_timer_start(&e->ping, events_ping, EVENTS_PING_MS, EVENTS_PING_MS);
@@ -117,7 +117,7 @@ void events_subscribe(struct events *e, http_req_t *req, long long run)
 	}
 	struct subscriber *s = calloc(1, sizeof *s);
 	if (!s) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	s->stream = http_stream_start(req, 200, "text/event-stream");

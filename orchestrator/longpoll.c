@@ -78,7 +78,7 @@ static void waiter_reply(struct waiter *w, const char *json, size_t len)
 {
 	char *copy = malloc(len + 1);
 	if (!copy) {
-		http_reply_error(w->req, 503, "out of memory", NULL);
+		http_reply_err(w->req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	memcpy(copy, json, len);
@@ -92,7 +92,7 @@ static void on_channel_read(void *arg, int status, PGresult *res)
 {
 	struct waiter *w = arg;
 	if (status < 0) {
-		http_reply_error(w->req, 503, "database unavailable", NULL);
+		http_reply_err(w->req, AT_EDB, "database unavailable", NULL);
 		waiter_done(w);
 		return;
 	}
@@ -134,7 +134,7 @@ static void waiter_read(struct waiter *w)
 	db_param_text(&p, w->channel);
 	w->seq_at_read = w->lp->notify_seq;
 	if (db_query(w->lp->app->db, channel_sql, &p, on_channel_read, w) < 0) {
-		http_reply_error(w->req, 503, "database unavailable", NULL);
+		http_reply_err(w->req, AT_EDB, "database unavailable", NULL);
 		waiter_done(w);
 	}
 }
@@ -213,27 +213,27 @@ static void get_channel(http_req_t *req)
 	const char *model = http_req_param(req, "name"), *channel = http_req_param(req, "channel");
 	const char *after = http_req_query(req, "after"), *wait = http_req_query(req, "wait");
 	if (!registry_valid_channel(channel)) {
-		http_reply_error(req, 404, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
+		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
 		return;
 	}
 	if (strlen(model) >= 64) {
-		http_reply_error(req, 404, "no such model", NULL);
+		http_reply_err(req, AT_ENOTFOUND, "no such model", NULL);
 		return;
 	}
 	char *end;
 	long long a = after ? strtoll(after, &end, 10) : 0;
 	if (after && (*end || a < 0)) {
-		http_reply_error(req, 400, "after must be a version number", json_pack("{ss}", "field", "after"));
+		http_reply_err(req, AT_EINVAL, "after must be a version number", json_pack("{ss}", "field", "after"));
 		return;
 	}
 	long long ws = wait ? strtoll(wait, &end, 10) : 0;
 	if (wait && (*end || ws < 0 || ws > LP_MAX_WAIT_S)) {
-		http_reply_error(req, 400, "wait must be 0..120 seconds", json_pack("{ss}", "field", "wait"));
+		http_reply_err(req, AT_ERANGE, "wait must be 0..120 seconds", json_pack("{ss}", "field", "wait"));
 		return;
 	}
 	struct waiter *w = calloc(1, sizeof *w);
 	if (!w) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	w->lp = r;

@@ -5,6 +5,7 @@
  *   atelierd migrate [options]              apply sql/ migrations and exit
  *   atelierd token create --role R [--name N]   print a new token (shown once)
  *   atelierd routes                         print the HTTP route table
+ *   atelierd errors [--json]                print the error table (code, HTTP status, message)
  *
  * Start-up order: settings → migrations (blocking, before the loop: nothing
  * is served until the schema is current) → pool, auth, HTTP on one loop.
@@ -333,6 +334,33 @@ static int cmd_routes(void)
 	return 0;
 }
 
+/* The error table of lib/err.h as every error reply uses it: tests check
+ * replies against this output, so it is printed from the table itself. */
+static int cmd_errors(int argc, char **argv)
+{
+	int as_json = argc > 0 && strcmp(argv[0], "--json") == 0;
+	if (argc > (as_json ? 1 : 0)) {
+		fprintf(stderr, "usage: atelierd errors [--json]\n");
+		return 2;
+	}
+	json_t *rows = json_array();
+	for (int err = AT_ERR_FIRST_ + 1; err < AT_ERR_LAST_; err++) {
+		if (as_json)
+			json_array_append_new(rows, json_pack("{ss,si,ss}", "code", at_err_name(err), "status",
+							      at_err_http_status(err), "message", at_strerror(err)));
+		else
+			printf("%-14s %d  %s\n", at_err_name(err), at_err_http_status(err), at_strerror(err));
+	}
+	if (as_json) {
+		char *s = json_dumps(rows, JSON_INDENT(1));
+		if (s)
+			printf("%s\n", s);
+		free(s);
+	}
+	json_decref(rows);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("atelierd");
@@ -343,6 +371,8 @@ int main(int argc, char **argv)
 		cmd = argv[1];
 		off = 1;
 	}
+	if (strcmp(cmd, "errors") == 0)
+		return cmd_errors(argc - 2, argv + 2);
 	int argi;
 	char err[256];
 	int rc;
@@ -355,7 +385,7 @@ int main(int argc, char **argv)
 		argi += off;
 	}
 	if (rc == AT_ECANCELLED) {
-		config_usage(stdout, "atelierd", "[serve|migrate|token create|routes] [options]", settings_table,
+		config_usage(stdout, "atelierd", "[serve|migrate|token create|routes|errors] [options]", settings_table,
 			     NSETTINGS);
 		return 0;
 	}

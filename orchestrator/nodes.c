@@ -13,7 +13,7 @@ static void on_heartbeat(void *arg, int status, PGresult *res)
 {
 	http_req_t *req = arg;
 	if (status < 0)
-		http_reply_error(req, 503, "could not record the heartbeat", NULL);
+		http_reply_err(req, AT_EDB, "could not record the heartbeat", NULL);
 	else
 		http_reply_json(req, 200, json_pack("{sb}", "ok", 1));
 }
@@ -27,7 +27,7 @@ static void post_heartbeat(http_req_t *req)
 	const char *node = json_string_value(json_object_get(b, "node"));
 	if (!node || !*node || strlen(node) > 128) {
 		json_decref(b);
-		http_reply_error(req, 422, "heartbeat needs a \"node\" name (1..128 chars)", json_pack("{ss}", "field", "node"));
+		http_reply_err(req, AT_EUNPROCESSABLE, "heartbeat needs a \"node\" name (1..128 chars)", json_pack("{ss}", "field", "node"));
 		return;
 	}
 	char *text = json_dumps(b, JSON_COMPACT);
@@ -53,7 +53,7 @@ static void post_heartbeat(http_req_t *req)
 		&p, on_heartbeat, req);
 	free(text);
 	if (rc < 0)
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 }
 
 static void get_nodes(http_req_t *req)

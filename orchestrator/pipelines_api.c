@@ -69,7 +69,7 @@ static void apply_stored(void *arg, int status, PGresult *res)
 {
 	struct apply *a = arg;
 	if (status < 0) {
-		http_reply_error(a->req, 503, "could not store the pipeline", NULL);
+		http_reply_err(a->req, AT_EDB, "could not store the pipeline", NULL);
 	} else {
 		int created = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 		json_t *o = json_pack("{ss,si,sI,ss,sb}", "pipeline", a->name, "version",
@@ -87,7 +87,7 @@ static void apply_parsed(uv_work_t *w, int status)
 {
 	struct apply *a = w->data;
 	if (status < 0 || !http_req_alive(a->req)) {
-		http_reply_empty(a->req, 499);
+		http_reply_empty(a->req, HTTP_STATUS_CLIENT_GONE);
 		apply_free(a);
 		return;
 	}
@@ -95,7 +95,7 @@ static void apply_parsed(uv_work_t *w, int status)
 		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column", a->err.column,
 				      "message", a->err.message);
 		/* an expansion bomb is bad content, not a big body: 422 like any invalid pipeline */
-		http_reply_error(a->req, 422, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
+		http_reply_err(a->req, AT_EUNPROCESSABLE, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
 		apply_free(a);
 		return;
 	}
@@ -107,7 +107,7 @@ static void apply_parsed(uv_work_t *w, int status)
 	db_param_text(&p, a->hash);
 	if (db_query(a->app->db, "SELECT version_id, version, created FROM atelier_apply_pipeline($1, $2, $3::jsonb, $4)",
 		     &p, apply_stored, a) < 0) {
-		http_reply_error(a->req, 503, "database unavailable", NULL);
+		http_reply_err(a->req, AT_EDB, "database unavailable", NULL);
 		apply_free(a);
 	}
 }
@@ -120,7 +120,7 @@ static void post_pipeline(http_req_t *req)
 	const char *fname = http_req_query(req, "filename");
 	struct apply *a = calloc(1, sizeof *a);
 	if (!a) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	a->req = req;
@@ -136,7 +136,7 @@ static void post_pipeline(http_req_t *req)
 		if (!y) {
 			json_decref(j);
 			free(a);
-			http_reply_error(req, 422, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
+			http_reply_err(req, AT_EUNPROCESSABLE, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
 			return;
 		}
 		a->yaml = strdup(y);
@@ -154,18 +154,18 @@ static void post_pipeline(http_req_t *req)
 	}
 	if (!a->yaml || !a->filename) {
 		apply_free(a);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	if (memchr(a->yaml, 0, a->len)) {
 		apply_free(a);
-		http_reply_error(req, 422, "pipeline YAML contains a NUL byte", NULL);
+		http_reply_err(req, AT_EUNPROCESSABLE, "pipeline YAML contains a NUL byte", NULL);
 		return;
 	}
 	a->work.data = a;
 	if (uv_queue_work(a->app->loop, &a->work, apply_work, apply_parsed) < 0) {
 		apply_free(a);
-		http_reply_error(req, 503, "cannot schedule parsing", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot schedule parsing", NULL);
 	}
 }
 
@@ -209,9 +209,9 @@ static void run_created(void *arg, int status, PGresult *res)
 {
 	struct trigger *t = arg;
 	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
-		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+		http_reply_err(t->req, AT_ENOTFOUND, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
 	else if (status < 0)
-		http_reply_error(t->req, 503, "could not create the run", NULL);
+		http_reply_err(t->req, AT_EDB, "could not create the run", NULL);
 	else {
 		int coalesced = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		http_reply_json(t->req, coalesced ? 200 : 201,
@@ -226,17 +226,17 @@ static void manual_checked(void *arg, int status, PGresult *res)
 	struct trigger *t = arg;
 	struct app *app = http_req_app(t->req);
 	if (status < 0) {
-		http_reply_error(t->req, 503, "database unavailable", NULL);
+		http_reply_err(t->req, AT_EDB, "database unavailable", NULL);
 		free(t);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+		http_reply_err(t->req, AT_ENOTFOUND, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
 		free(t);
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
-		http_reply_error(t->req, 409, "this pipeline does not allow manual runs (triggers.manual: false)",
+		http_reply_err(t->req, AT_ECONFLICT, "this pipeline does not allow manual runs (triggers.manual: false)",
 				 json_pack("{ss}", "pipeline", t->name));
 		free(t);
 		return;
@@ -245,7 +245,7 @@ static void manual_checked(void *arg, int status, PGresult *res)
 	db_params_init(&p);
 	db_param_text(&p, t->name);
 	if (db_query(app->db, "SELECT run_id, coalesced FROM atelier_create_run($1, 'manual')", &p, run_created, t) < 0) {
-		http_reply_error(t->req, 503, "database unavailable", NULL);
+		http_reply_err(t->req, AT_EDB, "database unavailable", NULL);
 		free(t);
 	}
 }
@@ -255,7 +255,7 @@ static void post_run(http_req_t *req)
 	struct app *app = http_req_app(req);
 	struct trigger *t = calloc(1, sizeof *t);
 	if (!t) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	t->req = req;
@@ -267,7 +267,7 @@ static void post_run(http_req_t *req)
 		     "SELECT coalesce((v.parsed->'triggers'->>'manual')::boolean, true) FROM pipelines p "
 		     "JOIN pipeline_versions v ON v.id = p.current_version_id WHERE p.name = $1",
 		     &p, manual_checked, t) < 0) {
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 		free(t);
 	}
 }
@@ -286,7 +286,7 @@ static void get_runs(http_req_t *req)
 		for (size_t i = 0; i < sizeof run_states / sizeof run_states[0]; i++)
 			ok |= strcmp(state, run_states[i]) == 0;
 		if (!ok) {
-			http_reply_error(req, 400,
+			http_reply_err(req, AT_EINVAL,
 					 "state must be one of queued, running, succeeded, failed, cancelled, skipped",
 					 json_pack("{ss,ss}", "field", "state", "value", state));
 			return;
@@ -297,7 +297,7 @@ static void get_runs(http_req_t *req)
 		char *end;
 		lim = strtoll(limit, &end, 10);
 		if (*end || lim < 1 || lim > 500) {
-			http_reply_error(req, 400, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
+			http_reply_err(req, AT_ERANGE, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
 			return;
 		}
 	}

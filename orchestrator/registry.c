@@ -112,15 +112,15 @@ static void on_moved(void *arg, int status, PGresult *res)
 {
 	struct move *m = arg;
 	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
-		http_reply_error(m->req, 404, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+		http_reply_err(m->req, AT_ENOTFOUND, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
 				 json_pack("{ss,ss}", "model", m->model, "channel", m->channel));
 	else if (status < 0)
-		http_reply_error(m->req, 503, "could not move the channel", NULL);
+		http_reply_err(m->req, AT_EDB, "could not move the channel", NULL);
 	else {
 		size_t len = (size_t)PQgetlength(res, 0, 0);
 		char *copy = malloc(len + 1);
 		if (!copy) {
-			http_reply_error(m->req, 503, "out of memory", NULL);
+			http_reply_err(m->req, AT_ENOMEM, "out of memory", NULL);
 		} else {
 			memcpy(copy, PQgetvalue(res, 0, 0), len);
 			copy[len] = '\n';
@@ -135,7 +135,7 @@ static void post_channel(http_req_t *req)
 	struct app *app = http_req_app(req);
 	const char *model = http_req_param(req, "name"), *channel = http_req_param(req, "channel");
 	if (!registry_valid_channel(channel)) {
-		http_reply_error(req, 404, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
+		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
 		return;
 	}
 	json_t *body = http_req_json_body(req);
@@ -147,13 +147,13 @@ static void post_channel(http_req_t *req)
 	int rollback = action && !strcmp(action, "rollback");
 	if ((action && !rollback && strcmp(action, "promote")) || (!rollback && !json_is_integer(ver))) {
 		json_decref(body);
-		http_reply_error(req, 422, "body must be {\"version\": N} or {\"action\": \"rollback\"}", NULL);
+		http_reply_err(req, AT_EUNPROCESSABLE, "body must be {\"version\": N} or {\"action\": \"rollback\"}", NULL);
 		return;
 	}
 	struct move *m = calloc(1, sizeof *m);
 	if (!m) {
 		json_decref(body);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	m->req = req;
@@ -188,7 +188,7 @@ static void post_channel(http_req_t *req)
 	json_decref(body);
 	if (rc < 0) {
 		free(m);
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 

@@ -49,7 +49,7 @@ static void contribute_done(uv_work_t *w, int status)
 	struct spool *s = c->app->spool;
 	if (c->rc < 0) {
 		spool_unreserve(s, c->reserved);
-		http_reply_error(c->req, 503, "could not store the contribution", NULL);
+		http_reply_err(c->req, AT_EUNAVAILABLE, "could not store the contribution", NULL);
 	} else {
 		int files;
 		spool_depth(s, &files, NULL);
@@ -72,14 +72,14 @@ void contribute_post(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
 	if (!app->cfg.atelierd || !app->spool) {
-		http_reply_error(req, 503, "contributions are off: this node has no atelierd to send them to", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "contributions are off: this node has no atelierd to send them to", NULL);
 		return;
 	}
 	size_t ctlen = 0, blen;
 	const char *ct = http_req_header(req, "content-type", &ctlen);
 	const uint8_t *body = http_req_body(req, &blen);
 	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		http_reply_error(req, 415, "expected multipart/form-data with an image field", NULL);
+		http_reply_err(req, AT_EUNSUPPORTED, "expected multipart/form-data with an image field", NULL);
 		return;
 	}
 	struct multipart_part parts[8];
@@ -87,28 +87,28 @@ void contribute_post(http_req_t *req)
 	char why[160] = "";
 	int rc = multipart_parse(ct, ctlen, body, blen, parts, 8, &nparts, why, sizeof why);
 	if (rc < 0) {
-		http_reply_error(req, rc == AT_ETOOBIG ? 413 : 400, "malformed multipart body",
+		http_reply_err(req, rc, "malformed multipart body",
 				 json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
 		return;
 	}
 	const struct multipart_part *img = multipart_get(parts, nparts, "image");
 	if (!img) {
-		http_reply_error(req, 400, "missing field image (the sketch, PNG or JPEG)", json_pack("{ss}", "field", "image"));
+		http_reply_err(req, AT_EINVAL, "missing field image (the sketch, PNG or JPEG)", json_pack("{ss}", "field", "image"));
 		return;
 	}
 	int fmt = image_sniff(img->data, img->len);
 	if (fmt < 0) {
-		http_reply_error(req, 415, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
+		http_reply_err(req, AT_EUNSUPPORTED, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
 		return;
 	}
 	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
-		http_reply_error(req, 422, "consent is required to contribute a sketch",
+		http_reply_err(req, AT_EUNPROCESSABLE, "consent is required to contribute a sketch",
 				 json_pack("{ss}", "field", "consent"));
 		return;
 	}
 	const struct multipart_part *who = multipart_get(parts, nparts, "contributor");
 	if (who && who->len > 128) {
-		http_reply_error(req, 422, "contributor is at most 128 bytes", json_pack("{ss}", "field", "contributor"));
+		http_reply_err(req, AT_EUNPROCESSABLE, "contributor is at most 128 bytes", json_pack("{ss}", "field", "contributor"));
 		return;
 	}
 	json_t *meta = json_pack("{ss,sI}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
@@ -117,7 +117,7 @@ void contribute_post(http_req_t *req)
 		json_t *name = json_stringn((const char *)who->data, who->len);
 		if (!name) {
 			json_decref(meta);
-			http_reply_error(req, 422, "contributor must be UTF-8 text", json_pack("{ss}", "field", "contributor"));
+			http_reply_err(req, AT_EUNPROCESSABLE, "contributor must be UTF-8 text", json_pack("{ss}", "field", "contributor"));
 			return;
 		}
 		json_object_set_new(meta, "contributor", name);
@@ -130,7 +130,7 @@ void contribute_post(http_req_t *req)
 	json_decref(meta);
 	if (!c || !c->meta || !c->img) {
 		contribution_free(c);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	memcpy(c->img, img->data, img->len);
@@ -142,7 +142,7 @@ void contribute_post(http_req_t *req)
 		spool_depth(app->spool, &files, &bytes);
 		contribution_free(c);
 		http_req_add_header(req, "Retry-After", "60");
-		http_reply_error(req, 503, "the contribution spool is full; try again later",
+		http_reply_err(req, AT_EBUSY, "the contribution spool is full; try again later",
 				 json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
 		return;
 	}
@@ -152,6 +152,6 @@ void contribute_post(http_req_t *req)
 	if (uv_queue_work(app->loop, &c->work, contribute_work, contribute_done) != 0) {
 		spool_unreserve(app->spool, c->reserved);
 		contribution_free(c);
-		http_reply_error(req, 503, "cannot schedule the write", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot schedule the write", NULL);
 	}
 }
