@@ -11,7 +11,7 @@ static const struct {
 } err_table[] = {AT_ERRNO_MAP(AT_ERR_ROW)};
 #undef AT_ERR_ROW
 
-static int err_index(int err)
+int at_err_index(int err)
 {
 	int i = err - AT_ERR_FIRST_ - 1;
 	if (i < 0 || i >= (int)(sizeof err_table / sizeof err_table[0]))
@@ -23,7 +23,7 @@ const char *at_strerror(int err)
 {
 	if (err == 0)
 		return "success";
-	int i = err_index(err);
+	int i = at_err_index(err);
 	return i < 0 ? "unknown error" : err_table[i].msg;
 }
 
@@ -31,12 +31,12 @@ const char *at_err_name(int err)
 {
 	if (err == 0)
 		return "OK";
-	int i = err_index(err);
+	int i = at_err_index(err);
 	return i < 0 ? "UNKNOWN" : err_table[i].name;
 }
 
 int at_err_http_status(int err)
 {
-	int i = err_index(err);
+	int i = at_err_index(err);
 	return i < 0 ? 500 : err_table[i].status;
 }

@@ -3,8 +3,11 @@
  *
  * Every fallible function returns 0 on success or a negative AT_E* code from
  * the table below; at_strerror() names it. A function that fails never invokes
- * its callback. Codes are stable within a process only (they are not a wire
- * format); HTTP statuses come from at_err_http_status().
+ * its callback. Codes' numbers are stable within a process only; on the wire
+ * an error is its name ("TOOBIG": the "code" of an HTTP error body) and its
+ * HTTP status is the table's, always: a handler passes the code to
+ * http_reply_err() and never a status (tests/test_errors.py checks both).
+ * `atelierd errors --json` prints the table.
  */
 #ifndef ATELIER_ERR_H
 #define ATELIER_ERR_H
@@ -32,7 +35,12 @@
 	X(UNAVAILABLE, 503, "unavailable")                                     \
 	X(RANGE, 400, "value out of range")                                    \
 	X(STALE, 409, "stale owner token")                                     \
-	X(INTERNAL, 500, "internal error")
+	X(INTERNAL, 500, "internal error")                                     \
+	X(METHOD, 405, "method not allowed")                                   \
+	X(URITOOLONG, 414, "request path too long")                            \
+	X(UNSATISFIABLE, 416, "range not satisfiable")                         \
+	X(BUSY, 503, "busy: try again later")                                  \
+	X(NOTREADY, 503, "not ready")
 
 enum at_err {
 	AT_OK = 0,
@@ -42,6 +50,8 @@ enum at_err {
 #undef AT_ERR_ENUM
 	AT_ERR_LAST_
 };
+/* Codes in the table; at_err_index() maps a code to 0..AT_ERR_COUNT-1. */
+#define AT_ERR_COUNT (AT_ERR_LAST_ - AT_ERR_FIRST_ - 1)
 
 /* Message for a code; never NULL (unknown codes get a generic text). */
 const char *at_strerror(int err);
@@ -49,5 +59,7 @@ const char *at_strerror(int err);
 const char *at_err_name(int err);
 /* The HTTP status that best answers a request that failed with err. */
 int at_err_http_status(int err);
+/* err's row in the table (0..AT_ERR_COUNT-1), or -1 when err is not in it. */
+int at_err_index(int err);
 
 #endif

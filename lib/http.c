@@ -72,6 +72,7 @@ struct http_server {
 	uint64_t next_id;
 	uint32_t id_prefix;
 	size_t pending;
+	uint64_t errors[AT_ERR_COUNT]; /* error replies, by row of the error table */
 	int closing;
 	uv_timer_t close_timer;
 	int close_waits;
@@ -376,7 +377,7 @@ void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *conte
 {
 	if (rc < 0) {
 		at_buf_free(b);
-		http_reply_err(req, rc, NULL);
+		http_reply_err(req, rc, NULL, NULL);
 		return;
 	}
 	size_t len;
@@ -420,25 +421,31 @@ void http_reply_json(http_req_t *req, int status, json_t *body)
 	http_reply_owned(req, status, "application/json", s, n);
 }
 
-void http_reply_error(http_req_t *req, int status, const char *message, json_t *detail)
+void http_reply_err(http_req_t *req, int err, const char *msg, json_t *detail)
 {
+	int i = at_err_index(err);
+	if (i < 0) {
+		/* not a code of the table: a bug in the caller, answered as one */
+		log_error("http: %s %s: reply with unknown error %d [%s]", http_req_method(req), req->path, err, req->id);
+		err = AT_EINTERNAL;
+		i = at_err_index(err);
+	}
+	int status = at_err_http_status(err);
+	const char *message = msg ? msg : at_strerror(err);
+	req->srv->errors[i]++;
 	json_t *o = json_object();
-	json_object_set_new(o, "error", json_string(message ? message : reason_phrase(status)));
+	json_object_set_new(o, "error", json_string(message));
+	json_object_set_new(o, "code", json_string(at_err_name(err)));
 	if (detail)
 		json_object_set_new(o, "detail", detail);
 	json_object_set_new(o, "request_id", json_string(req->id));
 	if (status >= 500)
-		log_warn("http: %s %s -> %d %s [%s]", http_req_method(req), req->path, status, message ? message : "",
+		log_warn("http: %s %s -> %d %s %s [%s]", http_req_method(req), req->path, status, at_err_name(err), message,
 			 req->id);
 	else
-		log_debug("http: %s %s -> %d %s [%s]", http_req_method(req), req->path, status,
-			  message ? message : "", req->id);
+		log_debug("http: %s %s -> %d %s %s [%s]", http_req_method(req), req->path, status, at_err_name(err),
+			  message, req->id);
 	http_reply_json(req, status, o);
-}
-
-void http_reply_err(http_req_t *req, int err, const char *msg)
-{
-	http_reply_error(req, at_err_http_status(err), msg ? msg : at_strerror(err), NULL);
 }
 
 void http_req_add_header(http_req_t *req, const char *name, const char *value)
@@ -723,7 +730,7 @@ json_t *http_req_json_body(http_req_t *req)
 			json_object_set_new(d, "reason", json_string(err.text));
 		}
 		json_decref(j);
-		http_reply_error(req, 400, j ? "request body must be a JSON object" : "invalid JSON body", d);
+		http_reply_err(req, j ? AT_EINVAL : AT_EPARSE, j ? "request body must be a JSON object" : "invalid JSON body", d);
 		return NULL;
 	}
 	return j;
@@ -738,7 +745,7 @@ static void dispatch(http_req_t *req)
 	http_req_body(req, &len);
 	if (len > req->srv->cfg.max_body) {
 		json_t *d = json_pack("{sI,sI}", "size", (json_int_t)len, "limit", (json_int_t)req->srv->cfg.max_body);
-		http_reply_error(req, 413, "request body too large", d);
+		http_reply_err(req, AT_ETOOBIG, "request body too large", d);
 		return;
 	}
 	r->handler(req);
@@ -751,17 +758,17 @@ static void auth_done(http_req_t *req, int role)
 		return;
 	}
 	if (role < 0) {
-		http_reply_error(req, 503, "cannot check the token: database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "cannot check the token: database unavailable", NULL);
 		return;
 	}
 	if (role == 0) {
-		http_reply_error(req, 401, "invalid or revoked token", NULL);
+		http_reply_err(req, AT_EUNAUTHORIZED, "invalid or revoked token", NULL);
 		return;
 	}
 	req->role = (unsigned)role;
 	if (!(req->route->r->roles & (unsigned)role)) {
 		json_t *d = json_pack("{ss}", "role", http_role_name((unsigned)role));
-		http_reply_error(req, 403, "this token's role may not do that", d);
+		http_reply_err(req, AT_EFORBIDDEN, "this token's role may not do that", d);
 		return;
 	}
 	dispatch(req);
@@ -806,7 +813,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 	if (plen >= sizeof req->path) {
 		req->route = NULL;
 		snprintf(req->path, sizeof req->path, "/");
-		http_reply_error(req, 414, "request path too long", NULL);
+		http_reply_err(req, AT_EURITOOLONG, "request path too long", NULL);
 		return 0;
 	}
 	memcpy(req->path, r->path_normalized.base, plen);
@@ -831,9 +838,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 	if (!req->route) {
 		req_clear_params(req);
 		if (path_matched)
-			http_reply_error(req, 405, "method not allowed", json_pack("{ss}", "method", method));
+			http_reply_err(req, AT_EMETHOD, "method not allowed", json_pack("{ss}", "method", method));
 		else
-			http_reply_error(req, 404, "no such route", json_pack("{ss}", "path", req->path));
+			http_reply_err(req, AT_ENOTFOUND, "no such route", json_pack("{ss}", "path", req->path));
 		return 0;
 	}
 	if (req->route->r->roles == ROLE_PUBLIC || !srv->cfg.auth) {
@@ -844,7 +851,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 	const char *auth = http_req_header(req, "authorization", &hl);
 	if (!auth || hl < 8 || strncasecmp(auth, "Bearer ", 7) != 0) {
 		http_req_add_header(req, "WWW-Authenticate", "Bearer");
-		http_reply_error(req, 401, "missing bearer token", NULL);
+		http_reply_err(req, AT_EUNAUTHORIZED, "missing bearer token", NULL);
 		return 0;
 	}
 	int role = srv->cfg.auth(srv->cfg.auth_arg, req, auth + 7, hl - 7, auth_done);
@@ -1068,6 +1075,15 @@ int http_server_metrics(const http_server_t *srv, struct at_buf *b)
 		rc = metrics_route(&srv->routes[i], b);
 	if (rc == 0)
 		rc = metrics_route(&srv->unmatched, b);
+	if (rc == 0)
+		rc = at_buf_addstr(b, "# HELP atelier_http_errors_total Error replies by error code (lib/err.h) and status.\n"
+				      "# TYPE atelier_http_errors_total counter\n");
+	for (int i = 0; i < AT_ERR_COUNT && rc == 0; i++) {
+		int err = AT_ERR_FIRST_ + 1 + i;
+		if (srv->errors[i])
+			rc = at_buf_printf(b, "atelier_http_errors_total{code=\"%s\",status=\"%d\"} %llu\n", at_err_name(err),
+					   at_err_http_status(err), (unsigned long long)srv->errors[i]);
+	}
 	if (rc == 0)
 		rc = at_buf_printf(b,
 				   "# HELP atelier_http_pending_requests Requests waiting for a reply.\n"

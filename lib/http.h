@@ -1,7 +1,8 @@
 /*
  * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1) on the
  * caller's libuv loop, a route table, bearer-token roles, request ids, body
- * caps, one JSON error function, and per-route request counters for /metrics.
+ * caps, one JSON error function, per-route request counters and error counts
+ * by code for /metrics.
  *
  * Ownership: an http_req_t is created by the server for each request and is
  * valid until a reply function is called (after which the handler must not
@@ -88,16 +89,20 @@ int http_req_alive(const http_req_t *req);
 /* Arbitrary per-request slot for the handler. */
 void http_req_set_data(http_req_t *req, void *data);
 void *http_req_data(const http_req_t *req);
-/* Parse the body as JSON (object); on failure replies 400 itself and returns NULL. */
+/* Parse the body as JSON (object); on failure replies itself (AT_EPARSE or
+ * AT_EINVAL: 400) and returns NULL. */
 json_t *http_req_json_body(http_req_t *req);
 
 /* ---- replies (exactly one per request) ---- */
 /* Takes ownership of body (json_decref'd). */
 void http_reply_json(http_req_t *req, int status, json_t *body);
-/* {"error": message, "detail": detail, "request_id": ...}; takes detail (may be NULL). */
-void http_reply_error(http_req_t *req, int status, const char *message, json_t *detail);
-/* Reply with an AT_E* code: status from at_err_http_status(), message from at_strerror() unless msg given. */
-void http_reply_err(http_req_t *req, int err, const char *msg);
+/* The one error reply: an AT_E* code, never a status. The status is the error
+ * table's (at_err_http_status), the body {"error": msg (at_strerror(err) when
+ * NULL), "code": at_err_name(err), "detail": detail, "request_id": ...}, and
+ * the reply is counted in atelier_http_errors_total{code,status}. msg should
+ * name what failed and where ("no such run", "limit must be 1..500"). Takes
+ * detail (may be NULL). A code outside the table is answered as AT_EINTERNAL. */
+void http_reply_err(http_req_t *req, int err, const char *msg, json_t *detail);
 /* Copies data. */
 void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data, size_t len);
 /* Takes ownership of a malloc'd buffer. */
@@ -105,8 +110,11 @@ void http_reply_owned(http_req_t *req, int status, const char *content_type, voi
 /* Finish a reply built in a buffer: rc < 0 answers with that error (the
  * buffer is freed); else 200 with the buffer's contents (taken). */
 void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *content_type);
-/* Empty-body reply (204, 304, ...). */
+/* Empty-body reply (204, 304, ...). Not for errors: those are http_reply_err. */
 void http_reply_empty(http_req_t *req, int status);
+/* The status logged for a request whose client left, or whose work was
+ * cancelled, before it could be answered (nginx's convention). */
+#define HTTP_STATUS_CLIENT_GONE 499
 /* Extra response header to send with the reply (copied). Call before replying. */
 void http_req_add_header(http_req_t *req, const char *name, const char *value);
 

@@ -19,19 +19,19 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 		const char *st = db_sqlstate(res);
 		/* class 22 (data exception): a parameter PostgreSQL could not take */
 		if (strncmp(st, "22", 2) == 0)
-			http_reply_error(q->req, 400, "invalid parameter",
+			http_reply_err(q->req, AT_EINVAL, "invalid parameter",
 					 json_pack("{ss}", "reason", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
 		else
-			http_reply_error(q->req, 500, "query failed", NULL);
+			http_reply_err(q->req, AT_EINTERNAL, "query failed", NULL);
 	} else if (status < 0) {
-		http_reply_error(q->req, 503, "database unavailable", NULL);
+		http_reply_err(q->req, AT_EDB, "database unavailable", NULL);
 	} else if (PQntuples(res) < 1 || PQgetisnull(res, 0, 0)) {
-		http_reply_error(q->req, 404, q->not_found, json_pack("{ss}", "path", http_req_path(q->req)));
+		http_reply_err(q->req, AT_ENOTFOUND, q->not_found, json_pack("{ss}", "path", http_req_path(q->req)));
 	} else {
 		size_t len = (size_t)PQgetlength(res, 0, 0);
 		char *copy = malloc(len + 1);
 		if (!copy) {
-			http_reply_error(q->req, 503, "out of memory", NULL);
+			http_reply_err(q->req, AT_ENOMEM, "out of memory", NULL);
 		} else {
 			memcpy(copy, PQgetvalue(res, 0, 0), len);
 			copy[len] = '\n';
@@ -48,14 +48,14 @@ void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params
 	struct sql_json *q = calloc(1, sizeof *q);
 	if (!q || !(q->not_found = strdup(not_found))) {
 		free(q);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	q->req = req;
 	if (db_query(app->db, sql, params, on_sql_json, q) < 0) {
 		free(q->not_found);
 		free(q);
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 
@@ -64,7 +64,7 @@ long long api_positive_id(http_req_t *req, const char *value, const char *what)
 	char *end;
 	long long v = value ? strtoll(value, &end, 10) : 0;
 	if (!value || *end || v <= 0) {
-		http_reply_error(req, 400, "expected a positive integer",
+		http_reply_err(req, AT_EINVAL, "expected a positive integer",
 				 json_pack("{ss,ss}", "field", what, "value", value ? value : ""));
 		return 0;
 	}

@@ -13,9 +13,11 @@
 #include "http.h"
 
 struct auth;
+struct events;
 struct scheduler;
 struct supervisor;
-struct registry;
+struct longpoll;
+struct artifact_store;
 
 /* Daemon settings (table in main.c). */
 struct settings {
@@ -66,7 +68,9 @@ struct app {
 	struct auth *auth;
 	struct scheduler *scheduler;
 	struct supervisor *supervisor;
-	struct registry *registry;
+	struct longpoll *longpoll;        /* channel long-polls (longpoll.c) */
+	struct artifact_store *artifacts; /* cfg.artifacts, opened at start */
+	struct events *events; /* the Server-Sent Events hub (events.c) */
 	struct http_route *routes; /* every subsystem's table, concatenated */
 	size_t nroutes;
 	struct ingest_stats ingest;
@@ -78,8 +82,5 @@ struct app {
 /* The base route table (routes.c); main.c appends each subsystem's. */
 extern const struct http_route app_routes[];
 extern const size_t app_nroutes;
-
-/* Ends every Server-Sent Events stream (pipelines_api.c), at shutdown. */
-void events_close_all(void);
 
 #endif

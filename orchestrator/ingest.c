@@ -66,7 +66,7 @@ static void on_existing(void *arg, int status, PGresult *res)
 	struct upload *u = arg;
 	if (status < 0 || PQntuples(res) != 1) {
 		u->app->ingest.db_errors++;
-		http_reply_error(u->req, 503, "could not store the image: database unavailable", NULL);
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
 	} else {
 		u->app->ingest.duplicate[u->domain]++;
 		json_t *o = row_json(u, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), strtod(PQgetvalue(res, 0, 2), NULL));
@@ -103,7 +103,7 @@ static void lookup_existing(struct upload *u)
 			  on_existing, u);
 	if (rc < 0) {
 		u->app->ingest.db_errors++;
-		http_reply_error(u->req, 503, "database unavailable", NULL);
+		http_reply_err(u->req, AT_EDB, "database unavailable", NULL);
 		upload_free(u);
 	}
 }
@@ -117,7 +117,7 @@ static void on_batch(void *arg, int status, PGresult *res)
 		log_warn("ingest: insert of %d failed: %s", b->n, res ? PQresultErrorMessage(res) : "connection lost");
 		for (int i = 0; i < b->n; i++) {
 			app->ingest.db_errors++;
-			http_reply_error(b->u[i]->req, 503, "could not store the image: database unavailable", NULL);
+			http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable", NULL);
 			upload_free(b->u[i]);
 		}
 	} else {
@@ -198,7 +198,7 @@ static void batch_send(struct app *app, struct batch *b)
 	if (rc < 0) {
 		for (int i = 0; i < b->n; i++) {
 			app->ingest.db_errors++;
-			http_reply_error(b->u[i]->req, 503, "could not store the image: database unavailable", NULL);
+			http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable", NULL);
 			upload_free(b->u[i]);
 		}
 		free(b);
@@ -222,7 +222,7 @@ static void batch_flush(struct app *app)
 				q->tail = NULL;
 			q->queued--;
 			if (!http_req_alive(u->req)) {
-				http_reply_empty(u->req, 499);
+				http_reply_empty(u->req, HTTP_STATUS_CLIENT_GONE);
 				upload_free(u);
 				continue;
 			}
@@ -265,13 +265,13 @@ static void normalize_done(uv_work_t *w, int status)
 	free(u->data); /* the pixels live on in u->norm */
 	u->data = NULL;
 	if (status < 0) {
-		http_reply_error(u->req, 503, "server shutting down", NULL);
+		http_reply_err(u->req, AT_EUNAVAILABLE, "server shutting down", NULL);
 		upload_free(u);
 		return;
 	}
 	if (!http_req_alive(u->req)) {
 		/* The client left: store nothing it cannot learn about. */
-		http_reply_empty(u->req, 499);
+		http_reply_empty(u->req, HTTP_STATUS_CLIENT_GONE);
 		upload_free(u);
 		return;
 	}
@@ -304,7 +304,7 @@ static void normalize_done(uv_work_t *w, int status)
 			st->rejected_other++;
 			break;
 		}
-		http_reply_error(u->req, at_err_http_status(u->rc), msg, d);
+		http_reply_err(u->req, u->rc, msg, d);
 		upload_free(u);
 		return;
 	}
@@ -338,7 +338,7 @@ static void upload(http_req_t *req, int domain)
 
 	if (!ct) {
 		st->rejected_unsupported++;
-		http_reply_error(req, 415, "missing Content-Type: send image/png, image/jpeg or multipart/form-data",
+		http_reply_err(req, AT_EUNSUPPORTED, "missing Content-Type: send image/png, image/jpeg or multipart/form-data",
 				 NULL);
 		return;
 	}
@@ -352,13 +352,15 @@ static void upload(http_req_t *req, int domain)
 		int rc = multipart_parse(ct, ctlen, body, len, parts, 8, &n, why, sizeof why);
 		if (rc < 0) {
 			st->rejected_other++;
-			http_reply_error(req, 400, "malformed multipart body", json_pack("{ss}", "reason", why));
+			/* AT_ETOOBIG (too many parts, part headers too long) is 413
+			 * here as on the serving node; the rest is AT_EPARSE: 400 */
+			http_reply_err(req, rc, "malformed multipart body", json_pack("{ss}", "reason", why));
 			return;
 		}
 		const struct multipart_part *ip = multipart_get(parts, n, "image");
 		if (!ip) {
 			st->rejected_other++;
-			http_reply_error(req, 400, "multipart body has no \"image\" field", NULL);
+			http_reply_err(req, AT_EINVAL, "multipart body has no \"image\" field", NULL);
 			return;
 		}
 		img = ip->data;
@@ -376,7 +378,7 @@ static void upload(http_req_t *req, int domain)
 		}
 	} else {
 		st->rejected_unsupported++;
-		http_reply_error(req, 415, "unsupported Content-Type",
+		http_reply_err(req, AT_EUNSUPPORTED, "unsupported Content-Type",
 				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
 					   "image/jpeg", "multipart/form-data"));
 		return;
@@ -385,7 +387,7 @@ static void upload(http_req_t *req, int domain)
 		st->rejected_unsupported++;
 		free(contributor);
 		free(source);
-		http_reply_error(req, 415, "not a PNG or JPEG image",
+		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image",
 				 json_pack("{ss,sI}", "field", "image", "size", (json_int_t)imglen));
 		return;
 	}
@@ -396,7 +398,7 @@ static void upload(http_req_t *req, int domain)
 		free(u);
 		free(contributor);
 		free(source);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	memcpy(u->data, img, imglen);
@@ -424,7 +426,7 @@ static void upload(http_req_t *req, int domain)
 	int rc = uv_queue_work(app->loop, &u->work, normalize_work, normalize_done);
 	if (rc < 0) {
 		upload_free(u);
-		http_reply_error(req, 503, "cannot schedule image decoding", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot schedule image decoding", NULL);
 	}
 }
 
@@ -442,9 +444,9 @@ static void on_fetched(void *arg, int status, PGresult *res)
 {
 	struct fetch *f = arg;
 	if (status < 0) {
-		http_reply_error(f->req, 503, "database unavailable", NULL);
+		http_reply_err(f->req, AT_EDB, "database unavailable", NULL);
 	} else if (PQntuples(res) != 1) {
-		http_reply_error(f->req, 404, "no such image", json_pack("{ss}", "path", http_req_path(f->req)));
+		http_reply_err(f->req, AT_ENOTFOUND, "no such image", json_pack("{ss}", "path", http_req_path(f->req)));
 	} else if (f->png) {
 		http_req_add_header(f->req, "Cache-Control", "public, max-age=31536000, immutable");
 		http_reply_bytes(f->req, 200, "image/png", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
@@ -454,7 +456,7 @@ static void on_fetched(void *arg, int status, PGresult *res)
 		if (o)
 			http_reply_json(f->req, 200, o);
 		else
-			http_reply_error(f->req, 500, "bad row", NULL);
+			http_reply_err(f->req, AT_EINTERNAL, "bad row", NULL);
 	}
 	free(f);
 }
@@ -466,12 +468,12 @@ static void fetch(http_req_t *req, int domain, int png)
 	char *end;
 	long long v = strtoll(id, &end, 10);
 	if (*end || v <= 0) {
-		http_reply_error(req, 400, "id must be a positive integer", json_pack("{ss}", "id", id));
+		http_reply_err(req, AT_EINVAL, "id must be a positive integer", json_pack("{ss}", "id", id));
 		return;
 	}
 	struct fetch *f = malloc(sizeof *f);
 	if (!f) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	f->req = req;
@@ -491,7 +493,7 @@ static void fetch(http_req_t *req, int domain, int png)
 	int rc = png ? db_query_binary(app->db, sql, &p, on_fetched, f) : db_query(app->db, sql, &p, on_fetched, f);
 	if (rc < 0) {
 		free(f);
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 

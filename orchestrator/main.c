@@ -5,6 +5,7 @@
  *   atelierd migrate [options]              apply sql/ migrations and exit
  *   atelierd token create --role R [--name N]   print a new token (shown once)
  *   atelierd routes                         print the HTTP route table
+ *   atelierd errors [--json]                print the error table (code, HTTP status, message)
  *
  * Start-up order: settings → migrations (blocking, before the loop: nothing
  * is served until the schema is current) → pool, auth, HTTP on one loop.
@@ -22,10 +23,16 @@
 #include <signal.h>
 
 #include "app.h"
+#include "artifact.h"
+#include "artifacts_api.h"
 #include "auth.h"
 #include "config.h"
+#include "events.h"
 #include "image.h"
 #include "log.h"
+#include "longpoll.h"
+#include "nodes.h"
+#include "pipelines_api.h"
 #include "registry.h"
 #include "scheduler.h"
 #include "supervisor.h"
@@ -109,8 +116,8 @@ static void db_closed(void *arg)
 }
 
 /* Shutdown order: workers (they may still report to us through the
- * database, not through us, so any order works for them) and the scheduler
- * first, then HTTP (requests in flight finish), then the database pool. */
+ * database, not through us, so any order works for them), the scheduler and
+ * the event hub first, then HTTP (requests in flight finish), then the database pool. */
 static int stop_parts;
 
 static void http_closed(void *arg)
@@ -136,9 +143,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	events_close_all();
-	registry_stop(app.registry);
-	stop_parts = 2;
+	stop_parts = 3;
+	events_stop(app.events, part_stopped, NULL);
+	longpoll_stop(app.longpoll);
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
 	scheduler_stop(app.scheduler, part_stopped, NULL);
@@ -150,7 +157,9 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes}, {scheduler_routes, scheduler_nroutes}, {registry_routes, registry_nroutes}};
+	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
+		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
+		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -218,7 +227,16 @@ static int serve(void)
 		.auth_arg = app.auth,
 		.app = &app,
 	};
-	rc = registry_start(&app, &app.registry);
+	rc = artifact_store_open(app.cfg.artifacts, &app.artifacts);
+	if (rc < 0) {
+		log_error("artifacts: cannot open %s: %s", app.cfg.artifacts ? app.cfg.artifacts : "(default)",
+			  at_strerror(rc));
+		return 1;
+	}
+	rc = longpoll_start(&app, &app.longpoll);
+	if (rc < 0)
+		return 1;
+	rc = events_start(&app, &app.events);
 	if (rc < 0)
 		return 1;
 	rc = http_server_new(app.loop, &hc, app.routes, app.nroutes, &app.http);
@@ -257,7 +275,9 @@ static int serve(void)
 		return 1;
 	}
 	free(app.routes);
-	registry_free(app.registry);
+	longpoll_free(app.longpoll);
+	artifact_store_close(app.artifacts);
+	events_free(app.events);
 	log_info("stopped cleanly");
 	return 0;
 }
@@ -314,6 +334,33 @@ static int cmd_routes(void)
 	return 0;
 }
 
+/* The error table of lib/err.h as every error reply uses it: tests check
+ * replies against this output, so it is printed from the table itself. */
+static int cmd_errors(int argc, char **argv)
+{
+	int as_json = argc > 0 && strcmp(argv[0], "--json") == 0;
+	if (argc > (as_json ? 1 : 0)) {
+		fprintf(stderr, "usage: atelierd errors [--json]\n");
+		return 2;
+	}
+	json_t *rows = json_array();
+	for (int err = AT_ERR_FIRST_ + 1; err < AT_ERR_LAST_; err++) {
+		if (as_json)
+			json_array_append_new(rows, json_pack("{ss,si,ss}", "code", at_err_name(err), "status",
+							      at_err_http_status(err), "message", at_strerror(err)));
+		else
+			printf("%-14s %d  %s\n", at_err_name(err), at_err_http_status(err), at_strerror(err));
+	}
+	if (as_json) {
+		char *s = json_dumps(rows, JSON_INDENT(1));
+		if (s)
+			printf("%s\n", s);
+		free(s);
+	}
+	json_decref(rows);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("atelierd");
@@ -324,6 +371,8 @@ int main(int argc, char **argv)
 		cmd = argv[1];
 		off = 1;
 	}
+	if (strcmp(cmd, "errors") == 0)
+		return cmd_errors(argc - 2, argv + 2);
 	int argi;
 	char err[256];
 	int rc;
@@ -336,7 +385,7 @@ int main(int argc, char **argv)
 		argi += off;
 	}
 	if (rc == AT_ECANCELLED) {
-		config_usage(stdout, "atelierd", "[serve|migrate|token create|routes] [options]", settings_table,
+		config_usage(stdout, "atelierd", "[serve|migrate|token create|routes|errors] [options]", settings_table,
 			     NSETTINGS);
 		return 0;
 	}

@@ -7,21 +7,18 @@
  *   GET  /v1/runs[/{id}]             list with filters / show with jobs
  *   POST /v1/runs/{id}/cancel
  *   GET  /v1/runs/{id}/metrics       loss curves etc.
- *   GET  /v1/events                  Server-Sent Events of run state changes
- *
- * The event hub holds one stream per subscriber; it is fed by NOTIFY
- * atelier_runs (so changes made through any atelierd or any worker reach every
- * subscriber) and pings every 15 s so dead clients are noticed.
+ *   GET  /v1/events                  Server-Sent Events of run state changes (the hub: events.c)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "events.h"
 #include "log.h"
 #include "pipeline.h"
 #include "pipeline_yaml.h"
-#include "scheduler.h"
+#include "pipelines_api.h"
 
 /* ---- apply ---- */
 
@@ -72,7 +69,7 @@ static void apply_stored(void *arg, int status, PGresult *res)
 {
 	struct apply *a = arg;
 	if (status < 0) {
-		http_reply_error(a->req, 503, "could not store the pipeline", NULL);
+		http_reply_err(a->req, AT_EDB, "could not store the pipeline", NULL);
 	} else {
 		int created = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 		json_t *o = json_pack("{ss,si,sI,ss,sb}", "pipeline", a->name, "version",
@@ -90,7 +87,7 @@ static void apply_parsed(uv_work_t *w, int status)
 {
 	struct apply *a = w->data;
 	if (status < 0 || !http_req_alive(a->req)) {
-		http_reply_empty(a->req, 499);
+		http_reply_empty(a->req, HTTP_STATUS_CLIENT_GONE);
 		apply_free(a);
 		return;
 	}
@@ -98,7 +95,7 @@ static void apply_parsed(uv_work_t *w, int status)
 		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column", a->err.column,
 				      "message", a->err.message);
 		/* an expansion bomb is bad content, not a big body: 422 like any invalid pipeline */
-		http_reply_error(a->req, 422, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
+		http_reply_err(a->req, AT_EUNPROCESSABLE, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
 		apply_free(a);
 		return;
 	}
@@ -110,7 +107,7 @@ static void apply_parsed(uv_work_t *w, int status)
 	db_param_text(&p, a->hash);
 	if (db_query(a->app->db, "SELECT version_id, version, created FROM atelier_apply_pipeline($1, $2, $3::jsonb, $4)",
 		     &p, apply_stored, a) < 0) {
-		http_reply_error(a->req, 503, "database unavailable", NULL);
+		http_reply_err(a->req, AT_EDB, "database unavailable", NULL);
 		apply_free(a);
 	}
 }
@@ -123,7 +120,7 @@ static void post_pipeline(http_req_t *req)
 	const char *fname = http_req_query(req, "filename");
 	struct apply *a = calloc(1, sizeof *a);
 	if (!a) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	a->req = req;
@@ -139,7 +136,7 @@ static void post_pipeline(http_req_t *req)
 		if (!y) {
 			json_decref(j);
 			free(a);
-			http_reply_error(req, 422, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
+			http_reply_err(req, AT_EUNPROCESSABLE, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
 			return;
 		}
 		a->yaml = strdup(y);
@@ -157,18 +154,18 @@ static void post_pipeline(http_req_t *req)
 	}
 	if (!a->yaml || !a->filename) {
 		apply_free(a);
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	if (memchr(a->yaml, 0, a->len)) {
 		apply_free(a);
-		http_reply_error(req, 422, "pipeline YAML contains a NUL byte", NULL);
+		http_reply_err(req, AT_EUNPROCESSABLE, "pipeline YAML contains a NUL byte", NULL);
 		return;
 	}
 	a->work.data = a;
 	if (uv_queue_work(a->app->loop, &a->work, apply_work, apply_parsed) < 0) {
 		apply_free(a);
-		http_reply_error(req, 503, "cannot schedule parsing", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot schedule parsing", NULL);
 	}
 }
 
@@ -212,9 +209,9 @@ static void run_created(void *arg, int status, PGresult *res)
 {
 	struct trigger *t = arg;
 	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
-		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+		http_reply_err(t->req, AT_ENOTFOUND, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
 	else if (status < 0)
-		http_reply_error(t->req, 503, "could not create the run", NULL);
+		http_reply_err(t->req, AT_EDB, "could not create the run", NULL);
 	else {
 		int coalesced = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		http_reply_json(t->req, coalesced ? 200 : 201,
@@ -229,17 +226,17 @@ static void manual_checked(void *arg, int status, PGresult *res)
 	struct trigger *t = arg;
 	struct app *app = http_req_app(t->req);
 	if (status < 0) {
-		http_reply_error(t->req, 503, "database unavailable", NULL);
+		http_reply_err(t->req, AT_EDB, "database unavailable", NULL);
 		free(t);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		http_reply_error(t->req, 404, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
+		http_reply_err(t->req, AT_ENOTFOUND, "no such pipeline", json_pack("{ss}", "pipeline", t->name));
 		free(t);
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
-		http_reply_error(t->req, 409, "this pipeline does not allow manual runs (triggers.manual: false)",
+		http_reply_err(t->req, AT_ECONFLICT, "this pipeline does not allow manual runs (triggers.manual: false)",
 				 json_pack("{ss}", "pipeline", t->name));
 		free(t);
 		return;
@@ -248,7 +245,7 @@ static void manual_checked(void *arg, int status, PGresult *res)
 	db_params_init(&p);
 	db_param_text(&p, t->name);
 	if (db_query(app->db, "SELECT run_id, coalesced FROM atelier_create_run($1, 'manual')", &p, run_created, t) < 0) {
-		http_reply_error(t->req, 503, "database unavailable", NULL);
+		http_reply_err(t->req, AT_EDB, "database unavailable", NULL);
 		free(t);
 	}
 }
@@ -258,7 +255,7 @@ static void post_run(http_req_t *req)
 	struct app *app = http_req_app(req);
 	struct trigger *t = calloc(1, sizeof *t);
 	if (!t) {
-		http_reply_error(req, 503, "out of memory", NULL);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	t->req = req;
@@ -270,7 +267,7 @@ static void post_run(http_req_t *req)
 		     "SELECT coalesce((v.parsed->'triggers'->>'manual')::boolean, true) FROM pipelines p "
 		     "JOIN pipeline_versions v ON v.id = p.current_version_id WHERE p.name = $1",
 		     &p, manual_checked, t) < 0) {
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 		free(t);
 	}
 }
@@ -289,7 +286,7 @@ static void get_runs(http_req_t *req)
 		for (size_t i = 0; i < sizeof run_states / sizeof run_states[0]; i++)
 			ok |= strcmp(state, run_states[i]) == 0;
 		if (!ok) {
-			http_reply_error(req, 400,
+			http_reply_err(req, AT_EINVAL,
 					 "state must be one of queued, running, succeeded, failed, cancelled, skipped",
 					 json_pack("{ss,ss}", "field", "state", "value", state));
 			return;
@@ -300,7 +297,7 @@ static void get_runs(http_req_t *req)
 		char *end;
 		lim = strtoll(limit, &end, 10);
 		if (*end || lim < 1 || lim > 500) {
-			http_reply_error(req, 400, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
+			http_reply_err(req, AT_ERANGE, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
 			return;
 		}
 	}
@@ -383,82 +380,7 @@ static void get_run_metrics(http_req_t *req)
 			   &p, "no such run");
 }
 
-/* ---- Server-Sent Events ---- */
-
-struct subscriber {
-	struct subscriber *next;
-	http_stream_t *stream;
-	long long run; /* 0 = all runs */
-};
-
-static struct {
-	struct subscriber *subs;
-	uv_timer_t ping;
-	int started;
-	int count;
-} hub;
-
-static void hub_drop_dead(void)
-{
-	struct subscriber **pp = &hub.subs;
-	while (*pp) {
-		struct subscriber *s = *pp;
-		if (!http_stream_alive(s->stream)) {
-			*pp = s->next;
-			http_stream_end(s->stream);
-			free(s);
-			hub.count--;
-		} else {
-			pp = &s->next;
-		}
-	}
-}
-
-static void hub_broadcast(const char *event, const char *data, long long run)
-{
-	char head[64];
-	int hn = snprintf(head, sizeof head, "event: %s\ndata: ", event);
-	for (struct subscriber *s = hub.subs; s; s = s->next) {
-		if (s->run && run && s->run != run)
-			continue;
-		if (http_stream_write(s->stream, head, (size_t)hn) < 0 ||
-		    http_stream_write(s->stream, data, strlen(data)) < 0 || http_stream_write(s->stream, "\n\n", 2) < 0) {
-			/* gone or too slow to keep up: dropped below */
-			http_stream_end(s->stream);
-			s->stream = NULL;
-		}
-	}
-	struct subscriber **pp = &hub.subs;
-	while (*pp) {
-		if (!(*pp)->stream) {
-			struct subscriber *d = *pp;
-			*pp = d->next;
-			free(d);
-			hub.count--;
-		} else {
-			pp = &(*pp)->next;
-		}
-	}
-}
-
-static void on_runs_notify(void *arg, const char *channel, const char *payload)
-{
-	if (!channel)
-		return;
-	json_t *j = json_loads(payload, 0, NULL);
-	long long run = j ? json_integer_value(json_object_get(j, "run")) : 0;
-	json_decref(j);
-	hub_broadcast("run", payload, run);
-}
-
-static void hub_ping(uv_timer_t *t)
-{
-	for (struct subscriber *s = hub.subs; s; s = s->next)
-		if (http_stream_write(s->stream, ": ping\n\n", 8) < 0) {
-			/* the stream is dead or stuck: dropped just below */
-		}
-	hub_drop_dead();
-}
+/* ---- events ---- */
 
 static void get_events(http_req_t *req)
 {
@@ -467,52 +389,10 @@ static void get_events(http_req_t *req)
 	long long run_id = 0;
 	if (run && !(run_id = api_positive_id(req, run, "run")))
 		return;
-	if (!hub.started) {
-		if (db_listen(app->db, "atelier_runs", on_runs_notify, NULL) < 0) {
-			http_reply_error(req, 503, "database unavailable", NULL);
-			return;
-		}
-		uv_timer_init(app->loop, &hub.ping);
-		uv_timer_start(&hub.ping, hub_ping, 15000, 15000);
-		hub.started = 1;
-	}
-	struct subscriber *s = calloc(1, sizeof *s);
-	if (!s) {
-		http_reply_error(req, 503, "out of memory", NULL);
-		return;
-	}
-	s->stream = http_stream_start(req, 200, "text/event-stream");
-	if (!s->stream) {
-		free(s);
-		return;
-	}
-	s->run = run_id;
-	s->next = hub.subs;
-	hub.subs = s;
-	hub.count++;
-	static const char hello[] = "retry: 2000\nevent: hello\ndata: {}\n\n";
-	if (http_stream_write(s->stream, hello, sizeof hello - 1) < 0) {
-		/* the client is already gone: the next ping drops it */
-	}
+	events_subscribe(app->events, req, run_id);
 }
 
-void events_close_all(void)
-{
-	while (hub.subs) {
-		struct subscriber *s = hub.subs;
-		hub.subs = s->next;
-		http_stream_end(s->stream);
-		free(s);
-	}
-	hub.count = 0;
-	if (hub.started) {
-		uv_timer_stop(&hub.ping);
-		uv_close((uv_handle_t *)&hub.ping, NULL);
-		hub.started = 0;
-	}
-}
-
-const struct http_route scheduler_routes[] = {
+const struct http_route pipelines_api_routes[] = {
 	{"POST", "/v1/pipelines", post_pipeline, ROLE_OPERATOR,
 	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version"},
 	{"GET", "/v1/pipelines", get_pipelines, ROLE_ANY, "list pipelines with their current version and last run"},
@@ -524,4 +404,4 @@ const struct http_route scheduler_routes[] = {
 	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)"},
 	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)"},
 };
-const size_t scheduler_nroutes = sizeof scheduler_routes / sizeof scheduler_routes[0];
+const size_t pipelines_api_nroutes = sizeof pipelines_api_routes / sizeof pipelines_api_routes[0];

@@ -1,22 +1,17 @@
 /*
- * registry.h — model registry, channels, long-poll hub, artifact downloads
- * and serving-node heartbeats (see registry.c). The promotion logic itself
- * (register, move, roll back; the ledger) is in sql/004_registry.sql so the
- * promote job and the HTTP API share it.
+ * registry.h — model registry routes: models, versions, the evaluation
+ * gallery, the promotion ledger, and promote / roll back of a channel (see
+ * registry.c). The promotion logic itself (register, move, roll back; the
+ * ledger) is in sql/004_registry.sql so the promote job and the HTTP API
+ * share it. Waiting on a channel is longpoll.h.
  */
 #ifndef ATELIERD_REGISTRY_H
 #define ATELIERD_REGISTRY_H
 
 #include "app.h"
-#include "buf.h"
 
-struct registry;
-
-int registry_start(struct app *app, struct registry **out) AT_MUST_CHECK;
-/* Answers every held long-poll (304) so the HTTP server can close. */
-void registry_stop(struct registry *r);
-void registry_free(struct registry *r);
-int registry_metrics(const struct registry *r, struct at_buf *b) AT_MUST_CHECK;
+/* 1 for a channel the registry has ("canary", "production"). */
+int registry_valid_channel(const char *channel);
 
 extern const struct http_route registry_routes[];
 extern const size_t registry_nroutes;

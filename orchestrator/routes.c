@@ -13,7 +13,7 @@
 #include "auth.h"
 #include "ingest.h"
 #include "log.h"
-#include "registry.h"
+#include "longpoll.h"
 #include "scheduler.h"
 
 static void get_healthz(http_req_t *req)
@@ -27,7 +27,7 @@ static void readyz_done(void *arg, int status, PGresult *res)
 	if (status == 0)
 		http_reply_json(req, 200, json_pack("{ss,ss}", "status", "ready", "database", "reachable"));
 	else
-		http_reply_error(req, 503, "database unreachable", json_pack("{ss}", "database", "unreachable"));
+		http_reply_err(req, AT_EDB, "database unreachable", json_pack("{ss}", "database", "unreachable"));
 }
 
 /* Ready only while a query actually round-trips: an idle pool may not have
@@ -37,7 +37,7 @@ static void get_readyz(http_req_t *req)
 	struct app *app = http_req_app(req);
 	if (db_pool_connected(app->db) == 0 ||
 	    db_query(app->db, "SELECT 1", NULL, readyz_done, req) < 0)
-		http_reply_error(req, 503, "database unreachable", json_pack("{ss}", "database", "unreachable"));
+		http_reply_err(req, AT_EDB, "database unreachable", json_pack("{ss}", "database", "unreachable"));
 }
 
 static long rss_bytes(void)
@@ -63,7 +63,7 @@ static void get_metrics(http_req_t *req)
 	if (rc == 0)
 		rc = scheduler_metrics(app->scheduler, &b);
 	if (rc == 0)
-		rc = registry_metrics(app->registry, &b);
+		rc = longpoll_metrics(app->longpoll, &b);
 	if (rc == 0)
 		rc = at_buf_printf(&b,
 				   "# HELP atelier_db_connected Live PostgreSQL query connections.\n"
@@ -97,7 +97,7 @@ static void token_created(void *arg, int status, PGresult *res)
 {
 	struct token_create *t = arg;
 	if (status < 0)
-		http_reply_error(t->req, 503, "could not store the token", NULL);
+		http_reply_err(t->req, AT_EDB, "could not store the token", NULL);
 	else
 		http_reply_json(t->req, 201,
 				json_pack("{ss,ss,sI}", "token", t->token, "role", t->role, "id",
@@ -114,7 +114,7 @@ static void post_token(http_req_t *req)
 	const char *role = json_string_value(json_object_get(body, "role"));
 	const char *name = json_string_value(json_object_get(body, "name"));
 	if (!role || !http_role_parse(role)) {
-		http_reply_error(req, 422, "role must be one of operator, node, viewer",
+		http_reply_err(req, AT_EUNPROCESSABLE, "role must be one of operator, node, viewer",
 				 json_pack("{ss}", "field", "role"));
 		json_decref(body);
 		return;
@@ -124,7 +124,7 @@ static void post_token(http_req_t *req)
 	if (!t || auth_generate(t->token, sizeof t->token, hash) < 0) {
 		free(t);
 		json_decref(body);
-		http_reply_error(req, 503, "cannot generate a token", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot generate a token", NULL);
 		return;
 	}
 	t->req = req;
@@ -139,7 +139,7 @@ static void post_token(http_req_t *req)
 	json_decref(body);
 	if (rc < 0) {
 		free(t);
-		http_reply_error(req, 503, "database unavailable", NULL);
+		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 

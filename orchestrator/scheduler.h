@@ -24,8 +24,4 @@ void scheduler_stop(struct scheduler *s, void (*on_closed)(void *), void *arg);
 int scheduler_is_leader(const struct scheduler *s);
 int scheduler_metrics(const struct scheduler *s, struct at_buf *b) AT_MUST_CHECK;
 
-/* HTTP handlers (pipelines_api.c). */
-extern const struct http_route scheduler_routes[];
-extern const size_t scheduler_nroutes;
-
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "contribute.h"
 #include "log.h"
 #include "model_slot.h"
 #include "puller.h"
@@ -39,7 +40,7 @@ static void get_readyz(http_req_t *req)
 	struct model_slot_info mi;
 	model_slot_info(app->slot, &mi);
 	if (!mi.loaded) {
-		http_reply_error(req, 503, "no model loaded yet", model_json(app));
+		http_reply_err(req, AT_ENOTREADY, "no model loaded yet", model_json(app));
 		return;
 	}
 	json_t *o = model_json(app);
@@ -115,7 +116,7 @@ static void reload_done(void *arg, int rc, const char *msg)
 	http_req_t *req = arg;
 	struct serve_app *app = http_req_app(req);
 	if (rc < 0) {
-		http_reply_error(req, 500, "reload failed; the previous model keeps serving",
+		http_reply_err(req, AT_EINTERNAL, "reload failed; the previous model keeps serving",
 				 json_pack("{ss}", "reason", msg));
 		return;
 	}
@@ -126,14 +127,14 @@ static void post_reload(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
 	if (!app->cfg.model_file) {
-		http_reply_error(req, 409, "no --model-file to reload", NULL);
+		http_reply_err(req, AT_ECONFLICT, "no --model-file to reload", NULL);
 		return;
 	}
 	int rc = serve_reload(app, reload_done, req);
 	if (rc == AT_ECONFLICT)
-		http_reply_error(req, 409, "a reload is already running", NULL);
+		http_reply_err(req, AT_ECONFLICT, "a reload is already running", NULL);
 	else if (rc < 0)
-		http_reply_err(req, rc, NULL);
+		http_reply_err(req, rc, NULL, NULL);
 }
 
 const struct http_route serve_routes[] = {
@@ -147,7 +148,7 @@ const struct http_route serve_routes[] = {
 	{"GET", "/api/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
 	{"POST", "/api/stylize", stylize_post, ROLE_PUBLIC,
 	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG"},
-	{"POST", "/api/contribute", spool_post_contribute, ROLE_PUBLIC,
+	{"POST", "/api/contribute", contribute_post, ROLE_PUBLIC,
 	 "multipart image + consent=true [+ contributor]: queued for atelierd (202)"},
 	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)"},
 };

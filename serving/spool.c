@@ -1,9 +1,9 @@
 /*
- * spool.c — the on-disk contribution spool and POST /api/contribute (see
- * spool.h). The handler validates on the loop, builds the file image in
- * memory, reserves room, and writes on the threadpool; the answer (202) is
- * sent only once the file is durable, so an accepted contribution survives a
- * crash of the node.
+ * spool.c — the on-disk contribution spool (see spool.h). It owns the file
+ * format: spool_write() lays out magic, metadata line and image, spool_read()
+ * takes them apart, and nothing else knows the layout. It knows nothing of
+ * HTTP, the uplink or the model (POST /api/contribute is contribute.c), so a
+ * program that only needs the spool links it alone.
  */
 #include "spool.h"
 
@@ -16,15 +16,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
-#include "image.h"
 #include "log.h"
-#include "multipart.h"
-#include "serve.h"
-#include "uplink.h"
 
 #define SPOOL_MAGIC "ATSPOOL1\n"
 #define SPOOL_SUFFIX ".sk"
@@ -120,8 +117,17 @@ void spool_unreserve(struct spool *s, size_t bytes)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int spool_write(struct spool *s, const void *data, size_t len)
+size_t spool_file_size(size_t meta_len, size_t img_len)
 {
+	return strlen(SPOOL_MAGIC) + meta_len + 1 + img_len;
+}
+
+int spool_write(struct spool *s, const char *meta, const void *img, size_t img_len)
+{
+	/* the metadata is one line: a newline inside would end it early */
+	size_t meta_len = strlen(meta);
+	if (memchr(meta, '\n', meta_len))
+		return AT_EINVAL;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	pthread_mutex_lock(&s->mu);
@@ -137,16 +143,25 @@ int spool_write(struct spool *s, const void *data, size_t len)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		goto fail;
-	const char *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
+	struct iovec iov[4] = {{SPOOL_MAGIC, strlen(SPOOL_MAGIC)},
+			       {(void *)meta, meta_len},
+			       {"\n", 1},
+			       {(void *)img, img_len}};
+	int at = 0;
+	while (at < 4) {
+		ssize_t w = writev(fd, iov + at, 4 - at);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			goto fail_fd;
-		p += w;
-		left -= (size_t)w;
+		/* a short write: step past what went out and write the rest */
+		size_t done = (size_t)w;
+		while (at < 4 && done >= iov[at].iov_len)
+			done -= iov[at++].iov_len;
+		if (at < 4) {
+			iov[at].iov_base = (char *)iov[at].iov_base + done;
+			iov[at].iov_len -= done;
+		}
 	}
 	if (fsync(fd) != 0)
 		goto fail_fd;
@@ -162,6 +177,7 @@ int spool_write(struct spool *s, const void *data, size_t len)
 	}
 	pthread_mutex_lock(&s->mu);
 	s->ready++;
+	s->accepted++;
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 fail_fd:
@@ -286,147 +302,4 @@ int spool_metrics(struct spool *s, struct at_buf *b)
 			       s->files, s->bytes, (unsigned long long)s->full, (unsigned long long)s->accepted);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
-}
-
-/* ---- POST /api/contribute ---- */
-
-struct contribution {
-	uv_work_t work;
-	struct serve_app *app;
-	http_req_t *req;
-	char *data;
-	size_t len;
-	int rc;
-};
-
-static void contribute_work(uv_work_t *w)
-{
-	struct contribution *c = w->data;
-	c->rc = spool_write(c->app->spool, c->data, c->len);
-}
-
-static void contribute_done(uv_work_t *w, int status)
-{
-	struct contribution *c = w->data;
-	struct spool *s = c->app->spool;
-	if (c->rc < 0) {
-		spool_unreserve(s, c->len);
-		http_reply_error(c->req, 503, "could not store the contribution", NULL);
-	} else {
-		int files;
-		pthread_mutex_lock(&s->mu);
-		s->accepted++;
-		files = s->files;
-		pthread_mutex_unlock(&s->mu);
-		uplink_notify(c->app->uplink);
-		http_reply_json(c->req, 202, json_pack("{ss,si}", "status", "queued", "spool_depth", files));
-	}
-	free(c->data);
-	free(c);
-}
-
-static int consent_given(const struct multipart_part *p)
-{
-	static const char *const yes[] = {"true", "on", "1", "yes"};
-	for (size_t i = 0; p && i < sizeof yes / sizeof yes[0]; i++)
-		if (p->len == strlen(yes[i]) && strncasecmp((const char *)p->data, yes[i], p->len) == 0)
-			return 1;
-	return 0;
-}
-
-void spool_post_contribute(http_req_t *req)
-{
-	struct serve_app *app = http_req_app(req);
-	if (!app->cfg.atelierd || !app->spool) {
-		http_reply_error(req, 503, "contributions are off: this node has no atelierd to send them to", NULL);
-		return;
-	}
-	size_t ctlen = 0, blen;
-	const char *ct = http_req_header(req, "content-type", &ctlen);
-	const uint8_t *body = http_req_body(req, &blen);
-	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		http_reply_error(req, 415, "expected multipart/form-data with an image field", NULL);
-		return;
-	}
-	struct multipart_part parts[8];
-	size_t nparts = 0;
-	char why[160] = "";
-	int rc = multipart_parse(ct, ctlen, body, blen, parts, 8, &nparts, why, sizeof why);
-	if (rc < 0) {
-		http_reply_error(req, rc == AT_ETOOBIG ? 413 : 400, "malformed multipart body",
-				 json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
-		return;
-	}
-	const struct multipart_part *img = multipart_get(parts, nparts, "image");
-	if (!img) {
-		http_reply_error(req, 400, "missing field image (the sketch, PNG or JPEG)", json_pack("{ss}", "field", "image"));
-		return;
-	}
-	int fmt = image_sniff(img->data, img->len);
-	if (fmt < 0) {
-		http_reply_error(req, 415, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
-		return;
-	}
-	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
-		http_reply_error(req, 422, "consent is required to contribute a sketch",
-				 json_pack("{ss}", "field", "consent"));
-		return;
-	}
-	const struct multipart_part *who = multipart_get(parts, nparts, "contributor");
-	if (who && who->len > 128) {
-		http_reply_error(req, 422, "contributor is at most 128 bytes", json_pack("{ss}", "field", "contributor"));
-		return;
-	}
-	json_t *meta = json_pack("{ss,sI}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
-				 "received_at", (json_int_t)time(NULL));
-	if (meta && who && who->len) {
-		json_t *name = json_stringn((const char *)who->data, who->len);
-		if (!name) {
-			json_decref(meta);
-			http_reply_error(req, 422, "contributor must be UTF-8 text", json_pack("{ss}", "field", "contributor"));
-			return;
-		}
-		json_object_set_new(meta, "contributor", name);
-	}
-	char *mj = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
-	json_decref(meta);
-	struct contribution *c = calloc(1, sizeof *c);
-	size_t ml = strlen(SPOOL_MAGIC), jl = mj ? strlen(mj) : 0;
-	if (c && mj) {
-		c->len = ml + jl + 1 + img->len;
-		c->data = malloc(c->len);
-	}
-	if (!c || !mj || !c->data) {
-		free(mj);
-		if (c)
-			free(c->data);
-		free(c);
-		http_reply_error(req, 503, "out of memory", NULL);
-		return;
-	}
-	memcpy(c->data, SPOOL_MAGIC, ml);
-	memcpy(c->data + ml, mj, jl);
-	c->data[ml + jl] = '\n';
-	memcpy(c->data + ml + jl + 1, img->data, img->len);
-	free(mj);
-	if (spool_reserve(app->spool, c->len) < 0) {
-		int files;
-		size_t bytes;
-		spool_depth(app->spool, &files, &bytes);
-		free(c->data);
-		free(c);
-		http_req_add_header(req, "Retry-After", "60");
-		http_reply_error(req, 503, "the contribution spool is full; try again later",
-				 json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
-		return;
-	}
-	c->app = app;
-	c->req = req;
-	c->work.data = c;
-	if (uv_queue_work(app->loop, &c->work, contribute_work, contribute_done) != 0) {
-		spool_unreserve(app->spool, c->len);
-		free(c->data);
-		free(c);
-		http_reply_error(req, 503, "cannot schedule the write", NULL);
-	}
 }

@@ -11,9 +11,12 @@
  * scan at open): a contribution is reserved on the loop before its write is
  * queued, so the bound holds however many writes are in flight.
  *
- * File format: the line "ATSPOOL1\n", one line of JSON metadata
- * ({"contributor":..., "content_type":..., "received_at":...}), then the
- * image bytes.
+ * File format (spool_write and spool_read are the only code that knows it):
+ * the line "ATSPOOL1\n", one line of JSON metadata ({"contributor":...,
+ * "content_type":..., "received_at":...}), then the image bytes.
+ *
+ * The spool is storage only: POST /api/contribute lives in contribute.c and
+ * the delivery to atelierd in uplink.c; neither is linked by the spool.
  */
 #ifndef SERVE_SPOOL_H
 #define SERVE_SPOOL_H
@@ -24,7 +27,6 @@
 
 #include "buf.h"
 #include "err.h"
-#include "http.h"
 
 struct spool;
 
@@ -32,11 +34,16 @@ struct spool;
 int spool_open(const char *dir, int max_files, size_t max_bytes, struct spool **out) AT_MUST_CHECK;
 void spool_free(struct spool *s);
 
+/* The size of the file spool_write makes of meta_len bytes of metadata and an
+ * image of img_len bytes: what to reserve. */
+size_t spool_file_size(size_t meta_len, size_t img_len);
 /* Reserve room for one file of `bytes`; AT_ETOOBIG when the spool is full. */
 int spool_reserve(struct spool *s, size_t bytes) AT_MUST_CHECK;
 void spool_unreserve(struct spool *s, size_t bytes);
-/* Writes a reserved file (blocking: threadpool). */
-int spool_write(struct spool *s, const void *data, size_t len) AT_MUST_CHECK;
+/* Writes a reserved file of metadata meta (compact JSON, one line: AT_EINVAL
+ * if it holds a newline) and the image (blocking: threadpool). Counts it as
+ * accepted once it is durable. */
+int spool_write(struct spool *s, const char *meta, const void *img, size_t img_len) AT_MUST_CHECK;
 
 /* The oldest file's path (blocking); AT_ENOTFOUND when empty. */
 int spool_oldest(struct spool *s, char *path, size_t len) AT_MUST_CHECK;
@@ -50,8 +57,5 @@ void spool_depth(struct spool *s, int *files, size_t *bytes);
 /* Files written and not yet delivered. */
 int spool_ready(struct spool *s);
 int spool_metrics(struct spool *s, struct at_buf *b) AT_MUST_CHECK;
-
-/* POST /api/contribute (multipart: image, consent=true, contributor). */
-void spool_post_contribute(http_req_t *req);
 
 #endif

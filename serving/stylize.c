@@ -215,7 +215,6 @@ static void work_done(uv_work_t *w, int status)
 	struct stylize_job *j = w->data;
 	struct serve_app *app = j->app;
 	app->sq->running--;
-	int http_status;
 	if (j->rc == 0) {
 		/* which model answered: clients and tests can follow a swap */
 		char v[32];
@@ -224,26 +223,30 @@ static void work_done(uv_work_t *w, int status)
 		http_req_add_header(j->req, "x-model-sha256", j->sha256);
 		if (j->crop[0])
 			http_req_add_header(j->req, "x-sketch-crop", j->crop);
-		http_status = 200;
 		size_t len = j->jpeg_len;
 		void *jpeg = j->jpeg;
 		j->jpeg = NULL;
 		stats_record(app->stats, 200, (double)(now_ns() - j->t0) / 1e9);
 		http_reply_owned(j->req, 200, "image/jpeg", jpeg, len);
 	} else {
+		/* What the client sent is at fault (the code says why) or the node
+		 * is (INTERNAL). The decoder's INVAL and RANGE are about the
+		 * content it was given: UNPROCESSABLE, not a bad request. */
+		int err;
 		switch (j->rc) {
-		case AT_EUNSUPPORTED: http_status = 415; break;
+		case AT_EUNSUPPORTED:
 		case AT_ECORRUPT:
 		case AT_EUNPROCESSABLE:
+		case AT_ENOMEM: err = j->rc; break;
 		case AT_EINVAL:
-		case AT_ERANGE: http_status = 422; break;
-		case AT_ENOMEM: http_status = 503; break;
-		default: http_status = 500; break;
+		case AT_ERANGE: err = AT_EUNPROCESSABLE; break;
+		default: err = AT_EINTERNAL; break;
 		}
+		int http_status = at_err_http_status(err);
 		if (http_status >= 500)
 			log_warn("stylize: %s (%s)", j->why, at_err_name(j->rc));
 		stats_record(app->stats, http_status, (double)(now_ns() - j->t0) / 1e9);
-		http_reply_error(j->req, http_status, j->why[0] ? j->why : at_strerror(j->rc), NULL);
+		http_reply_err(j->req, err, j->why[0] ? j->why : at_strerror(j->rc), NULL);
 	}
 	job_free(j);
 	pump(app);
@@ -261,7 +264,7 @@ static void pump(struct serve_app *app)
 		j->work.data = j;
 		if (uv_queue_work(app->loop, &j->work, work_run, work_done) != 0) {
 			stats_record(app->stats, 503, 0);
-			http_reply_error(j->req, 503, "cannot schedule the request", NULL);
+			http_reply_err(j->req, AT_EUNAVAILABLE, "cannot schedule the request", NULL);
 			job_free(j);
 			continue;
 		}
@@ -271,11 +274,11 @@ static void pump(struct serve_app *app)
 
 /* ---- admission (on the loop) ---- */
 
-static void reply_bad(struct serve_app *app, http_req_t *req, uint64_t t0, int status, const char *msg,
+static void reply_bad(struct serve_app *app, http_req_t *req, uint64_t t0, int err, const char *msg,
 		      json_t *detail)
 {
-	stats_record(app->stats, status, (double)(now_ns() - t0) / 1e9);
-	http_reply_error(req, status, msg, detail);
+	stats_record(app->stats, at_err_http_status(err), (double)(now_ns() - t0) / 1e9);
+	http_reply_err(req, err, msg, detail);
 }
 
 /* A form field's text (trimmed) into buf; 0, or -1 when too long. */
@@ -335,12 +338,12 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 	memset(out, 0, sizeof *out);
 	if (img) {
 		if (num) {
-			reply_bad(app, req, t0, 422, "give either a style number or a style image, not both",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "give either a style number or a style image, not both",
 				  json_pack("{s[ss]}", "fields", num_name, img_name));
 			return -1;
 		}
 		if (image_sniff(img->data, img->len) < 0) {
-			reply_bad(app, req, t0, 415, "style image must be PNG or JPEG",
+			reply_bad(app, req, t0, AT_EUNSUPPORTED, "style image must be PNG or JPEG",
 				  json_pack("{ss}", "field", img_name));
 			return -1;
 		}
@@ -351,7 +354,7 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 	}
 	if (num) {
 		if (parse_style(num, &out->seed) < 0) {
-			reply_bad(app, req, t0, 422, "style must be a non-negative integer",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "style must be a non-negative integer",
 				  json_pack("{ss,ss%}", "field", num_name, "value", (const char *)num->data,
 					    num->len > 64 ? (size_t)64 : num->len));
 			return -1;
@@ -369,7 +372,7 @@ void stylize_post(http_req_t *req)
 	const char *ct = http_req_header(req, "content-type", &ctlen);
 	const uint8_t *body = http_req_body(req, &blen);
 	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		reply_bad(app, req, t0, 415, "expected multipart/form-data with a contentImage field",
+		reply_bad(app, req, t0, AT_EUNSUPPORTED, "expected multipart/form-data with a contentImage field",
 			  json_pack("{ss%}", "content_type", ct ? ct : "", ct ? ctlen : 0));
 		return;
 	}
@@ -378,18 +381,18 @@ void stylize_post(http_req_t *req)
 	char why[160] = "";
 	int rc = multipart_parse(ct, ctlen, body, blen, parts, STYLIZE_MAX_PARTS, &nparts, why, sizeof why);
 	if (rc < 0) {
-		reply_bad(app, req, t0, rc == AT_ETOOBIG ? 413 : 400, "malformed multipart body",
+		reply_bad(app, req, t0, rc, "malformed multipart body",
 			  json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
 		return;
 	}
 	const struct multipart_part *content = multipart_get(parts, nparts, "contentImage");
 	if (!content) {
-		reply_bad(app, req, t0, 400, "missing field contentImage (the sketch, PNG or JPEG)",
+		reply_bad(app, req, t0, AT_EINVAL, "missing field contentImage (the sketch, PNG or JPEG)",
 			  json_pack("{ss}", "field", "contentImage"));
 		return;
 	}
 	if (image_sniff(content->data, content->len) < 0) {
-		reply_bad(app, req, t0, 415, "contentImage must be PNG or JPEG", json_pack("{ss}", "field", "contentImage"));
+		reply_bad(app, req, t0, AT_EUNSUPPORTED, "contentImage must be PNG or JPEG", json_pack("{ss}", "field", "contentImage"));
 		return;
 	}
 	struct style_src a, b;
@@ -405,12 +408,12 @@ void stylize_post(http_req_t *req)
 	const struct multipart_part *ap = multipart_get(parts, nparts, "alpha");
 	if (ap) {
 		if (!b.present) {
-			reply_bad(app, req, t0, 422, "alpha mixes two styles: give style2 or styleImage2 too",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "alpha mixes two styles: give style2 or styleImage2 too",
 				  json_pack("{ss}", "field", "alpha"));
 			return;
 		}
 		if (parse_alpha(ap, &alpha) < 0) {
-			reply_bad(app, req, t0, 422, "alpha must be a number in [0, 1]",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "alpha must be a number in [0, 1]",
 				  json_pack("{ss,ss%}", "field", "alpha", "value", (const char *)ap->data,
 					    ap->len > 64 ? (size_t)64 : ap->len));
 			return;
@@ -419,14 +422,14 @@ void stylize_post(http_req_t *req)
 	struct model_ref *model = model_slot_acquire(app->slot);
 	if (!model) {
 		http_req_add_header(req, "Retry-After", "5");
-		reply_bad(app, req, t0, 503, "no model loaded yet",
+		reply_bad(app, req, t0, AT_ENOTREADY, "no model loaded yet",
 			  json_pack("{ss,ss}", "model", app->cfg.model, "channel", app->cfg.channel));
 		return;
 	}
 	if (app->sq->waiting >= app->cfg.max_queue) {
 		model_ref_release(model);
 		http_req_add_header(req, "Retry-After", "1");
-		reply_bad(app, req, t0, 503, "busy: too many paintings waiting",
+		reply_bad(app, req, t0, AT_EBUSY, "busy: too many paintings waiting",
 			  json_pack("{si}", "queue", app->sq->waiting));
 		return;
 	}
@@ -437,7 +440,7 @@ void stylize_post(http_req_t *req)
 	if (!j || !j->bytes) {
 		free(j);
 		model_ref_release(model);
-		reply_bad(app, req, t0, 503, "out of memory", NULL);
+		reply_bad(app, req, t0, AT_ENOMEM, "out of memory", NULL);
 		return;
 	}
 	j->app = app;

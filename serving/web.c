@@ -120,5 +120,5 @@ void web_get(http_req_t *req)
 			http_reply_bytes(req, 200, a->type, a->start, (size_t)(a->end - a->start));
 		return;
 	}
-	http_reply_error(req, 404, "no such page", NULL);
+	http_reply_err(req, AT_ENOTFOUND, "no such page", NULL);
 }

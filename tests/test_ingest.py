@@ -115,7 +115,7 @@ def test_painting_needs_operator_and_is_rgb(daemon, pg):
 
 
 @pytest.mark.parametrize("case", ["text", "garbage_png", "truncated", "too_big", "bomb", "blank", "all_ink",
-                                  "no_type", "bad_multipart", "multipart_no_image"])
+                                  "no_type", "bad_multipart", "multipart_no_image", "multipart_too_many_parts"])
 def test_bad_input(daemon, pg, case):
     good = images.sketch(5)
     if case == "text":
@@ -137,6 +137,10 @@ def test_bad_input(daemon, pg, case):
     elif case == "bad_multipart":
         body, ct, want = b"--x\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc", \
             "multipart/form-data; boundary=x", 400
+    elif case == "multipart_too_many_parts":
+        # over the part cap: 413 here as on the serving node (it was 400 here)
+        body, ct = multipart([("image", ("s.png", good, "image/png"))] + [("f%d" % i, "x") for i in range(8)])
+        want = 413
     else:
         body, ct = multipart([("other", "x")])
         want = 400
@@ -147,6 +151,7 @@ def test_bad_input(daemon, pg, case):
     assert r.status == want, r
     j = r.json()
     assert isinstance(j["error"], str) and j["error"]
+    assert j["code"], j
     assert j["request_id"]
     if case in ("blank", "all_ink"):
         assert "ink_ratio" in j["detail"], j

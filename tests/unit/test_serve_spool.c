@@ -21,10 +21,13 @@ static void fresh_dir(void)
 		TEST_FAIL_("cannot clean %s", dir);
 }
 
-static size_t file_image(char *out, size_t cap, const char *meta, const char *img)
+/* Reserves and writes one file the way the contribute handler does. */
+static size_t put(struct spool *s, const char *meta, const char *img)
 {
-	int n = snprintf(out, cap, "ATSPOOL1\n%s\n%s", meta, img);
-	return (size_t)n;
+	size_t n = spool_file_size(strlen(meta), strlen(img));
+	if (spool_reserve(s, n) != 0 || spool_write(s, meta, img, strlen(img)) != 0)
+		TEST_FAIL_("cannot spool %s", img);
+	return n;
 }
 
 TEST(spool_bounds_and_order)
@@ -32,13 +35,9 @@ TEST(spool_bounds_and_order)
 	fresh_dir();
 	struct spool *s = NULL;
 	ASSERT_EQ_INT(spool_open(dir, 3, 1 << 20, &s), 0);
-	char buf[256];
 	const char *imgs[] = {"first", "second", "third"};
-	for (int i = 0; i < 3; i++) {
-		size_t n = file_image(buf, sizeof buf, "{\"content_type\":\"image/png\"}", imgs[i]);
-		ASSERT_EQ_INT(spool_reserve(s, n), 0);
-		ASSERT_EQ_INT(spool_write(s, buf, n), 0);
-	}
+	for (int i = 0; i < 3; i++)
+		put(s, "{\"content_type\":\"image/png\"}", imgs[i]);
 	ASSERT_EQ_INT(spool_reserve(s, 10), AT_ETOOBIG); /* 3 files is the bound */
 	int files;
 	size_t bytes;
@@ -84,10 +83,7 @@ TEST(spool_reopen_counts_files_and_drops_temporaries)
 	fresh_dir();
 	struct spool *s = NULL;
 	ASSERT_EQ_INT(spool_open(dir, 10, 1 << 20, &s), 0);
-	char buf[128];
-	size_t n = file_image(buf, sizeof buf, "{}", "img");
-	ASSERT_EQ_INT(spool_reserve(s, n), 0);
-	ASSERT_EQ_INT(spool_write(s, buf, n), 0);
+	size_t n = put(s, "{}", "img");
 	spool_free(s);
 	/* a write that crashed before its rename */
 	char tmp[512];
@@ -126,6 +122,48 @@ TEST(spool_rejects_malformed_files)
 	fresh_dir(); /* leaves nothing behind */
 }
 
+/* spool_write and spool_read are the two halves of one format: whatever the
+ * one writes (an empty image, bytes that look like the format) the other reads
+ * back unchanged, the file is exactly spool_file_size() long, and metadata
+ * that would break its one line is refused. */
+TEST(spool_write_read_round_trip)
+{
+	fresh_dir();
+	struct spool *s = NULL;
+	ASSERT_EQ_INT(spool_open(dir, 10, 1 << 20, &s), 0);
+	static const char img[] = "ATSPOOL1\n{}\n\0\xff binary";
+	const char *meta = "{\"contributor\":\"a\\nb\",\"content_type\":\"image/png\"}";
+	size_t n = spool_file_size(strlen(meta), sizeof img);
+	ASSERT_EQ_INT(spool_reserve(s, n), 0);
+	ASSERT_EQ_INT(spool_write(s, meta, img, sizeof img), 0);
+	ASSERT_EQ_INT(spool_write(s, "{\n}", img, sizeof img), AT_EINVAL);
+	char path[4096];
+	ASSERT_EQ_INT(spool_oldest(s, path, sizeof path), 0);
+	struct stat st;
+	ASSERT_EQ_INT(stat(path, &st), 0);
+	ASSERT_EQ_INT((size_t)st.st_size, n);
+	json_t *m;
+	uint8_t *got;
+	size_t len;
+	ASSERT_EQ_INT(spool_read(path, &m, &got, &len), 0);
+	ASSERT_EQ_INT(len, sizeof img);
+	ASSERT(memcmp(got, img, len) == 0);
+	ASSERT_STREQ(json_string_value(json_object_get(m, "contributor")), "a\nb");
+	json_decref(m);
+	free(got);
+	spool_remove(s, path);
+	ASSERT_EQ_INT(spool_reserve(s, spool_file_size(2, 0)), 0);
+	ASSERT_EQ_INT(spool_write(s, "{}", "", 0), 0);
+	ASSERT_EQ_INT(spool_oldest(s, path, sizeof path), 0);
+	ASSERT_EQ_INT(spool_read(path, &m, &got, &len), 0);
+	ASSERT_EQ_INT(len, 0);
+	json_decref(m);
+	free(got);
+	spool_remove(s, path);
+	spool_free(s);
+	fresh_dir();
+}
+
 TEST(stats_window_quantiles)
 {
 	struct stats *st = NULL;
@@ -161,4 +199,4 @@ TEST(stats_window_quantiles)
 }
 
 RUN_TESTS(spool_bounds_and_order, spool_byte_bound, spool_reopen_counts_files_and_drops_temporaries,
-	  spool_rejects_malformed_files, stats_window_quantiles)
+	  spool_rejects_malformed_files, spool_write_read_round_trip, stats_window_quantiles)

@@ -1,0 +1,13 @@
+/*
+ * nodes.h — serving-node heartbeats (POST /v1/nodes/heartbeat) and the fleet
+ * view (GET /v1/nodes); see nodes.c.
+ */
+#ifndef ATELIERD_NODES_H
+#define ATELIERD_NODES_H
+
+#include "app.h"
+
+extern const struct http_route nodes_routes[];
+extern const size_t nodes_nroutes;
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * contribute.c — POST /api/contribute (see contribute.h). The handler checks
+ * the multipart form on the loop (image PNG or JPEG, consent, contributor),
+ * reserves room in the spool, and lets spool_write() lay the file down on the
+ * threadpool; the uplink is told once the file is durable.
+ */
+#include "contribute.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "image.h"
+#include "multipart.h"
+#include "serve.h"
+#include "spool.h"
+#include "uplink.h"
+
+struct contribution {
+	uv_work_t work;
+	struct serve_app *app;
+	http_req_t *req;
+	char *meta;   /* one line of compact JSON */
+	uint8_t *img; /* a copy: the request's body is not ours on the threadpool */
+	size_t img_len;
+	size_t reserved; /* spool_file_size(): what the spool holds for it */
+	int rc;
+};
+
+static void contribution_free(struct contribution *c)
+{
+	if (!c)
+		return;
+	free(c->meta);
+	free(c->img);
+	free(c);
+}
+
+static void contribute_work(uv_work_t *w)
+{
+	struct contribution *c = w->data;
+	c->rc = spool_write(c->app->spool, c->meta, c->img, c->img_len);
+}
+
+static void contribute_done(uv_work_t *w, int status)
+{
+	struct contribution *c = w->data;
+	struct spool *s = c->app->spool;
+	if (c->rc < 0) {
+		spool_unreserve(s, c->reserved);
+		http_reply_err(c->req, AT_EUNAVAILABLE, "could not store the contribution", NULL);
+	} else {
+		int files;
+		spool_depth(s, &files, NULL);
+		uplink_notify(c->app->uplink);
+		http_reply_json(c->req, 202, json_pack("{ss,si}", "status", "queued", "spool_depth", files));
+	}
+	contribution_free(c);
+}
+
+static int consent_given(const struct multipart_part *p)
+{
+	static const char *const yes[] = {"true", "on", "1", "yes"};
+	for (size_t i = 0; p && i < sizeof yes / sizeof yes[0]; i++)
+		if (p->len == strlen(yes[i]) && strncasecmp((const char *)p->data, yes[i], p->len) == 0)
+			return 1;
+	return 0;
+}
+
+void contribute_post(http_req_t *req)
+{
+	struct serve_app *app = http_req_app(req);
+	if (!app->cfg.atelierd || !app->spool) {
+		http_reply_err(req, AT_EUNAVAILABLE, "contributions are off: this node has no atelierd to send them to", NULL);
+		return;
+	}
+	size_t ctlen = 0, blen;
+	const char *ct = http_req_header(req, "content-type", &ctlen);
+	const uint8_t *body = http_req_body(req, &blen);
+	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
+		http_reply_err(req, AT_EUNSUPPORTED, "expected multipart/form-data with an image field", NULL);
+		return;
+	}
+	struct multipart_part parts[8];
+	size_t nparts = 0;
+	char why[160] = "";
+	int rc = multipart_parse(ct, ctlen, body, blen, parts, 8, &nparts, why, sizeof why);
+	if (rc < 0) {
+		http_reply_err(req, rc, "malformed multipart body",
+				 json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
+		return;
+	}
+	const struct multipart_part *img = multipart_get(parts, nparts, "image");
+	if (!img) {
+		http_reply_err(req, AT_EINVAL, "missing field image (the sketch, PNG or JPEG)", json_pack("{ss}", "field", "image"));
+		return;
+	}
+	int fmt = image_sniff(img->data, img->len);
+	if (fmt < 0) {
+		http_reply_err(req, AT_EUNSUPPORTED, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
+		return;
+	}
+	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "consent is required to contribute a sketch",
+				 json_pack("{ss}", "field", "consent"));
+		return;
+	}
+	const struct multipart_part *who = multipart_get(parts, nparts, "contributor");
+	if (who && who->len > 128) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "contributor is at most 128 bytes", json_pack("{ss}", "field", "contributor"));
+		return;
+	}
+	json_t *meta = json_pack("{ss,sI}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
+				 "received_at", (json_int_t)time(NULL));
+	if (meta && who && who->len) {
+		json_t *name = json_stringn((const char *)who->data, who->len);
+		if (!name) {
+			json_decref(meta);
+			http_reply_err(req, AT_EUNPROCESSABLE, "contributor must be UTF-8 text", json_pack("{ss}", "field", "contributor"));
+			return;
+		}
+		json_object_set_new(meta, "contributor", name);
+	}
+	struct contribution *c = calloc(1, sizeof *c);
+	if (c && meta) {
+		c->meta = json_dumps(meta, JSON_COMPACT);
+		c->img = malloc(img->len ? img->len : 1);
+	}
+	json_decref(meta);
+	if (!c || !c->meta || !c->img) {
+		contribution_free(c);
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
+		return;
+	}
+	memcpy(c->img, img->data, img->len);
+	c->img_len = img->len;
+	c->reserved = spool_file_size(strlen(c->meta), c->img_len);
+	if (spool_reserve(app->spool, c->reserved) < 0) {
+		int files;
+		size_t bytes;
+		spool_depth(app->spool, &files, &bytes);
+		contribution_free(c);
+		http_req_add_header(req, "Retry-After", "60");
+		http_reply_err(req, AT_EBUSY, "the contribution spool is full; try again later",
+				 json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
+		return;
+	}
+	c->app = app;
+	c->req = req;
+	c->work.data = c;
+	if (uv_queue_work(app->loop, &c->work, contribute_work, contribute_done) != 0) {
+		spool_unreserve(app->spool, c->reserved);
+		contribution_free(c);
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot schedule the write", NULL);
+	}
+}
