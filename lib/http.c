@@ -1216,7 +1216,8 @@ static json_t *operation_of(const struct compiled_route *cr)
 	json_object_foreach(more, code, resp)
 	{
 		json_t *c = json_object_get(resp, "content");
-		json_t *o = json_pack("{sO}", "description", json_object_get(resp, "description"));
+		const char *d = json_string_value(json_object_get(resp, "description"));
+		json_t *o = json_pack("{ss}", "description", d ? d : reason_phrase((int)strtol(code, NULL, 10)));
 		if (c)
 			json_object_set_new(o, "content", content_of(c));
 		json_object_set_new(responses, code, o);
@@ -1255,15 +1256,18 @@ json_t *http_server_openapi(const http_server_t *srv, const char *title, const s
 	for (size_t i = 0; i < ntags; i++)
 		json_array_append_new(tag_list, json_pack("{ss,ss}", "name", tags[i].name, "description", tags[i].doc));
 	/* every reply that is not a success carries this body (http_reply_error) */
-	json_t *error = json_pack(
-		"{ss,s[ss],s{s{ss,ss},s{ss,ss},s{ss},s{ss,ss}}}", "type", "object", "required", "error", "request_id",
-		"properties", "error", "type", "string", "description", "what went wrong, for a person", "code", "type",
-		"string", "description", "the AT_E* error's symbolic name, for a program", "detail", "description",
-		"more about the error: the field, the limit, the state", "request_id", "type", "string", "description",
-		"also sent as X-Request-Id and logged");
-	return json_pack("{ss,s{ss,ss},s[{ss}],s[{s[]}],so,so,s{s{so},s{s{ss,s{s{s{ss}}}}},s{s{ss,ss}}}}", "openapi",
-			 "3.0.3", "info", "title", title, "version", "1", "servers", "url", "/", "security", "bearer",
-			 "tags", tag_list, "paths", paths, "components", "schemas", "Error", error, "responses", "Error",
-			 "description", "an error", "content", "application/json", "schema", "$ref",
-			 "#/components/schemas/Error", "securitySchemes", "bearer", "type", "http", "scheme", "bearer");
+	json_t *error = json_pack("{ss,s[ss],s{s{ss,ss},s{ss,ss},s{ss},s{ss,ss}}}", "type", "object", "required",
+				  "error", "request_id", "properties", "error", "type", "string", "description",
+				  "what went wrong, for a person", "code", "type", "string", "description",
+				  "the AT_E* error's symbolic name, for a program", "detail", "description",
+				  "more about the error: the field, the limit, the state", "request_id", "type", "string",
+				  "description", "also sent as X-Request-Id and logged");
+	json_t *error_reply = json_pack("{ss,s{s{s{ss}}}}", "description", "an error", "content", "application/json",
+					"schema", "$ref", "#/components/schemas/Error");
+	json_t *components = json_pack("{s{so},s{so},s{s{ss,ss}}}", "schemas", "Error", error, "responses", "Error",
+				       error_reply, "securitySchemes", "bearer", "type", "http", "scheme", "bearer");
+	/* tokens everywhere but where a route lifts it (operation_of) */
+	return json_pack("{ss,s{ss,ss},s[{ss}],s[{s[]}],so,so,so}", "openapi", "3.0.3", "info", "title", title,
+			 "version", "1", "servers", "url", "/", "security", "bearer", "tags", tag_list, "paths", paths,
+			 "components", components);
 }
