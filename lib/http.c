@@ -1181,11 +1181,15 @@ static json_t *operation_of(const struct compiled_route *cr)
 	char derived[128];
 	derive_op(r, derived, sizeof derived);
 	json_t *roles = json_array();
+	char who[64] = "Public: no token needed.";
+	size_t n = 0;
 	for (size_t j = 0; j < sizeof role_names / sizeof role_names[0]; j++)
-		if (r->roles & role_names[j].bit)
+		if (r->roles & role_names[j].bit) {
 			json_array_append_new(roles, json_string(role_names[j].name));
-	json_t *op = json_pack("{ss,ss,so}", "operationId", r->op ? r->op : derived, "summary", r->doc ? r->doc : "",
-			       "x-roles", roles);
+			n += (size_t)snprintf(who + n, sizeof who - n, "%s%s", n ? ", " : "Roles: ", role_names[j].name);
+		}
+	json_t *op = json_pack("{ss,ss,ss,so}", "operationId", r->op ? r->op : derived, "summary", r->doc ? r->doc : "",
+			       "description", who, "x-roles", roles);
 	json_object_set_new(op, "tags", json_pack("[s]", r->tag ? r->tag : "other"));
 	/* the document-wide bearer requirement, lifted where no token is needed */
 	if (r->roles == ROLE_PUBLIC)

@@ -307,6 +307,7 @@ TEST(openapi_lists_routes)
 	ASSERT(at(paths, "/later", "get", "security", NULL) != NULL);
 	ASSERT(at(paths, "/secret", "get", "security", NULL) == NULL);
 	ASSERT_STREQ(json_string_value(at(paths, "/secret", "get", "x-roles", "1", NULL)), "operator");
+	ASSERT_STREQ(json_string_value(at(paths, "/secret", "get", "description", NULL)), "Roles: viewer, operator");
 	/* bodies and replies: schemas wrapped per content type, the success status, errors shared */
 	json_t *post = at(paths, "/things", "post", NULL);
 	ASSERT_STREQ(json_string_value(at(post, "requestBody", "content", "application/octet-stream", "schema", "format",
