@@ -174,6 +174,25 @@ static int compile_route(struct compiled_route *cr, const struct http_route *r)
 		}
 		p += n;
 	}
+	/* A schema typo would otherwise surface only as a broken OpenAPI document. */
+	const char *texts[] = {r->params, r->body, r->reply, r->replies};
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		if (!texts[i])
+			continue;
+		json_error_t e;
+		json_t *j = json_loads(texts[i], 0, &e);
+		int ok = json_is_object(j);
+		json_decref(j);
+		if (!ok) {
+			if (j)
+				log_error("http: %s %s: OpenAPI text is not a JSON object: %s", r->method, r->pattern,
+					  texts[i]);
+			else
+				log_error("http: %s %s: OpenAPI text: %s at column %d: %s", r->method, r->pattern, e.text,
+					  e.column, texts[i]);
+			return AT_EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -917,11 +936,11 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 	for (size_t i = 0; i < nroutes; i++) {
 		rc = compile_route(&srv->routes[i], &routes[i]);
 		if (rc < 0) {
-			log_error("http: bad route pattern %s", routes[i].pattern);
+			log_error("http: bad route %s %s", routes[i].method, routes[i].pattern);
 			goto fail;
 		}
 	}
-	static const struct http_route unmatched = {"*", "/", NULL, 0, "unmatched"};
+	static const struct http_route unmatched = {"*", "/", NULL, 0, "unmatched", .op = "unmatched"};
 	srv->unmatched.r = &unmatched;
 
 	h2o_config_init(&srv->config);
@@ -1092,27 +1111,183 @@ int http_server_metrics(const http_server_t *srv, struct at_buf *b)
 	return rc;
 }
 
-json_t *http_server_openapi(const http_server_t *srv, const char *title)
+/* ---- the OpenAPI document ---- */
+
+/* operationId when the route names none: method + the pattern's words,
+ * camel-cased ("GET /v1/runs/{id}/metrics" -> "getV1RunsIdMetrics"). */
+static void derive_op(const struct http_route *r, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (const char *m = r->method; *m && k + 1 < cap; m++)
+		out[k++] = (char)(*m | 0x20);
+	int up = 1;
+	for (const char *p = r->pattern; *p && k + 1 < cap; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+			up = 1;
+			continue;
+		}
+		out[k++] = up && c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+		up = 0;
+	}
+	out[k] = 0;
+}
+
+/* Borrowed text checked by compile_route; NULL when unset. */
+static json_t *load_text(const char *text)
+{
+	return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+/* {"type": schema} -> {"type": {"schema": schema}} */
+static json_t *content_of(json_t *types)
+{
+	json_t *c = json_object();
+	const char *ct;
+	json_t *schema;
+	json_object_foreach(types, ct, schema) json_object_set_new(c, ct, json_pack("{sO}", "schema", schema));
+	return c;
+}
+
+static json_t *parameters_of(const struct compiled_route *cr)
+{
+	const struct http_route *r = cr->r;
+	json_t *given = load_text(r->params);
+	json_t *list = json_array();
+	for (int s = 0; s < cr->nsegs; s++) {
+		if (!cr->segs[s].name)
+			continue;
+		json_t *schema = json_object_get(given, cr->segs[s].name);
+		json_t *p = json_pack("{ss,ss,sb}", "name", cr->segs[s].name, "in", "path", "required", 1);
+		json_object_set_new(p, "schema", schema ? json_deep_copy(schema) : json_pack("{ss}", "type", "string"));
+		json_array_append_new(list, p);
+	}
+	const char *name;
+	json_t *schema;
+	json_object_foreach(given, name, schema)
+	{
+		int in_path = 0;
+		for (int s = 0; s < cr->nsegs; s++)
+			if (cr->segs[s].name && strcmp(cr->segs[s].name, name) == 0)
+				in_path = 1;
+		if (!in_path)
+			json_array_append_new(list, json_pack("{ss,ss,sb,sO}", "name", name, "in", "query", "required", 0,
+							      "schema", schema));
+	}
+	/* a schema's description is the parameter's */
+	size_t i;
+	json_t *p;
+	json_array_foreach(list, i, p)
+	{
+		json_t *sc = json_deep_copy(json_object_get(p, "schema"));
+		json_t *d = json_object_get(sc, "description");
+		if (d) {
+			json_object_set(p, "description", d);
+			json_object_del(sc, "description");
+		}
+		json_object_set_new(p, "schema", sc);
+	}
+	json_decref(given);
+	return list;
+}
+
+static json_t *operation_of(const struct compiled_route *cr)
+{
+	const struct http_route *r = cr->r;
+	char derived[128];
+	derive_op(r, derived, sizeof derived);
+	json_t *roles = json_array();
+	char who[64] = "Public: no token needed.";
+	size_t n = 0;
+	for (size_t j = 0; j < sizeof role_names / sizeof role_names[0]; j++)
+		if (r->roles & role_names[j].bit) {
+			json_array_append_new(roles, json_string(role_names[j].name));
+			n += (size_t)snprintf(who + n, sizeof who - n, "%s%s", n ? ", " : "Roles: ", role_names[j].name);
+		}
+	json_t *op = json_pack("{ss,ss,ss,so}", "operationId", r->op ? r->op : derived, "summary", r->doc ? r->doc : "",
+			       "description", who, "x-roles", roles);
+	json_object_set_new(op, "tags", json_pack("[s]", r->tag ? r->tag : "other"));
+	/* the document-wide bearer requirement, lifted where no token is needed */
+	if (r->roles == ROLE_PUBLIC)
+		json_object_set_new(op, "security", json_array());
+	json_t *params = parameters_of(cr);
+	if (json_array_size(params))
+		json_object_set_new(op, "parameters", params);
+	else
+		json_decref(params);
+	json_t *body = load_text(r->body);
+	if (body) {
+		json_object_set_new(op, "requestBody", json_pack("{sb,so}", "required", 1, "content", content_of(body)));
+		json_decref(body);
+	}
+	char status[8];
+	snprintf(status, sizeof status, "%d", r->status ? r->status : 200);
+	json_t *ok = json_pack("{ss}", "description", reason_phrase(r->status ? r->status : 200));
+	json_t *reply = load_text(r->reply);
+	if (reply) {
+		json_object_set_new(ok, "content", content_of(reply));
+		json_decref(reply);
+	}
+	json_t *responses = json_object();
+	json_object_set_new(responses, status, ok);
+	json_t *more = load_text(r->replies);
+	const char *code;
+	json_t *resp;
+	json_object_foreach(more, code, resp)
+	{
+		json_t *c = json_object_get(resp, "content");
+		const char *d = json_string_value(json_object_get(resp, "description"));
+		json_t *o = json_pack("{ss}", "description", d ? d : reason_phrase((int)strtol(code, NULL, 10)));
+		if (c)
+			json_object_set_new(o, "content", content_of(c));
+		json_object_set_new(responses, code, o);
+	}
+	json_decref(more);
+	json_object_set_new(responses, "4XX", json_pack("{ss}", "$ref", "#/components/responses/Error"));
+	json_object_set_new(responses, "5XX", json_pack("{ss}", "$ref", "#/components/responses/Error"));
+	json_object_set_new(op, "responses", responses);
+	return op;
+}
+
+json_t *http_server_openapi(const http_server_t *srv, const char *title, const struct http_tag *tags, size_t ntags)
 {
 	json_t *paths = json_object();
 	for (size_t i = 0; i < srv->nroutes; i++) {
-		const struct http_route *r = srv->routes[i].r;
-		json_t *p = json_object_get(paths, r->pattern);
-		if (!p) {
-			p = json_object();
-			json_object_set_new(paths, r->pattern, p);
+		const struct compiled_route *cr = &srv->routes[i];
+		/* OpenAPI has no "{rest*}": the rest of the path is one {rest} */
+		char path[512];
+		size_t k = 0;
+		for (const char *q = cr->r->pattern; *q && k + 1 < sizeof path; q++)
+			if (!(*q == '*' && q[1] == '}'))
+				path[k++] = *q;
+		path[k] = 0;
+		json_t *item = json_object_get(paths, path);
+		if (!item) {
+			item = json_object();
+			json_object_set_new(paths, path, item);
 		}
 		char m[16];
-		size_t k;
-		for (k = 0; r->method[k] && k < sizeof m - 1; k++)
-			m[k] = (char)(r->method[k] | 0x20);
+		for (k = 0; cr->r->method[k] && k < sizeof m - 1; k++)
+			m[k] = (char)(cr->r->method[k] | 0x20);
 		m[k] = 0;
-		json_t *roles = json_array();
-		for (size_t j = 0; j < sizeof role_names / sizeof role_names[0]; j++)
-			if (r->roles & role_names[j].bit)
-				json_array_append_new(roles, json_string(role_names[j].name));
-		json_object_set_new(p, m, json_pack("{ss,so}", "summary", r->doc ? r->doc : "", "x-roles", roles));
+		json_object_set_new(item, m, operation_of(cr));
 	}
-	return json_pack("{ss,s{ss,ss},so}", "openapi", "3.0.3", "info", "title", title, "version", "1", "paths",
-			 paths);
+	json_t *tag_list = json_array();
+	for (size_t i = 0; i < ntags; i++)
+		json_array_append_new(tag_list, json_pack("{ss,ss}", "name", tags[i].name, "description", tags[i].doc));
+	/* every reply that is not a success carries this body (http_reply_error) */
+	json_t *error = json_pack("{ss,s[ss],s{s{ss,ss},s{ss,ss},s{ss},s{ss,ss}}}", "type", "object", "required",
+				  "error", "request_id", "properties", "error", "type", "string", "description",
+				  "what went wrong, for a person", "code", "type", "string", "description",
+				  "the AT_E* error's symbolic name, for a program", "detail", "description",
+				  "more about the error: the field, the limit, the state", "request_id", "type", "string",
+				  "description", "also sent as X-Request-Id and logged");
+	json_t *error_reply = json_pack("{ss,s{s{s{ss}}}}", "description", "an error", "content", "application/json",
+					"schema", "$ref", "#/components/schemas/Error");
+	json_t *components = json_pack("{s{so},s{so},s{s{ss,ss}}}", "schemas", "Error", error, "responses", "Error",
+				       error_reply, "securitySchemes", "bearer", "type", "http", "scheme", "bearer");
+	/* tokens everywhere but where a route lifts it (operation_of) */
+	return json_pack("{ss,s{ss,ss},s[{ss}],s[{s[]}],so,so,so}", "openapi", "3.0.3", "info", "title", title,
+			 "version", "1", "servers", "url", "/", "security", "bearer", "tags", tag_list, "paths", paths,
+			 "components", components);
 }

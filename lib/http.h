@@ -43,6 +43,32 @@ struct http_route {
 	http_handler handler;
 	unsigned roles; /* ROLE_PUBLIC or a mask of roles allowed */
 	const char *doc; /* one line, for --help and the OpenAPI document */
+	/* The rest is for the OpenAPI document only; give them by name
+	 * (.op = ...). Every JSON text is checked by http_server_new, which
+	 * refuses a table whose texts do not parse as JSON objects. */
+	const char *op;	 /* operationId; unset: derived from method and pattern */
+	const char *tag; /* the subsystem the route belongs to */
+	/* {"name": schema, ...}: a name in the pattern is a path parameter
+	 * (required; one not listed is a string), any other a query parameter
+	 * (optional). A schema's "description" becomes the parameter's. */
+	const char *params;
+	const char *body;  /* request body, {"content/type": schema, ...}; NULL: none */
+	const char *reply; /* success reply, {"content/type": schema, ...}; NULL: no content */
+	int status;	   /* success status; 0 means 200 */
+	/* further responses, {"304": {"description": ..., "content": {"content/type":
+	 * schema}}, ...}; errors (4XX, 5XX: the shared Error body) are always added */
+	const char *replies;
+};
+
+/* Building blocks for the JSON texts above. */
+#define HTTP_JSON(schema) "{\"application/json\":" schema "}"
+#define HTTP_BINARY "{\"type\":\"string\",\"format\":\"binary\"}"
+#define HTTP_TEXT "{\"type\":\"string\"}"
+
+/* A tag of the OpenAPI document: a subsystem's name and one line about it. */
+struct http_tag {
+	const char *name;
+	const char *doc;
 };
 
 /* Token check: return the role at once (a ROLE_* bit), 0 for an invalid token,
@@ -68,8 +94,11 @@ int http_server_port(const http_server_t *srv);
 void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *arg);
 /* Prometheus text lines for http_requests_total{route,status} etc., appended to buf. */
 int http_server_metrics(const http_server_t *srv, struct at_buf *buf) AT_MUST_CHECK;
-/* The route table as an OpenAPI 3 document (paths, methods, doc lines, roles). */
-json_t *http_server_openapi(const http_server_t *srv, const char *title);
+/* The route table as an OpenAPI 3 document: paths, operations with their
+ * parameters, bodies and replies, the bearer scheme (public routes need
+ * none), the shared error body, roles as x-roles; tags (ntags entries)
+ * describe the routes' .tag names. */
+json_t *http_server_openapi(const http_server_t *srv, const char *title, const struct http_tag *tags, size_t ntags);
 /* Number of requests waiting for a reply (held long-polls included). */
 size_t http_server_pending(const http_server_t *srv);
 

@@ -82,5 +82,7 @@ struct app {
 /* The base route table (routes.c); main.c appends each subsystem's. */
 extern const struct http_route app_routes[];
 extern const size_t app_nroutes;
+extern const struct http_tag app_tags[]; /* for the OpenAPI document */
+extern const size_t app_ntags;
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "artifact.h"
 #include "log.h"
 
@@ -276,8 +277,13 @@ static void get_artifact(http_req_t *req)
 	}
 }
 
+#define S_ARTIFACT "{\"application/octet-stream\":" HTTP_BINARY ",\"image/png\":" HTTP_BINARY "}"
+
 const struct http_route artifacts_api_routes[] = {
 	{"GET", "/v1/artifacts/{sha256}", get_artifact, ROLE_ANY,
-	 "download an artifact a version or run references: model, checkpoint, shard, sample PNG (Range supported)"},
+	 "download an artifact a version or run references: model, checkpoint, shard, sample PNG (Range supported)",
+	 .op = "getArtifact", .tag = "artifacts", .params = "{\"sha256\":" API_SHA256 "}", .reply = S_ARTIFACT,
+	 .replies = "{\"206\":{\"description\":\"the part a Range: bytes=N-M header asked for\",\"content\":" S_ARTIFACT
+		    "}}"},
 };
 const size_t artifacts_api_nroutes = sizeof artifacts_api_routes / sizeof artifacts_api_routes[0];

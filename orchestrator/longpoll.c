@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "api.h"
 
 #define LP_MAX_WAIT_S 120
 
@@ -295,6 +296,15 @@ int longpoll_metrics(const struct longpoll *r, struct at_buf *b)
 
 const struct http_route longpoll_routes[] = {
 	{"GET", "/v1/models/{name}/channels/{channel}", get_channel, ROLE_ANY,
-	 "a channel's version; ?after=V&wait=S holds until it moves past V (else 304)"},
+	 "a channel's version; ?after=V&wait=S holds until it moves past V (else 304)", .op = "getChannel",
+	 .tag = "registry",
+	 .params = "{\"channel\":{\"type\":\"string\",\"enum\":[\"canary\",\"production\"]},"
+		   "\"after\":{\"type\":\"integer\",\"description\":\"the version the caller has\"},"
+		   "\"wait\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":120,\"description\":\"seconds to hold "
+		   "the request while the channel is still at after\"}}",
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"channel\":" API_STR ",\"version\":" API_INT
+				       ",\"version_id\":" API_INT ",\"sha256\":" API_SHA256 ",\"size\":" API_INT
+				       ",\"artifact\":{\"type\":\"string\",\"description\":\"the download's path\"}")),
+	 .replies = "{\"304\":{\"description\":\"the channel did not move past after within wait\"}}"},
 };
 const size_t longpoll_nroutes = sizeof longpoll_routes / sizeof longpoll_routes[0];

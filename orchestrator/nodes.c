@@ -68,7 +68,20 @@ static void get_nodes(http_req_t *req)
 }
 
 const struct http_route nodes_routes[] = {
-	{"POST", "/v1/nodes/heartbeat", post_heartbeat, ROLE_NODE | ROLE_OPERATOR, "serving-node heartbeat"},
-	{"GET", "/v1/nodes", get_nodes, ROLE_ANY, "the serving fleet: who serves what, health"},
+	{"POST", "/v1/nodes/heartbeat", post_heartbeat, ROLE_NODE | ROLE_OPERATOR, "serving-node heartbeat",
+	 .op = "postHeartbeat", .tag = "nodes",
+	 .body = HTTP_JSON("{\"type\":\"object\",\"required\":[\"node\"],\"properties\":{\"node\":{\"type\":\"string\","
+			   "\"minLength\":1,\"maxLength\":128},\"model\":" API_STR ",\"channel\":" API_STR
+			   ",\"version\":" API_INT ",\"requests\":" API_INT ",\"errors\":" API_INT ",\"error_rate\":" API_NUM
+			   ",\"p50_ms\":" API_NUM ",\"p95_ms\":" API_NUM ",\"last_error\":" API_NULL("string")
+			   ",\"started_at\":{\"type\":\"number\",\"description\":\"unix time\"}}}"),
+	 .reply = HTTP_JSON(API_OBJECT("\"ok\":" API_BOOL))},
+	{"GET", "/v1/nodes", get_nodes, ROLE_ANY, "the serving fleet: who serves what, health", .op = "listNodes",
+	 .tag = "nodes",
+	 .reply = HTTP_JSON(API_OBJECT("\"nodes\":" API_ARRAY(API_OBJECT(
+		 "\"name\":" API_STR ",\"model\":" API_NULL("string") ",\"channel\":" API_NULL("string")
+		 ",\"version\":" API_NULL("integer") ",\"requests\":" API_INT ",\"errors\":" API_INT
+		 ",\"error_rate\":" API_NULL("number") ",\"p50_ms\":" API_NULL("number") ",\"p95_ms\":" API_NULL("number")
+		 ",\"last_error\":" API_NULL("string") ",\"last_seen\":" API_TIME ",\"alive\":" API_BOOL))))},
 };
 const size_t nodes_nroutes = sizeof nodes_routes / sizeof nodes_routes[0];

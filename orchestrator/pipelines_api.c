@@ -392,16 +392,79 @@ static void get_events(http_req_t *req)
 	events_subscribe(app->events, req, run_id);
 }
 
+/* Reply shapes for the OpenAPI document (what the SQL above builds). */
+#define S_APPLIED                                                                                                 \
+	HTTP_JSON(API_OBJECT("\"pipeline\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT            \
+			     ",\"sha256\":" API_STR ",\"created\":" API_BOOL))
+#define S_RUN_CREATED HTTP_JSON(API_OBJECT("\"run\":" API_INT ",\"pipeline\":" API_STR ",\"coalesced\":" API_BOOL))
+#define S_JOB                                                                                                     \
+	API_OBJECT("\"id\":" API_INT ",\"stage\":" API_STR ",\"kind\":" API_STR ",\"state\":" API_STR              \
+		   ",\"attempts\":" API_INT ",\"max_attempts\":" API_INT ",\"worker\":" API_NULL("string")         \
+		   ",\"progress\":" API_NULL("number") ",\"message\":" API_NULL("string")                         \
+		   ",\"eta_seconds\":" API_NULL("number") ",\"created_at\":" API_TIME                            \
+		   ",\"started_at\":" API_NULL_TIME ",\"finished_at\":" API_NULL_TIME ",\"run_after\":" API_NULL_TIME \
+		   ",\"error\":" API_NULL("string") ",\"result\":" API_NULL("object")                             \
+		   ",\"cancel_requested\":" API_BOOL ",\"cache_key\":" API_NULL("string")                         \
+		   ",\"cached_from\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"job\":" API_INT     \
+		   ",\"run\":" API_INT ",\"stage\":" API_STR "}}")
+#define P_RUN_ID "\"id\":" API_ID
+
 const struct http_route pipelines_api_routes[] = {
 	{"POST", "/v1/pipelines", post_pipeline, ROLE_OPERATOR,
-	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version"},
-	{"GET", "/v1/pipelines", get_pipelines, ROLE_ANY, "list pipelines with their current version and last run"},
-	{"GET", "/v1/pipelines/{name}", get_pipeline, ROLE_ANY, "a pipeline: current version (YAML, parsed) and history"},
-	{"POST", "/v1/pipelines/{name}/runs", post_run, ROLE_OPERATOR, "start a run now (manual trigger)"},
-	{"GET", "/v1/runs", get_runs, ROLE_ANY, "runs; filters: pipeline, state, since, before (id cursor), limit"},
-	{"GET", "/v1/runs/{id}", get_run, ROLE_ANY, "a run with its stages and jobs (attempts, worker, progress)"},
-	{"POST", "/v1/runs/{id}/cancel", post_cancel, ROLE_OPERATOR, "cancel a run (running jobs stop at next heartbeat)"},
-	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)"},
-	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)"},
+	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version",
+	 .op = "applyPipeline", .tag = "pipelines",
+	 .params = "{\"filename\":{\"type\":\"string\",\"description\":\"named in parse errors (default pipeline.yaml)\"}}",
+	 .body = "{\"application/yaml\":" HTTP_TEXT ",\"application/json\":{\"type\":\"object\",\"required\":[\"yaml\"],"
+		 "\"properties\":{\"yaml\":" API_STR ",\"filename\":" API_STR "}}}",
+	 .status = 201, .reply = S_APPLIED,
+	 .replies = "{\"200\":{\"description\":\"the same content as the current version: no new version\","
+		    "\"content\":" S_APPLIED "}}"},
+	{"GET", "/v1/pipelines", get_pipelines, ROLE_ANY, "list pipelines with their current version and last run",
+	 .op = "listPipelines", .tag = "pipelines",
+	 .reply = HTTP_JSON(API_OBJECT("\"pipelines\":" API_ARRAY(API_OBJECT(
+		 "\"name\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_STR
+		 ",\"model\":" API_NULL("string") ",\"triggers\":" API_NULL("object") ",\"updated_at\":" API_TIME
+		 ",\"last_run\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"id\":" API_INT
+		 ",\"state\":" API_STR ",\"created_at\":" API_TIME "}}"))))},
+	{"GET", "/v1/pipelines/{name}", get_pipeline, ROLE_ANY, "a pipeline: current version (YAML, parsed) and history",
+	 .op = "getPipeline", .tag = "pipelines",
+	 .reply = HTTP_JSON(API_OBJECT(
+		 "\"name\":" API_STR ",\"current\":" API_OBJECT("\"version\":" API_INT ",\"version_id\":" API_INT
+								",\"sha256\":" API_STR ",\"yaml\":" API_STR
+								",\"parsed\":" API_OBJ ",\"created_at\":" API_TIME)
+		 ",\"history\":" API_ARRAY(API_OBJECT("\"version\":" API_INT ",\"version_id\":" API_INT
+						      ",\"sha256\":" API_STR ",\"created_at\":" API_TIME))))},
+	{"POST", "/v1/pipelines/{name}/runs", post_run, ROLE_OPERATOR, "start a run now (manual trigger)",
+	 .op = "startRun", .tag = "pipelines", .status = 201, .reply = S_RUN_CREATED,
+	 .replies = "{\"200\":{\"description\":\"a queued run of the pipeline took this trigger (coalesced: true)\","
+		    "\"content\":" S_RUN_CREATED "}}"},
+	{"GET", "/v1/runs", get_runs, ROLE_ANY, "runs; filters: pipeline, state, since, before (id cursor), limit",
+	 .op = "listRuns", .tag = "pipelines",
+	 .params = "{\"pipeline\":" API_STR ",\"state\":{\"type\":\"string\",\"enum\":" API_RUN_STATES "},"
+		   "\"since\":{\"type\":\"string\",\"description\":\"runs created at or after this time (PostgreSQL "
+		   "timestamptz input)\"},\"before\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1,"
+		   "\"description\":\"runs with a smaller id: the previous page's next_before\"},"
+		   "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,\"default\":50}}",
+	 .reply = HTTP_JSON(API_OBJECT("\"runs\":" API_ARRAY(API_RUN) ",\"next_before\":{\"type\":\"integer\","
+				       "\"nullable\":true,\"description\":\"the cursor for the next page; null: last page\"}"))},
+	{"GET", "/v1/runs/{id}", get_run, ROLE_ANY, "a run with its stages and jobs (attempts, worker, progress)",
+	 .op = "getRun", .tag = "pipelines", .params = "{" P_RUN_ID "}",
+	 .reply = HTTP_JSON(API_OBJECT("\"run\":" API_RUN ",\"stages\":{\"type\":\"array\",\"nullable\":true,\"items\":"
+				       API_STR "},\"jobs\":" API_ARRAY(S_JOB)))},
+	{"POST", "/v1/runs/{id}/cancel", post_cancel, ROLE_OPERATOR, "cancel a run (running jobs stop at next heartbeat)",
+	 .op = "cancelRun", .tag = "pipelines", .params = "{" P_RUN_ID "}",
+	 .reply = HTTP_JSON(API_OBJECT("\"run\":" API_INT ",\"state\":" API_STR))},
+	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)",
+	 .op = "getRunMetrics", .tag = "pipelines",
+	 .params = "{" P_RUN_ID ",\"name\":{\"type\":\"string\",\"description\":\"only this series\"}}",
+	 .reply = HTTP_JSON(API_OBJECT(
+		 "\"run\":" API_INT ",\"series\":{\"type\":\"object\",\"description\":\"series name -> [step, value] "
+		 "points in step order\",\"additionalProperties\":" API_ARRAY(
+			 "{\"type\":\"array\",\"minItems\":2,\"maxItems\":2,\"items\":" API_NUM "}") "}"))},
+	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)",
+	 .op = "streamEvents", .tag = "pipelines",
+	 .params = "{\"run\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1,\"description\":\"only this run's "
+		   "events\"}}",
+	 .reply = "{\"text/event-stream\":{\"type\":\"string\",\"description\":\"event: NAME / data: JSON\"}}"},
 };
 const size_t pipelines_api_nroutes = sizeof pipelines_api_routes / sizeof pipelines_api_routes[0];

@@ -192,15 +192,53 @@ static void post_channel(http_req_t *req)
 	}
 }
 
+/* Reply shapes for the OpenAPI document (what the SQL above builds). */
+#define S_LINEAGE /* a row of the model_lineage view */                                                         \
+	API_OBJECT("\"model\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_SHA256 \
+		   ",\"size\":" API_INT ",\"created_at\":" API_TIME ",\"run_id\":" API_NULL("integer")             \
+		   ",\"pipeline\":" API_NULL("string") ",\"dataset_id\":" API_NULL("integer")                     \
+		   ",\"dataset_manifest\":" API_NULL("string") ",\"dataset_sketches\":" API_NULL("integer")       \
+		   ",\"dataset_paintings\":" API_NULL("integer") ",\"parent_version\":" API_NULL("integer")       \
+		   ",\"metrics\":" API_NULL("object") ",\"verdict\":" API_NULL("object")                          \
+		   ",\"channels\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR "}")
+#define P_MODEL "\"name\":{\"type\":\"string\",\"description\":\"the model's name\"}"
+#define P_VERSION "\"version\":{\"type\":\"integer\",\"minimum\":1}"
+
 const struct http_route registry_routes[] = {
-	{"GET", "/v1/models", get_models, ROLE_ANY, "models with their channels"},
-	{"GET", "/v1/models/{name}/versions", get_versions, ROLE_ANY, "versions with lineage and metrics"},
+	{"GET", "/v1/models", get_models, ROLE_ANY, "models with their channels", .op = "listModels", .tag = "registry",
+	 .reply = HTTP_JSON(API_OBJECT("\"models\":" API_ARRAY(API_OBJECT(
+		 "\"name\":" API_STR ",\"versions\":" API_INT ",\"channels\":{\"type\":\"object\",\"nullable\":true,"
+		 "\"description\":\"channel -> version\",\"additionalProperties\":" API_INT "}"))))},
+	{"GET", "/v1/models/{name}/versions", get_versions, ROLE_ANY, "versions with lineage and metrics",
+	 .op = "listVersions", .tag = "registry", .params = "{" P_MODEL "}",
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"versions\":" API_ARRAY(S_LINEAGE)))},
 	{"GET", "/v1/models/{name}/versions/{version}/samples", get_samples, ROLE_ANY,
-	 "evaluation gallery: {sketch, style, output, slice, role, image_id} as artifact sha256s"},
+	 "evaluation gallery: {sketch, style, output, slice, role, image_id} as artifact sha256s", .op = "getSamples",
+	 .tag = "registry", .params = "{" P_MODEL "," P_VERSION "}",
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"version\":" API_INT ",\"samples\":" API_ARRAY(API_OBJ)
+				       ",\"evaluation\":" API_NULL("object")))},
 	{"GET", "/v1/models/{name}/versions/{version}", get_version, ROLE_ANY,
-	 "one version: lineage (run, dataset, ancestors), metrics, verdict"},
-	{"GET", "/v1/models/{name}/ledger", get_ledger, ROLE_ANY, "the append-only promotion ledger"},
+	 "one version: lineage (run, dataset, ancestors), metrics, verdict", .op = "getVersion", .tag = "registry",
+	 .params = "{" P_MODEL "," P_VERSION "}",
+	 .reply = HTTP_JSON(API_OBJECT(
+		 "\"version\":" S_LINEAGE ",\"config\":" API_NULL("object") ",\"ancestors\":{\"type\":\"array\","
+		 "\"nullable\":true,\"description\":\"parent versions, nearest first\",\"items\":" API_INT "}"
+		 ",\"run\":{\"type\":\"object\",\"nullable\":true,\"allOf\":[" API_RUN "]},\"dataset\":{\"type\":\"object\",\"nullable\":true,"
+		 "\"properties\":{\"id\":" API_INT ",\"manifest_sha256\":" API_SHA256 ",\"sketches\":" API_INT
+		 ",\"paintings\":" API_INT ",\"created_at\":" API_TIME "}}"))},
+	{"GET", "/v1/models/{name}/ledger", get_ledger, ROLE_ANY, "the append-only promotion ledger", .op = "getLedger",
+	 .tag = "registry", .params = "{" P_MODEL "}",
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"ledger\":" API_ARRAY(API_OBJECT(
+		 "\"id\":" API_INT ",\"channel\":" API_STR ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")
+		 ",\"kind\":" API_STR ",\"actor\":" API_STR ",\"reason\":" API_NULL("string")
+		 ",\"run\":" API_NULL("integer") ",\"at\":" API_TIME))))},
 	{"POST", "/v1/models/{name}/channels/{channel}", post_channel, ROLE_OPERATOR,
-	 "promote {version: N} or roll back {action: rollback}"},
+	 "promote {version: N} or roll back {action: rollback}", .op = "moveChannel", .tag = "registry",
+	 .params = "{" P_MODEL ",\"channel\":{\"type\":\"string\",\"enum\":[\"canary\",\"production\"]}}",
+	 .body = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"action\":{\"type\":\"string\",\"enum\":[\"promote\","
+			   "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"description\":"
+			   "\"the version to promote (needed unless action is rollback)\"},\"reason\":" API_STR "}}"),
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"channel\":" API_STR ",\"moved\":" API_BOOL
+				       ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")))},
 };
 const size_t registry_nroutes = sizeof registry_routes / sizeof registry_routes[0];

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "app.h"
 #include "auth.h"
 #include "ingest.h"
@@ -82,7 +83,7 @@ static void get_metrics(http_req_t *req)
 static void get_openapi(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
-	http_reply_json(req, 200, http_server_openapi(app->http, "atelierd"));
+	http_reply_json(req, 200, http_server_openapi(app->http, "atelierd", app_tags, app_ntags));
 }
 
 /* ---- tokens ---- */
@@ -143,19 +144,72 @@ static void post_token(http_req_t *req)
 	}
 }
 
+/* ---- the route table ---- */
+
+const struct http_tag app_tags[] = {
+	{"ops", "health, readiness, metrics, this document"},
+	{"tokens", "API tokens and their roles"},
+	{"ingest", "sketches and paintings: upload, normalise, deduplicate, fetch"},
+	{"pipelines", "pipeline definitions, runs, their jobs, metrics and live events"},
+	{"registry", "models, versions with lineage, channels and the promotion ledger"},
+	{"artifacts", "content-addressed downloads: models, checkpoints, shards, samples"},
+	{"nodes", "the serving fleet's heartbeats"},
+};
+const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
+
+/* What an upload answers (ingest.c's row_json) and an image's metadata row. */
+#define S_UPLOAD                                                                                                  \
+	HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"domain\":{\"type\":\"string\",\"enum\":[\"sketch\",\"painting\"]}" \
+			     ",\"sha256\":" API_SHA256 ",\"ink_ratio\":" API_NUM ",\"split\":" API_STR               \
+			     ",\"width\":" API_INT ",\"height\":" API_INT ",\"duplicate\":" API_BOOL))
+#define S_UPLOAD_BODY                                                                                             \
+	"{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY                                              \
+	",\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":"       \
+	"{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"},\"contributor\":" API_STR    \
+	",\"source\":" API_STR ",\"consent\":{\"type\":\"string\",\"description\":\"true, 1, y, yes or on\"}}}}"
+#define S_IMAGE_META                                                                                              \
+	HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"domain\":" API_STR ",\"sha256\":" API_SHA256 ",\"width\":" API_INT \
+			     ",\"height\":" API_INT ",\"channels\":" API_INT ",\"ink_ratio\":" API_NULL("number")    \
+			     ",\"split\":" API_STR ",\"status\":" API_STR ",\"contributor\":" API_NULL("string")     \
+			     ",\"consent\":" API_NULL("boolean") ",\"source\":" API_NULL("string")                  \
+			     ",\"created_at\":" API_TIME ",\"bytes\":" API_INT))
+#define P_ID "{\"id\":" API_ID "}"
+#define R_DUPLICATE                                                                                               \
+	"{\"200\":{\"description\":\"already stored (duplicate: true)\",\"content\":" S_UPLOAD "}}"
+#define R_503 "{\"503\":{\"description\":\"the database is unreachable\",\"content\":" \
+	HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"
+
 /* Specific patterns before general ones: "{id}.png" must precede "{id}". */
 const struct http_route app_routes[] = {
-	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs"},
-	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while PostgreSQL answers"},
-	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics"},
-	{"GET", "/v1/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
-	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name}; shown once"},
+	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs", .op = "getHealth",
+	 .tag = "ops", .reply = HTTP_JSON(API_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}"))},
+	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while PostgreSQL answers", .op = "getReadiness",
+	 .tag = "ops",
+	 .reply = HTTP_JSON(API_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]},\"database\":" API_STR)),
+	 .replies = R_503},
+	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics", .op = "getMetrics", .tag = "ops",
+	 .reply = "{\"text/plain\":" HTTP_TEXT "}"},
+	{"GET", "/v1/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document", .op = "getOpenapi",
+	 .tag = "ops", .reply = HTTP_JSON(API_OBJ)},
+	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name}; shown once", .op = "createToken",
+	 .tag = "tokens",
+	 .body = HTTP_JSON("{\"type\":\"object\",\"required\":[\"role\"],\"properties\":{\"role\":{\"type\":\"string\","
+			   "\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_STR "}}"),
+	 .status = 201,
+	 .reply = HTTP_JSON(API_OBJECT("\"token\":" API_STR ",\"role\":" API_STR ",\"id\":" API_INT))},
 	{"POST", "/v1/sketches", ingest_post_sketch, ROLE_OPERATOR | ROLE_NODE,
-	 "upload a sketch (image/png, image/jpeg, or multipart field image)"},
-	{"GET", "/v1/sketches/{id}.png", ingest_get_sketch_png, ROLE_ANY, "a sketch's normalised image"},
-	{"GET", "/v1/sketches/{id}", ingest_get_sketch, ROLE_ANY, "a sketch's metadata"},
-	{"POST", "/v1/paintings", ingest_post_painting, ROLE_OPERATOR, "upload a painting (style domain)"},
-	{"GET", "/v1/paintings/{id}.png", ingest_get_painting_png, ROLE_ANY, "a painting's normalised image"},
-	{"GET", "/v1/paintings/{id}", ingest_get_painting, ROLE_ANY, "a painting's metadata"},
+	 "upload a sketch (image/png, image/jpeg, or multipart field image)", .op = "uploadSketch", .tag = "ingest",
+	 .body = S_UPLOAD_BODY, .status = 201, .reply = S_UPLOAD, .replies = R_DUPLICATE},
+	{"GET", "/v1/sketches/{id}.png", ingest_get_sketch_png, ROLE_ANY, "a sketch's normalised image",
+	 .op = "getSketchImage", .tag = "ingest", .params = P_ID, .reply = "{\"image/png\":" HTTP_BINARY "}"},
+	{"GET", "/v1/sketches/{id}", ingest_get_sketch, ROLE_ANY, "a sketch's metadata", .op = "getSketch",
+	 .tag = "ingest", .params = P_ID, .reply = S_IMAGE_META},
+	{"POST", "/v1/paintings", ingest_post_painting, ROLE_OPERATOR, "upload a painting (style domain)",
+	 .op = "uploadPainting", .tag = "ingest", .body = S_UPLOAD_BODY, .status = 201, .reply = S_UPLOAD,
+	 .replies = R_DUPLICATE},
+	{"GET", "/v1/paintings/{id}.png", ingest_get_painting_png, ROLE_ANY, "a painting's normalised image",
+	 .op = "getPaintingImage", .tag = "ingest", .params = P_ID, .reply = "{\"image/png\":" HTTP_BINARY "}"},
+	{"GET", "/v1/paintings/{id}", ingest_get_painting, ROLE_ANY, "a painting's metadata", .op = "getPainting",
+	 .tag = "ingest", .params = P_ID, .reply = S_IMAGE_META},
 };
 const size_t app_nroutes = sizeof app_routes / sizeof app_routes[0];

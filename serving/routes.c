@@ -108,7 +108,7 @@ static void get_metrics(http_req_t *req)
 static void get_openapi(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
-	http_reply_json(req, 200, http_server_openapi(app->http, "atelier-serve"));
+	http_reply_json(req, 200, http_server_openapi(app->http, "atelier-serve", serve_tags, serve_ntags));
 }
 
 static void reload_done(void *arg, int rc, const char *msg)
@@ -137,19 +137,71 @@ static void post_reload(http_req_t *req)
 		http_reply_err(req, rc, NULL, NULL);
 }
 
+/* ---- the route table ---- */
+
+/* JSON schemas of the replies, for the OpenAPI document (what model_json and
+ * the handlers above build). */
+#define S_MODEL                                                                                                   \
+	"{\"type\":\"object\",\"required\":[\"model\",\"channel\",\"loaded\"],\"properties\":{"                     \
+	"\"model\":{\"type\":\"string\"},\"channel\":{\"type\":\"string\"},\"loaded\":{\"type\":\"boolean\"},"      \
+	"\"version\":{\"type\":\"integer\",\"nullable\":true,\"description\":\"registry version; null: local file\"}," \
+	"\"sha256\":{\"type\":\"string\"},\"source\":{\"type\":\"string\"},\"swaps\":{\"type\":\"integer\"},"        \
+	"\"swap_failures\":{\"type\":\"integer\"},\"last_error\":{\"type\":\"string\",\"nullable\":true}"
+#define S_IMAGE "{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"}"
+
+const struct http_tag serve_tags[] = {
+	{"page", "the drawing page, embedded in the binary"},
+	{"ops", "health, readiness, metrics, this document"},
+	{"stylize", "sketch to painting"},
+	{"contribute", "sketches given back to training, spooled for atelierd"},
+	{"admin", "the node's operator (--admin-token)"},
+};
+const size_t serve_ntags = sizeof serve_tags / sizeof serve_tags[0];
+
 const struct http_route serve_routes[] = {
-	{"GET", "/", web_get, ROLE_PUBLIC, "the drawing page"},
-	{"GET", "/app.js", web_get, ROLE_PUBLIC, "the drawing page's script"},
-	{"GET", "/style.css", web_get, ROLE_PUBLIC, "the drawing page's style sheet"},
-	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs"},
-	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while a model is loaded"},
-	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics"},
-	{"GET", "/api/info", get_info, ROLE_PUBLIC, "the model in service, swap counters, spool depth"},
-	{"GET", "/api/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document"},
+	{"GET", "/", web_get, ROLE_PUBLIC, "the drawing page", .op = "getPage", .tag = "page",
+	 .reply = "{\"text/html\":" HTTP_TEXT "}"},
+	{"GET", "/app.js", web_get, ROLE_PUBLIC, "the drawing page's script", .op = "getPageScript", .tag = "page",
+	 .reply = "{\"text/javascript\":" HTTP_TEXT "}"},
+	{"GET", "/style.css", web_get, ROLE_PUBLIC, "the drawing page's style sheet", .op = "getPageStyle",
+	 .tag = "page", .reply = "{\"text/css\":" HTTP_TEXT "}"},
+	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs", .op = "getHealth",
+	 .tag = "ops",
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}}}")},
+	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while a model is loaded", .op = "getReadiness",
+	 .tag = "ops",
+	 .reply = HTTP_JSON(S_MODEL ",\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]}}}"),
+	 .replies = "{\"503\":{\"description\":\"no model loaded yet (the error's detail is the model state)\","
+		    "\"content\":" HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"},
+	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics", .op = "getMetrics", .tag = "ops",
+	 .reply = "{\"text/plain\":" HTTP_TEXT "}"},
+	{"GET", "/api/info", get_info, ROLE_PUBLIC, "the model in service, swap counters, spool depth", .op = "getInfo",
+	 .tag = "ops",
+	 .reply = HTTP_JSON(S_MODEL ",\"node\":{\"type\":\"string\"},\"contribute\":{\"type\":\"boolean\"},"
+				    "\"spool_depth\":{\"type\":\"integer\"},\"output_size\":{\"type\":\"integer\"}}}")},
+	{"GET", "/api/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document", .op = "getOpenapi",
+	 .tag = "ops", .reply = HTTP_JSON("{\"type\":\"object\"}")},
 	{"POST", "/api/stylize", stylize_post, ROLE_PUBLIC,
-	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG"},
+	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG",
+	 .op = "stylize", .tag = "stylize",
+	 .body = "{\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"contentImage\"],\"properties\":{"
+		 "\"contentImage\":" S_IMAGE ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"description\":"
+		 "\"a style number (default 0); not with styleImage\"},\"styleImage\":" S_IMAGE
+		 ",\"style2\":{\"type\":\"integer\",\"minimum\":0},\"styleImage2\":" S_IMAGE
+		 ",\"alpha\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":"
+		 "\"the mix of the two styles, with style2 or styleImage2 (default 0.5)\"}}}}",
+	 .reply = "{\"image/jpeg\":" HTTP_BINARY "}"},
 	{"POST", "/api/contribute", contribute_post, ROLE_PUBLIC,
-	 "multipart image + consent=true [+ contributor]: queued for atelierd (202)"},
-	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)"},
+	 "multipart image + consent=true [+ contributor]: queued for atelierd (202)", .op = "contribute",
+	 .tag = "contribute",
+	 .body = "{\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"image\",\"consent\"],\"properties\":{"
+		 "\"image\":" S_IMAGE ",\"consent\":{\"type\":\"string\",\"enum\":[\"true\",\"on\",\"1\",\"yes\"],"
+		 "\"description\":\"any case\"},"
+		 "\"contributor\":{\"type\":\"string\",\"maxLength\":128}}}}",
+	 .status = 202,
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"queued\"]},"
+			    "\"spool_depth\":{\"type\":\"integer\"}}}")},
+	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)",
+	 .op = "reload", .tag = "admin", .reply = HTTP_JSON(S_MODEL "}}")},
 };
 const size_t serve_nroutes = sizeof serve_routes / sizeof serve_routes[0];

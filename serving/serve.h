@@ -75,6 +75,8 @@ struct serve_app {
 /* The route table (routes.c). */
 extern const struct http_route serve_routes[];
 extern const size_t serve_nroutes;
+extern const struct http_tag serve_tags[]; /* for the OpenAPI document */
+extern const size_t serve_ntags;
 
 /* Loads cfg.model_file off the loop and swaps it in; done(arg, rc) on the
  * loop. AT_EBUSY-like AT_ECONFLICT when a reload is already running. */

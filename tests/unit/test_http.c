@@ -1,9 +1,11 @@
 /* Unit tests for lib/http.c: a real server on a libuv loop (main thread) and
  * a raw HTTP/1.1 client on a second thread. Routes with parameters and
  * suffixes, 404/405, query decoding, roles (at once and deferred), body caps,
- * the error shape, request ids, metrics, and a clean loop close. */
+ * the error shape, request ids, metrics, the OpenAPI document, and a clean
+ * loop close. */
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +60,17 @@ static void h_metrics(http_req_t *req)
 }
 
 static const struct http_route routes[] = {
-	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png"},
-	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo"},
-	{"POST", "/things", h_body, ROLE_OPERATOR, "body"},
-	{"GET", "/secret", h_echo, ROLE_VIEWER | ROLE_OPERATOR, "secret"},
-	{"GET", "/slow-auth", h_echo, ROLE_NODE, "deferred auth"},
-	{"GET", "/later", h_later, ROLE_PUBLIC, "deferred reply"},
-	{"GET", "/metrics", h_metrics, ROLE_PUBLIC, "metrics"},
+	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png", .op = "getThingImage", .tag = "things",
+	 .params = "{\"id\":{\"type\":\"integer\"}}", .reply = "{\"image/png\":" HTTP_BINARY "}"},
+	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo", .tag = "things",
+	 .params = "{\"q\":{\"type\":\"string\",\"description\":\"echoed\"}}", .reply = HTTP_JSON("{\"type\":\"object\"}")},
+	{"POST", "/things", h_body, ROLE_OPERATOR, "body", .op = "postThing", .tag = "things",
+	 .body = "{\"application/octet-stream\":" HTTP_BINARY "}", .status = 201,
+	 .replies = "{\"202\":{\"description\":\"later\",\"content\":" HTTP_JSON("{\"type\":\"object\"}") "}}"},
+	{"GET", "/secret", h_echo, ROLE_VIEWER | ROLE_OPERATOR, "secret", .tag = "things"},
+	{"GET", "/slow-auth", h_echo, ROLE_NODE, "deferred auth", .tag = "things"},
+	{"GET", "/later", h_later, ROLE_PUBLIC, "deferred reply", .tag = "things"},
+	{"GET", "/metrics", h_metrics, ROLE_PUBLIC, "metrics", .tag = "ops"},
 };
 
 /* Tokens: "op" operator, "vw" viewer, "slow" = node after a deferred look-up. */
@@ -260,17 +266,79 @@ TEST(roles_and_body_cap)
 	stop();
 }
 
+/* Walk a document: doc / k1 / k2 ... (NULL-terminated). */
+static json_t *at(json_t *j, ...)
+{
+	va_list ap;
+	va_start(ap, j);
+	for (const char *k; j && (k = va_arg(ap, const char *)) != NULL;)
+		j = json_is_array(j) ? json_array_get(j, (size_t)strtoul(k, NULL, 10)) : json_object_get(j, k);
+	va_end(ap);
+	return j;
+}
+
 TEST(openapi_lists_routes)
 {
 	start();
-	json_t *doc = http_server_openapi(srv, "t");
+	static const struct http_tag tags[] = {{"things", "the things"}, {"ops", "operations"}};
+	json_t *doc = http_server_openapi(srv, "t", tags, 2);
 	json_t *paths = json_object_get(doc, "paths");
-	ASSERT(json_object_get(json_object_get(paths, "/things"), "post") != NULL);
-	ASSERT_STREQ(json_string_value(json_object_get(json_object_get(json_object_get(paths, "/things/{id}"), "get"),
-						       "summary")),
-		     "echo");
+	ASSERT_STREQ(json_string_value(at(paths, "/things/{id}", "get", "summary", NULL)), "echo");
+	ASSERT_STREQ(json_string_value(at(doc, "tags", "1", "name", NULL)), "ops");
+	ASSERT_STREQ(json_string_value(at(doc, "components", "securitySchemes", "bearer", "scheme", NULL)), "bearer");
+	ASSERT(at(doc, "security", "0", "bearer", NULL) != NULL);
+	/* operationIds: given, or derived from method and pattern */
+	ASSERT_STREQ(json_string_value(at(paths, "/things/{id}.png", "get", "operationId", NULL)), "getThingImage");
+	ASSERT_STREQ(json_string_value(at(paths, "/things/{id}", "get", "operationId", NULL)), "getThingsId");
+	ASSERT_STREQ(json_string_value(at(paths, "/slow-auth", "get", "operationId", NULL)), "getSlowAuth");
+	/* a path parameter (typed as given), then the query parameter with its description lifted */
+	json_t *ps = at(paths, "/things/{id}", "get", "parameters", NULL);
+	ASSERT_EQ_INT((int)json_array_size(ps), 2);
+	ASSERT_STREQ(json_string_value(at(ps, "0", "in", NULL)), "path");
+	ASSERT(json_is_true(at(ps, "0", "required", NULL)));
+	ASSERT_STREQ(json_string_value(at(ps, "0", "schema", "type", NULL)), "string"); /* not listed: string */
+	ASSERT_STREQ(json_string_value(at(ps, "1", "in", NULL)), "query");
+	ASSERT_STREQ(json_string_value(at(ps, "1", "description", NULL)), "echoed");
+	ASSERT(at(ps, "1", "schema", "description", NULL) == NULL);
+	ASSERT_STREQ(json_string_value(at(paths, "/things/{id}.png", "get", "parameters", "0", "schema", "type", NULL)),
+		     "integer");
+	/* public routes lift the bearer requirement; the others inherit it */
+	ASSERT_EQ_INT((int)json_array_size(at(paths, "/later", "get", "security", NULL)), 0);
+	ASSERT(at(paths, "/later", "get", "security", NULL) != NULL);
+	ASSERT(at(paths, "/secret", "get", "security", NULL) == NULL);
+	ASSERT_STREQ(json_string_value(at(paths, "/secret", "get", "x-roles", "1", NULL)), "operator");
+	ASSERT_STREQ(json_string_value(at(paths, "/secret", "get", "description", NULL)), "Roles: viewer, operator");
+	/* bodies and replies: schemas wrapped per content type, the success status, errors shared */
+	json_t *post = at(paths, "/things", "post", NULL);
+	ASSERT_STREQ(json_string_value(at(post, "requestBody", "content", "application/octet-stream", "schema", "format",
+					  NULL)),
+		     "binary");
+	ASSERT(at(post, "responses", "201", "description", NULL) != NULL);
+	ASSERT(at(post, "responses", "200", NULL) == NULL);
+	ASSERT_STREQ(json_string_value(at(post, "responses", "202", "content", "application/json", "schema", "type", NULL)),
+		     "object");
+	ASSERT_STREQ(json_string_value(at(post, "responses", "4XX", "$ref", NULL)), "#/components/responses/Error");
+	ASSERT(at(doc, "components", "schemas", "Error", "properties", "request_id", NULL) != NULL);
+	ASSERT(at(paths, "/secret", "get", "responses", "200", "content", NULL) == NULL); /* no reply given */
 	json_decref(doc);
 	stop();
 }
 
-RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes)
+/* A JSON text that does not parse would only show as a broken document: the table is refused. */
+TEST(openapi_bad_text_refused)
+{
+	static const struct http_route bad[][1] = {
+		{{"GET", "/a", h_echo, ROLE_PUBLIC, "a", .reply = "{\"application/json\": {\"type\": }"}},
+		{{"GET", "/a", h_echo, ROLE_PUBLIC, "a", .params = "[\"id\"]"}},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+		struct http_config cfg = {.port = 0};
+		http_server_t *s = NULL;
+		ASSERT_EQ_INT(http_server_new(&loop, &cfg, bad[i], 1, &s), AT_EINVAL);
+		ASSERT(s == NULL);
+		ASSERT_EQ_INT(uv_loop_close(&loop), 0);
+	}
+}
+
+RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused)

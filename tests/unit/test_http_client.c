@@ -96,13 +96,13 @@ static void h_slow(http_req_t *req)
 }
 
 static const struct http_route routes[] = {
-	{"GET", "/hello", h_hello, ROLE_PUBLIC, "headers"},
-	{"POST", "/echo", h_echo, ROLE_PUBLIC, "echo"},
-	{"PUT", "/echo", h_echo, ROLE_PUBLIC, "echo"},
-	{"POST", "/type", h_type, ROLE_PUBLIC, "content type"},
-	{"GET", "/file", h_file, ROLE_PUBLIC, "whole file"},
-	{"GET", "/missing", h_missing, ROLE_PUBLIC, "404"},
-	{"GET", "/slow", h_slow, ROLE_PUBLIC, "long-poll"},
+	{"GET", "/hello", h_hello, ROLE_PUBLIC, "headers", .tag = "client"},
+	{"POST", "/echo", h_echo, ROLE_PUBLIC, "echo", .tag = "client"},
+	{"PUT", "/echo", h_echo, ROLE_PUBLIC, "echo", .tag = "client"},
+	{"POST", "/type", h_type, ROLE_PUBLIC, "content type", .tag = "client"},
+	{"GET", "/file", h_file, ROLE_PUBLIC, "whole file", .tag = "client"},
+	{"GET", "/missing", h_missing, ROLE_PUBLIC, "404", .tag = "client"},
+	{"GET", "/slow", h_slow, ROLE_PUBLIC, "long-poll", .tag = "client"},
 };
 
 /* ---- the client thread ---- */
