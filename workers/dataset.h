@@ -110,10 +110,10 @@ json_t *dataset_input(json_t *payload, const char *stage, const char *key);
 /* Runs one parameterised statement (text params, NULL = SQL NULL); *res is
  * the result on success (caller PQclear()s). AT_EDB with the server's message
  * in why otherwise. binary: ask for binary results. */
-int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
+int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
 	    size_t whylen) AT_MUST_CHECK;
 /* The production version of a model: *found 0 when the channel is empty. */
-int db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
+int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
 		  char *why, size_t whylen) AT_MUST_CHECK;
 /*
  * Records files of the artifact store as referenced, so GET /v1/artifacts
@@ -122,7 +122,7 @@ int db_production(PGconn *c, const char *model, int *found, int64_t *version_id,
  * with; run (a JSON integer) and version_id (decimal text) may be NULL.
  * Idempotent: a sha already recorded keeps its first row.
  */
-int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
+int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
 		     const char *version_id, char *why, size_t whylen) AT_MUST_CHECK;
 
 #endif

@@ -57,7 +57,7 @@ static int append_rows(PGconn *c, const char *sql, int nv, const char *const *v,
 		       char *why, size_t whylen)
 {
 	PGresult *r;
-	int rc = db_exec(c, sql, nv, v, 0, &r, why, whylen);
+	int rc = dataset_db_exec(c, sql, nv, v, 0, &r, why, whylen);
 	if (rc < 0)
 		return rc;
 	int n = PQntuples(r);
@@ -179,7 +179,7 @@ static int count_new(PGconn *c, const char *pipeline, const struct frozen *f, in
 		return AT_ENOMEM;
 	const char *v[2] = {ids, pipeline};
 	PGresult *r;
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 		     "SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
 		     " FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
 		     2, v, 0, &r, why, whylen);
@@ -218,7 +218,7 @@ static int mark_skip(PGconn *c, const char *pipeline, json_t *version, json_t *r
 {
 	const char *v[1] = {pipeline};
 	PGresult *r;
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 			 "SELECT r.id, r.pipeline_version_id, j.result->>'manifest_sha256',"
 			 " j.result->'holdout'->>'manifest_sha256' FROM runs r JOIN jobs j ON j.run_id = r.id"
 			 " AND j.kind = 'collect' AND j.state = 'succeeded'"
@@ -272,17 +272,17 @@ int job_collect(struct job_ctx *ctx)
 	 * come after the wait, or it would miss a dataset an earlier attempt
 	 * committed meanwhile. */
 	const char *vj[1] = {job};
-	if ((rc = db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0, &r,
+	if ((rc = dataset_db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0, &r,
 			  why, sizeof why)) < 0)
 		goto out;
 	locked = 1;
 	PQclear(r);
 	/* One snapshot for every read, so the counts, ids and hashes agree. */
-	if ((rc = db_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 1;
 	PQclear(r);
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT " DATASET_COLUMNS " FROM datasets"
 			  " WHERE params ? 'job' AND (params->>'job')::bigint = $1::bigint",
 			  1, vj, 0, &r, why, sizeof why)) < 0)
@@ -297,7 +297,7 @@ int job_collect(struct job_ctx *ctx)
 
 	if (pipeline) {
 		const char *vp[1] = {pipeline};
-		if ((rc = db_exec(c,
+		if ((rc = dataset_db_exec(c,
 				  "SELECT " DATASET_COLUMNS ", params->>'holdout_manifest_sha256' FROM datasets"
 				  " WHERE pipeline = $1 ORDER BY id DESC LIMIT 1",
 				  1, vp, 0, &prev, why, sizeof why)) < 0)
@@ -360,7 +360,7 @@ int job_collect(struct job_ctx *ctx)
 	const char *vi[6] = {json_is_integer(run) ? runs : NULL, train.manifest, ns, np, pjson, pipeline};
 	/* The watermark: the newest accepted training sketch this snapshot saw
 	 * (the new_sketches trigger counts the ones above it). */
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "INSERT INTO datasets (run_id, manifest_sha256, sketches, paintings, params, pipeline,"
 			  " sketch_watermark) VALUES ($1, $2, $3, $4, $5::jsonb, $6, (SELECT coalesce(max(id), 0) FROM"
 			  " images WHERE domain = 'sketch' AND split = 'train' AND status = 'accepted'))"
@@ -372,12 +372,12 @@ int job_collect(struct job_ctx *ctx)
 	snprintf(ds, sizeof ds, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	const char *vm[2] = {ds, train_ids};
-	if ((rc = db_exec(c, "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
+	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
 			  vm, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
 	const char *vh[2] = {ds, hold_ids};
-	if ((rc = db_exec(c, "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
+	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
 			  vh, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
@@ -394,7 +394,7 @@ decided:
 	if (pipeline && (rc = mark_skip(c, pipeline, json_object_get(payload, "pipeline_version_id"), res, why,
 					sizeof why)) < 0)
 		goto out;
-	if ((rc = db_exec(c, "COMMIT", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "COMMIT", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 0;
 	PQclear(r);

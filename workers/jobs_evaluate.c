@@ -126,7 +126,7 @@ static int pick_sketches(struct eval *e, PGconn *c)
 	if (rc < 0)
 		goto out;
 	const char *v[1] = {ids.data};
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT u.ord, i.source FROM unnest($1::bigint[]) WITH ORDINALITY u(id, ord) "
 			  "LEFT JOIN images i ON i.id = u.id",
 			  1, v, 0, &r, e->why, sizeof e->why)) < 0)
@@ -416,7 +416,7 @@ int job_evaluate(struct job_ctx *ctx)
 	int found = 0, champ_ver = 0;
 	int64_t champ_vid = 0;
 	char champ_sha[65];
-	if ((rc = db_production(c, model, &found, &champ_vid, &champ_ver, champ_sha, e.why, sizeof e.why)) < 0)
+	if ((rc = dataset_db_production(c, model, &found, &champ_vid, &champ_ver, champ_sha, e.why, sizeof e.why)) < 0)
 		goto out;
 	if (found) {
 		if (!(champ = load_model(&e, champ_sha, dir, "champion"))) {
@@ -467,11 +467,11 @@ int job_evaluate(struct job_ctx *ctx)
 	}
 	rc = shards ? 0 : AT_ENOMEM;
 	if (rc == 0)
-		rc = db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
 	json_decref(sketches);
 	json_decref(outputs);
 	json_decref(shards);
@@ -490,7 +490,7 @@ int job_evaluate(struct job_ctx *ctx)
 	if (!vm_text || !verdict_text)
 		rc = AT_ENOMEM;
 	else
-		rc = db_exec(c, "UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
+		rc = dataset_db_exec(c, "UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
 			     3, v, 0, &r, e.why, sizeof e.why);
 	free(vm_text);
 	free(verdict_text);

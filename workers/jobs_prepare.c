@@ -276,7 +276,7 @@ int job_prepare(struct job_ctx *ctx)
 	}
 
 	const char *v[1] = {dsid};
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT (SELECT count(*) FROM dataset_members WHERE dataset_id = $1)"
 			  " + (SELECT count(*) FROM dataset_holdout WHERE dataset_id = $1),"
 			  " (SELECT count(*) FROM datasets WHERE id = $1)",
@@ -291,11 +291,11 @@ int job_prepare(struct job_ctx *ctx)
 		rc = AT_ENOTFOUND;
 		goto out;
 	}
-	if ((rc = db_exec(c, "BEGIN READ ONLY", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "BEGIN READ ONLY", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 1;
 	PQclear(r);
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "DECLARE prep_rows NO SCROLL CURSOR FOR"
 			  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 0::int8 AS holdout"
 			  "   FROM dataset_members m JOIN images i ON i.id = m.image_id WHERE m.dataset_id = $1"
@@ -313,7 +313,7 @@ int job_prepare(struct job_ctx *ctx)
 			snprintf(why, sizeof why, "prepare: stopped");
 			goto out;
 		}
-		if ((rc = db_exec(c, "FETCH 64 FROM prep_rows", 0, NULL, 1, &r, why, sizeof why)) < 0)
+		if ((rc = dataset_db_exec(c, "FETCH 64 FROM prep_rows", 0, NULL, 1, &r, why, sizeof why)) < 0)
 			goto out;
 		int n = PQntuples(r);
 		for (int i = 0; i < n && rc == 0; i++) {
@@ -353,7 +353,7 @@ int job_prepare(struct job_ctx *ctx)
 	}
 	/* referenced by this run from now on: /v1/artifacts serves them */
 	json_t *refs = json_pack("[s, s]", train_sha, hold_sha);
-	rc = refs ? db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
+	rc = refs ? dataset_db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
 				     why, sizeof why)
 		  : AT_ENOMEM;
 	json_decref(refs);

@@ -85,7 +85,7 @@ static int checkpoint(struct train *tr)
 	snprintf(attempt, sizeof attempt, "%d", job_attempt(tr->ctx));
 	const char *v[6] = {job, step, sha, tr->parent_id ? parent : NULL, attempt, job_worker_name(tr->ctx)};
 	PGresult *r;
-	rc = db_exec(tr->c,
+	rc = dataset_db_exec(tr->c,
 		     "INSERT INTO train_checkpoints (job_id, step, sha256, parent_version_id, attempt, worker)"
 		     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, step) DO UPDATE"
 		     " SET sha256 = excluded.sha256, attempt = excluded.attempt, worker = excluded.worker,"
@@ -105,7 +105,7 @@ static int try_resume(struct train *tr, const char *device, uint64_t *from)
 	snprintf(job, sizeof job, "%" PRId64, job_id(tr->ctx));
 	const char *v[1] = {job};
 	PGresult *r;
-	int rc = db_exec(tr->c,
+	int rc = dataset_db_exec(tr->c,
 			 "SELECT c.step, c.sha256, c.parent_version_id, v.version FROM train_checkpoints c"
 			 " LEFT JOIN model_versions v ON v.id = c.parent_version_id"
 			 " WHERE c.job_id = $1 ORDER BY c.step DESC LIMIT 1",
@@ -144,7 +144,7 @@ static int warm_start(struct train *tr, const char *model)
 	int found = 0, version = 0;
 	int64_t vid = 0;
 	char sha[65], path[600];
-	int rc = db_production(tr->c, model, &found, &vid, &version, sha, tr->why, sizeof tr->why);
+	int rc = dataset_db_production(tr->c, model, &found, &vid, &version, sha, tr->why, sizeof tr->why);
 	if (rc < 0 || !found)
 		return rc;
 	tmp_path(tr, "warm", path, sizeof path);
@@ -460,7 +460,7 @@ int job_train(struct job_ctx *ctx)
 			    tr.parent_id ? parent : NULL,
 			    cfg_json};
 	PGresult *res;
-	if ((rc = db_exec(tr.c,
+	if ((rc = dataset_db_exec(tr.c,
 			  "SELECT version_id, version, created FROM atelier_register_version($1, $2, $3, $4, $5, $6, $7,"
 			  " $8::jsonb, '{}'::jsonb, NULL)",
 			  8, v, 0, &res, tr.why, sizeof tr.why)) < 0)
