@@ -18,8 +18,10 @@
  * is then released back to the queue without counting the attempt. A handler
  * that ignores it is released all the same when the grace period runs out.
  *
- * Adding a kind family: write workers/jobs_<family>.c with its handlers,
- * declare them below, and add rows to the table in workers/handlers.c.
+ * Adding a kind: a row in lib/stage_kind.h (the handler table in
+ * workers/handlers.c and atelierd's pipeline kinds follow from it), its
+ * handler job_<fn> in workers/jobs_<family>.c declared below, and its params
+ * schema in orchestrator/pipeline_yaml.c.
  */
 #ifndef ATELIER_WORKERS_JOB_H
 #define ATELIER_WORKERS_JOB_H
