@@ -253,7 +253,7 @@ def test_failing_job_is_retried_with_backoff_then_fails(q):
 
 
 def test_crashed_worker_job_fails_after_max_attempts(q):
-    job = q.enqueue("test.crash", max_attempts=1)
+    job = q.enqueue("test.crash", '{"after": 0}', max_attempts=1)
     a = q.worker("a", "--lease", "1")
     a.p.wait(timeout=10)
     assert a.p.returncode == -signal.SIGKILL

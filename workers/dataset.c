@@ -1,5 +1,5 @@
 /*
- * dataset.c — manifest hash, training shard format, stage params and the
+ * dataset.c — manifest hash, training shard format, stage inputs and the
  * worker's blocking SQL helper (dataset.h). The shard is built in memory by
  * prepare and read whole by train and evaluate: its size is capped
  * (SHARD_MAX_BYTES) rather than streamed, which is fine for the data sets a
@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,45 +311,7 @@ void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb)
 	}
 }
 
-/* ---- params ---- */
-
-static json_t *empty_params;
-static pthread_once_t empty_params_once = PTHREAD_ONCE_INIT;
-
-static void empty_params_init(void) { empty_params = json_object(); }
-
-json_t *dataset_params(json_t *payload)
-{
-	json_t *p = json_object_get(payload, "params");
-	if (json_is_object(p))
-		return p;
-	/* One shared empty object (read only), created by the first job that
-	 * needs it; slots run jobs on several threads. */
-	pthread_once(&empty_params_once, empty_params_init);
-	return empty_params;
-}
-
-long long dataset_param_int(json_t *obj, const char *key, long long def)
-{
-	json_t *v = json_object_get(obj, key);
-	if (json_is_integer(v))
-		return (long long)json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
-	return def;
-}
-
-double dataset_param_dbl(json_t *obj, const char *key, double def)
-{
-	json_t *v = json_object_get(obj, key);
-	return json_is_number(v) ? json_number_value(v) : def;
-}
-
-int dataset_param_bool(json_t *obj, const char *key, int def)
-{
-	json_t *v = json_object_get(obj, key);
-	return json_is_boolean(v) ? json_is_true(v) : def;
-}
+/* ---- inputs ---- */
 
 json_t *dataset_input(json_t *payload, const char *stage, const char *key)
 {

@@ -1,9 +1,9 @@
 /*
  * dataset.h — what the collect, prepare, train and evaluate stages share:
  * the manifest hash of a frozen dataset, the training shard format, small
- * helpers for stage params and the database (blocking libpq).
+ * helpers for stage inputs and the database (blocking libpq).
  *
- * Everything here but the db_* helpers is pure (no database, no model), so
+ * Everything here but the dataset_db_* helpers is pure (no database, no model), so
  * tests/unit/test_jobs_dataset.c checks it without a cluster. docs/training.md
  * describes the formats.
  */
@@ -96,12 +96,8 @@ void shard_painting_float(const struct shard *s, int i, float *dst);
 /* Painting i back to interleaved RGB (S*S*3), for the evaluation scores. */
 void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb);
 
-/* ---- stage params (payload.params, defaults when absent) ---- */
+/* ---- inputs (stage params: workers/params.h) ---- */
 
-json_t *dataset_params(json_t *payload); /* payload.params or an empty object; borrowed */
-long long dataset_param_int(json_t *obj, const char *key, long long def);
-double dataset_param_dbl(json_t *obj, const char *key, double def);
-int dataset_param_bool(json_t *obj, const char *key, int def);
 /* payload.inputs.<stage>.<key>, else payload.<key> (jobs enqueued by hand). Borrowed. */
 json_t *dataset_input(json_t *payload, const char *stage, const char *key);
 

@@ -39,6 +39,7 @@
 #include "buf.h"
 #include "dataset.h"
 #include "job.h"
+#include "params.h"
 #include "log.h"
 
 static const char *const domains[] = {"sketch", "painting"};
@@ -242,11 +243,14 @@ static int mark_skip(PGconn *c, const char *pipeline, json_t *version, json_t *r
 
 int job_collect(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	long long min_n[2] = {dataset_param_int(params, "min_sketches", 50),
-			      dataset_param_int(params, "min_paintings", 50)};
-	long long max_items = dataset_param_int(params, "max_items", 100000);
-	double replay = dataset_param_dbl(params, "replay", 0);
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct collect_params cp;
+	params_reader_init(&pr, "collect", payload);
+	int prc = collect_params_read(&pr, &cp);
+	long long min_n[2] = {cp.min_sketches, cp.min_paintings};
+	long long max_items = cp.max_items;
+	double replay = cp.replay;
 	json_t *run = json_object_get(payload, "run");
 	const char *stage = json_string_value(json_object_get(payload, "stage"));
 	/* NULL for a collect enqueued by hand: no reuse, replay or skip */
@@ -259,6 +263,11 @@ int job_collect(struct job_ctx *ctx)
 	json_t *res = NULL;
 	int rc, in_tx = 0, locked = 0, n_new[2] = {0, 0}, n_replayed[2] = {0, 0};
 
+	if (prc < 0) {
+		job_errorf(ctx, "%s", pr.why);
+		job_no_retry(ctx);
+		return prc;
+	}
 	if (min_n[0] < 0 || min_n[1] < 0 || max_items < 1 || !(replay >= 0 && replay <= 1)) {
 		job_errorf(ctx, "collect: min_sketches, min_paintings >= 0, max_items >= 1 and replay in 0..1 required");
 		job_no_retry(ctx);

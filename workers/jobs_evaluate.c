@@ -43,6 +43,7 @@
 #include "evaluation.h"
 #include "image.h"
 #include "job.h"
+#include "params.h"
 #include "log.h"
 #include "slice.h"
 
@@ -312,9 +313,13 @@ static void join(json_t *arr, char *buf, size_t len)
 
 int job_evaluate(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	int samples = (int)dataset_param_int(params, "samples", 8);
-	int styles = (int)dataset_param_int(params, "styles", 4);
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct evaluate_params ep;
+	params_reader_init(&pr, "evaluate", payload);
+	int prc = evaluate_params_read(&pr, &ep);
+	int samples = (int)ep.samples;
+	int styles = (int)ep.styles;
 	const char *model = json_string_value(json_object_get(payload, "model"));
 	json_t *cand_sha = dataset_input(payload, "train", "sha256");
 	json_t *cand_vid = dataset_input(payload, "train", "version_id");
@@ -332,6 +337,12 @@ int job_evaluate(struct job_ctx *ctx)
 	memset(&e, 0, sizeof e);
 	e.ctx = ctx;
 	shard_init(&hold, 0);
+	if (prc < 0) {
+		snprintf(e.why, sizeof e.why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!model || !json_is_string(cand_sha) || !json_is_integer(cand_vid) || !json_is_string(hold_sha) ||
 	    samples < 1 || styles < 1 || styles > 64) {
 		snprintf(e.why, sizeof e.why,

@@ -36,6 +36,7 @@
 #include "dataset.h"
 #include "image.h"
 #include "job.h"
+#include "params.h"
 #include "log.h"
 #include "sketchify.h"
 #include "sketchnorm.h"
@@ -230,8 +231,9 @@ static int64_t be_i64(const char *p)
 
 int job_prepare(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	json_t *aug = json_object_get(params, "augment"), *p2s = json_object_get(params, "photo_to_sketch");
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct prepare_params pp;
 	json_t *ds = dataset_input(payload, "collect", "dataset");
 	PGconn *c = job_db(ctx);
 	struct artifact_store *store = NULL;
@@ -241,18 +243,26 @@ int job_prepare(struct job_ctx *ctx)
 	int rc = 0, in_tx = 0;
 
 	memset(&p, 0, sizeof p);
-	p.size = (int)dataset_param_int(params, "size", 64);
-	p.flip = dataset_param_bool(aug, "flip", 1);
-	p.jitter = dataset_param_dbl(aug, "jitter", 0);
+	params_reader_init(&pr, "prepare", payload);
+	int prc = prepare_params_read(&pr, &pp);
+	p.size = (int)pp.size;
+	p.flip = pp.flip;
+	p.jitter = pp.jitter;
 	sketchify_opts_init(&p.sk);
 	p.sk.size = p.size;
-	p.sk.blur_sigma = dataset_param_dbl(p2s, "blur_sigma", 1.5);
-	p.sk.low = dataset_param_dbl(p2s, "canny_low", 0.1) * CANNY_FULL_SCALE;
-	p.sk.high = dataset_param_dbl(p2s, "canny_high", 0.3) * CANNY_FULL_SCALE;
-	p.sk.dilate = (int)dataset_param_int(p2s, "dilate", 1);
-	p.sk.min_ink = dataset_param_dbl(p2s, "min_ink", 0.01);
+	p.sk.blur_sigma = pp.blur_sigma;
+	p.sk.low = pp.canny_low * CANNY_FULL_SCALE;
+	p.sk.high = pp.canny_high * CANNY_FULL_SCALE;
+	p.sk.dilate = (int)pp.dilate;
+	p.sk.min_ink = pp.min_ink;
 	shard_init(&p.train, p.size);
 	shard_init(&p.hold, p.size);
+	if (prc < 0) {
+		snprintf(why, sizeof why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!json_is_integer(ds) || p.size < 16 || p.size > 1024 || p.jitter < 0 || p.jitter > 1 ||
 	    p.sk.high < p.sk.low) {
 		snprintf(why, sizeof why, "prepare: needs inputs.collect.dataset, size 16..1024, jitter 0..1, "

@@ -33,6 +33,7 @@
 #include "atelier_model.h"
 #include "dataset.h"
 #include "job.h"
+#include "params.h"
 #include "log.h"
 #include "splitmix.h"
 
@@ -179,17 +180,16 @@ static int warm_start(struct train *tr, const char *model)
 
 /* The model config: params.model on the defaults, with the shard's size and
  * the stage's lr and seed (model keys win when both say). */
-static int make_config(json_t *params, int size, am_config *cfg, am_status_t *st)
+static int make_config(const struct train_params *tp, int size, am_config *cfg, am_status_t *st)
 {
-	json_t *m = json_object_get(params, "model");
-	json_t *o = json_is_object(m) ? json_deep_copy(m) : json_object();
+	json_t *o = json_deep_copy(tp->model);
 	if (!o)
 		return AT_ENOMEM;
 	json_object_set_new(o, "image_size", json_integer(size));
 	if (!json_object_get(o, "lr"))
-		json_object_set_new(o, "lr", json_real(dataset_param_dbl(params, "lr", 1e-4)));
+		json_object_set_new(o, "lr", json_real(tp->lr));
 	if (!json_object_get(o, "seed"))
-		json_object_set_new(o, "seed", json_integer(dataset_param_int(params, "seed", 1)));
+		json_object_set_new(o, "seed", json_integer(tp->seed));
 	const char *th = getenv("ATELIER_TRAIN_THREADS");
 	if (th && *th && !json_object_get(o, "threads"))
 		json_object_set_new(o, "threads", json_integer(strtol(th, NULL, 10)));
@@ -241,14 +241,14 @@ static int wants_gpu_preset(void)
  * The params this job trains with (new reference): the stage's, with
  * params.gpu's keys on top when the job trains on a GPU (params.gpu.model's
  * keys on top of params.model's, key by key). The YAML schema checks gpu's
- * keys; "gpu" itself is dropped from the result.
+ * keys; "gpu" itself stays (train_params_read requires it, as the canonical
+ * params always carry it).
  */
 static json_t *effective_params(json_t *params, int gpu)
 {
 	json_t *p = json_deep_copy(params), *preset = json_object_get(params, "gpu");
 	if (!p)
 		return NULL;
-	json_object_del(p, "gpu");
 	if (!gpu || !json_is_object(preset))
 		return p;
 	const char *k;
@@ -265,19 +265,22 @@ static json_t *effective_params(json_t *params, int gpu)
 
 int job_train(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx);
-	int gpu_preset = wants_gpu_preset() && json_is_object(json_object_get(dataset_params(payload), "gpu"));
-	json_t *params = effective_params(dataset_params(payload), gpu_preset);
+	json_t *payload = job_payload(ctx), *stage = json_object_get(payload, "params");
+	int gpu_preset = wants_gpu_preset() && json_is_object(json_object_get(stage, "gpu"));
+	/* no params object: an empty one, so the reader names the first key missing */
+	json_t *params = json_is_object(stage) ? effective_params(stage, gpu_preset) : json_object();
 	if (!params) {
 		job_errorf(ctx, "train: out of memory");
 		return AT_ENOMEM;
 	}
-	long long steps = dataset_param_int(params, "steps", 2000);
-	long long batch = dataset_param_int(params, "batch", 1);
-	long long ck_every = dataset_param_int(params, "checkpoint_every", 100);
-	long long m_every = dataset_param_int(params, "metrics_every", 10);
-	long long seed = dataset_param_int(params, "seed", 1);
-	const char *warm = json_string_value(json_object_get(params, "warm_start"));
+	struct params_reader pr;
+	struct train_params tp;
+	params_reader_init_obj(&pr, "train", params);
+	pr.where = "params";
+	int prc = train_params_read(&pr, &tp);
+	long long steps = tp.steps, batch = tp.batch, ck_every = tp.checkpoint_every, m_every = tp.metrics_every;
+	long long seed = tp.seed;
+	const char *warm = tp.warm_start;
 	const char *model = json_string_value(json_object_get(payload, "model"));
 	json_t *shard_sha = dataset_input(payload, "prepare", "train_shard");
 	json_t *dataset = dataset_input(payload, "prepare", "dataset");
@@ -297,8 +300,12 @@ int job_train(struct job_ctx *ctx)
 	tr.preset_gpu = gpu_preset;
 	tr.c = job_db(ctx);
 	shard_init(&sh, 0);
-	if (!warm)
-		warm = "production";
+	if (prc < 0) {
+		snprintf(tr.why, sizeof tr.why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!model || !json_is_string(shard_sha) || steps < 1 || batch < 1 || batch > 1024 || ck_every < 1 ||
 	    m_every < 1) {
 		snprintf(tr.why, sizeof tr.why,
@@ -343,7 +350,7 @@ int job_train(struct job_ctx *ctx)
 
 	/* ---- trainer: resume, or new (+ warm start) ---- */
 	am_config cfg;
-	if ((rc = make_config(params, sh.size, &cfg, tr.st)) < 0) {
+	if ((rc = make_config(&tp, sh.size, &cfg, tr.st)) < 0) {
 		snprintf(tr.why, sizeof tr.why, "train: model config: %s", am_status_message(tr.st));
 		job_no_retry(ctx);
 		goto out;
