@@ -104,7 +104,9 @@ def test_worker_flags_are_a_settings_table(q):
     for flag, var in (("database-url", "ATELIER_DATABASE_URL"), ("name", "ATELIER_WORKER_NAME"),
                       ("kinds", "ATELIER_WORKER_KINDS"), ("gpus", "ATELIER_WORKER_GPUS"),
                       ("concurrency", "ATELIER_WORKER_CONCURRENCY"), ("lease", None), ("poll", None),
-                      ("grace", None), ("no-reap", None)):
+                      ("grace", None), ("no-reap", None), ("artifacts", "ATELIER_ARTIFACTS"),
+                      ("device", "ATELIER_DEVICE"), ("train-threads", "ATELIER_TRAIN_THREADS"),
+                      ("train-preset", "ATELIER_TRAIN_PRESET")):
         line = next((l for l in h.stdout.splitlines() if l.lstrip().startswith("--%s " % flag)), None)
         assert line, (flag, h.stdout)
         assert var is None or "[%s]" % var in line, line
@@ -118,6 +120,7 @@ def test_worker_flags_are_a_settings_table(q):
                             (["--lease"], None, "--lease needs a value"),
                             (["stray"], None, 'unexpected argument "stray"'),
                             ([], {"ATELIER_WORKER_CONCURRENCY": "many"}, "ATELIER_WORKER_CONCURRENCY"),
+                            ([], {"ATELIER_TRAIN_THREADS": "-1"}, "ATELIER_TRAIN_THREADS"),
                             (["--kinds", "test.noop,nope"], None, "unknown kind 'nope'")):
         r = run(*args, env=env)
         assert r.returncode == 2 and want in r.stderr, (args, env, r.stderr)

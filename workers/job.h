@@ -66,8 +66,14 @@ const char *job_worker_name(const struct job_ctx *ctx);
  * the heartbeat thread's. Opened on first use; one left inside a transaction
  * is closed after the job. Borrowed. */
 PGconn *job_db(struct job_ctx *ctx);
-/* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */
+/* The worker's settings the handlers use (workers/main.c's table): the
+ * artifact store URI (--artifacts), the model device (--device; NULL = auto),
+ * libtorch's threads for training (--train-threads; 0 = its own choice) and
+ * the forced training preset (--train-preset: "gpu", "cpu" or NULL). */
 const char *job_artifacts_uri(const struct job_ctx *ctx);
+const char *job_device(const struct job_ctx *ctx);
+int job_train_threads(const struct job_ctx *ctx);
+const char *job_train_preset(const struct job_ctx *ctx);
 /* Create a private scratch folder $TMPDIR/atelier-NAME-XXXXXX (/tmp when
  * TMPDIR is unset) into dir[cap]. The handler removes it when done. */
 int job_scratch_dir(const char *name, char *dir, size_t cap) AT_MUST_CHECK;

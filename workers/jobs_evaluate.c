@@ -79,7 +79,7 @@ static am_model *load_model(struct eval *e, const char *sha, const char *dir, co
 		snprintf(e->why, sizeof e->why, "evaluate: model %.12s: %s", sha, at_strerror(rc));
 		return NULL;
 	}
-	am_model *m = am_model_load(path, getenv("ATELIER_DEVICE"), e->st);
+	am_model *m = am_model_load(path, job_device(e->ctx), e->st);
 	unlink(path);
 	if (!m)
 		snprintf(e->why, sizeof e->why, "evaluate: loading model %.12s: %s", sha, am_status_message(e->st));

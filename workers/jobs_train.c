@@ -180,7 +180,7 @@ static int warm_start(struct train *tr, const char *model)
 
 /* The model config: params.model on the defaults, with the shard's size and
  * the stage's lr and seed (model keys win when both say). */
-static int make_config(const struct train_params *tp, int size, am_config *cfg, am_status_t *st)
+static int make_config(const struct train_params *tp, int size, int threads, am_config *cfg, am_status_t *st)
 {
 	json_t *o = json_deep_copy(tp->model);
 	if (!o)
@@ -190,9 +190,8 @@ static int make_config(const struct train_params *tp, int size, am_config *cfg, 
 		json_object_set_new(o, "lr", json_real(tp->lr));
 	if (!json_object_get(o, "seed"))
 		json_object_set_new(o, "seed", json_integer(tp->seed));
-	const char *th = getenv("ATELIER_TRAIN_THREADS");
-	if (th && *th && !json_object_get(o, "threads"))
-		json_object_set_new(o, "threads", json_integer(strtol(th, NULL, 10)));
+	if (threads > 0 && !json_object_get(o, "threads"))
+		json_object_set_new(o, "threads", json_integer(threads));
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!text)
@@ -219,17 +218,17 @@ static void loss_values(const am_losses *l, double *v)
 /* ---- presets ---- */
 
 /*
- * Whether this job trains on CUDA: ATELIER_DEVICE=cuda, or auto/unset and
- * libtorch sees a GPU. ATELIER_TRAIN_PRESET=gpu|cpu overrides the choice of
+ * Whether this job trains on CUDA: --device cuda, or auto/unset and
+ * libtorch sees a GPU. --train-preset gpu|cpu overrides the choice of
  * preset (an operator's switch, and how the tests reach the GPU path's
  * parameter handling on a CPU-only host).
  */
-static int wants_gpu_preset(void)
+static int wants_gpu_preset(const struct job_ctx *ctx)
 {
-	const char *p = getenv("ATELIER_TRAIN_PRESET");
+	const char *p = job_train_preset(ctx);
 	if (p && *p)
 		return strcmp(p, "gpu") == 0;
-	const char *d = getenv("ATELIER_DEVICE");
+	const char *d = job_device(ctx);
 	if (d && strcmp(d, "cuda") == 0)
 		return 1;
 	if (d && *d && strcmp(d, "auto") != 0)
@@ -266,7 +265,7 @@ static json_t *effective_params(json_t *params, int gpu)
 int job_train(struct job_ctx *ctx)
 {
 	json_t *payload = job_payload(ctx), *stage = json_object_get(payload, "params");
-	int gpu_preset = wants_gpu_preset() && json_is_object(json_object_get(stage, "gpu"));
+	int gpu_preset = wants_gpu_preset(ctx) && json_is_object(json_object_get(stage, "gpu"));
 	/* no params object: an empty one, so the reader names the first key missing */
 	json_t *params = json_is_object(stage) ? effective_params(stage, gpu_preset) : json_object();
 	if (!params) {
@@ -285,7 +284,7 @@ int job_train(struct job_ctx *ctx)
 	json_t *shard_sha = dataset_input(payload, "prepare", "train_shard");
 	json_t *dataset = dataset_input(payload, "prepare", "dataset");
 	json_t *run = json_object_get(payload, "run");
-	const char *device = getenv("ATELIER_DEVICE");
+	const char *device = job_device(ctx);
 	struct train tr;
 	struct shard sh;
 	float *bs = NULL, *bp = NULL;
@@ -350,7 +349,7 @@ int job_train(struct job_ctx *ctx)
 
 	/* ---- trainer: resume, or new (+ warm start) ---- */
 	am_config cfg;
-	if ((rc = make_config(&tp, sh.size, &cfg, tr.st)) < 0) {
+	if ((rc = make_config(&tp, sh.size, job_train_threads(ctx), &cfg, tr.st)) < 0) {
 		snprintf(tr.why, sizeof tr.why, "train: model config: %s", am_status_message(tr.st));
 		job_no_retry(ctx);
 		goto out;

@@ -24,6 +24,8 @@ struct worker_settings {
 	int gpus, concurrency, lease_s;
 	double poll_s, grace_s;
 	int no_reap;
+	const char *artifacts, *device, *train_preset;
+	int train_threads;
 };
 
 #define S(f) offsetof(struct worker_settings, f)
@@ -41,6 +43,14 @@ static const struct config_opt settings_table[] = {
 	{"grace", NULL, CFG_DOUBLE, S(grace_s), "10", 0, 86400,
 	 "on SIGTERM/SIGINT, seconds a running job may take to finish before it is released"},
 	{"no-reap", NULL, CFG_BOOL, S(no_reap), "false", 1, 0, "do not reap expired leases on idle ticks (atelierd does it)"},
+	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), "fs://var/artifacts", 1, 0,
+	 "artifact store URI (fs://PATH), shared with atelierd"},
+	{"device", "ATELIER_DEVICE", CFG_STR, S(device), NULL, 1, 0,
+	 "model device for train and evaluate: cpu, cuda or auto (unset: auto)"},
+	{"train-threads", "ATELIER_TRAIN_THREADS", CFG_INT, S(train_threads), "0", 0, 1024,
+	 "libtorch threads when training; 0 = libtorch's choice (a stage's params.model.threads wins)"},
+	{"train-preset", "ATELIER_TRAIN_PRESET", CFG_STR, S(train_preset), NULL, 1, 0,
+	 "gpu or cpu: force train's params preset (unset: gpu when training on CUDA)"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -106,7 +116,11 @@ int main(int argc, char **argv)
 				    .lease_s = set.lease_s,
 				    .poll_s = set.poll_s,
 				    .grace_s = set.grace_s,
-				    .reap = !set.no_reap};
+				    .reap = !set.no_reap,
+				    .artifacts = set.artifacts,
+				    .device = set.device && *set.device ? set.device : NULL,
+				    .train_threads = set.train_threads,
+				    .train_preset = set.train_preset && *set.train_preset ? set.train_preset : NULL};
 
 	char name[HOST_NAME_MAX + 32];
 	if (set.name && *set.name) {
