@@ -39,8 +39,8 @@
 #include "buf.h"
 #include "dataset.h"
 #include "job.h"
-#include "params.h"
 #include "log.h"
+#include "params.h"
 
 static const char *const domains[] = {"sketch", "painting"};
 

@@ -43,8 +43,8 @@
 #include "evaluation.h"
 #include "image.h"
 #include "job.h"
-#include "params.h"
 #include "log.h"
+#include "params.h"
 #include "slice.h"
 
 #define CONTENT_F1_TOL 1

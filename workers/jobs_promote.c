@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "job.h"
-#include "params.h"
 #include "log.h"
+#include "params.h"
 
 static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v)
 {

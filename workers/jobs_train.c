@@ -33,8 +33,8 @@
 #include "atelier_model.h"
 #include "dataset.h"
 #include "job.h"
-#include "params.h"
 #include "log.h"
+#include "params.h"
 #include "splitmix.h"
 
 struct train {
