@@ -3,15 +3,18 @@
  *
  *   atelier [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]
  *
- * ATELIER_URL and ATELIER_TOKEN set the defaults. Commands come from the table
- * below; `atelier help` prints it.
+ * The global flags are a lib/config.c settings table (ATELIER_URL and
+ * ATELIER_TOKEN set their defaults); commands come from the command table
+ * below. `atelier help` prints both.
  */
 #include <curl/curl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "config.h"
 
 static int cmd_help(struct cli *c, int argc, char **argv);
 
@@ -36,10 +39,20 @@ const struct cli_command cli_commands[] = {
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
+/* The global flags; they come before the command (--json may also follow it). */
+static const struct config_opt settings_table[] = {
+	{"url", "ATELIER_URL", CFG_STR, offsetof(struct cli, url), "http://127.0.0.1:8080", 1, 0, "atelierd's base URL"},
+	{"token", "ATELIER_TOKEN", CFG_STR, offsetof(struct cli, token), NULL, 1, 0,
+	 "API token, sent as a bearer token (atelierd token create, atelier token create)"},
+	{"json", NULL, CFG_BOOL, offsetof(struct cli, json), "false", 1, 0,
+	 "print the raw JSON answer (also after the command)"},
+};
+#define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
+
 static int cmd_help(struct cli *c, int argc, char **argv)
 {
-	printf("usage: atelier [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
-	       "  ATELIER_URL (default http://127.0.0.1:8080) and ATELIER_TOKEN set the defaults.\n\ncommands:\n");
+	config_usage(stdout, "atelier", "[options] COMMAND [ARGS]", settings_table, NSETTINGS);
+	printf("  %-26s %s\n\ncommands:\n", "--help", "this text");
 	for (size_t i = 0; i < cli_ncommands; i++) {
 		char head[96];
 		snprintf(head, sizeof head, "%s %s", cli_commands[i].name, cli_commands[i].usage);
@@ -50,24 +63,20 @@ static int cmd_help(struct cli *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct cli c = {
-		.url = getenv("ATELIER_URL") ? getenv("ATELIER_URL") : "http://127.0.0.1:8080",
-		.token = getenv("ATELIER_TOKEN"),
-	};
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "--url") && i + 1 < argc)
-			c.url = argv[++i];
-		else if (!strcmp(argv[i], "--token") && i + 1 < argc)
-			c.token = argv[++i];
-		else if (!strcmp(argv[i], "--json"))
-			c.json = 1;
-		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return cmd_help(&c, 0, NULL);
-		else {
-			fprintf(stderr, "atelier: unknown option %s (see atelier help)\n", argv[i]);
-			return 2;
-		}
+	struct cli c;
+	char err[256];
+	int i;
+	int rc = config_parse(settings_table, NSETTINGS, &c, argc, argv, &i, err, sizeof err);
+	if (rc == AT_ECANCELLED)
+		return cmd_help(&c, 0, NULL);
+	if (rc < 0) {
+		fprintf(stderr, "atelier: %s\n", err);
+		return 2;
+	}
+	/* config_parse stops at a word that is not --flag: "-x" is no command */
+	if (i < argc && argv[i][0] == '-') {
+		fprintf(stderr, "atelier: unknown option %s (see atelier help)\n", argv[i]);
+		return 2;
 	}
 	if (i >= argc)
 		return cmd_help(&c, 0, NULL), 2;
@@ -80,7 +89,7 @@ int main(int argc, char **argv)
 			k--;
 		}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	int rc = 2;
+	rc = 2;
 	int found = 0;
 	for (size_t k = 0; k < cli_ncommands && !found; k++) {
 		const char *name = cli_commands[k].name;

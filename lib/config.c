@@ -35,6 +35,18 @@ int config_parse_size(const char *s, size_t *out)
 	return AT_EINVAL;
 }
 
+int config_parse_bool(const char *s, size_t len, int *out)
+{
+	static const char *const words[][2] = {{"yes", "no"}, {"y", "n"}, {"true", "false"}, {"1", "0"}, {"on", "off"}};
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		for (int no = 0; no < 2; no++)
+			if (len == strlen(words[i][no]) && strncasecmp(s, words[i][no], len) == 0) {
+				*out = !no;
+				return 0;
+			}
+	return AT_EINVAL;
+}
+
 static int set_value(const struct config_opt *o, void *dst, const char *val, const char *from, char *err,
 		     size_t errlen)
 {
@@ -46,12 +58,7 @@ static int set_value(const struct config_opt *o, void *dst, const char *val, con
 		*(const char **)p = val;
 		return 0;
 	case CFG_BOOL:
-		if (!strcasecmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") || !strcasecmp(val, "on"))
-			*(int *)p = 1;
-		else if (!strcasecmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") ||
-			 !strcasecmp(val, "off"))
-			*(int *)p = 0;
-		else
+		if (config_parse_bool(val, strlen(val), (int *)p) < 0)
 			goto bad;
 		return 0;
 	case CFG_INT: {

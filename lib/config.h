@@ -33,6 +33,16 @@ int config_parse(const struct config_opt *opts, size_t n, void *dst, int argc, c
 		 size_t errlen) AT_MUST_CHECK;
 void config_usage(FILE *f, const char *prog, const char *synopsis, const struct config_opt *opts, size_t n);
 
+/*
+ * The one yes/no vocabulary, for boolean settings and for form fields such as
+ * consent (atelierd's POST /v1/sketches, the node's /api/contribute): s[0..len)
+ * (not NUL-terminated) is, ignoring case, yes/y/true/1/on (*out = 1) or
+ * no/n/false/0/off (*out = 0). Anything else (also "" and surrounding
+ * spaces) is AT_EINVAL, which the caller reports naming the field or flag:
+ * an unrecognised answer is never taken to mean no.
+ */
+int config_parse_bool(const char *s, size_t len, int *out) AT_MUST_CHECK;
+
 /* Parse "8MiB", "512k", "1048576" into bytes; AT_EINVAL if malformed. */
 int config_parse_size(const char *s, size_t *out) AT_MUST_CHECK;
 

@@ -1275,7 +1275,7 @@ json_t *http_server_openapi(const http_server_t *srv, const char *title, const s
 	json_t *tag_list = json_array();
 	for (size_t i = 0; i < ntags; i++)
 		json_array_append_new(tag_list, json_pack("{ss,ss}", "name", tags[i].name, "description", tags[i].doc));
-	/* every reply that is not a success carries this body (http_reply_error) */
+	/* every reply that is not a success carries this body (http_reply_err) */
 	json_t *error = json_pack("{ss,s[ss],s{s{ss,ss},s{ss,ss},s{ss},s{ss,ss}}}", "type", "object", "required",
 				  "error", "request_id", "properties", "error", "type", "string", "description",
 				  "what went wrong, for a person", "code", "type", "string", "description",

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
@@ -370,11 +371,16 @@ static void upload(http_req_t *req, int domain)
 			contributor = field_dup(f);
 		if ((f = multipart_get(parts, n, "source")) != NULL)
 			source = field_dup(f);
-		if ((f = multipart_get(parts, n, "consent")) != NULL) {
-			consent = (f->len == 4 && memcmp(f->data, "true", 4) == 0) ||
-				  (f->len == 1 && (f->data[0] == '1' || f->data[0] == 'y')) ||
-				  (f->len == 3 && memcmp(f->data, "yes", 3) == 0) ||
-				  (f->len == 2 && memcmp(f->data, "on", 2) == 0);
+		/* the node's /api/contribute reads consent with the same function:
+		 * an answer neither yes nor no is refused, not stored as "no" */
+		if ((f = multipart_get(parts, n, "consent")) != NULL &&
+		    config_parse_bool((const char *)f->data, f->len, &consent) < 0) {
+			st->rejected_other++;
+			free(contributor);
+			free(source);
+			http_reply_err(req, AT_EUNPROCESSABLE, "consent must be yes or no (yes/y/true/1/on, no/n/false/0/off)",
+					 json_pack("{ss}", "field", "consent"));
+			return;
 		}
 	} else {
 		st->rejected_unsupported++;

@@ -22,8 +22,8 @@ static const struct {
 	const char *name;
 	bool test_only;
 } kinds[] = {
-#define PIPELINE_KIND_ROW(e, name, test, doc) {name, test},
-	PIPELINE_KIND_MAP(PIPELINE_KIND_ROW)
+#define PIPELINE_KIND_ROW(e, fn, name, job, test, cache, doc) {name, test},
+	STAGE_KIND_MAP(PIPELINE_KIND_ROW)
 #undef PIPELINE_KIND_ROW
 };
 

@@ -22,30 +22,19 @@
 
 #include "buf.h"
 #include "err.h"
+#include "stage_kind.h"
 
 /* Bumped when the canonical JSON changes shape (changes every hash). */
 #define PIPELINE_SCHEMA_VERSION 2
 
 /*
- * X(ENUM, "name", test_only, doc) — the stage kinds. A stage's kind decides
- * which worker code runs it and which params are valid; it defaults to the
- * stage's own name. Test-only kinds exist so that integration tests can drive
- * the scheduler through timeouts, failures and worker crashes without a model.
+ * The stage kinds, one enum value per row of lib/stage_kind.h (which also
+ * makes the worker's handler table). A stage's kind decides which worker code
+ * runs it and which params are valid; it defaults to the stage's own name.
  */
-#define PIPELINE_KIND_MAP(X)                                                                       \
-	X(COLLECT, "collect", 0, "freeze a dataset: the exact sketch and painting ids")            \
-	X(PREPARE, "prepare", 0, "turn the frozen images into training tensors")                   \
-	X(TRAIN, "train", 0, "train (warm start or scratch), checkpointing as it goes")            \
-	X(EVALUATE, "evaluate", 0, "score candidate and champion on the holdout; apply the gate") \
-	X(PROMOTE, "promote", 0, "register the version, canary, bake, then production")            \
-	X(SLEEP, "sleep", 1, "test only: sleep for params.duration")                               \
-	X(FAIL, "fail", 1, "test only: fail with params.message")                                  \
-	X(CRASH, "crash", 1, "test only: the worker process dies mid-job")                         \
-	X(NOOP, "noop", 1, "test only: succeed at once")
-
 enum pipeline_kind {
-#define PIPELINE_KIND_ENUM(e, name, test, doc) PIPELINE_KIND_##e,
-	PIPELINE_KIND_MAP(PIPELINE_KIND_ENUM)
+#define PIPELINE_KIND_ENUM(e, fn, name, job, test, cache, doc) PIPELINE_KIND_##e,
+	STAGE_KIND_MAP(PIPELINE_KIND_ENUM)
 #undef PIPELINE_KIND_ENUM
 	PIPELINE_KIND_COUNT_
 };

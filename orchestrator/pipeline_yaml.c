@@ -455,8 +455,8 @@ static int validate_multiple_of_4(struct yctx *c, const struct field *f, const y
 /* ---- the schema ---- */
 
 static const char *const kind_names[] = {
-#define KIND_NAME(e, name, test, doc) name,
-	PIPELINE_KIND_MAP(KIND_NAME)
+#define KIND_NAME(e, fn, name, job, test, cache, doc) name,
+	STAGE_KIND_MAP(KIND_NAME)
 #undef KIND_NAME
 	NULL};
 static const char *const gate_op_names[] = {
@@ -1539,11 +1539,12 @@ int pipeline_yaml_reference(struct at_buf *out)
 				    "min_improvement",
 			       &gate_rule_schema, "");
 	if (rc == 0)
-		rc = at_buf_addstr(out, "### Stage kinds\n\n| kind | test only | what it does |\n|---|---|---|\n");
-#define KIND_ROW(e, name, test, doc)                                                                               \
+		rc = at_buf_addstr(out, "### Stage kinds\n\n| kind | runs as job kind | test only | what it does |\n"
+					"|---|---|---|---|\n");
+#define KIND_ROW(e, fn, name, job, test, cache, doc)                                                               \
 	if (rc == 0)                                                                                               \
-		rc = at_buf_printf(out, "| `%s` | %s | %s |\n", name, test ? "yes" : "no", doc);
-	PIPELINE_KIND_MAP(KIND_ROW)
+		rc = at_buf_printf(out, "| `%s` | `%s` | %s | %s |\n", name, job, test ? "yes" : "no", doc);
+	STAGE_KIND_MAP(KIND_ROW)
 #undef KIND_ROW
 	if (rc == 0)
 		rc = at_buf_addstr(out, "\n");

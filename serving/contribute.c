@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "config.h"
 #include "image.h"
 #include "multipart.h"
 #include "serve.h"
@@ -59,13 +60,12 @@ static void contribute_done(uv_work_t *w, int status)
 	contribution_free(c);
 }
 
+/* atelierd reads consent with the same function (lib/config.h); here
+ * anything but a yes (no, a missing field, an unrecognised word) is the 422 */
 static int consent_given(const struct multipart_part *p)
 {
-	static const char *const yes[] = {"true", "on", "1", "yes"};
-	for (size_t i = 0; p && i < sizeof yes / sizeof yes[0]; i++)
-		if (p->len == strlen(yes[i]) && strncasecmp((const char *)p->data, yes[i], p->len) == 0)
-			return 1;
-	return 0;
+	int yes = 0;
+	return p && config_parse_bool((const char *)p->data, p->len, &yes) == 0 && yes;
 }
 
 void contribute_post(http_req_t *req)

@@ -118,7 +118,8 @@ BEGIN
         END LOOP;
         IF v_ready THEN
             PERFORM atelier_enqueue(
-                -- test-only kinds run as test.KIND in the worker's handler table
+                -- test-only kinds run as test.KIND in the worker's handler table (lib/stage_kind.h's
+                -- job kind column; tests/unit/test_queue.c checks this list against it)
                 kind => CASE WHEN v_def->>'kind' IN ('sleep', 'fail', 'crash', 'noop') THEN 'test.' || (v_def->>'kind')
                              ELSE v_def->>'kind' END,
                 payload => jsonb_build_object('run', p_run, 'pipeline', r.pipeline, 'model', v_parsed->>'model',

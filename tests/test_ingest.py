@@ -89,6 +89,28 @@ def test_jpeg_and_multipart_fields(daemon, pg):
     assert row == "ada|t"
 
 
+def test_consent_words_any_case_and_nothing_else(daemon, pg):
+    """consent is read by lib/config.c's config_parse_bool, as on the node: yes/y/true/1/on and
+    no/n/false/0/off in any case; an unrecognised answer is a 422 naming the field, never a stored "no"."""
+    def upload(seed, consent):
+        fields = [("image", ("s.png", images.sketch(seed), "image/png"))]
+        if consent is not None:
+            fields.append(("consent", consent))
+        data, ct = multipart(fields)
+        return daemon.api.post("/v1/sketches", data, headers={"Content-Type": ct})
+    for seed, word, stored in ((40, "TRUE", "t"), (41, "Y", "t"), (42, "on", "t"), (43, "No", "f"),
+                               (44, "n", "f"), (45, "0", "f"), (46, None, "")):
+        r = upload(seed, word)
+        assert r.status == 201, (word, r)
+        got = pg.psql("SELECT consent FROM images WHERE id = %d" % r.json()["id"], daemon.db_url)
+        assert got == stored, (word, got)
+    before = count(pg, daemon.db_url)
+    for word in ("maybe", "", "yes please"):
+        r = upload(47, word)
+        assert r.status == 422 and r.json()["detail"]["field"] == "consent", (word, r)
+    assert count(pg, daemon.db_url) == before
+
+
 def test_padding_not_stretching(daemon):
     # A 200x100 image: black bar in the middle rows; normalised to 256x256 it
     # must get white bands above and below (letterboxing), not be stretched.

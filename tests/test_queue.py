@@ -86,6 +86,56 @@ def stopped_line(proc):
     return [int(x) for x in m.groups()]
 
 
+def stage_kind_job_kinds():
+    """The job kinds of lib/stage_kind.h's list, read from the header."""
+    with open(os.path.join(ROOT, "lib", "stage_kind.h")) as f:
+        body = f.read().split("#define STAGE_KIND_MAP", 1)[1]
+    return re.findall(r'X\(\w+, \w+, "[^"]+", "([^"]+)"', body)
+
+
+def test_worker_flags_are_a_settings_table(q):
+    """atelier-worker reads lib/config.c's table: --help lists every flag and every job kind, mistakes
+    exit 2 naming the flag or variable, the environment sets defaults and flags win."""
+    def run(*args, env=None):
+        return subprocess.run([WORKER] + list(args), env=dict(os.environ, **(env or {})), capture_output=True,
+                              text=True, timeout=30)
+    h = run("--help")
+    assert h.returncode == 0, h
+    for flag, var in (("database-url", "ATELIER_DATABASE_URL"), ("name", "ATELIER_WORKER_NAME"),
+                      ("kinds", "ATELIER_WORKER_KINDS"), ("gpus", "ATELIER_WORKER_GPUS"),
+                      ("concurrency", "ATELIER_WORKER_CONCURRENCY"), ("lease", None), ("poll", None),
+                      ("grace", None), ("no-reap", None), ("artifacts", "ATELIER_ARTIFACTS"),
+                      ("device", "ATELIER_DEVICE"), ("train-threads", "ATELIER_TRAIN_THREADS"),
+                      ("train-preset", "ATELIER_TRAIN_PRESET")):
+        line = next((l for l in h.stdout.splitlines() if l.lstrip().startswith("--%s " % flag)), None)
+        assert line, (flag, h.stdout)
+        assert var is None or "[%s]" % var in line, line
+    kinds = stage_kind_job_kinds()
+    assert len(kinds) >= 9 and "test.sleep" in kinds
+    for k in kinds:
+        assert re.search(r"^  %s " % re.escape(k), h.stdout, re.M), (k, h.stdout)
+    for args, env, want in ((["--bogus"], None, "unknown option --bogus"),
+                            (["--gpus", "2000"], None, "--gpus: 2000 is out of range"),
+                            (["--poll=x"], None, "--poll: invalid value"),
+                            (["--lease"], None, "--lease needs a value"),
+                            (["stray"], None, 'unexpected argument "stray"'),
+                            ([], {"ATELIER_WORKER_CONCURRENCY": "many"}, "ATELIER_WORKER_CONCURRENCY"),
+                            ([], {"ATELIER_TRAIN_THREADS": "-1"}, "ATELIER_TRAIN_THREADS"),
+                            (["--kinds", "test.noop,nope"], None, "unknown kind 'nope'")):
+        r = run(*args, env=env)
+        assert r.returncode == 2 and want in r.stderr, (args, env, r.stderr)
+    # the environment gives name, kinds and gpus; --gpus on the command line wins over its variable
+    w = Proc([WORKER, "--database-url", q.url, "--gpus", "3", "--poll", "0.2"],
+             env=dict(os.environ, ATELIER_WORKER_NAME="from-env", ATELIER_WORKER_KINDS="test.noop,test.fail",
+                      ATELIER_WORKER_GPUS="2"))
+    q.procs.append(w)
+    wait_until(lambda: q.sql("SELECT count(*) FROM workers WHERE name = 'from-env'") == "1", timeout=15,
+               what="the worker to register")
+    assert q.row("SELECT array_to_string(kinds, ','), gpus FROM workers WHERE name = 'from-env'") == \
+        ["test.noop,test.fail", "3"]
+    assert w.stop() == 0
+
+
 def test_kill9_job_is_reclaimed_after_lease_and_stale_worker_is_rejected(q):
     job = q.enqueue("test.sleep", '{"ms": 1500}', backoff_s=0.1)
     a = q.worker("a", "--lease", "2", "--poll", "0.2")
@@ -206,7 +256,7 @@ def test_failing_job_is_retried_with_backoff_then_fails(q):
 
 
 def test_crashed_worker_job_fails_after_max_attempts(q):
-    job = q.enqueue("test.crash", max_attempts=1)
+    job = q.enqueue("test.crash", '{"after": 0}', max_attempts=1)
     a = q.worker("a", "--lease", "1")
     a.p.wait(timeout=10)
     assert a.p.returncode == -signal.SIGKILL

@@ -488,6 +488,11 @@ def test_contributions_wait_for_atelierd_exactly_once(db_url, pg, models):
         assert r.status == 422 and "consent" in r.json()["error"]
         r = contribute(n.http, 25, consent="false")
         assert r.status == 422
+        # the same yes/no words as atelierd (lib/config.c), in any case; anything else names the field
+        r = contribute(n.http, 25, consent="maybe")
+        assert r.status == 422 and r.json()["detail"]["field"] == "consent", r
+        for seed, word in ((26, "Y"), (27, "TRUE"), (28, "On")):
+            assert contribute(n.http, seed, consent=word).status == 202, word
         body, ct = multipart([("image", ("s.txt", b"text", "text/plain")), ("consent", "true")])
         assert n.http.post("/api/contribute", body, headers={"Content-Type": ct}).status == 415
         body, ct = multipart([("consent", "true")])

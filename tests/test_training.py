@@ -5,6 +5,7 @@ set for the module; each test adds the rows it needs.
 
 Shard files are read straight from the fs:// artifact store (format in
 workers/dataset.h and docs/training.md)."""
+import hashlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ WORKER = os.path.join(BIN, "atelier-worker")
 pytestmark = pytest.mark.skipif(not os.path.exists(WORKER), reason="atelier-worker not built")
 
 KINDS = "collect,prepare,train,evaluate"
+STAGE_KINDS = ("collect", "prepare", "train", "evaluate", "promote")
 # A model small enough that a step takes milliseconds on one core.
 TINY = {"gen_dim": 4, "dis_dim": 4, "style_dim": 2, "n_res": 1, "n_downsample": 1, "mlp_dim": 8,
         "num_scales": 1, "n_layer": 2}
@@ -50,7 +52,20 @@ class Env:
         self.procs.append(p)
         return p
 
+    def stage_params(self, kind, params):
+        """params as a pipeline stage of this kind gets them: applied through atelierd, which checks them
+        and fills in every default (workers/params.h: the workers keep none of their own)."""
+        text = json.dumps(params, sort_keys=True)
+        name = "params-%s-%s" % (kind, hashlib.sha256(text.encode()).hexdigest()[:12])
+        yaml = "pipeline: %s\nmodel: tiny-t\nstages:\n  s:\n    kind: %s\n    params: %s\n" % (name, kind, text)
+        r = self.d.api.post("/v1/pipelines", {"yaml": yaml})
+        assert r.status in (200, 201), r
+        return json.loads(self.sql("SELECT parsed->'stages'->'s'->'params' FROM pipeline_versions WHERE id = %d"
+                                   % r.json()["version_id"]))
+
     def enqueue(self, kind, payload, **kw):
+        if kind in STAGE_KINDS and "params" in payload:
+            payload = dict(payload, params=self.stage_params(kind, payload["params"]))
         args = ["kind => '%s'" % kind, "payload => '%s'::jsonb" % json.dumps(payload).replace("'", "''")]
         args += ["%s => %s" % (k, v) for k, v in kw.items()]
         return int(self.sql("SELECT atelier_enqueue(%s)" % ", ".join(args)))

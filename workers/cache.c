@@ -84,7 +84,7 @@ int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t t
 		const char *model = json_string_value(json_object_get(payload, "model"));
 		int found = 0, version = 0;
 		int64_t vid = 0;
-		if (model && (rc = db_production(c, model, &found, &vid, &version, champion, why, sizeof why)) < 0)
+		if (model && (rc = dataset_db_production(c, model, &found, &vid, &version, champion, why, sizeof why)) < 0)
 			goto fail;
 		if (!found)
 			champion[0] = 0;
@@ -100,7 +100,7 @@ int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t t
 	snprintf(tok, sizeof tok, "%" PRId64, token);
 	const char *v[3] = {key, id, tok};
 	PGresult *r;
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "WITH hit AS (SELECT j.id, j.run_id, j.result FROM job_cache c JOIN jobs j ON j.id = c.job_id"
 			  "  WHERE c.cache_key = $1 AND j.state = 'succeeded' AND j.id <> $2::bigint),"
 			  " upd AS (UPDATE jobs SET cache_key = $1, cached_from = (SELECT id FROM hit)"
@@ -141,7 +141,7 @@ void step_cache_record(struct job_ctx *ctx)
 	/* The first job per key stays while it exists and succeeded (a later one
 	 * with the same key ran only because the lookup raced it); an entry whose
 	 * job is gone (its run deleted) is taken over. */
-	if (db_exec(job_db(ctx),
+	if (dataset_db_exec(job_db(ctx),
 		    "INSERT INTO job_cache (cache_key, job_id) VALUES ($1, $2::bigint) ON CONFLICT (cache_key) DO UPDATE"
 		    " SET job_id = EXCLUDED.job_id, created_at = now() WHERE NOT EXISTS (SELECT 1 FROM jobs j"
 		    " WHERE j.id = job_cache.job_id AND j.state = 'succeeded')",

@@ -1,5 +1,5 @@
 /*
- * dataset.c — manifest hash, training shard format, stage params and the
+ * dataset.c — manifest hash, training shard format, stage inputs and the
  * worker's blocking SQL helper (dataset.h). The shard is built in memory by
  * prepare and read whole by train and evaluate: its size is capped
  * (SHARD_MAX_BYTES) rather than streamed, which is fine for the data sets a
@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,45 +311,7 @@ void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb)
 	}
 }
 
-/* ---- params ---- */
-
-static json_t *empty_params;
-static pthread_once_t empty_params_once = PTHREAD_ONCE_INIT;
-
-static void empty_params_init(void) { empty_params = json_object(); }
-
-json_t *dataset_params(json_t *payload)
-{
-	json_t *p = json_object_get(payload, "params");
-	if (json_is_object(p))
-		return p;
-	/* One shared empty object (read only), created by the first job that
-	 * needs it; slots run jobs on several threads. */
-	pthread_once(&empty_params_once, empty_params_init);
-	return empty_params;
-}
-
-long long dataset_param_int(json_t *obj, const char *key, long long def)
-{
-	json_t *v = json_object_get(obj, key);
-	if (json_is_integer(v))
-		return (long long)json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
-	return def;
-}
-
-double dataset_param_dbl(json_t *obj, const char *key, double def)
-{
-	json_t *v = json_object_get(obj, key);
-	return json_is_number(v) ? json_number_value(v) : def;
-}
-
-int dataset_param_bool(json_t *obj, const char *key, int def)
-{
-	json_t *v = json_object_get(obj, key);
-	return json_is_boolean(v) ? json_is_true(v) : def;
-}
+/* ---- inputs ---- */
 
 json_t *dataset_input(json_t *payload, const char *stage, const char *key)
 {
@@ -372,7 +333,7 @@ json_t *dataset_input(json_t *payload, const char *stage, const char *key)
 
 /* ---- SQL ---- */
 
-int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
+int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
 	    size_t whylen)
 {
 	PGresult *r = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, binary ? 1 : 0);
@@ -392,12 +353,12 @@ int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int bina
 	return AT_EDB;
 }
 
-int db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
+int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
 		  char *why, size_t whylen)
 {
 	PGresult *r;
 	const char *v[1] = {model};
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 			 "SELECT v.id, v.version, v.sha256 FROM channels c JOIN model_versions v ON v.id = c.version_id"
 			 " WHERE c.model = $1 AND c.channel = 'production'",
 			 1, v, 0, &r, why, whylen);
@@ -413,7 +374,7 @@ int db_production(PGconn *c, const char *model, int *found, int64_t *version_id,
 	return 0;
 }
 
-int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
+int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
 		     const char *version_id, char *why, size_t whylen)
 {
 	char *list = json_dumps(shas, JSON_COMPACT), runs[32] = "";
@@ -423,7 +384,7 @@ int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char
 		snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
 	const char *v[5] = {list, kind, content_type, runs[0] ? runs : NULL, version_id};
 	PGresult *r = NULL;
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 			 "INSERT INTO artifact_refs (sha256, kind, content_type, run_id, version_id) "
 			 "SELECT DISTINCT s, $2, $3, $4::bigint, $5::bigint FROM jsonb_array_elements_text($1::jsonb) s "
 			 "ON CONFLICT (sha256) DO NOTHING",

@@ -1,9 +1,9 @@
 /*
  * dataset.h — what the collect, prepare, train and evaluate stages share:
  * the manifest hash of a frozen dataset, the training shard format, small
- * helpers for stage params and the database (blocking libpq).
+ * helpers for stage inputs and the database (blocking libpq).
  *
- * Everything here but the db_* helpers is pure (no database, no model), so
+ * Everything here but the dataset_db_* helpers is pure (no database, no model), so
  * tests/unit/test_jobs_dataset.c checks it without a cluster. docs/training.md
  * describes the formats.
  */
@@ -96,12 +96,8 @@ void shard_painting_float(const struct shard *s, int i, float *dst);
 /* Painting i back to interleaved RGB (S*S*3), for the evaluation scores. */
 void shard_painting_rgb(const struct shard *s, int i, uint8_t *rgb);
 
-/* ---- stage params (payload.params, defaults when absent) ---- */
+/* ---- inputs (stage params: workers/params.h) ---- */
 
-json_t *dataset_params(json_t *payload); /* payload.params or an empty object; borrowed */
-long long dataset_param_int(json_t *obj, const char *key, long long def);
-double dataset_param_dbl(json_t *obj, const char *key, double def);
-int dataset_param_bool(json_t *obj, const char *key, int def);
 /* payload.inputs.<stage>.<key>, else payload.<key> (jobs enqueued by hand). Borrowed. */
 json_t *dataset_input(json_t *payload, const char *stage, const char *key);
 
@@ -110,10 +106,10 @@ json_t *dataset_input(json_t *payload, const char *stage, const char *key);
 /* Runs one parameterised statement (text params, NULL = SQL NULL); *res is
  * the result on success (caller PQclear()s). AT_EDB with the server's message
  * in why otherwise. binary: ask for binary results. */
-int db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
+int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
 	    size_t whylen) AT_MUST_CHECK;
 /* The production version of a model: *found 0 when the channel is empty. */
-int db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
+int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
 		  char *why, size_t whylen) AT_MUST_CHECK;
 /*
  * Records files of the artifact store as referenced, so GET /v1/artifacts
@@ -122,7 +118,7 @@ int db_production(PGconn *c, const char *model, int *found, int64_t *version_id,
  * with; run (a JSON integer) and version_id (decimal text) may be NULL.
  * Idempotent: a sha already recorded keeps its first row.
  */
-int db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
+int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
 		     const char *version_id, char *why, size_t whylen) AT_MUST_CHECK;
 
 #endif

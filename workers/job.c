@@ -39,11 +39,13 @@ PGconn *job_db(struct job_ctx *ctx)
 	return sl->hconn;
 }
 
-const char *job_artifacts_uri(const struct job_ctx *ctx)
-{
-	const char *u = getenv("ATELIER_ARTIFACTS");
-	return u && *u ? u : "fs://var/artifacts";
-}
+const char *job_artifacts_uri(const struct job_ctx *ctx) { return ctx->w->cfg->artifacts; }
+
+const char *job_device(const struct job_ctx *ctx) { return ctx->w->cfg->device; }
+
+int job_train_threads(const struct job_ctx *ctx) { return ctx->w->cfg->train_threads; }
+
+const char *job_train_preset(const struct job_ctx *ctx) { return ctx->w->cfg->train_preset; }
 
 int job_scratch_dir(const char *name, char *dir, size_t cap)
 {

@@ -18,8 +18,10 @@
  * is then released back to the queue without counting the attempt. A handler
  * that ignores it is released all the same when the grace period runs out.
  *
- * Adding a kind family: write workers/jobs_<family>.c with its handlers,
- * declare them below, and add rows to the table in workers/handlers.c.
+ * Adding a kind: a row in lib/stage_kind.h (the handler table in
+ * workers/handlers.c and atelierd's pipeline kinds follow from it), its
+ * handler job_<fn> in workers/jobs_<family>.c declared below, and its params
+ * schema in orchestrator/pipeline_yaml.c.
  */
 #ifndef ATELIER_WORKERS_JOB_H
 #define ATELIER_WORKERS_JOB_H
@@ -64,8 +66,14 @@ const char *job_worker_name(const struct job_ctx *ctx);
  * the heartbeat thread's. Opened on first use; one left inside a transaction
  * is closed after the job. Borrowed. */
 PGconn *job_db(struct job_ctx *ctx);
-/* The artifact store URI (ATELIER_ARTIFACTS, default fs://var/artifacts). */
+/* The worker's settings the handlers use (workers/main.c's table): the
+ * artifact store URI (--artifacts), the model device (--device; NULL = auto),
+ * libtorch's threads for training (--train-threads; 0 = its own choice) and
+ * the forced training preset (--train-preset: "gpu", "cpu" or NULL). */
 const char *job_artifacts_uri(const struct job_ctx *ctx);
+const char *job_device(const struct job_ctx *ctx);
+int job_train_threads(const struct job_ctx *ctx);
+const char *job_train_preset(const struct job_ctx *ctx);
 /* Create a private scratch folder $TMPDIR/atelier-NAME-XXXXXX (/tmp when
  * TMPDIR is unset) into dir[cap]. The handler removes it when done. */
 int job_scratch_dir(const char *name, char *dir, size_t cap) AT_MUST_CHECK;

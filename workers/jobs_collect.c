@@ -40,6 +40,7 @@
 #include "dataset.h"
 #include "job.h"
 #include "log.h"
+#include "params.h"
 
 static const char *const domains[] = {"sketch", "painting"};
 
@@ -57,7 +58,7 @@ static int append_rows(PGconn *c, const char *sql, int nv, const char *const *v,
 		       char *why, size_t whylen)
 {
 	PGresult *r;
-	int rc = db_exec(c, sql, nv, v, 0, &r, why, whylen);
+	int rc = dataset_db_exec(c, sql, nv, v, 0, &r, why, whylen);
 	if (rc < 0)
 		return rc;
 	int n = PQntuples(r);
@@ -179,7 +180,7 @@ static int count_new(PGconn *c, const char *pipeline, const struct frozen *f, in
 		return AT_ENOMEM;
 	const char *v[2] = {ids, pipeline};
 	PGresult *r;
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 		     "SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
 		     " FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
 		     2, v, 0, &r, why, whylen);
@@ -218,7 +219,7 @@ static int mark_skip(PGconn *c, const char *pipeline, json_t *version, json_t *r
 {
 	const char *v[1] = {pipeline};
 	PGresult *r;
-	int rc = db_exec(c,
+	int rc = dataset_db_exec(c,
 			 "SELECT r.id, r.pipeline_version_id, j.result->>'manifest_sha256',"
 			 " j.result->'holdout'->>'manifest_sha256' FROM runs r JOIN jobs j ON j.run_id = r.id"
 			 " AND j.kind = 'collect' AND j.state = 'succeeded'"
@@ -242,11 +243,14 @@ static int mark_skip(PGconn *c, const char *pipeline, json_t *version, json_t *r
 
 int job_collect(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	long long min_n[2] = {dataset_param_int(params, "min_sketches", 50),
-			      dataset_param_int(params, "min_paintings", 50)};
-	long long max_items = dataset_param_int(params, "max_items", 100000);
-	double replay = dataset_param_dbl(params, "replay", 0);
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct collect_params cp;
+	params_reader_init(&pr, "collect", payload);
+	int prc = collect_params_read(&pr, &cp);
+	long long min_n[2] = {cp.min_sketches, cp.min_paintings};
+	long long max_items = cp.max_items;
+	double replay = cp.replay;
 	json_t *run = json_object_get(payload, "run");
 	const char *stage = json_string_value(json_object_get(payload, "stage"));
 	/* NULL for a collect enqueued by hand: no reuse, replay or skip */
@@ -259,6 +263,11 @@ int job_collect(struct job_ctx *ctx)
 	json_t *res = NULL;
 	int rc, in_tx = 0, locked = 0, n_new[2] = {0, 0}, n_replayed[2] = {0, 0};
 
+	if (prc < 0) {
+		job_errorf(ctx, "%s", pr.why);
+		job_no_retry(ctx);
+		return prc;
+	}
 	if (min_n[0] < 0 || min_n[1] < 0 || max_items < 1 || !(replay >= 0 && replay <= 1)) {
 		job_errorf(ctx, "collect: min_sketches, min_paintings >= 0, max_items >= 1 and replay in 0..1 required");
 		job_no_retry(ctx);
@@ -272,17 +281,17 @@ int job_collect(struct job_ctx *ctx)
 	 * come after the wait, or it would miss a dataset an earlier attempt
 	 * committed meanwhile. */
 	const char *vj[1] = {job};
-	if ((rc = db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0, &r,
+	if ((rc = dataset_db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0, &r,
 			  why, sizeof why)) < 0)
 		goto out;
 	locked = 1;
 	PQclear(r);
 	/* One snapshot for every read, so the counts, ids and hashes agree. */
-	if ((rc = db_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 1;
 	PQclear(r);
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT " DATASET_COLUMNS " FROM datasets"
 			  " WHERE params ? 'job' AND (params->>'job')::bigint = $1::bigint",
 			  1, vj, 0, &r, why, sizeof why)) < 0)
@@ -297,7 +306,7 @@ int job_collect(struct job_ctx *ctx)
 
 	if (pipeline) {
 		const char *vp[1] = {pipeline};
-		if ((rc = db_exec(c,
+		if ((rc = dataset_db_exec(c,
 				  "SELECT " DATASET_COLUMNS ", params->>'holdout_manifest_sha256' FROM datasets"
 				  " WHERE pipeline = $1 ORDER BY id DESC LIMIT 1",
 				  1, vp, 0, &prev, why, sizeof why)) < 0)
@@ -360,7 +369,7 @@ int job_collect(struct job_ctx *ctx)
 	const char *vi[6] = {json_is_integer(run) ? runs : NULL, train.manifest, ns, np, pjson, pipeline};
 	/* The watermark: the newest accepted training sketch this snapshot saw
 	 * (the new_sketches trigger counts the ones above it). */
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "INSERT INTO datasets (run_id, manifest_sha256, sketches, paintings, params, pipeline,"
 			  " sketch_watermark) VALUES ($1, $2, $3, $4, $5::jsonb, $6, (SELECT coalesce(max(id), 0) FROM"
 			  " images WHERE domain = 'sketch' AND split = 'train' AND status = 'accepted'))"
@@ -372,12 +381,12 @@ int job_collect(struct job_ctx *ctx)
 	snprintf(ds, sizeof ds, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	const char *vm[2] = {ds, train_ids};
-	if ((rc = db_exec(c, "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
+	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
 			  vm, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
 	const char *vh[2] = {ds, hold_ids};
-	if ((rc = db_exec(c, "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
+	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
 			  vh, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
@@ -394,7 +403,7 @@ decided:
 	if (pipeline && (rc = mark_skip(c, pipeline, json_object_get(payload, "pipeline_version_id"), res, why,
 					sizeof why)) < 0)
 		goto out;
-	if ((rc = db_exec(c, "COMMIT", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "COMMIT", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 0;
 	PQclear(r);

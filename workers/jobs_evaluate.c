@@ -44,6 +44,7 @@
 #include "image.h"
 #include "job.h"
 #include "log.h"
+#include "params.h"
 #include "slice.h"
 
 #define CONTENT_F1_TOL 1
@@ -78,7 +79,7 @@ static am_model *load_model(struct eval *e, const char *sha, const char *dir, co
 		snprintf(e->why, sizeof e->why, "evaluate: model %.12s: %s", sha, at_strerror(rc));
 		return NULL;
 	}
-	am_model *m = am_model_load(path, getenv("ATELIER_DEVICE"), e->st);
+	am_model *m = am_model_load(path, job_device(e->ctx), e->st);
 	unlink(path);
 	if (!m)
 		snprintf(e->why, sizeof e->why, "evaluate: loading model %.12s: %s", sha, am_status_message(e->st));
@@ -126,7 +127,7 @@ static int pick_sketches(struct eval *e, PGconn *c)
 	if (rc < 0)
 		goto out;
 	const char *v[1] = {ids.data};
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT u.ord, i.source FROM unnest($1::bigint[]) WITH ORDINALITY u(id, ord) "
 			  "LEFT JOIN images i ON i.id = u.id",
 			  1, v, 0, &r, e->why, sizeof e->why)) < 0)
@@ -312,9 +313,13 @@ static void join(json_t *arr, char *buf, size_t len)
 
 int job_evaluate(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	int samples = (int)dataset_param_int(params, "samples", 8);
-	int styles = (int)dataset_param_int(params, "styles", 4);
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct evaluate_params ep;
+	params_reader_init(&pr, "evaluate", payload);
+	int prc = evaluate_params_read(&pr, &ep);
+	int samples = (int)ep.samples;
+	int styles = (int)ep.styles;
 	const char *model = json_string_value(json_object_get(payload, "model"));
 	json_t *cand_sha = dataset_input(payload, "train", "sha256");
 	json_t *cand_vid = dataset_input(payload, "train", "version_id");
@@ -332,6 +337,12 @@ int job_evaluate(struct job_ctx *ctx)
 	memset(&e, 0, sizeof e);
 	e.ctx = ctx;
 	shard_init(&hold, 0);
+	if (prc < 0) {
+		snprintf(e.why, sizeof e.why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!model || !json_is_string(cand_sha) || !json_is_integer(cand_vid) || !json_is_string(hold_sha) ||
 	    samples < 1 || styles < 1 || styles > 64) {
 		snprintf(e.why, sizeof e.why,
@@ -416,7 +427,7 @@ int job_evaluate(struct job_ctx *ctx)
 	int found = 0, champ_ver = 0;
 	int64_t champ_vid = 0;
 	char champ_sha[65];
-	if ((rc = db_production(c, model, &found, &champ_vid, &champ_ver, champ_sha, e.why, sizeof e.why)) < 0)
+	if ((rc = dataset_db_production(c, model, &found, &champ_vid, &champ_ver, champ_sha, e.why, sizeof e.why)) < 0)
 		goto out;
 	if (found) {
 		if (!(champ = load_model(&e, champ_sha, dir, "champion"))) {
@@ -467,11 +478,11 @@ int job_evaluate(struct job_ctx *ctx)
 	}
 	rc = shards ? 0 : AT_ENOMEM;
 	if (rc == 0)
-		rc = db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, sketches, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
 	json_decref(sketches);
 	json_decref(outputs);
 	json_decref(shards);
@@ -490,7 +501,7 @@ int job_evaluate(struct job_ctx *ctx)
 	if (!vm_text || !verdict_text)
 		rc = AT_ENOMEM;
 	else
-		rc = db_exec(c, "UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
+		rc = dataset_db_exec(c, "UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
 			     3, v, 0, &r, e.why, sizeof e.why);
 	free(vm_text);
 	free(verdict_text);

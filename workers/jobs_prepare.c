@@ -37,6 +37,7 @@
 #include "image.h"
 #include "job.h"
 #include "log.h"
+#include "params.h"
 #include "sketchify.h"
 #include "sketchnorm.h"
 #include "splitmix.h"
@@ -230,8 +231,9 @@ static int64_t be_i64(const char *p)
 
 int job_prepare(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx), *params = dataset_params(payload);
-	json_t *aug = json_object_get(params, "augment"), *p2s = json_object_get(params, "photo_to_sketch");
+	json_t *payload = job_payload(ctx);
+	struct params_reader pr;
+	struct prepare_params pp;
 	json_t *ds = dataset_input(payload, "collect", "dataset");
 	PGconn *c = job_db(ctx);
 	struct artifact_store *store = NULL;
@@ -241,18 +243,26 @@ int job_prepare(struct job_ctx *ctx)
 	int rc = 0, in_tx = 0;
 
 	memset(&p, 0, sizeof p);
-	p.size = (int)dataset_param_int(params, "size", 64);
-	p.flip = dataset_param_bool(aug, "flip", 1);
-	p.jitter = dataset_param_dbl(aug, "jitter", 0);
+	params_reader_init(&pr, "prepare", payload);
+	int prc = prepare_params_read(&pr, &pp);
+	p.size = (int)pp.size;
+	p.flip = pp.flip;
+	p.jitter = pp.jitter;
 	sketchify_opts_init(&p.sk);
 	p.sk.size = p.size;
-	p.sk.blur_sigma = dataset_param_dbl(p2s, "blur_sigma", 1.5);
-	p.sk.low = dataset_param_dbl(p2s, "canny_low", 0.1) * CANNY_FULL_SCALE;
-	p.sk.high = dataset_param_dbl(p2s, "canny_high", 0.3) * CANNY_FULL_SCALE;
-	p.sk.dilate = (int)dataset_param_int(p2s, "dilate", 1);
-	p.sk.min_ink = dataset_param_dbl(p2s, "min_ink", 0.01);
+	p.sk.blur_sigma = pp.blur_sigma;
+	p.sk.low = pp.canny_low * CANNY_FULL_SCALE;
+	p.sk.high = pp.canny_high * CANNY_FULL_SCALE;
+	p.sk.dilate = (int)pp.dilate;
+	p.sk.min_ink = pp.min_ink;
 	shard_init(&p.train, p.size);
 	shard_init(&p.hold, p.size);
+	if (prc < 0) {
+		snprintf(why, sizeof why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!json_is_integer(ds) || p.size < 16 || p.size > 1024 || p.jitter < 0 || p.jitter > 1 ||
 	    p.sk.high < p.sk.low) {
 		snprintf(why, sizeof why, "prepare: needs inputs.collect.dataset, size 16..1024, jitter 0..1, "
@@ -276,7 +286,7 @@ int job_prepare(struct job_ctx *ctx)
 	}
 
 	const char *v[1] = {dsid};
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "SELECT (SELECT count(*) FROM dataset_members WHERE dataset_id = $1)"
 			  " + (SELECT count(*) FROM dataset_holdout WHERE dataset_id = $1),"
 			  " (SELECT count(*) FROM datasets WHERE id = $1)",
@@ -291,11 +301,11 @@ int job_prepare(struct job_ctx *ctx)
 		rc = AT_ENOTFOUND;
 		goto out;
 	}
-	if ((rc = db_exec(c, "BEGIN READ ONLY", 0, NULL, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "BEGIN READ ONLY", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	in_tx = 1;
 	PQclear(r);
-	if ((rc = db_exec(c,
+	if ((rc = dataset_db_exec(c,
 			  "DECLARE prep_rows NO SCROLL CURSOR FOR"
 			  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 0::int8 AS holdout"
 			  "   FROM dataset_members m JOIN images i ON i.id = m.image_id WHERE m.dataset_id = $1"
@@ -313,7 +323,7 @@ int job_prepare(struct job_ctx *ctx)
 			snprintf(why, sizeof why, "prepare: stopped");
 			goto out;
 		}
-		if ((rc = db_exec(c, "FETCH 64 FROM prep_rows", 0, NULL, 1, &r, why, sizeof why)) < 0)
+		if ((rc = dataset_db_exec(c, "FETCH 64 FROM prep_rows", 0, NULL, 1, &r, why, sizeof why)) < 0)
 			goto out;
 		int n = PQntuples(r);
 		for (int i = 0; i < n && rc == 0; i++) {
@@ -353,7 +363,7 @@ int job_prepare(struct job_ctx *ctx)
 	}
 	/* referenced by this run from now on: /v1/artifacts serves them */
 	json_t *refs = json_pack("[s, s]", train_sha, hold_sha);
-	rc = refs ? db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
+	rc = refs ? dataset_db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
 				     why, sizeof why)
 		  : AT_ENOMEM;
 	json_decref(refs);

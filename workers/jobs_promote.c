@@ -19,6 +19,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "params.h"
 
 static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v)
 {
@@ -27,26 +28,26 @@ static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v)
 
 static int ok(PGresult *r) { return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK; }
 
-static double num_param(json_t *params, const char *name, double def)
-{
-	json_t *v = json_object_get(params, name);
-	return json_is_number(v) ? json_number_value(v) : def;
-}
-
 int job_promote(struct job_ctx *ctx)
 {
 	PGconn *c = job_db(ctx);
 	json_t *p = job_payload(ctx);
-	json_t *params = json_object_get(p, "params");
 	const char *model = json_string_value(json_object_get(p, "model"));
 	json_int_t run = json_integer_value(json_object_get(p, "run"));
 	const char *pipeline = json_string_value(json_object_get(p, "pipeline"));
-	double bake_ms = num_param(params, "canary_bake", 300000);
-	double max_err = num_param(params, "max_error_rate", 0.01);
-	double max_p95 = num_param(params, "max_p95_ms", 2000);
+	struct params_reader pr;
+	struct promote_params pp;
+	params_reader_init(&pr, "promote", p);
+	int prc = promote_params_read(&pr, &pp);
+	double bake_ms = pp.canary_bake_ms, max_err = pp.max_error_rate, max_p95 = pp.max_p95_ms;
 	char runs[32], actor[160];
 	snprintf(runs, sizeof runs, "%lld", (long long)run);
 	snprintf(actor, sizeof actor, "pipeline:%s", pipeline ? pipeline : "?");
+	if (prc < 0) {
+		job_errorf(ctx, "%s", pr.why);
+		job_no_retry(ctx);
+		return prc;
+	}
 	if (!model || run <= 0) {
 		job_errorf(ctx, "promote: payload needs model and run");
 		job_no_retry(ctx);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "job.h"
+#include "params.h"
 
 int job_test_noop(struct job_ctx *ctx)
 {
@@ -14,23 +15,33 @@ int job_test_noop(struct job_ctx *ctx)
 	return 0;
 }
 
-/* Parameters come at the top of the payload (queue tests and benches enqueue
- * them directly) or under "params" (a pipeline stage: its YAML params). */
-static json_t *test_param(struct job_ctx *ctx, const char *name)
+/* Parameters come under "params" (a pipeline stage: its canonical params) or
+ * at the top of the payload (queue tests and benches enqueue them directly).
+ * A bad or missing one fails the job at once, naming it. */
+static int test_params(struct job_ctx *ctx, struct params_reader *r)
 {
 	json_t *p = job_payload(ctx);
-	json_t *v = json_object_get(p, name);
-	return v ? v : json_object_get(json_object_get(p, "params"), name);
+	if (json_is_object(json_object_get(p, "params")))
+		params_reader_init(r, job_kind(ctx), p);
+	else
+		params_reader_init_obj(r, job_kind(ctx), p);
+	return r->rc;
+}
+
+static int bad_params(struct job_ctx *ctx, const struct params_reader *r)
+{
+	job_errorf(ctx, "%s", r->why);
+	job_no_retry(ctx);
+	return r->rc;
 }
 
 int job_test_sleep(struct job_ctx *ctx)
 {
-	/* "duration" is how a pipeline says it (YAML durations reach us as ms) */
-	json_t *dur = test_param(ctx, "ms");
-	json_int_t ms = json_integer_value(dur ? dur : test_param(ctx, "duration"));
-	int ignore_cancel = json_is_true(test_param(ctx, "ignore_cancel"));
-	/* Like a training job that checkpoints: stop when the worker shuts down. */
-	int checkpoint = json_is_true(test_param(ctx, "checkpoint"));
+	struct params_reader r;
+	struct test_sleep_params p;
+	if (test_params(ctx, &r) < 0 || test_sleep_params_read(&r, &p) < 0)
+		return bad_params(ctx, &r);
+	json_int_t ms = p.ms;
 	if (ms < 0 || ms > 24LL * 3600 * 1000) {
 		job_errorf(ctx, "test.sleep: ms out of range");
 		job_no_retry(ctx);
@@ -40,10 +51,10 @@ int job_test_sleep(struct job_ctx *ctx)
 	const int step = 50;
 	for (json_int_t done = 0; done < ms; done += step) {
 		int left = (int)(ms - done < step ? ms - done : step);
-		if (ignore_cancel) {
+		if (p.ignore_cancel) {
 			struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
-		} else if (job_sleep_ms(ctx, left) < 0 || (checkpoint && job_stopping(ctx))) {
+		} else if (job_sleep_ms(ctx, left) < 0 || (p.checkpoint && job_stopping(ctx))) {
 			job_errorf(ctx, "test.sleep: stopped after %lld ms", (long long)done);
 			return AT_ECANCELLED;
 		}
@@ -55,16 +66,26 @@ int job_test_sleep(struct job_ctx *ctx)
 
 int job_test_fail(struct job_ctx *ctx)
 {
-	const char *msg = json_string_value(test_param(ctx, "message"));
-	json_t *retry = test_param(ctx, "retry");
-	if (retry && json_is_false(retry))
+	struct params_reader r;
+	struct test_fail_params p;
+	if (test_params(ctx, &r) < 0 || test_fail_params_read(&r, &p) < 0)
+		return bad_params(ctx, &r);
+	if (p.no_retry)
 		job_no_retry(ctx);
-	job_errorf(ctx, "%s", msg ? msg : "test.fail: failing on purpose");
+	job_errorf(ctx, "%s", p.message);
 	return AT_EINTERNAL;
 }
 
 int job_test_crash(struct job_ctx *ctx)
 {
+	struct params_reader r;
+	struct test_crash_params p;
+	if (test_params(ctx, &r) < 0 || test_crash_params_read(&r, &p) < 0)
+		return bad_params(ctx, &r);
+	/* params.after: the job runs (and heartbeats) that long first; a
+	 * cancel or shutdown meanwhile ends it without the crash */
+	if (p.after_ms > 0 && job_sleep_ms(ctx, (int)(p.after_ms > 86400000 ? 86400000 : p.after_ms)) < 0)
+		return AT_ECANCELLED;
 	/* A worker dying mid-job: no reply, no release; only the lease tells. */
 	kill(getpid(), SIGKILL);
 	return AT_EINTERNAL;

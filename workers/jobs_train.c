@@ -34,6 +34,7 @@
 #include "dataset.h"
 #include "job.h"
 #include "log.h"
+#include "params.h"
 #include "splitmix.h"
 
 struct train {
@@ -85,7 +86,7 @@ static int checkpoint(struct train *tr)
 	snprintf(attempt, sizeof attempt, "%d", job_attempt(tr->ctx));
 	const char *v[6] = {job, step, sha, tr->parent_id ? parent : NULL, attempt, job_worker_name(tr->ctx)};
 	PGresult *r;
-	rc = db_exec(tr->c,
+	rc = dataset_db_exec(tr->c,
 		     "INSERT INTO train_checkpoints (job_id, step, sha256, parent_version_id, attempt, worker)"
 		     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, step) DO UPDATE"
 		     " SET sha256 = excluded.sha256, attempt = excluded.attempt, worker = excluded.worker,"
@@ -105,7 +106,7 @@ static int try_resume(struct train *tr, const char *device, uint64_t *from)
 	snprintf(job, sizeof job, "%" PRId64, job_id(tr->ctx));
 	const char *v[1] = {job};
 	PGresult *r;
-	int rc = db_exec(tr->c,
+	int rc = dataset_db_exec(tr->c,
 			 "SELECT c.step, c.sha256, c.parent_version_id, v.version FROM train_checkpoints c"
 			 " LEFT JOIN model_versions v ON v.id = c.parent_version_id"
 			 " WHERE c.job_id = $1 ORDER BY c.step DESC LIMIT 1",
@@ -144,7 +145,7 @@ static int warm_start(struct train *tr, const char *model)
 	int found = 0, version = 0;
 	int64_t vid = 0;
 	char sha[65], path[600];
-	int rc = db_production(tr->c, model, &found, &vid, &version, sha, tr->why, sizeof tr->why);
+	int rc = dataset_db_production(tr->c, model, &found, &vid, &version, sha, tr->why, sizeof tr->why);
 	if (rc < 0 || !found)
 		return rc;
 	tmp_path(tr, "warm", path, sizeof path);
@@ -179,20 +180,18 @@ static int warm_start(struct train *tr, const char *model)
 
 /* The model config: params.model on the defaults, with the shard's size and
  * the stage's lr and seed (model keys win when both say). */
-static int make_config(json_t *params, int size, am_config *cfg, am_status_t *st)
+static int make_config(const struct train_params *tp, int size, int threads, am_config *cfg, am_status_t *st)
 {
-	json_t *m = json_object_get(params, "model");
-	json_t *o = json_is_object(m) ? json_deep_copy(m) : json_object();
+	json_t *o = json_deep_copy(tp->model);
 	if (!o)
 		return AT_ENOMEM;
 	json_object_set_new(o, "image_size", json_integer(size));
 	if (!json_object_get(o, "lr"))
-		json_object_set_new(o, "lr", json_real(dataset_param_dbl(params, "lr", 1e-4)));
+		json_object_set_new(o, "lr", json_real(tp->lr));
 	if (!json_object_get(o, "seed"))
-		json_object_set_new(o, "seed", json_integer(dataset_param_int(params, "seed", 1)));
-	const char *th = getenv("ATELIER_TRAIN_THREADS");
-	if (th && *th && !json_object_get(o, "threads"))
-		json_object_set_new(o, "threads", json_integer(strtol(th, NULL, 10)));
+		json_object_set_new(o, "seed", json_integer(tp->seed));
+	if (threads > 0 && !json_object_get(o, "threads"))
+		json_object_set_new(o, "threads", json_integer(threads));
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!text)
@@ -219,17 +218,17 @@ static void loss_values(const am_losses *l, double *v)
 /* ---- presets ---- */
 
 /*
- * Whether this job trains on CUDA: ATELIER_DEVICE=cuda, or auto/unset and
- * libtorch sees a GPU. ATELIER_TRAIN_PRESET=gpu|cpu overrides the choice of
+ * Whether this job trains on CUDA: --device cuda, or auto/unset and
+ * libtorch sees a GPU. --train-preset gpu|cpu overrides the choice of
  * preset (an operator's switch, and how the tests reach the GPU path's
  * parameter handling on a CPU-only host).
  */
-static int wants_gpu_preset(void)
+static int wants_gpu_preset(const struct job_ctx *ctx)
 {
-	const char *p = getenv("ATELIER_TRAIN_PRESET");
+	const char *p = job_train_preset(ctx);
 	if (p && *p)
 		return strcmp(p, "gpu") == 0;
-	const char *d = getenv("ATELIER_DEVICE");
+	const char *d = job_device(ctx);
 	if (d && strcmp(d, "cuda") == 0)
 		return 1;
 	if (d && *d && strcmp(d, "auto") != 0)
@@ -241,14 +240,14 @@ static int wants_gpu_preset(void)
  * The params this job trains with (new reference): the stage's, with
  * params.gpu's keys on top when the job trains on a GPU (params.gpu.model's
  * keys on top of params.model's, key by key). The YAML schema checks gpu's
- * keys; "gpu" itself is dropped from the result.
+ * keys; "gpu" itself stays (train_params_read requires it, as the canonical
+ * params always carry it).
  */
 static json_t *effective_params(json_t *params, int gpu)
 {
 	json_t *p = json_deep_copy(params), *preset = json_object_get(params, "gpu");
 	if (!p)
 		return NULL;
-	json_object_del(p, "gpu");
 	if (!gpu || !json_is_object(preset))
 		return p;
 	const char *k;
@@ -265,24 +264,27 @@ static json_t *effective_params(json_t *params, int gpu)
 
 int job_train(struct job_ctx *ctx)
 {
-	json_t *payload = job_payload(ctx);
-	int gpu_preset = wants_gpu_preset() && json_is_object(json_object_get(dataset_params(payload), "gpu"));
-	json_t *params = effective_params(dataset_params(payload), gpu_preset);
+	json_t *payload = job_payload(ctx), *stage = json_object_get(payload, "params");
+	int gpu_preset = wants_gpu_preset(ctx) && json_is_object(json_object_get(stage, "gpu"));
+	/* no params object: an empty one, so the reader names the first key missing */
+	json_t *params = json_is_object(stage) ? effective_params(stage, gpu_preset) : json_object();
 	if (!params) {
 		job_errorf(ctx, "train: out of memory");
 		return AT_ENOMEM;
 	}
-	long long steps = dataset_param_int(params, "steps", 2000);
-	long long batch = dataset_param_int(params, "batch", 1);
-	long long ck_every = dataset_param_int(params, "checkpoint_every", 100);
-	long long m_every = dataset_param_int(params, "metrics_every", 10);
-	long long seed = dataset_param_int(params, "seed", 1);
-	const char *warm = json_string_value(json_object_get(params, "warm_start"));
+	struct params_reader pr;
+	struct train_params tp;
+	params_reader_init_obj(&pr, "train", params);
+	pr.where = "params";
+	int prc = train_params_read(&pr, &tp);
+	long long steps = tp.steps, batch = tp.batch, ck_every = tp.checkpoint_every, m_every = tp.metrics_every;
+	long long seed = tp.seed;
+	const char *warm = tp.warm_start;
 	const char *model = json_string_value(json_object_get(payload, "model"));
 	json_t *shard_sha = dataset_input(payload, "prepare", "train_shard");
 	json_t *dataset = dataset_input(payload, "prepare", "dataset");
 	json_t *run = json_object_get(payload, "run");
-	const char *device = getenv("ATELIER_DEVICE");
+	const char *device = job_device(ctx);
 	struct train tr;
 	struct shard sh;
 	float *bs = NULL, *bp = NULL;
@@ -297,8 +299,12 @@ int job_train(struct job_ctx *ctx)
 	tr.preset_gpu = gpu_preset;
 	tr.c = job_db(ctx);
 	shard_init(&sh, 0);
-	if (!warm)
-		warm = "production";
+	if (prc < 0) {
+		snprintf(tr.why, sizeof tr.why, "%s", pr.why);
+		job_no_retry(ctx);
+		rc = prc;
+		goto out;
+	}
 	if (!model || !json_is_string(shard_sha) || steps < 1 || batch < 1 || batch > 1024 || ck_every < 1 ||
 	    m_every < 1) {
 		snprintf(tr.why, sizeof tr.why,
@@ -343,7 +349,7 @@ int job_train(struct job_ctx *ctx)
 
 	/* ---- trainer: resume, or new (+ warm start) ---- */
 	am_config cfg;
-	if ((rc = make_config(params, sh.size, &cfg, tr.st)) < 0) {
+	if ((rc = make_config(&tp, sh.size, job_train_threads(ctx), &cfg, tr.st)) < 0) {
 		snprintf(tr.why, sizeof tr.why, "train: model config: %s", am_status_message(tr.st));
 		job_no_retry(ctx);
 		goto out;
@@ -460,7 +466,7 @@ int job_train(struct job_ctx *ctx)
 			    tr.parent_id ? parent : NULL,
 			    cfg_json};
 	PGresult *res;
-	if ((rc = db_exec(tr.c,
+	if ((rc = dataset_db_exec(tr.c,
 			  "SELECT version_id, version, created FROM atelier_register_version($1, $2, $3, $4, $5, $6, $7,"
 			  " $8::jsonb, '{}'::jsonb, NULL)",
 			  8, v, 0, &res, tr.why, sizeof tr.why)) < 0)

@@ -43,6 +43,11 @@ struct worker_config {
 	double poll_s;  /* safety-net poll (and reap) interval when idle */
 	double grace_s; /* on SIGTERM/SIGINT: how long the running job may take to finish */
 	int reap;       /* run atelier_reap() on idle ticks */
+	/* what the handlers read (job.h's accessors) */
+	const char *artifacts;    /* artifact store URI */
+	const char *device;       /* cpu | cuda | auto; NULL = auto */
+	int train_threads;        /* libtorch threads for train; 0 = libtorch's choice */
+	const char *train_preset; /* gpu | cpu forces train's preset; NULL = by device */
 };
 
 /* Why a handler should stop (the first reason wins). */

@@ -1,6 +1,7 @@
 /* Unit tests for lib/config.c: defaults, environment, flags, ranges, sizes. */
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "test.h"
@@ -101,4 +102,43 @@ TEST(sizes)
 	ASSERT_EQ_INT(config_parse_size("", &v), AT_EINVAL);
 }
 
-RUN_TESTS(defaults, env_then_flags_win, errors_name_the_option, sizes)
+/* One yes/no vocabulary for settings and form fields (consent): every
+ * spelling in any case, and no guessing at anything else. */
+TEST(booleans)
+{
+	static const char *const yes[] = {"yes", "Y", "y", "TRUE", "true", "1", "On", "YES"};
+	static const char *const no[] = {"no", "N", "n", "False", "false", "0", "off", "OFF"};
+	static const char *const neither[] = {"", " yes", "yes ", "2", "ja", "yess", "t", "f", "nope", "-1"};
+	int v;
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		v = -1;
+		ASSERT_EQ_INT(config_parse_bool(yes[i], strlen(yes[i]), &v), 0);
+		ASSERT_EQ_INT(v, 1);
+	}
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		v = -1;
+		ASSERT_EQ_INT(config_parse_bool(no[i], strlen(no[i]), &v), 0);
+		ASSERT_EQ_INT(v, 0);
+	}
+	for (size_t i = 0; i < sizeof neither / sizeof neither[0]; i++) {
+		v = -1;
+		ASSERT_EQ_INT(config_parse_bool(neither[i], strlen(neither[i]), &v), AT_EINVAL);
+		ASSERT_EQ_INT(v, -1);
+	}
+	/* the length bounds the word: a form field is not NUL-terminated */
+	ASSERT_EQ_INT(config_parse_bool("yesterday", 3, &v), 0);
+	ASSERT_EQ_INT(v, 1);
+	ASSERT_EQ_INT(config_parse_bool("on", 1, &v), AT_EINVAL);
+	/* the settings table reads the same words */
+	struct s st;
+	char err[128];
+	int argi;
+	char *a1[] = {"prog", "--flag=Y"};
+	ASSERT_EQ_INT(config_parse(opts, N, &st, 2, a1, &argi, err, sizeof err), 0);
+	ASSERT_EQ_INT(st.flag, 1);
+	char *a2[] = {"prog", "--flag=maybe"};
+	ASSERT_EQ_INT(config_parse(opts, N, &st, 2, a2, &argi, err, sizeof err), AT_EINVAL);
+	ASSERT_CONTAINS(err, "--flag");
+}
+
+RUN_TESTS(defaults, env_then_flags_win, errors_name_the_option, sizes, booleans)

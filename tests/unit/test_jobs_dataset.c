@@ -146,18 +146,10 @@ TEST(empty_shard)
 	free(buf);
 }
 
-TEST(params_and_inputs)
+TEST(inputs)
 {
 	json_error_t err;
-	json_t *p = json_loads("{\"params\":{\"steps\":20,\"lr\":0.5,\"flip\":false},"
-			       "\"inputs\":{\"prep\":{\"train_shard\":\"abc\"}},\"dataset\":7}",
-			       0, &err);
-	json_t *params = dataset_params(p);
-	ASSERT_EQ_INT(dataset_param_int(params, "steps", 1), 20);
-	ASSERT_EQ_INT(dataset_param_int(params, "batch", 3), 3);
-	ASSERT_OP_DBL(dataset_param_dbl(params, "lr", 1), ==, 0.5);
-	ASSERT_EQ_INT(dataset_param_bool(params, "flip", 1), 0);
-	ASSERT_EQ_INT(dataset_param_bool(NULL, "flip", 1), 1);
+	json_t *p = json_loads("{\"inputs\":{\"prep\":{\"train_shard\":\"abc\"}},\"dataset\":7}", 0, &err);
 	/* a stage named otherwise is still found by its key; else the top level */
 	ASSERT_STREQ(json_string_value(dataset_input(p, "prepare", "train_shard")), "abc");
 	ASSERT_EQ_INT(json_integer_value(dataset_input(p, "collect", "dataset")), 7);
@@ -236,5 +228,5 @@ TEST(step_cache_key)
 	ASSERT_EQ_INT((int)strlen(step_cache_code_version()), 64);
 }
 
-RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, params_and_inputs,
+RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, inputs,
 	  replay_count, step_cache_key)

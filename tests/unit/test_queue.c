@@ -9,6 +9,7 @@
 
 #include "db.h"
 #include "queue.h"
+#include "stage_kind.h"
 #include "test.h"
 
 static PGconn *admin, *conn;
@@ -484,9 +485,38 @@ TEST(bare_completion_matches_atelier_complete)
 	queue_job_clear(&j);
 }
 
+/* atelier_advance_run (sql/003_scheduler.sql, redefined by 008) cannot include lib/stage_kind.h, so it carries its own
+ * copy of the stage -> job kind mapping (test-only kinds run as test.KIND):
+ * a run of a pipeline with one stage of every kind must enqueue each stage as
+ * the job kind the list gives, which is the kind the worker's table claims. */
+TEST(scheduler_enqueues_each_stage_kind_as_its_job_kind)
+{
+	fresh();
+	char parsed[2048] = "{\"concurrency\": 1, \"model\": \"m\", \"stages\": {";
+	size_t off = strlen(parsed), n = 0;
+#define STAGE_JSON(e, fn, name, job, test, cache, doc)                                                           \
+	off += (size_t)snprintf(parsed + off, sizeof parsed - off, "%s\"%s\": {\"kind\": \"%s\", \"needs\": []}", \
+				n++ ? ", " : "", name, name);
+	STAGE_KIND_MAP(STAGE_JSON)
+#undef STAGE_JSON
+	snprintf(parsed + off, sizeof parsed - off, "}}");
+	ASSERT(off + 2 < sizeof parsed);
+	sqlf("SELECT atelier_apply_pipeline('every-kind', '', '%s'::jsonb, repeat('a', 64))", parsed);
+	char run[32];
+	snprintf(run, sizeof run, "%s", sqlf("SELECT run_id FROM atelier_create_run('every-kind', 'manual')"));
+	char want[32];
+	snprintf(want, sizeof want, "%zu", n);
+	ASSERT_STREQ(sqlf("SELECT count(*) FROM jobs WHERE run_id = %s", run), want);
+#define CHECK_JOB_KIND(e, fn, name, job, test, cache, doc) \
+	ASSERT_STREQ(sqlf("SELECT kind FROM jobs WHERE run_id = %s AND stage = '%s'", run, name), job);
+	STAGE_KIND_MAP(CHECK_JOB_KIND)
+#undef CHECK_JOB_KIND
+}
+
 RUN_TESTS(claim_order_priority_then_fifo, claim_filters_kinds, gpu_jobs_only_to_gpu_workers,
 	  complete_stores_result_and_rejects_stale_owner, complete_claim_is_one_call,
 	  fail_backs_off_then_requeues_until_max_attempts, non_retryable_failure_fails_at_once,
 	  reap_expired_leases_and_timeouts, cancel_queued_at_once_running_through_heartbeat,
 	  release_does_not_count_the_attempt, listen_wait_wakes_on_enqueue, enqueue_validates_kind,
-	  queue_floor_never_hides_a_queued_job, bare_completion_matches_atelier_complete)
+	  queue_floor_never_hides_a_queued_job, bare_completion_matches_atelier_complete,
+	  scheduler_enqueues_each_stage_kind_as_its_job_kind)
