@@ -886,13 +886,15 @@ static void on_accept(uv_stream_t *listener, int status)
 	h2o_accept(&srv->accept_ctx, sock);
 }
 
+static void listener_failed_closed(uv_handle_t *h) { free(h->data); }
+
 int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
 		    http_server_t **out)
 {
 	http_server_t *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return AT_ENOMEM;
-	int rc = 0;
+	int rc = 0, listener_open = 0;
 	srv->loop = loop;
 	srv->conns.next = srv->conns.prev = &srv->conns;
 	srv->cfg = *cfg;
@@ -944,7 +946,7 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 		r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_accept);
 	if (r != 0) {
 		log_error("http: cannot listen on %s:%d: %s", srv->cfg.host, cfg->port, uv_strerror(r));
-		uv_close((uv_handle_t *)&srv->listener, NULL);
+		listener_open = 1;
 		rc = AT_EIO;
 		goto fail_ctx;
 	}
@@ -958,8 +960,6 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 	*out = srv;
 	return 0;
 fail_ctx:
-	/* The listener close (if any) completes on the next loop turn; the
-	 * context and config are disposed now. */
 	h2o_context_dispose(&srv->ctx);
 	h2o_config_dispose(&srv->config);
 fail:
@@ -970,7 +970,13 @@ fail:
 			free(srv->routes[i].segs[s].suffix);
 		}
 	free(srv->routes);
-	free(srv);
+	/* The listener lives inside srv, so srv goes in its close callback, on
+	 * the caller's loop. The close is asked for only now: h2o_context_dispose
+	 * ends with a uv_run(NOWAIT) that would run the callback mid-dispose. */
+	if (listener_open)
+		uv_close((uv_handle_t *)&srv->listener, listener_failed_closed);
+	else
+		free(srv);
 	return rc;
 }
 
