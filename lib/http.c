@@ -103,6 +103,7 @@ struct http_req {
 	char *xh_names[HTTP_MAX_EXTRA_HEADERS];
 	char *xh_values[HTTP_MAX_EXTRA_HEADERS];
 	int nxh;
+	int xh_lost; /* an extra header did not fit: the reply becomes a 500 */
 };
 
 static uint64_t now_ns(void)
@@ -338,9 +339,14 @@ static int reply_begin(http_req_t *req, int status, const char *content_type)
 }
 
 static void free_slot_dispose(void *p) { free(*(void **)p); }
+static int reply_header_lost(http_req_t *req);
 
 void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len)
 {
+	if (reply_header_lost(req)) {
+		free(data);
+		return;
+	}
 	if (reply_begin(req, status, content_type) < 0) {
 		free(data);
 		req_free(req);
@@ -389,6 +395,8 @@ void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *conte
 
 void http_reply_empty(http_req_t *req, int status)
 {
+	if (reply_header_lost(req))
+		return;
 	if (reply_begin(req, status, NULL) < 0) {
 		req_free(req);
 		return;
@@ -441,18 +449,40 @@ void http_reply_err(http_req_t *req, int err, const char *msg)
 	http_reply_error(req, at_err_http_status(err), msg ? msg : at_strerror(err), NULL);
 }
 
-void http_req_add_header(http_req_t *req, const char *name, const char *value)
+int http_req_add_header(http_req_t *req, const char *name, const char *value)
 {
-	if (req->nxh == HTTP_MAX_EXTRA_HEADERS)
-		return;
-	req->xh_names[req->nxh] = strdup(name);
-	req->xh_values[req->nxh] = strdup(value);
-	if (!req->xh_names[req->nxh] || !req->xh_values[req->nxh]) {
+	int rc = AT_ERANGE;
+	if (req->nxh < HTTP_MAX_EXTRA_HEADERS) {
+		req->xh_names[req->nxh] = strdup(name);
+		req->xh_values[req->nxh] = strdup(value);
+		if (req->xh_names[req->nxh] && req->xh_values[req->nxh]) {
+			req->nxh++;
+			return 0;
+		}
 		free(req->xh_names[req->nxh]);
 		free(req->xh_values[req->nxh]);
-		return;
+		rc = AT_ENOMEM;
 	}
-	req->nxh++;
+	log_error("http: %s %s: response header %s dropped: %s [%s]", http_req_method(req), req->path, name,
+		  at_strerror(rc), req->id);
+	req->xh_lost = 1;
+	return rc;
+}
+
+/* A reply without a header its handler asked for (a Content-Range, a
+ * model's sha256) must not pass for a good one: it becomes a 500, without
+ * the other extra headers. Returns 1 when it replied. */
+static int reply_header_lost(http_req_t *req)
+{
+	if (!req->xh_lost)
+		return 0;
+	req->xh_lost = 0;
+	for (; req->nxh > 0; req->nxh--) {
+		free(req->xh_names[req->nxh - 1]);
+		free(req->xh_values[req->nxh - 1]);
+	}
+	http_reply_err(req, AT_EINTERNAL, "a response header did not fit");
+	return 1;
 }
 
 /* ---- streams ---- */
@@ -543,6 +573,8 @@ http_stream_t *http_stream_start_sized(http_req_t *req, int status, const char *
 
 static http_stream_t *stream_start(http_req_t *req, int status, const char *content_type, uint64_t length)
 {
+	if (reply_header_lost(req))
+		return NULL;
 	struct http_stream *s = calloc(1, sizeof *s);
 	if (!s || reply_begin(req, status, content_type) < 0) {
 		free(s);

@@ -107,8 +107,10 @@ void http_reply_owned(http_req_t *req, int status, const char *content_type, voi
 void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *content_type);
 /* Empty-body reply (204, 304, ...). */
 void http_reply_empty(http_req_t *req, int status);
-/* Extra response header to send with the reply (copied). Call before replying. */
-void http_req_add_header(http_req_t *req, const char *name, const char *value);
+/* Extra response header to send with the reply (copied). Call before replying.
+ * Up to 8 per request; one that does not fit (AT_ERANGE) or cannot be copied
+ * (AT_ENOMEM) is logged and turns the reply into a 500, never dropped silently. */
+int http_req_add_header(http_req_t *req, const char *name, const char *value);
 
 /* ---- streamed responses (Server-Sent Events, long downloads) ----
  * http_stream_start consumes req (no reply call follows) and starts a

@@ -58,7 +58,18 @@ static void h_metrics(http_req_t *req)
 	http_reply_buf(req, http_server_metrics(srv, &b), &b, "text/plain");
 }
 
+/* Nine extra headers: one more than fit. */
+static int add_header_rc[9];
+static void h_headers(http_req_t *req)
+{
+	static const char *const names[9] = {"x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h", "x-i"};
+	for (int i = 0; i < 9; i++)
+		add_header_rc[i] = http_req_add_header(req, names[i], "v");
+	http_reply_json(req, 200, json_pack("{ss}", "all", "there"));
+}
+
 static const struct http_route routes[] = {
+	{"GET", "/headers", h_headers, ROLE_PUBLIC, "nine extra headers"},
 	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png"},
 	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo"},
 	{"POST", "/things", h_body, ROLE_OPERATOR, "body"},
@@ -274,6 +285,23 @@ TEST(openapi_lists_routes)
 	stop();
 }
 
+/* A ninth extra header is an error to its caller, and the reply that would
+ * have gone out without it is a 500 instead. */
+TEST(ninth_header_is_an_error)
+{
+	start();
+	struct call c[] = {{.raw = "GET /headers"}};
+	run_calls(c, 1);
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ_INT(add_header_rc[i], 0);
+	ASSERT_EQ_INT(add_header_rc[8], AT_ERANGE);
+	ASSERT_EQ_INT(c[0].status, 500);
+	ASSERT_CONTAINS(c[0].body, "a response header did not fit");
+	ASSERT(strstr(c[0].resp, "x-a: v") == NULL);
+	ASSERT(strstr(c[0].body, "there") == NULL);
+	stop();
+}
+
 /* Reads each handle's fields from this (instrumented) file: under ASan a
  * handle left inside freed memory is a heap-use-after-free here. */
 static void visit_handle(uv_handle_t *h, void *arg)
@@ -310,4 +338,5 @@ TEST(listen_failure_frees_after_close)
 	mallopt(M_PERTURB, 0);
 }
 
-RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, listen_failure_frees_after_close)
+RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, ninth_header_is_an_error,
+	  listen_failure_frees_after_close)
