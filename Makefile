@@ -100,7 +100,8 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps test unit run asan tsan fuzz bench clean format FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
-BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe
+BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
+	     $(BUILD)/bench/bench_queue $(BUILD)/bench/bench_train
 all: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
@@ -264,6 +265,18 @@ $(BUILD)/bench/bench_longpoll: $(BUILD)/obj/bench/longpoll/bench_longpoll.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# Threads over lib/queue.c against PostgreSQL (bench/queue/run.sh).
+$(BUILD)/bench/bench_queue: $(BUILD)/obj/bench/queue/bench_queue.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# The model shim's step and inference times (bench/train/run.sh).
+$(BUILD)/bench/bench_train: $(BUILD)/obj/bench/train/bench_train.o $(LIBMODEL) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
 
 # The training recipe's measurement (docs/training.md, "The CPU recipe").
 $(BUILD)/bench/recipe: $(BUILD)/obj/bench/train/recipe.o $(LIBMODEL) $(LIBATELIER)
