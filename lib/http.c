@@ -704,6 +704,30 @@ static char *url_decode(const char *s, size_t n)
 	return out;
 }
 
+int http_query_parse(const char *q, size_t len, char **names, char **values, int max)
+{
+	const char *end = q + len;
+	int n = 0;
+	while (q < end && n < max) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(stop - q));
+		const char *kend = eq ? eq : stop;
+		if (kend > q) {
+			names[n] = url_decode(q, (size_t)(kend - q));
+			values[n] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+			if (names[n] && values[n])
+				n++;
+			else {
+				free(names[n]);
+				free(values[n]);
+			}
+		}
+		q = stop + 1;
+	}
+	return n;
+}
+
 static void parse_query(http_req_t *req)
 {
 	req->query_parsed = 1;
@@ -711,24 +735,8 @@ static void parse_query(http_req_t *req)
 	if (!r || r->query_at == SIZE_MAX)
 		return;
 	const char *q = r->path.base + r->query_at + 1;
-	const char *end = r->path.base + r->path.len;
-	while (q < end && req->nquery < HTTP_MAX_QUERY) {
-		const char *amp = memchr(q, '&', (size_t)(end - q));
-		const char *stop = amp ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(stop - q));
-		const char *kend = eq ? eq : stop;
-		if (kend > q) {
-			req->qnames[req->nquery] = url_decode(q, (size_t)(kend - q));
-			req->qvalues[req->nquery] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
-			if (req->qnames[req->nquery] && req->qvalues[req->nquery])
-				req->nquery++;
-			else {
-				free(req->qnames[req->nquery]);
-				free(req->qvalues[req->nquery]);
-			}
-		}
-		q = stop + 1;
-	}
+	req->nquery = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues,
+				       HTTP_MAX_QUERY);
 }
 
 const char *http_req_query(http_req_t *req, const char *name)

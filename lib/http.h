@@ -79,6 +79,11 @@ const char *http_req_path(const http_req_t *req); /* without the query string, N
 const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
 /* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. */
 const char *http_req_query(http_req_t *req, const char *name);
+/* The query-string parser behind it (exported for tests and the fuzz target):
+ * splits q (len bytes, without the '?') at '&' into up to max URL-decoded
+ * name/value pairs (malloc'd, the caller frees both); pairs without a name are
+ * skipped. Returns the number of pairs stored. */
+int http_query_parse(const char *q, size_t len, char **names, char **values, int max);
 /* Header value (not NUL-terminated) or NULL; *len set. Case-insensitive name. */
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);

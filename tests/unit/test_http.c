@@ -285,6 +285,29 @@ TEST(openapi_lists_routes)
 	stop();
 }
 
+/* The parser behind http_req_query, as the fuzz target drives it. */
+TEST(query_parse_decodes_and_caps)
+{
+	char *names[4], *values[4];
+	const char *q = "a=1&&=x&b&c=%41%4&d=+%2b";
+	int n = http_query_parse(q, strlen(q), names, values, 4);
+	ASSERT_EQ_INT(n, 4);
+	ASSERT_STREQ(names[0], "a");
+	ASSERT_STREQ(values[0], "1");
+	ASSERT_STREQ(names[1], "b"); /* "=x" has no name: skipped */
+	ASSERT_STREQ(values[1], "");
+	ASSERT_STREQ(values[2], "A%4");
+	ASSERT_STREQ(values[3], " +");
+	for (int i = 0; i < n; i++) {
+		free(names[i]);
+		free(values[i]);
+	}
+	ASSERT_EQ_INT(http_query_parse("x=1&y=2", 7, names, values, 1), 1); /* at most max pairs */
+	free(names[0]);
+	free(values[0]);
+	ASSERT_EQ_INT(http_query_parse("", 0, names, values, 4), 0);
+}
+
 /* A ninth extra header is an error to its caller, and the reply that would
  * have gone out without it is a 500 instead. */
 TEST(ninth_header_is_an_error)
@@ -338,5 +361,5 @@ TEST(listen_failure_frees_after_close)
 	mallopt(M_PERTURB, 0);
 }
 
-RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, ninth_header_is_an_error,
+RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, query_parse_decodes_and_caps, ninth_header_is_an_error,
 	  listen_failure_frees_after_close)
