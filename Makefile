@@ -2,12 +2,14 @@
 #
 #   make          build every binary into $(BUILD)/bin
 #   make test     install missing packages, build, run unit + integration tests,
-#                 check the fuzz target list
+#                 check the fuzz target list and the layout (format-check)
 #   make run      install missing packages, build, bring the whole system up
 #   make asan     ASan+UBSan build in build-asan/ and the same tests against it
 #   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
 #                 (make fuzz-bins only builds them; tests/fuzz/README.md lists them)
+#   make format   rewrite the C/C++ sources with clang-format 14 (.clang-format)
+#   make format-check  list the files make format would change; fail if any
 #   make bench    benchmarks under bench/, printing their figures
 #   make deps     install missing Debian packages (no-op when all present)
 #
@@ -99,7 +101,7 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit run asan tsan fuzz fuzz-bins fuzz-link bench clean format FORCE
+.PHONY: all deps test unit run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
 BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
@@ -190,6 +192,7 @@ test:
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh $(TESTS)
 	@scripts/check-fuzz-list.sh
+	@$(MAKE) --no-print-directory format-check
 
 unit: all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh -k unit
@@ -258,8 +261,21 @@ run:
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@scripts/run.sh
 
+# ---- layout: clang-format 14 with .clang-format ----
+CLANG_FORMAT ?= clang-format
+FORMAT_SRC = $(wildcard lib/*.[ch] orchestrator/*.[ch] serving/*.[ch] workers/*.[ch] cli/*.[ch] models/*.h models/*.hpp \
+		models/*.cpp tests/unit/*.[ch] tests/fuzz/*.c tests/fuzz/*.cpp bench/*.h bench/*/*.c)
 format:
-	clang-format -i $(LIB_SRC) lib/*.h orchestrator/*.[ch] workers/*.[ch] serving/*.[ch] cli/*.[ch] models/*.h models/*.cpp
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+
+# Lists the files `make format` would change and fails if there are any.
+format-check:
+	@$(CLANG_FORMAT) --dump-config >/dev/null || { echo "format-check: $(CLANG_FORMAT) cannot read .clang-format"; exit 1; }
+	@$(CLANG_FORMAT) --version | grep -q 'version 14\.' || echo "format-check: not clang-format 14; its layout may differ"
+	@bad=$$($(CLANG_FORMAT) --dry-run -Werror --ferror-limit=1 $(FORMAT_SRC) 2>&1 | \
+		sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error: code should be clang-formatted.*/\1/p' | sort -u); \
+	if [ -n "$$bad" ]; then echo "format-check: $$(echo "$$bad" | wc -l) files differ from .clang-format (make format rewrites them):"; \
+		echo "$$bad" | sed 's/^/  /'; exit 1; fi
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
