@@ -104,15 +104,18 @@ static inline int test_run_all_(const struct test_case_ *cases, size_t n, int ar
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
 			continue;
 		test_name_ = cases[i].name;
-		int jumped = setjmp(test_jmp_);
-		if (jumped == 0) {
+		/* setjmp's value may only be used whole, as a controlling expression (C11 7.13.1.1). */
+		switch (setjmp(test_jmp_)) {
+		case 0:
 			cases[i].fn();
 			printf("ok %s\n", cases[i].name);
 			passed++;
-		} else if (jumped == 2) {
+			break;
+		case 2:
 			printf("skip %s\n", cases[i].name);
 			skipped++;
-		} else {
+			break;
+		default:
 			printf("FAIL %s\n", cases[i].name);
 			failed++;
 		}
