@@ -1,11 +1,15 @@
 # Atelier — build, test, run.
 #
 #   make          build every binary into $(BUILD)/bin
-#   make test     install missing packages, build, run unit + integration tests
+#   make test     install missing packages, build, run unit + integration tests,
+#                 check the fuzz target list and the layout (format-check)
 #   make run      install missing packages, build, bring the whole system up
 #   make asan     ASan+UBSan build in build-asan/ and the same tests against it
 #   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
+#                 (make fuzz-bins only builds them; tests/fuzz/README.md lists them)
+#   make format   rewrite the C/C++ sources with clang-format 14 (.clang-format)
+#   make format-check  list the files make format would change; fail if any
 #   make bench    benchmarks under bench/, printing their figures
 #   make deps     install missing Debian packages (no-op when all present)
 #
@@ -76,7 +80,7 @@ WORK_SRC = $(filter-out workers/main.c,$(wildcard workers/*.c))
 SERVE_SRC = $(filter-out serving/main.c,$(wildcard serving/*.c))
 CLI_SRC = $(filter-out cli/main.c,$(wildcard cli/*.c))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
-FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c tests/fuzz/fuzz_*.cpp)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
 
@@ -97,10 +101,11 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit run asan tsan fuzz bench clean format FORCE
+.PHONY: all deps test unit run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
-BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe
+BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
+	     $(BUILD)/bench/bench_queue $(BUILD)/bench/bench_train
 all: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
@@ -186,6 +191,8 @@ test:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh $(TESTS)
+	@scripts/check-fuzz-list.sh
+	@$(MAKE) --no-print-directory format-check
 
 unit: all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh -k unit
@@ -212,17 +219,35 @@ tsan:
 	@ATELIER_BUILD=build-tsan TSAN_OPTIONS=halt_on_error=1:exitcode=66:report_thread_leaks=0 OMP_WAIT_POLICY=PASSIVE \
 		/usr/bin/python3 -m pytest -p no:cacheprovider -q -ra tests/test_queue.py $(TESTS)
 
-FUZZ_BINS = $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC))
-fuzz:
-	@scripts/deps.sh
-	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=fuzz CC=clang CXX=clang++ fuzz-bins
+# libFuzzer targets: one per parser (tests/fuzz/README.md lists them; make
+# test checks the list). Built with clang in build-fuzz/ against the ordinary
+# model archive (libtorch is not instrumented), like asan; --as-needed keeps
+# libtorch out of every target that does not reach the model.
+FUZZ_BINS = $(patsubst tests/fuzz/%,build-fuzz/fuzz/%,$(basename $(FUZZ_SRC)))
+fuzz: fuzz-bins
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus-$$n; \
 		echo "fuzz: $$n"; $$f -max_total_time=$${FUZZ_SECONDS:-20} -max_len=65536 tests/fuzz/corpus-$$n tests/fuzz/seeds/$$n || exit 1; done
 
-fuzz-bins: $(FUZZ_BINS)
-build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBATELIER)
+fuzz-bins:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory build/libatelier_model.a
+	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=fuzz CC=clang CXX=clang++ LIBMODEL_PREBUILT=build/libatelier_model.a \
+		fuzz-link
+
+fuzz-link: $(FUZZ_BINS)
+build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBWORK) $(LIBMODEL) $(LIBATELIER)
 	@mkdir -p $(dir $@)
-	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(SYSLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -fsanitize=fuzzer,address,undefined -Wl,--as-needed -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+
+# The model file's reader on its own: the shim's three units that need no
+# libtorch (c10's headers only, for the exception boundary; nothing of torch
+# ends up NEEDED).
+FUZZ_MODEL_OBJ = $(call obj,models/am_file.cpp models/am_config.cpp models/am_status.cpp)
+build-fuzz/fuzz/fuzz_model_file: $(BUILD)/obj/tests/fuzz/fuzz_model_file.o $(FUZZ_MODEL_OBJ) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -fsanitize=fuzzer,address,undefined -Wl,--as-needed -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
 
 bench:
 	@scripts/deps.sh deps.txt deps-bench.txt
@@ -236,8 +261,21 @@ run:
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@scripts/run.sh
 
+# ---- layout: clang-format 14 with .clang-format ----
+CLANG_FORMAT ?= clang-format
+FORMAT_SRC = $(wildcard lib/*.[ch] orchestrator/*.[ch] serving/*.[ch] workers/*.[ch] cli/*.[ch] models/*.h models/*.hpp \
+		models/*.cpp tests/unit/*.[ch] tests/fuzz/*.c tests/fuzz/*.cpp bench/*.h bench/*/*.c)
 format:
-	clang-format -i $(LIB_SRC) lib/*.h orchestrator/*.[ch] workers/*.[ch] serving/*.[ch] cli/*.[ch] models/*.h models/*.cpp
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+
+# Lists the files `make format` would change and fails if there are any.
+format-check:
+	@$(CLANG_FORMAT) --dump-config >/dev/null || { echo "format-check: $(CLANG_FORMAT) cannot read .clang-format"; exit 1; }
+	@$(CLANG_FORMAT) --version | grep -q 'version 14\.' || echo "format-check: not clang-format 14; its layout may differ"
+	@bad=$$($(CLANG_FORMAT) --dry-run -Werror --ferror-limit=1 $(FORMAT_SRC) 2>&1 | \
+		sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error: code should be clang-formatted.*/\1/p' | sort -u); \
+	if [ -n "$$bad" ]; then echo "format-check: $$(echo "$$bad" | wc -l) files differ from .clang-format (make format rewrites them):"; \
+		echo "$$bad" | sed 's/^/  /'; exit 1; fi
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
@@ -276,6 +314,18 @@ $(BUILD)/bench/bench_longpoll: $(BUILD)/obj/bench/longpoll/bench_longpoll.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# Threads over lib/queue.c against PostgreSQL (bench/queue/run.sh).
+$(BUILD)/bench/bench_queue: $(BUILD)/obj/bench/queue/bench_queue.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+# The model shim's step and inference times (bench/train/run.sh).
+$(BUILD)/bench/bench_train: $(BUILD)/obj/bench/train/bench_train.o $(LIBMODEL) $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) $(LDFLAGS_ALL) -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
 
 # The training recipe's measurement (docs/training.md, "The CPU recipe").
 $(BUILD)/bench/recipe: $(BUILD)/obj/bench/train/recipe.o $(LIBMODEL) $(LIBATELIER)

@@ -20,6 +20,7 @@
 #include "db.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,24 +118,26 @@ static void pool_kick(db_pool_t *p);
 
 void db_params_init(struct db_params *p) { memset(p, 0, sizeof *p); }
 
-void db_param_text(struct db_params *p, const char *v)
+/* A parameter that does not fit is never dropped silently: the statement
+ * would run with its later placeholders unbound, or fail far from the cause. */
+static int param_add(struct db_params *p, const char *v, int len, int format)
 {
-	if (p->n >= 16)
-		return;
+	if (p->n >= DB_MAX_PARAMS || len < 0) {
+		p->err = AT_ERANGE;
+		return AT_ERANGE;
+	}
 	p->values[p->n] = v;
-	p->lengths[p->n] = 0;
-	p->formats[p->n] = 0;
+	p->lengths[p->n] = len;
+	p->formats[p->n] = format;
 	p->n++;
+	return 0;
 }
 
-void db_param_bin(struct db_params *p, const void *data, size_t len)
+int db_param_text(struct db_params *p, const char *v) { return param_add(p, v, 0, 0); }
+
+int db_param_bin(struct db_params *p, const void *data, size_t len)
 {
-	if (p->n >= 16)
-		return;
-	p->values[p->n] = data;
-	p->lengths[p->n] = (int)len;
-	p->formats[p->n] = 1;
-	p->n++;
+	return param_add(p, data, len > INT_MAX ? -1 : (int)len, 1);
 }
 
 const char *db_sqlstate(const PGresult *res)
@@ -695,6 +698,8 @@ static int pool_enqueue(db_pool_t *pool, struct db_query *q, db_cb cb, void *arg
 
 int db_query(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
 {
+	if (params && params->err)
+		return params->err;
 	return pool_enqueue(pool, query_new(Q_PLAIN, sql, params), cb, arg);
 }
 
@@ -708,6 +713,8 @@ int db_query_argv(db_pool_t *pool, const char *sql, int n, const char *const *va
 
 int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg)
 {
+	if (params && params->err)
+		return params->err;
 	struct db_query *q = query_new(Q_PLAIN, sql, params);
 	if (q)
 		q->binary = 1;
@@ -740,6 +747,8 @@ static int tx_push(db_tx_t *tx, enum q_kind kind, const char *sql, const struct 
 {
 	if (tx->finishing)
 		return AT_EINVAL;
+	if (params && params->err)
+		return params->err;
 	struct db_query *q = query_new(kind, sql, params);
 	if (!q)
 		return AT_ENOMEM;

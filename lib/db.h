@@ -30,17 +30,22 @@ typedef void (*db_tx_cb)(void *arg, int status, db_tx_t *tx);
 typedef void (*db_notify_cb)(void *arg, const char *channel, const char *payload);
 typedef void (*db_state_cb)(void *arg, int connected);
 
+#define DB_MAX_PARAMS 16
 struct db_params {
 	int n;
-	const char *values[16];
-	int lengths[16]; /* used for binary params only */
-	int formats[16]; /* 0 text, 1 binary */
+	int err; /* AT_ERANGE once a parameter did not fit; a query given these params fails with it */
+	const char *values[DB_MAX_PARAMS];
+	int lengths[DB_MAX_PARAMS]; /* used for binary params only */
+	int formats[DB_MAX_PARAMS]; /* 0 text, 1 binary */
 };
 
-/* Text parameters from a NULL-free list; binary with db_param_bin. */
+/* Text parameters from a NULL-free list; binary with db_param_bin. A
+ * parameter past DB_MAX_PARAMS returns AT_ERANGE and poisons p, so that
+ * db_query / db_tx_query with p return AT_ERANGE too (checking each add is
+ * optional; the query's return value is not). More: db_query_argv. */
 void db_params_init(struct db_params *p);
-void db_param_text(struct db_params *p, const char *v); /* v may be NULL = SQL NULL */
-void db_param_bin(struct db_params *p, const void *data, size_t len);
+int db_param_text(struct db_params *p, const char *v); /* v may be NULL = SQL NULL */
+int db_param_bin(struct db_params *p, const void *data, size_t len);
 
 /* conninfo: a libpq URL or key=value string; NULL or "" = libpq's PG* env. */
 int db_pool_new(uv_loop_t *loop, const char *conninfo, int nconns, db_pool_t **out) AT_MUST_CHECK;

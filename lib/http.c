@@ -104,6 +104,7 @@ struct http_req {
 	char *xh_names[HTTP_MAX_EXTRA_HEADERS];
 	char *xh_values[HTTP_MAX_EXTRA_HEADERS];
 	int nxh;
+	int xh_lost; /* an extra header did not fit: the reply becomes a 500 */
 };
 
 static uint64_t now_ns(void)
@@ -358,9 +359,14 @@ static int reply_begin(http_req_t *req, int status, const char *content_type)
 }
 
 static void free_slot_dispose(void *p) { free(*(void **)p); }
+static int reply_header_lost(http_req_t *req);
 
 void http_reply_owned(http_req_t *req, int status, const char *content_type, void *data, size_t len)
 {
+	if (reply_header_lost(req)) {
+		free(data);
+		return;
+	}
 	if (reply_begin(req, status, content_type) < 0) {
 		free(data);
 		req_free(req);
@@ -409,6 +415,8 @@ void http_reply_buf(http_req_t *req, int rc, struct at_buf *b, const char *conte
 
 void http_reply_empty(http_req_t *req, int status)
 {
+	if (reply_header_lost(req))
+		return;
 	if (reply_begin(req, status, NULL) < 0) {
 		req_free(req);
 		return;
@@ -467,18 +475,40 @@ void http_reply_err(http_req_t *req, int err, const char *msg, json_t *detail)
 	http_reply_json(req, status, o);
 }
 
-void http_req_add_header(http_req_t *req, const char *name, const char *value)
+int http_req_add_header(http_req_t *req, const char *name, const char *value)
 {
-	if (req->nxh == HTTP_MAX_EXTRA_HEADERS)
-		return;
-	req->xh_names[req->nxh] = strdup(name);
-	req->xh_values[req->nxh] = strdup(value);
-	if (!req->xh_names[req->nxh] || !req->xh_values[req->nxh]) {
+	int rc = AT_ERANGE;
+	if (req->nxh < HTTP_MAX_EXTRA_HEADERS) {
+		req->xh_names[req->nxh] = strdup(name);
+		req->xh_values[req->nxh] = strdup(value);
+		if (req->xh_names[req->nxh] && req->xh_values[req->nxh]) {
+			req->nxh++;
+			return 0;
+		}
 		free(req->xh_names[req->nxh]);
 		free(req->xh_values[req->nxh]);
-		return;
+		rc = AT_ENOMEM;
 	}
-	req->nxh++;
+	log_error("http: %s %s: response header %s dropped: %s [%s]", http_req_method(req), req->path, name,
+		  at_strerror(rc), req->id);
+	req->xh_lost = 1;
+	return rc;
+}
+
+/* A reply without a header its handler asked for (a Content-Range, a
+ * model's sha256) must not pass for a good one: it becomes a 500, without
+ * the other extra headers. Returns 1 when it replied. */
+static int reply_header_lost(http_req_t *req)
+{
+	if (!req->xh_lost)
+		return 0;
+	req->xh_lost = 0;
+	for (; req->nxh > 0; req->nxh--) {
+		free(req->xh_names[req->nxh - 1]);
+		free(req->xh_values[req->nxh - 1]);
+	}
+	http_reply_err(req, AT_EINTERNAL, "a response header did not fit", NULL);
+	return 1;
 }
 
 /* ---- streams ---- */
@@ -569,6 +599,8 @@ http_stream_t *http_stream_start_sized(http_req_t *req, int status, const char *
 
 static http_stream_t *stream_start(http_req_t *req, int status, const char *content_type, uint64_t length)
 {
+	if (reply_header_lost(req))
+		return NULL;
 	struct http_stream *s = calloc(1, sizeof *s);
 	if (!s || reply_begin(req, status, content_type) < 0) {
 		free(s);
@@ -698,6 +730,30 @@ static char *url_decode(const char *s, size_t n)
 	return out;
 }
 
+int http_query_parse(const char *q, size_t len, char **names, char **values, int max)
+{
+	const char *end = q + len;
+	int n = 0;
+	while (q < end && n < max) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(stop - q));
+		const char *kend = eq ? eq : stop;
+		if (kend > q) {
+			names[n] = url_decode(q, (size_t)(kend - q));
+			values[n] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+			if (names[n] && values[n])
+				n++;
+			else {
+				free(names[n]);
+				free(values[n]);
+			}
+		}
+		q = stop + 1;
+	}
+	return n;
+}
+
 static void parse_query(http_req_t *req)
 {
 	req->query_parsed = 1;
@@ -705,24 +761,8 @@ static void parse_query(http_req_t *req)
 	if (!r || r->query_at == SIZE_MAX)
 		return;
 	const char *q = r->path.base + r->query_at + 1;
-	const char *end = r->path.base + r->path.len;
-	while (q < end && req->nquery < HTTP_MAX_QUERY) {
-		const char *amp = memchr(q, '&', (size_t)(end - q));
-		const char *stop = amp ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(stop - q));
-		const char *kend = eq ? eq : stop;
-		if (kend > q) {
-			req->qnames[req->nquery] = url_decode(q, (size_t)(kend - q));
-			req->qvalues[req->nquery] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
-			if (req->qnames[req->nquery] && req->qvalues[req->nquery])
-				req->nquery++;
-			else {
-				free(req->qnames[req->nquery]);
-				free(req->qvalues[req->nquery]);
-			}
-		}
-		q = stop + 1;
-	}
+	req->nquery = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues,
+				       HTTP_MAX_QUERY);
 }
 
 const char *http_req_query(http_req_t *req, const char *name)
@@ -912,13 +952,15 @@ static void on_accept(uv_stream_t *listener, int status)
 	h2o_accept(&srv->accept_ctx, sock);
 }
 
+static void listener_failed_closed(uv_handle_t *h) { free(h->data); }
+
 int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
 		    http_server_t **out)
 {
 	http_server_t *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return AT_ENOMEM;
-	int rc = 0;
+	int rc = 0, listener_open = 0;
 	srv->loop = loop;
 	srv->conns.next = srv->conns.prev = &srv->conns;
 	srv->cfg = *cfg;
@@ -970,7 +1012,7 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 		r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_accept);
 	if (r != 0) {
 		log_error("http: cannot listen on %s:%d: %s", srv->cfg.host, cfg->port, uv_strerror(r));
-		uv_close((uv_handle_t *)&srv->listener, NULL);
+		listener_open = 1;
 		rc = AT_EIO;
 		goto fail_ctx;
 	}
@@ -984,8 +1026,6 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 	*out = srv;
 	return 0;
 fail_ctx:
-	/* The listener close (if any) completes on the next loop turn; the
-	 * context and config are disposed now. */
 	h2o_context_dispose(&srv->ctx);
 	h2o_config_dispose(&srv->config);
 fail:
@@ -996,7 +1036,13 @@ fail:
 			free(srv->routes[i].segs[s].suffix);
 		}
 	free(srv->routes);
-	free(srv);
+	/* The listener lives inside srv, so srv goes in its close callback, on
+	 * the caller's loop. The close is asked for only now: h2o_context_dispose
+	 * ends with a uv_run(NOWAIT) that would run the callback mid-dispose. */
+	if (listener_open)
+		uv_close((uv_handle_t *)&srv->listener, listener_failed_closed);
+	else
+		free(srv);
 	return rc;
 }
 

@@ -109,6 +109,11 @@ const char *http_req_path(const http_req_t *req); /* without the query string, N
 const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
 /* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. */
 const char *http_req_query(http_req_t *req, const char *name);
+/* The query-string parser behind it (exported for tests and the fuzz target):
+ * splits q (len bytes, without the '?') at '&' into up to max URL-decoded
+ * name/value pairs (malloc'd, the caller frees both); pairs without a name are
+ * skipped. Returns the number of pairs stored. */
+int http_query_parse(const char *q, size_t len, char **names, char **values, int max);
 /* Header value (not NUL-terminated) or NULL; *len set. Case-insensitive name. */
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);
@@ -144,8 +149,10 @@ void http_reply_empty(http_req_t *req, int status);
 /* The status logged for a request whose client left, or whose work was
  * cancelled, before it could be answered (nginx's convention). */
 #define HTTP_STATUS_CLIENT_GONE 499
-/* Extra response header to send with the reply (copied). Call before replying. */
-void http_req_add_header(http_req_t *req, const char *name, const char *value);
+/* Extra response header to send with the reply (copied). Call before replying.
+ * Up to 8 per request; one that does not fit (AT_ERANGE) or cannot be copied
+ * (AT_ENOMEM) is logged and turns the reply into a 500, never dropped silently. */
+int http_req_add_header(http_req_t *req, const char *name, const char *value);
 
 /* ---- streamed responses (Server-Sent Events, long downloads) ----
  * http_stream_start consumes req (no reply call follows) and starts a

@@ -239,15 +239,12 @@ static int check_magic(const char *path, const unsigned char *p, size_t len, am_
 	return 0;
 }
 
-static int file_read(const char *path, am_file_kind kind, std::string *config, std::string *data, size_t *off,
-		     size_t *len, am_status_t *st)
+static int file_parse(const char *path, am_file_kind kind, const std::string &data, std::string *config, size_t *off,
+		      size_t *len, am_status_t *st)
 {
-	int rc = read_file(path, data, st);
-	if (rc < 0)
-		return rc;
-	const unsigned char *p = (const unsigned char *)data->data();
-	size_t size = data->size();
-	rc = check_magic(path, p, size, kind, st);
+	const unsigned char *p = (const unsigned char *)data.data();
+	size_t size = data.size();
+	int rc = check_magic(path, p, size, kind, st);
 	if (rc < 0)
 		return rc;
 	if (size < AM_HEADER_SIZE)
@@ -281,13 +278,26 @@ static int file_read(const char *path, am_file_kind kind, std::string *config, s
 	return 0;
 }
 
+int am_file_parse(const char *name, am_file_kind kind, const std::string &data, std::string *config_json,
+		  size_t *payload_off, size_t *payload_len, am_status_t *st)
+{
+	try {
+		return file_parse(name, kind, data, config_json, payload_off, payload_len, st);
+	} catch (...) {
+		return am_fail_current_exception(st, (std::string("reading ") + name).c_str());
+	}
+}
+
 int am_file_read(const char *path, am_file_kind kind, std::string *config_json, std::string *data, size_t *payload_off,
 		 size_t *payload_len, am_status_t *st)
 {
 	if (!path || !*path)
 		return am_fail(st, AT_EINVAL, "path is empty");
 	try {
-		return file_read(path, kind, config_json, data, payload_off, payload_len, st);
+		int rc = read_file(path, data, st);
+		if (rc < 0)
+			return rc;
+		return file_parse(path, kind, *data, config_json, payload_off, payload_len, st);
 	} catch (...) {
 		return am_fail_current_exception(st, (std::string("reading ") + path).c_str());
 	}

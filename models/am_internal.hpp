@@ -63,6 +63,9 @@ int am_file_write(const char *path, am_file_kind kind, const std::string &config
  */
 int am_file_read(const char *path, am_file_kind kind, std::string *config_json, std::string *data,
 		 size_t *payload_off, size_t *payload_len, am_status_t *st);
+/* The checks of am_file_read on a file already in memory (name is for messages). */
+int am_file_parse(const char *name, am_file_kind kind, const std::string &data, std::string *config_json,
+		  size_t *payload_off, size_t *payload_len, am_status_t *st);
 /* Which kind a file is (by magic) without checking the rest: 0 ok, else AT_E*. */
 int am_file_peek_kind(const char *path, am_file_kind *kind, am_status_t *st);
 

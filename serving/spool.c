@@ -227,28 +227,37 @@ int spool_read(const char *path, json_t **meta, uint8_t **img, size_t *len)
 	}
 	if (fread(buf, 1, n, f) != n)
 		goto out;
-	size_t ml = strlen(SPOOL_MAGIC);
-	if (n < ml || memcmp(buf, SPOOL_MAGIC, ml) != 0)
+	size_t off;
+	rc = spool_decode((const uint8_t *)buf, n, meta, &off);
+	if (rc < 0)
 		goto out;
-	char *nl = memchr(buf + ml, '\n', n - ml);
-	if (!nl)
-		goto out;
-	*meta = json_loadb(buf + ml, (size_t)(nl - buf) - ml, 0, NULL);
-	if (!json_is_object(*meta))
-		goto out;
-	*len = n - (size_t)(nl + 1 - buf);
-	memmove(buf, nl + 1, *len);
+	*len = n - off;
+	memmove(buf, buf + off, *len);
 	*img = (uint8_t *)buf;
 	buf = NULL;
-	rc = 0;
 out:
-	if (rc < 0) {
-		json_decref(*meta);
-		*meta = NULL;
-	}
 	free(buf);
 	fclose(f);
 	return rc;
+}
+
+int spool_decode(const uint8_t *buf, size_t n, json_t **meta, size_t *img_off)
+{
+	*meta = NULL;
+	size_t ml = strlen(SPOOL_MAGIC);
+	if (n < ml || memcmp(buf, SPOOL_MAGIC, ml) != 0)
+		return AT_ECORRUPT;
+	const uint8_t *nl = memchr(buf + ml, '\n', n - ml);
+	if (!nl)
+		return AT_ECORRUPT;
+	*meta = json_loadb((const char *)buf + ml, (size_t)(nl - buf) - ml, 0, NULL);
+	if (!json_is_object(*meta)) {
+		json_decref(*meta);
+		*meta = NULL;
+		return AT_ECORRUPT;
+	}
+	*img_off = (size_t)(nl + 1 - buf);
+	return 0;
 }
 
 void spool_remove(struct spool *s, const char *path)

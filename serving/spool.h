@@ -49,6 +49,8 @@ int spool_write(struct spool *s, const char *meta, const void *img, size_t img_l
 int spool_oldest(struct spool *s, char *path, size_t len) AT_MUST_CHECK;
 /* Reads a spool file: *meta (caller decrefs), *img (malloc'd). AT_ECORRUPT if malformed. */
 int spool_read(const char *path, json_t **meta, uint8_t **img, size_t *len) AT_MUST_CHECK;
+/* The same on a file held in memory: *meta, and where the image starts. */
+int spool_decode(const uint8_t *buf, size_t n, json_t **meta, size_t *img_off) AT_MUST_CHECK;
 /* Deletes a file and releases its room. */
 void spool_remove(struct spool *s, const char *path);
 

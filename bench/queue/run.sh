@@ -19,11 +19,8 @@
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${ATELIER_BUILD:-build}
-mkdir -p "$BUILD/bench"
-# Built from the few sources it needs, so it does not wait on the whole tree.
-${CC:-cc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Ilib \
-	-I"$(pg_config --includedir)" bench/queue/bench_queue.c lib/queue.c lib/buf.c lib/err.c lib/log.c \
-	-lpq -lpthread -o "$BUILD/bench/bench_queue"
+# Built by the Makefile (with `make`, so a library change that breaks it fails there).
+make --no-print-directory BUILD="$BUILD" "$BUILD/bench/bench_queue" >&2
 
 dir=$(mktemp -d /tmp/atelier-bench-queue.XXXXXX)
 cleanup() { scripts/pgctl.sh stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }

@@ -2,8 +2,8 @@
 # bench/train/run.sh — the model shim against the same MUNIT in PyTorch eager
 # mode (munit_ref.py): seconds per training step and peak RSS at 64x64 and
 # 128x128 (gen dim 32, dis dim 32, batch 1), inference latency at 128x128 and
-# 256x256. Builds build/libatelier_model.a through the top Makefile (so
-# TORCH_PREFIX works the same) and links bench_train.c against it.
+# 256x256. bench_train.c is built by the top Makefile ($BUILD/bench/bench_train,
+# so TORCH_PREFIX works the same).
 #
 #   bench/train/run.sh                 # all figures, < 3 minutes on 2 cores
 #   BENCH_THREADS=4 bench/train/run.sh # thread count for both sides
@@ -22,21 +22,8 @@ RUNS=${BENCH_RUNS:-5}
 PY=${PYTHON:-/usr/bin/python3}
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$THREADS" BENCH_THREADS="$THREADS"
 
-TP=${TORCH_PREFIX:-}
-if [ -z "$TP" ]; then
-	TORCH_LIBS="-ltorch -ltorch_cpu -lc10"
-else
-	TORCH_LIBS="-L$TP/lib -Wl,-rpath,$TP/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10"
-	[ -e "$TP/lib/libtorch_cuda.so" ] && TORCH_LIBS="$TORCH_LIBS -ltorch_cuda -lc10_cuda"
-	TORCH_LIBS="$TORCH_LIBS -Wl,--as-needed"
-fi
-
-make --no-print-directory BUILD="$BUILD" ${TP:+TORCH_PREFIX="$TP"} "$BUILD/libatelier_model.a" >&2
-mkdir -p "$BUILD/bench"
-${CC:-gcc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -Imodels -Ilib -c bench/train/bench_train.c -o "$BUILD/bench/bench_train.o"
-# shellcheck disable=SC2086,SC2046
-${CXX:-g++} -o "$BUILD/bench/bench_train" "$BUILD/bench/bench_train.o" "$BUILD/libatelier_model.a" $TORCH_LIBS \
-	$(pkg-config --libs jansson openssl) -lm -lpthread
+# Built by the Makefile (with `make`), so TORCH_PREFIX works as it does there.
+make --no-print-directory BUILD="$BUILD" ${TORCH_PREFIX:+TORCH_PREFIX="$TORCH_PREFIX"} "$BUILD/bench/bench_train" >&2
 BIN="$BUILD/bench/bench_train"
 
 have_py=1

@@ -6,9 +6,10 @@
  *   TEST(parses_empty) { ASSERT_EQ_INT(parse(""), AT_EINVAL); }
  *   RUN_TESTS(parses_empty, ...)
  *
- * Each test file prints "ok NAME" / "FAIL NAME" per test and exits non-zero if
- * any failed. Tests that need PostgreSQL read ATELIER_TEST_DATABASE_URL (set by
- * tests/run.sh) and call SKIP_WITHOUT_DB().
+ * Each test file prints "ok NAME" / "FAIL NAME" / "skip NAME" per test and
+ * exits non-zero if any failed. SKIP("why") ends a test as skipped (from the
+ * test or any helper it calls). Tests that need PostgreSQL read
+ * ATELIER_TEST_DATABASE_URL (set by tests/run.sh) and call SKIP_WITHOUT_DB().
  */
 #ifndef ATELIER_TEST_H
 #define ATELIER_TEST_H
@@ -74,13 +75,20 @@ static const char *test_name_;
 
 #define TEST(name) static void test_##name(void)
 
+/* A skipped test must not count as passed: it leaves by longjmp, like a failure. */
+#define SKIP(...)                                                                                      \
+	do {                                                                                           \
+		fprintf(stderr, "skip %s: ", test_name_);                                              \
+		fprintf(stderr, __VA_ARGS__);                                                          \
+		fprintf(stderr, "\n");                                                                 \
+		longjmp(test_jmp_, 2);                                                                 \
+	} while (0)
+
 static inline const char *test_db_url(void) { return getenv("ATELIER_TEST_DATABASE_URL"); }
 #define SKIP_WITHOUT_DB()                                                                              \
 	do {                                                                                           \
-		if (!test_db_url()) {                                                                  \
-			fprintf(stderr, "skip %s: ATELIER_TEST_DATABASE_URL not set\n", test_name_);    \
-			return;                                                                        \
-		}                                                                                      \
+		if (!test_db_url())                                                                    \
+			SKIP("ATELIER_TEST_DATABASE_URL not set");                                     \
 	} while (0)
 
 typedef void (*test_fn_)(void);
@@ -91,22 +99,29 @@ struct test_case_ {
 
 static inline int test_run_all_(const struct test_case_ *cases, size_t n, int argc, char **argv)
 {
-	volatile int failed = 0, passed = 0;
+	volatile int failed = 0, passed = 0, skipped = 0;
 	for (volatile size_t i = 0; i < n; i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
 			continue;
 		test_name_ = cases[i].name;
-		if (setjmp(test_jmp_) == 0) {
+		/* setjmp's value may only be used whole, as a controlling expression (C11 7.13.1.1). */
+		switch (setjmp(test_jmp_)) {
+		case 0:
 			cases[i].fn();
 			printf("ok %s\n", cases[i].name);
 			passed++;
-		} else {
+			break;
+		case 2:
+			printf("skip %s\n", cases[i].name);
+			skipped++;
+			break;
+		default:
 			printf("FAIL %s\n", cases[i].name);
 			failed++;
 		}
 		fflush(stdout);
 	}
-	printf("%d passed, %d failed\n", passed, failed);
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
 	return failed ? 1 : 0;
 }
 

@@ -177,6 +177,43 @@ TEST(poisoned_transaction_commit_fails)
 	teardown();
 }
 
+/* Sixteen parameters bind; a seventeenth is an error at the add and at the
+ * query (db_query, db_tx_query), which queues nothing: never a statement
+ * that runs with a parameter silently left out. */
+TEST(seventeenth_param_is_an_error)
+{
+	SKIP_WITHOUT_DB();
+	setup(1);
+	static const char *const digits[] = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14",
+					     "15", "16", "17"};
+	struct db_params p;
+	db_params_init(&p);
+	for (int i = 0; i < DB_MAX_PARAMS; i++)
+		ASSERT_EQ_INT(db_param_text(&p, digits[i]), 0);
+	const char *sql16 = "SELECT $1::int+$2::int+$3::int+$4::int+$5::int+$6::int+$7::int+$8::int+$9::int+$10::int"
+			    "+$11::int+$12::int+$13::int+$14::int+$15::int+$16::int";
+	ASSERT_EQ_INT(db_query(pool, sql16, &p, on_value, NULL), 0);
+	run_until(1);
+	ASSERT_EQ_INT(last_status, 0);
+	ASSERT_STREQ(last_value, "136");
+	ASSERT_EQ_INT(db_param_text(&p, digits[16]), AT_ERANGE);
+	ASSERT_EQ_INT(p.n, DB_MAX_PARAMS);
+	ASSERT_EQ_INT(db_query(pool, sql16, &p, on_value, NULL), AT_ERANGE);
+	ASSERT_EQ_INT(db_query_binary(pool, sql16, &p, on_value, NULL), AT_ERANGE);
+	unsigned char b = 7;
+	db_params_init(&p);
+	for (int i = 0; i < DB_MAX_PARAMS; i++)
+		ASSERT_EQ_INT(db_param_bin(&p, &b, 1), 0);
+	ASSERT_EQ_INT(db_param_bin(&p, &b, 1), AT_ERANGE);
+	ASSERT_EQ_INT(db_tx_begin(pool, on_tx, NULL), 0);
+	run_until(2);
+	ASSERT_EQ_INT(db_tx_query(the_tx, sql16, &p, on_value, NULL), AT_ERANGE);
+	ASSERT_EQ_INT(db_tx_rollback(the_tx, on_value, NULL), 0);
+	run_until(3); /* the refused statements never called back */
+	ASSERT_EQ_INT(last_status, 0);
+	teardown();
+}
+
 static char notified[256];
 static int reconnect_calls;
 static void on_notify(void *arg, const char *channel, const char *payload)
@@ -258,5 +295,5 @@ TEST(migrate_is_idempotent)
 }
 
 RUN_TESTS(query_with_params, binary_param_roundtrip, error_reports_sqlstate, many_queries_keep_order_per_caller,
-	  transaction_commit, transaction_rollback, poisoned_transaction_commit_fails, listen_notify,
-	  unreachable_server_fails_fast, migrate_is_idempotent)
+	  transaction_commit, transaction_rollback, poisoned_transaction_commit_fails, seventeenth_param_is_an_error,
+	  listen_notify, unreachable_server_fails_fast, migrate_is_idempotent)

@@ -4,6 +4,7 @@
  * the error shape, request ids, metrics, the OpenAPI document, and a clean
  * loop close. */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,7 +60,18 @@ static void h_metrics(http_req_t *req)
 	http_reply_buf(req, http_server_metrics(srv, &b), &b, "text/plain");
 }
 
+/* Nine extra headers: one more than fit. */
+static int add_header_rc[9];
+static void h_headers(http_req_t *req)
+{
+	static const char *const names[9] = {"x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h", "x-i"};
+	for (int i = 0; i < 9; i++)
+		add_header_rc[i] = http_req_add_header(req, names[i], "v");
+	http_reply_json(req, 200, json_pack("{ss}", "all", "there"));
+}
+
 static const struct http_route routes[] = {
+	{"GET", "/headers", h_headers, ROLE_PUBLIC, "nine extra headers", .tag = "things"},
 	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png", .op = "getThingImage", .tag = "things",
 	 .params = "{\"id\":{\"type\":\"integer\"}}", .reply = "{\"image/png\":" HTTP_BINARY "}"},
 	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo", .tag = "things",
@@ -341,4 +353,81 @@ TEST(openapi_bad_text_refused)
 	}
 }
 
-RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused)
+/* The parser behind http_req_query, as the fuzz target drives it. */
+TEST(query_parse_decodes_and_caps)
+{
+	char *names[4], *values[4];
+	const char *q = "a=1&&=x&b&c=%41%4&d=+%2b";
+	int n = http_query_parse(q, strlen(q), names, values, 4);
+	ASSERT_EQ_INT(n, 4);
+	ASSERT_STREQ(names[0], "a");
+	ASSERT_STREQ(values[0], "1");
+	ASSERT_STREQ(names[1], "b"); /* "=x" has no name: skipped */
+	ASSERT_STREQ(values[1], "");
+	ASSERT_STREQ(values[2], "A%4");
+	ASSERT_STREQ(values[3], " +");
+	for (int i = 0; i < n; i++) {
+		free(names[i]);
+		free(values[i]);
+	}
+	ASSERT_EQ_INT(http_query_parse("x=1&y=2", 7, names, values, 1), 1); /* at most max pairs */
+	free(names[0]);
+	free(values[0]);
+	ASSERT_EQ_INT(http_query_parse("", 0, names, values, 4), 0);
+}
+
+/* A ninth extra header is an error to its caller, and the reply that would
+ * have gone out without it is a 500 instead. */
+TEST(ninth_header_is_an_error)
+{
+	start();
+	struct call c[] = {{.raw = "GET /headers"}};
+	run_calls(c, 1);
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ_INT(add_header_rc[i], 0);
+	ASSERT_EQ_INT(add_header_rc[8], AT_ERANGE);
+	ASSERT_EQ_INT(c[0].status, 500);
+	ASSERT_CONTAINS(c[0].body, "a response header did not fit");
+	ASSERT(strstr(c[0].resp, "x-a: v") == NULL);
+	ASSERT(strstr(c[0].body, "there") == NULL);
+	stop();
+}
+
+/* Reads each handle's fields from this (instrumented) file: under ASan a
+ * handle left inside freed memory is a heap-use-after-free here. */
+static void visit_handle(uv_handle_t *h, void *arg)
+{
+	*(int *)arg += h->type == UV_TCP && uv_is_closing(h);
+}
+
+/* A failed listen closes the listener, which lives inside the server: the
+ * server may be freed only in that close callback, not before the loop runs. */
+TEST(listen_failure_frees_after_close)
+{
+	/* Without ASan, freed memory is overwritten, so libuv trips over a
+	 * handle that was freed under it (glibc; tcache-sized blocks excepted). */
+	mallopt(M_PERTURB, 0xa5);
+	ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	socklen_t alen = sizeof a;
+	ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ASSERT_EQ_INT(listen(fd, 1), 0);
+	ASSERT_EQ_INT(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	struct http_config cfg = {.port = ntohs(a.sin_port)};
+	http_server_t *s = NULL;
+	ASSERT_EQ_INT(http_server_new(&loop, &cfg, routes, sizeof routes / sizeof routes[0], &s), AT_EIO);
+	ASSERT(s == NULL);
+	/* The listener's close is still pending: it completes on this loop. */
+	int closing = 0;
+	uv_walk(&loop, visit_handle, &closing);
+	ASSERT_EQ_INT(closing, 1);
+	ASSERT_EQ_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	ASSERT_EQ_INT(uv_loop_close(&loop), 0);
+	close(fd);
+	mallopt(M_PERTURB, 0);
+}
+
+RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused,
+	  query_parse_decodes_and_caps, ninth_header_is_an_error, listen_failure_frees_after_close)
