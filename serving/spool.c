@@ -367,6 +367,12 @@ void spool_post_contribute(http_req_t *req)
 		http_reply_error(req, 415, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
 		return;
 	}
+	/* The spool keeps the bytes undecoded; the header alone shows the caps
+	 * atelierd would refuse it for, so its sender hears it now. */
+	if ((rc = image_probe(img->data, img->len, app->cfg.max_pixels, NULL, NULL, why, sizeof why)) < 0) {
+		http_reply_error(req, at_err_http_status(rc), why, json_pack("{ss}", "field", "image"));
+		return;
+	}
 	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
 		http_reply_error(req, 422, "consent is required to contribute a sketch",
 				 json_pack("{ss}", "field", "consent"));
