@@ -368,8 +368,9 @@ void spool_post_contribute(http_req_t *req)
 		return;
 	}
 	/* The spool keeps the bytes undecoded; the header alone shows the caps
-	 * atelierd would refuse it for, so its sender hears it now. */
-	if ((rc = image_probe(img->data, img->len, app->cfg.max_pixels, NULL, NULL, why, sizeof why)) < 0) {
+	 * atelierd's ingest would refuse it for (its default pixel cap, the side
+	 * cap), so the sender hears it now. */
+	if ((rc = image_probe(img->data, img->len, 0, NULL, NULL, why, sizeof why)) < 0) {
 		http_reply_error(req, at_err_http_status(rc), why, json_pack("{ss}", "field", "image"));
 		return;
 	}
