@@ -1385,7 +1385,8 @@ static int bounds_pass(struct yctx *c, const char *text, size_t len)
 		if (rc == 0 && (t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT || t == YAML_SEQUENCE_START_EVENT ||
 				t == YAML_MAPPING_START_EVENT) && ++nodes > PIPELINE_YAML_MAX_NODES)
 			rc = fail(c, &ev.start_mark, AT_ETOOBIG,
-				  "document too large: more than %d YAML nodes (aliases count again each time they are used)",
+				  "document too large: more than %d YAML nodes "
+				  "(aliases count again each time they are used)",
 				  PIPELINE_YAML_MAX_NODES);
 		yaml_event_delete(&ev);
 		if (rc < 0 || t == YAML_STREAM_END_EVENT)
