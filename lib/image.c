@@ -22,8 +22,9 @@
  * atelierd, which only ever reads PNG and JPEG. lib/sketchify.c, which needs
  * its blur, Canny and morphology, starts libvips itself.
  *
- * Invariants: the pixel count is checked against max_pixels from the header
- * alone before anything is allocated for pixels; all conversion after
+ * Invariants: the pixel count is checked against max_pixels, and each side
+ * against IMAGE_MAX_SIDE, from the header alone before anything is allocated
+ * for pixels (dims_check); all conversion after
  * decoding (alpha flattening, gray, resize, padding) is this file's own C, so
  * both decoders give identical pixels for identical input.
  */
@@ -60,6 +61,28 @@ static void set_why(char *why, size_t whylen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, whylen, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * The header's dimensions against the caps, for every decoder and
+ * image_probe(): the pixel count first (its message is the older one), then
+ * each side. Both answer AT_EUNPROCESSABLE, like every other cap on what an
+ * image holds.
+ */
+static int dims_check(uint64_t w, uint64_t h, uint64_t max_pixels, char *why, size_t whylen)
+{
+	if (w * h > max_pixels) {
+		set_why(why, whylen, "image is %llux%llu, more than %llu pixels", (unsigned long long)w,
+			(unsigned long long)h, (unsigned long long)max_pixels);
+		return AT_EUNPROCESSABLE;
+	}
+	if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE) {
+		set_why(why, whylen, "image is %llux%llu: its %s (%llu) is over the cap of %d pixels a side",
+			(unsigned long long)w, (unsigned long long)h, w > IMAGE_MAX_SIDE ? "width" : "height",
+			(unsigned long long)(w > IMAGE_MAX_SIDE ? w : h), IMAGE_MAX_SIDE);
+		return AT_EUNPROCESSABLE;
+	}
+	return 0;
 }
 
 /* ---- init ---- */
@@ -324,6 +347,8 @@ static int axis_weights_build(struct axis_weights *a, int src, int dst)
 {
 	double scale = (double)src / dst;
 	double support = scale > 1.0 ? scale : 1.0; /* triangle half-width in source pixels */
+	if (scale > IMAGE_RESIZE_MAX_FACTOR) /* box_reduce() first: the tables must not grow with src */
+		return AT_EINTERNAL;
 	a->maxtaps = (int)ceil(support) * 2 + 1;
 	a->first = malloc(sizeof(int) * dst);
 	a->count = malloc(sizeof(int) * dst);
@@ -383,6 +408,62 @@ static void axpy_u8(float *restrict acc, const uint8_t *restrict src, float w, s
 }
 
 /*
+ * Averages fx×fy blocks (the last ones on each axis may be partial) into a
+ * new image of ceil(sw/fx)×ceil(sh/fy). image_resize() calls it when the
+ * shrink factor is over IMAGE_RESIZE_MAX_FACTOR: the triangle filter needs
+ * 2·factor+1 taps per output, so a 40,000,000×1 row fitted into 256 pixels
+ * wanted 320 MB of weights. One row of sums lives at a time.
+ */
+static int box_reduce(const uint8_t *src, int sw, int sh, int c, int fx, int fy, uint8_t **out, int *ow, int *oh)
+{
+	int nw = (sw + fx - 1) / fx, nh = (sh + fy - 1) / fy;
+	uint8_t *d = malloc((size_t)nw * nh * c);
+	uint64_t *acc = malloc(sizeof *acc * nw * c); /* fx·fy·255 may pass 2^32 */
+	if (!d || !acc) {
+		free(d);
+		free(acc);
+		return AT_ENOMEM;
+	}
+	for (int oy = 0; oy < nh; oy++) {
+		int y0 = oy * fy, y1 = y0 + fy < sh ? y0 + fy : sh;
+		memset(acc, 0, sizeof *acc * nw * c);
+		for (int y = y0; y < y1; y++) {
+			const uint8_t *r = src + (size_t)y * sw * c;
+			for (int ox = 0; ox < nw; ox++) {
+				int x0 = ox * fx, x1 = x0 + fx < sw ? x0 + fx : sw;
+				uint64_t *a = acc + (size_t)ox * c;
+				for (int x = x0; x < x1; x++)
+					for (int k = 0; k < c; k++)
+						a[k] += r[(size_t)x * c + k];
+			}
+		}
+		uint8_t *dr = d + (size_t)oy * nw * c;
+		for (int ox = 0; ox < nw; ox++) {
+			int x0 = ox * fx, x1 = x0 + fx < sw ? x0 + fx : sw;
+			uint64_t n = (uint64_t)(x1 - x0) * (uint64_t)(y1 - y0);
+			for (int k = 0; k < c; k++)
+				dr[(size_t)ox * c + k] = (uint8_t)((acc[(size_t)ox * c + k] + n / 2) / n);
+		}
+	}
+	free(acc);
+	*out = d;
+	*ow = nw;
+	*oh = nh;
+	return 0;
+}
+
+/* The integer box factor that brings a shrink of src to dst under
+ * IMAGE_RESIZE_MAX_FACTOR (to at most ~3/4 of it, so the triangle filter
+ * still smooths over several reduced pixels); 1 when none is needed. */
+static int box_factor(int src, int dst)
+{
+	if (src <= (int64_t)dst * IMAGE_RESIZE_MAX_FACTOR)
+		return 1;
+	int64_t f = src / ((int64_t)dst * (IMAGE_RESIZE_MAX_FACTOR / 2));
+	return f < 2 ? 2 : (int)f;
+}
+
+/*
  * Vertical pass first, whole rows at a time (contiguous, vectorised), then
  * the horizontal pass on the already-reduced rows, taps outermost so that
  * neighbouring outputs do not wait on each other's sums. Weights past an
@@ -399,7 +480,18 @@ int image_resize(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw
 	}
 	struct axis_weights ax = {0}, ay = {0};
 	float *tmp = NULL, *hrow = NULL;
-	int rc = axis_weights_build(&ax, sw, dw);
+	uint8_t *reduced = NULL;
+	int fx = box_factor(sw, dw), fy = box_factor(sh, dh), rc = 0;
+	if (fx > 1 || fy > 1) {
+		if ((rc = box_reduce(src, sw, sh, c, fx, fy, &reduced, &sw, &sh)) < 0)
+			goto out;
+		src = reduced;
+		if (sw == dw && sh == dh) {
+			memcpy(dst, src, (size_t)sw * sh * c);
+			goto out;
+		}
+	}
+	rc = axis_weights_build(&ax, sw, dw);
 	if (rc < 0)
 		goto out;
 	rc = axis_weights_build(&ay, sh, dh);
@@ -441,6 +533,7 @@ int image_resize(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw
 out:
 	free(tmp);
 	free(hrow);
+	free(reduced);
 	axis_weights_free(&ax);
 	axis_weights_free(&ay);
 	return rc;
@@ -865,11 +958,9 @@ static int png_lib_run(struct pngdec *p, char *why, size_t whylen)
 	png_read_info(p->png, p->info);
 	p->w = png_get_image_width(p->png, p->info);
 	p->h = png_get_image_height(p->png, p->info);
-	if ((uint64_t)p->w * p->h > p->max_pixels) { /* checked from IHDR already; libpng agrees */
-		set_why(why, whylen, "image is %ux%u, more than %llu pixels", p->w, p->h,
-			(unsigned long long)p->max_pixels);
-		return AT_EUNPROCESSABLE;
-	}
+	int drc = dims_check(p->w, p->h, p->max_pixels, why, whylen); /* checked from IHDR already; libpng agrees */
+	if (drc < 0)
+		return drc;
 	png_set_expand(p->png);
 	png_set_strip_16(p->png);
 	int passes = png_set_interlace_handling(p->png);
@@ -1014,6 +1105,7 @@ struct jpegdec {
 	uint8_t *pix; /* the result; owned until handed over */
 	uint8_t *row; /* one scanline before conversion */
 	int out_c, hint_size;
+	int header_only; /* image_probe(): stop after the header's checks */
 	uint64_t max_pixels;
 };
 
@@ -1046,11 +1138,9 @@ static int jpeg_dec_run(struct jpegdec *j, const uint8_t *d, size_t len, char *w
 	jpeg_mem_src(ci, d, (unsigned long)len);
 	jpeg_read_header(ci, TRUE);
 	uint64_t w = ci->image_width, h = ci->image_height;
-	if (w * h > j->max_pixels) {
-		set_why(why, whylen, "image is %llux%llu, more than %llu pixels", (unsigned long long)w,
-			(unsigned long long)h, (unsigned long long)j->max_pixels);
-		return AT_EUNPROCESSABLE;
-	}
+	int rc = dims_check(w, h, j->max_pixels, why, whylen);
+	if (rc < 0 || j->header_only)
+		return rc;
 	int in_c, cmyk = 0;
 	switch (ci->jpeg_color_space) {
 	case JCS_GRAYSCALE:
@@ -1159,17 +1249,57 @@ static int decode_any(const uint8_t *d, size_t len, int out_c, uint64_t max_pixe
 		rc = ihdr_parse(d, len, &pi, why, whylen);
 		if (rc < 0)
 			return rc;
-		if ((uint64_t)pi.w * pi.h > max_pixels) {
-			set_why(why, whylen, "image is %ux%u, more than %llu pixels", pi.w, pi.h,
-				(unsigned long long)max_pixels);
-			return AT_EUNPROCESSABLE;
-		}
+		if ((rc = dims_check(pi.w, pi.h, max_pixels, why, whylen)) < 0)
+			return rc;
 		rc = fast_png_decode(d, len, &pi, out_c, out, why, whylen);
 		if (rc != FAST_PNG_FALLBACK)
 			return rc;
 		return png_lib_decode(d, len, max_pixels, out_c, out, why, whylen);
 	}
 	return jpeg_decode(d, len, max_pixels, hint_size, out_c, out, why, whylen);
+}
+
+int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width, int *height, char *why,
+		size_t whylen)
+{
+	uint64_t w, h;
+	if (!max_pixels)
+		max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+	int fmt = image_sniff(data, len);
+	if (fmt < 0) {
+		set_why(why, whylen, "not a PNG or JPEG image");
+		return AT_EUNSUPPORTED;
+	}
+	if (fmt == IMAGE_PNG) {
+		struct ihdr pi;
+		int rc = ihdr_parse(data, len, &pi, why, whylen);
+		if (rc < 0)
+			return rc;
+		w = pi.w;
+		h = pi.h;
+	} else {
+		struct jpegdec *j = calloc(1, sizeof *j);
+		if (!j)
+			return AT_ENOMEM;
+		j->header_only = 1;
+		j->max_pixels = UINT64_MAX; /* checked below, with the PNG's */
+		jpeg_err_init(&j->err);
+		int rc = jpeg_dec_run(j, data, len, why, whylen);
+		w = j->ci.image_width;
+		h = j->ci.image_height;
+		jpeg_destroy_decompress(&j->ci);
+		free(j);
+		if (rc < 0)
+			return rc;
+	}
+	int rc = dims_check(w, h, max_pixels, why, whylen);
+	if (rc < 0)
+		return rc;
+	if (width)
+		*width = (int)w;
+	if (height)
+		*height = (int)h;
+	return 0;
 }
 
 int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out,

@@ -5,7 +5,7 @@
  * Ingest calls image_normalize() from a uv threadpool worker: many run at once,
  * so everything here is reentrant and thread-safe once image_init() has run
  * (every entry point also calls it). Inputs are untrusted bytes: the pixel
- * count is checked from the header before any pixel is decoded, and every
+ * count and each side are checked from the header before any pixel is decoded, and every
  * failure is a clean AT_E* code with a human reason in `why`.
  *
  * Normalised form: 8-bit, alpha flattened onto white, grayscale (1 channel,
@@ -39,6 +39,11 @@ enum image_domain {
 
 #define IMAGE_DEFAULT_SIZE 256
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000ULL
+/* Each side's cap, whatever the pixel count, checked from the header with
+ * the pixel cap (a 40,000,000x1 PNG is 39 KB and under the pixel cap, but
+ * row buffers and resampling grow with a side). The serving model takes up to
+ * this too; lib/sketchnorm uses the same cap. */
+#define IMAGE_MAX_SIDE 8192
 /* png_level for image_encode_png(): the built-in encoder (fixed-Huffman
  * deflate with run/row matches). On a 256x256 sketch: 0.054 ms, zlib level 1
  * 0.19 ms, with 9 % smaller files (bench/image; docs/design.md). */
@@ -86,8 +91,8 @@ int image_sniff(const uint8_t *data, size_t len);
 
 /*
  * Decode, check and normalise an uploaded image. Errors: AT_EUNSUPPORTED (not
- * PNG/JPEG), AT_EUNPROCESSABLE (too many pixels — decided from the header
- * alone —, ink ratio or contrast out of range), AT_ECORRUPT (truncated or
+ * PNG/JPEG), AT_EUNPROCESSABLE (too many pixels or a side over IMAGE_MAX_SIDE
+ * — decided from the header alone —, ink ratio or contrast out of range), AT_ECORRUPT (truncated or
  * undecodable), AT_ENOMEM. `why` (may be NULL) gets a one-line reason. On
  * success *out owns png; release with image_norm_free().
  */
@@ -102,6 +107,18 @@ void image_pixels_sha256(const uint8_t *pix, int w, int h, int channels, uint8_t
 /* "train" or "holdout", a pure function of the hash: holdout iff the first 8
  * bytes (big-endian) fall below holdout_fraction * 2^64. */
 const char *image_split(const uint8_t sha[32], double holdout_fraction);
+
+/*
+ * Width and height from the header alone (PNG IHDR, JPEG SOF), checked as
+ * image_decode() checks them: each side against IMAGE_MAX_SIDE and their
+ * product against max_pixels (0 = the default cap). For a caller that keeps
+ * an upload without decoding it (a node's /api/contribute spool). Errors:
+ * AT_EUNSUPPORTED, AT_EUNPROCESSABLE (a cap; `why` names the side or the
+ * pixel count and the cap), AT_ECORRUPT (no readable header), AT_ENOMEM.
+ * width/height may be NULL.
+ */
+int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width, int *height, char *why,
+		size_t whylen) AT_MUST_CHECK;
 
 /* ---- decode / encode helpers for the model, serving and workers ---- */
 
@@ -123,7 +140,11 @@ int image_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **o
 
 /* Resample src (sw×sh) to dst (dw×dh), same channel count; antialiased
  * (triangle filter widened by the shrink factor) when shrinking, bilinear when
- * growing. */
+ * growing. Past a shrink factor of IMAGE_RESIZE_MAX_FACTOR an integer box
+ * average comes first, so the filter's weight tables and float rows hold
+ * O(dw·IMAGE_RESIZE_MAX_FACTOR) and O(dh·dw·IMAGE_RESIZE_MAX_FACTOR·channels)
+ * values, whatever the input's sides. */
+#define IMAGE_RESIZE_MAX_FACTOR 8
 int image_resize(const uint8_t *src, int sw, int sh, int channels, uint8_t *dst, int dw, int dh) AT_MUST_CHECK;
 /* Scale src to fit size×size keeping its aspect ratio, centred, the rest
  * white. dst holds size*size*channels bytes. */

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "image.h"
 
 /* Target stroke width, as a fraction of the output side (1/40). */
 #define SKETCHNORM_STROKE_FRAC 0.025
@@ -45,7 +46,7 @@
 /* Caps: output side, input side and input pixels. */
 #define SKETCHNORM_MIN_SIZE 8
 #define SKETCHNORM_MAX_SIZE 4096 /* am_config image_size's own cap */
-#define SKETCHNORM_MAX_SIDE 32768
+#define SKETCHNORM_MAX_SIDE IMAGE_MAX_SIDE /* the decoders' cap: one number for every path */
 #define SKETCHNORM_MAX_PIXELS 100000000ULL
 
 struct sketchnorm_opts {

@@ -291,7 +291,7 @@ static void normalize_done(uv_work_t *w, int status)
 		case AT_EUNPROCESSABLE:
 			if (strstr(u->why, "pixels")) {
 				st->rejected_pixels++;
-				msg = "image has too many pixels";
+				msg = "image too large: its pixels or a side are over the cap";
 			} else {
 				st->rejected_ink++;
 				msg = u->domain == 0 ? "sketch rejected: ink ratio out of range" : "image rejected";

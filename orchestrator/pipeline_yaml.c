@@ -16,8 +16,10 @@
  * (aliases are shared nodes in libyaml's document, so a naive walk of an alias
  * bomb is exponential and a self-referencing anchor is infinite) and depth.
  *
- * libyaml's document API is used rather than events: it keeps marks on every
- * node, and composing a document is linear in the text even for alias bombs.
+ * libyaml's document API is used for the walk: it keeps marks on every node,
+ * and composing a document is linear in the text even for alias bombs. A
+ * first pass over libyaml's events (bounds_pass) caps nesting and node count
+ * before any tree is built: the scanner is quadratic in flow nesting depth.
  */
 #include "pipeline_yaml.h"
 
@@ -1341,6 +1343,59 @@ static int syntax_error(struct yctx *c, yaml_parser_t *parser, const char *text,
 	return fail(c, &parser->problem_mark, AT_EPARSE, "YAML syntax error: %s", problem);
 }
 
+/* ---- the first pass: bounds on the event stream ---- */
+
+/*
+ * Runs before yaml_parser_load and stops at the first event past a bound.
+ * The walk's own bounds (node visits, depth) apply only once the document is
+ * built, and building it is where deep input hurts: libyaml's scanner keeps
+ * one possible simple key per open flow level and re-checks all of them for
+ * every token, so `[[[…` is quadratic in its depth (60k levels: 9 s; a
+ * 200 KB body: minutes) on a threadpool thread that image decoding shares.
+ * Events are produced as the scanner goes, so stopping at level
+ * PIPELINE_YAML_MAX_NESTING costs at most the scanner's 1024-character simple
+ * key lookahead at that depth. Nodes are counted as written (an alias is one
+ * event here; the walk counts it again each time it is used), so a document
+ * the walk would accept never trips this cap.
+ */
+static int bounds_pass(struct yctx *c, const char *text, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	int depth = 0, rc = 0;
+	size_t nodes = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return fail_at(c, 1, 1, AT_ENOMEM, "out of memory");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+	for (;;) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			rc = syntax_error(c, &parser, text, len);
+			break;
+		}
+		yaml_event_type_t t = ev.type;
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > PIPELINE_YAML_MAX_NESTING)
+				rc = fail(c, &ev.start_mark, AT_ETOOBIG, "value nested more than %d levels deep",
+					  PIPELINE_YAML_MAX_NESTING);
+		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		if (rc == 0 && (t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+				t == YAML_MAPPING_START_EVENT) && ++nodes > PIPELINE_YAML_MAX_NODES)
+			rc = fail(c, &ev.start_mark, AT_ETOOBIG,
+				  "document too large: more than %d YAML nodes "
+				  "(aliases count again each time they are used)",
+				  PIPELINE_YAML_MAX_NODES);
+		yaml_event_delete(&ev);
+		if (rc < 0 || t == YAML_STREAM_END_EVENT)
+			break;
+	}
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
 /* ---- entry points ---- */
 
 int pipeline_yaml_parse(const char *filename, const char *text, size_t len, pipeline_t **out,
@@ -1362,6 +1417,8 @@ int pipeline_yaml_parse(const char *filename, const char *text, size_t len, pipe
 	if (!text)
 		text = "";
 	if ((rc = check_utf8(&c, text, len)) < 0)
+		return rc;
+	if ((rc = bounds_pass(&c, text, len)) < 0)
 		return rc;
 	if (!yaml_parser_initialize(&parser))
 		return fail_at(&c, 1, 1, AT_ENOMEM, "out of memory");

@@ -101,6 +101,13 @@ void contribute_post(http_req_t *req)
 		http_reply_err(req, AT_EUNSUPPORTED, "image must be PNG or JPEG", json_pack("{ss}", "field", "image"));
 		return;
 	}
+	/* The spool keeps the bytes undecoded; the header alone shows the caps
+	 * atelierd's ingest would refuse it for (its default pixel cap, the side
+	 * cap), so the sender hears it now. */
+	if ((rc = image_probe(img->data, img->len, 0, NULL, NULL, why, sizeof why)) < 0) {
+		http_reply_err(req, rc, why, json_pack("{ss}", "field", "image"));
+		return;
+	}
 	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
 		http_reply_err(req, AT_EUNPROCESSABLE, "consent is required to contribute a sketch",
 				 json_pack("{ss}", "field", "consent"));

@@ -33,7 +33,6 @@
 #include "stats.h"
 
 #define STYLIZE_MAX_PARTS 16
-#define AM_MAX_SIDE 8192 /* am_model_stylize's input side limit */
 
 struct style_src {
 	int present;
@@ -142,12 +141,6 @@ static void work_run(uv_work_t *w)
 	j->rc = image_decode(j->content, j->content_len, 1, cfg->max_pixels, &sketch, why, sizeof why);
 	if (j->rc < 0) {
 		snprintf(j->why, sizeof j->why, "contentImage: %s", why[0] ? why : at_strerror(j->rc));
-		goto out;
-	}
-	if (sketch.width > AM_MAX_SIDE || sketch.height > AM_MAX_SIDE) {
-		j->rc = AT_EUNPROCESSABLE;
-		snprintf(j->why, sizeof j->why, "contentImage: %dx%d; each side must be at most %d", sketch.width,
-			 sketch.height, AM_MAX_SIDE);
 		goto out;
 	}
 	if ((j->rc = decode_style(j, &j->a, cfg->max_pixels, "styleImage")) < 0 ||

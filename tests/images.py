@@ -54,6 +54,19 @@ def bomb_header(width=10000, height=10000):
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", raw) + _chunk(b"IEND", b"")
 
 
+def long_png(width, height):
+    """A valid 8-bit gray PNG of width x height, its first half (in reading
+    order) black: a 40,000,000x1 one is ~40 KB, under the 40 MP pixel cap."""
+    if height == 1:
+        raw = b"\x00" + b"\x00" * (width // 2) + b"\xff" * (width - width // 2)
+    else:
+        black, white = b"\x00" + b"\x00" * width, b"\x00" + b"\xff" * width
+        raw = black * (height // 2) + white * (height - height // 2)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9))
+            + _chunk(b"IEND", b""))
+
+
 def to_jpeg(png_bytes, quality=95):
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "in.png")

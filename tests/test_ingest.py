@@ -291,3 +291,54 @@ def test_cli_import_summary(daemon, pg, tmp_path):
     js = subprocess.run([os.path.join(BIN, "atelier"), "--json", "import", str(tmp_path), "--domain", "sketch"],
                         env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(js.stdout)["duplicate"] == 4
+
+
+# ---- each side capped: memory per upload does not follow the long side ----
+
+# How much an upload refused from its header may raise atelierd's peak RSS.
+# Before the cap, a 40,000,000x1 PNG (39 KB) took the peak from 72 MB to 520 MB.
+HWM_BOUND_KB = 16 * 1024
+_long_pngs = {}
+
+
+def long_png(w, h):
+    if (w, h) not in _long_pngs:
+        _long_pngs[(w, h)] = images.long_png(w, h)
+    return _long_pngs[(w, h)]
+
+
+def vm_hwm_kb(pid, reset=False):
+    """Peak resident memory of pid in kB; reset first (clear_refs 5) when asked."""
+    if reset:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for %d" % pid)
+
+
+@pytest.mark.parametrize("w,h", [(40000000, 1), (1, 40000000), (8193, 1)])
+def test_ingest_caps_each_side_from_the_header(daemon, pg, w, h):
+    body = long_png(w, h)
+    side = "width (%d)" % w if w > 8192 else "height (%d)" % h
+    pid = daemon.proc.p.pid
+    for path in ("/v1/sketches", "/v1/paintings"):
+        before = vm_hwm_kb(pid, reset=True)
+        t0 = time.time()
+        r = daemon.api.post(path, body, headers={"Content-Type": "image/png"})
+        took = time.time() - t0
+        grew = vm_hwm_kb(pid) - before
+        assert r.status == 422, (path, r)
+        j = r.json()
+        assert j["detail"]["field"] == "image", j
+        reason = j["detail"]["reason"]
+        assert "%dx%d" % (w, h) in reason and side in reason and "cap of 8192 pixels a side" in reason, j
+        assert grew < HWM_BOUND_KB, "%s %dx%d raised the peak RSS by %d kB" % (path, w, h, grew)
+        assert took < 1.0, "the side cap must be checked before decoding (took %.2fs)" % took
+    # 8192 wide is still accepted
+    ok = images.png(8192, 8, lambda x, y: 0 if x % 64 < 8 else 255)
+    r = daemon.api.post("/v1/sketches", ok, headers={"Content-Type": "image/png"})
+    assert r.status == 201, r
+    assert count(pg, daemon.db_url) == 1

@@ -3,6 +3,7 @@ YAML errors over HTTP, DAG order, failures and retries, cancel, timeouts,
 triggers (manual, new_sketches, coalescing), SSE, and leader failover."""
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -320,3 +321,42 @@ def test_atelierd_and_workers_survive_their_sessions_being_terminated(d, pg, db_
     assert wait_run(d, rid, timeout=30)["run"]["state"] == "succeeded"
     log = d.log()
     assert "pipeline mode" not in log, log[-3000:]
+
+
+def test_hostile_yaml_does_not_hold_ingest(db_url):
+    """YAML parsing and image decoding share atelierd's threadpool (two
+    threads here, as on a 2-core machine). Deep `[[[…]]]` was quadratic in
+    libyaml's scanner: two 200 KB bodies held a sketch upload for minutes.
+    Nesting and node caps are now checked on libyaml's events, so hostile
+    bodies are refused in milliseconds and the upload is answered at once."""
+    d = start_atelierd(db_url, env={"UV_THREADPOOL_SIZE": "2"})
+    try:
+        api = d.http(d.token("operator"))
+        hostile = ("[" * 100000 + "]" * 100000).encode()  # 200 KB, under the 256 KiB cap
+        answers = []
+
+        def post_hostile(i):
+            t0 = time.time()
+            r = api.post("/v1/pipelines?filename=deep%d.yaml" % i, hostile,
+                         headers={"Content-Type": "application/yaml"}, timeout=120)
+            answers.append((r, time.time() - t0))
+        threads = [threading.Thread(target=post_hostile, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)  # both bodies sent and queued before the upload
+        t0 = time.time()
+        r = api.post("/v1/sketches", images.sketch(3), headers={"Content-Type": "image/png"}, timeout=120)
+        took = time.time() - t0
+        for t in threads:
+            t.join(130)
+        assert r.status == 201, r
+        assert took < 2.0, "a sketch upload waited %.1f s behind hostile YAML" % took
+        assert len(answers) == 2
+        for r, dt in answers:
+            assert r.status == 422, r
+            j = r.json()
+            assert re.match(r"deep\d\.yaml:1:65: value nested more than 64 levels deep$", j["error"]), j
+            assert j["detail"]["line"] == 1 and j["detail"]["column"] == 65, j
+            assert dt < 2.0, "a hostile body took %.1f s" % dt
+    finally:
+        assert d.stop() == 0, d.log()[-3000:]

@@ -535,6 +535,34 @@ def test_spool_survives_a_node_restart_and_rejections_are_dropped(db_url, pg, mo
         d.stop()
 
 
+def test_contribute_checks_sides_before_ingest(models):
+    """A node keeps contributions undecoded, but refuses from the header what
+    atelierd's ingest would (a side over 8192, too many pixels), so its
+    sender hears it and the spool never carries it."""
+    from test_ingest import HWM_BOUND_KB, long_png, vm_hwm_kb
+    port = free_port()  # atelierd configured but unreachable: nothing leaves the spool
+    n = start_node("--model-file", models[0], "--atelierd", "http://127.0.0.1:%d" % port, "--token", "x",
+                   "--retry-max", "5")
+    try:
+        pid = n.proc.p.pid
+        for w, h in ((40000000, 1), (1, 40000000), (8193, 1)):
+            body, ct = multipart([("image", ("w.png", long_png(w, h), "image/png")), ("consent", "true")])
+            before = vm_hwm_kb(pid, reset=True)
+            r = n.http.post("/api/contribute", body, headers={"Content-Type": ct})
+            grew = vm_hwm_kb(pid) - before
+            assert r.status == 422, r
+            j = r.json()
+            side = "width (%d)" % w if w > 8192 else "height (%d)" % h
+            assert side in j["error"] and "cap of 8192 pixels a side" in j["error"], j
+            assert j["detail"]["field"] == "image", j
+            assert grew < HWM_BOUND_KB, "%dx%d raised the node's peak RSS by %d kB" % (w, h, grew)
+        assert n.info()["spool_depth"] == 0
+        assert contribute(n.http, 44).status == 202
+        assert n.info()["spool_depth"] == 1
+    finally:
+        assert n.stop() == 0
+
+
 def test_spool_full_is_503(models, tmp_path):
     port = free_port()  # atelierd configured but unreachable
     n = start_node("--model-file", models[0], "--atelierd", "http://127.0.0.1:%d" % port, "--token", "x",

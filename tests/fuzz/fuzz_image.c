@@ -1,6 +1,7 @@
 /*
  * fuzz_image.c — libFuzzer target for lib/image.c: sniffing, the fast PNG
- * decoder, the libpng fallback and normalisation, on arbitrary bytes. The
+ * decoder, the libpng fallback, normalisation and the header-only
+ * image_probe(), on arbitrary bytes. The
  * pixel cap is lowered so that a header claiming a huge image is refused
  * rather than decoded slowly.
  */
@@ -36,8 +37,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			image_norm_free(&again);
 	}
 	image_norm_free(&n);
+	/* The header-only check a node makes before spooling must agree with
+	 * the decoder: whatever decodes passes it, with the same dimensions. */
+	int pw = 0, ph = 0;
+	int prc = image_probe(data, size, 1 << 20, &pw, &ph, why, sizeof why);
 	struct image_raw raw;
-	if (image_decode(data, size, 1, 1 << 20, &raw, why, sizeof why) == 0)
+	if (image_decode(data, size, 1, 1 << 20, &raw, why, sizeof why) == 0) {
+		if (prc != 0 || pw != raw.width || ph != raw.height)
+			abort();
 		image_raw_free(&raw);
+	}
 	return 0;
 }

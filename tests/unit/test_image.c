@@ -735,6 +735,156 @@ TEST(decompression_bomb_rejected_from_header)
 	free(rgb);
 }
 
+/* Signature and an IHDR claiming w×h (8-bit gray); the rest is junk: the
+ * caps must be decided before it is read. */
+static void header_png(uint8_t png[8 + 25 + 64], uint32_t w, uint32_t h)
+{
+	memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+	memcpy(png + 8, "\0\0\0\x0dIHDR", 8);
+	uint8_t *p = png + 16;
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(w >> (24 - 8 * i));
+		p[4 + i] = (uint8_t)(h >> (24 - 8 * i));
+	}
+	p[8] = 8, p[9] = 0, p[10] = p[11] = p[12] = 0;
+	memset(png + 29, 0xab, 64);
+}
+
+/*
+ * Each side is capped from the header, whatever the pixel count: a
+ * 40,000,000x1 PNG is 39 KB on the wire and under the 40 MP cap, and took
+ * atelierd from 72 MB to 520 MB. Every entry point answers the same code,
+ * which maps to 422.
+ */
+TEST(each_side_capped_from_the_header)
+{
+	static const struct {
+		uint32_t w, h;
+		const char *side;
+	} cases[] = {{40000000, 1, "width (40000000)"}, {1, 40000000, "height (40000000)"}, {8193, 1, "width (8193)"},
+		     {8, 8193, "height (8193)"}};
+	uint8_t png[8 + 25 + 64];
+	char why[256];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		header_png(png, cases[i].w, cases[i].h);
+		struct image_norm n;
+		struct image_raw raw;
+		struct image_opts o;
+		int w = -1, h = -1;
+		double t0 = cpu_now();
+		int rc = image_normalize(png, sizeof png, NULL, &n, why, sizeof why);
+		ASSERT_EQ_INT(rc, AT_EUNPROCESSABLE);
+		ASSERT_EQ_INT(at_err_http_status(rc), 422);
+		ASSERT_CONTAINS(why, cases[i].side);
+		ASSERT_CONTAINS(why, "over the cap of 8192 pixels a side");
+		image_opts_init(&o, IMAGE_PAINTING);
+		ASSERT_EQ_INT(image_normalize(png, sizeof png, &o, &n, why, sizeof why), AT_EUNPROCESSABLE);
+		ASSERT_EQ_INT(image_decode(png, sizeof png, 3, 0, &raw, why, sizeof why), AT_EUNPROCESSABLE);
+		ASSERT_EQ_INT(image_probe(png, sizeof png, 0, &w, &h, why, sizeof why), AT_EUNPROCESSABLE);
+		ASSERT_CONTAINS(why, cases[i].side);
+		ASSERT_EQ_INT(w, -1);
+		ASSERT_OP_DBL(cpu_now() - t0, <, 0.05);
+	}
+	/* the pixel cap still speaks first when both are passed */
+	header_png(png, 100000, 100000);
+	ASSERT_EQ_INT(image_probe(png, sizeof png, 0, NULL, NULL, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "more than 40000000 pixels");
+
+	/* 8192x8 is the widest accepted: a real sketch, normalised */
+	uint8_t *pix = malloc(8192 * 8), *enc;
+	size_t len;
+	ASSERT(pix != NULL);
+	for (int y = 0; y < 8; y++)
+		for (int x = 0; x < 8192; x++)
+			pix[y * 8192 + x] = x % 64 < 8 ? 0 : 255;
+	ASSERT_EQ_INT(image_encode_png(pix, 8192, 8, 1, 0, &enc, &len), 0);
+	int w = 0, h = 0;
+	ASSERT_EQ_INT(image_probe(enc, len, 0, &w, &h, why, sizeof why), 0);
+	ASSERT_EQ_INT(w, 8192);
+	ASSERT_EQ_INT(h, 8);
+	struct image_norm n;
+	int rc = image_normalize(enc, len, NULL, &n, why, sizeof why);
+	if (rc != 0)
+		TEST_FAIL_("8192x8: %s (%s)", at_strerror(rc), why);
+	ASSERT_EQ_INT(n.width, 256);
+	image_norm_free(&n);
+	free(enc);
+	free(pix);
+
+	/* JPEG: a SOF claiming 8193x1, through the header only */
+	uint8_t *rgb = make_noise(16, 16, 3, 5), *jpg;
+	ASSERT_EQ_INT(image_encode_jpeg(rgb, 16, 16, 80, &jpg, &len), 0);
+	ASSERT_EQ_INT(image_probe(jpg, len, 0, &w, &h, why, sizeof why), 0);
+	ASSERT_EQ_INT(w, 16);
+	int patched = 0;
+	for (size_t i = 2; i + 9 < len && !patched; i++) {
+		if (jpg[i] == 0xff && (jpg[i + 1] == 0xc0 || jpg[i + 1] == 0xc2)) {
+			jpg[i + 5] = 0x00, jpg[i + 6] = 0x01, jpg[i + 7] = 0x20, jpg[i + 8] = 0x01; /* h 1, w 8193 */
+			patched = 1;
+		}
+	}
+	ASSERT(patched);
+	ASSERT_EQ_INT(image_probe(jpg, len, 0, &w, &h, why, sizeof why), AT_EUNPROCESSABLE);
+	ASSERT_CONTAINS(why, "width (8193)");
+	struct image_raw raw;
+	ASSERT_EQ_INT(image_decode(jpg, len, 1, 0, &raw, why, sizeof why), AT_EUNPROCESSABLE);
+	free(jpg);
+	free(rgb);
+}
+
+/* Peak resident memory (VmHWM), kB; the peak is reset first when reset. */
+static long vm_hwm_kb(int reset)
+{
+	if (reset) {
+		FILE *c = fopen("/proc/self/clear_refs", "w");
+		if (c) {
+			fputs("5", c); /* 5: reset the peak RSS */
+			fclose(c);
+		}
+	}
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kb = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/*
+ * The resampler's tables depend on the output and a bounded support, not on
+ * the input's long side: fitting a 40,000,000x1 row into 256 pixels wanted
+ * 320 MB of triangle weights and a 160 MB float row. A box average first
+ * keeps the peak near the input's own bytes.
+ */
+TEST(resize_memory_is_bounded_by_the_output)
+{
+	size_t sw = 40000000;
+	uint8_t *src = malloc(sw), dst[256];
+	ASSERT(src != NULL);
+	for (size_t x = 0; x < sw; x++)
+		src[x] = x < sw / 2 ? 0 : 255;
+	long before = vm_hwm_kb(1);
+	ASSERT_EQ_INT(image_resize(src, (int)sw, 1, 1, dst, 256, 1), 0);
+	long grew = vm_hwm_kb(0) - before;
+	fprintf(stderr, "  40000000x1 -> 256x1: peak grew %ld kB\n", grew);
+	ASSERT_OP_INT(grew, <, 16 * 1024);
+	ASSERT_EQ_INT(dst[0], 0);
+	ASSERT_EQ_INT(dst[100], 0);
+	ASSERT_EQ_INT(dst[155], 255);
+	ASSERT_EQ_INT(dst[255], 255);
+	ASSERT_OP_INT(dst[127], <=, dst[128]);
+	/* a big shrink keeps the mean: 1/8 of the columns black */
+	for (size_t x = 0; x < sw; x++)
+		src[x] = x % 64 < 8 ? 0 : 255;
+	ASSERT_EQ_INT(image_resize(src, 65536, 16, 1, dst, 16, 16), 0);
+	for (int i = 0; i < 256; i++)
+		ASSERT_OP_INT(abs((int)dst[i] - 223), <=, 1);
+	free(src);
+}
+
 TEST(blank_and_all_ink_rejected_with_ratio)
 {
 	uint8_t pix[256 * 256], *png;
@@ -1092,4 +1242,5 @@ RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encod
 	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
 	  sub_byte_and_colour_key_pngs_through_libpng, jpeg_gray_and_cmyk, jpeg_corrupt_with_reasons,
 	  libvips_is_not_loaded,
-	  split_is_deterministic_and_near_fraction, resize_and_fit, normalize_cost_per_sketch)
+	  split_is_deterministic_and_near_fraction, resize_and_fit, normalize_cost_per_sketch,
+	  each_side_capped_from_the_header, resize_memory_is_bounded_by_the_output)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../orchestrator/pipeline.h" /* the Makefile gives C code -Ilib only */
 #include "../../orchestrator/pipeline_yaml.h"
@@ -263,6 +264,90 @@ TEST(bad_arguments_and_limits)
 	ASSERT(p == NULL);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* n openers then n closers: `[[[…]]]` (open '[') or `{a: {a: …}}` style. */
+static char *nested(const char *open, const char *close, size_t n, size_t *len)
+{
+	size_t lo = strlen(open), lc = strlen(close);
+	char *t = malloc(n * (lo + lc) + 1);
+	ASSERT(t != NULL);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(t + i * lo, open, lo);
+		memcpy(t + n * lo + i * lc, close, lc);
+	}
+	*len = n * (lo + lc);
+	t[*len] = '\0';
+	return t;
+}
+
+/*
+ * Hostile nesting is refused from libyaml's events, before a tree is built:
+ * its scanner is quadratic in flow depth (60k levels took 9 s, a 200 KB
+ * `[[[…]]]` minutes, on the threadpool that decodes uploads). The bound is
+ * loose enough for a loaded 2-core machine; the fix takes milliseconds.
+ */
+TEST(deep_nesting_is_refused_fast)
+{
+	static const struct {
+		const char *open, *close;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{"[", "]", 60000, "deep.yaml:1:65: value nested more than 64 levels deep"},
+		{"[", "]", 100000, "deep.yaml:1:65: value nested more than 64 levels deep"}, /* 200 KB */
+		{"{a: ", "}", 50000, "deep.yaml:1:257: value nested more than 64 levels deep"},
+		{"- ", "", 100000, "deep.yaml:1:129: value nested more than 64 levels deep"}, /* block style */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len;
+		char *text = nested(cases[i].open, cases[i].close, cases[i].n, &len);
+		ASSERT_OP_INT(len, <=, PIPELINE_YAML_MAX_BYTES);
+		pipeline_t *p = NULL;
+		struct pipeline_error e;
+		double t0 = now_s();
+		int rc = pipeline_yaml_parse("deep.yaml", text, len, &p, &e);
+		double dt = now_s() - t0;
+		free(text);
+		fprintf(stderr, "  %zu x %s: %.1f ms: %s\n", cases[i].n, cases[i].open, dt * 1e3, e.text);
+		ASSERT_EQ_INT(rc, AT_ETOOBIG);
+		ASSERT(p == NULL);
+		ASSERT_STREQ(e.text, cases[i].want);
+		ASSERT_OP_DBL(dt, <, 1.0);
+	}
+}
+
+/* Many nodes as written stop at the node cap, also from the events. */
+TEST(node_count_is_refused_fast)
+{
+	size_t n = 120000, len = 0;
+	char *text = malloc(2 * n + 8);
+	ASSERT(text != NULL);
+	text[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		text[len++] = '1';
+		text[len++] = ',';
+	}
+	text[len++] = ']';
+	text[len] = '\0';
+	pipeline_t *p = NULL;
+	struct pipeline_error e;
+	double t0 = now_s();
+	int rc = pipeline_yaml_parse("wide.yaml", text, len, &p, &e);
+	double dt = now_s() - t0;
+	free(text);
+	ASSERT_EQ_INT(rc, AT_ETOOBIG);
+	/* node 10001: the sequence is node 1, so the 10000th "1", at column 2 + 2*9999 */
+	ASSERT_STREQ(e.text, "wide.yaml:1:20000: document too large: more than 10000 YAML nodes (aliases count again "
+			     "each time they are used)");
+	ASSERT_OP_DBL(dt, <, 1.0);
+}
+
 /* Every prefix of a valid file is parsed or rejected cleanly (ASan/valgrind find the rest). */
 TEST(truncations_never_crash)
 {
@@ -486,4 +571,4 @@ RUN_TESTS(example_sketch2paint_loads, example_tiny_loads, missing_file_is_eio, d
 	  kind_table_round_trips, model_params_pass_through, error_cases, bad_arguments_and_limits,
 	  truncations_never_crash, dag_order_is_topological_and_deterministic, finalize_reports_cycles_by_index,
 	  hash_ignores_comments_layout_order_and_defaults, hash_changes_with_content, canonical_json_format,
-	  readme_matches_schema_table)
+	  readme_matches_schema_table, deep_nesting_is_refused_fast, node_count_is_refused_fast)
