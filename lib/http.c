@@ -16,6 +16,7 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <h2o.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ struct http_conn {
 	uv_tcp_t tcp; /* first: h2o's close callback gets this pointer */
 	struct http_conn *prev, *next;
 	http_server_t *srv;
+	h2o_socket_t *sock; /* h2o's socket over tcp; sock->data is h2o's connection */
 };
 
 struct http_server {
@@ -88,6 +90,7 @@ struct http_req {
 	http_server_t *srv;
 	h2o_req_t *h2o; /* NULL once h2o disposed the request */
 	struct req_link *link;
+	struct http_conn *conn; /* its connection, or NULL; valid while h2o != NULL */
 	struct compiled_route *route;
 	char path[2048];
 	const char *pnames[HTTP_MAX_PARAMS];
@@ -603,6 +606,27 @@ const char *http_req_path(const http_req_t *req) { return req->path; }
 unsigned http_req_role(const http_req_t *req) { return req->role; }
 const char *http_req_id(const http_req_t *req) { return req->id; }
 int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
+
+/* h2o (HTTP/1) stops reading a connection while its request is handled, so
+ * a client that closes meanwhile goes unnoticed until the reply is written.
+ * A peek at the socket tells: EOF or an error means the client closed or
+ * reset it. Bytes waiting (a pipelined request) hide an EOF behind them; the
+ * request then counts as wanted. The connection outlives the h2o request
+ * (h2o disposes the request before it closes the socket), so req->conn is
+ * safe to use while req->h2o is set. */
+int http_req_gone(const http_req_t *req)
+{
+	if (!req->h2o)
+		return 1;
+	uv_os_fd_t fd;
+	if (!req->conn || uv_fileno((uv_handle_t *)&req->conn->tcp, &fd) != 0)
+		return 0;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
 void http_req_set_data(http_req_t *req, void *data) { req->data = data; }
 void *http_req_data(const http_req_t *req) { return req->data; }
 
@@ -807,6 +831,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 	srv->pending++;
 	req->link = h2o_mem_alloc_shared(&r->pool, sizeof *req->link, link_dispose);
 	req->link->req = req;
+	for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next)
+		if (c->sock && c->sock->data == (void *)r->conn && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+			req->conn = c;
+			break;
+		}
 	make_request_id(req);
 
 	size_t plen = r->path_normalized.len;
@@ -890,6 +919,7 @@ static void on_accept(uv_stream_t *listener, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
+	c->sock = sock;
 	h2o_accept(&srv->accept_ctx, sock);
 }
 

@@ -86,6 +86,12 @@ const uint8_t *http_req_body(const http_req_t *req, size_t *len);
 unsigned http_req_role(const http_req_t *req);
 const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
 int http_req_alive(const http_req_t *req);
+/* 1 when the client is known to have left: h2o dropped the request, or the
+ * connection's read side is at EOF or reset (h2o does not read while a
+ * request is handled, so only a look at the socket tells). A client that
+ * half-closes after its request counts as gone, as in nginx. One syscall:
+ * ask before starting costly work for the request. */
+int http_req_gone(const http_req_t *req);
 /* Arbitrary per-request slot for the handler. */
 void http_req_set_data(http_req_t *req, void *data);
 void *http_req_data(const http_req_t *req);

@@ -23,6 +23,7 @@ import pytest
 import images
 from conftest import multipart, wait_until
 from daemon import start_atelierd
+from test_serve import models, sketch_field, start_node, stylize  # noqa: F401 - models is a fixture
 
 CUT_CASE = "a" * 255 + "\u00e9"  # 257 bytes: the 256-byte cap falls inside the é
 
@@ -151,3 +152,44 @@ def test_ingest_batch_failing_for_a_data_reason_retries_rows_alone(busy_daemon, 
     assert all(r.status in (200, 201) for r in honest), [r for r in honest if r.status not in (200, 201)][:3]
     assert int(pg.psql("SELECT count(*) FROM images WHERE contributor LIKE 'bob-%'", d.db_url)) == len(
         [r for r in honest if r.status == 201])
+
+
+# ---- serving: work for clients that left ----
+
+def raw_post(url, path, body, ct):
+    """The bytes of an HTTP/1.1 POST, for sockets the test drives itself."""
+    host = url.split("//", 1)[1]
+    head = ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+            % (path, host, ct, len(body))).encode()
+    return head, body
+
+
+def addr(url):
+    host, port = url.split("//", 1)[1].split(":")
+    return host, int(port)
+
+
+def test_serve_drops_work_for_clients_that_left(models):
+    n = start_node("--model-file", models[0], "--threads", "1", "--max-queue", "200").wait_ready()
+    try:
+        body, ct = multipart([sketch_field(3), ("style", "1")])
+        head, body = raw_post(n.url, "/api/stylize", body, ct)
+        sent = 60
+        for _ in range(sent):
+            s = socket.create_connection(addr(n.url))
+            s.sendall(head + body)
+            s.close()  # fire and forget
+        wait_until(lambda: n.metric("atelier_serve_stylize_queue") == 0, timeout=60, what="the queue to drain")
+        ran = n.metric("atelier_stylize_requests_total") or 0
+        dropped = n.metric('atelier_serve_stylize_dropped_total{reason="client_gone"}') or 0
+        # Each request is read after its client closed; at most the first few
+        # can start before the close is seen.
+        assert ran <= 5, "%d of %d inferences ran for clients that had left" % (ran, sent)
+        assert dropped >= sent - ran - 1, (dropped, ran)
+        r = stylize(n.http, [sketch_field(4), ("style", "2")])
+        assert r.status == 200, r
+        assert n.metric("atelier_stylize_requests_total") == ran + 1
+        assert n.metric("atelier_serve_inferences_total") == ran + 1
+    finally:
+        rc = n.stop()
+    assert rc == 0, n.log()[-3000:]
