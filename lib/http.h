@@ -55,11 +55,19 @@ struct http_config {
 	const char *host; /* default 127.0.0.1 */
 	int port;         /* 0 = pick a free port; http_server_port() tells */
 	size_t max_body;  /* bodies above this get 413 JSON (default 8 MiB) */
+	/* Seconds a connection may go without a byte while h2o waits for a
+	 * request (default 10): a request begun is answered 408 JSON and the
+	 * connection closed; an idle keep-alive connection is closed. A body
+	 * that keeps arriving is never cut, up to HTTP_REQUEST_CEILING_S. */
+	double idle_timeout;
 	const char *server_name;
 	http_auth_fn auth; /* NULL = every route is public */
 	void *auth_arg;
 	void *app; /* the application's context, http_req_app() */
 };
+
+/* The longest a request may take to arrive, however steadily (408 after). */
+#define HTTP_REQUEST_CEILING_S 600
 
 int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
 		    http_server_t **out) AT_MUST_CHECK;

@@ -193,3 +193,105 @@ def test_serve_drops_work_for_clients_that_left(models):
     finally:
         rc = n.stop()
     assert rc == 0, n.log()[-3000:]
+
+
+# ---- HTTP: slow uploads, stalled uploads ----
+
+def read_response(s, timeout):
+    """(status, headers dict, body bytes) of one response, or None if the server closed without one."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    want = int(headers.get("content-length", "0"))
+    while len(rest) < want:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest
+
+
+def slow_post(url, path, token, ct, total, chunk, pause, stop_after=None):
+    """Sends headers, then the body in chunks with a pause between them (all
+    of it, or only stop_after bytes, then nothing). Returns the socket."""
+    s = socket.create_connection(addr(url))
+    s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\n"
+               "Content-Length: %d\r\n\r\n" % (path, token, ct, total)).encode())
+    sent = 0
+    limit = total if stop_after is None else stop_after
+    while sent < limit:
+        n = min(chunk, limit - sent)
+        s.sendall(b"\0" * n)
+        sent += n
+        if sent < limit:
+            time.sleep(pause)
+    return s
+
+
+def test_ingest_slow_but_steady_upload_is_answered(db_url):
+    """4 MiB at 320 KiB/s takes about 13 s: longer than the old 10 s total
+    deadline, but bytes never stop for long, so the request is answered."""
+    d = start_atelierd(db_url)
+    try:
+        tok = d.token("operator")
+        t0 = time.time()
+        s = slow_post(d.url, "/v1/sketches", tok, "text/plain", 4 << 20, 64 << 10, 0.2)
+        resp = read_response(s, 30)
+        s.close()
+        assert time.time() - t0 > 11, "the upload was not slow"
+        assert resp is not None, "the server closed a steadily progressing upload without an answer"
+        status, headers, body = resp
+        # The body arrived whole and the handler judged it: a text body is 415.
+        assert status == 415 and json.loads(body)["code"] == "UNSUPPORTED", (status, body)
+    finally:
+        assert d.stop() == 0
+
+
+def check_stalled_upload_gets_408(url, path, token, idle):
+    s = slow_post(url, path, token, "image/png", 1 << 20, 64 << 10, 0.05, stop_after=512 << 10)
+    t0 = time.time()
+    resp = read_response(s, idle + 10)
+    waited = time.time() - t0
+    s.close()
+    assert resp is not None, "closed without an answer after %.1f s" % waited
+    status, headers, body = resp
+    assert status == 408, (status, body)
+    assert headers["content-type"].startswith("application/json") and headers.get("connection") == "close"
+    j = json.loads(body)
+    assert j["code"] == "REQTIMEOUT" and j["detail"]["idle_seconds"] == idle, j
+    assert idle - 0.2 <= waited <= idle + 2, "answered after %.1f s for an idle timeout of %g s" % (waited, idle)
+
+
+def test_ingest_stalled_upload_gets_408_after_the_idle_timeout(db_url):
+    d = start_atelierd(db_url, "--http-idle-timeout", "2")
+    try:
+        tok = d.token("operator")
+        check_stalled_upload_gets_408(d.url, "/v1/sketches", tok, 2)
+        # An idle keep-alive connection (no request begun) is closed quietly.
+        s = socket.create_connection(addr(d.url))
+        t0 = time.time()
+        assert read_response(s, 10) is None
+        assert time.time() - t0 <= 4
+        s.close()
+        m = d.http().get("/metrics").body.decode()
+        assert 'atelier_http_errors_total{code="REQTIMEOUT",status="408"} 1' in m, m
+        # and the server still serves
+        assert d.http().get("/healthz").status == 200
+    finally:
+        assert d.stop() == 0
+
+
+def test_serve_stalled_upload_gets_408(models):
+    n = start_node("--model-file", models[0], "--http-idle-timeout", "1.5")
+    try:
+        check_stalled_upload_gets_408(n.url, "/api/stylize", "none", 1.5)
+    finally:
+        assert n.stop() == 0
