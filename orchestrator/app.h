@@ -25,6 +25,7 @@ struct settings {
 	const char *host;
 	int port;
 	size_t max_body;
+	double http_idle_timeout;
 	size_t max_pixels;
 	int image_size;
 	double holdout_fraction;

@@ -21,6 +21,7 @@
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
+#include "utf8.h"
 
 static const char *const domain_names[] = {"sketch", "painting"};
 
@@ -93,6 +94,35 @@ struct batch {
 };
 
 static void batch_flush(struct app *app);
+static void batch_send(struct app *app, struct batch *b);
+
+/* Class 22 (data exception: bad text, out-of-range value) or 23 (integrity
+ * constraint): the rows were refused, not the database lost. */
+static int sqlstate_is_data(const PGresult *res)
+{
+	const char *st = res ? db_sqlstate(res) : "";
+	return strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0;
+}
+
+/* A group refused for its data is sent again one row per INSERT, so only the
+ * row at fault fails. Takes b. */
+static void batch_split(struct app *app, struct batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		struct batch *one = calloc(1, sizeof *one);
+		if (!one) {
+			app->ingest.db_errors++;
+			http_reply_err(b->u[i]->req, AT_ENOMEM, "out of memory", NULL);
+			upload_free(b->u[i]);
+			continue;
+		}
+		one->app = app;
+		one->u[0] = b->u[i];
+		one->n = 1;
+		batch_send(app, one);
+	}
+	free(b);
+}
 
 static void lookup_existing(struct upload *u)
 {
@@ -114,11 +144,27 @@ static void on_batch(void *arg, int status, PGresult *res)
 	struct batch *b = arg;
 	struct app *app = b->app;
 	app->ingest_q.inflight--;
+	int data = status == AT_EDB && sqlstate_is_data(res);
+	if (status < 0 && data && b->n > 1) {
+		log_info("ingest: insert of %d refused (SQLSTATE %s): retrying its rows one by one", b->n,
+			 db_sqlstate(res));
+		batch_split(app, b);
+		batch_flush(app);
+		return;
+	}
 	if (status < 0) {
 		log_warn("ingest: insert of %d failed: %s", b->n, res ? PQresultErrorMessage(res) : "connection lost");
 		for (int i = 0; i < b->n; i++) {
-			app->ingest.db_errors++;
-			http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable", NULL);
+			/* PostgreSQL's text stays in the log: it may quote the row */
+			if (data) {
+				app->ingest.rejected_other++;
+				http_reply_err(b->u[i]->req, AT_EUNPROCESSABLE, "the database refused this upload's fields",
+					       json_pack("{ss}", "sqlstate", db_sqlstate(res)));
+			} else {
+				app->ingest.db_errors++;
+				http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable",
+					       NULL);
+			}
 			upload_free(b->u[i]);
 		}
 	} else {
@@ -320,9 +366,26 @@ static int media_is(const char *ct, size_t n, const char *want)
 	return n >= wl && strncasecmp(ct, want, wl) == 0 && (n == wl || ct[wl] == ';' || ct[wl] == ' ');
 }
 
-static char *field_dup(const struct multipart_part *p)
+/* A text field's value, checked and cut to INGEST_FIELD_MAX bytes on a
+ * character boundary: PostgreSQL refuses invalid UTF-8 (and NUL), and one
+ * such value in a group commit would fail every row of the group. On bad
+ * text replies 422 naming the field and returns AT_EUNPROCESSABLE. */
+#define INGEST_FIELD_MAX 256
+static int field_dup(http_req_t *req, const struct multipart_part *p, const char *name, char **out)
 {
-	return strndup((const char *)p->data, p->len > 256 ? 256 : p->len);
+	size_t bad = 0;
+	if (utf8_check(p->data, p->len, &bad) < 0) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "form field is not valid UTF-8 text",
+			       json_pack("{ss,ss,sI}", "field", name, "reason", "invalid UTF-8 or NUL byte", "offset",
+					 (json_int_t)bad));
+		return AT_EUNPROCESSABLE;
+	}
+	*out = strndup((const char *)p->data, utf8_cut(p->data, p->len, INGEST_FIELD_MAX));
+	if (!*out) {
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
+		return AT_ENOMEM;
+	}
+	return 0;
 }
 
 static void upload(http_req_t *req, int domain)
@@ -367,10 +430,15 @@ static void upload(http_req_t *req, int domain)
 		img = ip->data;
 		imglen = ip->len;
 		const struct multipart_part *f;
-		if ((f = multipart_get(parts, n, "contributor")) != NULL)
-			contributor = field_dup(f);
-		if ((f = multipart_get(parts, n, "source")) != NULL)
-			source = field_dup(f);
+		if ((f = multipart_get(parts, n, "contributor")) != NULL && field_dup(req, f, "contributor", &contributor) < 0) {
+			st->rejected_other++;
+			return;
+		}
+		if ((f = multipart_get(parts, n, "source")) != NULL && field_dup(req, f, "source", &source) < 0) {
+			st->rejected_other++;
+			free(contributor);
+			return;
+		}
 		/* the node's /api/contribute reads consent with the same function:
 		 * an answer neither yes nor no is refused, not stored as "no" */
 		if ((f = multipart_get(parts, n, "consent")) != NULL &&
