@@ -4,9 +4,10 @@
  *      a row: name, points, first, last, min, and a sparkline of the series
  *      (bucket means over at most SPARK_COLS columns, eight block heights).
  *   `atelier logs RUN [STAGE] [-f]`: the log lines of the run's jobs
- *      (GET /v1/jobs/{id}/log?after=N pages of {"lines": [...], "next": N};
- *      with -f, ?follow=1 streams Server-Sent Events, one `data:` line object
- *      each, until the job ends). Lines print as they come, nothing is kept.
+ *      (GET /v1/jobs/{id}/log?after=N pages of {"lines": [...], "next_after":
+ *      N}; with -f, ?follow=1 streams Server-Sent Events, an `event: line`
+ *      with a `data:` line object each, until the job ends and the server
+ *      closes the stream). Lines print as they come, nothing is kept.
  */
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +105,7 @@ int cmd_metrics(struct cli *c, const struct cli_args *a)
 struct log_print {
 	const char *stage; /* prefix, or NULL when one stage was asked for */
 	long long next;    /* the cursor: the last seq printed */
+	char event[16];    /* the SSE event being read: "" (message) or "line" carry lines */
 	char line[SSE_LINE_MAX];
 	size_t len;
 };
@@ -135,7 +137,11 @@ static ssize_t sse_write(void *cookie, const char *buf, size_t n)
 		p->line[p->len] = 0;
 		if (p->len && p->line[p->len - 1] == '\r')
 			p->line[--p->len] = 0;
-		if (!strncmp(p->line, "data:", 5)) {
+		if (!p->len) {
+			p->event[0] = 0; /* a blank line ends an event */
+		} else if (!strncmp(p->line, "event:", 6)) {
+			snprintf(p->event, sizeof p->event, "%s", p->line + 6 + (p->line[6] == ' '));
+		} else if (!strncmp(p->line, "data:", 5) && (!p->event[0] || !strcmp(p->event, "line"))) {
 			json_t *l = json_loads(p->line + 5 + (p->line[5] == ' '), 0, NULL);
 			if (json_is_object(l))
 				print_line(p, l);
@@ -163,6 +169,7 @@ static int job_log(struct cli *c, long long job, int follow, struct log_print *p
 		if (f)
 			setvbuf(f, NULL, _IONBF, 0);
 		p->len = 0;
+		p->event[0] = 0;
 		struct http_client_req q = {.method = "GET", .path = path, .file = f, .timeout_s = follow ? 86400 : 60};
 		int rc = http_client_call(&hc, &q, &r);
 		if (f)
@@ -191,7 +198,10 @@ static int job_log(struct cli *c, long long job, int follow, struct log_print *p
 		json_t *lines = json_object_get(j, "lines"), *l;
 		size_t i, n = json_array_size(lines);
 		json_array_foreach(lines, i, l) print_line(p, l);
-		json_t *next = json_object_get(j, "next");
+		/* atelierd says next_after; "next" is how the contract was first written */
+		json_t *next = json_object_get(j, "next_after");
+		if (!next)
+			next = json_object_get(j, "next");
 		if (json_is_integer(next) && json_integer_value(next) > p->next)
 			p->next = json_integer_value(next);
 		json_decref(j);

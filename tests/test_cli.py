@@ -202,15 +202,25 @@ def test_import_exits_nonzero_on_a_rejected_file(d, tmp_path):
 
 
 def test_logs_against_this_atelierd(d):
-    apply(d, "lg", "  a:\n    kind: noop\n")
+    """Job logs need GET /v1/jobs/{id}/log: with it, the lines of the run's stage (paged, and followed with -f);
+    without it, one clear sentence."""
+    apply(d, "lg", "  a:\n    kind: sleep\n    params: { duration: 1200ms }\n  b:\n    kind: noop\n    needs: [a]\n")
     run = d.api.post("/v1/pipelines/lg/runs").json()["run"]
+    f = cli("logs", str(run), "-f", env=d.env)   # with job logs: returns once the run has ended
+    ended = d.api.get("/v1/runs/%d" % run).json()["run"]["state"] == "succeeded"
     wait_until(lambda: d.api.get("/v1/runs/%d" % run).json()["run"]["state"] == "succeeded", timeout=30,
                what="run to succeed")
     job = d.api.get("/v1/runs/%d" % run).json()["jobs"][0]["id"]
     r = cli("logs", str(run), env=d.env)
     if d.api.get("/v1/jobs/%d/log" % job).status == 404:
-        assert r.returncode == 1 and "this atelierd has no job logs" in r.stderr, r
+        for x in (r, f):
+            assert x.returncode == 1 and "this atelierd has no job logs" in x.stderr, x
     else:
-        assert r.returncode == 0, r
+        assert r.returncode == 0 and f.returncode == 0 and ended, (r, f)
+        lines = [l for l in r.stdout.splitlines() if "test.sleep" in l]
+        assert lines and all(l.split()[0] == "a" for l in lines), r.stdout
+        assert f.stdout == r.stdout, (f.stdout, r.stdout)
+        one = cli("logs", str(run), "a", env=d.env)
+        assert one.returncode == 0 and "test.sleep" in one.stdout and not one.stdout.startswith("a "), one
     r = cli("logs", str(run), "nostage", env=d.env)
-    assert r.returncode == 1 and ('no stage "nostage"' in r.stderr or "no job logs" in r.stderr), r
+    assert r.returncode == 1 and 'no stage "nostage"' in r.stderr, r
