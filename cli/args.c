@@ -103,9 +103,13 @@ int cli_arg_long(const struct cli_args *a, const char *name, long def, long min,
 void cli_args_usage(FILE *f, const struct cli_command *cmd)
 {
 	fprintf(f, "usage: atelier %s%s%s", cmd->name, *cmd->usage ? " " : "", cmd->usage);
-	for (size_t i = 0; i < cmd->nflags; i++)
-		fprintf(f, " [--%s%s%s]", cmd->flags[i].name, cmd->flags[i].value ? " " : "",
-			cmd->flags[i].value ? cmd->flags[i].value : "");
+	for (size_t i = 0; i < cmd->nflags; i++) {
+		const struct cli_flag *fl = &cmd->flags[i];
+		if (fl->letter) /* the short form is the one people type: "-f FILE" */
+			fprintf(f, " [-%c%s%s]", fl->letter, fl->value ? " " : "", fl->value ? fl->value : "");
+		else
+			fprintf(f, " [--%s%s%s]", fl->name, fl->value ? " " : "", fl->value ? fl->value : "");
+	}
 	fputc('\n', f);
 }
 

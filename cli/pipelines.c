@@ -1,7 +1,8 @@
 /*
  * pipelines.c — `atelier apply -f FILE`, `atelier pipelines`, `atelier run
- * PIPELINE`, `atelier runs [--watch]`, `atelier run show ID`, `atelier cancel
- * RUN`. Tables for people, --json for scripts.
+ * PIPELINE`, `atelier runs [--since T] [--watch]`, `atelier run show RUN
+ * [--watch]`, `atelier cancel RUN`. Tables for people (progress and ETA),
+ * --json for scripts.
  */
 #include <stdio.h>
 #include <stdlib.h>
