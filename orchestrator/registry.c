@@ -106,12 +106,21 @@ struct move {
 	http_req_t *req;
 	char model[64];
 	char channel[16];
+	long long version; /* 0 for a rollback */
 };
 
 static void on_moved(void *arg, int status, PGresult *res)
 {
 	struct move *m = arg;
-	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
+	char msg[128];
+	/* a missing version reaches SQL as a NULL id, which PL/pgSQL would print
+	 * as "<NULL>": the message names the version that was asked for */
+	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0 && m->version > 0) {
+		snprintf(msg, sizeof msg, "model %s has no version %lld", m->model, m->version);
+		http_reply_err(m->req, AT_ENOTFOUND, msg,
+			       json_pack("{ss,ss,sI}", "model", m->model, "channel", m->channel, "version",
+					 (json_int_t)m->version));
+	} else if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
 		http_reply_err(m->req, AT_ENOTFOUND, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
 				 json_pack("{ss,ss}", "model", m->model, "channel", m->channel));
 	else if (status < 0)
@@ -159,6 +168,7 @@ static void post_channel(http_req_t *req)
 	m->req = req;
 	snprintf(m->model, sizeof m->model, "%s", model);
 	snprintf(m->channel, sizeof m->channel, "%s", channel);
+	m->version = rollback ? 0 : (long long)json_integer_value(ver);
 	char vs[32], actor[64];
 	snprintf(vs, sizeof vs, "%lld", (long long)json_integer_value(ver));
 	snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
