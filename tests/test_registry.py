@@ -294,3 +294,15 @@ def test_upload_source_comes_from_the_token(d, pg):
     for claim in ("node:evil", "NODE:x", "node"):
         r = up(d.api, 17, claim)
         assert r.status == 422 and r.json()["detail"]["field"] == "source", (claim, r)
+
+
+def test_token_api_binds_node_tokens(d):
+    r = d.api.post("/v1/tokens", {"role": "node", "name": "edge", "node": "edge-1"})
+    assert r.status == 201, r
+    t = d.http(r.json()["token"])
+    assert t.post("/v1/nodes/heartbeat", hb_for("edge-2")).status == 403
+    assert t.post("/v1/nodes/heartbeat", hb_for("edge-1")).status == 200
+    for body in ({"role": "viewer", "node": "edge-3"}, {"role": "node", "node": "bad name"},
+                 {"role": "node", "node": 5}):
+        r = d.api.post("/v1/tokens", body)
+        assert r.status == 422 and r.json()["detail"]["field"] == "node", (body, r)
