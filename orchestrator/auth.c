@@ -157,7 +157,8 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	db_params_init(&p);
 	db_param_bin(&p, hash, 32);
 	int rc = db_query(a->db,
-			  "SELECT role, id, coalesce(node, '') FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+			  "SELECT role, id, coalesce(node, '') FROM api_tokens "
+			  "WHERE token_hash = $1 AND revoked_at IS NULL",
 			  &p, lookup_done, l);
 	if (rc < 0) {
 		free(l);
@@ -193,8 +194,9 @@ int auth_create_token_blocking(PGconn *conn, const char *role, const char *name,
 	const char *vals[4] = {(const char *)hash, role, name, node};
 	int lens[4] = {32, 0, 0, 0};
 	int fmts[4] = {1, 0, 0, 0};
-	PGresult *r = PQexecParams(conn, "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4)",
-				   4, NULL, vals, lens, fmts, 0);
+	PGresult *r = PQexecParams(conn,
+				   "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4)", 4,
+				   NULL, vals, lens, fmts, 0);
 	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : AT_EDB;
 	if (rc < 0)
 		log_error("token: %s", PQresultErrorMessage(r));

@@ -289,7 +289,8 @@ static int cmd_token(int argc, char **argv)
 {
 	const char *role = NULL, *name = NULL, *node = NULL;
 	if (argc < 1 || strcmp(argv[0], "create") != 0) {
-		fprintf(stderr, "usage: atelierd token create --role operator|node|viewer [--name NAME] [--node NODE]\n");
+		fprintf(stderr,
+			"usage: atelierd token create --role operator|node|viewer [--name NAME] [--node NODE]\n");
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {

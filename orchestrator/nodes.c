@@ -37,7 +37,19 @@ static int model_name_valid(const char *s)
 /* The fields a heartbeat may carry. Everything else is dropped, so a client
  * cannot park data in the database; "info" fields go to nodes.info, the rest
  * to their columns. null is the same as absent (except for "node"). */
-enum hb_kind { HB_NAME, HB_MODEL, HB_CHANNEL, HB_VERSION, HB_COUNT, HB_RATE, HB_MS, HB_TEXT, HB_TIME, HB_SHA, HB_SHORT };
+enum hb_kind {
+	HB_NAME,
+	HB_MODEL,
+	HB_CHANNEL,
+	HB_VERSION,
+	HB_COUNT,
+	HB_RATE,
+	HB_MS,
+	HB_TEXT,
+	HB_TIME,
+	HB_SHA,
+	HB_SHORT,
+};
 static const struct hb_field {
 	const char *name;
 	enum hb_kind kind;
@@ -201,10 +213,10 @@ static void post_heartbeat(http_req_t *req)
 	db_param_text(&p, text);
 	db_param_text(&p, itext);
 	db_param_text(&p, days);
-	int rc = h && text && itext ? db_query(app->db,
-					       "SELECT atelier_node_heartbeat($1::bigint, $2::jsonb, $3::jsonb, $4::int)",
-					       &p, on_heartbeat, h)
-				    : AT_ENOMEM;
+	int rc = AT_ENOMEM;
+	if (h && text && itext)
+		rc = db_query(app->db, "SELECT atelier_node_heartbeat($1::bigint, $2::jsonb, $3::jsonb, $4::int)", &p,
+			      on_heartbeat, h);
 	free(text);
 	free(itext);
 	if (rc < 0) {

@@ -147,8 +147,9 @@ static void post_token(http_req_t *req)
 	db_param_text(&p, name);
 	db_param_text(&p, node);
 	int rc = db_query(app->db,
-			  "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4) RETURNING id", &p,
-			  token_created, t);
+			  "INSERT INTO api_tokens (token_hash, role, name, node) "
+			  "VALUES ($1, $2, $3, $4) RETURNING id",
+			  &p, token_created, t);
 	json_decref(body);
 	if (rc < 0) {
 		free(t);
@@ -206,9 +207,10 @@ const struct http_route app_routes[] = {
 	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name, node}; shown once",
 	 .op = "createToken", .tag = "tokens",
 	 .body = HTTP_JSON("{\"type\":\"object\",\"required\":[\"role\"],\"properties\":{\"role\":{\"type\":\"string\","
-			   "\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_STR ",\"node\":{\"type\":\"string\","
-			   "\"nullable\":true,\"pattern\":\"^[A-Za-z0-9._-]{1,64}$\",\"description\":\"role node only: the "
-			   "serving node this token may heartbeat as (unset: the first name it reports)\"}}}"),
+			   "\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_STR
+			   ",\"node\":{\"type\":\"string\",\"nullable\":true,\"pattern\":\"^[A-Za-z0-9._-]{1,64}$\","
+			   "\"description\":\"role node only: the serving node this token may heartbeat as "
+			   "(unset: the first name it reports)\"}}}"),
 	 .status = 201,
 	 .reply = HTTP_JSON(API_OBJECT("\"token\":" API_STR ",\"role\":" API_STR ",\"id\":" API_INT))},
 	{"POST", "/v1/sketches", ingest_post_sketch, ROLE_OPERATOR | ROLE_NODE,
