@@ -39,6 +39,7 @@ BEGIN
         END IF;
         IF v_bound IS NULL THEN
             -- two unbound tokens claiming one name at once: one waits for the other
+            -- (the two-int key space: 7316004 and the name's hash; 006 lists the bigint keys)
             PERFORM pg_advisory_xact_lock(7316004, hashtext(v_name));
             IF EXISTS (SELECT 1 FROM api_tokens WHERE node = v_name AND revoked_at IS NULL) THEN
                 RETURN 'taken';
