@@ -109,6 +109,8 @@ struct http_req {
 	int nquery;
 	int query_parsed;
 	unsigned role;
+	int64_t token_id;
+	char token_node[65];
 	char id[40];
 	void *data;
 	uint64_t start_ns;
@@ -664,6 +666,14 @@ void http_stream_end(http_stream_t *s)
 void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
 const char *http_req_path(const http_req_t *req) { return req->path; }
 unsigned http_req_role(const http_req_t *req) { return req->role; }
+int64_t http_req_token_id(const http_req_t *req) { return req->token_id; }
+const char *http_req_token_node(const http_req_t *req) { return req->token_node; }
+
+void http_req_set_token(http_req_t *req, int64_t token_id, const char *node)
+{
+	req->token_id = token_id;
+	snprintf(req->token_node, sizeof req->token_node, "%s", node ? node : "");
+}
 const char *http_req_id(const http_req_t *req) { return req->id; }
 int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
 

@@ -126,6 +126,12 @@ int http_query_parse(const char *q, size_t len, char **names, char **values, int
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);
 unsigned http_req_role(const http_req_t *req);
+/* Who the bearer token belongs to, told by the auth function (http_auth_fn)
+ * before it answers with a role: the token's id (0: not told) and the serving
+ * node it is bound to ("" when none; copied, at most 64 bytes kept). */
+void http_req_set_token(http_req_t *req, int64_t token_id, const char *node);
+int64_t http_req_token_id(const http_req_t *req);
+const char *http_req_token_node(const http_req_t *req);
 const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
 int http_req_alive(const http_req_t *req);
 /* 1 when the client is known to have left: h2o dropped the request, or the

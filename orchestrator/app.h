@@ -31,6 +31,7 @@ struct settings {
 	double holdout_fraction;
 	double min_ink;
 	double max_ink;
+	int node_heartbeat_days; /* node_heartbeats history kept (nodes.c prunes) */
 	int db_conns;
 	const char *sql_dir;
 	const char *artifacts;

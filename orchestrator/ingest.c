@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "image.h"
@@ -388,6 +389,39 @@ static int field_dup(http_req_t *req, const struct multipart_part *p, const char
 	return 0;
 }
 
+/* images.source says where an image came from, and "node:NAME" is what
+ * evaluate scores as a contribution (lib/slice.h), so only atelierd writes it:
+ * from a node token, "node:" and the node it is bound to ("node:#ID", the
+ * token's id, while it is not bound yet: sql/009_node_trust.sql), whatever
+ * the client sent; from an operator (imports, synth) the source as sent, but
+ * never "node..." . Replies itself and returns < 0 on refusal. */
+static int source_from_token(http_req_t *req, char **source)
+{
+	if (http_req_role(req) & ROLE_NODE) {
+		char buf[80];
+		const char *node = http_req_token_node(req);
+		if (*node)
+			snprintf(buf, sizeof buf, "node:%s", node);
+		else
+			snprintf(buf, sizeof buf, "node:#%lld", (long long)http_req_token_id(req));
+		char *d = strdup(buf);
+		if (!d) {
+			http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
+			return AT_ENOMEM;
+		}
+		free(*source);
+		*source = d;
+		return 0;
+	}
+	if (*source && strncasecmp(*source, "node", 4) == 0 && ((*source)[4] == ':' || (*source)[4] == 0)) {
+		http_reply_err(req, AT_EUNPROCESSABLE,
+			       "source \"node:...\" is set from a node token; an upload may not claim it",
+			       json_pack("{ss}", "field", "source"));
+		return AT_EUNPROCESSABLE;
+	}
+	return 0;
+}
+
 static void upload(http_req_t *req, int domain)
 {
 	struct app *app = http_req_app(req);
@@ -455,6 +489,12 @@ static void upload(http_req_t *req, int domain)
 		http_reply_err(req, AT_EUNSUPPORTED, "unsupported Content-Type",
 				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
 					   "image/jpeg", "multipart/form-data"));
+		return;
+	}
+	if (source_from_token(req, &source) < 0) {
+		st->rejected_other++;
+		free(contributor);
+		free(source);
 		return;
 	}
 	if (image_sniff(img, imglen) < 0) {

@@ -3,7 +3,8 @@
  *
  *   atelierd [options]                      migrate, then serve until SIGINT/SIGTERM
  *   atelierd migrate [options]              apply sql/ migrations and exit
- *   atelierd token create --role R [--name N]   print a new token (shown once)
+ *   atelierd token create --role R [--name N] [--node NODE]   print a new token (shown once;
+ *                                           --node binds a node token to that serving node)
  *   atelierd routes                         print the HTTP route table
  *   atelierd errors [--json]                print the error table (code, HTTP status, message)
  *
@@ -53,6 +54,8 @@ static const struct config_opt settings_table[] = {
 	 "share of images held out for evaluation (by content hash)"},
 	{"min-ink", "ATELIER_MIN_INK", CFG_DOUBLE, S(min_ink), "0.002", 0, 1, "sketch ink ratio minimum"},
 	{"max-ink", "ATELIER_MAX_INK", CFG_DOUBLE, S(max_ink), "0.95", 0, 1, "sketch ink ratio maximum"},
+	{"node-heartbeat-days", "ATELIER_NODE_HEARTBEAT_DAYS", CFG_INT, S(node_heartbeat_days), "7", 1, 3650,
+	 "days of serving-node heartbeat history kept (older rows pruned as heartbeats arrive)"},
 	{"db-conns", "ATELIER_DB_CONNS", CFG_INT, S(db_conns), "4", 1, 64, "PostgreSQL query connections"},
 	{"sql-dir", "ATELIER_SQL_DIR", CFG_STR, S(sql_dir), NULL, 1, 0, "migrations folder (default: found)"},
 	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), NULL, 1, 0, "artifact store URI (fs://PATH)"},
@@ -287,9 +290,10 @@ static int serve(void)
 
 static int cmd_token(int argc, char **argv)
 {
-	const char *role = NULL, *name = NULL;
+	const char *role = NULL, *name = NULL, *node = NULL;
 	if (argc < 1 || strcmp(argv[0], "create") != 0) {
-		fprintf(stderr, "usage: atelierd token create --role operator|node|viewer [--name NAME]\n");
+		fprintf(stderr,
+			"usage: atelierd token create --role operator|node|viewer [--name NAME] [--node NODE]\n");
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {
@@ -297,6 +301,8 @@ static int cmd_token(int argc, char **argv)
 			role = argv[++i];
 		else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
 			name = argv[++i];
+		else if (strcmp(argv[i], "--node") == 0 && i + 1 < argc)
+			node = argv[++i];
 		else {
 			fprintf(stderr, "atelierd token create: unexpected argument %s\n", argv[i]);
 			return 2;
@@ -306,13 +312,19 @@ static int cmd_token(int argc, char **argv)
 		fprintf(stderr, "atelierd token create: --role must be operator, node or viewer\n");
 		return 2;
 	}
+	/* a node token bound to NODE may heartbeat only as NODE (docs/serving.md) */
+	if (node && (strcmp(role, "node") != 0 || !nodes_name_valid(node))) {
+		fprintf(stderr, "atelierd token create: --node needs --role node and a name of 1..64 of "
+				"[A-Za-z0-9._-]\n");
+		return 2;
+	}
 	if (run_migrations() < 0)
 		return 1;
 	PGconn *c = db_connect_blocking(app.cfg.database_url, 10000);
 	if (!c)
 		return 1;
 	char tok[80];
-	int rc = auth_create_token_blocking(c, role, name, tok, sizeof tok);
+	int rc = auth_create_token_blocking(c, role, name, node, tok, sizeof tok);
 	PQfinish(c);
 	if (rc < 0) {
 		fprintf(stderr, "atelierd token create: %s\n", at_strerror(rc));
