@@ -84,8 +84,10 @@ start)
 	echo "$port" >"$dir/port.tmp" && mv "$dir/port.tmp" "$dir/port"
 	[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/port"
 	if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-		as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c unix_socket_permissions=0700 -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB" \
+		# The socket is the owner's alone (its folder is mode 700 as well).
+		opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c unix_socket_permissions=0700"
+		opts="$opts -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB"
+		as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" \
 			start >/dev/null || { tail -20 "$dir/server.log" >&2; exit 1; }
 		as_owner "$bindir/psql" -h "$dir" -p "$port" -U atelier -d postgres -qAtc \
 			"SELECT 1 FROM pg_database WHERE datname='atelier'" | grep -q 1 ||

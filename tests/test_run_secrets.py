@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import urllib.request
 
-from conftest import ROOT, free_port, wait_until
+from conftest import BIN, ROOT, free_port, wait_until
 
 PGCTL = os.path.join(ROOT, "scripts/pgctl.sh")
 
@@ -121,8 +121,9 @@ def test_run_sh_keeps_secrets_off_command_lines():
                 secrets[name] = f.read().strip()
             assert stat.S_IMODE(os.stat(os.path.join(var, name)).st_mode) == 0o600
         # atelierd and the serving node run: the node refuses to start without its token (environment now)
-        wait_until(lambda: urllib.request.urlopen("http://127.0.0.1:%d/healthz" % serve_port, timeout=5).read(),
-                   timeout=60, interval=0.5, what="the serving node to listen")
+        if os.access(os.path.join(BIN, "atelier-serve"), os.X_OK):  # run.sh starts it where it is built
+            wait_until(lambda: urllib.request.urlopen("http://127.0.0.1:%d/healthz" % serve_port, timeout=5).read(),
+                       timeout=60, interval=0.5, what="the serving node to listen")
         urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=10).read()
         assert_no_argv_has(secrets)
         cluster = os.path.join(var, "pg")
