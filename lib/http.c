@@ -98,6 +98,7 @@ struct http_req {
 	int nquery;
 	int query_parsed;
 	unsigned role;
+	char principal[64]; /* the token's name, set by the auth check; "" when none */
 	char id[40];
 	void *data;
 	uint64_t start_ns;
@@ -652,6 +653,11 @@ void http_stream_end(http_stream_t *s)
 void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
 const char *http_req_path(const http_req_t *req) { return req->path; }
 unsigned http_req_role(const http_req_t *req) { return req->role; }
+void http_req_set_principal(http_req_t *req, const char *name)
+{
+	snprintf(req->principal, sizeof req->principal, "%s", name ? name : "");
+}
+const char *http_req_principal(const http_req_t *req) { return req->principal; }
 const char *http_req_id(const http_req_t *req) { return req->id; }
 int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
 void http_req_set_data(http_req_t *req, void *data) { req->data = data; }

@@ -118,6 +118,11 @@ int http_query_parse(const char *q, size_t len, char **names, char **values, int
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);
 unsigned http_req_role(const http_req_t *req);
+/* Who the token belongs to (its name, truncated to 63 bytes), for audit
+ * records such as the promotion ledger: set by the auth function before it
+ * answers, "" when the token has no name or the route is public. */
+void http_req_set_principal(http_req_t *req, const char *name);
+const char *http_req_principal(const http_req_t *req);
 const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
 int http_req_alive(const http_req_t *req);
 /* Arbitrary per-request slot for the handler. */

@@ -25,6 +25,7 @@
 struct auth_slot {
 	unsigned char hash[32];
 	int role; /* >0 role bit, 0 invalid */
+	char name[64]; /* the token's name ("" when none): the actor in audit records */
 	uint64_t expires;
 	int used;
 };
@@ -88,7 +89,7 @@ static struct auth_slot *slot_find(struct auth *a, const unsigned char hash[32],
 	return NULL;
 }
 
-static void cache_put(struct auth *a, const unsigned char hash[32], int role)
+static void cache_put(struct auth *a, const unsigned char hash[32], int role, const char *name)
 {
 	if (a->nused >= AUTH_SLOTS * 3 / 4)
 		auth_clear(a);
@@ -99,6 +100,7 @@ static void cache_put(struct auth *a, const unsigned char hash[32], int role)
 		a->nused++;
 	memcpy(s->hash, hash, 32);
 	s->role = role;
+	snprintf(s->name, sizeof s->name, "%s", name);
 	s->used = 1;
 	s->expires = now_ms() + (role > 0 ? AUTH_TTL_OK_MS : AUTH_TTL_BAD_MS);
 }
@@ -109,9 +111,13 @@ static void lookup_done(void *arg, int status, PGresult *res)
 	int role = -1;
 	if (status == 0) {
 		role = 0;
-		if (PQntuples(res) == 1)
+		const char *name = "";
+		if (PQntuples(res) == 1) {
 			role = (int)http_role_parse(PQgetvalue(res, 0, 0));
-		cache_put(l->a, l->hash, role);
+			name = PQgetvalue(res, 0, 1);
+		}
+		cache_put(l->a, l->hash, role, name);
+		http_req_set_principal(l->req, name);
 	}
 	l->done(l->req, role);
 	free(l);
@@ -123,8 +129,10 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	unsigned char hash[32];
 	SHA256((const unsigned char *)token, len, hash);
 	struct auth_slot *s = slot_find(a, hash, 0);
-	if (s && s->expires > now_ms())
+	if (s && s->expires > now_ms()) {
+		http_req_set_principal(req, s->name);
 		return s->role;
+	}
 	struct auth_lookup *l = malloc(sizeof *l);
 	if (!l) {
 		done(req, -1);
@@ -137,7 +145,7 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	struct db_params p;
 	db_params_init(&p);
 	db_param_bin(&p, hash, 32);
-	int rc = db_query(a->db, "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", &p,
+	int rc = db_query(a->db, "SELECT role, coalesce(name, '') FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", &p,
 			  lookup_done, l);
 	if (rc < 0) {
 		free(l);

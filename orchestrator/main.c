@@ -26,6 +26,7 @@
 #include "artifact.h"
 #include "artifacts_api.h"
 #include "auth.h"
+#include "browse.h"
 #include "config.h"
 #include "events.h"
 #include "image.h"
@@ -159,7 +160,8 @@ static int build_routes(void)
 		size_t n;
 	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
 		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
-		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes}};
+		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
+		      {browse_routes, browse_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
