@@ -71,3 +71,77 @@ END $$;
 CREATE VIEW rejected_daily AS
     SELECT domain, reason, date_trunc('day', created_at) AS day, count(*) AS rejected
     FROM rejected_uploads GROUP BY 1, 2, 3;
+
+-- Job logs: the lines a worker logged while running a job (workers/joblog.c
+-- ships them in batches, about once a second). Bounded per job: the newest
+-- 2,000 lines and 256 KiB of text are kept; older ones are deleted and
+-- counted in job_log_state.dropped, which readers show as a marker line.
+-- seq numbers a job's lines 1, 2, ... across its attempts, in the order the
+-- batches arrive (a worker sends one batch at a time per job).
+CREATE TABLE job_log_state (
+    job_id    bigint PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    next_seq  bigint NOT NULL,
+    dropped   bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE job_logs (
+    job_id  bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq     bigint NOT NULL,
+    ts      timestamptz NOT NULL,
+    level   text NOT NULL,
+    text    text NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+
+-- p_lines: [[epoch_ms, level, text], ...]; p_dropped: lines the worker
+-- itself could not keep (its buffer was full). Returns the last seq stored.
+CREATE FUNCTION atelier_job_log_append(p_job bigint, p_lines jsonb, p_dropped bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer := jsonb_array_length(p_lines);
+    v_first bigint;
+    v_cut bigint;
+    v_gone bigint;
+BEGIN
+    INSERT INTO job_log_state AS s (job_id, next_seq, dropped) VALUES (p_job, 1 + v_n, p_dropped)
+        ON CONFLICT (job_id) DO UPDATE SET next_seq = s.next_seq + v_n, dropped = s.dropped + p_dropped
+        RETURNING s.next_seq - v_n INTO v_first;
+    INSERT INTO job_logs (job_id, seq, ts, level, text)
+        SELECT p_job, v_first + e.ord - 1, to_timestamp((e.v->>0)::float8 / 1000), left(e.v->>1, 8),
+               left(e.v->>2, 2048)
+        FROM jsonb_array_elements(p_lines) WITH ORDINALITY e(v, ord);
+    -- the bounds: the oldest seq still inside both, counted from the newest
+    SELECT min(seq) INTO v_cut FROM (
+        SELECT seq, sum(octet_length(text)) OVER (ORDER BY seq DESC) AS bytes,
+               row_number() OVER (ORDER BY seq DESC) AS n
+        FROM job_logs WHERE job_id = p_job) k
+        WHERE bytes <= 262144 AND n <= 2000;
+    DELETE FROM job_logs WHERE job_id = p_job AND seq < v_cut;
+    GET DIAGNOSTICS v_gone = ROW_COUNT;
+    IF v_gone > 0 THEN
+        UPDATE job_log_state SET dropped = dropped + v_gone WHERE job_id = p_job;
+    END IF;
+    RETURN v_first + v_n - 1;
+END $$;
+
+-- One page of a job's log after seq p_after, as GET /v1/jobs/{id}/log
+-- answers it; NULL when there is no such job. When lines were dropped before
+-- this page, a marker line (level "warn", seq just before the first kept
+-- line) says how many.
+CREATE FUNCTION atelier_job_log_page(p_job bigint, p_after bigint, p_limit integer) RETURNS json
+LANGUAGE sql STABLE AS $$
+    WITH page AS (
+        SELECT seq, ts, level, text FROM job_logs WHERE job_id = p_job AND seq > p_after ORDER BY seq LIMIT p_limit),
+    st AS (
+        SELECT coalesce(s.dropped, 0) AS dropped, (SELECT min(seq) FROM job_logs WHERE job_id = p_job) AS first_seq
+        FROM jobs j LEFT JOIN job_log_state s ON s.job_id = j.id WHERE j.id = p_job),
+    marked AS (
+        SELECT st.first_seq - 1 AS seq, NULL::timestamptz AS ts, 'warn' AS level,
+               st.dropped || ' earlier lines dropped (a job keeps its last 2000 lines, 256 KiB)' AS text
+        FROM st WHERE st.dropped > 0 AND st.first_seq IS NOT NULL AND p_after < st.first_seq - 1
+        UNION ALL SELECT * FROM page)
+    SELECT json_build_object('job', j.id, 'state', j.state, 'dropped', st.dropped,
+           'lines', coalesce((SELECT json_agg(json_build_object('seq', m.seq, 'ts', m.ts, 'level', m.level,
+                                                                'text', m.text) ORDER BY m.seq) FROM marked m), '[]'),
+           'next_after', coalesce((SELECT max(seq) FROM page), p_after))
+    FROM jobs j, st WHERE j.id = p_job
+$$;

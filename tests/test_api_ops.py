@@ -198,3 +198,110 @@ def test_rejected_uploads_pruned(d, pg):
             "FROM generate_series(1, 500)", d.db_url)
     assert pg.psql("SELECT count(*) FROM rejected_uploads WHERE reason = 'OLD'", d.db_url) == "0"
     assert int(pg.psql("SELECT count(*) FROM rejected_uploads", d.db_url)) >= 490
+
+
+# ---- job logs ----
+
+@pytest.fixture
+def dw(db_url):
+    daemon = start_atelierd(db_url, "--local-workers", "1", "--tick-ms", "200")
+    daemon.api = daemon.http(daemon.token("operator"))
+    daemon.viewer = daemon.http(daemon.token("viewer"))
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+def start_run(d, name, stages):
+    text = "pipeline: %s\nmodel: none\ntriggers:\n  manual: true\nstages:\n%s" % (name, stages)
+    r = d.api.post("/v1/pipelines?filename=p.yaml", text.encode(), headers={"Content-Type": "application/yaml"})
+    assert r.status in (200, 201), r
+    return d.api.post("/v1/pipelines/%s/runs" % name).json()["run"]
+
+
+def first_job(d, run_id):
+    return wait_until(lambda: (d.viewer.get("/v1/runs/%d" % run_id).json()["jobs"] or [None])[0],
+                      what="the run's first job")["id"]
+
+
+def test_job_log_follow_streams_lines_while_the_job_runs(dw):
+    import http.client
+    import json
+    import time
+    run_id = start_run(dw, "slow", "  a:\n    kind: sleep\n    params: {duration: 3500ms}\n")
+    job = first_job(dw, run_id)
+    host, port = dw.url.replace("http://", "").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    conn.request("GET", "/v1/jobs/%d/log?follow=1" % job, headers={"Authorization": "Bearer " + dw.viewer.token})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("content-type") == "text/event-stream"
+    lines, end, event, first_at = [], None, None, None
+    deadline = time.time() + 30
+    while time.time() < deadline and end is None:
+        raw = resp.readline().decode().rstrip("\n")
+        if raw.startswith("event: "):
+            event = raw[7:]
+        elif raw.startswith("data: ") and event == "line":
+            lines.append(json.loads(raw[6:]))
+            if first_at is None:
+                first_at = time.time()
+                state_then = dw.viewer.get("/v1/runs/%d" % run_id).json()["jobs"][0]["state"]
+        elif raw.startswith("data: ") and event == "end":
+            end = json.loads(raw[6:])
+    conn.close()
+    assert end == {"state": "succeeded"}, (end, lines)
+    texts = [l["text"] for l in lines]
+    assert texts[0] == "test.sleep: sleeping 3500 ms", texts
+    assert "test.sleep: 3000 of 3500 ms" in texts, texts
+    # streamed live: the first line came while the job still ran (batches go out about once a second)
+    assert state_then == "running", state_then
+    assert [l["seq"] for l in lines] == list(range(1, len(lines) + 1))
+    assert all(l["level"] == "info" and l["ts"] for l in lines)
+    # the same lines as one page, and paging after a seq
+    page = dw.viewer.get("/v1/jobs/%d/log" % job).json()
+    assert [l["text"] for l in page["lines"]] == texts and page["state"] == "succeeded" and page["dropped"] == 0
+    rest = dw.viewer.get("/v1/jobs/%d/log?after=2&limit=1" % job).json()
+    assert [l["seq"] for l in rest["lines"]] == [3] and rest["next_after"] == 3
+    assert dw.viewer.get("/v1/jobs/999999/log").status == 404
+    assert dw.viewer.get("/v1/jobs/%d/log?after=-1" % job).status == 400
+    assert dw.viewer.get("/v1/jobs/%d/log?limit=0" % job).status == 400
+    assert dw.http().get("/v1/jobs/%d/log" % job).status == 401
+
+
+def test_job_log_of_a_failed_job_and_follow_of_a_finished_one(dw):
+    import json
+    run_id = start_run(dw, "bad", "  a:\n    kind: fail\n    retries: 0\n    params: {message: boom}\n")
+    job = first_job(dw, run_id)
+    page = wait_until(lambda: (lambda p: p if p["state"] == "failed" else None)(
+        dw.viewer.get("/v1/jobs/%d/log" % job).json()), what="the job to fail")
+    assert [(l["level"], l["text"]) for l in page["lines"]] == [("warn", "test.fail: boom")], page
+    # following a finished job replays its lines and ends at once
+    r = dw.viewer.get("/v1/jobs/%d/log?follow=1" % job, timeout=10)
+    body = r.body.decode()
+    assert "test.fail: boom" in body and 'event: end\ndata: {"state":"failed"}' in body, body
+
+
+def test_job_log_bounded_with_a_marker(d, pg):
+    r = d.api.post("/v1/pipelines?filename=p.yaml", CHAIN.encode(), headers={"Content-Type": "application/yaml"})
+    assert r.status in (200, 201)
+    run_id = d.api.post("/v1/pipelines/chain/runs").json()["run"]
+    job = first_job(d, run_id)
+    # 2,100 short lines in 21 batches: the oldest 100 go
+    for b in range(21):
+        batch = ",".join('[%d, "info", "line %d"]' % (1700000000000 + n, n) for n in range(b * 100, b * 100 + 100))
+        pg.psql("SELECT atelier_job_log_append(%d, '[%s]', 0)" % (job, batch), d.db_url)
+    page = d.viewer.get("/v1/jobs/%d/log?limit=2" % job).json()
+    assert page["dropped"] == 100
+    assert page["lines"][0]["seq"] == 100 and page["lines"][0]["level"] == "warn"
+    assert page["lines"][0]["text"].startswith("100 earlier lines dropped")
+    assert [l["text"] for l in page["lines"][1:]] == ["line 100", "line 101"]
+    assert int(pg.psql("SELECT count(*) FROM job_logs WHERE job_id = %d" % job, d.db_url)) == 2000
+    # and by bytes: 2 KiB lines, at most 256 KiB kept
+    big = "x" * 2048
+    for _ in range(3):
+        batch = ",".join('[1700000000000, "info", "%s"]' % big for _ in range(60))
+        pg.psql("SELECT atelier_job_log_append(%d, '[%s]', 0)" % (job, batch), d.db_url)
+    kept = int(pg.psql("SELECT sum(octet_length(text)) FROM job_logs WHERE job_id = %d" % job, d.db_url))
+    assert 200 * 1024 < kept <= 256 * 1024, kept
+    # a page after the cut carries no marker
+    after = d.viewer.get("/v1/jobs/%d/log?after=%d&limit=1" % (job, page["next_after"] + 5000)).json()
+    assert all(l["level"] != "warn" for l in after["lines"])

@@ -254,6 +254,10 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         c.check("GET", "/v1/runs/{id}", api.get("/v1/runs/%d" % run), 200)
         c.check("GET", "/v1/runs/{id}/metrics", api.get("/v1/runs/%d/metrics" % run), 200)
         c.check("POST", "/v1/runs/{id}/cancel", api.post("/v1/runs/%d/cancel" % run), 200)
+        job = api.get("/v1/runs/%d" % run).json()["jobs"][0]["id"]
+        pg.psql("SELECT atelier_job_log_append(%d, '[[1700000000000, \"info\", \"hello\"]]', 0)" % job, db_url)
+        c.check("GET", "/v1/jobs/{id}/log", api.get("/v1/jobs/%d/log" % job), 200)
+        c.check("GET", "/v1/jobs/{id}/log", api.get("/v1/jobs/%d/log?after=x" % job), 400)
         c.check("POST", "/v1/nodes/heartbeat", api.post("/v1/nodes/heartbeat", {
             "node": "n1", "model": "m", "channel": "production", "version": None, "requests": 3, "errors": 0,
             "error_rate": 0.0, "p50_ms": 1.5, "p95_ms": 2.5, "last_error": None, "started_at": 1e9}), 200)
