@@ -32,9 +32,9 @@ static long long parse_cursor(http_req_t *req)
 	char plain[24];
 	int ok = n % 2 == 0 && n / 2 < sizeof plain;
 	for (size_t i = 0; ok && i < n; i += 2) {
-		unsigned v;
-		ok = sscanf(c + i, "%2x", &v) == 1 && strchr("0123456789abcdefABCDEF", c[i]) &&
-		     strchr("0123456789abcdefABCDEF", c[i + 1]);
+		unsigned v = 0;
+		ok = strchr("0123456789abcdefABCDEF", c[i]) && strchr("0123456789abcdefABCDEF", c[i + 1]) &&
+		     sscanf(c + i, "%2x", &v) == 1 && v != 0;
 		plain[i / 2] = (char)v;
 	}
 	if (ok) {
