@@ -111,6 +111,7 @@ struct http_req {
 	unsigned role;
 	int64_t token_id;
 	char token_node[65];
+	char principal[64]; /* the token's name, set by the auth check; "" when none */
 	char id[40];
 	void *data;
 	uint64_t start_ns;
@@ -674,6 +675,11 @@ void http_req_set_token(http_req_t *req, int64_t token_id, const char *node)
 	req->token_id = token_id;
 	snprintf(req->token_node, sizeof req->token_node, "%s", node ? node : "");
 }
+void http_req_set_principal(http_req_t *req, const char *name)
+{
+	snprintf(req->principal, sizeof req->principal, "%s", name ? name : "");
+}
+const char *http_req_principal(const http_req_t *req) { return req->principal; }
 const char *http_req_id(const http_req_t *req) { return req->id; }
 int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
 

@@ -132,6 +132,11 @@ unsigned http_req_role(const http_req_t *req);
 void http_req_set_token(http_req_t *req, int64_t token_id, const char *node);
 int64_t http_req_token_id(const http_req_t *req);
 const char *http_req_token_node(const http_req_t *req);
+/* Who the token belongs to (its name, truncated to 63 bytes), for audit
+ * records such as the promotion ledger: set by the auth function before it
+ * answers, "" when the token has no name or the route is public. */
+void http_req_set_principal(http_req_t *req, const char *name);
+const char *http_req_principal(const http_req_t *req);
 const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
 int http_req_alive(const http_req_t *req);
 /* 1 when the client is known to have left: h2o dropped the request, or the

@@ -27,6 +27,7 @@ struct auth_slot {
 	int role; /* >0 role bit, 0 invalid */
 	int64_t id;    /* api_tokens.id */
 	char node[65]; /* api_tokens.node: the serving node a node token is bound to, or "" */
+	char name[64]; /* the token's name ("" when none): the actor in audit records */
 	uint64_t expires;
 	int used;
 };
@@ -90,7 +91,8 @@ static struct auth_slot *slot_find(struct auth *a, const unsigned char hash[32],
 	return NULL;
 }
 
-static void cache_put(struct auth *a, const unsigned char hash[32], int role, int64_t id, const char *node)
+static void cache_put(struct auth *a, const unsigned char hash[32], int role, int64_t id, const char *node,
+		      const char *name)
 {
 	if (a->nused >= AUTH_SLOTS * 3 / 4)
 		auth_clear(a);
@@ -103,6 +105,7 @@ static void cache_put(struct auth *a, const unsigned char hash[32], int role, in
 	s->role = role;
 	s->id = id;
 	snprintf(s->node, sizeof s->node, "%s", node);
+	snprintf(s->name, sizeof s->name, "%s", name);
 	s->used = 1;
 	s->expires = now_ms() + (role > 0 ? AUTH_TTL_OK_MS : AUTH_TTL_BAD_MS);
 }
@@ -114,14 +117,16 @@ static void lookup_done(void *arg, int status, PGresult *res)
 	if (status == 0) {
 		role = 0;
 		int64_t id = 0;
-		const char *node = "";
+		const char *node = "", *name = "";
 		if (PQntuples(res) == 1) {
 			role = (int)http_role_parse(PQgetvalue(res, 0, 0));
 			id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 			node = PQgetvalue(res, 0, 2);
+			name = PQgetvalue(res, 0, 3);
 		}
-		cache_put(l->a, l->hash, role, id, node);
+		cache_put(l->a, l->hash, role, id, node, name);
 		http_req_set_token(l->req, id, node);
+		http_req_set_principal(l->req, name);
 	}
 	l->done(l->req, role);
 	free(l);
@@ -142,6 +147,7 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	struct auth_slot *s = slot_find(a, hash, 0);
 	if (s && s->expires > now_ms()) {
 		http_req_set_token(req, s->id, s->node);
+		http_req_set_principal(req, s->name);
 		return s->role;
 	}
 	struct auth_lookup *l = malloc(sizeof *l);
@@ -157,7 +163,7 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	db_params_init(&p);
 	db_param_bin(&p, hash, 32);
 	int rc = db_query(a->db,
-			  "SELECT role, id, coalesce(node, '') FROM api_tokens "
+			  "SELECT role, id, coalesce(node, ''), coalesce(name, '') FROM api_tokens "
 			  "WHERE token_hash = $1 AND revoked_at IS NULL",
 			  &p, lookup_done, l);
 	if (rc < 0) {

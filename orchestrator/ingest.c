@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "browse.h"
 #include "config.h"
 #include "image.h"
 #include "log.h"
@@ -352,6 +353,7 @@ static void normalize_done(uv_work_t *w, int status)
 			st->rejected_other++;
 			break;
 		}
+		browse_record_rejection(u->req, u->domain, u->rc, msg, u->len, u->source, u->contributor);
 		http_reply_err(u->req, u->rc, msg, d);
 		upload_free(u);
 		return;
@@ -486,6 +488,7 @@ static void upload(http_req_t *req, int domain)
 		}
 	} else {
 		st->rejected_unsupported++;
+		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "unsupported Content-Type", len, NULL, NULL);
 		http_reply_err(req, AT_EUNSUPPORTED, "unsupported Content-Type",
 				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
 					   "image/jpeg", "multipart/form-data"));
@@ -499,6 +502,7 @@ static void upload(http_req_t *req, int domain)
 	}
 	if (image_sniff(img, imglen) < 0) {
 		st->rejected_unsupported++;
+		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "not a PNG or JPEG image", imglen, source, contributor);
 		free(contributor);
 		free(source);
 		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image",

@@ -27,9 +27,11 @@
 #include "artifact.h"
 #include "artifacts_api.h"
 #include "auth.h"
+#include "browse.h"
 #include "config.h"
 #include "events.h"
 #include "image.h"
+#include "joblog_api.h"
 #include "log.h"
 #include "longpoll.h"
 #include "nodes.h"
@@ -148,8 +150,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	stop_parts = 3;
+	stop_parts = 4;
 	events_stop(app.events, part_stopped, NULL);
+	joblog_api_stop(part_stopped, NULL);
 	longpoll_stop(app.longpoll);
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
@@ -164,7 +167,8 @@ static int build_routes(void)
 		size_t n;
 	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
 		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
-		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes}};
+		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
+		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;

@@ -171,7 +171,13 @@ static void post_channel(http_req_t *req)
 	m->version = rollback ? 0 : (long long)json_integer_value(ver);
 	char vs[32], actor[64];
 	snprintf(vs, sizeof vs, "%lld", (long long)json_integer_value(ver));
-	snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
+	/* The ledger names who moved the channel: the token's name; a token
+	 * created without one is known only by its role. */
+	const char *who = http_req_principal(req);
+	if (who[0])
+		snprintf(actor, sizeof actor, "%s", who);
+	else
+		snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, model);
