@@ -107,12 +107,15 @@ void *http_req_app(const http_req_t *req);
 const char *http_req_method(const http_req_t *req);
 const char *http_req_path(const http_req_t *req); /* without the query string, NUL-terminated */
 const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
-/* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. */
+/* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. A
+ * request with more than 16 named pairs never reaches its handler: it is
+ * answered 400 (AT_ERANGE) before. */
 const char *http_req_query(http_req_t *req, const char *name);
 /* The query-string parser behind it (exported for tests and the fuzz target):
  * splits q (len bytes, without the '?') at '&' into up to max URL-decoded
  * name/value pairs (malloc'd, the caller frees both); pairs without a name are
- * skipped. Returns the number of pairs stored. */
+ * skipped. Returns the number of pairs stored, or AT_ERANGE when there are
+ * more than max (AT_ENOMEM when out of memory), and then stores nothing. */
 int http_query_parse(const char *q, size_t len, char **names, char **values, int max);
 /* Header value (not NUL-terminated) or NULL; *len set. Case-insensitive name. */
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
