@@ -153,8 +153,13 @@ void http_reply_empty(http_req_t *req, int status);
  * cancelled, before it could be answered (nginx's convention). */
 #define HTTP_STATUS_CLIENT_GONE 499
 /* Extra response header to send with the reply (copied). Call before replying.
- * Up to 8 per request; one that does not fit (AT_ERANGE) or cannot be copied
- * (AT_ENOMEM) is logged and turns the reply into a 500, never dropped silently. */
+ * Up to 8 per request. A sticky error, and on purpose not AT_MUST_CHECK: one
+ * that does not fit (AT_ERANGE) or cannot be copied (AT_ENOMEM) is logged and
+ * turns the request's next reply (any reply function, or http_stream_start*,
+ * which then returns NULL) into a 500, never a reply without the header. A
+ * caller has no better answer than that 500, so a check at each call would
+ * write the same reply by hand (and gcc's warn_unused_result is not silenced
+ * by a (void) cast). The return value says what happened, for tests. */
 int http_req_add_header(http_req_t *req, const char *name, const char *value);
 
 /* ---- streamed responses (Server-Sent Events, long downloads) ----

@@ -70,8 +70,23 @@ static void h_headers(http_req_t *req)
 	http_reply_json(req, 200, json_pack("{ss}", "all", "there"));
 }
 
+/* The same before a stream: the 206 must not start without its headers. */
+static int stream_started;
+static void h_stream_headers(http_req_t *req)
+{
+	for (int i = 0; i < 9; i++)
+		http_req_add_header(req, "content-range", "bytes 0-1/2");
+	http_stream_t *s = http_stream_start_sized(req, 206, "application/octet-stream", 2);
+	stream_started = s != NULL;
+	if (s) {
+		(void)!http_stream_write(s, "ab", 2);
+		http_stream_end(s);
+	}
+}
+
 static const struct http_route routes[] = {
 	{"GET", "/headers", h_headers, ROLE_PUBLIC, "nine extra headers", .tag = "things"},
+	{"GET", "/stream-headers", h_stream_headers, ROLE_PUBLIC, "nine extra headers, then a stream", .tag = "things"},
 	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png", .op = "getThingImage", .tag = "things",
 	 .params = "{\"id\":{\"type\":\"integer\"}}", .reply = "{\"image/png\":" HTTP_BINARY "}"},
 	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo", .tag = "things",
@@ -417,6 +432,21 @@ TEST(ninth_header_is_an_error)
 	stop();
 }
 
+/* Callers do not check each header (the error is sticky, http.h): a stream
+ * started after a lost header is refused and the client gets the 500. */
+TEST(lost_header_refuses_the_stream)
+{
+	start();
+	stream_started = -1;
+	struct call c[] = {{.raw = "GET /stream-headers"}};
+	run_calls(c, 1);
+	ASSERT_EQ_INT(stream_started, 0);
+	ASSERT_EQ_INT(c[0].status, 500);
+	ASSERT_CONTAINS(c[0].body, "a response header did not fit");
+	ASSERT(strstr(c[0].resp, "content-range") == NULL);
+	stop();
+}
+
 /* Reads each handle's fields from this (instrumented) file: under ASan a
  * handle left inside freed memory is a heap-use-after-free here. */
 static void visit_handle(uv_handle_t *h, void *arg)
@@ -454,4 +484,5 @@ TEST(listen_failure_frees_after_close)
 }
 
 RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused,
-	  query_parse_decodes_and_caps, seventeenth_query_param_is_an_error, ninth_header_is_an_error, listen_failure_frees_after_close)
+	  query_parse_decodes_and_caps, seventeenth_query_param_is_an_error, ninth_header_is_an_error,
+	  lost_header_refuses_the_stream, listen_failure_frees_after_close)
