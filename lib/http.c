@@ -825,8 +825,9 @@ static void dispatch(http_req_t *req)
 	 * 400, never parameters a handler silently does not see. */
 	int rc = parse_query(req);
 	if (rc < 0) {
-		http_reply_err(req, rc, rc == AT_ERANGE ? "too many query parameters (at most " HTTP_STR(HTTP_MAX_QUERY) ")" : "cannot read the query",
-			       json_pack("{si}", "limit", HTTP_MAX_QUERY));
+		const char *msg = rc == AT_ERANGE ? "too many query parameters (at most " HTTP_STR(HTTP_MAX_QUERY) ")"
+						  : "cannot read the query";
+		http_reply_err(req, rc, msg, json_pack("{si}", "limit", HTTP_MAX_QUERY));
 		return;
 	}
 	r->handler(req);
