@@ -18,11 +18,13 @@ code the way a PyTorch user writes them:
     moments back after the matching decoder LayerNorm.
 
 Same layer shapes as the shim's default config (gen_dim 64, n_downsample 2,
-n_res 4, style_dim 8, mlp_dim 256, pono_from 0); load_shim_tensors() takes
-weights named as in the shim, so both can be run on the same weights.
+n_res 4, style_dim 8, mlp_dim 256, pono_from 0). Like NVlabs' code, decode()
+assigns the AdaIN parameters into the modules, so concurrent decodes of one
+model race on them (which style a request gets; not the cost).
 
     munit_plain.py infer SIZE GEN_DIM RUNS [--profile]
 """
+import os
 import sys
 import time
 
@@ -215,21 +217,6 @@ def build(gen_dim=64, seed=1):
     return gen_a.enc_content.eval(), gen_b.eval()
 
 
-# The shim's parameter names (models/munit.cpp) -> this module's.
-def shim_name(name):
-    name = name.replace(".res.", ".res.", 1)
-    name = name.replace("dec.ups.", "dec.ups.").replace(".norm.gamma", ".gamma").replace(".norm.beta", ".beta")
-    return name.replace("mlp.model.0.", "mlp.layers.0.").replace("mlp.model.2.", "mlp.layers.1.") \
-        .replace("mlp.model.4.", "mlp.layers.2.")
-
-
-def load_shim_tensors(module, tensors, prefix):
-    """tensors: {shim name: tensor}; copies each parameter of module from prefix + its shim name."""
-    with torch.no_grad():
-        for n, p in module.named_parameters():
-            p.copy_(tensors[prefix + shim_name(n)])
-
-
 def stylize(enc, gen_b, gray_u8, style_seed, size):
     """bytes (1, 1, H, W) uint8 -> (1, 3, size, size) float in [-1, 1], as the shim's stylize."""
     x = gray_u8.float().div_(127.5).sub_(1.0)
@@ -245,6 +232,8 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     size, gen_dim, runs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     enc, gen_b = build(gen_dim)
     gray = torch.randint(0, 256, (1, 1, size, size), dtype=torch.uint8)
     with torch.inference_mode():
@@ -253,12 +242,12 @@ def main():
             with torch.autograd.profiler.profile() as prof:
                 stylize(enc, gen_b, gray, 1, size)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(runs):
             stylize(enc, gen_b, gray, i, size)
-        dt = (time.perf_counter() - t0) / runs
-    print("impl=plain kind=infer size=%d gen_dim=%d ms_per_image=%.1f threads=%d"
-          % (size, gen_dim, dt * 1000, torch.get_num_threads()))
+        dt, cpu = (time.perf_counter() - t0) / runs, (time.process_time() - c0) / runs
+    print("impl=plain kind=infer size=%d gen_dim=%d ms_per_image=%.1f cpu_ms_per_image=%.1f threads=%d"
+          % (size, gen_dim, dt * 1000, cpu * 1000, torch.get_num_threads()))
     return 0
 
 
