@@ -5,6 +5,7 @@
  * mode; keep the two in step.
  */
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -42,16 +43,16 @@ static torch::Tensor instance_norm(const torch::Tensor &x)
 
 /*
  * Inference (no autograd): the same functions computed with fewer passes over
- * memory — fused moments, folded affines, in-place activations and the
+ * memory — folded norm affines, in-place activations and the
  * sub-pixel upsampling convolution below. Outputs differ from the training
  * graph by float rounding only (tests/unit/test_model.c, model_fast_paths);
  * training keeps the plain graph, whose backward the trainer relies on.
  */
-static bool fast_paths = true;
+static std::atomic<bool> fast_paths{true};
 
-void set_fast_paths(bool on) { fast_paths = on; }
+void set_fast_paths(bool on) { fast_paths.store(on, std::memory_order_relaxed); }
 
-static bool fast(void) { return fast_paths && !torch::GradMode::is_enabled(); }
+static bool fast() { return fast_paths.load(std::memory_order_relaxed) && !torch::GradMode::is_enabled(); }
 
 torch::Tensor ConvBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain, const Moments *msm, Moments *pono_out)
 {
