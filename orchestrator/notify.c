@@ -42,7 +42,8 @@ struct delivery {
 	struct notify *n;
 	long long id; /* webhook_deliveries.id */
 	char kind[32];
-	const char *url; /* borrowed from n->urls */
+	char *url;
+	char *secret_env; /* a pipeline target's key variable; NULL: the --webhook-secret-file key */
 	char *body;
 	size_t body_len;
 	int attempts;
@@ -64,7 +65,7 @@ struct notify {
 	uv_timer_t curl_timer;
 	uv_timer_t tick;
 	int handles; /* open uv handles (timers + socket polls) */
-	int active;  /* URLs configured: timers run, events are claimed */
+	int active;  /* configured: timers run, events are claimed */
 	int stopped;
 	int claiming, claim_again;
 	uint64_t last_scan_ms, last_prune_ms;
@@ -154,6 +155,8 @@ static void delivery_free(struct delivery *d)
 		return;
 	curl_slist_free_all(d->headers);
 	free(d->body);
+	free(d->url);
+	free(d->secret_env);
 	free(d);
 }
 
@@ -199,7 +202,16 @@ static int delivery_send(struct notify *n, struct delivery *d)
 {
 	long long ts = (long long)time(NULL);
 	char sig[80], h[160];
-	int rc = notify_sign(n->secret, n->secret_len, ts, d->body, d->body_len, sig, sizeof sig);
+	const char *key = n->secret;
+	size_t key_len = n->secret_len;
+	if (d->secret_env) {
+		/* read at each attempt: an operator may set it and restart nothing */
+		key = getenv(d->secret_env);
+		key_len = key ? strlen(key) : 0;
+	}
+	if (!key_len)
+		return AT_ENOTFOUND;
+	int rc = notify_sign(key, key_len, ts, d->body, d->body_len, sig, sizeof sig);
 	if (rc < 0)
 		return rc;
 	curl_slist_free_all(d->headers);
@@ -259,8 +271,14 @@ static void queue_pump(struct notify *n)
 			continue;
 		int rc = delivery_send(n, d);
 		if (rc < 0) {
-			log_warn("webhooks: cannot send delivery %lld: %s", d->id, at_strerror(rc));
-			log_attempt(n, d, "failed", 0, at_strerror(rc));
+			char why[200];
+			if (rc == AT_ENOTFOUND)
+				snprintf(why, sizeof why, "no signing key: %s%s is not set in atelierd's environment",
+					 d->secret_env ? "" : "--webhook-secret-file; ", d->secret_env ? d->secret_env : "");
+			else
+				snprintf(why, sizeof why, "%s", at_strerror(rc));
+			log_warn("webhooks: cannot send delivery %lld: %s", d->id, why);
+			log_attempt(n, d, "failed", 0, why);
 			n->failed++;
 			queue_unlink(n, d);
 			delivery_free(d);
@@ -433,12 +451,11 @@ static void on_claimed(void *arg, int status, PGresult *res)
 		d->n = n;
 		d->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		snprintf(d->kind, sizeof d->kind, "%s", PQgetvalue(res, i, 2));
-		const char *url = PQgetvalue(res, i, 4);
-		for (int k = 0; k < n->nurls; k++)
-			if (!strcmp(n->urls[k], url))
-				d->url = n->urls[k];
+		d->url = strdup(PQgetvalue(res, i, 4));
 		d->body = strdup(PQgetvalue(res, i, 3));
-		if (!d->body || !d->url) {
+		if (!PQgetisnull(res, i, 5))
+			d->secret_env = strdup(PQgetvalue(res, i, 5));
+		if (!d->body || !d->url || (!PQgetisnull(res, i, 5) && !d->secret_env)) {
 			delivery_free(d);
 			continue;
 		}
@@ -469,14 +486,25 @@ static void claim(struct notify *n)
 	db_param_text(&p, n->url_array);
 	db_param_text(&p, n->kind_array);
 	/* Claim and log in one statement, so a claimed event always has its
-	 * delivery rows (the body is built here, once, for every attempt). */
+	 * delivery rows (the body is built here, once, for every attempt).
+	 * Targets: every --webhook-url (kinds $3), and the notify: list of the
+	 * current version of the pipeline the event concerns — the run's, or
+	 * for an event without a run, each pipeline of the event's model. */
 	int rc = db_query(n->app->db,
 			  "WITH c AS (SELECT * FROM atelier_webhook_claim($1::int)), "
-			  "d AS (INSERT INTO webhook_deliveries (event_id, kind, url, state) "
-			  "SELECT c.id, c.kind, u.url, 'pending' FROM c, unnest($2::text[]) u(url) "
-			  "WHERE c.kind = ANY($3::text[]) ORDER BY c.id RETURNING id, event_id, url) "
+			  "t AS (SELECT c.id, c.kind, u.url, NULL::text AS secret_env FROM c, unnest($2::text[]) u(url) "
+			  "WHERE c.kind = ANY($3::text[]) "
+			  "UNION ALL SELECT c.id, c.kind, x->>'url', x->>'secret_env' FROM c CROSS JOIN pipelines pl "
+			  "JOIN pipeline_versions pv ON pv.id = pl.current_version_id "
+			  "CROSS JOIN LATERAL jsonb_array_elements(coalesce(pv.parsed->'notify', '[]')) x "
+			  "WHERE x->'events' ? c.kind AND (pl.name = (SELECT r.pipeline FROM runs r "
+			  "WHERE r.id = (c.payload->>'run')::bigint) OR (c.payload->>'run' IS NULL "
+			  "AND pv.parsed->>'model' = c.payload->>'model'))), "
+			  "d AS (INSERT INTO webhook_deliveries (event_id, kind, url, secret_env, state) "
+			  "SELECT id, kind, url, secret_env, 'pending' FROM t ORDER BY id RETURNING id, event_id, url, secret_env) "
 			  "SELECT d.id, c.id, c.kind, json_build_object('id', c.id, 'kind', c.kind, 'created_at', "
-			  "c.created_at, 'payload', c.payload)::text, d.url FROM d JOIN c ON c.id = d.event_id ORDER BY d.id",
+			  "c.created_at, 'payload', c.payload)::text, d.url, d.secret_env FROM d JOIN c ON c.id = d.event_id "
+			  "ORDER BY d.id",
 			  &p, on_claimed, n);
 	if (rc == 0)
 		n->claiming = 1;
@@ -605,8 +633,17 @@ static int configure(struct notify *n)
 			log_error("webhooks: %s: only http:// and https:// URLs", n->urls[i]);
 			return AT_EINVAL;
 		}
-	if (!n->nurls)
-		return 0;
+	if (!n->nurls && c->webhook_secret_file) {
+		log_error("webhooks: --webhook-secret-file without --webhook-url");
+		return AT_EINVAL;
+	}
+	if (!n->nurls) {
+		/* no URL of our own: deliver pipelines' notify: targets only */
+		n->url_array = strdup("{}");
+		n->kind_array = strdup("{}");
+		n->active = n->url_array && n->kind_array;
+		return n->active ? 0 : AT_ENOMEM;
+	}
 	if (!c->webhook_secret_file) {
 		log_error("webhooks: --webhook-url needs --webhook-secret-file (deliveries are always signed)");
 		return AT_EINVAL;
@@ -671,7 +708,7 @@ int notify_start(struct app *app, struct notify **out)
 		if (db_listen(app->db, "atelier_webhooks", on_webhook_notify, n) < 0)
 			log_warn("webhooks: cannot LISTEN; polling every %d ms", NOTIFY_TICK_MS);
 		uv_timer_start(&n->tick, on_tick, 0, NOTIFY_TICK_MS);
-		log_info("webhooks: delivering to %d URL(s)", n->nurls);
+		log_info("webhooks: delivering to %d URL(s) and pipelines' notify: targets", n->nurls);
 	}
 	*out = n;
 	return 0;

@@ -17,8 +17,9 @@
  *
  * Owned by struct app: started with it, stopped at shutdown (transfers
  * aborted, every poll and timer closed; on_closed runs after the last close
- * callback), freed after the loop ends. Inert (no timers running, nothing
- * claimed) when no URL is configured.
+ * callback), freed after the loop ends. Every atelierd claims events (its
+ * --webhook-url list and the pipelines' `notify:` targets), so every
+ * atelierd of one database should be given the same webhook settings.
  */
 #ifndef ATELIERD_NOTIFY_H
 #define ATELIERD_NOTIFY_H

@@ -7,7 +7,8 @@
 -- transaction as the change, into one outbox: webhook_events. Whichever
 -- atelierd holds webhook settings claims new rows (FOR UPDATE SKIP LOCKED, so
 -- two daemons never both send one event) and delivers them (orchestrator/
--- notify.c); every attempt's outcome lands in webhook_deliveries.
+-- notify.c) to its --webhook-url list and to the `notify:` targets of the
+-- pipeline concerned; every attempt's outcome lands in webhook_deliveries.
 --
 --   atelier_webhook_emit(kind, payload)       one outbox row + NOTIFY atelier_webhooks
 --   atelier_webhook_scan_nodes(stale_s)        emits node.unhealthy once per node that went silent
@@ -30,6 +31,7 @@ CREATE TABLE webhook_deliveries (
     event_id     bigint REFERENCES webhook_events (id) ON DELETE CASCADE,
     kind         text NOT NULL,
     url          text NOT NULL,
+    secret_env   text,          -- a pipeline's notify target: the variable holding its key; NULL: --webhook-secret-file
     state        text NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dropped')),
     attempts     integer NOT NULL DEFAULT 0,
     last_status  integer,       -- HTTP status of the latest attempt (NULL: no answer)

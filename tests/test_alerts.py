@@ -190,6 +190,41 @@ def test_signed_retried_deliveries_and_log(db_url, pg, rcv):
         assert d.stop() == 0, d.log()[-3000:]
 
 
+def test_pipeline_notify_targets(db_url):
+    """A pipeline's own `notify:` list, with no --webhook-url at all: each
+    target signs with the key in the atelierd environment variable it names."""
+    rcv = Receiver()
+    d = start_atelierd(db_url, "--local-workers", "1", "--tick-ms", "200", env={"HOOK_KEY": SECRET.strip().decode()})
+    try:
+        api = d.http(d.token("operator"))
+        text = yaml_text("noisy", "  a:\n    kind: fail\n    retries: 0\n") + (
+            "notify:\n  - {url: '%s', events: [run.failed], secret_env: HOOK_KEY}\n"
+            "  - {url: '%s', secret_env: UNSET_HOOK_KEY}\n"
+            "  - {url: '%s', events: [model.promoted], secret_env: HOOK_KEY}\n" % (rcv.url, rcv.url + "2", rcv.url + "3"))
+        r = api.post("/v1/pipelines?filename=p.yaml", text.encode(), headers={"Content-Type": "application/yaml"})
+        assert r.status in (200, 201), r
+        bad = api.post("/v1/pipelines?filename=bad.yaml", (text + "  - {url: 'ftp://x', secret_env: K}\n").encode(),
+                       headers={"Content-Type": "application/yaml"})
+        assert bad.status == 422 and "bad.yaml:14:11: \"notify[3].url\"" in bad.json()["error"], bad
+        run_id = api.post("/v1/pipelines/noisy/runs").json()["run"]
+        got = wait_until(lambda: rcv.of_kind("run.failed"), timeout=60, what="run.failed at the pipeline's target")
+        body = verify(got[0])
+        assert body["payload"]["run"] == run_id and got[0]["headers"]["x-atelier-delivery"]
+
+        def failed_unset():
+            rows = api.get("/v1/webhooks/deliveries?state=failed").json()["deliveries"]
+            return rows and rows[0]
+        row = wait_until(failed_unset, what="the target without a key to be logged failed")
+        assert row["url"] == rcv.url + "2" and "UNSET_HOOK_KEY is not set" in row["last_error"], row
+        rows = api.get("/v1/webhooks/deliveries").json()["deliveries"]
+        assert sorted(r["url"] for r in rows) == [rcv.url, rcv.url + "2"], "the third target wants promotions only"
+        time.sleep(0.5)
+        assert len(rcv.got) == 1, [g["headers"] for g in rcv.got]
+    finally:
+        assert d.stop() == 0, d.log()[-3000:]
+        rcv.close()
+
+
 def test_hanging_receiver_does_not_block(db_url, pg):
     rcv = Receiver(hang=True)
     d = start_atelierd(db_url, "--webhook-url", rcv.url, "--webhook-secret-file", secret_file(),
