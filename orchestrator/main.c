@@ -12,6 +12,7 @@
  * Shutdown closes the HTTP server (in-flight requests finish), then the pool,
  * then the signal handles, so uv_loop_close() finds nothing open.
  */
+#include <curl/curl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -216,6 +217,11 @@ static int serve(void)
 		snprintf(n, sizeof n, "%ld", cpus < 2 ? 2 : cpus);
 		setenv("UV_THREADPOOL_SIZE", n, 1);
 	}
+	/* Once, before any thread could touch curl (the webhook client, notify.c). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("cannot initialise libcurl");
+		return 1;
+	}
 	rc = image_init();
 	if (rc < 0) {
 		log_error("cannot initialise the image codecs");
@@ -309,6 +315,7 @@ static int serve(void)
 	events_free(app.events);
 	notify_free(app.notify);
 	free(app.metrics_sql);
+	curl_global_cleanup();
 	log_info("stopped cleanly");
 	return 0;
 }
