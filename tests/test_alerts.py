@@ -242,6 +242,7 @@ def test_hanging_receiver_does_not_block(db_url, pg):
                 r = client.get(path)
                 worst = max(worst, time.monotonic() - t0)
                 assert r.status == 200, (path, r)
+        print("slowest of 20 requests while the receiver hung: %.1f ms" % (worst * 1000))
         assert worst < 0.2, "a request took %.3f s while a webhook receiver hung" % worst
         rows = api.get("/v1/webhooks/deliveries").json()["deliveries"]
         assert rows[0]["state"] == "pending" and rows[0]["attempts"] == 0, rows
