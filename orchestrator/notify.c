@@ -790,6 +790,16 @@ static void get_deliveries(http_req_t *req)
 			return;
 		}
 	}
+	if (kind) {
+		int ok = !strcmp(kind, "test");
+		for (size_t i = 0; i < sizeof notify_kinds / sizeof notify_kinds[0]; i++)
+			ok |= !strcmp(kind, notify_kinds[i]);
+		if (!ok) {
+			http_reply_err(req, AT_EINVAL, "kind must be an event kind (docs/alerts.md)",
+				       json_pack("{ss,ss}", "field", "kind", "value", kind));
+			return;
+		}
+	}
 	long long lim = 50;
 	if (limit) {
 		char *end;

@@ -150,6 +150,7 @@ def test_signed_retried_deliveries_and_log(db_url, pg, rcv):
         assert viewer.get("/v1/webhooks/deliveries").status == 403, "the log is for operators"
         assert api.get("/v1/webhooks/deliveries?state=bogus").status == 400
         assert api.get("/v1/webhooks/deliveries?limit=0").status == 400
+        assert api.get("/v1/webhooks/deliveries?kind=run.done").status == 400
 
         # ---- a failed gate and a promotion ----
         vid, ver = register(pg, d, "m", b"model one" * 50)
