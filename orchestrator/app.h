@@ -18,6 +18,7 @@ struct scheduler;
 struct supervisor;
 struct longpoll;
 struct artifact_store;
+struct notify;
 
 /* Daemon settings (table in main.c). */
 struct settings {
@@ -39,6 +40,16 @@ struct settings {
 	const char *worker_bin;
 	int no_migrate;
 	int tick_ms;
+	/* alert webhooks (notify.c) */
+	const char *webhook_url; /* comma-separated, up to 8 */
+	const char *webhook_secret_file;
+	const char *webhook_events; /* comma-separated kinds; empty = all */
+	double webhook_timeout;
+	int webhook_attempts;
+	double webhook_backoff;
+	int webhook_queue;
+	int webhook_retention_days;
+	int node_stale_s;
 };
 
 struct ingest_stats {
@@ -73,6 +84,11 @@ struct app {
 	struct longpoll *longpoll;        /* channel long-polls (longpoll.c) */
 	struct artifact_store *artifacts; /* cfg.artifacts, opened at start */
 	struct events *events; /* the Server-Sent Events hub (events.c) */
+	struct notify *notify; /* alert webhooks (notify.c) */
+	/* The database's part of /metrics (atelier_prometheus()), kept a few
+	 * seconds so frequent scrapes cost one query. */
+	char *metrics_sql;
+	uint64_t metrics_sql_ms;
 	struct http_route *routes; /* every subsystem's table, concatenated */
 	size_t nroutes;
 	struct ingest_stats ingest;

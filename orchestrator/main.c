@@ -13,6 +13,7 @@
  * Shutdown closes the HTTP server (in-flight requests finish), then the pool,
  * then the signal handles, so uv_loop_close() finds nothing open.
  */
+#include <curl/curl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -35,6 +36,7 @@
 #include "log.h"
 #include "longpoll.h"
 #include "nodes.h"
+#include "notify.h"
 #include "pipelines_api.h"
 #include "registry.h"
 #include "scheduler.h"
@@ -67,6 +69,24 @@ static const struct config_opt settings_table[] = {
 	{"no-migrate", NULL, CFG_BOOL, S(no_migrate), "false", 1, 0, "do not apply migrations at start"},
 	{"tick-ms", "ATELIER_TICK_MS", CFG_INT, S(tick_ms), "1000", 50, 60000,
 	 "leader tick: lease reaping, schedules, leader election"},
+	{"webhook-url", "ATELIER_WEBHOOK_URL", CFG_STR, S(webhook_url), NULL, 1, 0,
+	 "alert webhook URL(s), comma-separated (up to 8; needs --webhook-secret-file)"},
+	{"webhook-secret-file", "ATELIER_WEBHOOK_SECRET_FILE", CFG_STR, S(webhook_secret_file), NULL, 1, 0,
+	 "file holding the HMAC-SHA256 key that signs every delivery"},
+	{"webhook-events", "ATELIER_WEBHOOK_EVENTS", CFG_STR, S(webhook_events), NULL, 1, 0,
+	 "event kinds to deliver, comma-separated (default: all)"},
+	{"webhook-timeout", "ATELIER_WEBHOOK_TIMEOUT", CFG_DOUBLE, S(webhook_timeout), "10", 0.1, 300,
+	 "seconds one delivery attempt may take"},
+	{"webhook-attempts", "ATELIER_WEBHOOK_ATTEMPTS", CFG_INT, S(webhook_attempts), "6", 1, 50,
+	 "attempts per delivery before it is logged failed"},
+	{"webhook-backoff", "ATELIER_WEBHOOK_BACKOFF", CFG_DOUBLE, S(webhook_backoff), "2", 0.05, 300,
+	 "seconds before the first retry; doubles per attempt (at most 300)"},
+	{"webhook-queue", "ATELIER_WEBHOOK_QUEUE", CFG_INT, S(webhook_queue), "1000", 1, 100000,
+	 "deliveries held in memory; when full the oldest waiting one is dropped"},
+	{"webhook-retention-days", "ATELIER_WEBHOOK_RETENTION_DAYS", CFG_INT, S(webhook_retention_days), "14", 1, 3650,
+	 "days the delivery log and alert events are kept"},
+	{"node-stale-s", "ATELIER_NODE_STALE_S", CFG_INT, S(node_stale_s), "60", 5, 86400,
+	 "seconds without a heartbeat before a node.unhealthy alert"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -150,9 +170,10 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	stop_parts = 4;
+	stop_parts = 5; /* events, job-log followers, webhooks, supervisor, scheduler */
 	events_stop(app.events, part_stopped, NULL);
 	joblog_api_stop(part_stopped, NULL);
+	notify_stop(app.notify, part_stopped, NULL);
 	longpoll_stop(app.longpoll);
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
@@ -168,7 +189,8 @@ static int build_routes(void)
 	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
 		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
 		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
-		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes}};
+		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes},
+		      {notify_routes, notify_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -201,6 +223,11 @@ static int serve(void)
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		snprintf(n, sizeof n, "%ld", cpus < 2 ? 2 : cpus);
 		setenv("UV_THREADPOOL_SIZE", n, 1);
+	}
+	/* Once, before any thread could touch curl (the webhook client, notify.c). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("cannot initialise libcurl");
+		return 1;
 	}
 	rc = image_init();
 	if (rc < 0) {
@@ -249,6 +276,11 @@ static int serve(void)
 	rc = events_start(&app, &app.events);
 	if (rc < 0)
 		return 1;
+	rc = notify_start(&app, &app.notify);
+	if (rc < 0) {
+		log_error("webhooks: %s", at_strerror(rc));
+		return 1;
+	}
 	rc = http_server_new(app.loop, &hc, app.routes, app.nroutes, &app.http);
 	if (rc < 0)
 		return 1;
@@ -288,6 +320,9 @@ static int serve(void)
 	longpoll_free(app.longpoll);
 	artifact_store_close(app.artifacts);
 	events_free(app.events);
+	notify_free(app.notify);
+	free(app.metrics_sql);
+	curl_global_cleanup();
 	log_info("stopped cleanly");
 	return 0;
 }

@@ -108,6 +108,7 @@ void pipeline_free(pipeline_t *p)
 	free(p->name);
 	free(p->description);
 	free(p->model);
+	json_decref(p->notify);
 	free(p);
 }
 
@@ -367,11 +368,18 @@ json_t *pipeline_to_json(const pipeline_t *p)
 			return NULL;
 		}
 	}
-	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:{s:o, s:o, s:b}, s:o}", "schema", PIPELINE_SCHEMA_VERSION,
-			 "pipeline", p->name ? p->name : "", "description", p->description ? p->description : "",
-			 "model", p->model ? p->model : "", "concurrency", (json_int_t)p->concurrency, "triggers",
-			 "new_sketches", int_or_null(p->triggers.new_sketches), "every_ms",
-			 int_or_null(p->triggers.every_ms), "manual", (int)p->triggers.manual, "stages", stages);
+	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:{s:o, s:o, s:b}, s:o}", "schema", PIPELINE_SCHEMA_VERSION,
+			      "pipeline", p->name ? p->name : "", "description", p->description ? p->description : "",
+			      "model", p->model ? p->model : "", "concurrency", (json_int_t)p->concurrency, "triggers",
+			      "new_sketches", int_or_null(p->triggers.new_sketches), "every_ms",
+			      int_or_null(p->triggers.every_ms), "manual", (int)p->triggers.manual, "stages", stages);
+	/* only when present, so the canonical JSON (and hash) of a pipeline
+	 * without it is what it was before the key existed */
+	if (j && p->notify && json_array_size(p->notify) && json_object_set(j, "notify", p->notify) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 static int canon_string(const char *s, size_t len, struct at_buf *out)

@@ -100,6 +100,7 @@ typedef struct pipeline {
 	char *model;       /* the registry's model name */
 	int64_t concurrency; /* max active runs; further triggers coalesce into one queued run */
 	struct pipeline_triggers triggers;
+	json_t *notify; /* webhook targets [{url, events[], secret_env}] (notify.c); NULL when absent */
 	struct pipeline_stage *stages; /* in the order the YAML declared them */
 	size_t n_stages;
 	size_t *order; /* a topological order: indices into stages, every stage after its needs

@@ -453,6 +453,14 @@ static int check_canny(struct yctx *c, const yaml_mark_t *mark, const char *path
 static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark,
 				  const char *path, const struct value *v);
+static int walk_notify(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
+		       const char *path, void *base);
+static int walk_notify_events(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
+			      const char *path, void *base);
+static int validate_webhook_url(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+				const struct value *v);
+static int validate_env_name(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+			     const struct value *v);
 
 /* ---- the schema ---- */
 
@@ -477,6 +485,22 @@ static const char *const slice_names[] = {
 	SLICE_MAP(SLICE_NAME)
 #undef SLICE_NAME
 	NULL};
+
+/* The alert kinds of sql/011_webhooks.sql a pipeline may ask for (the ones
+ * that name a run; node.unhealthy goes to --webhook-url only). */
+static const char *const notify_event_names[] = {"run.failed", "gate.failed", "model.promoted",
+						 "model.rolled_back", "model.auto_rolled_back", NULL};
+#define NOTIFY_MAX_TARGETS 8
+
+static const struct field notify_fields[] = {
+	{"url", T_STR, .required = true, .validate = validate_webhook_url,
+	 .doc = "http:// or https:// URL atelierd POSTs the signed event to (docs/alerts.md)"},
+	{"events", T_CUSTOM, .def = "all of them", .walk = walk_notify_events, .choices = notify_event_names,
+	 .type_doc = "list of event kinds", .doc = "the kinds to send for this pipeline's runs and their versions"},
+	{"secret_env", T_STR, .required = true, .validate = validate_env_name,
+	 .doc = "name of atelierd's environment variable holding the HMAC-SHA256 key (never the key itself)"},
+};
+static const struct schema notify_schema = SCHEMA("notify target", notify_fields);
 
 static const struct field trigger_fields[] = {
 	{"new_sketches", T_INT, AT_LEAST(1), AT(struct pipeline_triggers, new_sketches),
@@ -642,6 +666,8 @@ static const struct field top_fields[] = {
 	{"triggers", T_MAP, .sub = &trigger_schema, AT(pipeline_t, triggers), .doc = "when runs start"},
 	{"stages", T_CUSTOM, .required = true, .walk = walk_stages, .type_doc = "mapping of name to stage",
 	 .doc = "the stages, keyed by name " NAME_RULE "; at least one"},
+	{"notify", T_CUSTOM, .def = "[]", .walk = walk_notify, .type_doc = "list of notify targets",
+	 .doc = "alert webhooks for this pipeline's runs (at most 8), besides atelierd's --webhook-url"},
 };
 static const struct schema top_schema = SCHEMA("pipeline", top_fields);
 
@@ -1235,6 +1261,105 @@ static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *pa
 		    path, (long long)max);
 }
 
+/* ---- notify: webhook targets ---- */
+
+static int walk_notify(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
+		       const char *path, void *base)
+{
+	pipeline_t *p = c->p;
+	char ipath[256];
+	if (!val)
+		return 0;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return fail(c, &val->start_mark, INVALID, "\"%s\" must be a list of notify targets, got %s", path,
+			    node_kind(val));
+	size_t i = 0;
+	for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++, i++) {
+		yaml_node_t *item;
+		int rc = node_get(c, *it, &val->start_mark, &item);
+		if (rc < 0)
+			return rc;
+		if (i == NOTIFY_MAX_TARGETS)
+			return fail(c, &item->start_mark, INVALID, "\"%s\" has more than %d targets", path,
+				    NOTIFY_MAX_TARGETS);
+		if (!p->notify && !(p->notify = json_array()))
+			return fail(c, &item->start_mark, AT_ENOMEM, "out of memory");
+		json_t *t = json_object();
+		if (!t || json_array_append_new(p->notify, t) < 0)
+			return fail(c, &item->start_mark, AT_ENOMEM, "out of memory");
+		snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+		/* base is the target's JSON object: walk_notify_events fills its "events" */
+		if ((rc = walk_map(c, item, &item->start_mark, &notify_schema, ipath, t, t)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int walk_notify_events(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
+			      const char *path, void *base)
+{
+	json_t *target = base, *events = json_array();
+	char q[128];
+	if (!events || json_object_set_new(target, "events", events) < 0)
+		return fail(c, mark, AT_ENOMEM, "out of memory");
+	if (!val) {
+		for (const char *const *k = notify_event_names; *k; k++)
+			if (json_array_append_new(events, json_string(*k)) < 0)
+				return fail(c, mark, AT_ENOMEM, "out of memory");
+		return 0;
+	}
+	if (val->type != YAML_SEQUENCE_NODE)
+		return fail(c, &val->start_mark, INVALID, "\"%s\" must be a list of event kinds, got %s", path,
+			    node_kind(val));
+	for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *item;
+		int rc = node_get(c, *it, &val->start_mark, &item);
+		if (rc < 0)
+			return rc;
+		const char *const *k = notify_event_names;
+		while (item->type == YAML_SCALAR_NODE && *k &&
+		       (strlen(*k) != len_of(item) || memcmp(*k, text_of(item), len_of(item))))
+			k++;
+		if (item->type != YAML_SCALAR_NODE || !*k)
+			return fail(c, &item->start_mark, INVALID,
+				    "\"%s\" entries must be one of run.failed, gate.failed, model.promoted, "
+				    "model.rolled_back, model.auto_rolled_back; got %s",
+				    path, item->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(item), len_of(item))
+									 : node_kind(item));
+		if (json_array_append_new(events, json_string(*k)) < 0)
+			return fail(c, &item->start_mark, AT_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static int validate_webhook_url(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+				const struct value *v)
+{
+	if (v->slen > 2048)
+		return fail(c, mark, INVALID, "\"%s\" is longer than 2048 bytes", path);
+	if ((v->slen > 7 && !strncmp(v->s, "http://", 7)) || (v->slen > 8 && !strncmp(v->s, "https://", 8))) {
+		for (size_t i = 0; i < v->slen; i++)
+			if ((unsigned char)v->s[i] <= ' ' || v->s[i] == ',')
+				return fail(c, mark, INVALID, "\"%s\" must not contain spaces, control characters or commas",
+					    path);
+		return 0;
+	}
+	return fail(c, mark, INVALID, "\"%s\" must be an http:// or https:// URL, got \"%.*s\"", path,
+		    v->slen > 40 ? 40 : (int)v->slen, v->s);
+}
+
+static int validate_env_name(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+			     const struct value *v)
+{
+	int ok = v->slen > 0 && v->slen <= 128 && !(v->s[0] >= '0' && v->s[0] <= '9');
+	for (size_t i = 0; ok && i < v->slen; i++)
+		ok = (v->s[i] >= 'A' && v->s[i] <= 'Z') || (v->s[i] >= '0' && v->s[i] <= '9') || v->s[i] == '_';
+	if (ok)
+		return 0;
+	return fail(c, mark, INVALID, "\"%s\" must name an environment variable ([A-Z_][A-Z0-9_]*), got \"%.*s\"",
+		    path, v->slen > 40 ? 40 : (int)v->slen, v->s);
+}
+
 static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark,
 				  const char *path, const struct value *v)
 {
@@ -1598,6 +1723,11 @@ int pipeline_yaml_reference(struct at_buf *out)
 		rc = ref_table(out, "### A gate rule (`stages.NAME.gate[]`): exactly one of min, max, max_regression, "
 				    "min_improvement",
 			       &gate_rule_schema, "");
+	if (rc == 0)
+		rc = ref_table(out,
+			       "### A notify target (`notify[]`): events are run.failed, gate.failed, model.promoted, "
+			       "model.rolled_back, model.auto_rolled_back (docs/alerts.md)",
+			       &notify_schema, "");
 	if (rc == 0)
 		rc = at_buf_addstr(out, "### Stage kinds\n\n| kind | runs as job kind | test only | what it does |\n"
 					"|---|---|---|---|\n");

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "longpoll.h"
 #include "nodes.h"
+#include "notify.h"
 #include "scheduler.h"
 
 static void get_healthz(http_req_t *req)
@@ -54,7 +55,12 @@ static long rss_bytes(void)
 	return rss * sysconf(_SC_PAGESIZE);
 }
 
-static void get_metrics(http_req_t *req)
+#define METRICS_SQL_CACHE_MS 5000
+
+/* The process's own numbers, then the database's (atelier_prometheus(),
+ * cached METRICS_SQL_CACHE_MS; without the database they are left out and
+ * atelier_db_up says why). */
+static void metrics_reply(http_req_t *req, const char *sql_text)
 {
 	struct app *app = http_req_app(req);
 	struct at_buf b;
@@ -67,6 +73,8 @@ static void get_metrics(http_req_t *req)
 	if (rc == 0)
 		rc = longpoll_metrics(app->longpoll, &b);
 	if (rc == 0)
+		rc = notify_metrics(app->notify, &b);
+	if (rc == 0)
 		rc = at_buf_printf(&b,
 				   "# HELP atelier_db_connected Live PostgreSQL query connections.\n"
 				   "# TYPE atelier_db_connected gauge\natelier_db_connected %d\n"
@@ -78,7 +86,37 @@ static void get_metrics(http_req_t *req)
 				   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
 				   db_pool_connected(app->db), db_pool_connected(app->db) > 0, rss_bytes(),
 				   (unsigned long long)app->started_at);
+	if (rc == 0 && sql_text)
+		rc = at_buf_addstr(&b, sql_text);
 	http_reply_buf(req, rc, &b, "text/plain; version=0.0.4");
+}
+
+static void metrics_sql_done(void *arg, int status, PGresult *res)
+{
+	http_req_t *req = arg;
+	struct app *app = http_req_app(req);
+	if (status == 0 && PQntuples(res) == 1) {
+		char *text = strdup(PQgetvalue(res, 0, 0));
+		if (text) {
+			free(app->metrics_sql);
+			app->metrics_sql = text;
+			app->metrics_sql_ms = uv_now(app->loop);
+		}
+	} else if (status == AT_EDB) {
+		log_warn("metrics: %s", PQresultErrorMessage(res));
+	}
+	metrics_reply(req, status == 0 ? app->metrics_sql : NULL);
+}
+
+static void get_metrics(http_req_t *req)
+{
+	struct app *app = http_req_app(req);
+	if (app->metrics_sql && uv_now(app->loop) - app->metrics_sql_ms < METRICS_SQL_CACHE_MS) {
+		metrics_reply(req, app->metrics_sql);
+		return;
+	}
+	if (db_query(app->db, "SELECT atelier_prometheus()", NULL, metrics_sql_done, req) < 0)
+		metrics_reply(req, NULL);
 }
 
 static void get_openapi(http_req_t *req)

@@ -285,6 +285,13 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         part = api.get("/v1/artifacts/" + sha, headers={"Range": "bytes=0-3"})
         assert c.check("GET", "/v1/artifacts/{sha256}", part, 206) == data[:4]
         c.check("GET", "/v1/artifacts/{sha256}", api.get("/v1/artifacts/" + "0" * 64), 404)
+        # the webhook delivery log: a row as notify.c writes it (a delivered one and a pending one)
+        pg.psql("SELECT atelier_webhook_emit('test', '{\"x\": 1}'); INSERT INTO webhook_deliveries (event_id, kind, "
+                "url, state, attempts, last_status, delivered_at) SELECT id, kind, 'http://h/', 'delivered', 1, 200, "
+                "now() FROM webhook_events WHERE kind = 'test'; INSERT INTO webhook_deliveries (event_id, kind, url, state) "
+                "VALUES (NULL, 'test', 'http://h/', 'pending')", db_url)
+        assert len(c.check("GET", "/v1/webhooks/deliveries", api.get("/v1/webhooks/deliveries"), 200)["deliveries"]) == 2
+        c.check("GET", "/v1/webhooks/deliveries", api.get("/v1/webhooks/deliveries?state=x"), 400)
         json_ops = {k for k, op in ops.items()
                     if "application/json" in op["responses"][min(c for c in op["responses"] if c[0] == "2")]
                     .get("content", {})}

@@ -456,6 +456,33 @@ TEST(hash_ignores_comments_layout_order_and_defaults)
 	ASSERT_STREQ(a, b);
 }
 
+TEST(notify_targets_parse)
+{
+	pipeline_t *p = parse_ok("pipeline: p\nmodel: m\nstages:\n  a: {kind: noop}\nnotify:\n"
+				 "  - {url: 'https://hooks.example/a', secret_env: HOOK_A}\n"
+				 "  - {url: 'http://127.0.0.1:9/b', events: [gate.failed], secret_env: HOOK_B}\n");
+	ASSERT(p != NULL);
+	ASSERT_EQ_INT(json_array_size(p->notify), 2);
+	json_t *j = pipeline_to_json(p);
+	ASSERT(j != NULL);
+	json_t *n = json_object_get(j, "notify");
+	ASSERT_EQ_INT(json_array_size(n), 2);
+	/* events absent: every kind a pipeline may ask for */
+	ASSERT_EQ_INT(json_array_size(json_object_get(json_array_get(n, 0), "events")), 5);
+	ASSERT_STREQ(json_string_value(json_array_get(json_object_get(json_array_get(n, 1), "events"), 0)),
+		     "gate.failed");
+	ASSERT_STREQ(json_string_value(json_object_get(json_array_get(n, 1), "secret_env")), "HOOK_B");
+	json_decref(j);
+	pipeline_free(p);
+	/* without the key, the JSON has none (so older pipelines keep their hash) */
+	p = parse_ok("pipeline: p\nmodel: m\nstages:\n  a: {kind: noop}\n");
+	ASSERT(p != NULL && p->notify == NULL);
+	j = pipeline_to_json(p);
+	ASSERT(j != NULL && json_object_get(j, "notify") == NULL);
+	json_decref(j);
+	pipeline_free(p);
+}
+
 TEST(hash_changes_with_content)
 {
 	char a[65], b[65];
@@ -567,7 +594,7 @@ TEST(readme_matches_schema_table)
 	free(md);
 }
 
-RUN_TESTS(example_sketch2paint_loads, example_tiny_loads, missing_file_is_eio, defaults_are_filled_in,
+RUN_TESTS(example_sketch2paint_loads, notify_targets_parse, example_tiny_loads, missing_file_is_eio, defaults_are_filled_in,
 	  kind_table_round_trips, model_params_pass_through, error_cases, bad_arguments_and_limits,
 	  truncations_never_crash, dag_order_is_topological_and_deterministic, finalize_reports_cycles_by_index,
 	  hash_ignores_comments_layout_order_and_defaults, hash_changes_with_content, canonical_json_format,
