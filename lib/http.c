@@ -352,11 +352,13 @@ static int reply_begin(http_req_t *req, int status, const char *content_type)
 			      h2o_strdup(&r->pool, req->id, SIZE_MAX).base, strlen(req->id));
 	for (int i = 0; i < req->nxh; i++) {
 		/* h2o keeps the pointers: both name and value must live in the
-		 * request pool. Names go out in lower case: HTTP/1.1 does not mind,
-		 * and HTTP/2 requires it (RFC 9113 8.2.1). */
+		 * request pool. HTTP/2 requires lower-case names (RFC 9113 8.2.1;
+		 * h2o 2.2 sends them as given, and clients fail the stream with
+		 * PROTOCOL_ERROR); HTTP/1.1 keeps the handler's spelling. */
 		size_t nl = strlen(req->xh_names[i]);
 		h2o_iovec_t name = h2o_strdup(&r->pool, req->xh_names[i], nl);
-		h2o_strtolower(name.base, nl);
+		if (r->version >= 0x200)
+			h2o_strtolower(name.base, nl);
 		h2o_add_header_by_str(&r->pool, &r->res.headers, name.base, nl, 0, NULL,
 				      h2o_strdup(&r->pool, req->xh_values[i], SIZE_MAX).base, strlen(req->xh_values[i]));
 	}
