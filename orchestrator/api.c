@@ -19,10 +19,7 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 	struct sql_json *q = arg;
 	if (status == AT_EDB && res) {
 		const char *st = db_sqlstate(res);
-		/* PostgreSQL's text names our tables and types: it goes to the
-		 * log under the request id, the client gets our own words */
-		log_warn("api: %s %s: query failed: SQLSTATE %s: %s [%s]", http_req_method(q->req), http_req_path(q->req), st,
-			 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), http_req_id(q->req));
+		api_log_db_error(q->req, res);
 		/* class 22 (data exception): a parameter PostgreSQL could not take */
 		if (strncmp(st, "22", 2) == 0)
 			http_reply_err(q->req, AT_EINVAL, "invalid parameter: a value is out of range or malformed",
@@ -46,6 +43,13 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 	}
 	free(q->not_found);
 	free(q);
+}
+
+void api_log_db_error(http_req_t *req, PGresult *res)
+{
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	log_warn("api: %s %s: query failed: SQLSTATE %s: %s [%s]", http_req_method(req), http_req_path(req),
+		 res ? db_sqlstate(res) : "-", msg ? msg : "connection lost", http_req_id(req));
 }
 
 void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params *params, const char *not_found)

@@ -123,9 +123,10 @@ static void on_moved(void *arg, int status, PGresult *res)
 		if (m->version)
 			json_object_set_new(d, "version", json_integer(m->version));
 		http_reply_err(m->req, AT_ENOTFOUND, msg, d);
-	} else if (status < 0)
+	} else if (status < 0) {
+		api_log_db_error(m->req, res);
 		http_reply_err(m->req, AT_EDB, "could not move the channel", NULL);
-	else {
+	} else {
 		size_t len = (size_t)PQgetlength(res, 0, 0);
 		char *copy = malloc(len + 1);
 		if (!copy) {
