@@ -1,5 +1,5 @@
 /*
- * http.c — the HTTP server of every Atelier binary: h2o (HTTP/1.1) on the
+ * http.c — the HTTP server of every Atelier binary: h2o (HTTP/1.1, cleartext HTTP/2) on the
  * caller's libuv loop, dispatching through a route table. See http.h.
  *
  * Ownership: h2o owns h2o_req_t and frees it (with its memory pool) when the

@@ -1,5 +1,5 @@
 /*
- * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1) on the
+ * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1, cleartext HTTP/2) on the
  * caller's libuv loop, a route table, bearer-token roles, request ids, body
  * caps, one JSON error function, per-route request counters and error counts
  * by code for /metrics.

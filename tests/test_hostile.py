@@ -235,3 +235,36 @@ def test_node_control_characters_in_path(node):
     for path in ("/healthz%00", "/api/info%0a", "/%7f"):
         r = node.http.get(path)
         assert r.status == 400 and r.json()["code"] == "INVAL", (path, r)
+
+
+def test_atelierd_http2_stream_and_long_poll_then_shutdown(db_url, pg):
+    """HTTP/2 is served, not just answered: an event stream and a held
+    long-poll work over it, and atelierd still stops cleanly (and soon) while
+    both are open."""
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed")
+    import time
+    d = start_atelierd(db_url)
+    try:
+        tok = d.token("viewer")
+        register(pg, d, "m", b"model one" * 64)
+        auth = ["-H", "Authorization: Bearer " + tok]
+        events = subprocess.Popen(["curl", "-sS", "-N", "--http2-prior-knowledge", "-D-"] + auth +
+                                  [d.url + "/v1/events"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        poll = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"] +
+                                auth + [d.url + "/v1/models/m/channels/canary?wait=60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        op = d.http(d.token("operator"))
+        time.sleep(1.0)
+        assert op.post("/v1/models/m/channels/canary", {"version": 1}).status == 200
+        out, err = poll.communicate(timeout=20)
+        assert out == b"200", (out, err)
+        t0 = time.time()
+        rc = d.stop()
+        took = time.time() - t0
+        ev_out, ev_err = events.communicate(timeout=20)
+    finally:
+        d.stop()
+    assert rc == 0, d.log()[-3000:]
+    assert took < 12, "atelierd took %.1fs to stop with an HTTP/2 stream open" % took
+    assert re.search(rb"^HTTP/2 200", ev_out, re.M) and b"text/event-stream" in ev_out, (ev_out[:500], ev_err)
