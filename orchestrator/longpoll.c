@@ -229,14 +229,12 @@ static void get_channel(http_req_t *req)
 		http_reply_err(req, AT_ENOTFOUND, "no such model", NULL);
 		return;
 	}
-	char *end;
-	int64_t a = 0;
+	int64_t a = 0, ws = 0;
 	if (after && strcmp(after, "0") != 0 && http_parse_id(after, &a) < 0) {
 		http_reply_err(req, AT_EINVAL, "after must be a version number", json_pack("{ss}", "field", "after"));
 		return;
 	}
-	long long ws = wait ? strtoll(wait, &end, 10) : 0;
-	if (wait && (*end || ws < 0 || ws > LP_MAX_WAIT_S)) {
+	if (wait && strcmp(wait, "0") != 0 && (http_parse_id(wait, &ws) < 0 || ws > LP_MAX_WAIT_S)) {
 		http_reply_err(req, AT_ERANGE, "wait must be 0..120 seconds", json_pack("{ss}", "field", "wait"));
 		return;
 	}

@@ -161,6 +161,9 @@ ATELIERD_PROBES = [
      names("force")),
     ("reason not a string", "POST", "/v1/models/m/channels/canary", {"version": 1, "reason": 5}, 422,
      names("reason")),
+    ("limit with a plus sign", "GET", "/v1/runs?limit=+5", None, 400, lambda r: r.json()["code"] == "RANGE"),
+    ("wait with a plus sign", "GET", "/v1/models/m/channels/canary?wait=%2B1", None, 400,
+     lambda r: r.json()["code"] == "RANGE"),
     ("channel of an unknown model", "GET", "/v1/models/nosuchmodel/channels/canary?wait=0", None, 404, None),
 ]
 
