@@ -3,7 +3,7 @@
 # cleanup trap that stops both. Call from the repository root.
 #
 #   bench_setup NAME        tmp=/tmp/atelier-bench-NAME.*; trap for cleanup
-#   bench_postgres [FSYNC]  url=... and ATELIER_* exported (FSYNC default on)
+#   bench_postgres [FSYNC]  url=... and ATELIER_*, PGPASSFILE exported (FSYNC default on)
 #   bench_atelierd [ARGS]   pid=... port=... api=http://127.0.0.1:PORT
 BUILD=${ATELIER_BUILD:-build}
 pid=""
@@ -23,6 +23,8 @@ bench_setup() {
 bench_postgres() {
 	url=$(PG_FSYNC=${1:-on} scripts/pgctl.sh start "$tmp/pg")
 	export ATELIER_DATABASE_URL="$url" ATELIER_LOG_LEVEL=warn ATELIER_ARTIFACTS="fs://$tmp/artifacts"
+	PGPASSFILE=$(scripts/pgctl.sh passfile "$tmp/pg")
+	export PGPASSFILE
 }
 
 bench_atelierd() {

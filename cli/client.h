@@ -15,6 +15,7 @@ struct cli {
 	const char *url;   /* base URL, e.g. http://127.0.0.1:8080 */
 	const char *token; /* bearer token or NULL */
 	int json;          /* --json: print raw JSON */
+	int version;       /* --version: print it and exit */
 };
 
 /* One request to atelierd (lib/http_client.h does the work): body may be

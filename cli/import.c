@@ -1,7 +1,8 @@
 /*
  * import.c — `atelier import DIR --domain sketch|painting`: upload every
  * PNG/JPEG in a folder through the API, with a progress bar and a summary
- * (accepted, duplicate, rejected with reasons). Files are sent in name order.
+ * (accepted, duplicate, rejected counted by reason). Files are sent in name
+ * order. Exits 1 when any file was rejected or could not be sent.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -20,26 +21,15 @@ static int is_image_name(const char *n)
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int cmd_import(struct cli *c, int argc, char **argv)
+int cmd_import(struct cli *c, const struct cli_args *a)
 {
-	const char *dir = NULL, *domain = "sketch", *contributor = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--domain") && i + 1 < argc)
-			domain = argv[++i];
-		else if (!strcmp(argv[i], "--contributor") && i + 1 < argc)
-			contributor = argv[++i];
-		else if (argv[i][0] != '-' && !dir)
-			dir = argv[i];
-		else {
-			fprintf(stderr, "atelier import: unexpected argument %s\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!dir || (strcmp(domain, "sketch") && strcmp(domain, "painting"))) {
-		fprintf(stderr, "usage: atelier import DIR --domain sketch|painting\n");
+	const char *dir = a->pos[0], *domain = cli_arg(a, "domain");
+	if (!domain)
+		domain = "sketch";
+	if (strcmp(domain, "sketch") && strcmp(domain, "painting")) {
+		fprintf(stderr, "atelier import: --domain is sketch or painting, not \"%s\"\n", domain);
 		return 2;
 	}
-	(void)contributor;
 	DIR *d = opendir(dir);
 	if (!d) {
 		fprintf(stderr, "atelier import: cannot open %s\n", dir);
@@ -66,6 +56,7 @@ int cmd_import(struct cli *c, int argc, char **argv)
 	const char *path = strcmp(domain, "sketch") == 0 ? "/v1/sketches" : "/v1/paintings";
 	size_t accepted = 0, duplicate = 0, rejected = 0, failed = 0;
 	json_t *report = json_array();
+	json_t *by_reason = json_object(); /* reason -> count of rejected files */
 	for (size_t i = 0; i < n; i++) {
 		char full[4096];
 		snprintf(full, sizeof full, "%s/%s", dir, names[i]);
@@ -107,6 +98,9 @@ int cmd_import(struct cli *c, int argc, char **argv)
 			const char *err = j ? json_string_value(json_object_get(j, "error")) : NULL;
 			json_t *det = j ? json_object_get(j, "detail") : NULL;
 			const char *why = det ? json_string_value(json_object_get(det, "reason")) : NULL;
+			const char *key = why ? why : err ? err : "no reason given";
+			json_object_set_new(by_reason, key,
+					    json_integer(json_integer_value(json_object_get(by_reason, key)) + 1));
 			if (!c->json) {
 				if (isatty(2))
 					fputc('\n', stderr);
@@ -121,9 +115,9 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		cli_progress("import", i + 1, n);
 	}
 	if (c->json) {
-		json_t *o = json_pack("{sI,sI,sI,sI,so}", "accepted", (json_int_t)accepted, "duplicate",
+		json_t *o = json_pack("{sI,sI,sI,sI,so,sO}", "accepted", (json_int_t)accepted, "duplicate",
 				      (json_int_t)duplicate, "rejected", (json_int_t)rejected, "failed", (json_int_t)failed,
-				      "files", report);
+				      "files", report, "rejected_by_reason", by_reason);
 		char *s = json_dumps(o, JSON_INDENT(2));
 		puts(s);
 		free(s);
@@ -134,9 +128,15 @@ int cmd_import(struct cli *c, int argc, char **argv)
 		       failed ? ", " : "\n");
 		if (failed)
 			printf("%zu failed\n", failed);
+		const char *why;
+		json_t *cnt;
+		json_object_foreach(by_reason, why, cnt)
+			printf("  rejected %lld: %s\n", (long long)json_integer_value(cnt), why);
 	}
+	json_decref(by_reason);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	return failed ? 1 : 0;
+	/* a rejected file is data that did not get in: scripts must see it */
+	return failed || rejected ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /*
- * models.c — `atelier models`, `atelier promote MODEL VERSION [--channel C]`,
- * `atelier rollback MODEL [--channel C]`, `atelier nodes`.
+ * models.c — `atelier models`, `atelier ledger MODEL`, `atelier promote MODEL
+ * VERSION [--channel C] [--reason TEXT]`, `atelier rollback MODEL [--channel C]
+ * [--reason TEXT]`, `atelier nodes`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,25 +17,29 @@ static void print_json(json_t *j)
 	free(s);
 }
 
-static const char *channel_arg(int *argc, char **argv, const char *def)
+/* Model names are [a-z0-9_-] (pipeline_yaml.c) and go into request paths
+ * unescaped: anything else is a usage error here, not a confusing 404. */
+static int model_arg(const struct cli_args *a, const char *m)
 {
-	for (int i = 0; i < *argc; i++)
-		if (!strcmp(argv[i], "--channel") && i + 1 < *argc) {
-			const char *c = argv[i + 1];
-			memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof *argv);
-			*argc -= 2;
-			return c;
-		}
-	return def;
+	size_t n = strlen(m);
+	int ok = n > 0 && n < 64;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
+		     m[i] == '_' || m[i] == '-' || m[i] == '.';
+	if (!ok)
+		fprintf(stderr, "atelier %s: \"%s\" is not a model name\n", a->cmd->name, m);
+	return ok ? 0 : 2;
 }
 
-int cmd_models(struct cli *c, int argc, char **argv)
+int cmd_models(struct cli *c, const struct cli_args *a)
 {
 	json_t *out;
 	long st;
-	if (argc == 1) {
+	if (a->npos == 1) {
+		if (model_arg(a, a->pos[0]))
+			return 2;
 		char path[256];
-		snprintf(path, sizeof path, "/v1/models/%s/versions", argv[0]);
+		snprintf(path, sizeof path, "/v1/models/%s/versions", a->pos[0]);
 		if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
 			return 1;
 		if (c->json) {
@@ -92,8 +97,21 @@ int cmd_models(struct cli *c, int argc, char **argv)
 	return 0;
 }
 
-static int move(struct cli *c, const char *model, const char *channel, json_t *body)
+static int move(struct cli *c, const struct cli_args *a, json_t *body)
 {
+	const char *model = a->pos[0], *channel = cli_arg(a, "channel");
+	if (!channel)
+		channel = "production";
+	if (strcmp(channel, "production") && strcmp(channel, "canary")) {
+		fprintf(stderr, "atelier %s: --channel is canary or production, not \"%s\"\n", a->cmd->name, channel);
+		json_decref(body);
+		return 2;
+	}
+	const char *reason = cli_arg(a, "reason");
+	/* the ledger keeps the reason; without --reason it still says which command moved the channel */
+	json_object_set_new(body, "reason", json_string(reason ? reason : !strcmp(a->cmd->name, "promote")
+									? "atelier promote"
+									: "atelier rollback"));
 	char path[256];
 	snprintf(path, sizeof path, "/v1/models/%s/channels/%s", model, channel);
 	json_t *out;
@@ -120,29 +138,79 @@ static int move(struct cli *c, const char *model, const char *channel, json_t *b
 	return 0;
 }
 
-int cmd_promote(struct cli *c, int argc, char **argv)
+int cmd_promote(struct cli *c, const struct cli_args *a)
 {
-	const char *channel = channel_arg(&argc, argv, "production");
 	char *end = NULL;
-	long long v = argc == 2 ? strtoll(argv[1], &end, 10) : 0;
-	if (argc != 2 || *end || v <= 0) {
-		fprintf(stderr, "usage: atelier promote MODEL VERSION [--channel canary|production]\n");
+	long long v = strtoll(a->pos[1], &end, 10);
+	if (*end || v <= 0 || end == a->pos[1]) {
+		fprintf(stderr, "atelier promote: VERSION must be a version number, not \"%s\"\n", a->pos[1]);
 		return 2;
 	}
-	return move(c, argv[0], channel, json_pack("{sI,ss}", "version", (json_int_t)v, "reason", "atelier promote"));
+	if (model_arg(a, a->pos[0]))
+		return 2;
+	return move(c, a, json_pack("{sI}", "version", (json_int_t)v));
 }
 
-int cmd_rollback(struct cli *c, int argc, char **argv)
+int cmd_rollback(struct cli *c, const struct cli_args *a)
 {
-	const char *channel = channel_arg(&argc, argv, "production");
-	if (argc != 1) {
-		fprintf(stderr, "usage: atelier rollback MODEL [--channel canary|production]\n");
+	if (model_arg(a, a->pos[0]))
 		return 2;
-	}
-	return move(c, argv[0], channel, json_pack("{ss,ss}", "action", "rollback", "reason", "atelier rollback"));
+	return move(c, a, json_pack("{ss}", "action", "rollback"));
 }
 
-int cmd_nodes(struct cli *c, int argc, char **argv)
+/* A timestamp from the API ("2026-12-03T13:07:52.123456+00:00") cut to the
+ * minute for a table column. */
+static const char *short_time(const char *ts, char *out, size_t n)
+{
+	if (!ts)
+		return "-";
+	snprintf(out, n, "%.16s", ts);
+	char *t = strchr(out, 'T');
+	if (t)
+		*t = ' ';
+	return out;
+}
+
+int cmd_ledger(struct cli *c, const struct cli_args *a)
+{
+	if (model_arg(a, a->pos[0]))
+		return 2;
+	char path[256];
+	snprintf(path, sizeof path, "/v1/models/%s/ledger", a->pos[0]);
+	json_t *out;
+	long st;
+	if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
+		return 1;
+	if (c->json) {
+		print_json(out);
+		json_decref(out);
+		return 0;
+	}
+	printf("%-16s %-20s %-10s %-11s %-12s %s\n", "WHEN", "WHO", "ACTION", "CHANNEL", "FROM -> TO", "REASON");
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(out, "ledger"), i, e)
+	{
+		char when[24], move[40], fs[16] = "-", ts[16] = "-";
+		json_t *from = json_object_get(e, "from"), *to = json_object_get(e, "to");
+		if (json_is_integer(from))
+			snprintf(fs, sizeof fs, "v%lld", (long long)json_integer_value(from));
+		if (json_is_integer(to))
+			snprintf(ts, sizeof ts, "v%lld", (long long)json_integer_value(to));
+		snprintf(move, sizeof move, "%s -> %s", fs, ts);
+		const char *actor = json_string_value(json_object_get(e, "actor"));
+		const char *reason = json_string_value(json_object_get(e, "reason"));
+		const char *kind = json_string_value(json_object_get(e, "kind"));
+		const char *chan = json_string_value(json_object_get(e, "channel"));
+		printf("%-16s %-20s %-10s %-11s %-12s %s\n",
+		       short_time(json_string_value(json_object_get(e, "at")), when, sizeof when), actor ? actor : "-",
+		       kind ? kind : "-", chan ? chan : "-", move, reason ? reason : "");
+	}
+	json_decref(out);
+	return 0;
+}
+
+int cmd_nodes(struct cli *c, const struct cli_args *a)
 {
 	json_t *out;
 	long st;

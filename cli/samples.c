@@ -17,6 +17,7 @@
 
 #include "artifact.h"
 #include "commands.h"
+#include "fsutil.h"
 #include "image.h"
 
 #define SHEET_MAX_ROWS 64
@@ -180,20 +181,93 @@ out:
 	return rc;
 }
 
-int cmd_samples(struct cli *c, int argc, char **argv)
+/* Fetches artifact sha into dir/name (a PNG: anything else is refused). */
+static int save_artifact(struct cli *c, const char *sha, const char *dir, const char *name)
 {
-	const char *sheet = NULL;
-	for (int i = 0; i + 1 < argc; i++)
-		if (!strcmp(argv[i], "--sheet")) {
-			sheet = argv[i + 1];
-			memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof *argv);
-			argc -= 2;
-			break;
+	char path[128], file[4200];
+	struct http_client_resp r;
+	if (!artifact_valid_sha(sha)) {
+		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
+		return -1;
+	}
+	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
+	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
+		cli_fail(path, &r);
+		http_client_resp_free(&r);
+		return -1;
+	}
+	int rc = -1;
+	if (r.body.len < 8 || memcmp(r.body.data, "\x89PNG\r\n\x1a\n", 8)) {
+		fprintf(stderr, "atelier: %s is not a PNG image\n", path);
+		goto out;
+	}
+	snprintf(file, sizeof file, "%s/%s", dir, name);
+	FILE *f = fopen(file, "wb");
+	int ok = f && fwrite(r.body.data, 1, r.body.len, f) == r.body.len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok) {
+		fprintf(stderr, "atelier: cannot write %s\n", file);
+		if (f)
+			remove(file);
+		goto out;
+	}
+	rc = 0;
+out:
+	http_client_resp_free(&r);
+	return rc;
+}
+
+/* --out DIR: every sample's output as SKETCH-STYLE-ROLE.png and each input
+ * sketch once as SKETCH-sketch.png (SKETCH: the first 12 hex digits of its
+ * sha256, which sorts a sketch's images together). */
+static int write_dir(struct cli *c, json_t *samples, const char *dir)
+{
+	if (at_mkdir_p(dir) < 0) {
+		fprintf(stderr, "atelier: cannot create %s\n", dir);
+		return 1;
+	}
+	const char *seen[SHEET_MAX_ROWS * 4];
+	int nseen = 0, files = 0;
+	size_t i;
+	json_t *s;
+	json_array_foreach(samples, i, s)
+	{
+		const char *sk = json_string_value(json_object_get(s, "sketch"));
+		const char *o = json_string_value(json_object_get(s, "output"));
+		const char *role = json_string_value(json_object_get(s, "role"));
+		json_t *st = json_object_get(s, "style");
+		if (!sk || !o || !artifact_valid_sha(sk) || !json_is_integer(st))
+			continue;
+		if (!role || (strcmp(role, "candidate") && strcmp(role, "champion")))
+			role = "candidate";
+		char name[96];
+		if (find(seen, nseen, sk) < 0 && nseen < (int)(sizeof seen / sizeof seen[0])) {
+			seen[nseen++] = sk;
+			snprintf(name, sizeof name, "%.12s-sketch.png", sk);
+			if (save_artifact(c, sk, dir, name) < 0)
+				return 1;
+			files++;
 		}
-	/* a trailing --sheet without a file, or any other option, is a usage
-	 * error, not a version called "--sheet" */
-	if (argc != 2 || !is_plain(argv[0]) || !is_plain(argv[1]) || (sheet && !*sheet)) {
-		fprintf(stderr, "usage: atelier samples MODEL VERSION [--sheet FILE]\n");
+		snprintf(name, sizeof name, "%.12s-%lld-%s.png", sk, (long long)json_integer_value(st), role);
+		if (save_artifact(c, o, dir, name) < 0)
+			return 1;
+		files++;
+	}
+	if (!files) {
+		fprintf(stderr, "atelier: the version has no samples\n");
+		return 1;
+	}
+	printf("%s: %d images\n", dir, files);
+	return 0;
+}
+
+int cmd_samples(struct cli *c, const struct cli_args *a)
+{
+	const char *sheet = cli_arg(a, "sheet"), *dir = cli_arg(a, "out");
+	char *const *argv = a->pos;
+	if (!is_plain(argv[0]) || !is_plain(argv[1]) || (sheet && !*sheet) || (dir && !*dir)) {
+		cli_args_usage(stderr, a->cmd);
 		return 2;
 	}
 	char path[512];
@@ -204,13 +278,17 @@ int cmd_samples(struct cli *c, int argc, char **argv)
 		return 1;
 	json_t *samples = json_object_get(out, "samples");
 	int rc = 0;
-	if (sheet) {
+	if (dir)
+		rc = write_dir(c, samples, dir);
+	if (rc == 0 && sheet) {
 		if (image_init() < 0) {
 			fprintf(stderr, "atelier: image codecs unavailable\n");
 			rc = 1;
 		} else {
 			rc = write_sheet(c, samples, sheet);
 		}
+	} else if (dir) {
+		/* the images are the answer */
 	} else if (c->json) {
 		char *s = json_dumps(out, JSON_INDENT(2));
 		if (s)

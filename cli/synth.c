@@ -9,6 +9,7 @@
  * that need no server).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,33 +67,13 @@ static int save(const char *dir, const char *sub, const char *name, const uint8_
 	return fclose(f) == 0 && w == len ? 0 : AT_EIO;
 }
 
-int cmd_synth(struct cli *c, int argc, char **argv)
+int cmd_synth(struct cli *c, const struct cli_args *a)
 {
-	long count = 200, seed = 1, size = 256;
-	const char *out = NULL;
-	for (int i = 0; i < argc; i++) {
-		char *end = NULL;
-		if (!strcmp(argv[i], "--count") && i + 1 < argc)
-			count = strtol(argv[++i], &end, 10);
-		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
-			seed = strtol(argv[++i], &end, 10);
-		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
-			size = strtol(argv[++i], &end, 10);
-		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-			out = argv[++i];
-		else {
-			fprintf(stderr, "usage: atelier synth [--count N] [--seed S] [--size PX] [--out DIR]\n");
-			return 2;
-		}
-		if (end && *end) {
-			fprintf(stderr, "atelier synth: %s needs a number\n", argv[i - 1]);
-			return 2;
-		}
-	}
-	if (count < 1 || count > 1000000 || size < 32 || size > 1024) {
-		fprintf(stderr, "atelier synth: --count 1..1000000, --size 32..1024\n");
+	long count, seed, size;
+	const char *out = cli_arg(a, "out");
+	if (cli_arg_long(a, "count", 200, 1, 1000000, &count) || cli_arg_long(a, "seed", 1, LONG_MIN, LONG_MAX, &seed) ||
+	    cli_arg_long(a, "size", 256, 32, 1024, &size))
 		return 2;
-	}
 	if (out && mkdir(out, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "atelier synth: cannot create %s\n", out);
 		return 1;

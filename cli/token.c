@@ -8,21 +8,12 @@
 
 #include "commands.h"
 
-int cmd_token_create(struct cli *c, int argc, char **argv)
+int cmd_token_create(struct cli *c, const struct cli_args *a)
 {
-	const char *role = NULL, *name = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--role") && i + 1 < argc)
-			role = argv[++i];
-		else if (!strcmp(argv[i], "--name") && i + 1 < argc)
-			name = argv[++i];
-		else {
-			fprintf(stderr, "atelier token create: unexpected argument %s\n", argv[i]);
-			return 2;
-		}
-	}
+	const char *role = cli_arg(a, "role"), *name = cli_arg(a, "name");
 	if (!role) {
-		fprintf(stderr, "usage: atelier token create --role operator|node|viewer [--name NAME]\n");
+		fprintf(stderr, "atelier token create: --role is required\n");
+		cli_args_usage(stderr, a->cmd);
 		return 2;
 	}
 	json_t *req = json_pack("{ss,ss?}", "role", role, "name", name);

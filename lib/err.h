@@ -40,7 +40,8 @@
 	X(URITOOLONG, 414, "request path too long")                            \
 	X(UNSATISFIABLE, 416, "range not satisfiable")                         \
 	X(BUSY, 503, "busy: try again later")                                  \
-	X(NOTREADY, 503, "not ready")
+	X(NOTREADY, 503, "not ready")                                          \
+	X(REQTIMEOUT, 408, "request timed out: the client stopped sending")
 
 enum at_err {
 	AT_OK = 0,

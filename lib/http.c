@@ -17,6 +17,7 @@
 #include "http.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <h2o.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -56,6 +57,13 @@ struct http_conn {
 	uv_tcp_t tcp; /* first: h2o's close callback gets this pointer */
 	struct http_conn *prev, *next;
 	http_server_t *srv;
+	h2o_socket_t *sock; /* h2o's socket over tcp; sock->data is h2o's connection */
+	const h2o_conn_callbacks_t *h1; /* HTTP/1 connections' callbacks: tells an upgrade to HTTP/2 */
+	/* progress of the request being read (idle_tick) */
+	size_t seen;       /* bytes h2o held at the last change; SIZE_MAX: not reading */
+	uint64_t since_ns; /* when seen last changed */
+	uint64_t begun_ns; /* when the request's first byte was seen; 0: none */
+	int timed_out;
 };
 
 struct http_server {
@@ -75,6 +83,8 @@ struct http_server {
 	size_t pending;
 	uint64_t errors[AT_ERR_COUNT]; /* error replies, by row of the error table */
 	int closing;
+	uv_timer_t idle_timer;
+	uint64_t idle_ns, ceiling_ns;
 	uv_timer_t close_timer;
 	int close_waits;
 	void (*on_closed)(void *);
@@ -89,6 +99,7 @@ struct http_req {
 	http_server_t *srv;
 	h2o_req_t *h2o; /* NULL once h2o disposed the request */
 	struct req_link *link;
+	struct http_conn *conn; /* its connection, or NULL; valid while h2o != NULL */
 	struct compiled_route *route;
 	char path[2048];
 	const char *pnames[HTTP_MAX_PARAMS];
@@ -99,6 +110,9 @@ struct http_req {
 	int nquery;
 	int query_parsed;
 	unsigned role;
+	int64_t token_id;
+	char token_node[65];
+	char principal[64]; /* the token's name, set by the auth check; "" when none */
 	char id[40];
 	void *data;
 	uint64_t start_ns;
@@ -322,6 +336,7 @@ static const char *reason_phrase(int status)
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
@@ -659,8 +674,42 @@ void http_stream_end(http_stream_t *s)
 void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
 const char *http_req_path(const http_req_t *req) { return req->path; }
 unsigned http_req_role(const http_req_t *req) { return req->role; }
+int64_t http_req_token_id(const http_req_t *req) { return req->token_id; }
+const char *http_req_token_node(const http_req_t *req) { return req->token_node; }
+
+void http_req_set_token(http_req_t *req, int64_t token_id, const char *node)
+{
+	req->token_id = token_id;
+	snprintf(req->token_node, sizeof req->token_node, "%s", node ? node : "");
+}
+void http_req_set_principal(http_req_t *req, const char *name)
+{
+	snprintf(req->principal, sizeof req->principal, "%s", name ? name : "");
+}
+const char *http_req_principal(const http_req_t *req) { return req->principal; }
 const char *http_req_id(const http_req_t *req) { return req->id; }
 int http_req_alive(const http_req_t *req) { return req->h2o != NULL; }
+
+/* h2o (HTTP/1) stops reading a connection while its request is handled, so
+ * a client that closes meanwhile goes unnoticed until the reply is written.
+ * A peek at the socket tells: EOF or an error means the client closed or
+ * reset it. Bytes waiting (a pipelined request) hide an EOF behind them; the
+ * request then counts as wanted. The connection outlives the h2o request
+ * (h2o disposes the request before it closes the socket), so req->conn is
+ * safe to use while req->h2o is set. */
+int http_req_gone(const http_req_t *req)
+{
+	if (!req->h2o)
+		return 1;
+	uv_os_fd_t fd;
+	if (!req->conn || uv_fileno((uv_handle_t *)&req->conn->tcp, &fd) != 0)
+		return 0;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
 void http_req_set_data(http_req_t *req, void *data) { req->data = data; }
 void *http_req_data(const http_req_t *req) { return req->data; }
 
@@ -998,6 +1047,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
 	srv->pending++;
 	req->link = h2o_mem_alloc_shared(&r->pool, sizeof *req->link, link_dispose);
 	req->link->req = req;
+	for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next)
+		if (c->sock && c->sock->data == (void *)r->conn && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+			req->conn = c;
+			break;
+		}
 	make_request_id(req);
 
 	size_t plen = r->path_normalized.len;
@@ -1083,7 +1137,93 @@ static void on_accept(uv_stream_t *listener, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
+	c->sock = sock;
+	c->seen = SIZE_MAX;
+	c->since_ns = now_ns();
 	h2o_accept(&srv->accept_ctx, sock);
+	/* a plain connection is HTTP/1 from the start (h2o_http1_accept set sock->data) */
+	if (!uv_is_closing((uv_handle_t *)&c->tcp) && sock->data)
+		c->h1 = ((h2o_conn_t *)sock->data)->callbacks;
+}
+
+/* ---- idle and stalled requests ----
+ *
+ * h2o 2.2 gives a request one total deadline (http1.req_timeout: from its
+ * first byte to the last of its body) and closes the connection without an
+ * answer when it passes, so an 8 MiB body on a slow but steady link was cut
+ * at 10 s. We move that deadline out to a backstop and watch progress
+ * instead: every tick looks at each HTTP/1 connection h2o is reading from;
+ * a change in the bytes it holds for the next request (sock->input->size)
+ * is progress. No progress for idle_timeout: a request begun gets a 408
+ * JSON answer (written straight to the socket: h2o has no request object to
+ * answer through until the headers are whole) and the read side is shut, so
+ * h2o sees EOF and closes the connection its own way; an empty keep-alive
+ * connection is just closed, as h2o did at its deadline. While h2o handles a
+ * request or writes a reply it does not read, and the connection is left
+ * alone. HTTP/2 connections keep h2o's own idle timeout.
+ */
+static void answer_408(http_server_t *srv, struct http_conn *c, uint64_t now, int ceiling)
+{
+	char id[40];
+	snprintf(id, sizeof id, "%08x-%llu", srv->id_prefix, (unsigned long long)++srv->next_id);
+	json_t *o = json_pack("{ss,ss,s{sf,sI,sI},ss}", "error",
+			      ceiling ? "request took too long to arrive" : "request timed out: no bytes arrived for the idle timeout",
+			      "code", at_err_name(AT_EREQTIMEOUT), "detail", "idle_seconds", (double)srv->idle_ns / 1e9,
+			      "ceiling_seconds", (json_int_t)(srv->ceiling_ns / 1000000000u), "received",
+			      (json_int_t)c->seen, "request_id", id);
+	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!body)
+		return;
+	char head[256];
+	int hn = snprintf(head, sizeof head,
+			  "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+			  "Connection: close\r\nX-Request-Id: %s\r\n\r\n",
+			  strlen(body) + 1, id);
+	uv_buf_t bufs[3] = {uv_buf_init(head, (unsigned)hn), uv_buf_init(body, (unsigned)strlen(body)),
+			    uv_buf_init((char *)"\n", 1)};
+	/* small enough for an empty send buffer; nothing else writes now */
+	(void)uv_try_write((uv_stream_t *)&c->tcp, bufs, 3);
+	free(body);
+	srv->errors[at_err_index(AT_EREQTIMEOUT)]++;
+	count_status(&srv->unmatched, 408, c->begun_ns ? (double)(now - c->begun_ns) / 1e9 : 0);
+	log_info("http: request timed out after %llu bytes (%s) [%s]", (unsigned long long)c->seen,
+		 ceiling ? "ceiling" : "idle", id);
+}
+
+static void idle_tick(uv_timer_t *t)
+{
+	http_server_t *srv = t->data;
+	uint64_t now = now_ns();
+	for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next) {
+		if (uv_is_closing((uv_handle_t *)&c->tcp) || !c->sock || c->timed_out)
+			continue;
+		h2o_conn_t *hc = c->sock->data;
+		if (!hc || !c->h1 || hc->callbacks != c->h1 || !h2o_socket_is_reading(c->sock) || !c->sock->input) {
+			c->seen = SIZE_MAX;
+			c->since_ns = now;
+			c->begun_ns = 0;
+			continue;
+		}
+		size_t size = c->sock->input->size;
+		if (size != c->seen) {
+			c->seen = size;
+			c->since_ns = now;
+			if (size == 0)
+				c->begun_ns = 0;
+			else if (!c->begun_ns)
+				c->begun_ns = now;
+		}
+		int ceiling = c->begun_ns && now - c->begun_ns >= srv->ceiling_ns;
+		if (!ceiling && now - c->since_ns < srv->idle_ns)
+			continue;
+		c->timed_out = 1;
+		if (size > 0)
+			answer_408(srv, c, now, ceiling);
+		uv_os_fd_t fd;
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+			shutdown(fd, SHUT_RD);
+	}
 }
 
 static void listener_failed_closed(uv_handle_t *h) { free(h->data); }
@@ -1123,6 +1263,14 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 	srv->config.server_name = h2o_iovec_init(cfg->server_name ? cfg->server_name : "atelier",
 						 strlen(cfg->server_name ? cfg->server_name : "atelier"));
 	srv->config.max_request_entity_size = srv->cfg.max_body * 2 + 4096;
+	if (srv->cfg.idle_timeout <= 0)
+		srv->cfg.idle_timeout = 10;
+	srv->idle_ns = (uint64_t)(srv->cfg.idle_timeout * 1e9);
+	srv->ceiling_ns = (uint64_t)HTTP_REQUEST_CEILING_S * 1000000000u;
+	if (srv->ceiling_ns < 2 * srv->idle_ns)
+		srv->ceiling_ns = 2 * srv->idle_ns;
+	/* h2o's total deadline only backs up idle_tick's (see there) */
+	srv->config.http1.req_timeout = srv->ceiling_ns / 1000000u + 60000;
 	h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
 	h2o_handler_t *h = h2o_create_handler(pc, sizeof *h + sizeof(http_server_t *));
@@ -1157,6 +1305,12 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 						       : ((struct sockaddr_in *)&bound)->sin_port);
 	uv_timer_init(loop, &srv->close_timer);
 	srv->close_timer.data = srv;
+	uv_timer_init(loop, &srv->idle_timer);
+	srv->idle_timer.data = srv;
+	uint64_t tick_ms = srv->idle_ns / 4000000u;
+	tick_ms = tick_ms < 100 ? 100 : tick_ms > 1000 ? 1000 : tick_ms;
+	uv_timer_start(&srv->idle_timer, idle_tick, tick_ms, tick_ms);
+	uv_unref((uv_handle_t *)&srv->idle_timer);
 	*out = srv;
 	return 0;
 fail_ctx:
@@ -1244,6 +1398,9 @@ void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *a
 	srv->closing = 1;
 	srv->on_closed = on_closed;
 	srv->closed_arg = arg;
+	/* closed before the listener, so before close_timer: srv outlives it */
+	uv_timer_stop(&srv->idle_timer);
+	uv_close((uv_handle_t *)&srv->idle_timer, NULL);
 	uv_close((uv_handle_t *)&srv->listener, listener_closed);
 }
 

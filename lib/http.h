@@ -81,11 +81,19 @@ struct http_config {
 	const char *host; /* default 127.0.0.1 */
 	int port;         /* 0 = pick a free port; http_server_port() tells */
 	size_t max_body;  /* bodies above this get 413 JSON (default 8 MiB) */
+	/* Seconds a connection may go without a byte while h2o waits for a
+	 * request (default 10): a request begun is answered 408 JSON and the
+	 * connection closed; an idle keep-alive connection is closed. A body
+	 * that keeps arriving is never cut, up to HTTP_REQUEST_CEILING_S. */
+	double idle_timeout;
 	const char *server_name;
 	http_auth_fn auth; /* NULL = every route is public */
 	void *auth_arg;
 	void *app; /* the application's context, http_req_app() */
 };
+
+/* The longest a request may take to arrive, however steadily (408 after). */
+#define HTTP_REQUEST_CEILING_S 600
 
 int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct http_route *routes, size_t nroutes,
 		    http_server_t **out) AT_MUST_CHECK;
@@ -124,8 +132,25 @@ int http_parse_id(const char *s, int64_t *out) AT_MUST_CHECK;
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);
 unsigned http_req_role(const http_req_t *req);
+/* Who the bearer token belongs to, told by the auth function (http_auth_fn)
+ * before it answers with a role: the token's id (0: not told) and the serving
+ * node it is bound to ("" when none; copied, at most 64 bytes kept). */
+void http_req_set_token(http_req_t *req, int64_t token_id, const char *node);
+int64_t http_req_token_id(const http_req_t *req);
+const char *http_req_token_node(const http_req_t *req);
+/* Who the token belongs to (its name, truncated to 63 bytes), for audit
+ * records such as the promotion ledger: set by the auth function before it
+ * answers, "" when the token has no name or the route is public. */
+void http_req_set_principal(http_req_t *req, const char *name);
+const char *http_req_principal(const http_req_t *req);
 const char *http_req_id(const http_req_t *req); /* request id, also sent back as X-Request-Id */
 int http_req_alive(const http_req_t *req);
+/* 1 when the client is known to have left: h2o dropped the request, or the
+ * connection's read side is at EOF or reset (h2o does not read while a
+ * request is handled, so only a look at the socket tells). A client that
+ * half-closes after its request counts as gone, as in nginx. One syscall:
+ * ask before starting costly work for the request. */
+int http_req_gone(const http_req_t *req);
 /* Arbitrary per-request slot for the handler. */
 void http_req_set_data(http_req_t *req, void *data);
 void *http_req_data(const http_req_t *req);

@@ -16,6 +16,17 @@ static const char *log_component = "atelier";
 static enum log_level log_level = LOG_INFO;
 static int log_json;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static __thread log_tap_fn thread_tap;
+static __thread void *thread_tap_arg;
+static __thread int in_tap;
+
+void log_set_thread_tap(log_tap_fn fn, void *arg)
+{
+	thread_tap = fn;
+	thread_tap_arg = arg;
+}
+
+const char *log_level_name(enum log_level level) { return level_names[level]; }
 
 void log_init(const char *component)
 {
@@ -85,4 +96,9 @@ void log_write(enum log_level level, const char *fmt, ...)
 		n = sizeof line - 1;
 	ssize_t r = write(STDERR_FILENO, line, (size_t)n);
 	(void)r;
+	if (thread_tap && !in_tap) {
+		in_tap = 1;
+		thread_tap(thread_tap_arg, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, level, msg);
+		in_tap = 0;
+	}
 }

@@ -45,6 +45,6 @@ long long api_positive_id(http_req_t *req, const char *value, const char *what);
 		   ",\"created_at\":" API_TIME ",\"started_at\":" API_NULL_TIME ",\"finished_at\":" API_NULL_TIME  \
 		   ",\"seconds\":" API_NUM ",\"stages_total\":" API_INT ",\"stages_succeeded\":" API_INT           \
 		   ",\"running_stages\":" API_NULL("string") ",\"progress\":" API_NULL("number")                  \
-		   ",\"error\":" API_NULL("string"))
+		   ",\"error\":" API_NULL("string") ",\"eta_seconds\":" API_NULL("integer"))
 
 #endif

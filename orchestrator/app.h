@@ -25,11 +25,13 @@ struct settings {
 	const char *host;
 	int port;
 	size_t max_body;
+	double http_idle_timeout;
 	size_t max_pixels;
 	int image_size;
 	double holdout_fraction;
 	double min_ink;
 	double max_ink;
+	int node_heartbeat_days; /* node_heartbeats history kept (nodes.c prunes) */
 	int db_conns;
 	const char *sql_dir;
 	const char *artifacts;

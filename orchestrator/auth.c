@@ -25,6 +25,9 @@
 struct auth_slot {
 	unsigned char hash[32];
 	int role; /* >0 role bit, 0 invalid */
+	int64_t id;    /* api_tokens.id */
+	char node[65]; /* api_tokens.node: the serving node a node token is bound to, or "" */
+	char name[64]; /* the token's name ("" when none): the actor in audit records */
 	uint64_t expires;
 	int used;
 };
@@ -88,7 +91,8 @@ static struct auth_slot *slot_find(struct auth *a, const unsigned char hash[32],
 	return NULL;
 }
 
-static void cache_put(struct auth *a, const unsigned char hash[32], int role)
+static void cache_put(struct auth *a, const unsigned char hash[32], int role, int64_t id, const char *node,
+		      const char *name)
 {
 	if (a->nused >= AUTH_SLOTS * 3 / 4)
 		auth_clear(a);
@@ -99,6 +103,9 @@ static void cache_put(struct auth *a, const unsigned char hash[32], int role)
 		a->nused++;
 	memcpy(s->hash, hash, 32);
 	s->role = role;
+	s->id = id;
+	snprintf(s->node, sizeof s->node, "%s", node);
+	snprintf(s->name, sizeof s->name, "%s", name);
 	s->used = 1;
 	s->expires = now_ms() + (role > 0 ? AUTH_TTL_OK_MS : AUTH_TTL_BAD_MS);
 }
@@ -109,12 +116,27 @@ static void lookup_done(void *arg, int status, PGresult *res)
 	int role = -1;
 	if (status == 0) {
 		role = 0;
-		if (PQntuples(res) == 1)
+		int64_t id = 0;
+		const char *node = "", *name = "";
+		if (PQntuples(res) == 1) {
 			role = (int)http_role_parse(PQgetvalue(res, 0, 0));
-		cache_put(l->a, l->hash, role);
+			id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+			node = PQgetvalue(res, 0, 2);
+			name = PQgetvalue(res, 0, 3);
+		}
+		cache_put(l->a, l->hash, role, id, node, name);
+		http_req_set_token(l->req, id, node);
+		http_req_set_principal(l->req, name);
 	}
 	l->done(l->req, role);
 	free(l);
+}
+
+void auth_token_bound(struct auth *a, int64_t token_id, const char *node)
+{
+	for (int i = 0; i < AUTH_SLOTS; i++)
+		if (a->slots[i].used && a->slots[i].id == token_id)
+			snprintf(a->slots[i].node, sizeof a->slots[i].node, "%s", node);
 }
 
 int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_auth_done done)
@@ -123,8 +145,11 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	unsigned char hash[32];
 	SHA256((const unsigned char *)token, len, hash);
 	struct auth_slot *s = slot_find(a, hash, 0);
-	if (s && s->expires > now_ms())
+	if (s && s->expires > now_ms()) {
+		http_req_set_token(req, s->id, s->node);
+		http_req_set_principal(req, s->name);
 		return s->role;
+	}
 	struct auth_lookup *l = malloc(sizeof *l);
 	if (!l) {
 		done(req, -1);
@@ -137,8 +162,10 @@ int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_a
 	struct db_params p;
 	db_params_init(&p);
 	db_param_bin(&p, hash, 32);
-	int rc = db_query(a->db, "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", &p,
-			  lookup_done, l);
+	int rc = db_query(a->db,
+			  "SELECT role, id, coalesce(node, ''), coalesce(name, '') FROM api_tokens "
+			  "WHERE token_hash = $1 AND revoked_at IS NULL",
+			  &p, lookup_done, l);
 	if (rc < 0) {
 		free(l);
 		/* The database is down: say so (503) rather than call the token invalid. */
@@ -161,19 +188,21 @@ int auth_generate(char *out, size_t outlen, unsigned char hash[32])
 	return 0;
 }
 
-int auth_create_token_blocking(PGconn *conn, const char *role, const char *name, char *out, size_t outlen)
+int auth_create_token_blocking(PGconn *conn, const char *role, const char *name, const char *node, char *out,
+			       size_t outlen)
 {
-	if (!http_role_parse(role))
+	if (!http_role_parse(role) || (node && strcmp(role, "node") != 0))
 		return AT_EINVAL;
 	unsigned char hash[32];
 	int rc = auth_generate(out, outlen, hash);
 	if (rc < 0)
 		return rc;
-	const char *vals[3] = {(const char *)hash, role, name};
-	int lens[3] = {32, 0, 0};
-	int fmts[3] = {1, 0, 0};
-	PGresult *r = PQexecParams(conn, "INSERT INTO api_tokens (token_hash, role, name) VALUES ($1, $2, $3)", 3, NULL,
-				   vals, lens, fmts, 0);
+	const char *vals[4] = {(const char *)hash, role, name, node};
+	int lens[4] = {32, 0, 0, 0};
+	int fmts[4] = {1, 0, 0, 0};
+	PGresult *r = PQexecParams(conn,
+				   "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4)", 4,
+				   NULL, vals, lens, fmts, 0);
 	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : AT_EDB;
 	if (rc < 0)
 		log_error("token: %s", PQresultErrorMessage(r));

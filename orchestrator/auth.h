@@ -20,8 +20,14 @@ void auth_free(struct auth *a);
 int auth_check(void *arg, http_req_t *req, const char *token, size_t len, http_auth_done done);
 
 /* Create a token (blocking; for `atelierd token create`). Writes the token
- * (NUL-terminated, < 64 bytes) to out. */
-int auth_create_token_blocking(PGconn *conn, const char *role, const char *name, char *out, size_t outlen) AT_MUST_CHECK;
+ * (NUL-terminated, < 64 bytes) to out. node (NULL: none) binds a node token to
+ * that serving-node name (nodes_name_valid); other roles take none. */
+int auth_create_token_blocking(PGconn *conn, const char *role, const char *name, const char *node, char *out,
+			       size_t outlen) AT_MUST_CHECK;
+/* A node token was just bound to node (nodes.c): cached entries learn it now
+ * rather than when the NOTIFY arrives, so the upload that follows a node's
+ * first heartbeat already carries the name. */
+void auth_token_bound(struct auth *a, int64_t token_id, const char *node);
 /* The async form used by POST /v1/tokens: generates the token, stores its hash. */
 int auth_generate(char *out, size_t outlen, unsigned char hash[32]) AT_MUST_CHECK;
 

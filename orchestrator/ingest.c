@@ -16,11 +16,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "browse.h"
 #include "config.h"
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
+#include "utf8.h"
 
 static const char *const domain_names[] = {"sketch", "painting"};
 
@@ -93,6 +96,35 @@ struct batch {
 };
 
 static void batch_flush(struct app *app);
+static void batch_send(struct app *app, struct batch *b);
+
+/* Class 22 (data exception: bad text, out-of-range value) or 23 (integrity
+ * constraint): the rows were refused, not the database lost. */
+static int sqlstate_is_data(const PGresult *res)
+{
+	const char *st = res ? db_sqlstate(res) : "";
+	return strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0;
+}
+
+/* A group refused for its data is sent again one row per INSERT, so only the
+ * row at fault fails. Takes b. */
+static void batch_split(struct app *app, struct batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		struct batch *one = calloc(1, sizeof *one);
+		if (!one) {
+			app->ingest.db_errors++;
+			http_reply_err(b->u[i]->req, AT_ENOMEM, "out of memory", NULL);
+			upload_free(b->u[i]);
+			continue;
+		}
+		one->app = app;
+		one->u[0] = b->u[i];
+		one->n = 1;
+		batch_send(app, one);
+	}
+	free(b);
+}
 
 static void lookup_existing(struct upload *u)
 {
@@ -114,11 +146,27 @@ static void on_batch(void *arg, int status, PGresult *res)
 	struct batch *b = arg;
 	struct app *app = b->app;
 	app->ingest_q.inflight--;
+	int data = status == AT_EDB && sqlstate_is_data(res);
+	if (status < 0 && data && b->n > 1) {
+		log_info("ingest: insert of %d refused (SQLSTATE %s): retrying its rows one by one", b->n,
+			 db_sqlstate(res));
+		batch_split(app, b);
+		batch_flush(app);
+		return;
+	}
 	if (status < 0) {
 		log_warn("ingest: insert of %d failed: %s", b->n, res ? PQresultErrorMessage(res) : "connection lost");
 		for (int i = 0; i < b->n; i++) {
-			app->ingest.db_errors++;
-			http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable", NULL);
+			/* PostgreSQL's text stays in the log: it may quote the row */
+			if (data) {
+				app->ingest.rejected_other++;
+				http_reply_err(b->u[i]->req, AT_EUNPROCESSABLE, "the database refused this upload's fields",
+					       json_pack("{ss}", "sqlstate", db_sqlstate(res)));
+			} else {
+				app->ingest.db_errors++;
+				http_reply_err(b->u[i]->req, AT_EDB, "could not store the image: database unavailable",
+					       NULL);
+			}
 			upload_free(b->u[i]);
 		}
 	} else {
@@ -305,6 +353,7 @@ static void normalize_done(uv_work_t *w, int status)
 			st->rejected_other++;
 			break;
 		}
+		browse_record_rejection(u->req, u->domain, u->rc, msg, u->len, u->source, u->contributor);
 		http_reply_err(u->req, u->rc, msg, d);
 		upload_free(u);
 		return;
@@ -320,9 +369,59 @@ static int media_is(const char *ct, size_t n, const char *want)
 	return n >= wl && strncasecmp(ct, want, wl) == 0 && (n == wl || ct[wl] == ';' || ct[wl] == ' ');
 }
 
-static char *field_dup(const struct multipart_part *p)
+/* A text field's value, checked and cut to INGEST_FIELD_MAX bytes on a
+ * character boundary: PostgreSQL refuses invalid UTF-8 (and NUL), and one
+ * such value in a group commit would fail every row of the group. On bad
+ * text replies 422 naming the field and returns AT_EUNPROCESSABLE. */
+#define INGEST_FIELD_MAX 256
+static int field_dup(http_req_t *req, const struct multipart_part *p, const char *name, char **out)
 {
-	return strndup((const char *)p->data, p->len > 256 ? 256 : p->len);
+	size_t bad = 0;
+	if (utf8_check(p->data, p->len, &bad) < 0) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "form field is not valid UTF-8 text",
+			       json_pack("{ss,ss,sI}", "field", name, "reason", "invalid UTF-8 or NUL byte", "offset",
+					 (json_int_t)bad));
+		return AT_EUNPROCESSABLE;
+	}
+	*out = strndup((const char *)p->data, utf8_cut(p->data, p->len, INGEST_FIELD_MAX));
+	if (!*out) {
+		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
+		return AT_ENOMEM;
+	}
+	return 0;
+}
+
+/* images.source says where an image came from, and "node:NAME" is what
+ * evaluate scores as a contribution (lib/slice.h), so only atelierd writes it:
+ * from a node token, "node:" and the node it is bound to ("node:#ID", the
+ * token's id, while it is not bound yet: sql/009_node_trust.sql), whatever
+ * the client sent; from an operator (imports, synth) the source as sent, but
+ * never "node..." . Replies itself and returns < 0 on refusal. */
+static int source_from_token(http_req_t *req, char **source)
+{
+	if (http_req_role(req) & ROLE_NODE) {
+		char buf[80];
+		const char *node = http_req_token_node(req);
+		if (*node)
+			snprintf(buf, sizeof buf, "node:%s", node);
+		else
+			snprintf(buf, sizeof buf, "node:#%lld", (long long)http_req_token_id(req));
+		char *d = strdup(buf);
+		if (!d) {
+			http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
+			return AT_ENOMEM;
+		}
+		free(*source);
+		*source = d;
+		return 0;
+	}
+	if (*source && strncasecmp(*source, "node", 4) == 0 && ((*source)[4] == ':' || (*source)[4] == 0)) {
+		http_reply_err(req, AT_EUNPROCESSABLE,
+			       "source \"node:...\" is set from a node token; an upload may not claim it",
+			       json_pack("{ss}", "field", "source"));
+		return AT_EUNPROCESSABLE;
+	}
+	return 0;
 }
 
 static void upload(http_req_t *req, int domain)
@@ -367,10 +466,15 @@ static void upload(http_req_t *req, int domain)
 		img = ip->data;
 		imglen = ip->len;
 		const struct multipart_part *f;
-		if ((f = multipart_get(parts, n, "contributor")) != NULL)
-			contributor = field_dup(f);
-		if ((f = multipart_get(parts, n, "source")) != NULL)
-			source = field_dup(f);
+		if ((f = multipart_get(parts, n, "contributor")) != NULL && field_dup(req, f, "contributor", &contributor) < 0) {
+			st->rejected_other++;
+			return;
+		}
+		if ((f = multipart_get(parts, n, "source")) != NULL && field_dup(req, f, "source", &source) < 0) {
+			st->rejected_other++;
+			free(contributor);
+			return;
+		}
 		/* the node's /api/contribute reads consent with the same function:
 		 * an answer neither yes nor no is refused, not stored as "no" */
 		if ((f = multipart_get(parts, n, "consent")) != NULL &&
@@ -384,13 +488,21 @@ static void upload(http_req_t *req, int domain)
 		}
 	} else {
 		st->rejected_unsupported++;
+		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "unsupported Content-Type", len, NULL, NULL);
 		http_reply_err(req, AT_EUNSUPPORTED, "unsupported Content-Type",
 				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
 					   "image/jpeg", "multipart/form-data"));
 		return;
 	}
+	if (source_from_token(req, &source) < 0) {
+		st->rejected_other++;
+		free(contributor);
+		free(source);
+		return;
+	}
 	if (image_sniff(img, imglen) < 0) {
 		st->rejected_unsupported++;
+		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "not a PNG or JPEG image", imglen, source, contributor);
 		free(contributor);
 		free(source);
 		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image",

@@ -3,7 +3,8 @@
  *
  *   atelierd [options]                      migrate, then serve until SIGINT/SIGTERM
  *   atelierd migrate [options]              apply sql/ migrations and exit
- *   atelierd token create --role R [--name N]   print a new token (shown once)
+ *   atelierd token create --role R [--name N] [--node NODE]   print a new token (shown once;
+ *                                           --node binds a node token to that serving node)
  *   atelierd routes                         print the HTTP route table
  *   atelierd errors [--json]                print the error table (code, HTTP status, message)
  *
@@ -26,9 +27,11 @@
 #include "artifact.h"
 #include "artifacts_api.h"
 #include "auth.h"
+#include "browse.h"
 #include "config.h"
 #include "events.h"
 #include "image.h"
+#include "joblog_api.h"
 #include "log.h"
 #include "longpoll.h"
 #include "nodes.h"
@@ -44,6 +47,8 @@ static const struct config_opt settings_table[] = {
 	{"host", "ATELIER_HOST", CFG_STR, S(host), "127.0.0.1", 1, 0, "address to listen on"},
 	{"port", "ATELIER_PORT", CFG_INT, S(port), "8080", 0, 65535, "HTTP port (0 = any free port)"},
 	{"max-body", "ATELIER_MAX_BODY", CFG_SIZE, S(max_body), "8MiB", 1024, 1 << 30, "request body cap"},
+	{"http-idle-timeout", "ATELIER_HTTP_IDLE_TIMEOUT", CFG_DOUBLE, S(http_idle_timeout), "10", 0.5, 3600,
+	 "seconds without a byte from a client mid-request before 408 (idle keep-alive: closed)"},
 	{"max-pixels", "ATELIER_MAX_PIXELS", CFG_SIZE, S(max_pixels), "40000000", 1, 1e9,
 	 "image pixel cap, checked before decoding"},
 	{"image-size", "ATELIER_IMAGE_SIZE", CFG_INT, S(image_size), "256", 16, 2048, "canonical square side"},
@@ -51,6 +56,8 @@ static const struct config_opt settings_table[] = {
 	 "share of images held out for evaluation (by content hash)"},
 	{"min-ink", "ATELIER_MIN_INK", CFG_DOUBLE, S(min_ink), "0.002", 0, 1, "sketch ink ratio minimum"},
 	{"max-ink", "ATELIER_MAX_INK", CFG_DOUBLE, S(max_ink), "0.95", 0, 1, "sketch ink ratio maximum"},
+	{"node-heartbeat-days", "ATELIER_NODE_HEARTBEAT_DAYS", CFG_INT, S(node_heartbeat_days), "7", 1, 3650,
+	 "days of serving-node heartbeat history kept (older rows pruned as heartbeats arrive)"},
 	{"db-conns", "ATELIER_DB_CONNS", CFG_INT, S(db_conns), "4", 1, 64, "PostgreSQL query connections"},
 	{"sql-dir", "ATELIER_SQL_DIR", CFG_STR, S(sql_dir), NULL, 1, 0, "migrations folder (default: found)"},
 	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), NULL, 1, 0, "artifact store URI (fs://PATH)"},
@@ -143,8 +150,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	app.shutting_down = 1;
 	log_info("signal %d: shutting down", signum);
-	stop_parts = 3;
+	stop_parts = 4;
 	events_stop(app.events, part_stopped, NULL);
+	joblog_api_stop(part_stopped, NULL);
 	longpoll_stop(app.longpoll);
 	supervisor_stop(app.supervisor, part_stopped, NULL);
 	app.supervisor = NULL;
@@ -159,7 +167,8 @@ static int build_routes(void)
 		size_t n;
 	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
 		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
-		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes}};
+		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
+		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;
@@ -222,6 +231,7 @@ static int serve(void)
 		.host = app.cfg.host,
 		.port = app.cfg.port,
 		.max_body = app.cfg.max_body,
+		.idle_timeout = app.cfg.http_idle_timeout,
 		.server_name = "atelierd",
 		.auth = auth_check,
 		.auth_arg = app.auth,
@@ -284,9 +294,10 @@ static int serve(void)
 
 static int cmd_token(int argc, char **argv)
 {
-	const char *role = NULL, *name = NULL;
+	const char *role = NULL, *name = NULL, *node = NULL;
 	if (argc < 1 || strcmp(argv[0], "create") != 0) {
-		fprintf(stderr, "usage: atelierd token create --role operator|node|viewer [--name NAME]\n");
+		fprintf(stderr,
+			"usage: atelierd token create --role operator|node|viewer [--name NAME] [--node NODE]\n");
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {
@@ -294,6 +305,8 @@ static int cmd_token(int argc, char **argv)
 			role = argv[++i];
 		else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
 			name = argv[++i];
+		else if (strcmp(argv[i], "--node") == 0 && i + 1 < argc)
+			node = argv[++i];
 		else {
 			fprintf(stderr, "atelierd token create: unexpected argument %s\n", argv[i]);
 			return 2;
@@ -303,13 +316,19 @@ static int cmd_token(int argc, char **argv)
 		fprintf(stderr, "atelierd token create: --role must be operator, node or viewer\n");
 		return 2;
 	}
+	/* a node token bound to NODE may heartbeat only as NODE (docs/serving.md) */
+	if (node && (strcmp(role, "node") != 0 || !nodes_name_valid(node))) {
+		fprintf(stderr, "atelierd token create: --node needs --role node and a name of 1..64 of "
+				"[A-Za-z0-9._-]\n");
+		return 2;
+	}
 	if (run_migrations() < 0)
 		return 1;
 	PGconn *c = db_connect_blocking(app.cfg.database_url, 10000);
 	if (!c)
 		return 1;
 	char tok[80];
-	int rc = auth_create_token_blocking(c, role, name, tok, sizeof tok);
+	int rc = auth_create_token_blocking(c, role, name, node, tok, sizeof tok);
 	PQfinish(c);
 	if (rc < 0) {
 		fprintf(stderr, "atelierd token create: %s\n", at_strerror(rc));

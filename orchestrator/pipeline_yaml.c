@@ -588,6 +588,9 @@ static const struct field promote_fields[] = {
 	 .doc = "time on the canary channel before production"},
 	{"max_error_rate", T_FLOAT, .def = "0.01", RANGE(0, 1), .doc = "roll back when canary errors exceed this"},
 	{"max_p95_ms", T_INT, .def = "2000", RANGE(1, 600000), .doc = "roll back when canary p95 latency exceeds this"},
+	{"min_canary_nodes", T_INT, RANGE(0, 10000),
+	 .doc = "canary nodes that must report the candidate before production (unset: 1 when a node follows the "
+		"model's canary channel, else 0); fewer holds the candidate on canary"},
 };
 static const struct field sleep_fields[] = {
 	{"duration", T_DURATION, .def = "1s", RANGE(0, MS_D), .doc = "how long the job sleeps"},

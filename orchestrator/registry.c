@@ -113,14 +113,15 @@ static void on_moved(void *arg, int status, PGresult *res)
 {
 	struct move *m = arg;
 	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0) {
-		/* our words, not PostgreSQL's (which said "<NULL>" for a missing version) */
+		/* our words, not PostgreSQL's: a missing version reaches SQL as a
+		 * NULL id, which PL/pgSQL would print as "<NULL>" */
 		char msg[160];
-		if (m->version)
-			snprintf(msg, sizeof msg, "no version %lld of model %s", m->version, m->model);
+		if (m->version > 0)
+			snprintf(msg, sizeof msg, "model %s has no version %lld", m->model, m->version);
 		else
 			snprintf(msg, sizeof msg, "channel %s/%s has no earlier version to roll back to", m->model, m->channel);
 		json_t *d = json_pack("{ss,ss}", "model", m->model, "channel", m->channel);
-		if (m->version)
+		if (m->version > 0)
 			json_object_set_new(d, "version", json_integer(m->version));
 		http_reply_err(m->req, AT_ENOTFOUND, msg, d);
 	} else if (status < 0) {
@@ -223,7 +224,13 @@ static void post_channel(http_req_t *req)
 	m->version = rollback ? 0 : (long long)json_integer_value(ver);
 	char vs[32], actor[64];
 	snprintf(vs, sizeof vs, "%lld", (long long)json_integer_value(ver));
-	snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
+	/* The ledger names who moved the channel: the token's name; a token
+	 * created without one is known only by its role. */
+	const char *who = http_req_principal(req);
+	if (who[0])
+		snprintf(actor, sizeof actor, "%s", who);
+	else
+		snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, model);

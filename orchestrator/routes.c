@@ -15,6 +15,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "longpoll.h"
+#include "nodes.h"
 #include "scheduler.h"
 
 static void get_healthz(http_req_t *req)
@@ -114,9 +115,18 @@ static void post_token(http_req_t *req)
 		return;
 	const char *role = json_string_value(json_object_get(body, "role"));
 	const char *name = json_string_value(json_object_get(body, "name"));
+	json_t *nodev = json_object_get(body, "node");
+	const char *node = json_string_value(nodev);
 	if (!role || !http_role_parse(role)) {
 		http_reply_err(req, AT_EUNPROCESSABLE, "role must be one of operator, node, viewer",
 				 json_pack("{ss}", "field", "role"));
+		json_decref(body);
+		return;
+	}
+	/* node: the serving node a node token may heartbeat as (sql/009) */
+	if (nodev && !json_is_null(nodev) && (!node || strcmp(role, "node") != 0 || !nodes_name_valid(node))) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "node must be 1..64 of [A-Za-z0-9._-], for role node only",
+			       json_pack("{ss}", "field", "node"));
 		json_decref(body);
 		return;
 	}
@@ -135,7 +145,10 @@ static void post_token(http_req_t *req)
 	db_param_bin(&p, hash, 32);
 	db_param_text(&p, role);
 	db_param_text(&p, name);
-	int rc = db_query(app->db, "INSERT INTO api_tokens (token_hash, role, name) VALUES ($1, $2, $3) RETURNING id",
+	db_param_text(&p, node);
+	int rc = db_query(app->db,
+			  "INSERT INTO api_tokens (token_hash, role, name, node) "
+			  "VALUES ($1, $2, $3, $4) RETURNING id",
 			  &p, token_created, t);
 	json_decref(body);
 	if (rc < 0) {
@@ -191,10 +204,13 @@ const struct http_route app_routes[] = {
 	 .reply = "{\"text/plain\":" HTTP_TEXT "}"},
 	{"GET", "/v1/openapi.json", get_openapi, ROLE_PUBLIC, "this API as an OpenAPI document", .op = "getOpenapi",
 	 .tag = "ops", .reply = HTTP_JSON(API_OBJ)},
-	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name}; shown once", .op = "createToken",
-	 .tag = "tokens",
+	{"POST", "/v1/tokens", post_token, ROLE_OPERATOR, "create a token {role, name, node}; shown once",
+	 .op = "createToken", .tag = "tokens",
 	 .body = HTTP_JSON("{\"type\":\"object\",\"required\":[\"role\"],\"properties\":{\"role\":{\"type\":\"string\","
-			   "\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_STR "}}"),
+			   "\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_STR
+			   ",\"node\":{\"type\":\"string\",\"nullable\":true,\"pattern\":\"^[A-Za-z0-9._-]{1,64}$\","
+			   "\"description\":\"role node only: the serving node this token may heartbeat as "
+			   "(unset: the first name it reports)\"}}}"),
 	 .status = 201,
 	 .reply = HTTP_JSON(API_OBJECT("\"token\":" API_STR ",\"role\":" API_STR ",\"id\":" API_INT))},
 	{"POST", "/v1/sketches", ingest_post_sketch, ROLE_OPERATOR | ROLE_NODE,

@@ -8,12 +8,21 @@
 #   pgctl.sh url DIR            print the URL of a running cluster
 #   pgctl.sh socket-url DIR     the same over its Unix socket (in DIR): cheaper
 #                               per round trip for processes on this host
+#   pgctl.sh passfile DIR       the cluster's password file (libpq's PGPASSFILE)
+#
+# No `trust`: any local user can reach 127.0.0.1, and the role is a superuser
+# (it could mint tokens or run programs as the cluster's owner). The role
+# `atelier` gets a random password at initdb, kept in DIR/pgpass (mode 600,
+# inside DIR, mode 700) and checked with scram-sha-256 on TCP and on the
+# socket alike. The URLs carry no password: clients set PGPASSFILE to
+# DIR/pgpass, so it never shows on a command line. A cluster made by an older
+# pgctl.sh (trust) gets a password and the same pg_hba.conf at its next start.
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # `postgres` user and its commands run through runuser.
 set -eu
-cmd=${1:?usage: pgctl.sh start|stop|url|socket-url DIR [PORT]}
-dir=${2:?usage: pgctl.sh start|stop|url|socket-url DIR [PORT]}
+cmd=${1:?usage: pgctl.sh start|stop|url|socket-url|passfile DIR [PORT]}
+dir=${2:?usage: pgctl.sh start|stop|url|socket-url|passfile DIR [PORT]}
 port=${3:-}
 bindir=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 [ -x "$bindir/initdb" ] || { echo "pgctl: PostgreSQL server binaries not found (run make deps)" >&2; exit 1; }
@@ -24,6 +33,19 @@ as_owner() {
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# A random password (hex: nothing pgpass or SQL would need to escape).
+new_password() {
+	od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# DIR/pgpass for password PW, mode 600, owned by the cluster's owner (who runs
+# initdb and psql here); root's clients read it as root.
+write_pgpass() {
+	(umask 077 && printf '*:*:*:atelier:%s\n' "$2" >"$1/pgpass.tmp")
+	[ "$(id -u)" = 0 ] && chown postgres:postgres "$1/pgpass.tmp"
+	mv "$1/pgpass.tmp" "$1/pgpass"
 }
 
 case "$cmd" in
@@ -42,9 +64,19 @@ start)
 			dir=$alt
 		fi
 	fi
+	export PGPASSFILE="$dir/pgpass"
+	upgrade=""
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
-		as_owner "$bindir/initdb" -D "$dir/data" -U atelier --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-			{ cat "$dir/initdb.log" >&2; exit 1; }
+		pw=$(new_password)
+		(umask 077 && printf '%s\n' "$pw" >"$dir/initdb.pw")
+		[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/initdb.pw"
+		as_owner "$bindir/initdb" -D "$dir/data" -U atelier --auth-local=scram-sha-256 \
+			--auth-host=scram-sha-256 --pwfile="$dir/initdb.pw" -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+			{ rm -f "$dir/initdb.pw"; cat "$dir/initdb.log" >&2; exit 1; }
+		rm -f "$dir/initdb.pw"
+		write_pgpass "$dir" "$pw"
+	elif [ ! -s "$dir/pgpass" ] || grep -q '^[^#]*[[:space:]]trust[[:space:]]*$' "$dir/data/pg_hba.conf"; then
+		upgrade=1 # made with trust: given a password below, once it runs
 	fi
 	if [ -z "$port" ]; then
 		if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
@@ -52,12 +84,24 @@ start)
 	echo "$port" >"$dir/port.tmp" && mv "$dir/port.tmp" "$dir/port"
 	[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/port"
 	if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-		as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB" \
+		# The socket is the owner's alone (its folder is mode 700 as well).
+		opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c unix_socket_permissions=0700"
+		opts="$opts -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB"
+		as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" \
 			start >/dev/null || { tail -20 "$dir/server.log" >&2; exit 1; }
 		as_owner "$bindir/psql" -h "$dir" -p "$port" -U atelier -d postgres -qAtc \
 			"SELECT 1 FROM pg_database WHERE datname='atelier'" | grep -q 1 ||
 			as_owner "$bindir/createdb" -h "$dir" -p "$port" -U atelier atelier
+	fi
+	if [ -n "$upgrade" ]; then
+		# Still trust until the reload; the password goes through stdin
+		# (printf is a builtin), not psql's argv.
+		pw=$(new_password)
+		printf "ALTER ROLE atelier PASSWORD '%s'" "$pw" |
+			as_owner "$bindir/psql" -h "$dir" -p "$port" -U atelier -d postgres -qAtX -v ON_ERROR_STOP=1 >/dev/null
+		write_pgpass "$dir" "$pw"
+		as_owner sed -i '/^[^#]/s/[[:space:]]trust[[:space:]]*$/ scram-sha-256/' "$dir/data/pg_hba.conf"
+		as_owner "$bindir/pg_ctl" -D "$dir/data" reload >/dev/null
 	fi
 	echo "postgresql://atelier@127.0.0.1:$port/atelier"
 	;;
@@ -71,6 +115,9 @@ url)
 	;;
 socket-url)
 	echo "postgresql:///atelier?host=$(cd "$dir" && pwd -P)&port=$(cat "$dir/port")&user=atelier"
+	;;
+passfile)
+	echo "$(cd "$dir" && pwd -P)/pgpass"
 	;;
 *)
 	echo "pgctl: unknown command $cmd" >&2

@@ -8,12 +8,18 @@
 #   serving     atelier-serve on :${ATELIER_SERVE_PORT:-8081}, channel production
 #
 # Ctrl-C stops everything (serving node, atelierd and its workers, PostgreSQL).
+#
+# Secrets never go on a command line (any user on the machine can read every
+# process's argv in ps): the database password is in var/pg/pgpass (PGPASSFILE),
+# tokens are in var/*.token (mode 600) and reach each program through its
+# environment (ATELIER_TOKEN, ATELIER_NODE_TOKEN), which only its user can read.
+# ATELIER_VAR moves var/ elsewhere (the tests run this script in a temp folder).
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
 BUILD=${ATELIER_BUILD:-build}
 BIN="$root/$BUILD/bin"
-VAR="$root/var"
+VAR=${ATELIER_VAR:-$root/var}
 PORT=${ATELIER_PORT:-8080}
 SERVE_PORT=${ATELIER_SERVE_PORT:-8081}
 HOST=${ATELIER_HOST:-127.0.0.1}
@@ -39,6 +45,8 @@ if [ -z "${ATELIER_DATABASE_URL:-}" ]; then
 	# TCP over loopback: bench/queue measures both); the TCP URL is printed too.
 	ATELIER_DATABASE_URL=$(scripts/pgctl.sh socket-url "$VAR/pg")
 	tcp_url=$(scripts/pgctl.sh url "$VAR/pg")
+	PGPASSFILE=$(scripts/pgctl.sh passfile "$VAR/pg")
+	export PGPASSFILE
 	embedded=1
 fi
 export ATELIER_DATABASE_URL
@@ -52,9 +60,10 @@ tokfile="$VAR/operator.token"
 if [ ! -s "$tokfile" ]; then
 	(umask 077 && "$BIN/atelierd" token create --role operator --name make-run >"$tokfile")
 fi
-ATELIER_TOKEN=$(cat "$tokfile")
-export ATELIER_TOKEN
+# Only the CLI gets it (not atelierd, its workers or the serving node).
+optok=$(cat "$tokfile")
 export ATELIER_URL="http://$HOST:$PORT"
+cli() { ATELIER_TOKEN=$optok "$BIN/atelier" "$@"; }
 
 "$BIN/atelierd" --host "$HOST" --port "$PORT" --local-workers "${ATELIER_LOCAL_WORKERS:-2}" \
 	>>"$VAR/log/atelierd.log" 2>&1 &
@@ -65,12 +74,14 @@ for i in $(seq 1 100); do
 done
 curl -fsS "$ATELIER_URL/readyz" >/dev/null || { echo "atelierd did not come up; see var/log/atelierd.log"; exit 1; }
 
-"$BIN/atelier" apply -f pipelines/sketch2paint.yaml
+cli apply -f pipelines/sketch2paint.yaml
 
-count=$(curl -fsS -H "Authorization: Bearer $ATELIER_TOKEN" "$ATELIER_URL/v1/sketches/1" >/dev/null 2>&1 && echo some || echo none)
+# curl reads the header from stdin (-K -; printf is a builtin): not in argv.
+count=$(printf 'header = "Authorization: Bearer %s"\n' "$optok" |
+	curl -fsS -K - "$ATELIER_URL/v1/sketches/1" >/dev/null 2>&1 && echo some || echo none)
 if [ "$count" = none ]; then
 	echo "data: generating the synthetic sketch/painting set (first run)"
-	"$BIN/atelier" synth --count "${ATELIER_SYNTH_COUNT:-400}" --size 256
+	cli synth --count "${ATELIER_SYNTH_COUNT:-400}" --size 256
 fi
 
 serve_line=""
@@ -79,8 +90,8 @@ if [ -x "$BIN/atelier-serve" ]; then
 	if [ ! -s "$nodetok_file" ]; then
 		(umask 077 && "$BIN/atelierd" token create --role node --name local-node >"$nodetok_file")
 	fi
-	"$BIN/atelier-serve" --host "$HOST" --port "$SERVE_PORT" --atelierd "$ATELIER_URL" \
-		--token "$(cat "$nodetok_file")" --model sketch2paint --channel production --name local-node \
+	ATELIER_NODE_TOKEN=$(cat "$nodetok_file") "$BIN/atelier-serve" --host "$HOST" --port "$SERVE_PORT" \
+		--atelierd "$ATELIER_URL" --model sketch2paint --channel production --name local-node \
 		--cache "$VAR/serve-cache" --spool "$VAR/spool" >>"$VAR/log/serve.log" 2>&1 &
 	pids="$pids $!"
 	serve_line="  drawing page   http://$HOST:$SERVE_PORT/
@@ -89,8 +100,8 @@ fi
 
 # The first cycle: if uploading the data did not already trigger a run
 # (new_sketches), start one now rather than waiting.
-if ! "$BIN/atelier" --json runs --pipeline sketch2paint --limit 1 2>/dev/null | grep -q '"run_id"'; then
-	"$BIN/atelier" run sketch2paint >/dev/null 2>&1 || true
+if ! cli --json runs --pipeline sketch2paint --limit 1 2>/dev/null | grep -q '"run_id"'; then
+	cli run sketch2paint >/dev/null 2>&1 || true
 fi
 
 cat <<EOF
@@ -101,8 +112,9 @@ $serve_line
   metrics        $ATELIER_URL/metrics
   runs           ATELIER_URL=$ATELIER_URL ATELIER_TOKEN=\$(cat var/operator.token) $BUILD/bin/atelier runs --watch
   database       $ATELIER_DATABASE_URL${tcp_url:+
-                 $tcp_url}
-  operator token $ATELIER_TOKEN
+                 $tcp_url
+                 password: PGPASSFILE=$PGPASSFILE}
+  operator token $optok   (in var/operator.token)
   logs           var/log/
 
 Ctrl-C stops everything.

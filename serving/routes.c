@@ -97,6 +97,8 @@ static void get_metrics(http_req_t *req)
 				   (unsigned long long)mi.last_swap_unix, stylize_queue_depth(app->sq),
 				   (unsigned long long)app->started_at);
 	if (rc == 0)
+		rc = stylize_metrics(app->sq, &b);
+	if (rc == 0)
 		rc = spool_metrics(app->spool, &b);
 	if (rc == 0)
 		rc = puller_metrics(app->puller, &b);

@@ -43,6 +43,7 @@ struct serve_settings {
 	int torch_threads;      /* libtorch intra-op threads (0 = cores / threads) */
 	int max_queue;          /* stylize requests waiting for a thread before 503 */
 	size_t max_body;
+	double http_idle_timeout;
 	size_t max_pixels;
 	int output_size;        /* side of the returned painting */
 	int jpeg_quality;

@@ -70,6 +70,8 @@ struct stylize_queue {
 	struct stylize_job *head, *tail;
 	int waiting;
 	int running;
+	uint64_t started; /* inferences handed to the threadpool */
+	uint64_t dropped; /* jobs dropped before starting: their client had left */
 };
 
 static uint64_t now_ns(void)
@@ -88,6 +90,17 @@ int stylize_queue_new(struct stylize_queue **out)
 void stylize_queue_free(struct stylize_queue *q) { free(q); }
 
 int stylize_queue_depth(const struct stylize_queue *q) { return q ? q->waiting + q->running : 0; }
+
+int stylize_metrics(const struct stylize_queue *q, struct at_buf *b)
+{
+	return at_buf_printf(b,
+			     "# HELP atelier_serve_inferences_total Stylize jobs started on the threadpool.\n"
+			     "# TYPE atelier_serve_inferences_total counter\natelier_serve_inferences_total %llu\n"
+			     "# HELP atelier_serve_stylize_dropped_total Stylize jobs dropped before they started.\n"
+			     "# TYPE atelier_serve_stylize_dropped_total counter\n"
+			     "atelier_serve_stylize_dropped_total{reason=\"client_gone\"} %llu\n",
+			     (unsigned long long)q->started, (unsigned long long)q->dropped);
+}
 
 static void job_free(struct stylize_job *j)
 {
@@ -245,6 +258,39 @@ static void work_done(uv_work_t *w, int status)
 	pump(app);
 }
 
+/* A job whose client already left is answered (499, logged and counted
+ * only) and freed instead of run: a forward pass nobody reads would delay
+ * the requests behind it. */
+static int drop_if_gone(struct serve_app *app, struct stylize_job *j)
+{
+	if (!http_req_gone(j->req))
+		return 0;
+	app->sq->dropped++;
+	http_reply_empty(j->req, HTTP_STATUS_CLIENT_GONE);
+	job_free(j);
+	return 1;
+}
+
+/* Drops every waiting job whose client left; run when the queue is full so
+ * that fire-and-forget requests cannot keep an honest one out. */
+static void sweep_gone(struct serve_app *app)
+{
+	struct stylize_queue *q = app->sq;
+	struct stylize_job **pp = &q->head, *prev = NULL;
+	while (*pp) {
+		struct stylize_job *j = *pp;
+		if (http_req_gone(j->req)) {
+			*pp = j->next;
+			q->waiting--;
+			drop_if_gone(app, j);
+		} else {
+			prev = j;
+			pp = &j->next;
+		}
+	}
+	q->tail = prev;
+}
+
 static void pump(struct serve_app *app)
 {
 	struct stylize_queue *q = app->sq;
@@ -254,6 +300,9 @@ static void pump(struct serve_app *app)
 		if (!q->head)
 			q->tail = NULL;
 		q->waiting--;
+		if (drop_if_gone(app, j))
+			continue;
+		q->started++;
 		j->work.data = j;
 		if (uv_queue_work(app->loop, &j->work, work_run, work_done) != 0) {
 			stats_record(app->stats, 503, 0);
@@ -419,6 +468,8 @@ void stylize_post(http_req_t *req)
 			  json_pack("{ss,ss}", "model", app->cfg.model, "channel", app->cfg.channel));
 		return;
 	}
+	if (app->sq->waiting >= app->cfg.max_queue)
+		sweep_gone(app);
 	if (app->sq->waiting >= app->cfg.max_queue) {
 		model_ref_release(model);
 		http_req_add_header(req, "Retry-After", "1");

@@ -11,6 +11,7 @@
 #ifndef SERVE_STYLIZE_H
 #define SERVE_STYLIZE_H
 
+#include "buf.h"
 #include "err.h"
 #include "http.h"
 
@@ -21,6 +22,8 @@ int stylize_queue_new(struct stylize_queue **out) AT_MUST_CHECK;
 void stylize_queue_free(struct stylize_queue *q);
 /* Requests admitted and not yet answered (waiting + running). */
 int stylize_queue_depth(const struct stylize_queue *q);
+/* Prometheus lines: inferences started, jobs dropped because their client left. */
+int stylize_metrics(const struct stylize_queue *q, struct at_buf *b) AT_MUST_CHECK;
 
 void stylize_post(http_req_t *req);
 

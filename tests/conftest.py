@@ -68,7 +68,14 @@ class Postgres:
                              check=True, capture_output=True, text=True,
                              env=dict(os.environ, PG_FSYNC=os.environ.get("PG_FSYNC", "off")))
         self.url = out.stdout.strip().splitlines()[-1]
+        # The URL carries no password (scripts/pgctl.sh): libpq in every
+        # process the tests start (psql, atelierd, workers) reads it from here.
+        os.environ["PGPASSFILE"] = self.passfile()
         return self.url
+
+    def passfile(self):
+        return subprocess.run([os.path.join(ROOT, "scripts/pgctl.sh"), "passfile", self.dir],
+                              check=True, capture_output=True, text=True).stdout.strip()
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts/pgctl.sh"), "stop", self.dir],

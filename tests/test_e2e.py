@@ -129,3 +129,35 @@ def test_canary_errors_roll_back(system):
     last = ledger[-1]
     assert last["channel"] == "canary" and last["kind"] == "auto-rollback" and last["from"] == cand
     assert d.api.get("/v1/models/tiny/channels/production").json()["version"] == v1
+
+
+def test_no_canary_evidence_holds_the_move(system):
+    d = system
+    apply_tiny(d, "tiny")
+    first = run_and_wait(d, "tiny")
+    assert first["run"]["state"] == "succeeded", first
+    v1 = [j for j in first["jobs"] if j["stage"] == "promote"][0]["result"]["version"]
+    # no node follows the canary channel: nothing to wait for, and the ledger says so
+    prod = [e for e in d.api.get("/v1/models/tiny/ledger").json()["ledger"] if e["channel"] == "production"]
+    assert prod[-1]["to"] == v1 and "0 canary nodes on v%d (min 0), 0 requests" % v1 in prod[-1]["reason"], prod
+    # now a node follows it, but never reports the candidate: the candidate is held on canary
+    node = d.http(d.token("node"))
+    assert node.post("/v1/nodes/heartbeat", {"node": "canary-quiet", "channel": "canary", "model": "tiny",
+                                             "version": v1, "requests": 0, "errors": 0}).status == 200
+    apply_tiny(d, "tiny", bake="2s", seed=2)
+    second = run_and_wait(d, "tiny")
+    assert second["run"]["state"] == "failed" and "not enough canary evidence" in second["run"]["error"], second
+    assert "0 canary nodes" in second["run"]["error"] and "(min 1)" in second["run"]["error"]
+    cand = d.api.get("/v1/models/tiny/channels/canary").json()["version"]
+    assert cand != v1 and d.api.get("/v1/models/tiny/channels/production").json()["version"] == v1
+    # the minimum is a promote parameter: 0 says "no canary evidence needed" explicitly
+    text = open(os.path.join(ROOT, "pipelines/tiny.yaml")).read().replace("seed: 1", "seed: 3").replace(
+        "canary_bake: 1s", "canary_bake: 1s, min_canary_nodes: 0")
+    assert d.api.post("/v1/pipelines?filename=tiny.yaml", text.encode(),
+                      headers={"Content-Type": "application/yaml"}).status in (200, 201)
+    third = run_and_wait(d, "tiny")
+    assert third["run"]["state"] == "succeeded", third
+    v3 = [j for j in third["jobs"] if j["stage"] == "promote"][0]["result"]["version"]
+    prod = [e for e in d.api.get("/v1/models/tiny/ledger").json()["ledger"] if e["channel"] == "production"]
+    assert prod[-1]["to"] == v3 and "no canary evidence required: 0 canary nodes on v%d (min 0)" % v3 in \
+        prod[-1]["reason"], prod

@@ -15,7 +15,7 @@ import subprocess
 import images
 import pytest
 
-from conftest import BIN, ROOT, Http
+from conftest import BIN, ROOT, Http, wait_until
 from daemon import start_atelierd
 
 HERE = os.path.join(ROOT, "tests", "openapi")
@@ -235,6 +235,12 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         c.check("GET", "/v1/sketches/{id}", api.get("/v1/sketches/%d" % up["id"]), 200)
         c.check("GET", "/v1/sketches/{id}.png", api.get("/v1/sketches/%d.png" % up["id"]), 200)
         c.check("GET", "/v1/sketches/{id}", api.get("/v1/sketches/x"), 400)
+        c.check("GET", "/v1/sketches", api.get("/v1/sketches?limit=1"), 200)
+        c.check("GET", "/v1/sketches", api.get("/v1/sketches?limit=0"), 400)
+        c.check("GET", "/v1/paintings", api.get("/v1/paintings?split=train"), 200)
+        # the 415 above is recorded asynchronously
+        wait_until(lambda: api.get("/v1/uploads/rejected").json()["items"], what="the rejection recorded")
+        c.check("GET", "/v1/uploads/rejected", api.get("/v1/uploads/rejected"), 200)
         yaml = open(os.path.join(ROOT, "pipelines/tiny.yaml")).read().encode()
         c.check("POST", "/v1/pipelines", api.post("/v1/pipelines?filename=t.yaml", yaml,
                                                   headers={"Content-Type": "application/yaml"}), 201)
@@ -248,6 +254,10 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         c.check("GET", "/v1/runs/{id}", api.get("/v1/runs/%d" % run), 200)
         c.check("GET", "/v1/runs/{id}/metrics", api.get("/v1/runs/%d/metrics" % run), 200)
         c.check("POST", "/v1/runs/{id}/cancel", api.post("/v1/runs/%d/cancel" % run), 200)
+        job = api.get("/v1/runs/%d" % run).json()["jobs"][0]["id"]
+        pg.psql("SELECT atelier_job_log_append(%d, '[[1700000000000, \"info\", \"hello\"]]', 0)" % job, db_url)
+        c.check("GET", "/v1/jobs/{id}/log", api.get("/v1/jobs/%d/log" % job), 200)
+        c.check("GET", "/v1/jobs/{id}/log", api.get("/v1/jobs/%d/log?after=x" % job), 400)
         c.check("POST", "/v1/nodes/heartbeat", api.post("/v1/nodes/heartbeat", {
             "node": "n1", "model": "m", "channel": "production", "version": None, "requests": 3, "errors": 0,
             "error_rate": 0.0, "p50_ms": 1.5, "p95_ms": 2.5, "last_error": None, "started_at": 1e9}), 200)

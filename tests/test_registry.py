@@ -173,3 +173,136 @@ def test_cli_models_promote_rollback(d, pg):
     assert "production" in run("models", "m")
     bad = subprocess.run([cli, "promote", "m", "9"], env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "404" in bad.stderr
+
+
+# ---- node trust (issue 14): tokens bound to node names, validated heartbeats, retention, source ----
+
+def hb_for(name, **kw):
+    hb = {"node": name, "channel": "canary", "model": "m", "version": 1, "requests": 10, "errors": 0,
+          "error_rate": 0.0, "p50_ms": 20, "p95_ms": 80, "started_at": time.time()}
+    hb.update(kw)
+    return hb
+
+
+def node_token_for(d, node):
+    import subprocess
+    from conftest import BIN
+    out = subprocess.run([os.path.join(BIN, "atelierd"), "token", "create", "--role", "node", "--node", node],
+                         env=d.env(), check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_a_node_token_speaks_for_one_node(d, pg):
+    # unbound (made before the binding existed, or without --node): bound to the first name it reports
+    assert d.node.post("/v1/nodes/heartbeat", hb_for("canary-a")).status == 200
+    r = d.node.post("/v1/nodes/heartbeat", hb_for("canary-fake"))
+    assert r.status == 403 and r.json()["detail"]["bound_to"] == "canary-a", r
+    assert pg.psql("SELECT node FROM api_tokens WHERE node IS NOT NULL", d.db_url) == "canary-a"
+    # another unbound token cannot take a name that is held
+    other = d.http(d.token("node"))
+    assert other.post("/v1/nodes/heartbeat", hb_for("canary-a")).status == 403
+    # bound at creation: only that name, from the first heartbeat on
+    bound = d.http(node_token_for(d, "canary-b"))
+    assert bound.post("/v1/nodes/heartbeat", hb_for("canary-a")).status == 403
+    assert bound.post("/v1/nodes/heartbeat", hb_for("canary-b")).status == 200
+    # an operator may report for any node
+    assert d.api.post("/v1/nodes/heartbeat", hb_for("canary-c")).status == 200
+    assert sorted(n["name"] for n in d.viewer.get("/v1/nodes").json()["nodes"]) == ["canary-a", "canary-b",
+                                                                                   "canary-c"]
+    # the fake report left nothing behind
+    assert pg.psql("SELECT count(*) FROM node_heartbeats WHERE node = 'canary-fake'", d.db_url) == "0"
+    # a revoked token's binding goes with it: the name is free for a new token
+    pg.psql("UPDATE api_tokens SET revoked_at = now() WHERE node = 'canary-b'", d.db_url)
+    fresh = d.http(d.token("node"))
+    assert wait_until(lambda: fresh.post("/v1/nodes/heartbeat", hb_for("canary-b")).status == 200, timeout=10,
+                      what="the revoked token's name to be free")
+    import subprocess
+    from conftest import BIN
+    bad = subprocess.run([os.path.join(BIN, "atelierd"), "token", "create", "--role", "viewer", "--node", "x"],
+                         env=d.env(), capture_output=True, text=True)
+    assert bad.returncode == 2 and "--node" in bad.stderr
+
+
+@pytest.mark.parametrize("field,value", [
+    ("error_rate", -1), ("error_rate", 1.5), ("error_rate", "0.1"), ("version", -1), ("version", 0),
+    ("version", 2 ** 31), ("version", 1.5), ("channel", "staging"), ("model", "Not A Model"), ("model", 7),
+    ("node", "x" * 65), ("node", "a/b"), ("node", ""), ("node", None), ("requests", "ten"), ("requests", -3),
+    ("errors", [1]), ("p95_ms", -5), ("p50_ms", 1e12), ("started_at", 1e300), ("last_error", "e" * 2000),
+    ("sha256", "zz"), ("device", {"a": 1})])
+def test_heartbeat_fields_are_checked(d, field, value):
+    r = d.api.post("/v1/nodes/heartbeat", hb_for("v1", **{field: value}))
+    assert r.status == 422 and r.json()["detail"]["field"] == field, (field, value, r)
+
+
+def test_heartbeat_stores_only_known_fields_and_is_capped(d, pg):
+    hb = hb_for("n-known", junk="x" * 4000, sha256="ab" * 32, swaps=2, device="cpu")
+    hb["nested"] = {"deep": list(range(100))}
+    assert d.node.post("/v1/nodes/heartbeat", hb).status == 200
+    info = json.loads(pg.psql("SELECT info FROM nodes WHERE name = 'n-known'", d.db_url))
+    assert info == {"sha256": "ab" * 32, "swaps": 2, "device": "cpu"}
+    # nulls are absent values, not type errors
+    assert d.node.post("/v1/nodes/heartbeat", hb_for("n-known", version=None, error_rate=None,
+                                                     last_error=None)).status == 200
+    # a body far beyond any heartbeat: refused before parsing
+    r = d.node.post("/v1/nodes/heartbeat", hb_for("n-known", junk="x" * 7_000_000))
+    assert r.status == 413, r
+    assert int(pg.psql("SELECT max(length(info::text)) FROM nodes", d.db_url)) < 500
+
+
+def test_heartbeat_history_is_pruned(db_url, pg):
+    d = start_atelierd(db_url, "--node-heartbeat-days", "3")
+    try:
+        op = d.http(d.token("operator"))
+        pg.psql("INSERT INTO node_heartbeats (node, ts) SELECT 'old', now() - interval '4 days' "
+                "FROM generate_series(1, 1500); INSERT INTO node_heartbeats (node, ts) "
+                "VALUES ('recent', now() - interval '2 days')", db_url)
+        assert op.post("/v1/nodes/heartbeat", hb_for("n-prune")).status == 200
+        # bounded work per heartbeat: 1000 of the 1500 old rows, the rest next time
+        assert pg.psql("SELECT count(*) FROM node_heartbeats WHERE node = 'old'", db_url) == "500"
+        assert op.post("/v1/nodes/heartbeat", hb_for("n-prune")).status == 200
+        assert pg.psql("SELECT count(*) FROM node_heartbeats WHERE node = 'old'", db_url) == "0"
+        assert pg.psql("SELECT count(*) FROM node_heartbeats WHERE node <> 'old'", db_url) == "3"
+    finally:
+        assert d.stop() == 0, d.log()[-3000:]
+
+
+def test_upload_source_comes_from_the_token(d, pg):
+    import images
+    from conftest import multipart
+
+    def up(client, seed, source):
+        fields = [("image", ("s.png", images.sketch(seed), "image/png"))]
+        if source is not None:
+            fields.insert(0, ("source", source))
+        data, ct = multipart(fields)
+        return client.post("/v1/sketches", data, headers={"Content-Type": ct})
+
+    def source_of(r):
+        return pg.psql("SELECT source FROM images WHERE id = %d" % r.json()["id"], d.db_url)
+    # a node token that has not reported yet: its token id stands in for the name
+    r = up(d.node, 11, "node:evil")
+    assert r.status == 201 and source_of(r) == "node:#%s" % pg.psql(
+        "SELECT id FROM api_tokens WHERE role = 'node'", d.db_url), r
+    assert d.node.post("/v1/nodes/heartbeat", hb_for("painter-1")).status == 200
+    # once bound, whatever it claims, its uploads say its name, at once
+    for seed, claim in ((12, "node:evil"), (13, None), (14, "import"), (15, "photo")):
+        r = up(d.node, seed, claim)
+        assert r.status == 201 and source_of(r) == "node:painter-1", (claim, r)
+    # an operator names imports, but may not pose as a node
+    r = up(d.api, 16, "import-batch-7")
+    assert r.status == 201 and source_of(r) == "import-batch-7"
+    for claim in ("node:evil", "NODE:x", "node"):
+        r = up(d.api, 17, claim)
+        assert r.status == 422 and r.json()["detail"]["field"] == "source", (claim, r)
+
+
+def test_token_api_binds_node_tokens(d):
+    r = d.api.post("/v1/tokens", {"role": "node", "name": "edge", "node": "edge-1"})
+    assert r.status == 201, r
+    t = d.http(r.json()["token"])
+    assert t.post("/v1/nodes/heartbeat", hb_for("edge-2")).status == 403
+    assert t.post("/v1/nodes/heartbeat", hb_for("edge-1")).status == 200
+    for body in ({"role": "viewer", "node": "edge-3"}, {"role": "node", "node": "bad name"},
+                 {"role": "node", "node": 5}):
+        r = d.api.post("/v1/tokens", body)
+        assert r.status == 422 and r.json()["detail"]["field"] == "node", (body, r)

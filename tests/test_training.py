@@ -539,3 +539,51 @@ def test_pipelines_tiny_yaml_without_promote(env):
     jobs = {j["stage"]: j for j in r["jobs"]}
     assert r["run"]["state"] == "succeeded", (r["run"], {k: (j["state"], j["error"]) for k, j in jobs.items()})
     assert jobs["train"]["result"]["steps"] == 4 and jobs["evaluate"]["result"]["passed"]
+
+
+def test_cli_metrics_sparklines_and_samples_out(env, tmp_path):
+    """`atelier metrics RUN` and `atelier samples MODEL VERSION --out DIR` on a tiny pipeline's run (the one
+    test_pipeline_end_to_end made when it ran first, else a run of its own)."""
+    runs = env.d.api.get("/v1/runs?pipeline=tiny-train&state=succeeded").json()["runs"]
+    if runs:
+        r = env.d.api.get("/v1/runs/%d" % runs[0]["run_id"]).json()
+    else:
+        r = run_pipeline(env, pipeline("tiny-train", "      - {metric: edge_f1, min: 0.0}"), "tiny-train")
+    assert r["run"]["state"] == "succeeded", r["run"]
+    run_id = r["run"]["run_id"]
+    cli_env = dict(os.environ, ATELIER_URL=env.d.url, ATELIER_TOKEN=env.d.api.token)
+    cli = os.path.join(BIN, "atelier")
+    series = env.d.api.get("/v1/runs/%d/metrics" % run_id).json()["series"]
+    assert len(series) >= 2, series
+    out = subprocess.run([cli, "metrics", str(run_id)], env=cli_env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out
+    head, *rows = out.stdout.splitlines()
+    assert head.split() == ["SERIES", "POINTS", "FIRST", "LAST", "MIN", "CURVE"], head
+    assert sorted(x.split()[0] for x in rows) == sorted(series), out.stdout
+    for row in rows:
+        name, points, first, last, lo, spark = row.split()
+        pts = [p[1] for p in series[name]]
+        assert int(points) == len(pts)
+        for got, want in ((first, pts[0]), (last, pts[-1]), (lo, min(pts))):
+            assert abs(float(got) - want) <= 1e-4 * max(1.0, abs(want)), (name, got, want)
+        assert len(spark) == min(40, len(pts)) and set(spark) <= set("▁▂▃▄▅▆▇█"), row
+        if max(pts) > min(pts):   # the lowest and highest columns of a varying series span the range
+            assert "▁" in spark and "█" in spark, row
+
+    train = {j["stage"]: j for j in r["jobs"]}["train"]["result"]
+    version = train["version"] if "version" in train else jobs_version(env, train["version_id"])
+    samples = env.d.api.get("/v1/models/tiny-t/versions/%d/samples" % version).json()["samples"]
+    assert samples, "the version has evaluation samples"
+    dest = tmp_path / "samples"
+    out = subprocess.run([cli, "samples", "tiny-t", str(version), "--out", str(dest)], env=cli_env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out
+    want = {"%s-%d-%s.png" % (s["sketch"][:12], s["style"], s.get("role") or "candidate") for s in samples}
+    want |= {"%s-sketch.png" % s["sketch"][:12] for s in samples}
+    assert set(os.listdir(dest)) == want, (sorted(os.listdir(dest)), sorted(want))
+    for f in want:
+        data = (dest / f).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", f
+    one = next(s for s in samples)
+    got = (dest / ("%s-%d-%s.png" % (one["sketch"][:12], one["style"], one.get("role") or "candidate"))).read_bytes()
+    assert hashlib.sha256(got).hexdigest() == one["output"]

@@ -10,8 +10,12 @@
  *
  * Health during the bake: heartbeats of nodes on this model's canary channel
  * serving the candidate version, received since the canary move. Any of them
- * over max_error_rate or max_p95_ms rolls the canary back. No canary node
- * reporting at all is not a failure (a fleet may have none); the result says so.
+ * over max_error_rate or max_p95_ms rolls the canary back. Evidence is
+ * required: fewer than min_canary_nodes such nodes (unset: 1 when any node
+ * follows this model's canary channel, 0 for a fleet without canary nodes)
+ * holds the candidate on canary and fails the stage, production unchanged.
+ * Every ledger row the stage writes says what evidence the move had (nodes,
+ * requests, worst error rate and p95).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,9 +109,13 @@ int job_promote(struct job_ctx *ctx)
 
 	const char *hv[4] = {model, vnum, since, NULL};
 	r = q(c,
-	      "SELECT count(DISTINCT node), coalesce(max(error_rate), 0), coalesce(max(p95_ms), 0), "
-	      "coalesce(sum(requests), 0) FROM node_heartbeats WHERE model = $1 AND channel = 'canary' "
-	      "AND version = $2::int AND ts >= $3::timestamptz",
+	      /* requests: each node's counter at its last heartbeat, summed; followers: canary
+	       * nodes of this model seen since shortly before the move, whatever they serve */
+	      "SELECT count(*), coalesce(max(e), 0), coalesce(max(p), 0), coalesce(sum(n), 0), "
+	      "(SELECT count(*) FROM nodes WHERE model = $1 AND channel = 'canary' "
+	      "AND last_seen > $3::timestamptz - interval '5 minutes') FROM (SELECT node, max(error_rate) AS e, "
+	      "max(p95_ms) AS p, max(requests) AS n FROM node_heartbeats WHERE model = $1 AND channel = 'canary' "
+	      "AND version = $2::int AND ts >= $3::timestamptz GROUP BY node) h",
 	      3, hv);
 	if (!ok(r)) {
 		job_errorf(ctx, "promote: cannot read canary health: %s", PQresultErrorMessage(r));
@@ -116,14 +124,35 @@ int job_promote(struct job_ctx *ctx)
 	}
 	long nodes = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	double err = strtod(PQgetvalue(r, 0, 1), NULL), p95 = strtod(PQgetvalue(r, 0, 2), NULL);
+	long long requests = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+	long followers = strtol(PQgetvalue(r, 0, 4), NULL, 10);
 	PQclear(r);
-	json_t *canary = json_pack("{si,sf,sf,sf,sf}", "nodes", (int)nodes, "max_error_rate", err, "max_p95_ms", p95,
-				   "limit_error_rate", max_err, "limit_p95_ms", max_p95);
+	long long min_nodes = pp.min_canary_nodes >= 0 ? pp.min_canary_nodes : followers > 0 ? 1 : 0;
+	json_t *canary = json_pack("{si,sI,sf,sf,sf,sf,sI,si}", "nodes", (int)nodes, "requests", (json_int_t)requests,
+				   "max_error_rate", err, "max_p95_ms", p95, "limit_error_rate", max_err,
+				   "limit_p95_ms", max_p95, "min_nodes", (json_int_t)min_nodes, "followers",
+				   (int)followers);
+	char evidence[200];
+	snprintf(evidence, sizeof evidence,
+		 "%ld canary node%s on v%s (min %lld), %lld requests, max error rate %.4f, max p95 %.0f ms", nodes,
+		 nodes == 1 ? "" : "s", vnum, min_nodes, requests, err, p95);
+
+	if (nodes < min_nodes) {
+		/* Not unhealthy, unproven: the candidate stays on canary (nothing to
+		 * roll back from), production keeps its version. */
+		json_decref(canary);
+		job_errorf(ctx, "promote: not enough canary evidence after the bake: %s; held on canary, production "
+				"unchanged",
+			   evidence);
+		job_no_retry(ctx);
+		return AT_EUNPROCESSABLE;
+	}
 
 	if (nodes > 0 && (err > max_err || p95 > max_p95)) {
-		char reason[256];
-		snprintf(reason, sizeof reason, "canary unhealthy: error rate %.4f (limit %.4f), p95 %.0f ms (limit %.0f)",
-			 err, max_err, p95, max_p95);
+		char reason[400];
+		snprintf(reason, sizeof reason,
+			 "canary unhealthy: error rate %.4f (limit %.4f), p95 %.0f ms (limit %.0f); evidence: %s", err,
+			 max_err, p95, max_p95, evidence);
 		const char *rb[5] = {model, "canary", actor, reason, runs};
 		r = q(c, "SELECT moved FROM atelier_rollback($1, $2, $3, $4, 'auto-rollback', $5::bigint)", 5, rb);
 		if (!ok(r))
@@ -135,9 +164,10 @@ int job_promote(struct job_ctx *ctx)
 		return AT_EUNPROCESSABLE;
 	}
 
-	/* production */
-	const char *pv[6] = {model, "production", vid, actor, nodes ? "canary healthy" : "no canary nodes reported",
-			     runs};
+	/* production: the ledger row says what the move rested on */
+	char why[300];
+	snprintf(why, sizeof why, "%s: %s", nodes ? "canary healthy" : "no canary evidence required", evidence);
+	const char *pv[6] = {model, "production", vid, actor, why, runs};
 	r = q(c, "SELECT moved FROM atelier_move_channel($1, $2, $3::bigint, $4, $5, 'promote', $6::bigint)", 6, pv);
 	if (!ok(r)) {
 		json_decref(canary);

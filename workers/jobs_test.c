@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "job.h"
+#include "log.h"
 #include "params.h"
 
 int job_test_noop(struct job_ctx *ctx)
@@ -47,9 +48,13 @@ int job_test_sleep(struct job_ctx *ctx)
 		job_no_retry(ctx);
 		return AT_ERANGE;
 	}
-	/* Sleep in steps so progress moves and cancel is noticed quickly. */
+	/* Sleep in steps so progress moves and cancel is noticed quickly; a
+	 * line a second feeds the job's log (GET /v1/jobs/{id}/log). */
 	const int step = 50;
+	log_info("test.sleep: sleeping %lld ms", (long long)ms);
 	for (json_int_t done = 0; done < ms; done += step) {
+		if (done > 0 && done % 1000 == 0)
+			log_info("test.sleep: %lld of %lld ms", (long long)done, (long long)ms);
 		int left = (int)(ms - done < step ? ms - done : step);
 		if (p.ignore_cancel) {
 			struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
@@ -72,6 +77,7 @@ int job_test_fail(struct job_ctx *ctx)
 		return bad_params(ctx, &r);
 	if (p.no_retry)
 		job_no_retry(ctx);
+	log_warn("test.fail: %s", p.message);
 	job_errorf(ctx, "%s", p.message);
 	return AT_EINTERNAL;
 }

@@ -162,6 +162,7 @@ int promote_params_read(struct params_reader *r, struct promote_params *p)
 	p->canary_bake_ms = params_dbl(r, "canary_bake");
 	p->max_error_rate = params_dbl(r, "max_error_rate");
 	p->max_p95_ms = params_dbl(r, "max_p95_ms");
+	p->min_canary_nodes = params_opt(r, "min_canary_nodes") ? params_int(r, "min_canary_nodes") : -1;
 	return r->rc;
 }
 

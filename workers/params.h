@@ -71,6 +71,7 @@ struct evaluate_params {
 };
 struct promote_params {
 	double canary_bake_ms, max_error_rate, max_p95_ms;
+	long long min_canary_nodes; /* -1: unset (1 when a node follows the canary channel, else 0) */
 };
 /* Test kinds read payload.params (a pipeline stage) or, enqueued directly by
  * the queue's tests, the payload itself; checkpoint, ignore_cancel and retry

@@ -254,6 +254,10 @@ static void *supervisor_main(void *arg)
 			if (running && (int)(s->grace_until - now) < wait_ms)
 				wait_ms = (int)(s->grace_until - now);
 		}
+		/* job logs: due batches (a second old, or JOBLOG_FLUSH_LINES lines) */
+		for (int i = 0; i < w->nslots; i++)
+			if (joblog_due(&w->slots[i].log) && joblog_flush(&w->slots[i].log, sup_conn(s), 0) == AT_EUNAVAILABLE)
+				drop_if_gone(&s->conn, AT_EUNAVAILABLE);
 		if (again)
 			continue;
 
@@ -446,6 +450,7 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	sl->gen++;
 	pthread_mutex_unlock(&w->mu);
 
+	joblog_begin(&sl->log, job->id);
 	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts,
 		  job->max_attempts);
 	/* A cacheable stage identical to a succeeded job takes its result instead
@@ -466,6 +471,8 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 		PQfinish(sl->hconn);
 		sl->hconn = NULL;
 	}
+	/* before the outcome: whoever sees the job finished finds its whole log */
+	joblog_end(&sl->log, sl->conn);
 
 	enum job_stop why = (enum job_stop)atomic_load(&ctx.stop);
 	if (why == JOB_STOP_LOST) {
@@ -592,6 +599,7 @@ int worker_run(const struct worker_config *cfg)
 	}
 	for (int i = 0; i < w.nslots; i++)
 		w.slots[i].evfd = -1;
+	w.sup_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	for (int i = 0; i < w.nslots; i++) {
 		w.slots[i].w = &w;
 		w.slots[i].index = i;
@@ -600,8 +608,12 @@ int worker_run(const struct worker_config *cfg)
 			log_error("eventfd: %s", strerror(errno));
 			goto out;
 		}
+		if (joblog_init(&w.slots[i].log, w.sup_evfd) < 0) {
+			log_error("out of memory");
+			goto out;
+		}
+		w.slots[i].log_inited = 1;
 	}
-	w.sup_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	sup.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w.sup_evfd < 0 || sup.sigfd < 0) {
 		log_error("eventfd/signalfd: %s", strerror(errno));
@@ -654,9 +666,12 @@ out:
 		close(sup.sigfd);
 	if (w.sup_evfd >= 0)
 		close(w.sup_evfd);
-	for (int i = 0; w.slots && i < w.nslots; i++)
+	for (int i = 0; w.slots && i < w.nslots; i++) {
 		if (w.slots[i].evfd >= 0)
 			close(w.slots[i].evfd);
+		if (w.slots[i].log_inited)
+			joblog_destroy(&w.slots[i].log);
+	}
 	free(w.slots);
 	pthread_mutex_destroy(&w.mu);
 	return status;

@@ -32,6 +32,7 @@
 
 #include "err.h"
 #include "job.h"
+#include "joblog.h"
 
 struct worker_config {
 	const char *conninfo; /* NULL: libpq's PG* env */
@@ -91,6 +92,8 @@ struct slot {
 	pthread_t thread;
 	int started;
 	int held_gpus; /* slot thread only: GPUs taken from the pool */
+	struct joblog log; /* the running job's log lines, on their way to job_logs */
+	int log_inited;
 	/* under w->mu */
 	struct job_ctx *cur; /* the running job */
 	int64_t cur_token;

@@ -26,6 +26,9 @@ dir=$(mktemp -d /tmp/atelier-bench-queue.XXXXXX)
 cleanup() { scripts/pgctl.sh stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
 trap cleanup EXIT INT TERM
 url=$(PG_FSYNC=off scripts/pgctl.sh start "$dir" | tail -n 1)
+# The URLs carry no password: libpq reads the cluster's from this file.
+PGPASSFILE=$(scripts/pgctl.sh passfile "$dir")
+export PGPASSFILE
 for f in sql/[0-9]*.sql; do
 	psql "$url" -qAtX -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null
 done
