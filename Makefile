@@ -2,7 +2,8 @@
 #
 #   make          build every binary into $(BUILD)/bin
 #   make test     install missing packages, build, run unit + integration tests,
-#                 check the fuzz target list and the layout (format-check)
+#                 check the fuzz target list, that torch-free programs link no
+#                 libtorch (scripts/check-no-torch.sh) and the layout (format-check)
 #   make run      install missing packages, build, bring the whole system up
 #   make asan     ASan+UBSan build in build-asan/ and the same tests against it
 #   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
@@ -203,6 +204,7 @@ test:
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh $(TESTS)
 	@scripts/check-fuzz-list.sh
+	@scripts/check-no-torch.sh $(BUILD)
 	@$(MAKE) --no-print-directory format-check
 
 unit: all
@@ -231,9 +233,10 @@ tsan:
 		/usr/bin/python3 -m pytest -p no:cacheprovider -q -ra tests/test_queue.py $(TESTS)
 
 # libFuzzer targets: one per parser (tests/fuzz/README.md lists them; make
-# test checks the list). Built with clang in build-fuzz/ against the ordinary
-# model archive (libtorch is not instrumented), like asan; --as-needed keeps
-# libtorch out of every target that does not reach the model.
+# test checks the list). Built with clang in build-fuzz/. No parser needs the
+# model any more (the spool left the contribute handler): the rule links
+# neither the model archive nor libtorch, so a target that reached the model
+# would fail to link, and scripts/check-no-torch.sh checks what was linked.
 FUZZ_BINS = $(patsubst tests/fuzz/%,build-fuzz/fuzz/%,$(basename $(FUZZ_SRC)))
 fuzz: fuzz-bins
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus-$$n; \
@@ -241,15 +244,14 @@ fuzz: fuzz-bins
 
 fuzz-bins:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory build/libatelier_model.a
-	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=fuzz CC=clang CXX=clang++ LIBMODEL_PREBUILT=build/libatelier_model.a \
-		fuzz-link
+	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=fuzz CC=clang CXX=clang++ fuzz-link
+	@scripts/check-no-torch.sh none
 
 fuzz-link: $(FUZZ_BINS)
-build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBWORK) $(LIBMODEL) $(LIBATELIER)
+build-fuzz/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBORCH) $(LIBSERVE) $(LIBWORK) $(LIBATELIER)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CXX) -fsanitize=fuzzer,address,undefined -Wl,--as-needed -o $@ $^ $(TORCH_LIBS) $(SYSLIBS)
+	$(Q)$(CXX) -fsanitize=fuzzer,address,undefined -Wl,--as-needed -o $@ $^ $(SYSLIBS)
 
 # The model file's reader on its own: the shim's three units that need no
 # libtorch (c10's headers only, for the exception boundary; nothing of torch

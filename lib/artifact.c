@@ -209,9 +209,11 @@ int artifact_put_bytes(struct artifact_store *s, const void *data, size_t len, c
 		unlink(tmp);
 		return rc;
 	}
-	unsigned char d[32];
-	EVP_Digest(data, len, d, NULL, EVP_sha256(), NULL);
-	at_hex_encode(sha, d, sizeof d);
+	rc = at_sha256_hex(data, len, sha);
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
 	return publish(s, tmp, sha);
 }
 

@@ -39,10 +39,17 @@ struct db_params {
 	int formats[DB_MAX_PARAMS]; /* 0 text, 1 binary */
 };
 
-/* Text parameters from a NULL-free list; binary with db_param_bin. A
- * parameter past DB_MAX_PARAMS returns AT_ERANGE and poisons p, so that
- * db_query / db_tx_query with p return AT_ERANGE too (checking each add is
- * optional; the query's return value is not). More: db_query_argv. */
+/* Text parameters from a NULL-free list; binary with db_param_bin.
+ *
+ * A sticky error, and on purpose not AT_MUST_CHECK: a parameter past
+ * DB_MAX_PARAMS (or a binary one over INT_MAX bytes) returns AT_ERANGE and
+ * poisons p, and db_query / db_query_binary / db_tx_query given p then return
+ * AT_ERANGE and queue nothing. Those are AT_MUST_CHECK, so a statement's one
+ * check covers all its parameters. A check at each add would be a branch that
+ * cannot run at every call site (the count is fixed by the SQL text beside
+ * it), and gcc's warn_unused_result is not silenced by a (void) cast, so
+ * callers could not chain the adds. The return value is for callers that
+ * want to stop early (tests, a loop over a list). More than 16: db_query_argv. */
 void db_params_init(struct db_params *p);
 int db_param_text(struct db_params *p, const char *v); /* v may be NULL = SQL NULL */
 int db_param_bin(struct db_params *p, const void *data, size_t len);

@@ -88,6 +88,15 @@ int at_file_sha256(const char *path, char hex[65], uint64_t *size)
 	return rc;
 }
 
+int at_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char d[32];
+	if (EVP_Digest(data, len, d, NULL, EVP_sha256(), NULL) != 1)
+		return AT_ENOMEM;
+	at_hex_encode(out, d, sizeof d);
+	return 0;
+}
+
 void at_hex_encode(char *dst, const void *src, size_t len)
 {
 	static const char digits[] = "0123456789abcdef";

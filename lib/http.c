@@ -31,6 +31,8 @@
 #define HTTP_MAX_SEGS 12
 #define HTTP_MAX_PARAMS 4
 #define HTTP_MAX_QUERY 16
+#define HTTP_STR_(x) #x
+#define HTTP_STR(x) HTTP_STR_(x) /* a cap spelled in a message */
 #define HTTP_MAX_EXTRA_HEADERS 8
 #define HTTP_MAX_STATUS_SLOTS 24
 
@@ -819,42 +821,54 @@ static char *url_decode(const char *s, size_t n)
 int http_query_parse(const char *q, size_t len, char **names, char **values, int max)
 {
 	const char *end = q + len;
-	int n = 0;
-	while (q < end && n < max) {
+	int n = 0, rc = 0;
+	while (q < end) {
 		const char *amp = memchr(q, '&', (size_t)(end - q));
 		const char *stop = amp ? amp : end;
 		const char *eq = memchr(q, '=', (size_t)(stop - q));
 		const char *kend = eq ? eq : stop;
 		if (kend > q) {
+			if (n == max) {
+				rc = AT_ERANGE;
+				break;
+			}
 			names[n] = url_decode(q, (size_t)(kend - q));
 			values[n] = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
-			if (names[n] && values[n])
-				n++;
-			else {
-				free(names[n]);
-				free(values[n]);
+			n++;
+			if (!names[n - 1] || !values[n - 1]) {
+				rc = AT_ENOMEM;
+				break;
 			}
 		}
 		q = stop + 1;
 	}
+	if (rc < 0) {
+		/* a pair left out would answer the request as if it was never sent */
+		for (int i = 0; i < n; i++) {
+			free(names[i]);
+			free(values[i]);
+		}
+		return rc;
+	}
 	return n;
 }
 
-static void parse_query(http_req_t *req)
+static int parse_query(http_req_t *req)
 {
 	req->query_parsed = 1;
 	h2o_req_t *r = req->h2o;
 	if (!r || r->query_at == SIZE_MAX)
-		return;
+		return 0;
 	const char *q = r->path.base + r->query_at + 1;
-	req->nquery = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues,
-				       HTTP_MAX_QUERY);
+	int n = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues, HTTP_MAX_QUERY);
+	req->nquery = n < 0 ? 0 : n;
+	return n < 0 ? n : 0;
 }
 
 const char *http_req_query(http_req_t *req, const char *name)
 {
-	if (!req->query_parsed)
-		parse_query(req);
+	if (!req->query_parsed && parse_query(req) < 0)
+		return NULL; /* only before dispatch, which refuses such a request */
 	for (int i = 0; i < req->nquery; i++)
 		if (strcmp(req->qnames[i], name) == 0)
 			return req->qvalues[i];
@@ -891,6 +905,15 @@ static void dispatch(http_req_t *req)
 	if (len > req->srv->cfg.max_body) {
 		json_t *d = json_pack("{sI,sI}", "size", (json_int_t)len, "limit", (json_int_t)req->srv->cfg.max_body);
 		http_reply_err(req, AT_ETOOBIG, "request body too large", d);
+		return;
+	}
+	/* Parsed before the handler so that a query past the cap is the client's
+	 * 400, never parameters a handler silently does not see. */
+	int rc = parse_query(req);
+	if (rc < 0) {
+		const char *msg = rc == AT_ERANGE ? "too many query parameters (at most " HTTP_STR(HTTP_MAX_QUERY) ")"
+						  : "cannot read the query";
+		http_reply_err(req, rc, msg, json_pack("{si}", "limit", HTTP_MAX_QUERY));
 		return;
 	}
 	r->handler(req);

@@ -115,12 +115,15 @@ void *http_req_app(const http_req_t *req);
 const char *http_req_method(const http_req_t *req);
 const char *http_req_path(const http_req_t *req); /* without the query string, NUL-terminated */
 const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
-/* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. */
+/* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. A
+ * request with more than 16 named pairs never reaches its handler: it is
+ * answered 400 (AT_ERANGE) before. */
 const char *http_req_query(http_req_t *req, const char *name);
 /* The query-string parser behind it (exported for tests and the fuzz target):
  * splits q (len bytes, without the '?') at '&' into up to max URL-decoded
  * name/value pairs (malloc'd, the caller frees both); pairs without a name are
- * skipped. Returns the number of pairs stored. */
+ * skipped. Returns the number of pairs stored, or AT_ERANGE when there are
+ * more than max (AT_ENOMEM when out of memory), and then stores nothing. */
 int http_query_parse(const char *q, size_t len, char **names, char **values, int max);
 /* A path parameter that is an id: ASCII digits only (no sign, space or NUL),
  * 1..INT64_MAX. Returns 0 with *out set, or replies 400 (AT_EINVAL, detail
@@ -181,8 +184,13 @@ void http_reply_empty(http_req_t *req, int status);
  * cancelled, before it could be answered (nginx's convention). */
 #define HTTP_STATUS_CLIENT_GONE 499
 /* Extra response header to send with the reply (copied). Call before replying.
- * Up to 8 per request; one that does not fit (AT_ERANGE) or cannot be copied
- * (AT_ENOMEM) is logged and turns the reply into a 500, never dropped silently. */
+ * Up to 8 per request. A sticky error, and on purpose not AT_MUST_CHECK: one
+ * that does not fit (AT_ERANGE) or cannot be copied (AT_ENOMEM) is logged and
+ * turns the request's next reply (any reply function, or http_stream_start*,
+ * which then returns NULL) into a 500, never a reply without the header. A
+ * caller has no better answer than that 500, so a check at each call would
+ * write the same reply by hand (and gcc's warn_unused_result is not silenced
+ * by a (void) cast). The return value says what happened, for tests. */
 int http_req_add_header(http_req_t *req, const char *name, const char *value);
 
 /* ---- streamed responses (Server-Sent Events, long downloads) ----

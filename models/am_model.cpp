@@ -38,6 +38,11 @@ extern "C" int am_set_threads(int n, am_status_t *st)
 	}
 }
 
+extern "C" void am_set_fast_paths(int on)
+{
+	am::set_fast_paths(on != 0);
+}
+
 extern "C" const char *am_device_name(void)
 {
 	static std::once_flag once;

@@ -62,6 +62,13 @@ const char *am_status_message(const am_status_t *st);
 
 /* libtorch's intra-op threads (n >= 1). Affects every model and trainer. */
 int am_set_threads(int n, am_status_t *st) AM_MUST_CHECK;
+/*
+ * Inference rewrites of the forward pass (default on): fused norms, in-place
+ * activations, the decoder's upsample + conv as one low-resolution sub-pixel
+ * convolution. Same outputs up to float rounding; 0 runs the training graph's
+ * ops (tests, bench/serve). Set it before threads stylize.
+ */
+void am_set_fast_paths(int on);
 /* "cuda:0 (N devices)" when libtorch sees a GPU, else "cpu". Static string. */
 const char *am_device_name(void);
 

@@ -5,6 +5,7 @@
  * mode; keep the two in step.
  */
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -40,14 +41,41 @@ static torch::Tensor instance_norm(const torch::Tensor &x)
 	return torch::instance_norm(x, {}, {}, {}, {}, true, 0.1, kEps, x.is_cuda());
 }
 
+/*
+ * Inference (no autograd): the same functions computed with fewer passes over
+ * memory — folded norm affines, in-place activations and the
+ * sub-pixel upsampling convolution below. Outputs differ from the training
+ * graph by float rounding only (tests/unit/test_model.c, model_fast_paths);
+ * training keeps the plain graph, whose backward the trainer relies on.
+ */
+static std::atomic<bool> fast_paths{true};
+
+void set_fast_paths(bool on) { fast_paths.store(on, std::memory_order_relaxed); }
+
+static bool fast() { return fast_paths.load(std::memory_order_relaxed) && !torch::GradMode::is_enabled(); }
+
 torch::Tensor ConvBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain, const Moments *msm, Moments *pono_out)
 {
-	x = conv->forward(x);
+	return post(conv->forward(x), adain, msm, pono_out);
+}
+
+torch::Tensor ConvBlockImpl::post(torch::Tensor x, const torch::Tensor &adain, const Moments *msm, Moments *pono_out)
+{
+	bool f = fast();
 	if (pono) {
 		/* Each position normalised across channels; its moments travel to the decoder. */
-		auto mean = x.mean(1, true);
-		auto std = (x.var(1, false, true) + kEps).sqrt();
-		x = (x - mean) / std;
+		torch::Tensor mean, std;
+		if (f) {
+			/* (var_mean is slower than the two reductions in libtorch 1.13.) */
+			mean = x.mean(1, true);
+			std = (x.var(1, false, true) + kEps).sqrt_();
+			auto r = std.reciprocal();
+			x = torch::addcmul(-mean * r, x, r);
+		} else {
+			mean = x.mean(1, true);
+			std = (x.var(1, false, true) + kEps).sqrt();
+			x = (x - mean) / std;
+		}
 		if (pono_out)
 			*pono_out = Moments{mean, std};
 	}
@@ -56,6 +84,14 @@ torch::Tensor ConvBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain
 	case Norm::In: x = instance_norm(x); break;
 	case Norm::AdaIn: {
 		int64_t b = x.size(0), c = x.size(1);
+		if (f) {
+			/* NVlabs' AdaIN: one batch norm over a (1, B*C, H, W) view, affine fused. */
+			auto bias = adain.narrow(1, 0, c).reshape({b * c});
+			auto weight = adain.narrow(1, c, c).reshape({b * c});
+			auto v = x.contiguous().view({1, b * c, x.size(2), x.size(3)});
+			x = torch::batch_norm(v, weight, bias, {}, {}, true, 0.1, kEps, x.is_cuda()).view(x.sizes());
+			break;
+		}
 		auto bias = adain.narrow(1, 0, c).reshape({b, c, 1, 1});
 		auto weight = adain.narrow(1, c, c).reshape({b, c, 1, 1});
 		x = torch::addcmul(bias, instance_norm(x), weight);
@@ -63,6 +99,16 @@ torch::Tensor ConvBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain
 	}
 	case Norm::Ln: {
 		/* MUNIT's LayerNorm: per sample over (C, H, W), unbiased std, eps added to std. */
+		if (f) {
+			/* One pass for (x - mean) / (std + eps) * gamma + beta. */
+			auto flat = x.flatten(1);
+			auto mean = flat.mean(1).reshape({-1, 1, 1, 1});
+			auto inv = (flat.std(1, true) + kEps).reciprocal_().reshape({-1, 1, 1, 1});
+			auto scale = gamma.reshape({1, -1, 1, 1}) * inv;
+			auto shift = beta.reshape({1, -1, 1, 1}) - mean * scale;
+			x = torch::addcmul(shift, x, scale);
+			break;
+		}
 		auto flat = x.flatten(1);
 		auto mean = flat.mean(1).reshape({-1, 1, 1, 1});
 		auto std = flat.std(1, true).reshape({-1, 1, 1, 1});
@@ -71,15 +117,78 @@ torch::Tensor ConvBlockImpl::forward(torch::Tensor x, const torch::Tensor &adain
 		break;
 	}
 	}
-	if (ms && msm)
-		x = torch::addcmul(msm->mean, x, msm->std);
+	if (ms && msm) {
+		if (f)
+			x.mul_(msm->std).add_(msm->mean);
+		else
+			x = torch::addcmul(msm->mean, x, msm->std);
+	}
 	switch (act) {
 	case Act::None: break;
-	case Act::Relu: x = torch::relu(x); break;
-	case Act::LRelu: x = torch::leaky_relu(x, 0.2); break;
-	case Act::Tanh: x = torch::tanh(x); break;
+	case Act::Relu: x = f ? x.relu_() : torch::relu(x); break;
+	case Act::LRelu: x = f ? torch::leaky_relu_(x, 0.2) : torch::leaky_relu(x, 0.2); break;
+	case Act::Tanh: x = f ? x.tanh_() : torch::tanh(x); break;
 	}
 	return x;
+}
+
+/*
+ * conv(reflect_pad(upsample_nearest_2x(x))) for an odd k x k kernel, without
+ * the upsampled tensor: each of the four output phases (row parity a, column
+ * parity b) sees the low-resolution input through a (k/2 + 1)^2 kernel whose
+ * taps are sums of the original ones (k = 5: 9 multiply-adds per output
+ * instead of 25). The four phases run as one convolution with 4x the output
+ * channels, interleaved by pixel_shuffle. Borders differ (reflection of the
+ * upsampled image is not an upsampled reflection), so the outer p rows and
+ * columns are recomputed the plain way on thin strips.
+ */
+torch::Tensor ConvBlockImpl::up2_conv(const torch::Tensor &x)
+{
+	const auto &o = conv->options;
+	auto up = [](const torch::Tensor &t) {
+		return F::interpolate(
+			t, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+	};
+	int64_t k = (*o.kernel_size())[0], p = k / 2, h = x.size(2), w = x.size(3);
+	const auto *pad = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+	bool ok = fast() && k % 2 == 1 && (*o.kernel_size())[1] == k && (*o.stride())[0] == 1 && (*o.stride())[1] == 1 &&
+		  (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 && pad && (**pad)[0] == p &&
+		  (**pad)[1] == p && c10::holds_alternative<torch::enumtype::kReflect>(o.padding_mode()) && p >= 1 &&
+		  h > p && w > p && x.dim() == 4;
+	if (!ok)
+		return conv->forward(up(x));
+	/* Output row 2i + a, tap t reads low-res row i + floor((a + t - p) / 2): offsets -l..l, l = ceil(p / 2). */
+	int64_t l = (p + 1) / 2, q = 2 * l + 1;
+	auto m = torch::zeros({2, q, k}, torch::kFloat);
+	for (int64_t a = 0; a < 2; a++)
+		for (int64_t t = 0; t < k; t++) {
+			int64_t d = a + t - p;
+			int64_t off = d >= 0 ? d / 2 : -((1 - d) / 2);
+			m[a][off + l][t] = 1.0;
+		}
+	m = m.to(conv->weight.options());
+	/* (O, a, b, I, q, q) -> channel o * 4 + a * 2 + b, pixel_shuffle's order. */
+	auto w4 = torch::einsum("art,oitu,bsu->oabirs", {m, conv->weight, m})
+			  .reshape({4 * conv->weight.size(0), conv->weight.size(1), q, q});
+	auto b4 = conv->bias.defined() ? conv->bias.repeat_interleave(4) : torch::Tensor();
+	auto y = torch::pixel_shuffle(F::conv2d(x, w4, F::Conv2dFuncOptions().bias(b4).padding(l)), 2);
+	/* The outer p rows and columns read the reflected border: recompute them
+	 * from thin strips (p + 1 low-res rows upsampled, reflect-padded, then a
+	 * valid convolution over just the 3p rows they need). Columns go through
+	 * the transposed image and kernel: a conv p pixels wide runs far slower
+	 * than one p rows tall. */
+	auto strip = [&](const torch::Tensor &s, const torch::Tensor &wt, int64_t from) {
+		auto u = F::pad(up(s), F::PadFuncOptions({p, p, p, p}).mode(torch::kReflect));
+		return F::conv2d(u.narrow(2, from, 3 * p), wt, F::Conv2dFuncOptions().bias(conv->bias));
+	};
+	auto wt = conv->weight.transpose(2, 3).contiguous();
+	auto xt = [&](int64_t from) { return x.narrow(3, from, p + 1).transpose(2, 3).contiguous(); };
+	int64_t H = 2 * h, W = 2 * w;
+	y.narrow(2, 0, p).copy_(strip(x.narrow(2, 0, p + 1), conv->weight, 0));
+	y.narrow(2, H - p, p).copy_(strip(x.narrow(2, h - p - 1, p + 1), conv->weight, p + 2));
+	y.narrow(3, 0, p).copy_(strip(xt(0), wt, 0).transpose(2, 3));
+	y.narrow(3, W - p, p).copy_(strip(xt(w - p - 1), wt, p + 2).transpose(2, 3));
+	return y;
 }
 
 ResBlockImpl::ResBlockImpl(int d, Norm norm) : dim(d)
@@ -185,12 +294,12 @@ torch::Tensor DecoderImpl::forward(torch::Tensor x, const std::vector<Moments> &
 	}
 	size_t n = ups->size();
 	for (size_t i = 0; i < n; i++) {
-		x = F::interpolate(x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
 		/* Upsampling block i works at S / 2^(n-1-i): level n-1-i, stats[level - pono_from]. */
 		int level = (int)(n - 1 - i);
 		bool have = pono && level >= pono_from && stats.size() == n - (size_t)std::min<int>(pono_from, (int)n);
 		const Moments *mo = have ? &stats[level - pono_from] : nullptr;
-		x = ups[i]->as<ConvBlockImpl>()->forward(x, {}, mo);
+		auto u = ups[i]->as<ConvBlockImpl>();
+		x = u->post(u->up2_conv(x), {}, mo);
 	}
 	return last->forward(x);
 }

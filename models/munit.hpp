@@ -40,6 +40,11 @@ struct ConvBlockImpl : torch::nn::Module {
 	/* adain: (B, 2C) slice, [bias | weight]; ms: moments to re-inject; pono_out: where PONO's go. */
 	torch::Tensor forward(torch::Tensor x, const torch::Tensor &adain = {}, const Moments *ms = nullptr,
 			      Moments *pono_out = nullptr);
+	/* forward's steps after the convolution. */
+	torch::Tensor post(torch::Tensor x, const torch::Tensor &adain = {}, const Moments *ms = nullptr,
+			   Moments *pono_out = nullptr);
+	/* conv(upsample_nearest_2x(x)); without the upsampled tensor when autograd is off. */
+	torch::Tensor up2_conv(const torch::Tensor &x);
 	torch::nn::Conv2d conv{nullptr};
 	torch::Tensor gamma, beta; /* LayerNorm affine */
 	Norm norm;
@@ -119,6 +124,13 @@ struct DiscriminatorImpl : torch::nn::Module {
 	torch::nn::ModuleList nets;
 };
 TORCH_MODULE(Discriminator);
+
+/*
+ * Inference-only rewrites of the forward pass (on by default; they apply
+ * only while autograd is off). Off: the training graph's ops, for tests and
+ * bench/serve. Process-wide; set it before serving threads start.
+ */
+void set_fast_paths(bool on);
 
 /* He-normal convs and linears, uniform LayerNorm gamma (MUNIT 'kaiming'). */
 void init_kaiming(torch::nn::Module &m, at::Generator &gen);

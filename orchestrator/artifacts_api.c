@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "artifact.h"
+#include "http_range.h"
 #include "log.h"
 
 #define DL_CHUNK (256 * 1024)
@@ -121,37 +122,6 @@ static void dl_start(struct download *d)
 	dl_read_next(d);
 }
 
-static int parse_range(const char *h, size_t n, uint64_t size, uint64_t *start, uint64_t *end)
-{
-	char buf[64];
-	if (n >= sizeof buf || n < 7 || strncmp(h, "bytes=", 6) != 0)
-		return -1;
-	memcpy(buf, h + 6, n - 6);
-	buf[n - 6] = 0;
-	char *dash = strchr(buf, '-'), *e;
-	if (!dash || strchr(buf, ','))
-		return -1;
-	*dash = 0;
-	if (!*buf)
-		return -1; /* suffix ranges are not needed by our clients */
-	unsigned long long s = strtoull(buf, &e, 10);
-	if (*e)
-		return -1;
-	unsigned long long en = size ? size - 1 : 0;
-	if (dash[1]) {
-		en = strtoull(dash + 1, &e, 10);
-		if (*e || en < s)
-			return -1;
-		if (size && en > size - 1)
-			en = size - 1;
-	}
-	if (s >= size)
-		return -2;
-	*start = s;
-	*end = en;
-	return 0;
-}
-
 static void dl_stat_cb(uv_fs_t *f)
 {
 	struct download *d = f->data;
@@ -169,8 +139,8 @@ static void dl_stat_cb(uv_fs_t *f)
 	size_t hl;
 	const char *range = http_req_header(d->req, "range", &hl);
 	if (range) {
-		int rc = parse_range(range, hl, d->size, &d->start, &d->end);
-		if (rc == -2) {
+		int rc = http_range_parse(range, hl, d->size, &d->start, &d->end);
+		if (rc == AT_EUNSATISFIABLE) {
 			char cr[64];
 			snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)d->size);
 			http_req_add_header(d->req, "Content-Range", cr);
@@ -180,12 +150,12 @@ static void dl_stat_cb(uv_fs_t *f)
 			return;
 		}
 		if (rc < 0) {
-			http_reply_err(d->req, AT_EINVAL, "unsupported Range header (use bytes=N- or bytes=N-M)", NULL);
+			http_reply_err(d->req, AT_EINVAL, "malformed Range header (bytes=N-M, bytes=N- or bytes=-S)", NULL);
 			d->req = NULL;
 			dl_finish(d);
 			return;
 		}
-		d->range = 1;
+		d->range = rc == 1; /* 0: ignored (several ranges, another unit), the whole file */
 	}
 	dl_start(d);
 }

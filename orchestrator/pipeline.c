@@ -9,7 +9,6 @@
 #include "pipeline.h"
 
 #include <math.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,13 +488,10 @@ int pipeline_to_canonical(const pipeline_t *p, struct at_buf *out)
 int pipeline_hash(const pipeline_t *p, char hex[65])
 {
 	struct at_buf b;
-	unsigned char md[SHA256_DIGEST_LENGTH];
 	at_buf_init(&b, 0);
 	int rc = pipeline_to_canonical(p, &b);
-	if (rc == 0) {
-		SHA256((const unsigned char *)b.data, b.len, md);
-		at_hex_encode(hex, md, sizeof md);
-	}
+	if (rc == 0)
+		rc = at_sha256_hex(b.data, b.len, hex);
 	at_buf_free(&b);
 	return rc;
 }

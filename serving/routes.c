@@ -187,9 +187,9 @@ const struct http_route serve_routes[] = {
 	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG",
 	 .op = "stylize", .tag = "stylize",
 	 .body = "{\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"contentImage\"],\"properties\":{"
-		 "\"contentImage\":" S_IMAGE ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"description\":"
+		 "\"contentImage\":" S_IMAGE ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295,\"description\":"
 		 "\"a style number (default 0); not with styleImage\"},\"styleImage\":" S_IMAGE
-		 ",\"style2\":{\"type\":\"integer\",\"minimum\":0},\"styleImage2\":" S_IMAGE
+		 ",\"style2\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295},\"styleImage2\":" S_IMAGE
 		 ",\"alpha\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":"
 		 "\"the mix of the two styles, with style2 or styleImage2 (default 0.5)\"}}}}",
 	 .reply = "{\"image/jpeg\":" HTTP_BINARY "}"},

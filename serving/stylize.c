@@ -15,9 +15,6 @@
  */
 #include "stylize.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +28,7 @@
 #include "serve.h"
 #include "sketchnorm.h"
 #include "stats.h"
+#include "style_param.h"
 
 #define STYLIZE_MAX_PARTS 16
 
@@ -323,54 +321,6 @@ static void reply_bad(struct serve_app *app, http_req_t *req, uint64_t t0, int e
 	http_reply_err(req, err, msg, detail);
 }
 
-/* A form field's text (trimmed) into buf; 0, or -1 when too long. */
-static int field_text(const struct multipart_part *p, char *buf, size_t len)
-{
-	const char *s = (const char *)p->data;
-	size_t n = p->len;
-	while (n && isspace((unsigned char)*s))
-		s++, n--;
-	while (n && isspace((unsigned char)s[n - 1]))
-		n--;
-	if (n >= len)
-		return -1;
-	memcpy(buf, s, n);
-	buf[n] = 0;
-	return 0;
-}
-
-/* A style number: a non-negative decimal integer below 2^63. */
-static int parse_style(const struct multipart_part *p, uint64_t *seed)
-{
-	char buf[32];
-	if (field_text(p, buf, sizeof buf) < 0 || !buf[0] || buf[0] == '-' || buf[0] == '+')
-		return -1;
-	for (const char *c = buf; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return -1;
-	errno = 0;
-	char *end;
-	long long v = strtoll(buf, &end, 10);
-	if (errno || *end || v < 0)
-		return -1;
-	*seed = (uint64_t)v;
-	return 0;
-}
-
-static int parse_alpha(const struct multipart_part *p, float *alpha)
-{
-	char buf[32];
-	if (field_text(p, buf, sizeof buf) < 0 || !buf[0])
-		return -1;
-	errno = 0;
-	char *end;
-	double v = strtod(buf, &end);
-	if (errno || *end || !isfinite(v) || v < 0 || v > 1)
-		return -1;
-	*alpha = (float)v;
-	return 0;
-}
-
 /* Checks the image part of a style (if any) and its number otherwise. On
  * failure replies and returns -1. */
 static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, const struct multipart_part *num,
@@ -395,8 +345,8 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 		return 0;
 	}
 	if (num) {
-		if (parse_style(num, &out->seed) < 0) {
-			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "style must be a non-negative integer",
+		if (style_param_number(num->data, num->len, &out->seed) < 0) {
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "style must be an integer 0..4294967295 (digits only)",
 				  json_pack("{ss,ss%}", "field", num_name, "value", (const char *)num->data,
 					    num->len > 64 ? (size_t)64 : num->len));
 			return -1;
@@ -454,8 +404,8 @@ void stylize_post(http_req_t *req)
 				  json_pack("{ss}", "field", "alpha"));
 			return;
 		}
-		if (parse_alpha(ap, &alpha) < 0) {
-			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "alpha must be a number in [0, 1]",
+		if (style_param_alpha(ap->data, ap->len, &alpha) < 0) {
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "alpha must be a decimal number in [0, 1]",
 				  json_pack("{ss,ss%}", "field", "alpha", "value", (const char *)ap->data,
 					    ap->len > 64 ? (size_t)64 : ap->len));
 			return;

@@ -134,6 +134,15 @@ def test_artifact_download_and_range(d, pg):
     r = d.node.get("/v1/artifacts/" + sha, headers={"Range": "bytes=10-19"})
     assert r.status == 206 and r.body == data[10:20]
     assert d.node.get("/v1/artifacts/" + sha, headers={"Range": "bytes=%d-" % len(data)}).status == 416
+    # a suffix range is the last bytes; "0--1" is malformed, never the whole file as a 206
+    r = d.node.get("/v1/artifacts/" + sha, headers={"Range": "bytes=-500"})
+    assert r.status == 206 and r.body == data[-500:]
+    assert r.headers["content-range"] == "bytes %d-%d/%d" % (len(data) - 500, len(data) - 1, len(data))
+    r = d.node.get("/v1/artifacts/" + sha, headers={"Range": "bytes=0--1"})
+    assert r.status == 400 and r.json()["code"] == "INVAL"
+    # several ranges are ignored (no multipart/byteranges): the whole file
+    r = d.node.get("/v1/artifacts/" + sha, headers={"Range": "bytes=0-5,10-20"})
+    assert r.status == 200 and r.body == data
     assert d.node.get("/v1/artifacts/" + "0" * 64).status == 404
     assert d.node.get("/v1/artifacts/nothex").status == 400
 

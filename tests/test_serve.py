@@ -240,6 +240,12 @@ BAD = {
     "style_negative": ([sketch_field(), ("style", "-1")], 422, "style"),
     "style_float": ([sketch_field(), ("style", "1.5")], 422, "style"),
     "style_huge": ([sketch_field(), ("style", "99999999999999999999999")], 422, "style"),
+    # the model reads a style's low 32 bits: 2^32 would paint as 0 does
+    "style_2_pow_32": ([sketch_field(), ("style", "4294967296")], 422, "4294967295"),
+    "style_plus": ([sketch_field(), ("style", "+5")], 422, "style"),
+    "style_blank": ([sketch_field(), ("style", " 5")], 422, "style"),
+    "style_suffix": ([sketch_field(), ("style", "5x")], 422, "style"),
+    "alpha_blank": ([sketch_field(), ("style", "1"), ("style2", "2"), ("alpha", " 0.5")], 422, "alpha"),
     "alpha_out_of_range": ([sketch_field(), ("style", "1"), ("style2", "2"), ("alpha", "1.5")], 422, "alpha"),
     "alpha_nan": ([sketch_field(), ("style", "1"), ("style2", "2"), ("alpha", "nan")], 422, "alpha"),
     "alpha_without_style2": ([sketch_field(), ("style", "1"), ("alpha", "0.3")], 422, "style2"),

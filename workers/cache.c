@@ -9,7 +9,6 @@
 #include "cache.h"
 
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +51,9 @@ int step_cache_key(enum job_cache mode, const char *kind, json_t *payload, const
 	json_decref(k);
 	if (!text)
 		return AT_ENOMEM;
-	unsigned char d[32];
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, text, strlen(text)) == 1 &&
-		 EVP_DigestFinal_ex(md, d, NULL) == 1;
-	EVP_MD_CTX_free(md);
+	int rc = at_sha256_hex(text, strlen(text), key);
 	free(text);
-	if (!ok)
-		return AT_ENOMEM;
-	at_hex_encode(key, d, sizeof d);
-	return 0;
+	return rc;
 }
 
 int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t token, int *hit)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The original-style serving stack for comparison: Flask + PyTorch eager,
-serving the same MUNIT + PONO-MS generator as the shim (the module from
-bench/train/munit_ref.py), with the seed service's contract:
+serving MUNIT + PONO-MS written plainly from the papers (munit_plain.py, the
+shim's default layer shapes), with the seed service's contract:
 
     POST /api/stylize   multipart contentImage (PNG/JPEG) + style (int)
                         -> 512x512 JPEG
@@ -23,18 +23,10 @@ from flask import Flask, jsonify, request, send_file
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("munit_ref", os.path.join(HERE, "..", "train", "munit_ref.py"))
-munit_ref = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(munit_ref)
-
-
-def build(size, gen_dim):
-    cfg = munit_ref.default_cfg(size, gen_dim, gen_dim)
-    rng = torch.Generator().manual_seed(1)
-    gen_a, gen_b = munit_ref.Generator(cfg, 1), munit_ref.Generator(cfg, 3)
-    munit_ref.init_weights(gen_a, rng, True)
-    munit_ref.init_weights(gen_b, rng, True)
-    return cfg, gen_a.enc_content.eval(), gen_b.eval()
+spec = importlib.util.spec_from_file_location("munit_plain", os.path.join(HERE, "munit_plain.py"))
+munit_plain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(munit_plain)
+STYLE_DIM = 8
 
 
 def main():
@@ -48,7 +40,8 @@ def main():
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg, enc, gen_b = build(a.size, a.gen_dim)
+    enc, gen_b = munit_plain.build(a.gen_dim)
+    cfg = {"image_size": a.size, "style_dim": STYLE_DIM}
     app = Flask(__name__)
 
     @app.get("/healthz")

@@ -120,6 +120,31 @@ TEST(file_sha256_matches_known_vectors)
 	cleanup();
 }
 
+/* The buffer form, on the same vectors (FIPS 180-2), writes 64 digits and a
+ * NUL and nothing past them. */
+static void buf_sha_of(const void *data, size_t len, const char *want)
+{
+	char hex[66];
+	memset(hex, '#', sizeof hex);
+	ASSERT_EQ_INT(at_sha256_hex(data, len, hex), 0);
+	ASSERT_STREQ(hex, want);
+	ASSERT_EQ_INT(hex[65], '#');
+}
+
+TEST(sha256_hex_matches_known_vectors)
+{
+	buf_sha_of(NULL, 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	buf_sha_of("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	buf_sha_of(two, strlen(two), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	size_t n = 1000000;
+	char *m = malloc(n);
+	ASSERT(m != NULL);
+	memset(m, 'a', n);
+	buf_sha_of(m, n, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(m);
+}
+
 TEST(file_sha256_errors)
 {
 	make_root();
@@ -146,5 +171,5 @@ TEST(hex_encode_crafted_bytes)
 }
 
 RUN_TESTS(mkdir_p_creates_parents_and_accepts_existing, mkdir_p_refuses_files_in_the_way,
-	  mkdir_p_refuses_empty_and_overlong_paths, file_sha256_matches_known_vectors, file_sha256_errors,
-	  hex_encode_crafted_bytes)
+	  mkdir_p_refuses_empty_and_overlong_paths, file_sha256_matches_known_vectors,
+	  sha256_hex_matches_known_vectors, file_sha256_errors, hex_encode_crafted_bytes)

@@ -70,8 +70,23 @@ static void h_headers(http_req_t *req)
 	http_reply_json(req, 200, json_pack("{ss}", "all", "there"));
 }
 
+/* The same before a stream: the 206 must not start without its headers. */
+static int stream_started;
+static void h_stream_headers(http_req_t *req)
+{
+	for (int i = 0; i < 9; i++)
+		http_req_add_header(req, "content-range", "bytes 0-1/2");
+	http_stream_t *s = http_stream_start_sized(req, 206, "application/octet-stream", 2);
+	stream_started = s != NULL;
+	if (s) {
+		(void)!http_stream_write(s, "ab", 2);
+		http_stream_end(s);
+	}
+}
+
 static const struct http_route routes[] = {
 	{"GET", "/headers", h_headers, ROLE_PUBLIC, "nine extra headers", .tag = "things"},
+	{"GET", "/stream-headers", h_stream_headers, ROLE_PUBLIC, "nine extra headers, then a stream", .tag = "things"},
 	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png", .op = "getThingImage", .tag = "things",
 	 .params = "{\"id\":{\"type\":\"integer\"}}", .reply = "{\"image/png\":" HTTP_BINARY "}"},
 	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo", .tag = "things",
@@ -370,7 +385,10 @@ TEST(query_parse_decodes_and_caps)
 		free(names[i]);
 		free(values[i]);
 	}
-	ASSERT_EQ_INT(http_query_parse("x=1&y=2", 7, names, values, 1), 1); /* at most max pairs */
+	/* a pair past max is an error, not left out; nameless pairs do not count */
+	ASSERT_EQ_INT(http_query_parse("x=1&y=2", 7, names, values, 1), AT_ERANGE);
+	ASSERT_EQ_INT(http_query_parse("x=1&&=2", 7, names, values, 1), 1);
+	ASSERT_STREQ(names[0], "x");
 	free(names[0]);
 	free(values[0]);
 	ASSERT_EQ_INT(http_query_parse("", 0, names, values, 4), 0);
@@ -410,6 +428,27 @@ TEST(parse_id_is_strict)
 	ASSERT_EQ_INT(http_parse_id(NULL, &v), AT_EINVAL);
 }
 
+/* Sixteen query parameters reach the handler (the last one included); a
+ * seventeenth is the client's 400 naming the cap, before the handler runs. */
+TEST(seventeenth_query_param_is_an_error)
+{
+	start();
+	char q16[256] = "GET /things/7?", q17[256];
+	for (int i = 1; i < 16; i++)
+		snprintf(q16 + strlen(q16), sizeof q16 - strlen(q16), "p%d=%d&", i, i);
+	snprintf(q16 + strlen(q16), sizeof q16 - strlen(q16), "q=last");
+	snprintf(q17, sizeof q17, "%s&p17=17", q16);
+	struct call c[] = {{.raw = q16}, {.raw = q17}};
+	run_calls(c, 2);
+	ASSERT_EQ_INT(c[0].status, 200);
+	ASSERT_CONTAINS(c[0].body, "\"q\":\"last\"");
+	ASSERT_EQ_INT(c[1].status, 400);
+	ASSERT_CONTAINS(c[1].body, "at most 16");
+	ASSERT_CONTAINS(c[1].body, "\"code\":\"RANGE\"");
+	ASSERT_CONTAINS(c[1].body, "\"limit\":16");
+	stop();
+}
+
 /* A ninth extra header is an error to its caller, and the reply that would
  * have gone out without it is a 500 instead. */
 TEST(ninth_header_is_an_error)
@@ -424,6 +463,21 @@ TEST(ninth_header_is_an_error)
 	ASSERT_CONTAINS(c[0].body, "a response header did not fit");
 	ASSERT(strstr(c[0].resp, "x-a: v") == NULL);
 	ASSERT(strstr(c[0].body, "there") == NULL);
+	stop();
+}
+
+/* Callers do not check each header (the error is sticky, http.h): a stream
+ * started after a lost header is refused and the client gets the 500. */
+TEST(lost_header_refuses_the_stream)
+{
+	start();
+	stream_started = -1;
+	struct call c[] = {{.raw = "GET /stream-headers"}};
+	run_calls(c, 1);
+	ASSERT_EQ_INT(stream_started, 0);
+	ASSERT_EQ_INT(c[0].status, 500);
+	ASSERT_CONTAINS(c[0].body, "a response header did not fit");
+	ASSERT(strstr(c[0].resp, "content-range") == NULL);
 	stop();
 }
 
@@ -464,4 +518,5 @@ TEST(listen_failure_frees_after_close)
 }
 
 RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused,
-	  query_parse_decodes_and_caps, parse_id_is_strict, ninth_header_is_an_error, listen_failure_frees_after_close)
+	  query_parse_decodes_and_caps, parse_id_is_strict, seventeenth_query_param_is_an_error, ninth_header_is_an_error,
+	  lost_header_refuses_the_stream, listen_failure_frees_after_close)

@@ -363,6 +363,39 @@ TEST(seed_styles_are_reproducible)
 	am_model_free(m);
 }
 
+/* The inference rewrites (models/munit.cpp, fast()) compute the training
+ * graph's function: same bytes up to one level of rounding, same float
+ * reconstruction error to 1e-4 relative. */
+TEST(model_fast_paths)
+{
+	train_once();
+	am_model *m = am_model_load(tmp_path("m.atlr"), NULL, st);
+	ASSERT(m != NULL);
+	static uint8_t ref[3 * S * S], fast[3 * S * S], plain[3 * S * S];
+	painting_u8(3, ref);
+	double e_fast, e_plain;
+	int differ = 0;
+	for (uint64_t seed = 0; seed < 3; seed++) {
+		am_style s = seed_style(seed);
+		am_set_fast_paths(1);
+		ASSERT_OK(am_model_stylize(m, sketch_u8, S, S, &s, fast, S, S, st));
+		am_set_fast_paths(0);
+		ASSERT_OK(am_model_stylize(m, sketch_u8, S, S, &s, plain, S, S, st));
+		for (size_t i = 0; i < sizeof fast; i++) {
+			ASSERT_OP_INT(abs((int)fast[i] - (int)plain[i]), <=, 1);
+			differ += fast[i] != plain[i];
+		}
+	}
+	ASSERT_OP_INT(differ, <, (int)sizeof fast / 100);
+	am_set_fast_paths(0);
+	ASSERT_OK(am_model_recon_error(m, ref, S, S, &e_plain, st));
+	am_set_fast_paths(1);
+	ASSERT_OK(am_model_recon_error(m, ref, S, S, &e_fast, st));
+	ASSERT_OP_DBL(e_plain, >, 0);
+	ASSERT_OP_DBL(fabs(e_fast - e_plain), <, 1e-4 * e_plain);
+	am_model_free(m);
+}
+
 TEST(reference_and_mixed_styles)
 {
 	train_once();
@@ -694,5 +727,5 @@ TEST(cleanup)
 
 RUN_TESTS(config_defaults_and_json, training_reduces_reconstruction, step_rejects_bad_arguments,
 	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible,
-	  reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
+	  model_fast_paths, reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
 	  evaluation_scores, metrics_on_crafted_images, cleanup)
