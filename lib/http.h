@@ -1,5 +1,5 @@
 /*
- * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1) on the
+ * http.h — the HTTP server every Atelier binary uses: h2o (HTTP/1.1, cleartext HTTP/2) on the
  * caller's libuv loop, a route table, bearer-token roles, request ids, body
  * caps, one JSON error function, per-route request counters and error counts
  * by code for /metrics.
@@ -125,6 +125,12 @@ const char *http_req_query(http_req_t *req, const char *name);
  * skipped. Returns the number of pairs stored, or AT_ERANGE when there are
  * more than max (AT_ENOMEM when out of memory), and then stores nothing. */
 int http_query_parse(const char *q, size_t len, char **names, char **values, int max);
+/* A path parameter that is an id: ASCII digits only (no sign, space or NUL),
+ * 1..INT64_MAX. Returns 0 with *out set, or replies 400 (AT_EINVAL, detail
+ * {"param": name, "value": ...}) and returns AT_EINVAL. */
+int http_req_param_id(http_req_t *req, const char *name, int64_t *out) AT_MUST_CHECK;
+/* The parser behind it, for values from elsewhere: 0 or AT_EINVAL. */
+int http_parse_id(const char *s, int64_t *out) AT_MUST_CHECK;
 /* Header value (not NUL-terminated) or NULL; *len set. Case-insensitive name. */
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);

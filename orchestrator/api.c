@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 struct sql_json {
 	http_req_t *req;
 	char *not_found;
@@ -17,10 +19,11 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 	struct sql_json *q = arg;
 	if (status == AT_EDB && res) {
 		const char *st = db_sqlstate(res);
+		api_log_db_error(q->req, res);
 		/* class 22 (data exception): a parameter PostgreSQL could not take */
 		if (strncmp(st, "22", 2) == 0)
-			http_reply_err(q->req, AT_EINVAL, "invalid parameter",
-					 json_pack("{ss}", "reason", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
+			http_reply_err(q->req, AT_EINVAL, "invalid parameter: a value is out of range or malformed",
+					 json_pack("{ss}", "path", http_req_path(q->req)));
 		else
 			http_reply_err(q->req, AT_EINTERNAL, "query failed", NULL);
 	} else if (status < 0) {
@@ -42,6 +45,13 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 	free(q);
 }
 
+void api_log_db_error(http_req_t *req, PGresult *res)
+{
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	log_warn("api: %s %s: query failed: SQLSTATE %s: %s [%s]", http_req_method(req), http_req_path(req),
+		 res ? db_sqlstate(res) : "-", msg ? msg : "connection lost", http_req_id(req));
+}
+
 void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params *params, const char *not_found)
 {
 	struct app *app = http_req_app(req);
@@ -61,9 +71,8 @@ void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params
 
 long long api_positive_id(http_req_t *req, const char *value, const char *what)
 {
-	char *end;
-	long long v = value ? strtoll(value, &end, 10) : 0;
-	if (!value || *end || v <= 0) {
+	int64_t v;
+	if (http_parse_id(value, &v) < 0) {
 		http_reply_err(req, AT_EINVAL, "expected a positive integer",
 				 json_pack("{ss,ss}", "field", what, "value", value ? value : ""));
 		return 0;

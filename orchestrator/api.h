@@ -8,11 +8,17 @@
 
 /* Run sql (one row, one text column holding JSON) and reply with it: 200 with
  * the JSON, 404 {"error": not_found} when no row or NULL, 503 when the database
- * is unavailable, 400 when PostgreSQL rejects a parameter (bad input syntax). */
+ * is unavailable, 400 when PostgreSQL rejects a parameter (bad input syntax).
+ * PostgreSQL's own error text is logged with the request id, never sent. */
 void api_reply_sql_json(http_req_t *req, const char *sql, const struct db_params *params, const char *not_found);
 
-/* Parse a positive integer path/query value; on failure replies 400 naming
- * what and returns 0. */
+/* PostgreSQL's error text names our tables and types: it goes to the log
+ * with the request id (here), the client gets our own words. res may be
+ * NULL (the connection was lost). */
+void api_log_db_error(http_req_t *req, PGresult *res);
+
+/* Parse a positive integer path/query value strictly (http_parse_id: digits
+ * only, 1..INT64_MAX); on failure replies 400 naming what and returns 0. */
 long long api_positive_id(http_req_t *req, const char *value, const char *what);
 
 

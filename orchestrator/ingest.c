@@ -583,12 +583,9 @@ static void fetch(http_req_t *req, int domain, int png)
 {
 	struct app *app = http_req_app(req);
 	const char *id = http_req_param(req, "id");
-	char *end;
-	long long v = strtoll(id, &end, 10);
-	if (*end || v <= 0) {
-		http_reply_err(req, AT_EINVAL, "id must be a positive integer", json_pack("{ss}", "id", id));
+	int64_t v;
+	if (http_req_param_id(req, "id", &v) < 0)
 		return;
-	}
 	struct fetch *f = malloc(sizeof *f);
 	if (!f) {
 		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);

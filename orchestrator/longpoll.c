@@ -43,11 +43,13 @@ struct longpoll {
 	int closing;
 };
 
+/* One row per known model (none: 404); the version columns are NULL while
+ * the channel points nowhere yet, which is waited on like "not moved". */
 static const char channel_sql[] =
 	"SELECT json_build_object('model', c.model, 'channel', c.channel, 'version', v.version, "
 	"'version_id', v.id, 'sha256', v.sha256, 'size', v.size, 'artifact', '/v1/artifacts/' || v.sha256)::text, "
-	"v.version FROM channels c JOIN model_versions v ON v.id = c.version_id "
-	"WHERE c.model = $1 AND c.channel = $2";
+	"v.version FROM models m LEFT JOIN channels c ON c.model = m.name AND c.channel = $2 "
+	"LEFT JOIN model_versions v ON v.id = c.version_id WHERE m.name = $1";
 
 static void waiter_timer_closed(uv_handle_t *h)
 {
@@ -97,7 +99,13 @@ static void on_channel_read(void *arg, int status, PGresult *res)
 		waiter_done(w);
 		return;
 	}
-	if (PQntuples(res) == 1) {
+	if (PQntuples(res) == 0) {
+		/* a channel of a model nobody registered would otherwise wait and 304 forever */
+		http_reply_err(w->req, AT_ENOTFOUND, "no such model", json_pack("{ss}", "model", w->model));
+		waiter_done(w);
+		return;
+	}
+	if (!PQgetisnull(res, 0, 1)) {
 		long long v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		if (v != w->after) {
 			waiter_reply(w, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
@@ -150,7 +158,7 @@ static void on_broadcast_read(void *arg, int status, PGresult *res)
 {
 	struct broadcast *b = arg;
 	struct longpoll *r = b->lp;
-	if (status == 0 && PQntuples(res) == 1) {
+	if (status == 0 && PQntuples(res) == 1 && !PQgetisnull(res, 0, 1)) {
 		long long v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		struct waiter *w = r->waiters.next;
 		while (w != &r->waiters) {
@@ -221,14 +229,12 @@ static void get_channel(http_req_t *req)
 		http_reply_err(req, AT_ENOTFOUND, "no such model", NULL);
 		return;
 	}
-	char *end;
-	long long a = after ? strtoll(after, &end, 10) : 0;
-	if (after && (*end || a < 0)) {
+	int64_t a = 0, ws = 0;
+	if (after && strcmp(after, "0") != 0 && http_parse_id(after, &a) < 0) {
 		http_reply_err(req, AT_EINVAL, "after must be a version number", json_pack("{ss}", "field", "after"));
 		return;
 	}
-	long long ws = wait ? strtoll(wait, &end, 10) : 0;
-	if (wait && (*end || ws < 0 || ws > LP_MAX_WAIT_S)) {
+	if (wait && strcmp(wait, "0") != 0 && (http_parse_id(wait, &ws) < 0 || ws > LP_MAX_WAIT_S)) {
 		http_reply_err(req, AT_ERANGE, "wait must be 0..120 seconds", json_pack("{ss}", "field", "wait"));
 		return;
 	}

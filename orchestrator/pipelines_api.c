@@ -292,19 +292,15 @@ static void get_runs(http_req_t *req)
 			return;
 		}
 	}
-	long long lim = 50;
-	if (limit) {
-		char *end;
-		lim = strtoll(limit, &end, 10);
-		if (*end || lim < 1 || lim > 500) {
-			http_reply_err(req, AT_ERANGE, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
-			return;
-		}
+	int64_t lim = 50;
+	if (limit && (http_parse_id(limit, &lim) < 0 || lim > 500)) {
+		http_reply_err(req, AT_ERANGE, "limit must be 1..500", json_pack("{ss}", "field", "limit"));
+		return;
 	}
 	if (before && !api_positive_id(req, before, "before"))
 		return;
 	char lims[24];
-	snprintf(lims, sizeof lims, "%lld", lim);
+	snprintf(lims, sizeof lims, "%lld", (long long)lim);
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, pipeline);

@@ -112,20 +112,22 @@ struct move {
 static void on_moved(void *arg, int status, PGresult *res)
 {
 	struct move *m = arg;
-	char msg[128];
-	/* a missing version reaches SQL as a NULL id, which PL/pgSQL would print
-	 * as "<NULL>": the message names the version that was asked for */
-	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0 && m->version > 0) {
-		snprintf(msg, sizeof msg, "model %s has no version %lld", m->model, m->version);
-		http_reply_err(m->req, AT_ENOTFOUND, msg,
-			       json_pack("{ss,ss,sI}", "model", m->model, "channel", m->channel, "version",
-					 (json_int_t)m->version));
-	} else if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0)
-		http_reply_err(m->req, AT_ENOTFOUND, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-				 json_pack("{ss,ss}", "model", m->model, "channel", m->channel));
-	else if (status < 0)
+	if (status == AT_EDB && strcmp(db_sqlstate(res), "P0002") == 0) {
+		/* our words, not PostgreSQL's: a missing version reaches SQL as a
+		 * NULL id, which PL/pgSQL would print as "<NULL>" */
+		char msg[160];
+		if (m->version > 0)
+			snprintf(msg, sizeof msg, "model %s has no version %lld", m->model, m->version);
+		else
+			snprintf(msg, sizeof msg, "channel %s/%s has no earlier version to roll back to", m->model, m->channel);
+		json_t *d = json_pack("{ss,ss}", "model", m->model, "channel", m->channel);
+		if (m->version > 0)
+			json_object_set_new(d, "version", json_integer(m->version));
+		http_reply_err(m->req, AT_ENOTFOUND, msg, d);
+	} else if (status < 0) {
+		api_log_db_error(m->req, res);
 		http_reply_err(m->req, AT_EDB, "could not move the channel", NULL);
-	else {
+	} else {
 		size_t len = (size_t)PQgetlength(res, 0, 0);
 		char *copy = malloc(len + 1);
 		if (!copy) {
@@ -139,6 +141,58 @@ static void on_moved(void *arg, int status, PGresult *res)
 	free(m);
 }
 
+/* The fields a move's body may hold; anything else is refused by name. */
+static const char *const move_fields[] = {"version", "action", "reason"};
+
+/* A promote is {"version": N} (with "action": "promote" optional), a
+ * rollback {"action": "rollback"}; both may carry a "reason" string. Unknown
+ * fields, wrong types and a rollback that also names a version (which one
+ * would win?) are 422 naming the fields. Returns 1 when it replied. */
+static int move_body_refused(http_req_t *req, json_t *body)
+{
+	json_t *unknown = json_array();
+	const char *key;
+	json_t *val;
+	json_object_foreach(body, key, val)
+	{
+		size_t i = 0;
+		while (i < sizeof move_fields / sizeof move_fields[0] && strcmp(key, move_fields[i]) != 0)
+			i++;
+		if (i == sizeof move_fields / sizeof move_fields[0])
+			json_array_append_new(unknown, json_string(key));
+	}
+	if (json_array_size(unknown)) {
+		http_reply_err(req, AT_EUNPROCESSABLE, "unknown fields in the body (known: version, action, reason)",
+			       json_pack("{so}", "fields", unknown));
+		return 1;
+	}
+	json_decref(unknown);
+	json_t *action = json_object_get(body, "action"), *ver = json_object_get(body, "version"),
+	       *reason = json_object_get(body, "reason");
+	const char *a = json_string_value(action);
+	const char *bad = NULL, *msg = NULL;
+	if (action && (!a || (strcmp(a, "promote") && strcmp(a, "rollback")))) {
+		bad = "action";
+		msg = "action must be \"promote\" or \"rollback\"";
+	} else if (reason && !json_is_string(reason)) {
+		bad = "reason";
+		msg = "reason must be a string";
+	} else if (a && !strcmp(a, "rollback") && ver) {
+		http_reply_err(req, AT_EUNPROCESSABLE,
+			       "a rollback goes back to the channel's previous version: it takes no version",
+			       json_pack("{s[ss]}", "fields", "action", "version"));
+		return 1;
+	} else if (!(a && !strcmp(a, "rollback")) &&
+		   (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > INT32_MAX)) {
+		bad = "version";
+		msg = "body must be {\"version\": N} (N a version number, 1..2147483647) or {\"action\": \"rollback\"}";
+	}
+	if (!bad)
+		return 0;
+	http_reply_err(req, AT_EUNPROCESSABLE, msg, json_pack("{s[s]}", "fields", bad));
+	return 1;
+}
+
 static void post_channel(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
@@ -150,15 +204,14 @@ static void post_channel(http_req_t *req)
 	json_t *body = http_req_json_body(req);
 	if (!body)
 		return;
+	if (move_body_refused(req, body)) {
+		json_decref(body);
+		return;
+	}
 	const char *action = json_string_value(json_object_get(body, "action"));
 	json_t *ver = json_object_get(body, "version");
 	const char *reason = json_string_value(json_object_get(body, "reason"));
 	int rollback = action && !strcmp(action, "rollback");
-	if ((action && !rollback && strcmp(action, "promote")) || (!rollback && !json_is_integer(ver))) {
-		json_decref(body);
-		http_reply_err(req, AT_EUNPROCESSABLE, "body must be {\"version\": N} or {\"action\": \"rollback\"}", NULL);
-		return;
-	}
 	struct move *m = calloc(1, sizeof *m);
 	if (!m) {
 		json_decref(body);
@@ -252,8 +305,9 @@ const struct http_route registry_routes[] = {
 	 "promote {version: N} or roll back {action: rollback}", .op = "moveChannel", .tag = "registry",
 	 .params = "{" P_MODEL ",\"channel\":{\"type\":\"string\",\"enum\":[\"canary\",\"production\"]}}",
 	 .body = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"action\":{\"type\":\"string\",\"enum\":[\"promote\","
-			   "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"description\":"
-			   "\"the version to promote (needed unless action is rollback)\"},\"reason\":" API_STR "}}"),
+			   "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"minimum\":1,"
+			   "\"description\":\"the version to promote (needed for a promote, refused with a rollback)\"},"
+			   "\"reason\":" API_STR "},\"additionalProperties\":false}"),
 	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"channel\":" API_STR ",\"moved\":" API_BOOL
 				       ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")))},
 };

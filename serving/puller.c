@@ -39,6 +39,7 @@ struct puller {
 	char prev_sha[65];
 	char bad_sha[65];
 	double backoff;
+	int model_missing; /* the last poll was 404: logged once */
 	/* under mu */
 	uint64_t polls, offers, downloads, download_bytes, resumed, refused;
 	int reachable;
@@ -282,11 +283,23 @@ static void *run(void *arg)
 			http_client_resp_free(&r);
 			continue;
 		}
+		if (r.status == 404) {
+			/* No such model yet (atelierd answers 404 rather than hold the
+			 * poll): a fresh system's node waits for its first version, so it
+			 * asks again every second instead of backing off to retry_max,
+			 * and says so once. */
+			if (!p->model_missing)
+				log_warn("puller: atelierd knows no model %s (channel %s) yet; asking every second",
+					 cfg->model, cfg->channel);
+			p->model_missing = 1;
+			p->backoff = 0;
+			http_client_resp_free(&r);
+			nap(p, 1.0);
+			continue;
+		}
+		p->model_missing = 0;
 		if (r.status != 200) {
-			if (r.status == 404)
-				log_warn("puller: atelierd knows no model %s (channel %s); retrying", cfg->model, cfg->channel);
-			else
-				log_warn("puller: channel poll answered %ld: %.200s", r.status, r.body.data ? r.body.data : "");
+			log_warn("puller: channel poll answered %ld: %.200s", r.status, r.body.data ? r.body.data : "");
 			http_client_resp_free(&r);
 			backoff_nap(p);
 			continue;

@@ -394,6 +394,40 @@ TEST(query_parse_decodes_and_caps)
 	ASSERT_EQ_INT(http_query_parse("", 0, names, values, 4), 0);
 }
 
+/* Ids are digits only, 1..INT64_MAX: no sign, space, NUL or overflow clamp. */
+TEST(parse_id_is_strict)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		int64_t want;
+	} cases[] = {
+		{"5", 0, 5},
+		{"05", 0, 5},
+		{"9223372036854775807", 0, INT64_MAX},
+		{"9223372036854775808", AT_EINVAL, 0},
+		{"99999999999999999999", AT_EINVAL, 0},
+		{"0", AT_EINVAL, 0},
+		{"", AT_EINVAL, 0},
+		{"+5", AT_EINVAL, 0},
+		{"-5", AT_EINVAL, 0},
+		{" 5", AT_EINVAL, 0},
+		{"5 ", AT_EINVAL, 0},
+		{"5\n", AT_EINVAL, 0},
+		{"0x10", AT_EINVAL, 0},
+		{"1e3", AT_EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int64_t v = -1;
+		int rc = http_parse_id(cases[i].in, &v);
+		if (rc != cases[i].rc || (rc == 0 && v != cases[i].want))
+			TEST_FAIL_("http_parse_id(\"%s\") = %d (%lld), want %d (%lld)", cases[i].in, rc, (long long)v,
+				   cases[i].rc, (long long)cases[i].want);
+	}
+	int64_t v;
+	ASSERT_EQ_INT(http_parse_id(NULL, &v), AT_EINVAL);
+}
+
 /* Sixteen query parameters reach the handler (the last one included); a
  * seventeenth is the client's 400 naming the cap, before the handler runs. */
 TEST(seventeenth_query_param_is_an_error)
@@ -484,5 +518,5 @@ TEST(listen_failure_frees_after_close)
 }
 
 RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused,
-	  query_parse_decodes_and_caps, seventeenth_query_param_is_an_error, ninth_header_is_an_error,
+	  query_parse_decodes_and_caps, parse_id_is_strict, seventeenth_query_param_is_an_error, ninth_header_is_an_error,
 	  lost_header_refuses_the_stream, listen_failure_frees_after_close)
