@@ -28,7 +28,8 @@ pytestmark = [
                        reason="%s is not installed (Debian package chromium, in deps.txt)" % CHROMIUM),
 ]
 
-SHOTS = ["desktop_before.png", "desktop_after.png", "phone_before.png", "phone_after.png", "desktop_refused.png"]
+SHOTS = ["desktop_before.png", "desktop_after.png", "phone_before.png", "phone_after.png", "phone_large.png",
+         "desktop_refused.png"]
 
 
 def within(inner, box, height):
@@ -66,6 +67,7 @@ def test_page_layout_and_behaviour(models, tmp_path):  # noqa: F811
             assert "maximum-scale" not in lay["viewport"] and "user-scalable" not in lay["viewport"], lay
             assert lay["icon"].endswith("/favicon.svg"), lay
         assert f["stylize"] >= 1, f
+        assert f["large_shown"] and f["large_closed"], f
     phone = facts["phone"]["after"]
     # sketch, Paint and painting on the phone's first screen, side by side with nothing hidden
     for part in ("pad", "paint", "out"):

@@ -98,6 +98,12 @@ try {
     f.after = await page.evaluate(LAYOUT);
     f.result_shown = await page.$eval("#result", (i) => i.complete && i.naturalWidth > 0 && !!i.getAttribute("src"));
     await page.screenshot({ path: path.join(outdir, name + "_after.png") });
+    // the painting, pressed: shown large over the page; pressed again: gone
+    await page.click("#out");
+    f.large_shown = await page.$eval("#lightbox", (e) => !e.hidden && e.querySelector("img").naturalWidth > 0);
+    if (name === "phone") await page.screenshot({ path: path.join(outdir, name + "_large.png") });
+    await page.click("#lightbox");
+    f.large_closed = await page.$eval("#lightbox", (e) => e.hidden);
 
     if (name === "desktop") {
       // Ctrl+Z typed in the Name field: the strokes stay
