@@ -1,8 +1,13 @@
 /*
  * contribute.c — POST /api/contribute (see contribute.h). The handler checks
  * the multipart form on the loop (image PNG or JPEG, consent, contributor),
- * reserves room in the spool, and lets spool_write() lay the file down on the
- * threadpool; the uplink is told once the file is durable.
+ * reserves room in the spool, and on the threadpool runs the sketch through
+ * atelierd's own check (image_normalize() with the sketch defaults and the
+ * node's --min-ink/--max-ink) before spool_write() lays the file down: a
+ * sketch atelierd would refuse (blank, too little or too much ink, corrupt)
+ * is a 422 with the reason now, not a thank-you and a silent drop later. The
+ * spool still keeps the bytes as sent (atelierd normalises them again). The
+ * uplink is told once the file is durable.
  */
 #include "contribute.h"
 
@@ -26,6 +31,10 @@ struct contribution {
 	uint8_t *img; /* a copy: the request's body is not ours on the threadpool */
 	size_t img_len;
 	size_t reserved; /* spool_file_size(): what the spool holds for it */
+	struct image_opts opts;
+	int check_rc;     /* image_normalize()'s verdict: < 0 and nothing was written */
+	double ink_ratio; /* of the input, -1 when not measured */
+	char why[160];
 	int rc;
 };
 
@@ -41,14 +50,56 @@ static void contribution_free(struct contribution *c)
 static void contribute_work(uv_work_t *w)
 {
 	struct contribution *c = w->data;
+	struct image_norm norm = {.ink_ratio = -1};
+	c->check_rc = image_normalize(c->img, c->img_len, &c->opts, &norm, c->why, sizeof c->why);
+	c->ink_ratio = norm.ink_ratio;
+	image_norm_free(&norm);
+	if (c->check_rc < 0)
+		return;
 	c->rc = spool_write(c->app->spool, c->meta, c->img, c->img_len);
+}
+
+/* The reply atelierd's ingest gives the same sketch (orchestrator/ingest.c,
+ * normalize_done): the same messages and detail fields. */
+static void reply_rejected(struct contribution *c)
+{
+	json_t *d = json_pack("{ss,ss}", "field", "image", "reason", c->why);
+	const char *msg = "image rejected";
+	switch (c->check_rc) {
+	case AT_EUNSUPPORTED:
+		msg = "not a PNG or JPEG image";
+		break;
+	case AT_ECORRUPT:
+		msg = "corrupt or truncated image";
+		break;
+	case AT_EUNPROCESSABLE:
+		if (strstr(c->why, "pixels")) {
+			msg = "image too large: its pixels or a side are over the cap";
+			break;
+		}
+		msg = "sketch rejected: ink ratio out of range";
+		if (c->ink_ratio >= 0)
+			json_object_set_new(d, "ink_ratio", json_real(c->ink_ratio));
+		json_object_set_new(d, "min_ink", json_real(c->opts.min_ink));
+		json_object_set_new(d, "max_ink", json_real(c->opts.max_ink));
+		break;
+	default:
+		break;
+	}
+	http_reply_err(c->req, c->check_rc, msg, d);
 }
 
 static void contribute_done(uv_work_t *w, int status)
 {
 	struct contribution *c = w->data;
 	struct spool *s = c->app->spool;
-	if (c->rc < 0) {
+	if (status < 0) {
+		spool_unreserve(s, c->reserved);
+		http_reply_err(c->req, AT_EUNAVAILABLE, "server shutting down", NULL);
+	} else if (c->check_rc < 0) {
+		spool_unreserve(s, c->reserved);
+		reply_rejected(c);
+	} else if (c->rc < 0) {
 		spool_unreserve(s, c->reserved);
 		http_reply_err(c->req, AT_EUNAVAILABLE, "could not store the contribution", NULL);
 	} else {
@@ -155,6 +206,10 @@ void contribute_post(http_req_t *req)
 	}
 	c->app = app;
 	c->req = req;
+	c->ink_ratio = -1;
+	image_opts_init(&c->opts, IMAGE_SKETCH);
+	c->opts.min_ink = app->cfg.min_ink;
+	c->opts.max_ink = app->cfg.max_ink;
 	c->work.data = c;
 	if (uv_queue_work(app->loop, &c->work, contribute_work, contribute_done) != 0) {
 		spool_unreserve(app->spool, c->reserved);

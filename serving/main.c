@@ -87,6 +87,12 @@ static const struct config_opt settings_table[] = {
 	 "bearer token for the /admin routes (unset: admin routes refuse every caller)"},
 	{"web-dir", "ATELIER_SERVE_WEB_DIR", CFG_STR, S(web_dir), NULL, 1, 0,
 	 "serve the drawing page from this folder instead of the embedded copy"},
+	/* the same names and defaults as atelierd's (orchestrator/main.c): a
+	 * contribution atelierd would refuse is refused here, while its sender waits */
+	{"min-ink", "ATELIER_MIN_INK", CFG_DOUBLE, S(min_ink), "0.002", 0, 1,
+	 "contributed sketch ink ratio minimum (atelierd's --min-ink)"},
+	{"max-ink", "ATELIER_MAX_INK", CFG_DOUBLE, S(max_ink), "0.95", 0, 1,
+	 "contributed sketch ink ratio maximum (atelierd's --max-ink)"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])

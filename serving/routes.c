@@ -167,6 +167,8 @@ const struct http_route serve_routes[] = {
 	 .reply = "{\"text/javascript\":" HTTP_TEXT "}"},
 	{"GET", "/style.css", web_get, ROLE_PUBLIC, "the drawing page's style sheet", .op = "getPageStyle",
 	 .tag = "page", .reply = "{\"text/css\":" HTTP_TEXT "}"},
+	{"GET", "/favicon.svg", web_get, ROLE_PUBLIC, "the drawing page's icon", .op = "getPageIcon", .tag = "page",
+	 .reply = "{\"image/svg+xml\":" HTTP_TEXT "}"},
 	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs", .op = "getHealth",
 	 .tag = "ops",
 	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}}}")},

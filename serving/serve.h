@@ -55,6 +55,7 @@ struct serve_settings {
 	const char *device;     /* auto | cpu | cuda */
 	const char *admin_token;
 	const char *web_dir;    /* serve the page from here instead of the embedded copy */
+	double min_ink, max_ink; /* a contribution's accepted ink ratio: keep equal to atelierd's */
 };
 
 struct serve_app {

@@ -27,6 +27,7 @@
 EMBED(atelier_web_index, "web/index.html");
 EMBED(atelier_web_app, "web/app.js");
 EMBED(atelier_web_style, "web/style.css");
+EMBED(atelier_web_favicon, "web/favicon.svg");
 
 struct asset {
 	const char *path; /* request path */
@@ -41,6 +42,7 @@ static struct asset assets[] = {
 	{"/", "index.html", "text/html; charset=utf-8", atelier_web_index_start, atelier_web_index_end, NULL, 0},
 	{"/app.js", "app.js", "text/javascript; charset=utf-8", atelier_web_app_start, atelier_web_app_end, NULL, 0},
 	{"/style.css", "style.css", "text/css; charset=utf-8", atelier_web_style_start, atelier_web_style_end, NULL, 0},
+	{"/favicon.svg", "favicon.svg", "image/svg+xml", atelier_web_favicon_start, atelier_web_favicon_end, NULL, 0},
 };
 #define NASSETS (sizeof assets / sizeof assets[0])
 

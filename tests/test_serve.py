@@ -512,8 +512,11 @@ def test_spool_survives_a_node_restart_and_rejections_are_dropped(db_url, pg, mo
     port = free_port()  # nothing listens here yet
     url = "http://127.0.0.1:%d" % port
     work = str(tmp_path)
+    # --min-ink 0: this node lets a blank through (its default, atelierd's, refuses it
+    # at once; see test_contribute_refuses_what_atelierd_would), so that one reaches
+    # atelierd and is refused there
     args = ("--model-file", models[0], "--atelierd", url, "--name", "n2", "--heartbeat-interval", "0.2",
-            "--retry-max", "0.5", "--poll-wait", "2")
+            "--retry-max", "0.5", "--poll-wait", "2", "--min-ink", "0")
     d = start_atelierd(db_url, port=port)
     tok = d.token("node")
     assert d.stop() == 0
@@ -536,6 +539,47 @@ def test_spool_survives_a_node_restart_and_rejections_are_dropped(db_url, pg, mo
         wait_until(lambda: n.info()["spool_depth"] == 0, timeout=30, what="the spool to drain after restart")
         assert rows(pg, db_url, "source = 'node:n2'") == 2
         assert n.metric('atelier_serve_contributions_sent_total{outcome="rejected"}') == 1
+    finally:
+        assert n.stop() == 0
+        d.stop()
+
+
+def test_contribute_refuses_what_atelierd_would(db_url, models):
+    """The node runs a contribution through atelierd's own check (lib/image's
+    image_normalize with the same --min-ink/--max-ink) before it answers: what
+    atelierd's ingest refuses, the node refuses with the same status, message
+    and reason, so the sender hears it instead of a thank-you; nothing of it is
+    spooled. What atelierd takes, the node takes."""
+    d = start_atelierd(db_url)
+    api = d.http(d.token("operator"))
+    port = free_port()  # the node's atelierd unreachable: the spool keeps what it takes
+    n = start_node("--model-file", models[0], "--atelierd", "http://127.0.0.1:%d" % port, "--token", "x",
+                   "--retry-max", "30")
+    ok = images.sketch(51)
+    cases = {
+        "blank": images.png(64, 64, lambda x, y: 255),
+        "one dot": images.png(256, 256, lambda x, y: 0 if (x, y) == (128, 128) else 255),
+        "all ink": images.png(64, 64, lambda x, y: 0),
+        "truncated": ok[:len(ok) // 2],
+        "accepted": ok,
+    }
+    try:
+        for name, png in cases.items():
+            fields = [("image", ("s.png", png, "image/png")), ("consent", "true")]
+            body, ct = multipart(fields)
+            want = api.post("/v1/sketches", body, headers={"Content-Type": ct})
+            got = n.http.post("/api/contribute", body, headers={"Content-Type": ct})
+            if name == "accepted":
+                assert want.status == 201 and got.status == 202, (want, got)
+                continue
+            assert want.status == 422 or want.status == 400, (name, want)
+            assert got.status == want.status, (name, want, got.json())
+            w, g = want.json(), got.json()
+            assert g["error"] == w["error"], (name, w, g)
+            assert g["detail"]["reason"] == w["detail"]["reason"], (name, w, g)
+            for k in ("ink_ratio", "min_ink", "max_ink"):
+                assert g["detail"].get(k) == w["detail"].get(k), (name, k, w, g)
+        assert n.info()["spool_depth"] == 1
     finally:
         assert n.stop() == 0
         d.stop()

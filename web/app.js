@@ -2,6 +2,11 @@
 // strokes kept as vectors so undo just redraws the rest, "Paint" posts the
 // sketch to /api/stylize, "Contribute" (only with consent) to /api/contribute.
 // No external resources: everything the page needs comes from this node.
+//
+// The painting never outlives what it shows: Clear removes it, a changed
+// sketch marks it stale, and a changed style paints again (debounced). Undo by
+// keyboard belongs to the canvas (it must have focus), so Ctrl+Z in a text
+// field undoes typing there, not a stroke.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -45,7 +50,8 @@ function toCanvas(e) {
 }
 
 pad.addEventListener("pointerdown", (e) => {
-  e.preventDefault();
+  e.preventDefault(); // no text selection or scrolling; it also stops the focus, so:
+  pad.focus({ preventScroll: true });
   pad.setPointerCapture(e.pointerId);
   current = { size: Number($("pen").value), points: [toCanvas(e)] };
   strokes.push(current);
@@ -66,24 +72,42 @@ pad.addEventListener("pointermove", (e) => {
   ctx.stroke();
 });
 function endStroke() {
-  if (current) updateButtons();
+  if (current) { updateButtons(); markStale(); }
   current = null;
 }
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 $("pen").addEventListener("input", () => { $("penval").textContent = $("pen").value; });
-$("undo").addEventListener("click", () => { strokes.pop(); redraw(); });
-$("clear").addEventListener("click", () => { strokes.length = 0; redraw(); });
-document.addEventListener("keydown", (e) => {
-  if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); strokes.pop(); redraw(); }
+function undo() {
+  if (!strokes.length) return;
+  strokes.pop();
+  redraw();
+  markStale();
+}
+$("undo").addEventListener("click", undo);
+$("clear").addEventListener("click", () => { strokes.length = 0; redraw(); clearPainting(); message(""); });
+pad.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); }
 });
-$("random").addEventListener("click", () => { $("style").value = Math.floor(Math.random() * 1000000); });
+$("random").addEventListener("click", () => {
+  $("style").value = Math.floor(Math.random() * 1000000);
+  styleChanged();
+});
+
+// A new style paints again once typing pauses; only while there is a sketch.
+let styleTimer = 0;
+function styleChanged() {
+  clearTimeout(styleTimer);
+  styleTimer = setTimeout(() => { if (strokes.length && /^\d+$/.test($("style").value.trim())) paint(); }, 400);
+}
+$("style").addEventListener("input", styleChanged);
 
 function message(text, kind) {
   const m = $("message");
   m.textContent = text;
   m.className = "message " + (kind || "");
+  if (text) m.scrollIntoView({ block: "nearest" });
 }
 
 function sketchBlob() {
@@ -99,7 +123,46 @@ async function errorText(res) {
   }
 }
 
-let lastUrl = null;
+let lastUrl = null, pngUrl = null, inflight = null;
+
+function markStale() {
+  if ($("result").hasAttribute("src")) $("out").classList.add("stale");
+}
+
+function clearPainting() {
+  if (inflight) inflight.abort();
+  const img = $("result");
+  img.removeAttribute("src");
+  img.dataset.crop = "";
+  $("out").classList.remove("stale");
+  $("downloads").hidden = true;
+  for (const u of [lastUrl, pngUrl]) if (u) URL.revokeObjectURL(u);
+  lastUrl = pngUrl = null;
+}
+
+// The PNG download is the shown JPEG re-encoded, made when first asked for.
+async function pngDownload(e) {
+  if (pngUrl || !lastUrl) return;
+  e.preventDefault();
+  const img = $("result"), c = document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  c.getContext("2d").drawImage(img, 0, 0);
+  const blob = await new Promise((resolve) => c.toBlob(resolve, "image/png"));
+  pngUrl = URL.createObjectURL(blob);
+  $("download-png").href = pngUrl;
+  $("download-png").click();
+}
+$("download-png").addEventListener("click", pngDownload);
+
+$("out").addEventListener("click", () => {
+  if (!lastUrl) return;
+  $("large").src = lastUrl;
+  $("lightbox").hidden = false;
+});
+$("lightbox").addEventListener("click", () => { $("lightbox").hidden = true; });
+document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("lightbox").hidden = true; });
+
 async function paint() {
   if (!strokes.length) { message("Draw something first.", "error"); return; }
   const style = $("style").value.trim();
@@ -107,6 +170,9 @@ async function paint() {
   const form = new FormData();
   form.append("contentImage", await sketchBlob(), "sketch.png");
   form.append("style", style);
+  // a newer request (a style changed again) supersedes the one in flight
+  if (inflight) inflight.abort();
+  const mine = (inflight = new AbortController());
   $("paint").disabled = true;
   $("spinner").hidden = false;
   message("");
@@ -115,11 +181,13 @@ async function paint() {
   document.body.dataset.paint = "painting";
   let state = "error";
   try {
-    const res = await fetch("api/stylize", { method: "POST", body: form });
+    const res = await fetch("api/stylize", { method: "POST", body: form, signal: mine.signal });
     if (!res.ok) { message(await errorText(res), "error"); return; }
     const blob = await res.blob();
-    if (lastUrl) URL.revokeObjectURL(lastUrl);
+    if (mine.signal.aborted) return;
+    for (const u of [lastUrl, pngUrl]) if (u) URL.revokeObjectURL(u);
     lastUrl = URL.createObjectURL(blob);
+    pngUrl = null;
     // which square of the sketch the painting shows (x,y,side in canvas
     // pixels): the node crops a sketch to its ink before painting it
     $("result").dataset.crop = res.headers.get("x-sketch-crop") || "";
@@ -128,18 +196,43 @@ async function paint() {
       img.onload = img.onerror = resolve;
       img.src = lastUrl;
     });
+    $("out").classList.remove("stale");
+    const name = "atelier-style-" + style;
+    $("download-jpeg").href = lastUrl;
+    $("download-jpeg").download = name + ".jpg";
+    $("download-png").href = "#";
+    $("download-png").download = name + ".png";
+    $("downloads").hidden = false;
     state = "done";
   } catch (e) {
+    if (e.name === "AbortError") return;
     message("The node did not answer: " + e.message, "error");
   } finally {
-    $("paint").disabled = false;
-    $("spinner").hidden = true;
-    document.body.dataset.paint = state;
+    // only the latest request owns the page's painting state
+    if (inflight === mine) {
+      inflight = null;
+      $("paint").disabled = false;
+      $("spinner").hidden = true;
+      document.body.dataset.paint = mine.signal.aborted ? "error" : state;
+    }
   }
 }
 $("paint").addEventListener("click", paint);
 
 let contributeEnabled = false;
+
+// Why the node refused a sketch, in words first; the node's reason after.
+async function contributeError(res) {
+  let j = null;
+  try { j = await res.json(); } catch (_) { return "Not contributed: HTTP " + res.status; }
+  const d = j.detail || {};
+  let why = "";
+  if (typeof d.ink_ratio === "number" && typeof d.min_ink === "number" && d.ink_ratio < d.min_ink)
+    why = "the sketch has too little ink to learn from — draw a little more. ";
+  else if (typeof d.ink_ratio === "number" && typeof d.max_ink === "number" && d.ink_ratio > d.max_ink)
+    why = "the sketch is almost all ink. ";
+  return "Not contributed: " + why + "(" + j.error + (d.reason ? ": " + d.reason : "") + ")";
+}
 async function contribute() {
   if (!$("consent").checked || !strokes.length) return;
   const form = new FormData();
@@ -151,7 +244,7 @@ async function contribute() {
   try {
     const res = await fetch("api/contribute", { method: "POST", body: form });
     if (res.status === 202) message("Thank you! Your sketch will help the model learn.", "ok");
-    else message(await errorText(res), "error");
+    else message(await contributeError(res), "error");
   } catch (e) {
     message("The node did not answer: " + e.message, "error");
   } finally {
@@ -164,6 +257,7 @@ $("consent").addEventListener("change", updateButtons);
 function updateButtons() {
   $("undo").disabled = !strokes.length;
   $("clear").disabled = !strokes.length;
+  $("give").hidden = !contributeEnabled;
   // the Contribute button exists only while consent is ticked
   $("contribute").hidden = !(contributeEnabled && $("consent").checked);
   $("contribute").disabled = !strokes.length;
