@@ -23,6 +23,8 @@ function h(tag, attrs, ...kids) {
   for (const kid of kids.flat()) if (kid != null && kid !== false) el.append(kid.nodeType ? kid : String(kid));
   return el;
 }
+// replaceChildren without the "null" text a missing optional kid would become
+const fill = (el, ...kids) => el.replaceChildren(...kids.flat().filter((k) => k != null && k !== false));
 const isOperator = () => state.me && state.me.role === "operator";
 function toast(msg, bad) {
   const t = h("div", { class: "toast" + (bad ? " bad" : ""), role: "status", text: msg });
@@ -47,7 +49,7 @@ function when(t) {
   if (ago < 86400) return Math.round(ago / 3600) + " h ago";
   return d.toISOString().slice(0, 16).replace("T", " ");
 }
-const fmt = (x, d = 3) => (x == null || typeof x !== "number" ? "—" : Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(d));
+const fmt = (x, d = 3) => (x == null || typeof x !== "number" ? "—" : Number.isInteger(x) || Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(d));
 const badge = (s, extra) => h("span", { class: "badge " + (extra || s), text: s });
 function progressBar(p, st) {
   const pct = p == null ? 0 : Math.round(p * 100);
@@ -160,7 +162,7 @@ function signOut(msg) {
   for (const u of state.blobs.values()) URL.revokeObjectURL(u);
   state.blobs.clear();
   runCleanup();
-  $("#page").replaceChildren();
+  fill($("#page"));
   $("#nav").hidden = $("#who").hidden = true;
   $("#signin").hidden = false;
   const e = $("#signin-error");
@@ -172,7 +174,7 @@ function signOut(msg) {
 
 function confirmDialog(title, body, okText, danger) {
   const dlg = $("#dialog"), form = $("#dialog-form");
-  form.replaceChildren(h("h2", { text: title }), ...body,
+  fill(form, h("h2", { text: title }), ...body,
     h("div", { class: "actions" }, h("button", { value: "cancel", formnovalidate: true, text: "Cancel" }),
       h("button", { value: "ok", class: danger ? "danger" : "primary", id: "dialog-ok", text: okText })));
   return new Promise((resolve) => {
@@ -187,8 +189,8 @@ function confirmDialog(title, body, okText, danger) {
 const PALETTE = ["#4f46e5", "#16a34a", "#ea580c", "#0891b2", "#db2777", "#ca8a04", "#7c3aed", "#dc2626", "#0d9488", "#64748b"];
 function chart(box, cfg) {
   const canvas = h("canvas", { role: "img", "aria-label": cfg.label || "chart" });
-  box.replaceChildren(canvas);
-  if (!window.Chart) { box.replaceChildren(h("p", { class: "muted", text: "charts unavailable (libjs-chart.js was not installed at build time)" })); return null; }
+  fill(box, canvas);
+  if (!window.Chart) { fill(box, h("p", { class: "muted", text: "charts unavailable (libjs-chart.js was not installed at build time)" })); return null; }
   const css = getComputedStyle(document.documentElement);
   const ink = css.getPropertyValue("--muted").trim(), grid = css.getPropertyValue("--line").trim();
   const c = new window.Chart(canvas, {
@@ -198,9 +200,9 @@ function chart(box, cfg) {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: cfg.parsing,
       interaction: { mode: "nearest", intersect: false },
       elements: { point: { radius: cfg.points ? 3 : 0 }, line: { borderWidth: 1.8, tension: 0 } },
-      plugins: { legend: { labels: { color: ink, boxWidth: 12 } } },
+      plugins: { legend: { display: window.innerWidth > 700 || cfg.datasets.length <= 4, labels: { color: ink, boxWidth: 12 } } },
       scales: {
-        x: { type: cfg.xType || "linear", title: { display: !!cfg.xTitle, text: cfg.xTitle, color: ink }, ticks: { color: ink, maxTicksLimit: 8 }, grid: { color: grid }, stacked: cfg.stacked },
+        x: { type: cfg.xType || "linear", title: { display: !!cfg.xTitle, text: cfg.xTitle, color: ink }, ticks: { color: ink, maxTicksLimit: 8, precision: cfg.intX ? 0 : undefined }, grid: { color: grid }, stacked: cfg.stacked },
         y: { type: cfg.log ? "logarithmic" : "linear", title: { display: !!cfg.yTitle, text: cfg.yTitle, color: ink }, ticks: { color: ink, maxTicksLimit: 6 }, grid: { color: grid }, stacked: cfg.stacked },
       },
     },
@@ -221,7 +223,7 @@ function pageHead(title, sub, ...right) {
 }
 function tableOf(heads, rows, empty) {
   if (!rows.length) return h("p", { class: "empty", text: empty || "nothing yet" });
-  return h("div", { class: "tablewrap" }, h("table", {}, h("thead", {}, h("tr", {}, heads.map((x) => h("th", { class: x.startsWith("#") ? "num" : "", text: x.replace(/^#/, "") })))), h("tbody", {}, rows)));
+  return h("div", { class: "tablewrap" }, h("table", {}, h("thead", {}, h("tr", {}, heads.map((x) => h("th", { class: x[0] === "#" ? "num" : x[0] === "~" ? "hide-sm" : "", text: x.replace(/^[#~]/, "") })))), h("tbody", {}, rows)));
 }
 function select(name, options, value, onchange) {
   const s = h("select", { name, onchange: () => onchange(s.value) }, options.map(([v, t]) => h("option", { value: v, text: t })));
@@ -247,21 +249,21 @@ async function pageRuns(root, q) {
       try { const r = await api("/v1/pipelines/" + encodeURIComponent(q.get("pipeline")) + "/runs", { method: "POST", body: {} }); toast("run #" + r.run + (r.coalesced ? " already queued" : " queued")); refresh(); } catch (e) { toast(e.message, true); }
     } }));
   }
-  root.replaceChildren(pageHead("Runs", "live: updates as jobs move", ...filters), runsBox);
+  fill(root, pageHead("Runs", "live: updates as jobs move", ...filters), runsBox);
   async function refresh() {
     const p = new URLSearchParams({ limit: "50" });
     if (q.get("pipeline")) p.set("pipeline", q.get("pipeline"));
     if (q.get("state")) p.set("state", q.get("state"));
     const runs = (await api("/v1/runs?" + p)).runs || [];
-    runsBox.replaceChildren(tableOf(["#Run", "Pipeline", "State", "Trigger", "Progress", "ETA", "Started", "#Duration"], runs.map((r) =>
+    fill(runsBox, tableOf(["#Run", "Pipeline", "State", "~Trigger", "Progress", "ETA", "~Started", "#Duration"], runs.map((r) =>
       h("tr", { class: "click", "data-run": r.run_id, "data-state": r.state, onclick: () => { location.hash = "#/runs/" + r.run_id; } },
         h("td", { class: "num" }, h("a", { href: "#/runs/" + r.run_id, text: "#" + r.run_id })),
         h("td", { text: r.pipeline + " v" + r.pipeline_version }),
         h("td", {}, badge(r.state)),
-        h("td", { class: "muted", text: r.trigger }),
+        h("td", { class: "muted hide-sm", text: r.trigger }),
         h("td", {}, progressBar(r.state === "succeeded" ? 1 : r.progress, r.state)),
         h("td", { text: r.state === "running" || r.state === "queued" ? dur(r.eta_seconds) : "—" }),
-        h("td", { text: when(r.started_at || r.created_at) }),
+        h("td", { class: "hide-sm", text: when(r.started_at || r.created_at) }),
         h("td", { class: "num", text: dur(r.seconds) }))), "no runs match"));
   }
   liveHandler = refresh;
@@ -272,7 +274,7 @@ async function pageRuns(root, q) {
 async function pageRun(root, id) {
   const head = h("div"), summary = h("div", { class: "card" }), gantt = h("div", { class: "card" }),
     jobsBox = h("div", { class: "card" }), lossBox = h("div", { class: "chartbox", id: "loss" }), logCard = h("div", { class: "card" });
-  root.replaceChildren(head, summary, gantt, h("div", { class: "card" }, h("h2", { text: "Training loss" }), lossBox), logCard, jobsBox);
+  fill(root, head, summary, gantt, h("div", { class: "card" }, h("h2", { text: "Training loss" }), lossBox), logCard, jobsBox);
   let logJob = null, logCtl = null, lastMetrics = 0;
   state.cleanup.push(() => logCtl && logCtl.abort());
 
@@ -284,8 +286,8 @@ async function pageRun(root, id) {
       if (!(await confirmDialog("Cancel run #" + id + "?", [h("p", { text: "Running jobs stop at their next heartbeat." })], "Cancel run", true))) return;
       try { await api("/v1/runs/" + id + "/cancel", { method: "POST", body: {} }); toast("cancel requested"); refresh(); } catch (e) { toast(e.message, true); }
     } }) : null;
-    head.replaceChildren(pageHead("Run #" + id, [h("a", { href: "#/runs?pipeline=" + encodeURIComponent(r.pipeline), text: r.pipeline }), " v" + r.pipeline_version + " · " + r.trigger], cancel));
-    summary.replaceChildren(h("dl", { class: "kv" },
+    fill(head, pageHead("Run #" + id, [h("a", { href: "#/runs?pipeline=" + encodeURIComponent(r.pipeline), text: r.pipeline }), " v" + r.pipeline_version + " · " + r.trigger], cancel));
+    fill(summary, h("dl", { class: "kv" },
       h("div", {}, h("dt", { text: "State" }), h("dd", { id: "run-state" }, badge(r.state))),
       h("div", {}, h("dt", { text: "Progress" }), h("dd", {}, progressBar(r.state === "succeeded" ? 1 : r.progress, r.state))),
       h("div", {}, h("dt", { text: "ETA" }), h("dd", { text: terminal ? "—" : dur(r.eta_seconds) })),
@@ -294,7 +296,7 @@ async function pageRun(root, id) {
       h("div", {}, h("dt", { text: "Created" }), h("dd", { text: when(r.created_at) }))),
     r.error ? h("p", { class: "error", id: "run-error", text: r.error }) : null);
     drawGantt(gantt, d.stages || [], jobs);
-    jobsBox.replaceChildren(h("h2", { text: "Jobs" }), tableOf(["#Job", "Stage", "State", "#Attempts", "Worker", "Progress", "Message"], jobs.map((j) =>
+    fill(jobsBox, h("h2", { text: "Jobs" }), tableOf(["#Job", "Stage", "State", "#Attempts", "Worker", "Progress", "Message"], jobs.map((j) =>
       h("tr", { class: "click", onclick: () => followLog(j) },
         h("td", { class: "num", text: j.id }), h("td", { text: j.stage }), h("td", {}, badge(j.state)),
         h("td", { class: "num", text: j.attempts + "/" + j.max_attempts }), h("td", { class: "mono", text: j.worker || "—" }),
@@ -308,18 +310,20 @@ async function pageRun(root, id) {
   async function drawLoss() {
     const m = await api("/v1/runs/" + id + "/metrics");
     const names = Object.keys(m.series || {});
-    if (!names.length) { lossBox.replaceChildren(h("p", { class: "empty", text: "no metrics yet" })); return; }
+    if (!names.length) { fill(lossBox, h("p", { class: "empty", text: "no metrics yet" })); return; }
     const ds = names.map((n, i) => ({ label: n, data: m.series[n].map(([x, y]) => ({ x, y })), borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] }));
     const prev = lossBox.querySelector("canvas") && window.Chart && window.Chart.getChart(lossBox.querySelector("canvas"));
     if (prev) { prev.data.datasets = ds; prev.update(); return; }
-    chart(lossBox, { datasets: ds, xTitle: "step", label: "loss curves of run " + id });
+    const ys = ds.flatMap((d) => d.data.map((p) => p.y));
+    const log = Math.min(...ys) > 0 && Math.max(...ys) / Math.min(...ys) > 100; // one loss would flatten the rest
+    chart(lossBox, { datasets: ds, xTitle: "step", yTitle: log ? "log scale" : null, log, label: "loss curves of run " + id });
     lossBox.dataset.points = ds.reduce((a, s) => a + s.data.length, 0);
   }
   function followLog(j) {
     if (logCtl) logCtl.abort();
     logJob = j;
     const pre = h("pre", { class: "log", id: "log" });
-    logCard.replaceChildren(h("h2", {}, "Log · job " + j.id + " (" + j.stage + ") ", badge(j.state)), pre);
+    fill(logCard, h("h2", {}, "Log · job " + j.id + " (" + j.stage + ") ", badge(j.state)), pre);
     const add = (l) => { pre.append(h("span", { class: l.level, text: (l.ts ? l.ts.slice(11, 19) + " " : "") + l.text + "\n" })); if (pre.childNodes.length > 1000) pre.firstChild.remove(); pre.scrollTop = pre.scrollHeight; };
     logCtl = new AbortController();
     const ctl = logCtl;
@@ -341,13 +345,14 @@ function drawGantt(card, stages, jobs) {
   const t = (s) => (s ? new Date(s).getTime() : null);
   const now = Date.now();
   const starts = jobs.map((j) => t(j.started_at)).filter(Boolean);
-  card.replaceChildren(h("h2", { text: "Stages" }));
+  fill(card, h("h2", { text: "Stages" }));
   const g = h("div", { class: "gantt", id: "gantt" });
   card.append(g);
   if (!starts.length) { g.append(h("p", { class: "empty", text: "no stage has started yet (" + (stages.length || jobs.length) + " waiting)" })); }
   const t0 = Math.min(...starts), t1 = Math.max(now - (jobs.every((j) => j.finished_at) ? now : 0), ...jobs.map((j) => t(j.finished_at) || (j.started_at ? now : 0)));
   const span = Math.max(1, t1 - t0);
-  const order = stages.length ? stages : [...new Set(jobs.map((j) => j.stage))];
+  const first = (st) => Math.min(...jobs.filter((j) => j.stage === st).map((j) => j.id), Infinity);
+  const order = [...new Set([...stages, ...jobs.map((j) => j.stage)])].sort((a, b) => first(a) - first(b));
   for (const st of order) {
     const js = jobs.filter((j) => j.stage === st);
     const track = h("div", { class: "track" });
@@ -361,7 +366,7 @@ function drawGantt(card, stages, jobs) {
     }
     const j = js[js.length - 1];
     g.append(h("div", { class: "row", "data-stage": st },
-      h("div", { class: "label", title: st }, h("strong", { text: st }), h("span", { class: "muted", text: j ? ` · ${j.state}${j.attempts > 1 ? " ×" + j.attempts : ""}${j.worker ? " · " + j.worker : ""}` : " · not enqueued" })),
+      h("div", { class: "label", title: st }, h("strong", { text: st }), h("span", { class: "muted", text: j ? ` · ${j.state}${j.attempts > 1 ? " · attempt " + j.attempts : ""}` : " · not enqueued" })),
       track));
   }
   if (starts.length) g.append(h("div", { class: "axis" }, h("span", { text: new Date(t0).toLocaleTimeString() }), h("span", { text: dur(span / 1000) }), h("span", { text: new Date(t1).toLocaleTimeString() })));
@@ -384,7 +389,7 @@ async function pageTraining(root, q) {
   const evalBox = h("div", { class: "card" });
   smooth.addEventListener("input", () => draw());
   logc.addEventListener("change", () => draw());
-  root.replaceChildren(pageHead("Training", "loss curves; pick runs to overlay", field("Smoothing", smooth), h("label", {}, "Log scale", logc)),
+  fill(root, pageHead("Training", "loss curves; pick runs to overlay", field("Smoothing", smooth), h("label", {}, "Log scale", logc)),
     h("div", { class: "card" }, h("h2", { text: "Runs" }), picks), charts, evalBox);
   const cache = new Map();
   async function draw() {
@@ -392,7 +397,7 @@ async function pageTraining(root, q) {
     for (const i of ids) if (!cache.has(i)) cache.set(i, (await api("/v1/runs/" + i + "/metrics")).series || {});
     const names = [...new Set(ids.flatMap((i) => Object.keys(cache.get(i))))].sort();
     for (const c of state.cleanup.splice(0)) c();
-    charts.replaceChildren();
+    fill(charts, );
     if (!names.length) charts.append(h("div", { class: "card" }, h("p", { class: "empty", text: "the chosen runs have no metrics" })));
     for (const n of names) {
       const box = h("div", { class: "chartbox" });
@@ -407,14 +412,14 @@ async function pageTraining(root, q) {
 }
 async function drawEvalTrend(card) {
   const models = (await api("/v1/models")).models || [];
-  card.replaceChildren(h("h2", { text: "Evaluation scores per version" }));
+  fill(card, h("h2", { text: "Evaluation scores per version" }));
   for (const m of models) {
     const vs = ((await api("/v1/models/" + encodeURIComponent(m.name) + "/versions")).versions || []).slice().sort((a, b) => a.version - b.version);
     const keys = ["content_f1", "content", "kid", "diversity", "recon_l1"].filter((k) => vs.some((v) => typeof v.metrics?.holdout?.[k] === "number"));
     if (!keys.length) { card.append(h("p", { class: "muted", text: m.name + ": no evaluated version yet" })); continue; }
     const box = h("div", { class: "chartbox" });
     card.append(h("h2", { class: "muted", text: m.name }), box);
-    chart(box, { xTitle: "version", points: true, label: "scores of " + m.name, datasets: keys.map((k, i) => ({ label: k, borderColor: PALETTE[i], backgroundColor: PALETTE[i],
+    chart(box, { xTitle: "version", points: true, intX: true, label: "scores of " + m.name, datasets: keys.map((k, i) => ({ label: k, borderColor: PALETTE[i], backgroundColor: PALETTE[i],
       data: vs.filter((v) => typeof v.metrics?.holdout?.[k] === "number").map((v) => ({ x: v.version, y: v.metrics.holdout[k] })) })) });
   }
 }
@@ -433,7 +438,7 @@ async function pickVersion(q, page) {
 // Evaluation: the gate's rules, per-slice scores, the gallery.
 async function pageEval(root, q) {
   const { model, version, ctl } = await pickVersion(q, "eval");
-  if (!model || !version) { root.replaceChildren(pageHead("Evaluation", null, ...ctl), h("p", { class: "empty", text: "no model version yet" })); return; }
+  if (!model || !version) { fill(root, pageHead("Evaluation", null, ...ctl), h("p", { class: "empty", text: "no model version yet" })); return; }
   const base = "/v1/models/" + encodeURIComponent(model) + "/versions/" + version;
   const [one, samp] = await Promise.all([api(base), api(base + "/samples")]);
   const v = one.version, verdict = v.verdict;
@@ -461,14 +466,14 @@ async function pageEval(root, q) {
   const gallery = h("div", { class: "gallery", id: "gallery" }, [...cells.values()].slice(0, 48).map((c) =>
     h("div", { class: "card" }, h("div", { class: "muted", text: "style " + c.style + " · " + (c.slice || "") }),
       h("div", { class: "triple" }, fig(c.sketch, "sketch"), fig(c.champion, "champion"), fig(c.candidate, "candidate v" + version)))));
-  root.replaceChildren(pageHead("Evaluation", model + " v" + version, ...ctl), gate, sliceCard,
+  fill(root, pageHead("Evaluation", model + " v" + version, ...ctl), gate, sliceCard,
     h("div", { class: "card" }, h("h2", { text: "Samples: sketch | champion | candidate" }), cells.size ? gallery : h("p", { class: "empty", text: "no samples stored for this version" })));
 }
 
 // Models: versions with lineage, channels with promote / roll back, the ledger.
 async function pageModels(root, q) {
   const { model, vs, ctl } = await pickVersion(q, "models");
-  if (!model) { root.replaceChildren(pageHead("Models"), h("p", { class: "empty", text: "no model yet" })); return; }
+  if (!model) { fill(root, pageHead("Models"), h("p", { class: "empty", text: "no model yet" })); return; }
   const enc = encodeURIComponent(model);
   const [models, ledger] = await Promise.all([api("/v1/models"), api("/v1/models/" + enc + "/ledger")]);
   const chans = (models.models.find((m) => m.name === model) || {}).channels || {};
@@ -489,7 +494,7 @@ async function pageModels(root, q) {
     h("tr", { class: "ledger-row" }, h("td", { text: when(e.at), title: e.at }), h("td", {}, badge(e.channel, "chan")), h("td", { text: e.kind }),
       h("td", { text: (e.from ? "v" + e.from : "∅") + " → " + (e.to ? "v" + e.to : "∅") }), h("td", { class: "actor", text: e.actor }),
       h("td", { class: "wrap reason", text: e.reason || "" }))), "no promotion yet"));
-  root.replaceChildren(pageHead("Models", model, ctl[0]), h("div", { class: "grid2 stack" }, chanCards), versions, led);
+  fill(root, pageHead("Models", model, ctl[0]), h("div", { class: "grid2 stack" }, chanCards), versions, led);
 
   async function promote(channel) {
     const sel = h("select", { name: "version", id: "promote-version" }, vs.map((v) => h("option", { value: v.version, text: "v" + v.version + (v.verdict ? (v.verdict.passed ? " · gate passed" : " · gate FAILED") : "") })));
@@ -514,10 +519,10 @@ async function pageModels(root, q) {
 // Fleet: the serving nodes as their heartbeats report them.
 async function pageFleet(root) {
   const box = h("div", { class: "card", id: "fleet" });
-  root.replaceChildren(pageHead("Fleet", "serving nodes, from their heartbeats"), box);
+  fill(root, pageHead("Fleet", "serving nodes, from their heartbeats"), box);
   async function refresh() {
     const nodes = (await api("/v1/nodes")).nodes || [];
-    box.replaceChildren(tableOf(["Node", "Health", "Model", "Channel", "#Version", "#Requests", "#Error rate", "#p95", "Last heartbeat", "Last error"], nodes.map((n) =>
+    fill(box, tableOf(["Node", "Health", "Model", "Channel", "#Version", "#Requests", "#Error rate", "#p95", "Last heartbeat", "Last error"], nodes.map((n) =>
       h("tr", {}, h("td", { class: "mono", text: n.name }), h("td", {}, badge(n.alive ? "alive" : "dead")), h("td", { text: n.model || "—" }),
         h("td", {}, n.channel ? badge(n.channel, "chan") : "—"), h("td", { class: "num", text: n.version ? "v" + n.version : "—" }),
         h("td", { class: "num", text: n.requests }), h("td", { class: "num", text: n.error_rate == null ? "—" : (n.error_rate * 100).toFixed(1) + " %" }),
@@ -551,7 +556,7 @@ async function pageData(root, q) {
   const contrib = {};
   for (const s of sk) { const c = s.contributor || "(anonymous)"; contrib[c] = (contrib[c] || 0) + 1; }
   const grid = h("div", { class: "card", id: "sketches" });
-  root.replaceChildren(pageHead("Data", "the last 14 days"),
+  fill(root, pageHead("Data", "the last 14 days"),
     h("div", { class: "grid2 stack" }, h("div", { class: "card" }, h("h2", { text: "Uploads per day" }), dayBox),
       h("div", { class: "card" }, h("h2", { text: "Accepted vs rejected" }), rejBox)),
     h("div", { class: "grid2 stack" }, h("div", { class: "card" }, h("h2", { text: "Rejected, by reason" }), tableOf(["Reason", "#Uploads"], Object.entries(reasons).sort((a, b) => b[1] - a[1]).map(([r, n]) => h("tr", {}, h("td", { class: "mono", text: r }), h("td", { class: "num", text: n }))), "nothing rejected")),
@@ -571,7 +576,7 @@ async function pageData(root, q) {
     const r = await api("/v1/sketches?" + p);
     const contribIn = h("input", { name: "contributor", value: f.contributor, placeholder: "any", size: "12" });
     contribIn.addEventListener("change", () => { f.contributor = contribIn.value.trim(); cursors.splice(1); page(); });
-    grid.replaceChildren(h("div", { class: "pagehead" }, h("h2", { text: "Recent sketches" }), h("div", { class: "filters" },
+    fill(grid, h("div", { class: "pagehead" }, h("h2", { text: "Recent sketches" }), h("div", { class: "filters" },
       field("Status", select("status", [["", "any"], ["accepted", "accepted"], ["rejected", "rejected"], ["deleted", "deleted"]], f.status, (v) => { f.status = v; cursors.splice(1); page(); })),
       field("Split", select("split", [["", "any"], ["train", "train"], ["holdout", "holdout"]], f.split, (v) => { f.split = v; cursors.splice(1); page(); })),
       field("Contributor", contribIn))),
@@ -581,8 +586,9 @@ async function pageData(root, q) {
         try { await api("/v1/sketches/" + s.id, { method: "DELETE" }); toast("sketch #" + s.id + " deleted"); page(); } catch (e) { toast(e.message, true); }
       } }) : null;
       return h("div", { class: "thumb " + s.status, "data-id": s.id }, image(s.image_url, "sketch " + s.id),
-        h("div", { class: "meta" }, h("span", { text: "#" + s.id + " · " + s.split }), badge(s.status, s.status === "accepted" ? "pass" : "fail")),
-        h("div", { class: "muted meta" }, h("span", { text: (s.contributor || s.source || "—") }), del));
+        h("div", { class: "meta" }, h("strong", { text: "#" + s.id }), h("span", { class: "muted", text: s.split })),
+        h("div", { class: "muted meta" }, h("span", { class: "who", text: s.contributor || s.source || "—", title: s.contributor || s.source || "" }), badge(s.status, s.status === "accepted" ? "pass" : "fail")),
+        del);
     })) : h("p", { class: "empty", text: "no sketches match" }),
     h("div", { class: "pager" }, h("button", { type: "button", text: "← Newer", disabled: cursors.length < 2, onclick: () => { cursors.pop(); page(); } }),
       h("button", { type: "button", text: "Older →", disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); page(); } })));
@@ -606,7 +612,7 @@ async function route() {
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.page === name);
   const root = $("#page");
   root.dataset.page = name;
-  root.replaceChildren(h("p", { class: "empty", text: "loading…" }));
+  fill(root, h("p", { class: "empty", text: "loading…" }));
   try {
     if (name === "runs" && parts[1]) await pageRun(root, +parts[1]);
     else if (name === "runs") await pageRuns(root, q);
@@ -615,10 +621,10 @@ async function route() {
     else if (name === "models") await pageModels(root, q);
     else if (name === "fleet") await pageFleet(root, q);
     else if (name === "data") await pageData(root, q);
-    else root.replaceChildren(h("p", { class: "empty", text: "no such page" }));
+    else fill(root, h("p", { class: "empty", text: "no such page" }));
     root.dataset.ready = location.hash;
   } catch (e) {
-    if (e.status !== 401) root.replaceChildren(h("div", { class: "card" }, h("p", { class: "error", text: "Could not load this page: " + e.message })));
+    if (e.status !== 401) fill(root, h("div", { class: "card" }, h("p", { class: "error", text: "Could not load this page: " + e.message })));
   }
 }
 
