@@ -87,7 +87,7 @@ def test_static_files_headers_and_whoami(system):  # noqa: F811
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="%s is not installed" % CHROMIUM)
-def test_dashboard_in_a_browser(system, tmp_path):  # noqa: F811
+def test_dashboard_in_a_browser(system, pg, tmp_path):  # noqa: F811
     npm_ci()
     d = system
     # two versions, so production has something to roll back to: v1 from a
@@ -98,6 +98,16 @@ def test_dashboard_in_a_browser(system, tmp_path):  # noqa: F811
     apply_tiny(d, "tiny", seed=2)
     alice = named_token(d, "operator", "alice")
     vera = named_token(d, "viewer", "vera")
+    # two serving nodes as their heartbeats report them (an operator may post one), of
+    # another model: a canary node of "tiny" would make its promote wait for canary evidence
+    for hb in ({"node": "paint-1", "model": "house", "channel": "production", "version": 3, "requests": 1200,
+                "errors": 3, "error_rate": 0.0025, "p50_ms": 41.0, "p95_ms": 87.5, "last_error": None},
+               {"node": "paint-2", "model": "house", "channel": "canary", "version": 4, "requests": 80, "errors": 9,
+                "error_rate": 0.1125, "p50_ms": 55.0, "p95_ms": 240.0, "last_error": "stylize: out of memory"}):
+        assert d.api.post("/v1/nodes/heartbeat", hb).status == 200
+    # v1 as if its gate had failed: the page must ask for the override
+    pg.psql("UPDATE model_versions SET verdict = verdict || '{\"passed\": false}' WHERE model = 'tiny' AND version = 1",
+            d.db_url)
     out = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs"), d.url, alice, vera, str(tmp_path)],
                          cwd=HERE, capture_output=True, text=True, timeout=600)
     keep = os.path.join(BUILD, "test-artifacts", "dashboard")
@@ -120,9 +130,15 @@ def test_dashboard_in_a_browser(system, tmp_path):  # noqa: F811
     rows = fig["ledger"]
     assert {"actor": "alice", "reason": "ui rollback: bad samples"} in rows, rows
     assert {"actor": "alice", "reason": "ui promote: samples fixed"} in rows, rows
+    assert fig["override_offered"] is True, fig
+    assert {"actor": "alice", "reason": "override of a failed gate: ui override: compare on canary"} in rows, rows
     # the server's own ledger says the same
     ledger = d.api.get("/v1/models/tiny/ledger").json()["ledger"]
-    assert [e["kind"] for e in ledger if e["actor"] == "alice"] == ["rollback", "promote"], ledger
+    assert [(e["kind"], e["channel"]) for e in ledger if e["actor"] == "alice"] == [
+        ("rollback", "production"), ("promote", "production"), ("promote", "canary")], ledger
+    sk = d.api.get("/v1/sketches/%d" % fig["deleted_sketch"]).json()
+    assert sk["status"] == "deleted", sk
+    assert fig["fleet_rows"] == 2, fig
     assert fig["viewer_role"] == "viewer"
     assert all(n == 0 for n in fig["viewer_write_buttons"].values()), fig["viewer_write_buttons"]
     assert fig["forged_status"] == 403, fig

@@ -115,7 +115,14 @@ try {
   await both("evaluation", "#/eval?model=tiny");
   await both("training", "#/training");
   await both("fleet", "#/fleet");
+  out.fleet_rows = await page.$$eval("#fleet tbody tr", (rs) => rs.length);
   await both("data", "#/data");
+  // an operator deletes the newest sketch from the grid
+  const victim = await page.$eval("#sketches .thumb[data-id]", (t) => t.dataset.id);
+  await page.click(`#sketches .thumb[data-id="${victim}"] button.delete`);
+  await page.click("#dialog-ok");
+  await page.waitForSelector(`#sketches .thumb.deleted[data-id="${victim}"]`, { timeout: 15000 });
+  out.deleted_sketch = +victim;
 
   // models: roll production back, then promote the newest version again
   await visit("#/models?model=tiny");
@@ -131,6 +138,15 @@ try {
   await page.fill("#promote-reason", "ui promote: samples fixed");
   await page.click("#dialog-ok");
   await page.waitForFunction((b) => { const e = document.querySelector("[data-channel=production] .serves"); return e && e.textContent === b; }, out.prod_before, { timeout: 15000 });
+  await ready("#/models?model=tiny");
+  // v1's gate is marked failed (by the test): canary takes it only with the override ticked
+  await page.click("[data-channel=canary] button.promote");
+  await page.selectOption("#promote-version", "1");
+  out.override_offered = await page.isVisible("#promote-force");
+  await page.check("#promote-force");
+  await page.fill("#promote-reason", "ui override: compare on canary");
+  await page.click("#dialog-ok");
+  await page.waitForFunction(() => { const e = document.querySelector("[data-channel=canary] .serves"); return e && e.textContent === "v1"; }, null, { timeout: 15000 });
   await ready("#/models?model=tiny");
   out.ledger = await page.$$eval("#ledger tr.ledger-row", (rs) => rs.map((r) => ({
     actor: r.querySelector(".actor").textContent, reason: r.querySelector(".reason").textContent })));
