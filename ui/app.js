@@ -221,9 +221,10 @@ function ema(points, alpha) {
 function pageHead(title, sub, ...right) {
   return h("div", { class: "pagehead" }, h("div", {}, h("h1", { text: title }), sub ? h("div", { class: "muted" }, sub) : null), h("div", { class: "filters" }, ...right));
 }
-function tableOf(heads, rows, empty) {
+// stack: on a phone each row becomes a short block instead of a wide line
+function tableOf(heads, rows, empty, stack) {
   if (!rows.length) return h("p", { class: "empty", text: empty || "nothing yet" });
-  return h("div", { class: "tablewrap" }, h("table", {}, h("thead", {}, h("tr", {}, heads.map((x) => h("th", { class: x[0] === "#" ? "num" : x[0] === "~" ? "hide-sm" : "", text: x.replace(/^[#~]/, "") })))), h("tbody", {}, rows)));
+  return h("div", { class: "tablewrap" + (stack ? " stack-sm" : "") }, h("table", {}, h("thead", {}, h("tr", {}, heads.map((x) => h("th", { class: x[0] === "#" ? "num" : x[0] === "~" ? "hide-sm" : "", text: x.replace(/^[#~]/, "") })))), h("tbody", {}, rows)));
 }
 function select(name, options, value, onchange) {
   const s = h("select", { name, onchange: () => onchange(s.value) }, options.map(([v, t]) => h("option", { value: v, text: t })));
@@ -489,11 +490,11 @@ async function pageModels(root, q) {
         v.parent_version ? [h("span", { class: "arrow", text: "← parent" }), h("span", { text: "v" + v.parent_version })] : null)),
       h("td", {}, v.verdict ? badge(v.verdict.passed ? "passed" : "failed", v.verdict.passed ? "pass" : "fail") : h("span", { class: "muted", text: "—" })),
       h("td", {}, (v.channels || []).map((c) => badge(c, "chan"))),
-      h("td", { text: when(v.created_at) })))));
+      h("td", { text: when(v.created_at) }))), "no version yet", true));
   const led = h("div", { class: "card", id: "ledger" }, h("h2", { text: "Promotion ledger" }), tableOf(["When", "Channel", "Kind", "Move", "Who", "Why"], (ledger.ledger || []).slice().reverse().map((e) =>
     h("tr", { class: "ledger-row" }, h("td", { text: when(e.at), title: e.at }), h("td", {}, badge(e.channel, "chan")), h("td", { text: e.kind }),
       h("td", { text: (e.from ? "v" + e.from : "∅") + " → " + (e.to ? "v" + e.to : "∅") }), h("td", { class: "actor", text: e.actor }),
-      h("td", { class: "wrap reason", text: e.reason || "" }))), "no promotion yet"));
+      h("td", { class: "wrap reason", text: e.reason || "" }))), "no promotion yet", true));
   fill(root, pageHead("Models", model, ctl[0]), h("div", { class: "grid2 stack" }, chanCards), versions, led);
 
   async function promote(channel) {

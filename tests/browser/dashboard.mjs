@@ -162,9 +162,16 @@ try {
     ["#/models?model=tiny", "button.promote, button.rollback"], ["#/data", "button.delete"]]) {
     await visit(hash);
     writes[hash] = await page.$$eval(sel, (b) => b.length);
+    if (hash.startsWith("#/models")) await shot("viewer_models");
   }
   out.viewer_write_buttons = writes;
-  await shot("viewer_models");
+  // the dark palette (prefers-color-scheme) on the busiest pages
+  await page.emulateMedia({ colorScheme: "dark" });
+  for (const [name, hash] of [["dark_run", "#/runs/" + runId], ["dark_evaluation", "#/eval?model=tiny"]]) {
+    await visit(hash);
+    await page.waitForTimeout(300);
+    await shot(name);
+  }
   forging = true;
   out.forged_status = await page.evaluate(async () => {
     const r = await fetch("/v1/models/tiny/channels/production", { method: "POST",
