@@ -129,7 +129,8 @@ function startLive() {
           if (ev === "hello" || !liveHandler) return;
           clearTimeout(liveTimer);
           const fn = liveHandler;
-          liveTimer = setTimeout(() => fn(ev, data), 250); // a burst of job events: one refresh
+          // a burst of job events: one refresh; a failed one waits for the next event
+          liveTimer = setTimeout(() => Promise.resolve().then(() => fn(ev, data)).catch((e) => console.warn("refresh:", e.message)), 250);
         });
       } catch (e) { if (ctl.signal.aborted) return; }
       dot.classList.remove("on");
