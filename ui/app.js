@@ -520,10 +520,19 @@ async function pageModels(root, q) {
 
 // Fleet: the serving nodes as their heartbeats report them.
 async function pageFleet(root) {
-  const box = h("div", { class: "card", id: "fleet" });
-  fill(root, pageHead("Fleet", "serving nodes, from their heartbeats"), box);
+  const box = h("div", { class: "card", id: "fleet" }), chans = h("div", { class: "card", id: "channels" });
+  fill(root, pageHead("Fleet", "serving nodes, from their heartbeats"), chans, box);
   async function refresh() {
-    const nodes = (await api("/v1/nodes")).nodes || [];
+    const [nodes, models] = await Promise.all([api("/v1/nodes").then((r) => r.nodes || []), api("/v1/models").then((r) => r.models || [])]);
+    // canary ahead of production: a bake in progress, or a promotion held for want of evidence
+    fill(chans, h("h2", { text: "Channels" }), tableOf(["Model", "Canary", "Production", "State", "#Nodes on canary"], models.map((m) => {
+      const c = (m.channels || {}).canary, p = (m.channels || {}).production;
+      const st = c && c !== p ? "canary ahead" : c || p ? "settled" : "empty";
+      return h("tr", {}, h("td", {}, h("a", { href: "#/models?model=" + encodeURIComponent(m.name), text: m.name })),
+        h("td", { text: c ? "v" + c : "—" }), h("td", { text: p ? "v" + p : "—" }),
+        h("td", {}, badge(st, st === "canary ahead" ? "running" : st === "settled" ? "pass" : "")),
+        h("td", { class: "num", text: nodes.filter((n) => n.model === m.name && n.channel === "canary").length }));
+    }), "no model yet"));
     fill(box, tableOf(["Node", "Health", "Model", "Channel", "#Version", "#Requests", "#Error rate", "#p95", "Last heartbeat", "Last error"], nodes.map((n) =>
       h("tr", {}, h("td", { class: "mono", text: n.name }), h("td", {}, badge(n.alive ? "alive" : "dead")), h("td", { text: n.model || "—" }),
         h("td", {}, n.channel ? badge(n.channel, "chan") : "—"), h("td", { class: "num", text: n.version ? "v" + n.version : "—" }),
