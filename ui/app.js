@@ -27,8 +27,10 @@ function h(tag, attrs, ...kids) {
 const fill = (el, ...kids) => el.replaceChildren(...kids.flat().filter((k) => k != null && k !== false));
 const isOperator = () => state.me && state.me.role === "operator";
 function toast(msg, bad) {
+  let box = $("#toasts");
+  if (!box) document.body.append(box = h("div", { id: "toasts" })); // stacked, never on top of each other
   const t = h("div", { class: "toast" + (bad ? " bad" : ""), role: "status", text: msg });
-  document.body.append(t);
+  box.append(t);
   setTimeout(() => t.remove(), 4000);
 }
 
