@@ -320,6 +320,16 @@ $(BUILD)/bench/bench_image: $(BUILD)/obj/bench/image/bench_image.o $(LIBATELIER)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs $(BENCH_IMAGE_LIBS)) $(SYSLIBS)
 
+# ---- atelierd: orchestrator/ui.c embeds ui/* and Chart.js (Debian's libjs-chart.js,
+# copied at build time, never committed) with .incbin, which -MMD does not see ----
+UI_CHART_SRC ?= /usr/share/javascript/chart.js/chart.js
+$(BUILD)/gen/ui/chart.js: $(wildcard $(UI_CHART_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)if [ -r "$(UI_CHART_SRC)" ]; then cp "$(UI_CHART_SRC)" $@; else \
+	  echo "warning: $(UI_CHART_SRC) missing (Debian package libjs-chart.js): dashboard charts off" >&2; \
+	  printf '/* libjs-chart.js was not installed at build time */\n' > $@; fi
+$(BUILD)/obj/orchestrator/ui.o: $(wildcard ui/*) $(BUILD)/gen/ui/chart.js
+$(BUILD)/obj/orchestrator/ui.o: CFLAGS_ALL += -DATELIER_UI_CHART_JS='"$(BUILD)/gen/ui/chart.js"'
 # ---- atelier-serve: serving/web.c embeds web/* with .incbin, which -MMD does not see ----
 $(BUILD)/obj/serving/web.o: $(wildcard web/*)
 

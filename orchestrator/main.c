@@ -41,6 +41,7 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "supervisor.h"
+#include "ui.h"
 
 #define S(f) offsetof(struct settings, f)
 static const struct config_opt settings_table[] = {
@@ -190,7 +191,7 @@ static int build_routes(void)
 		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
 		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
 		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes},
-		      {notify_routes, notify_nroutes}};
+		      {notify_routes, notify_nroutes}, {ui_routes, ui_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;

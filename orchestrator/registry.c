@@ -107,7 +107,16 @@ struct move {
 	char model[64];
 	char channel[16];
 	long long version; /* 0 for a rollback */
+	int force;	   /* promote a version whose gate failed (recorded in the reason) */
+	char actor[64];
+	char *reason; /* malloc'd */
 };
+
+static void move_free(struct move *m)
+{
+	free(m->reason);
+	free(m);
+}
 
 static void on_moved(void *arg, int status, PGresult *res)
 {
@@ -138,11 +147,11 @@ static void on_moved(void *arg, int status, PGresult *res)
 			http_reply_owned(m->req, 200, "application/json", copy, len + 1);
 		}
 	}
-	free(m);
+	move_free(m);
 }
 
 /* The fields a move's body may hold; anything else is refused by name. */
-static const char *const move_fields[] = {"version", "action", "reason"};
+static const char *const move_fields[] = {"version", "action", "reason", "force"};
 
 /* A promote is {"version": N} (with "action": "promote" optional), a
  * rollback {"action": "rollback"}; both may carry a "reason" string. Unknown
@@ -162,7 +171,7 @@ static int move_body_refused(http_req_t *req, json_t *body)
 			json_array_append_new(unknown, json_string(key));
 	}
 	if (json_array_size(unknown)) {
-		http_reply_err(req, AT_EUNPROCESSABLE, "unknown fields in the body (known: version, action, reason)",
+		http_reply_err(req, AT_EUNPROCESSABLE, "unknown fields in the body (known: version, action, reason, force)",
 			       json_pack("{so}", "fields", unknown));
 		return 1;
 	}
@@ -193,6 +202,77 @@ static int move_body_refused(http_req_t *req, json_t *body)
 	return 1;
 }
 
+static void move_channel(struct move *m)
+{
+	struct app *app = http_req_app(m->req);
+	char vs[32];
+	snprintf(vs, sizeof vs, "%lld", m->version);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, m->model);
+	db_param_text(&p, m->channel);
+	db_param_text(&p, m->actor);
+	db_param_text(&p, m->reason);
+	int rc;
+	if (m->version == 0) {
+		rc = db_query(app->db,
+			      "SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
+			      "'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), "
+			      "'to', (SELECT version FROM model_versions WHERE id = m.to_version_id))::text "
+			      "FROM atelier_rollback($1, $2, $3, $4, 'rollback', NULL) m",
+			      &p, on_moved, m);
+	} else {
+		db_param_text(&p, vs);
+		rc = db_query(app->db,
+			      "SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
+			      "'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), 'to', $5::int)::text "
+			      "FROM atelier_move_channel($1, $2, (SELECT id FROM model_versions WHERE model = $1 AND "
+			      "version = $5::int), $3, $4, 'promote', NULL) m",
+			      &p, on_moved, m);
+	}
+	if (rc < 0) {
+		http_reply_err(m->req, AT_EDB, "database unavailable", NULL);
+		move_free(m);
+	}
+}
+
+/* A version whose gate failed moves only with force, and the ledger's reason
+ * says it was an override (the pipeline's own promote never gets here: it
+ * runs only after a passing evaluate). */
+static void on_verdict(void *arg, int status, PGresult *res)
+{
+	struct move *m = arg;
+	if (status < 0) {
+		http_reply_err(m->req, AT_EDB, "could not read the version's verdict", NULL);
+		move_free(m);
+		return;
+	}
+	int failed = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "false") == 0;
+	if (failed && !m->force) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "model %s version %lld failed its gate: promote it with force: true to override",
+			 m->model, m->version);
+		http_reply_err(m->req, AT_ECONFLICT, msg,
+			       json_pack("{ss,sI,ss}", "model", m->model, "version", (json_int_t)m->version, "gate",
+					 "failed"));
+		move_free(m);
+		return;
+	}
+	if (failed) {
+		char *r = NULL;
+		if (asprintf(&r, "override of a failed gate: %s", m->reason) < 0) {
+			http_reply_err(m->req, AT_ENOMEM, "out of memory", NULL);
+			move_free(m);
+			return;
+		}
+		free(m->reason);
+		m->reason = r;
+	}
+	move_channel(m);
+}
+
+#define MOVE_REASON_MAX 1000
+
 static void post_channel(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
@@ -209,11 +289,21 @@ static void post_channel(http_req_t *req)
 		return;
 	}
 	const char *action = json_string_value(json_object_get(body, "action"));
-	json_t *ver = json_object_get(body, "version");
+	json_t *ver = json_object_get(body, "version"), *force = json_object_get(body, "force");
 	const char *reason = json_string_value(json_object_get(body, "reason"));
 	int rollback = action && !strcmp(action, "rollback");
+	if ((force && !json_is_boolean(force)) || (reason && strlen(reason) > MOVE_REASON_MAX)) {
+		json_decref(body);
+		http_reply_err(req, AT_EUNPROCESSABLE, "force must be a boolean and reason at most 1000 bytes",
+			       json_pack("{ss}", "field", force && !json_is_boolean(force) ? "force" : "reason"));
+		return;
+	}
 	struct move *m = calloc(1, sizeof *m);
-	if (!m) {
+	if (m)
+		m->reason = strdup(reason ? reason : rollback ? "manual rollback" : "manual promotion");
+	if (!m || !m->reason) {
+		if (m)
+			move_free(m);
 		json_decref(body);
 		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		return;
@@ -222,41 +312,29 @@ static void post_channel(http_req_t *req)
 	snprintf(m->model, sizeof m->model, "%s", model);
 	snprintf(m->channel, sizeof m->channel, "%s", channel);
 	m->version = rollback ? 0 : (long long)json_integer_value(ver);
-	char vs[32], actor[64];
-	snprintf(vs, sizeof vs, "%lld", (long long)json_integer_value(ver));
+	m->force = json_is_true(force);
 	/* The ledger names who moved the channel: the token's name; a token
 	 * created without one is known only by its role. */
 	const char *who = http_req_principal(req);
 	if (who[0])
-		snprintf(actor, sizeof actor, "%s", who);
+		snprintf(m->actor, sizeof m->actor, "%s", who);
 	else
-		snprintf(actor, sizeof actor, "api:%s", http_role_name(http_req_role(req)));
+		snprintf(m->actor, sizeof m->actor, "api:%s", http_role_name(http_req_role(req)));
+	json_decref(body);
+	if (rollback) {
+		move_channel(m);
+		return;
+	}
+	char vs[32];
+	snprintf(vs, sizeof vs, "%lld", m->version);
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, model);
-	db_param_text(&p, channel);
-	db_param_text(&p, actor);
-	db_param_text(&p, reason ? reason : rollback ? "manual rollback" : "manual promotion");
-	int rc;
-	if (rollback) {
-		rc = db_query(app->db,
-			      "SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
-			      "'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), "
-			      "'to', (SELECT version FROM model_versions WHERE id = m.to_version_id))::text "
-			      "FROM atelier_rollback($1, $2, $3, $4, 'rollback', NULL) m",
-			      &p, on_moved, m);
-	} else {
-		db_param_text(&p, vs);
-		rc = db_query(app->db,
-			      "SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
-			      "'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), 'to', $5::int)::text "
-			      "FROM atelier_move_channel($1, $2, (SELECT id FROM model_versions WHERE model = $1 AND "
-			      "version = $5::int), $3, $4, 'promote', NULL) m",
-			      &p, on_moved, m);
-	}
-	json_decref(body);
-	if (rc < 0) {
-		free(m);
+	db_param_text(&p, vs);
+	if (db_query(app->db,
+		     "SELECT coalesce(verdict->>'passed', '') FROM model_versions WHERE model = $1 AND version = $2::int",
+		     &p, on_verdict, m) < 0) {
+		move_free(m);
 		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
@@ -307,7 +385,10 @@ const struct http_route registry_routes[] = {
 	 .body = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"action\":{\"type\":\"string\",\"enum\":[\"promote\","
 			   "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"minimum\":1,"
 			   "\"description\":\"the version to promote (needed for a promote, refused with a rollback)\"},"
-			   "\"reason\":" API_STR "},\"additionalProperties\":false}"),
+			   "\"reason\":{\"type\":\"string\",\"maxLength\":1000,\"description\":\"recorded in the ledger\"},"
+			   "\"force\":{\"type\":\"boolean\",\"default\":false,"
+			   "\"description\":\"promote a version whose gate failed (the ledger's reason says so)\"}},"
+			   "\"additionalProperties\":false}"),
 	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"channel\":" API_STR ",\"moved\":" API_BOOL
 				       ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")))},
 };

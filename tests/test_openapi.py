@@ -238,6 +238,9 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         c.check("GET", "/v1/sketches", api.get("/v1/sketches?limit=1"), 200)
         c.check("GET", "/v1/sketches", api.get("/v1/sketches?limit=0"), 400)
         c.check("GET", "/v1/paintings", api.get("/v1/paintings?split=train"), 200)
+        c.check("DELETE", "/v1/sketches/{id}", api.request("DELETE", "/v1/sketches/%d" % up["id"]), 200)
+        c.check("DELETE", "/v1/sketches/{id}", api.request("DELETE", "/v1/sketches/999999"), 404)
+        c.check("GET", "/v1/whoami", api.get("/v1/whoami"), 200)
         # the 415 above is recorded asynchronously
         wait_until(lambda: api.get("/v1/uploads/rejected").json()["items"], what="the rejection recorded")
         c.check("GET", "/v1/uploads/rejected", api.get("/v1/uploads/rejected"), 200)
@@ -273,6 +276,9 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
                 api.post("/v1/models/m/channels/production", {"version": 1, "reason": "first"}), 200)
         c.check("POST", "/v1/models/{name}/channels/{channel}",
                 api.post("/v1/models/m/channels/production", {"action": "sideways"}), 422)
+        pg.psql("UPDATE model_versions SET verdict = '{\"passed\": false}' WHERE model = 'm'", db_url)
+        c.check("POST", "/v1/models/{name}/channels/{channel}",
+                api.post("/v1/models/m/channels/canary", {"version": 1}), 409)
         c.check("GET", "/v1/models/{name}/channels/{channel}", api.get("/v1/models/m/channels/production"), 200)
         c.check("GET", "/v1/models/{name}/channels/{channel}",
                 api.get("/v1/models/m/channels/production?after=1&wait=0"), 304)

@@ -159,6 +159,25 @@ def test_heartbeats_and_fleet(d):
     assert d.viewer.post("/v1/nodes/heartbeat", hb).status == 403
 
 
+def test_promote_failed_gate_needs_force(d, pg):
+    """A version whose gate failed is promoted only with force: true, and the
+    ledger's reason says it was an override; a passed or unevaluated one needs none."""
+    register(pg, d, "g", b"good" * 100)
+    _, bad, _ = register(pg, d, "g", b"bad" * 100)
+    pg.psql("UPDATE model_versions SET verdict = '{\"passed\": false}' WHERE model = 'g' AND version = %d" % bad,
+            d.db_url)
+    assert d.api.post("/v1/models/g/channels/production", {"version": 1}).status == 200
+    r = d.api.post("/v1/models/g/channels/production", {"version": bad, "reason": "hotfix"})
+    assert r.status == 409 and r.json()["detail"]["gate"] == "failed", r
+    assert d.api.post("/v1/models/g/channels/production", {"version": bad, "force": "yes"}).status == 422
+    assert d.viewer.post("/v1/models/g/channels/production", {"version": bad, "force": True}).status == 403
+    r = d.api.post("/v1/models/g/channels/production", {"version": bad, "force": True, "reason": "hotfix"})
+    assert r.status == 200 and r.json()["to"] == bad, r
+    ledger = d.viewer.get("/v1/models/g/ledger").json()["ledger"]
+    assert ledger[-1]["reason"] == "override of a failed gate: hotfix", ledger
+    assert [e["to"] for e in ledger] == [1, bad]
+
+
 def test_cli_models_promote_rollback(d, pg):
     import subprocess
     from conftest import BIN
