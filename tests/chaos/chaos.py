@@ -384,23 +384,35 @@ class Chaos:
             name = self.rng.choice(sorted(self.nodes))
             hold = self.rng.uniform(8, 20)
             ballast = os.path.join(self.nodes[name]["spool"], "..ballast")
-            with open(ballast, "wb") as fb:
-                try:
-                    while True:
-                        fb.write(b"\0" * 65536)
-                        fb.flush()
-                except OSError:
-                    pass
+            # unbuffered: a buffered file would fail in close() and leave the ballast behind
+            fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                with open(os.path.join(self.nodes[name]["spool"], "..probe"), "wb") as fp:
-                    fp.write(b"\0" * 8192)
+                while os.write(fd, b"\0" * 65536) > 0:
+                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            try:
+                fd = os.open(os.path.join(self.nodes[name]["spool"], "..probe"), os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, b"\0" * 8192)
+                finally:
+                    os.close(fd)
                 raise AssertionError("the spool filesystem took a write while full")
             except OSError as e:
                 f["target"] = "%s: writes fail: %s; %.0f s" % (name, e.strerror, hold)
-            # a contribution while full must not be acknowledged unless stored
-            f["while_full"] = self.contribute(name, "f%d-%d" % (self.seed, len(self.faults)))
-            time.sleep(hold)
-            os.unlink(ballast)
+            finally:
+                try:
+                    os.unlink(os.path.join(self.nodes[name]["spool"], "..probe"))
+                except OSError:
+                    pass
+            try:
+                # a contribution while full must not be acknowledged unless stored
+                f["while_full"] = self.contribute(name, "f%d-%d" % (self.seed, len(self.faults)))
+                time.sleep(hold)
+            finally:
+                os.unlink(ballast)
             t0 = time.time()
             k = [0]
 
@@ -499,8 +511,8 @@ class Chaos:
             fails.append("stylize failures %d of %d, over the %.0f %% bound" % (nfail, len(self.stylize),
                                                                                100 * SERVE_ERROR_BOUND))
         # why runs failed (a fault in their way is a fine reason; the reasons are figures)
-        reasons = q("SELECT left(coalesce(error, ''), 90) || ' x' || count(*) FROM runs WHERE state = 'failed'"
-                    " GROUP BY 1 ORDER BY count(*) DESC").splitlines()
+        reasons = q("SELECT count(*) || ' x ' || e FROM (SELECT left(regexp_replace(coalesce(error, ''), '\\s+', ' ',"
+                    " 'g'), 90) AS e FROM runs WHERE state = 'failed') f GROUP BY e ORDER BY count(*) DESC").splitlines()
         full_acked = [f for f in self.faults if f["kind"] == "spool_full" and f.get("while_full") == 202]
         states = {}
         for _, st, _, _ in self.runs:
