@@ -6,6 +6,9 @@
 #                 libtorch (scripts/check-no-torch.sh) and the layout (format-check)
 #   make run      install missing packages, build, bring the whole system up
 #   make asan     ASan+UBSan build in build-asan/ and the same tests against it
+#   make chaos    ~10 min: CT cycles + serving load under random faults (kill -9,
+#                 PostgreSQL restarts, read-only store, full spool disk); checks that
+#                 nothing acknowledged is lost (root; docs/chaos.md). Not in make test
 #   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
 #                 (make fuzz-bins only builds them; tests/fuzz/README.md lists them)
@@ -102,7 +105,7 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
+.PHONY: all deps test unit chaos run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
 BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
@@ -209,6 +212,10 @@ test:
 
 unit: all
 	@ATELIER_BUILD=$(BUILD) tests/run.sh -k unit
+
+# CHAOS_SEED, CHAOS_SECONDS (fault phase, default 420) and CHAOS_REPORT (JSON out) pass through.
+chaos: all
+	@ATELIER_BUILD=$(BUILD) tests/chaos/run.sh
 
 asan:
 	@scripts/deps.sh

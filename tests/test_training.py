@@ -587,3 +587,21 @@ def test_cli_metrics_sparklines_and_samples_out(env, tmp_path):
     one = next(s for s in samples)
     got = (dest / ("%s-%d-%s.png" % (one["sketch"][:12], one["style"], one.get("role") or "candidate"))).read_bytes()
     assert hashlib.sha256(got).hexdigest() == one["output"]
+
+
+def test_job_after_its_idle_handler_session_was_ended(env):
+    """A handler's connection (job_db) idles between jobs. When PostgreSQL ends
+    that session meanwhile (a restart; here pg_terminate_backend), libpq still
+    reports it healthy until its next query. make chaos found the next collect
+    failing on it ("server closed the connection unexpectedly"): the worker must
+    notice before the job runs, so the job succeeds on its first attempt."""
+    env.run_job("collect", collect_params())
+    # every idle session but ours: the handler's among them (the worker's queue and supervisor
+    # sessions and atelierd's reconnect; other tests check that)
+    ended = env.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
+                    " current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                    " AND application_name = '' AND state = 'idle'")
+    assert int(ended) >= 1, ended
+    time.sleep(0.2)
+    j = env.run_job("collect", collect_params())
+    assert j["attempts"] == 1 and j["error"] is None, j

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +27,29 @@ json_t *job_payload(const struct job_ctx *ctx) { return ctx->payload; }
  * transaction must never wrap the queue's statements. A connection that
  * failed is returned all the same (its calls fail with the reason) and
  * replaced on the next call. */
+/* A session that PostgreSQL ended while its connection idled between jobs (a
+ * restart, pg_terminate_backend) still reads CONNECTION_OK: libpq learns it
+ * from the next query, which then fails the job that sent it. make chaos found
+ * it: after a PostgreSQL restart, each worker's next collect failed with
+ * "server closed the connection unexpectedly", one attempt per worker, until
+ * the run ran out of attempts. An idle session has nothing to read, so a
+ * readable socket (the server's FATAL, its close, an error) means: start a
+ * new one. A false alarm (a late NOTICE) costs one reconnect. Only outside a
+ * transaction: inside one, dropping the connection would lose its work. */
+static int idle_conn_gone(PGconn *c)
+{
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		return 0;
+	struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+	if (p.fd < 0)
+		return 1;
+	return poll(&p, 1, 0) != 0;
+}
+
 PGconn *job_db(struct job_ctx *ctx)
 {
 	struct slot *sl = ctx->slot;
-	if (sl->hconn && PQstatus(sl->hconn) == CONNECTION_OK)
+	if (sl->hconn && PQstatus(sl->hconn) == CONNECTION_OK && !idle_conn_gone(sl->hconn))
 		return sl->hconn;
 	PQfinish(sl->hconn);
 	const char *ci = ctx->w->cfg->conninfo;
