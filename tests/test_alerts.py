@@ -156,14 +156,16 @@ def test_signed_retried_deliveries_and_log(db_url, pg, rcv):
         vid, ver = register(pg, d, "m", b"model one" * 50)
         pg.psql("UPDATE model_versions SET verdict = '{\"passed\": false, \"reasons\": [\"fid worse\"]}' "
                 "WHERE id = %d" % vid, d.db_url)
-        r = api.post("/v1/models/m/channels/production", {"version": ver, "reason": "first"})
+        # a version whose gate failed moves only with force (the dashboard's override)
+        assert api.post("/v1/models/m/channels/production", {"version": ver, "reason": "first"}).status == 409
+        r = api.post("/v1/models/m/channels/production", {"version": ver, "reason": "first", "force": True})
         assert r.status == 200, r
         gate = wait_until(lambda: rcv.of_kind("gate.failed"), what="gate.failed delivered")
         body = verify(gate[0])
         assert body["payload"]["model"] == "m" and body["payload"]["reasons"] == ["fid worse"], body
         promo = wait_until(lambda: rcv.of_kind("model.promoted"), what="model.promoted delivered")
         body = verify(promo[0])
-        assert body["payload"]["to_version"] == ver and body["payload"]["reason"] == "first", body
+        assert body["payload"]["to_version"] == ver and body["payload"]["reason"] == "override of a failed gate: first", body
         assert body["payload"]["actor"], body
 
         # ---- a node that went silent: reported once ----
