@@ -298,6 +298,60 @@ static void store(struct upload *u)
 	batch_flush(u->app);
 }
 
+/* ---- step 3: a contributor's daily cap (poisoning by flooding) ----
+ *
+ * One indexed count (sql/012_contributor_day.sql) per sketch that names a
+ * contributor, before the INSERT. Uploads of one contributor in flight at
+ * once may each pass the count: the cap can be overshot by the concurrency,
+ * never by a sustained flood. */
+
+static void on_contributor_count(void *arg, int status, PGresult *res)
+{
+	struct upload *u = arg;
+	struct app *app = u->app;
+	if (status < 0 || PQntuples(res) != 1) {
+		app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+		return;
+	}
+	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	int cap = app->cfg.max_sketches_per_contributor_day;
+	if (n >= cap) {
+		app->ingest.rejected_cap++;
+		http_req_add_header(u->req, "Retry-After", "3600");
+		char msg[160];
+		snprintf(msg, sizeof msg,
+			 "contributor has reached the cap of %d accepted sketches in 24 hours; try again later", cap);
+		http_reply_err(u->req, AT_ERATELIMITED, msg,
+			       json_pack("{ss,si,sI}", "field", "contributor", "cap", cap, "accepted_24h", (json_int_t)n));
+		upload_free(u);
+		return;
+	}
+	store(u);
+}
+
+static void check_contributor_cap(struct upload *u)
+{
+	if (u->domain != 0 || !u->contributor || !u->contributor[0] ||
+	    u->app->cfg.max_sketches_per_contributor_day <= 0) {
+		store(u);
+		return;
+	}
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, u->contributor);
+	int rc = db_query(u->app->db,
+			  "SELECT count(*) FROM images WHERE domain = 'sketch' AND contributor = $1 "
+			  "AND created_at > now() - interval '24 hours' AND status <> 'rejected'",
+			  &p, on_contributor_count, u);
+	if (rc < 0) {
+		u->app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+	}
+}
+
 /* ---- step 2: normalise off the loop ---- */
 
 static void normalize_work(uv_work_t *w)
@@ -358,7 +412,7 @@ static void normalize_done(uv_work_t *w, int status)
 		upload_free(u);
 		return;
 	}
-	store(u);
+	check_contributor_cap(u);
 }
 
 /* ---- step 1: the request ---- */
@@ -638,6 +692,7 @@ int ingest_metrics(const struct app *app, struct at_buf *b)
 		"atelier_ingest_rejected_total{reason=\"ink_ratio\"} %llu\n"
 		"atelier_ingest_rejected_total{reason=\"other\"} %llu\n"
 		"atelier_ingest_rejected_total{reason=\"database\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"contributor_cap\"} %llu\n"
 		"# HELP atelier_ingest_normalize_seconds_total Time from upload to normalised image.\n"
 		"# TYPE atelier_ingest_normalize_seconds_total counter\n"
 		"atelier_ingest_normalize_seconds_total %.6f\n",
@@ -645,5 +700,6 @@ int ingest_metrics(const struct app *app, struct at_buf *b)
 		(unsigned long long)s->duplicate[0], (unsigned long long)s->duplicate[1],
 		(unsigned long long)s->rejected_unsupported, (unsigned long long)s->rejected_corrupt,
 		(unsigned long long)s->rejected_pixels, (unsigned long long)s->rejected_ink,
-		(unsigned long long)s->rejected_other, (unsigned long long)s->db_errors, s->normalize_seconds);
+		(unsigned long long)s->rejected_other, (unsigned long long)s->db_errors,
+		(unsigned long long)s->rejected_cap, s->normalize_seconds);
 }

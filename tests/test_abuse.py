@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import multipart
+from conftest import multipart, wait_until
 from test_serve import SERVE, models, sketch_field, start_node  # noqa: F401  (models: fixture)
 
 import os
@@ -87,3 +87,55 @@ def test_contribute_rate_limit(models):
         assert n.metric('atelier_serve_ratelimited_total{endpoint="contribute"}') == 1
     finally:
         assert n.stop() == 0, n.log()[-3000:]
+
+
+@pytest.fixture
+def capped_daemon(db_url):
+    from daemon import start_atelierd
+    d = start_atelierd(db_url, "--max-sketches-per-contributor-day", "3")
+    d.api = d.http(d.token("operator"))
+    yield d
+    assert d.stop() == 0, d.log()[-3000:]
+
+
+def test_contributor_daily_cap(capped_daemon, pg, db_url):
+    from test_isolation import sketch64, upload
+    d = capped_daemon
+    for k in range(3):
+        r = upload(d.api, sketch64(500 + k), contributor="flood", consent="true")
+        assert r.status == 201, r
+    r = upload(d.api, sketch64(510), contributor="flood", consent="true")
+    assert r.status == 429, r
+    err = r.json()
+    assert err["code"] == "RATELIMITED" and "cap of 3" in err["error"], err
+    assert err["detail"] == {"field": "contributor", "cap": 3, "accepted_24h": 3}
+    assert int(r.headers["retry-after"]) > 0
+    # nothing of it was stored; other contributors and anonymous uploads go on
+    assert int(pg.psql("SELECT count(*) FROM images WHERE contributor = 'flood'", db_url)) == 3
+    assert upload(d.api, sketch64(511), contributor="someone-else").status == 201
+    assert upload(d.api, sketch64(512)).status == 201
+    # a day later the cap is free again
+    pg.psql("UPDATE images SET created_at = created_at - interval '25 hours' WHERE contributor = 'flood'", db_url)
+    assert upload(d.api, sketch64(513), contributor="flood").status == 201
+    text = d.http().get("/metrics").body.decode()
+    assert 'atelier_ingest_rejected_total{reason="contributor_cap"} 1' in text
+
+
+def test_capped_contributions_do_not_hold_up_a_nodes_spool(db_url, pg, models):
+    """atelierd's contributor cap refuses that contribution, not the node: the
+    uplink drops it (like a rejection) and the contributions behind it go on."""
+    from daemon import start_atelierd
+    from test_serve import contribute, rows
+    d = start_atelierd(db_url, "--max-sketches-per-contributor-day", "1")
+    n = start_node("--model-file", models[0], "--atelierd", d.url, "--token", d.token("node"), "--name", "n1",
+                   "--heartbeat-interval", "0.2", "--retry-max", "0.5", "--poll-wait", "2").wait_ready()
+    try:
+        assert contribute(n.http, 31, who="ada").status == 202
+        assert contribute(n.http, 32, who="ada").status == 202  # over ada's cap of 1
+        assert contribute(n.http, 33, who="bob").status == 202
+        wait_until(lambda: n.info()["spool_depth"] == 0, timeout=20, what="the spool to drain")
+        assert rows(pg, db_url, "contributor = 'ada'") == 1
+        assert rows(pg, db_url, "contributor = 'bob'") == 1
+    finally:
+        assert n.stop() == 0
+        d.stop()
