@@ -62,6 +62,8 @@ static const struct config_opt settings_table[] = {
 	{"max-sketches-per-contributor-day", "ATELIER_MAX_SKETCHES_PER_CONTRIBUTOR_DAY", CFG_INT,
 	 S(max_sketches_per_contributor_day), "200", 0, 1e9,
 	 "sketches with a contributor accepted from one contributor in 24 hours before 429 (0 = no cap)"},
+	{"near-duplicate-distance", "ATELIER_NEAR_DUPLICATE_DISTANCE", CFG_INT, S(near_duplicate_distance), "-1", -1, 3,
+	 "a sketch whose 64-bit dHash is within this many bits of a stored one is a near-duplicate (-1 = off)"},
 	{"node-heartbeat-days", "ATELIER_NODE_HEARTBEAT_DAYS", CFG_INT, S(node_heartbeat_days), "7", 1, 3650,
 	 "days of serving-node heartbeat history kept (older rows pruned as heartbeats arrive)"},
 	{"db-conns", "ATELIER_DB_CONNS", CFG_INT, S(db_conns), "4", 1, 64, "PostgreSQL query connections"},

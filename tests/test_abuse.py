@@ -139,3 +139,58 @@ def test_capped_contributions_do_not_hold_up_a_nodes_spool(db_url, pg, models):
     finally:
         assert n.stop() == 0
         d.stop()
+
+
+def drawing(seed, dx=0, dy=0, scale=1.0, size=256):
+    """A figure of a few strokes (a box, a diagonal, a circle) placed by seed,
+    drawn shifted by (dx, dy) pixels and scaled about its centre."""
+    import images
+    cx, cy = 128, 128
+    bx0, by0 = 50 + seed % 30, 60 + (seed * 7) % 30
+    bx1, by1 = 160 + (seed * 3) % 40, 190 - (seed * 5) % 40
+    rx, ry, rr = 90 + (seed * 11) % 60, 100 + (seed * 13) % 60, 18 + seed % 12
+
+    def px(x, y):
+        # back to the original drawing's coordinates
+        u = (x - dx - cx) / scale + cx
+        v = (y - dy - cy) / scale + cy
+        w = 1.6 / scale
+        if bx0 <= u <= bx1 and (abs(v - by0) <= w or abs(v - by1) <= w):
+            return 0
+        if by0 <= v <= by1 and (abs(u - bx0) <= w or abs(u - bx1) <= w):
+            return 0
+        if bx0 <= u <= bx1 and abs((u - bx0) * (by1 - by0) / (bx1 - bx0) + by0 - v) <= w * 1.4:
+            return 0
+        if abs(((u - rx) ** 2 + (v - ry) ** 2) ** 0.5 - rr) <= w:
+            return 0
+        return 255
+    return images.png(size, size, px)
+
+
+def test_near_duplicate_sketches(db_url, pg):
+    from daemon import start_atelierd
+    from test_isolation import upload
+    d = start_atelierd(db_url, "--near-duplicate-distance", "3")
+    try:
+        api = d.http(d.token("operator"))
+        r = upload(api, drawing(2), contributor="ada")
+        assert r.status == 201, r
+        first = r.json()
+        assert first["duplicate"] is False
+        # the same drawing shifted by 5 px and scaled to 90 %: other pixels, the stored sketch's id
+        copy = drawing(2, dx=5, dy=5, scale=0.9)
+        r = upload(api, copy, contributor="mallory")
+        assert r.status == 200, (r, pg.psql("SELECT id, phash FROM images", db_url))
+        dup = r.json()
+        assert dup["near_duplicate"] is True and dup["duplicate"] is True, dup
+        assert dup["id"] == first["id"] and dup["sha256"] == first["sha256"]
+        assert 0 <= dup["distance"] <= 3
+        # a different drawing is accepted
+        r = upload(api, drawing(17), contributor="ada")
+        assert r.status == 201 and r.json()["duplicate"] is False, r
+        # the copy was not stored
+        text = d.http().get("/metrics").body.decode()
+        assert "atelier_ingest_near_duplicate_total 1" in text
+        assert "atelier_ingest_accepted_total{domain=\"sketch\"} 2" in text
+    finally:
+        assert d.stop() == 0, d.log()[-3000:]
