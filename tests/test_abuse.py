@@ -5,14 +5,13 @@ on the node's /api/stylize and /api/contribute (a client over its budget gets
 atelierd's per-contributor daily cap on accepted training sketches."""
 import http.client
 import json
+import os
 import urllib.parse
 
 import pytest
 
 from conftest import multipart, wait_until
 from test_serve import SERVE, models, sketch_field, start_node  # noqa: F401  (models: fixture)
-
-import os
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SERVE), reason="atelier-serve not built")
 
@@ -180,7 +179,7 @@ def test_near_duplicate_sketches(db_url, pg):
         # the same drawing shifted by 5 px and scaled to 90 %: other pixels, the stored sketch's id
         copy = drawing(2, dx=5, dy=5, scale=0.9)
         r = upload(api, copy, contributor="mallory")
-        assert r.status == 200, (r, pg.psql("SELECT id, phash FROM images", db_url))
+        assert r.status == 200, (r, pg.psql("SELECT id, phash FROM images", db_url))  # the hashes, on failure
         dup = r.json()
         assert dup["near_duplicate"] is True and dup["duplicate"] is True, dup
         assert dup["id"] == first["id"] and dup["sha256"] == first["sha256"]
