@@ -41,7 +41,8 @@
 	X(UNSATISFIABLE, 416, "range not satisfiable")                         \
 	X(BUSY, 503, "busy: try again later")                                  \
 	X(NOTREADY, 503, "not ready")                                          \
-	X(REQTIMEOUT, 408, "request timed out: the client stopped sending")
+	X(REQTIMEOUT, 408, "request timed out: the client stopped sending")    \
+	X(RATELIMITED, 429, "too many requests: slow down")
 
 enum at_err {
 	AT_OK = 0,

@@ -345,6 +345,7 @@ static const char *reason_phrase(int status)
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
 	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
@@ -676,6 +677,17 @@ void http_stream_end(http_stream_t *s)
 void *http_req_app(const http_req_t *req) { return req->srv->cfg.app; }
 const char *http_req_path(const http_req_t *req) { return req->path; }
 unsigned http_req_role(const http_req_t *req) { return req->role; }
+
+int http_req_peer(const http_req_t *req, struct sockaddr_storage *out)
+{
+	/* h2o's connection knows its peer for HTTP/1 and HTTP/2 alike */
+	if (!req->h2o || !req->h2o->conn || !req->h2o->conn->callbacks->get_peername)
+		return AT_EUNAVAILABLE;
+	memset(out, 0, sizeof *out);
+	if (req->h2o->conn->callbacks->get_peername(req->h2o->conn, (struct sockaddr *)out) == 0)
+		return AT_EUNAVAILABLE;
+	return 0;
+}
 int64_t http_req_token_id(const http_req_t *req) { return req->token_id; }
 const char *http_req_token_node(const http_req_t *req) { return req->token_node; }
 

@@ -135,6 +135,9 @@ int http_parse_id(const char *s, int64_t *out) AT_MUST_CHECK;
 const char *http_req_header(const http_req_t *req, const char *name, size_t *len);
 const uint8_t *http_req_body(const http_req_t *req, size_t *len);
 unsigned http_req_role(const http_req_t *req);
+/* The TCP peer's address (the client, or the proxy in front of it) into out:
+ * 0, or AT_EUNAVAILABLE once the connection is gone. */
+int http_req_peer(const http_req_t *req, struct sockaddr_storage *out) AT_MUST_CHECK;
 /* Who the bearer token belongs to, told by the auth function (http_auth_fn)
  * before it answers with a role: the token's id (0: not told) and the serving
  * node it is bound to ("" when none; copied, at most 64 bytes kept). */

@@ -1729,6 +1729,7 @@ int image_normalize(const uint8_t *data, size_t len, const struct image_opts *op
 		goto out;
 	}
 	image_pixels_sha256(canon, size, size, c, out->sha256);
+	out->phash = snorm && c == 1 ? image_dhash64(canon, size, size) : 0;
 	at_hex_encode(out->sha256_hex, out->sha256, sizeof out->sha256);
 	rc = image_encode_png(canon, size, size, c, opts->png_level, &out->png, &out->png_len);
 	if (rc < 0)
@@ -1751,4 +1752,27 @@ void image_norm_free(struct image_norm *n)
 	free(n->png);
 	n->png = NULL;
 	n->png_len = 0;
+}
+
+uint64_t image_dhash64(const uint8_t *gray, int w, int h)
+{
+	double cell[8][9] = {{0}};
+	for (int cy = 0; cy < 8; cy++)
+		for (int cx = 0; cx < 9; cx++) {
+			int x0 = cx * w / 9, x1 = (cx + 1) * w / 9, y0 = cy * h / 8, y1 = (cy + 1) * h / 8;
+			if (x1 <= x0)
+				x1 = x0 + 1;
+			if (y1 <= y0)
+				y1 = y0 + 1;
+			uint64_t sum = 0;
+			for (int y = y0; y < y1 && y < h; y++)
+				for (int x = x0; x < x1 && x < w; x++)
+					sum += gray[(size_t)y * w + x];
+			cell[cy][cx] = (double)sum / (double)((x1 - x0) * (y1 - y0));
+		}
+	uint64_t bits = 0;
+	for (int cy = 0; cy < 8; cy++)
+		for (int cx = 0; cx < 8; cx++)
+			bits = bits << 1 | (cell[cy][cx] > cell[cy][cx + 1]);
+	return bits;
 }

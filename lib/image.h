@@ -73,6 +73,7 @@ struct image_norm {
 	double ink_ratio;
 	uint8_t sha256[32]; /* over the normalised pixels, see image_pixels_sha256 */
 	char sha256_hex[65];
+	uint64_t phash; /* sketches: image_dhash64 of the normalised pixels; 0 otherwise */
 };
 
 /* A decoded image. */
@@ -102,6 +103,11 @@ void image_norm_free(struct image_norm *n);
 
 /* sha256 of (width, height, channels as 3 big-endian uint32) ‖ pixels: equal
  * pixels give equal hashes whatever file they came from. */
+/* A 64-bit difference hash of a gray image (dHash): the image averaged down
+ * to 9×8 cells, one bit per horizontally adjacent pair (left brighter than
+ * right). Near-identical drawings differ in few bits (ingest's near-duplicate
+ * check compares them by Hamming distance). */
+uint64_t image_dhash64(const uint8_t *gray, int w, int h);
 void image_pixels_sha256(const uint8_t *pix, int w, int h, int channels, uint8_t sha[32]);
 
 /* "train" or "holdout", a pure function of the hash: holdout iff the first 8

@@ -32,6 +32,8 @@ struct settings {
 	double holdout_fraction;
 	double min_ink;
 	double max_ink;
+	int max_sketches_per_contributor_day; /* 0: no cap */
+	int near_duplicate_distance; /* dHash bits; -1: no near-duplicate check */
 	int node_heartbeat_days; /* node_heartbeats history kept (nodes.c prunes) */
 	int db_conns;
 	const char *sql_dir;
@@ -60,6 +62,8 @@ struct ingest_stats {
 	uint64_t rejected_too_big;
 	uint64_t rejected_pixels;
 	uint64_t rejected_ink;
+	uint64_t rejected_cap; /* a contributor over --max-sketches-per-contributor-day */
+	uint64_t near_duplicate;
 	uint64_t rejected_other;
 	uint64_t db_errors;
 	double normalize_seconds;

@@ -87,7 +87,7 @@ static void on_existing(void *arg, int status, PGresult *res)
  * nothing waits. Every upload in a batch is answered only after its commit.
  */
 #define INGEST_BATCH_MAX 64
-#define INGEST_COLS 11
+#define INGEST_COLS 12
 
 struct batch {
 	struct app *app;
@@ -205,11 +205,11 @@ static void batch_send(struct app *app, struct batch *b)
 {
 	const char *vals[INGEST_BATCH_MAX * INGEST_COLS];
 	int lens[INGEST_BATCH_MAX * INGEST_COLS], fmts[INGEST_BATCH_MAX * INGEST_COLS];
-	char nums[INGEST_BATCH_MAX][4][32];
+	char nums[INGEST_BATCH_MAX][5][32];
 	struct at_buf sql;
 	at_buf_init(&sql, 0);
 	int rc = at_buf_addstr(&sql, "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, "
-				     "split, contributor, consent, source) VALUES ");
+				     "split, contributor, consent, source, phash) VALUES ");
 	int k = 0;
 	for (int i = 0; i < b->n && rc == 0; i++) {
 		struct upload *u = b->u[i];
@@ -217,6 +217,7 @@ static void batch_send(struct app *app, struct batch *b)
 		snprintf(nums[i][1], 32, "%d", u->norm.height);
 		snprintf(nums[i][2], 32, "%d", u->norm.channels);
 		snprintf(nums[i][3], 32, "%.6f", u->norm.ink_ratio);
+		snprintf(nums[i][4], 32, "%lld", (long long)u->norm.phash);
 		const char *row[INGEST_COLS] = {domain_names[u->domain],
 						(const char *)u->norm.sha256,
 						nums[i][0],
@@ -227,7 +228,8 @@ static void batch_send(struct app *app, struct batch *b)
 						image_split(u->norm.sha256, app->cfg.holdout_fraction),
 						u->contributor,
 						u->consent < 0 ? NULL : u->consent ? "true" : "false",
-						u->source ? u->source : "api"};
+						u->source ? u->source : "api",
+						u->domain == 0 && u->norm.phash ? nums[i][4] : NULL};
 		rc = at_buf_printf(&sql, "%s(", i ? "," : "");
 		for (int c = 0; c < INGEST_COLS && rc == 0; c++) {
 			vals[k] = row[c];
@@ -298,6 +300,129 @@ static void store(struct upload *u)
 	batch_flush(u->app);
 }
 
+/* ---- step 3: near-duplicates (after the cap, before the INSERT) ----
+ *
+ * A sketch whose dHash (lib/image.c image_dhash64, over the normalised
+ * pixels: sketchnorm already crops to the ink and scales, so a shifted or
+ * rescaled copy hashes close) is within --near-duplicate-distance bits of a
+ * stored accepted sketch is answered like an exact duplicate (200, the stored
+ * sketch's id) with near_duplicate: true, and not stored. The four indexed
+ * 16-bit bands (sql/012_abuse.sql) bound the cost: at distance <= 3 a match
+ * shares a band exactly, so only rows sharing one are compared. An exact
+ * copy (same sha256) is left to the INSERT's ON CONFLICT. */
+
+static void on_near_duplicate(void *arg, int status, PGresult *res)
+{
+	struct upload *u = arg;
+	struct app *app = u->app;
+	if (status < 0) {
+		app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		store(u);
+		return;
+	}
+	app->ingest.near_duplicate++;
+	json_t *o = json_pack("{sI,ss,ss,sf,ss,si,si,sb,sb,sI}", "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+			      "domain", domain_names[u->domain], "sha256", PQgetvalue(res, 0, 1), "ink_ratio",
+			      strtod(PQgetvalue(res, 0, 2), NULL), "split", PQgetvalue(res, 0, 3), "width", u->norm.width,
+			      "height", u->norm.height, "duplicate", 1, "near_duplicate", 1, "distance",
+			      (json_int_t)strtoll(PQgetvalue(res, 0, 4), NULL, 10));
+	http_reply_json(u->req, 200, o);
+	upload_free(u);
+}
+
+static void check_near_duplicate(struct upload *u)
+{
+	int d = u->app->cfg.near_duplicate_distance;
+	if (u->domain != 0 || d < 0 || u->norm.phash == 0) {
+		store(u);
+		return;
+	}
+	uint64_t h = u->norm.phash;
+	char hs[32], b[4][16], ds[16];
+	snprintf(hs, sizeof hs, "%lld", (long long)h);
+	for (int i = 0; i < 4; i++)
+		snprintf(b[i], sizeof b[i], "%u", (unsigned)((h >> (48 - 16 * i)) & 0xffff));
+	snprintf(ds, sizeof ds, "%d", d);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, hs);
+	db_param_bin(&p, u->norm.sha256, 32);
+	for (int i = 0; i < 4; i++)
+		db_param_text(&p, b[i]);
+	db_param_text(&p, ds);
+	int rc = db_query(u->app->db,
+			  "SELECT id, encode(sha256, 'hex'), ink_ratio, split, bit_count(int8send(phash # $1::bigint)) AS d "
+			  "FROM images WHERE domain = 'sketch' AND phash IS NOT NULL AND status = 'accepted' "
+			  "AND sha256 <> $2 AND (((phash >> 48) & 65535) = $3::bigint OR ((phash >> 32) & 65535) = $4::bigint "
+			  "OR ((phash >> 16) & 65535) = $5::bigint OR (phash & 65535) = $6::bigint) "
+			  "AND bit_count(int8send(phash # $1::bigint)) <= $7::int ORDER BY d, id LIMIT 1",
+			  &p, on_near_duplicate, u);
+	if (rc < 0) {
+		u->app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+	}
+}
+
+/* ---- step 3: a contributor's daily cap (poisoning by flooding) ----
+ *
+ * One indexed count (sql/012_contributor_day.sql) per sketch that names a
+ * contributor, before the INSERT. Uploads of one contributor in flight at
+ * once may each pass the count: the cap can be overshot by the concurrency,
+ * never by a sustained flood. */
+
+static void on_contributor_count(void *arg, int status, PGresult *res)
+{
+	struct upload *u = arg;
+	struct app *app = u->app;
+	if (status < 0 || PQntuples(res) != 1) {
+		app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+		return;
+	}
+	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	int cap = app->cfg.max_sketches_per_contributor_day;
+	if (n >= cap) {
+		app->ingest.rejected_cap++;
+		http_req_add_header(u->req, "Retry-After", "3600");
+		char msg[160];
+		snprintf(msg, sizeof msg,
+			 "contributor has reached the cap of %d accepted sketches in 24 hours; try again later", cap);
+		http_reply_err(u->req, AT_ERATELIMITED, msg,
+			       json_pack("{ss,si,sI}", "field", "contributor", "cap", cap, "accepted_24h", (json_int_t)n));
+		upload_free(u);
+		return;
+	}
+	check_near_duplicate(u);
+}
+
+static void check_contributor_cap(struct upload *u)
+{
+	if (u->domain != 0 || !u->contributor || !u->contributor[0] ||
+	    u->app->cfg.max_sketches_per_contributor_day <= 0) {
+		check_near_duplicate(u);
+		return;
+	}
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, u->contributor);
+	int rc = db_query(u->app->db,
+			  "SELECT count(*) FROM images WHERE domain = 'sketch' AND contributor = $1 "
+			  "AND created_at > now() - interval '24 hours' AND status <> 'rejected'",
+			  &p, on_contributor_count, u);
+	if (rc < 0) {
+		u->app->ingest.db_errors++;
+		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
+		upload_free(u);
+	}
+}
+
 /* ---- step 2: normalise off the loop ---- */
 
 static void normalize_work(uv_work_t *w)
@@ -358,7 +483,7 @@ static void normalize_done(uv_work_t *w, int status)
 		upload_free(u);
 		return;
 	}
-	store(u);
+	check_contributor_cap(u);
 }
 
 /* ---- step 1: the request ---- */
@@ -638,6 +763,10 @@ int ingest_metrics(const struct app *app, struct at_buf *b)
 		"atelier_ingest_rejected_total{reason=\"ink_ratio\"} %llu\n"
 		"atelier_ingest_rejected_total{reason=\"other\"} %llu\n"
 		"atelier_ingest_rejected_total{reason=\"database\"} %llu\n"
+		"atelier_ingest_rejected_total{reason=\"contributor_cap\"} %llu\n"
+		"# HELP atelier_ingest_near_duplicate_total Sketches answered as a near-duplicate of a stored one.\n"
+		"# TYPE atelier_ingest_near_duplicate_total counter\n"
+		"atelier_ingest_near_duplicate_total %llu\n"
 		"# HELP atelier_ingest_normalize_seconds_total Time from upload to normalised image.\n"
 		"# TYPE atelier_ingest_normalize_seconds_total counter\n"
 		"atelier_ingest_normalize_seconds_total %.6f\n",
@@ -645,5 +774,6 @@ int ingest_metrics(const struct app *app, struct at_buf *b)
 		(unsigned long long)s->duplicate[0], (unsigned long long)s->duplicate[1],
 		(unsigned long long)s->rejected_unsupported, (unsigned long long)s->rejected_corrupt,
 		(unsigned long long)s->rejected_pixels, (unsigned long long)s->rejected_ink,
-		(unsigned long long)s->rejected_other, (unsigned long long)s->db_errors, s->normalize_seconds);
+		(unsigned long long)s->rejected_other, (unsigned long long)s->db_errors,
+		(unsigned long long)s->rejected_cap, (unsigned long long)s->near_duplicate, s->normalize_seconds);
 }

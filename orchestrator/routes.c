@@ -212,7 +212,8 @@ const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 #define S_UPLOAD                                                                                                  \
 	HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"domain\":{\"type\":\"string\",\"enum\":[\"sketch\",\"painting\"]}" \
 			     ",\"sha256\":" API_SHA256 ",\"ink_ratio\":" API_NUM ",\"split\":" API_STR               \
-			     ",\"width\":" API_INT ",\"height\":" API_INT ",\"duplicate\":" API_BOOL))
+			     ",\"width\":" API_INT ",\"height\":" API_INT ",\"duplicate\":" API_BOOL          \
+			     ",\"near_duplicate\":" API_BOOL ",\"distance\":" API_INT))
 #define S_UPLOAD_BODY                                                                                             \
 	"{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY                                              \
 	",\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":"       \
@@ -226,7 +227,8 @@ const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 			     ",\"created_at\":" API_TIME ",\"bytes\":" API_INT))
 #define P_ID "{\"id\":" API_ID "}"
 #define R_DUPLICATE                                                                                               \
-	"{\"200\":{\"description\":\"already stored (duplicate: true)\",\"content\":" S_UPLOAD "}}"
+	"{\"200\":{\"description\":\"already stored (duplicate: true), or a sketch within --near-duplicate-distance "  \
+	"of a stored one (near_duplicate: true, the stored sketch's id, sha256 and Hamming distance; not stored)\",\"content\":" S_UPLOAD "}}"
 #define R_503 "{\"503\":{\"description\":\"the database is unreachable\",\"content\":" \
 	HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"
 

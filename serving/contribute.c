@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "image.h"
+#include "limit.h"
 #include "multipart.h"
 #include "serve.h"
 #include "spool.h"
@@ -122,6 +123,8 @@ static int consent_given(const struct multipart_part *p)
 void contribute_post(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
+	if (limit_admit(app, req, LIMIT_CONTRIBUTE) < 0)
+		return;
 	if (!app->cfg.atelierd || !app->spool) {
 		http_reply_err(req, AT_EUNAVAILABLE, "contributions are off: this node has no atelierd to send them to", NULL);
 		return;

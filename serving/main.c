@@ -31,6 +31,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "image.h"
+#include "limit.h"
 #include "log.h"
 #include "model_slot.h"
 #include "puller.h"
@@ -93,6 +94,19 @@ static const struct config_opt settings_table[] = {
 	 "contributed sketch ink ratio minimum (atelierd's --min-ink)"},
 	{"max-ink", "ATELIER_MAX_INK", CFG_DOUBLE, S(max_ink), "0.95", 0, 1,
 	 "contributed sketch ink ratio maximum (atelierd's --max-ink)"},
+	/* per-client token buckets (serving/limit.c): 429 with Retry-After past them */
+	{"rate-stylize", "ATELIER_SERVE_RATE_STYLIZE", CFG_DOUBLE, S(rate_stylize), "20", 0, 1e6,
+	 "POST /api/stylize per client address: requests a second (0 = no limit)"},
+	{"burst-stylize", "ATELIER_SERVE_BURST_STYLIZE", CFG_DOUBLE, S(burst_stylize), "100", 1, 1e6,
+	 "POST /api/stylize per client address: burst above the rate"},
+	{"rate-contribute", "ATELIER_SERVE_RATE_CONTRIBUTE", CFG_DOUBLE, S(rate_contribute), "0.5", 0, 1e6,
+	 "POST /api/contribute per client address: requests a second (0 = no limit)"},
+	{"burst-contribute", "ATELIER_SERVE_BURST_CONTRIBUTE", CFG_DOUBLE, S(burst_contribute), "20", 1, 1e6,
+	 "POST /api/contribute per client address: burst above the rate"},
+	{"ratelimit-clients", "ATELIER_SERVE_RATELIMIT_CLIENTS", CFG_INT, S(ratelimit_slots), "65536", 8, 1 << 24,
+	 "client addresses each rate limiter remembers (least recently seen forgotten first)"},
+	{"trust-proxy", "ATELIER_SERVE_TRUST_PROXY", CFG_BOOL, S(trust_proxy), "false", 1, 0,
+	 "behind a reverse proxy: rate-limit by the last X-Forwarded-For address, not the TCP peer"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -289,7 +303,7 @@ static int serve(void)
 	if (web_init(app.cfg.web_dir) < 0)
 		return 1;
 	if (model_slot_new(app.cfg.device, app.cfg.output_size, &app.slot) < 0 || stats_new(&app.stats) < 0 ||
-	    stylize_queue_new(&app.sq) < 0)
+	    stylize_queue_new(&app.sq) < 0 || limit_init(&app) < 0)
 		return 1;
 	if (app.cfg.atelierd) {
 		rc = spool_open(app.cfg.spool, app.cfg.spool_max_files, app.cfg.spool_max_bytes, &app.spool);
@@ -345,6 +359,7 @@ static int serve(void)
 	stats_free(app.stats);
 	spool_free(app.spool);
 	stylize_queue_free(app.sq);
+	limit_free(&app);
 	web_free();
 	curl_global_cleanup();
 	if (rc != 0) {

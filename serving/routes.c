@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "contribute.h"
+#include "limit.h"
 #include "log.h"
 #include "model_slot.h"
 #include "puller.h"
@@ -104,6 +105,8 @@ static void get_metrics(http_req_t *req)
 		rc = puller_metrics(app->puller, &b);
 	if (rc == 0)
 		rc = uplink_metrics(app->uplink, &b);
+	if (rc == 0)
+		rc = limit_metrics(app, &b);
 	http_reply_buf(req, rc, &b, "text/plain; version=0.0.4");
 }
 

@@ -25,6 +25,7 @@ struct spool;
 struct puller;
 struct uplink;
 struct stylize_queue;
+struct ratelimit;
 
 /* Settings (table in main.c). */
 struct serve_settings {
@@ -56,6 +57,10 @@ struct serve_settings {
 	const char *admin_token;
 	const char *web_dir;    /* serve the page from here instead of the embedded copy */
 	double min_ink, max_ink; /* a contribution's accepted ink ratio: keep equal to atelierd's */
+	double rate_stylize, burst_stylize;       /* per-client token bucket (rate 0: no limit) */
+	double rate_contribute, burst_contribute;
+	int ratelimit_slots;    /* client addresses each limiter remembers */
+	int trust_proxy;        /* key clients by the last X-Forwarded-For entry */
 };
 
 struct serve_app {
@@ -69,6 +74,7 @@ struct serve_app {
 	struct puller *puller;
 	struct uplink *uplink;
 	struct stylize_queue *sq;
+	struct ratelimit *limits[2]; /* limit.c, by enum limit_endpoint; NULL: no limit */
 	uint64_t started_at;
 	int shutting_down;
 	int reloading; /* a local reload is on the threadpool */

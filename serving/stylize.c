@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "image.h"
+#include "limit.h"
 #include "log.h"
 #include "model_slot.h"
 #include "multipart.h"
@@ -359,6 +360,8 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 void stylize_post(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
+	if (limit_admit(app, req, LIMIT_STYLIZE) < 0)
+		return;
 	uint64_t t0 = now_ns();
 	size_t ctlen = 0, blen;
 	const char *ct = http_req_header(req, "content-type", &ctlen);

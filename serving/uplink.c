@@ -138,6 +138,21 @@ static int retryable(long status)
 	       status == 429 || status < 200;
 }
 
+/* atelierd's per-contributor daily cap (429 RATELIMITED, detail field
+ * "contributor") refuses this contribution, not the node: kept, it would hold
+ * up the whole spool behind it for a day. So it is dropped like a rejection. */
+static int contributor_capped(const struct http_client_resp *r)
+{
+	if (r->status != 429 || !r->body.data)
+		return 0;
+	json_t *o = json_loadb((const char *)r->body.data, r->body.len, 0, NULL);
+	const char *code = json_string_value(json_object_get(o, "code"));
+	const char *field = json_string_value(json_object_get(json_object_get(o, "detail"), "field"));
+	int capped = code && field && strcmp(code, "RATELIMITED") == 0 && strcmp(field, "contributor") == 0;
+	json_decref(o);
+	return capped;
+}
+
 static void schedule_retry(struct uplink *u)
 {
 	u->backoff = u->backoff <= 0 ? 0.5 : u->backoff * 2;
@@ -184,7 +199,7 @@ static void drain(struct uplink *u)
 			http_client_resp_free(&r);
 			return;
 		}
-		if (rc < 0 || retryable(r.status)) {
+		if (rc < 0 || (retryable(r.status) && !contributor_capped(&r))) {
 			if (rc < 0)
 				log_debug("uplink: atelierd unreachable (%s); %s stays in the spool", r.error, path);
 			else

@@ -342,7 +342,8 @@ def test_bad_model_file_keeps_serving_the_old_one(models, tmp_path):
 def test_hot_swap_under_load(models, tmp_path):
     path = str(tmp_path / "model.am")
     shutil.copy(models[0], path)
-    n = start_node("--model-file", path, "--threads", "2").wait_ready()
+    # three clients from one address as fast as they can: no rate limit here
+    n = start_node("--model-file", path, "--threads", "2", "--rate-stylize", "0").wait_ready()
     results = []
     stop = threading.Event()
 

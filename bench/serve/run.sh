@@ -78,7 +78,7 @@ row() { printf "%-46s %22s %22s\n" "$1" "$2" "$3"; }
 # Both servers run side by side (an idle one costs nothing: OMP_WAIT_POLICY
 # is passive) and each figure is taken for one, then the other, so that load
 # from elsewhere on the host drifts into both columns alike.
-"$SERVE" --port 0 --model-file "$TMP/model.am" --torch-threads "$THREADS" --admin-token bench \
+"$SERVE" --port 0 --model-file "$TMP/model.am" --torch-threads "$THREADS" --admin-token bench --rate-stylize 0 \
 	--cache "$TMP/cache" --spool "$TMP/spool" >"$TMP/serve.log" 2>&1 &
 PIDS="$PIDS $!"
 URL=$(wait_url "$TMP/serve.log")
