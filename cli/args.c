@@ -92,8 +92,8 @@ int cli_arg_long(const struct cli_args *a, const char *name, long def, long min,
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (!*s || *end || errno || v < min || v > max) {
-		fprintf(stderr, "atelier %s: --%s needs a whole number in %ld..%ld, not \"%s\"\n", a->cmd->name, name, min,
-			max, s);
+		fprintf(stderr, "atelier %s: --%s needs a whole number in %ld..%ld, not \"%s\"\n", a->cmd->name, name,
+			min, max, s);
 		return 2;
 	}
 	*out = v;
@@ -126,7 +126,8 @@ void cli_args_help(FILE *f, const struct cli_command *cmd)
 			snprintf(head, sizeof head, "-%c, --%s%s%s", fl->letter, fl->name, fl->value ? " " : "",
 				 fl->value ? fl->value : "");
 		else
-			snprintf(head, sizeof head, "--%s%s%s", fl->name, fl->value ? " " : "", fl->value ? fl->value : "");
+			snprintf(head, sizeof head, "--%s%s%s", fl->name, fl->value ? " " : "",
+				 fl->value ? fl->value : "");
 		fprintf(f, "  %-28s %s\n", head, fl->doc);
 	}
 	fputs("  --help                       this text\n", f);

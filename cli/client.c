@@ -7,14 +7,17 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_request(const struct cli *c, const char *method, const char *path, const char *content_type,
-		const void *body, size_t len, struct http_client_resp *resp)
+int cli_request(const struct cli *c, const char *method, const char *path, const char *content_type, const void *body,
+		size_t len, struct http_client_resp *resp)
 {
 	struct http_client hc;
 	http_client_init(&hc, c->url, c->token, NULL, NULL);
 	http_client_resp_init(resp, (size_t)64 << 20);
-	struct http_client_req q = {
-		.method = method, .path = path, .content_type = content_type, .body = body, .len = len};
+	struct http_client_req q = {.method = method,
+				    .path = path,
+				    .content_type = content_type,
+				    .body = body,
+				    .len = len};
 	return http_client_call(&hc, &q, resp);
 }
 

@@ -23,8 +23,8 @@ struct cli {
  * came back (any status), < 0 on transport failure (message in resp->error).
  * resp is initialised here; the caller frees it with http_client_resp_free
  * whatever the result. */
-int cli_request(const struct cli *c, const char *method, const char *path, const char *content_type,
-		const void *body, size_t len, struct http_client_resp *resp) AT_MUST_CHECK;
+int cli_request(const struct cli *c, const char *method, const char *path, const char *content_type, const void *body,
+		size_t len, struct http_client_resp *resp) AT_MUST_CHECK;
 
 /* Parse the body as JSON (NULL if not JSON). */
 json_t *cli_response_json(const struct http_client_resp *r);

@@ -116,8 +116,8 @@ int cmd_import(struct cli *c, const struct cli_args *a)
 	}
 	if (c->json) {
 		json_t *o = json_pack("{sI,sI,sI,sI,so,sO}", "accepted", (json_int_t)accepted, "duplicate",
-				      (json_int_t)duplicate, "rejected", (json_int_t)rejected, "failed", (json_int_t)failed,
-				      "files", report, "rejected_by_reason", by_reason);
+				      (json_int_t)duplicate, "rejected", (json_int_t)rejected, "failed",
+				      (json_int_t)failed, "files", report, "rejected_by_reason", by_reason);
 		char *s = json_dumps(o, JSON_INDENT(2));
 		puts(s);
 		free(s);

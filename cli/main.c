@@ -69,7 +69,8 @@ const struct cli_command cli_commands[] = {
 	{"token create", cmd_token_create, "", "create an API token", 0, 0, FLAGS(token_flags)},
 	{"apply", cmd_apply, "", "apply a pipeline YAML (no new version if unchanged)", 0, 0, FLAGS(apply_flags)},
 	{"pipelines", cmd_pipelines, "", "list pipelines", 0, 0, NOFLAGS},
-	{"run show", cmd_run_show, "RUN", "a run's stages, attempts, workers, progress and ETA", 1, 1, FLAGS(show_flags)},
+	{"run show", cmd_run_show, "RUN", "a run's stages, attempts, workers, progress and ETA", 1, 1,
+	 FLAGS(show_flags)},
 	{"run", cmd_run, "PIPELINE", "start a run now", 1, 1, NOFLAGS},
 	{"runs", cmd_runs, "", "list runs with progress and ETA (live with --watch)", 0, 0, FLAGS(runs_flags)},
 	{"cancel", cmd_cancel, "RUN", "cancel a run", 1, 1, NOFLAGS},
@@ -93,7 +94,8 @@ const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
 /* The global flags; they come before the command (--json may also follow it). */
 static const struct config_opt settings_table[] = {
-	{"url", "ATELIER_URL", CFG_STR, offsetof(struct cli, url), "http://127.0.0.1:8080", 1, 0, "atelierd's base URL"},
+	{"url", "ATELIER_URL", CFG_STR, offsetof(struct cli, url), "http://127.0.0.1:8080", 1, 0,
+	 "atelierd's base URL"},
 	{"token", "ATELIER_TOKEN", CFG_STR, offsetof(struct cli, token), NULL, 1, 0,
 	 "API token, sent as a bearer token (atelierd token create, atelier token create)"},
 	{"json", NULL, CFG_BOOL, offsetof(struct cli, json), "false", 1, 0,
@@ -155,7 +157,8 @@ int main(int argc, char **argv)
 		int words = 0;
 		if (sp) {
 			size_t l1 = (size_t)(sp - name);
-			if (i + 1 < argc && strlen(argv[i]) == l1 && !strncmp(argv[i], name, l1) && !strcmp(argv[i + 1], sp + 1))
+			if (i + 1 < argc && strlen(argv[i]) == l1 && !strncmp(argv[i], name, l1) &&
+			    !strcmp(argv[i + 1], sp + 1))
 				words = 2;
 		} else if (!strcmp(argv[i], name)) {
 			words = 1;

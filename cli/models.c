@@ -45,8 +45,8 @@ int cmd_models(struct cli *c, const struct cli_args *a)
 		if (c->json) {
 			print_json(out);
 		} else {
-			printf("%-8s %-14s %-10s %-8s %-10s %-10s %s\n", "VERSION", "SHA256", "SIZE", "RUN", "DATASET", "PARENT",
-			       "CHANNELS");
+			printf("%-8s %-14s %-10s %-8s %-10s %-10s %s\n", "VERSION", "SHA256", "SIZE", "RUN", "DATASET",
+			       "PARENT", "CHANNELS");
 			size_t i;
 			json_t *v;
 			json_array_foreach(json_object_get(out, "versions"), i, v)
@@ -109,9 +109,10 @@ static int move(struct cli *c, const struct cli_args *a, json_t *body)
 	}
 	const char *reason = cli_arg(a, "reason");
 	/* the ledger keeps the reason; without --reason it still says which command moved the channel */
-	json_object_set_new(body, "reason", json_string(reason ? reason : !strcmp(a->cmd->name, "promote")
-									? "atelier promote"
-									: "atelier rollback"));
+	json_object_set_new(body, "reason",
+			    json_string(reason                             ? reason
+					: !strcmp(a->cmd->name, "promote") ? "atelier promote"
+									   : "atelier rollback"));
 	char path[256];
 	snprintf(path, sizeof path, "/v1/models/%s/channels/%s", model, channel);
 	json_t *out;
@@ -225,11 +226,14 @@ int cmd_nodes(struct cli *c, const struct cli_args *a)
 		json_t *n;
 		json_array_foreach(json_object_get(out, "nodes"), i, n)
 		{
-			printf("%-20s %-16s %-11s %-8lld %-10lld %-8.2f %-8.0f %s\n", json_string_value(json_object_get(n, "name")),
-			       json_string_value(json_object_get(n, "model")) ? json_string_value(json_object_get(n, "model"))
-									      : "-",
-			       json_string_value(json_object_get(n, "channel")) ? json_string_value(json_object_get(n, "channel"))
-										: "-",
+			printf("%-20s %-16s %-11s %-8lld %-10lld %-8.2f %-8.0f %s\n",
+			       json_string_value(json_object_get(n, "name")),
+			       json_string_value(json_object_get(n, "model"))
+				       ? json_string_value(json_object_get(n, "model"))
+				       : "-",
+			       json_string_value(json_object_get(n, "channel"))
+				       ? json_string_value(json_object_get(n, "channel"))
+				       : "-",
 			       (long long)json_integer_value(json_object_get(n, "version")),
 			       (long long)json_integer_value(json_object_get(n, "requests")),
 			       100 * json_number_value(json_object_get(n, "error_rate")),

@@ -76,7 +76,8 @@ int cmd_apply(struct cli *c, const struct cli_args *a)
 		print_json(j);
 	} else {
 		int created = json_is_true(json_object_get(j, "created"));
-		printf("pipeline %s: version %lld %s (sha256 %.12s)\n", json_string_value(json_object_get(j, "pipeline")),
+		printf("pipeline %s: version %lld %s (sha256 %.12s)\n",
+		       json_string_value(json_object_get(j, "pipeline")),
 		       (long long)json_integer_value(json_object_get(j, "version")), created ? "created" : "unchanged",
 		       json_string_value(json_object_get(j, "sha256")));
 	}
@@ -102,7 +103,8 @@ int cmd_pipelines(struct cli *c, const struct cli_args *a)
 			json_t *lr = json_object_get(p, "last_run");
 			char last[32] = "-";
 			if (json_is_object(lr))
-				snprintf(last, sizeof last, "#%lld", (long long)json_integer_value(json_object_get(lr, "id")));
+				snprintf(last, sizeof last, "#%lld",
+					 (long long)json_integer_value(json_object_get(lr, "id")));
 			printf("%-20s %-8lld %-16s %-10s %s\n", json_string_value(json_object_get(p, "name")),
 			       (long long)json_integer_value(json_object_get(p, "version")),
 			       json_string_value(json_object_get(p, "model")), last,
@@ -177,8 +179,8 @@ static double run_eta(json_t *r)
 
 static void print_runs_table(json_t *out)
 {
-	printf("%-6s %-16s %-10s %-12s %-22s %8s %7s  %s\n", "RUN", "PIPELINE", "STATE", "TRIGGER", "PROGRESS", "SECONDS",
-	       "ETA", "STAGES");
+	printf("%-6s %-16s %-10s %-12s %-22s %8s %7s  %s\n", "RUN", "PIPELINE", "STATE", "TRIGGER", "PROGRESS",
+	       "SECONDS", "ETA", "STAGES");
 	size_t i;
 	json_t *r;
 	json_array_foreach(json_object_get(out, "runs"), i, r)
@@ -190,7 +192,8 @@ static void print_runs_table(json_t *out)
 		const char *running = json_string_value(json_object_get(r, "running_stages"));
 		const char *state = json_string_value(json_object_get(r, "state"));
 		/* a skipped run's reason is the point of the line ("no new data: ...") */
-		const char *reason = state && !strcmp(state, "skipped") ? json_string_value(json_object_get(r, "error")) : NULL;
+		const char *reason =
+			state && !strcmp(state, "skipped") ? json_string_value(json_object_get(r, "error")) : NULL;
 		printf("%-6lld %-16s %-10s %-12s [%s] %8.1f %7s  %lld/%lld%s%s%s%s\n",
 		       (long long)json_integer_value(json_object_get(r, "run_id")),
 		       json_string_value(json_object_get(r, "pipeline")), state,
@@ -215,8 +218,12 @@ static int parse_since(const char *s, char *out, size_t n)
 		long long v = strtoll(s, &end, 10);
 		long long unit = 0;
 		if (end[0] && !end[1] && end != s)
-			unit = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : end[0] == 'd' ? 86400
-			       : end[0] == 'w' ? 604800 : 0;
+			unit = end[0] == 's'   ? 1
+			       : end[0] == 'm' ? 60
+			       : end[0] == 'h' ? 3600
+			       : end[0] == 'd' ? 86400
+			       : end[0] == 'w' ? 604800
+					       : 0;
 		if (unit && v >= 0 && v <= 100LL * 366 * 86400 / unit) {
 			time_t t = time(NULL) - (time_t)(v * unit);
 			gmtime_r(&t, &tm);
@@ -258,7 +265,8 @@ int cmd_runs(struct cli *c, const struct cli_args *a)
 			v = ts;
 		}
 		char *esc = url_escape(v);
-		q += (size_t)snprintf(query + q, sizeof query - q, "%s%s=%s", q ? "&" : "?", filters[i], esc ? esc : "");
+		q += (size_t)snprintf(query + q, sizeof query - q, "%s%s=%s", q ? "&" : "?", filters[i],
+				      esc ? esc : "");
 		free(esc);
 		if (q >= sizeof query) {
 			fprintf(stderr, "atelier runs: filters too long\n");
@@ -306,15 +314,17 @@ static void print_run(json_t *out)
 	char eta[16];
 	fmt_eta(run_eta(r), eta, sizeof eta);
 	printf("run #%lld  %s v%lld  %s  (trigger %s, %.1f s, ETA %s)\n",
-	       (long long)json_integer_value(json_object_get(r, "run_id")), json_string_value(json_object_get(r, "pipeline")),
+	       (long long)json_integer_value(json_object_get(r, "run_id")),
+	       json_string_value(json_object_get(r, "pipeline")),
 	       (long long)json_integer_value(json_object_get(r, "pipeline_version")),
 	       json_string_value(json_object_get(r, "state")), json_string_value(json_object_get(r, "trigger")),
 	       json_number_value(json_object_get(r, "seconds")), eta);
 	if (json_string_value(json_object_get(r, "error")))
-		printf("%s: %s\n", strcmp(json_string_value(json_object_get(r, "state")), "skipped") ? "error" : "skipped",
+		printf("%s: %s\n",
+		       strcmp(json_string_value(json_object_get(r, "state")), "skipped") ? "error" : "skipped",
 		       json_string_value(json_object_get(r, "error")));
-	printf("%-10s %-10s %-10s %-8s %-24s %-22s %7s  %s\n", "STAGE", "KIND", "STATE", "ATTEMPT", "WORKER", "PROGRESS",
-	       "ETA", "MESSAGE");
+	printf("%-10s %-10s %-10s %-8s %-24s %-22s %7s  %s\n", "STAGE", "KIND", "STATE", "ATTEMPT", "WORKER",
+	       "PROGRESS", "ETA", "MESSAGE");
 	size_t i;
 	json_t *j;
 	json_array_foreach(json_object_get(out, "jobs"), i, j)

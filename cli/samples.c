@@ -60,8 +60,8 @@ static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 		return -1;
 	}
 	char why[128];
-	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE, img, why,
-			      sizeof why);
+	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE,
+			      img, why, sizeof why);
 	http_client_resp_free(&r);
 	if (rc < 0) {
 		fprintf(stderr, "atelier: %s: %s\n", path, why);
@@ -80,7 +80,8 @@ static void draw(struct sheet *s, int x0, int y0, const struct image_raw *img)
 	for (int y = 0; y < SHEET_CELL; y++)
 		for (int x = 0; x < SHEET_CELL; x++) {
 			const uint8_t *p = img->pix + ((size_t)(y * img->height / SHEET_CELL) * img->width +
-						       (size_t)(x * img->width / SHEET_CELL)) * 3;
+						       (size_t)(x * img->width / SHEET_CELL)) *
+							      3;
 			memcpy(s->pix + ((size_t)(y0 + y) * s->w + x0 + x) * 3, p, 3);
 		}
 }

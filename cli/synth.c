@@ -71,8 +71,8 @@ int cmd_synth(struct cli *c, const struct cli_args *a)
 {
 	long count, seed, size;
 	const char *out = cli_arg(a, "out");
-	if (cli_arg_long(a, "count", 200, 1, 1000000, &count) || cli_arg_long(a, "seed", 1, LONG_MIN, LONG_MAX, &seed) ||
-	    cli_arg_long(a, "size", 256, 32, 1024, &size))
+	if (cli_arg_long(a, "count", 200, 1, 1000000, &count) ||
+	    cli_arg_long(a, "seed", 1, LONG_MIN, LONG_MAX, &seed) || cli_arg_long(a, "size", 256, 32, 1024, &size))
 		return 2;
 	if (out && mkdir(out, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "atelier synth: cannot create %s\n", out);

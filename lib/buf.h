@@ -20,7 +20,7 @@ struct at_buf {
 void at_buf_init(struct at_buf *b, size_t cap);
 void at_buf_free(struct at_buf *b);
 void at_buf_reset(struct at_buf *b);
-int at_buf_add(struct at_buf *b, const void *data, size_t len) AT_MUST_CHECK;      /* AT_ETOOBIG past cap */
+int at_buf_add(struct at_buf *b, const void *data, size_t len) AT_MUST_CHECK; /* AT_ETOOBIG past cap */
 int at_buf_addstr(struct at_buf *b, const char *s) AT_MUST_CHECK;
 int at_buf_printf(struct at_buf *b, const char *fmt, ...) AT_MUST_CHECK __attribute__((format(printf, 2, 3)));
 /* Append a whole file (AT_EIO if unreadable, AT_ETOOBIG past the cap). */

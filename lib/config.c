@@ -21,9 +21,9 @@ int config_parse_size(const char *s, size_t *out)
 	static const struct {
 		const char *suffix;
 		double mul;
-	} units[] = {{"", 1},	      {"b", 1},		 {"k", 1024},	     {"kb", 1024}, {"kib", 1024},
-		     {"m", 1 << 20},  {"mb", 1 << 20},	 {"mib", 1 << 20},   {"g", 1 << 30}, {"gb", 1 << 30},
-		     {"gib", 1 << 30}};
+	} units[] = {{"", 1},        {"b", 1},        {"k", 1024},     {"kb", 1024},
+		     {"kib", 1024},  {"m", 1 << 20},  {"mb", 1 << 20}, {"mib", 1 << 20},
+		     {"g", 1 << 30}, {"gb", 1 << 30}, {"gib", 1 << 30}};
 	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
 		if (strcasecmp(end, units[i].suffix) == 0) {
 			double b = v * units[i].mul;
@@ -47,16 +47,13 @@ int config_parse_bool(const char *s, size_t len, int *out)
 	return AT_EINVAL;
 }
 
-static int set_value(const struct config_opt *o, void *dst, const char *val, const char *from, char *err,
-		     size_t errlen)
+static int set_value(const struct config_opt *o, void *dst, const char *val, const char *from, char *err, size_t errlen)
 {
 	char *p = (char *)dst + o->offset;
 	char *end;
 	double num = 0;
 	switch (o->type) {
-	case CFG_STR:
-		*(const char **)p = val;
-		return 0;
+	case CFG_STR: *(const char **)p = val; return 0;
 	case CFG_BOOL:
 		if (config_parse_bool(val, strlen(val), (int *)p) < 0)
 			goto bad;

@@ -18,7 +18,7 @@ struct config_opt {
 	const char *name; /* flag without "--", e.g. "port" */
 	const char *env;  /* environment variable or NULL */
 	enum config_type type;
-	size_t offset; /* into the settings struct */
+	size_t offset;   /* into the settings struct */
 	const char *def; /* default as text, or NULL (string NULL / 0) */
 	double min, max; /* for numbers; min > max means unchecked */
 	const char *doc;

@@ -71,8 +71,8 @@ struct db_conn {
 	int backoff_ms;
 	struct db_query *cur;
 	PGresult *cur_res;
-	int cur_failed; /* an error result was seen for cur */
-	db_tx_t *tx;      /* pinned transaction, if any */
+	int cur_failed;    /* an error result was seen for cur */
+	db_tx_t *tx;       /* pinned transaction, if any */
 	struct qlist priv; /* statements for the pinned tx, or LISTENs */
 };
 
@@ -409,7 +409,8 @@ static void conn_ready(struct db_conn *c)
 	PQsetnonblocking(c->pg, 1);
 	if (c->is_listen) {
 		for (int i = 0; i < p->nlisteners; i++) {
-			char *ident = PQescapeIdentifier(c->pg, p->listeners[i].channel, strlen(p->listeners[i].channel));
+			char *ident =
+				PQescapeIdentifier(c->pg, p->listeners[i].channel, strlen(p->listeners[i].channel));
 			if (!ident)
 				continue;
 			char sql[256];
@@ -433,27 +434,18 @@ static void conn_ready(struct db_conn *c)
 static void conn_continue_connect(struct db_conn *c)
 {
 	switch (PQconnectPoll(c->pg)) {
-	case PGRES_POLLING_READING:
-		conn_watch(c, UV_READABLE);
-		break;
-	case PGRES_POLLING_WRITING:
-		conn_watch(c, UV_WRITABLE);
-		break;
+	case PGRES_POLLING_READING: conn_watch(c, UV_READABLE); break;
+	case PGRES_POLLING_WRITING: conn_watch(c, UV_WRITABLE); break;
 	case PGRES_POLLING_OK:
 		conn_watch(c, UV_READABLE);
 		conn_ready(c);
 		break;
-	default:
-		conn_lost(c, PQerrorMessage(c->pg));
-		break;
+	default: conn_lost(c, PQerrorMessage(c->pg)); break;
 	}
 }
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors; keep them out of stderr. */
-static void notice_quiet(void *arg, const char *message)
-{
-	log_debug("db: %s", message);
-}
+static void notice_quiet(void *arg, const char *message) { log_debug("db: %s", message); }
 
 static void conn_connect(struct db_conn *c)
 {
@@ -742,8 +734,7 @@ int db_tx_begin(db_pool_t *pool, db_tx_cb cb, void *arg)
 	return 0;
 }
 
-static int tx_push(db_tx_t *tx, enum q_kind kind, const char *sql, const struct db_params *params, db_cb cb,
-		   void *arg)
+static int tx_push(db_tx_t *tx, enum q_kind kind, const char *sql, const struct db_params *params, db_cb cb, void *arg)
 {
 	if (tx->finishing)
 		return AT_EINVAL;
@@ -772,15 +763,9 @@ int db_tx_query(db_tx_t *tx, const char *sql, const struct db_params *params, db
 	return tx_push(tx, Q_TXSTMT, sql, params, cb, arg);
 }
 
-int db_tx_commit(db_tx_t *tx, db_cb cb, void *arg)
-{
-	return tx_push(tx, Q_COMMIT, "COMMIT", NULL, cb, arg);
-}
+int db_tx_commit(db_tx_t *tx, db_cb cb, void *arg) { return tx_push(tx, Q_COMMIT, "COMMIT", NULL, cb, arg); }
 
-int db_tx_rollback(db_tx_t *tx, db_cb cb, void *arg)
-{
-	return tx_push(tx, Q_ROLLBACK, "ROLLBACK", NULL, cb, arg);
-}
+int db_tx_rollback(db_tx_t *tx, db_cb cb, void *arg) { return tx_push(tx, Q_ROLLBACK, "ROLLBACK", NULL, cb, arg); }
 
 int db_listen(db_pool_t *pool, const char *channel, db_notify_cb cb, void *arg)
 {

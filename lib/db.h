@@ -74,7 +74,8 @@ int db_query_argv(db_pool_t *pool, const char *sql, int n, const char *const *va
 		  const int *formats, db_cb cb, void *arg) AT_MUST_CHECK;
 
 /* The same, asking for results in binary format (e.g. to read bytea without hex). */
-int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb, void *arg) AT_MUST_CHECK;
+int db_query_binary(db_pool_t *pool, const char *sql, const struct db_params *params, db_cb cb,
+		    void *arg) AT_MUST_CHECK;
 
 /* Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.
  * db_tx_begin's callback gets the tx (status 0) or an error. Inside, queue

@@ -15,33 +15,33 @@
 #define AT_MUST_CHECK __attribute__((warn_unused_result))
 
 /* X(name, http status, message) */
-#define AT_ERRNO_MAP(X)                                                        \
-	X(NOMEM, 503, "out of memory")                                         \
-	X(INVAL, 400, "invalid argument")                                      \
-	X(IO, 500, "i/o error")                                                \
-	X(DB, 503, "database error")                                           \
-	X(NOTFOUND, 404, "not found")                                          \
-	X(EXISTS, 409, "already exists")                                       \
-	X(CONFLICT, 409, "conflict")                                           \
-	X(TOOBIG, 413, "too large")                                            \
-	X(UNSUPPORTED, 415, "unsupported media type")                          \
-	X(CORRUPT, 422, "corrupt or unreadable data")                          \
-	X(UNPROCESSABLE, 422, "unprocessable content")                         \
-	X(PARSE, 400, "parse error")                                           \
-	X(UNAUTHORIZED, 401, "missing or invalid token")                       \
-	X(FORBIDDEN, 403, "forbidden")                                         \
-	X(TIMEOUT, 504, "timed out")                                           \
-	X(CANCELLED, 409, "cancelled")                                         \
-	X(UNAVAILABLE, 503, "unavailable")                                     \
-	X(RANGE, 400, "value out of range")                                    \
-	X(STALE, 409, "stale owner token")                                     \
-	X(INTERNAL, 500, "internal error")                                     \
-	X(METHOD, 405, "method not allowed")                                   \
-	X(URITOOLONG, 414, "request path too long")                            \
-	X(UNSATISFIABLE, 416, "range not satisfiable")                         \
-	X(BUSY, 503, "busy: try again later")                                  \
-	X(NOTREADY, 503, "not ready")                                          \
-	X(REQTIMEOUT, 408, "request timed out: the client stopped sending")    \
+#define AT_ERRNO_MAP(X)                                                     \
+	X(NOMEM, 503, "out of memory")                                      \
+	X(INVAL, 400, "invalid argument")                                   \
+	X(IO, 500, "i/o error")                                             \
+	X(DB, 503, "database error")                                        \
+	X(NOTFOUND, 404, "not found")                                       \
+	X(EXISTS, 409, "already exists")                                    \
+	X(CONFLICT, 409, "conflict")                                        \
+	X(TOOBIG, 413, "too large")                                         \
+	X(UNSUPPORTED, 415, "unsupported media type")                       \
+	X(CORRUPT, 422, "corrupt or unreadable data")                       \
+	X(UNPROCESSABLE, 422, "unprocessable content")                      \
+	X(PARSE, 400, "parse error")                                        \
+	X(UNAUTHORIZED, 401, "missing or invalid token")                    \
+	X(FORBIDDEN, 403, "forbidden")                                      \
+	X(TIMEOUT, 504, "timed out")                                        \
+	X(CANCELLED, 409, "cancelled")                                      \
+	X(UNAVAILABLE, 503, "unavailable")                                  \
+	X(RANGE, 400, "value out of range")                                 \
+	X(STALE, 409, "stale owner token")                                  \
+	X(INTERNAL, 500, "internal error")                                  \
+	X(METHOD, 405, "method not allowed")                                \
+	X(URITOOLONG, 414, "request path too long")                         \
+	X(UNSATISFIABLE, 416, "range not satisfiable")                      \
+	X(BUSY, 503, "busy: try again later")                               \
+	X(NOTREADY, 503, "not ready")                                       \
+	X(REQTIMEOUT, 408, "request timed out: the client stopped sending") \
 	X(RATELIMITED, 429, "too many requests: slow down")
 
 enum at_err {
@@ -50,7 +50,7 @@ enum at_err {
 	AT_ERR_FIRST_ = -1000,
 	AT_ERRNO_MAP(AT_ERR_ENUM)
 #undef AT_ERR_ENUM
-	AT_ERR_LAST_
+		AT_ERR_LAST_
 };
 /* Codes in the table; at_err_index() maps a code to 0..AT_ERR_COUNT-1. */
 #define AT_ERR_COUNT (AT_ERR_LAST_ - AT_ERR_FIRST_ - 1)

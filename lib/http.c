@@ -59,7 +59,7 @@ struct http_conn {
 	uv_tcp_t tcp; /* first: h2o's close callback gets this pointer */
 	struct http_conn *prev, *next;
 	http_server_t *srv;
-	h2o_socket_t *sock; /* h2o's socket over tcp; sock->data is h2o's connection */
+	h2o_socket_t *sock;             /* h2o's socket over tcp; sock->data is h2o's connection */
 	const h2o_conn_callbacks_t *h1; /* HTTP/1 connections' callbacks: tells an upgrade to HTTP/2 */
 	/* progress of the request being read (idle_tick) */
 	size_t seen;       /* bytes h2o held at the last change; SIZE_MAX: not reading */
@@ -206,8 +206,8 @@ static int compile_route(struct compiled_route *cr, const struct http_route *r)
 				log_error("http: %s %s: OpenAPI text is not a JSON object: %s", r->method, r->pattern,
 					  texts[i]);
 			else
-				log_error("http: %s %s: OpenAPI text: %s at column %d: %s", r->method, r->pattern, e.text,
-					  e.column, texts[i]);
+				log_error("http: %s %s: OpenAPI text: %s at column %d: %s", r->method, r->pattern,
+					  e.text, e.column, texts[i]);
 			return AT_EINVAL;
 		}
 	}
@@ -356,8 +356,7 @@ static const char *reason_phrase(int status)
 /* Sets status and common headers; returns 0 if the client is still there. */
 static int reply_begin(http_req_t *req, int status, const char *content_type)
 {
-	count_status(req->route ? req->route : &req->srv->unmatched, status,
-		     (double)(now_ns() - req->start_ns) / 1e9);
+	count_status(req->route ? req->route : &req->srv->unmatched, status, (double)(now_ns() - req->start_ns) / 1e9);
 	h2o_req_t *r = req->h2o;
 	if (!r)
 		return -1;
@@ -378,7 +377,8 @@ static int reply_begin(http_req_t *req, int status, const char *content_type)
 		if (r->version >= 0x200)
 			h2o_strtolower(name.base, nl);
 		h2o_add_header_by_str(&r->pool, &r->res.headers, name.base, nl, 0, NULL,
-				      h2o_strdup(&r->pool, req->xh_values[i], SIZE_MAX).base, strlen(req->xh_values[i]));
+				      h2o_strdup(&r->pool, req->xh_values[i], SIZE_MAX).base,
+				      strlen(req->xh_values[i]));
 	}
 	return 0;
 }
@@ -478,7 +478,8 @@ void http_reply_err(http_req_t *req, int err, const char *msg, json_t *detail)
 	int i = at_err_index(err);
 	if (i < 0) {
 		/* not a code of the table: a bug in the caller, answered as one */
-		log_error("http: %s %s: reply with unknown error %d [%s]", http_req_method(req), req->path, err, req->id);
+		log_error("http: %s %s: reply with unknown error %d [%s]", http_req_method(req), req->path, err,
+			  req->id);
 		err = AT_EINTERNAL;
 		i = at_err_index(err);
 	}
@@ -492,8 +493,8 @@ void http_reply_err(http_req_t *req, int err, const char *msg, json_t *detail)
 		json_object_set_new(o, "detail", detail);
 	json_object_set_new(o, "request_id", json_string(req->id));
 	if (status >= 500)
-		log_warn("http: %s %s -> %d %s %s [%s]", http_req_method(req), req->path, status, at_err_name(err), message,
-			 req->id);
+		log_warn("http: %s %s -> %d %s %s [%s]", http_req_method(req), req->path, status, at_err_name(err),
+			 message, req->id);
 	else
 		log_debug("http: %s %s -> %d %s %s [%s]", http_req_method(req), req->path, status, at_err_name(err),
 			  message, req->id);
@@ -872,7 +873,8 @@ static int parse_query(http_req_t *req)
 	if (!r || r->query_at == SIZE_MAX)
 		return 0;
 	const char *q = r->path.base + r->query_at + 1;
-	int n = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues, HTTP_MAX_QUERY);
+	int n = http_query_parse(q, (size_t)(r->path.base + r->path.len - q), req->qnames, req->qvalues,
+				 HTTP_MAX_QUERY);
 	req->nquery = n < 0 ? 0 : n;
 	return n < 0 ? n : 0;
 }
@@ -901,7 +903,8 @@ json_t *http_req_json_body(http_req_t *req)
 			json_object_set_new(d, "reason", json_string(err.text));
 		}
 		json_decref(j);
-		http_reply_err(req, j ? AT_EINVAL : AT_EPARSE, j ? "request body must be a JSON object" : "invalid JSON body", d);
+		http_reply_err(req, j ? AT_EINVAL : AT_EPARSE,
+			       j ? "request body must be a JSON object" : "invalid JSON body", d);
 		return NULL;
 	}
 	return j;
@@ -961,8 +964,8 @@ static void make_request_id(http_req_t *req)
 	if (h && n > 0 && n < sizeof req->id) {
 		size_t i;
 		for (i = 0; i < n; i++)
-			if (!(h[i] == '-' || h[i] == '_' || (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'z') ||
-			      (h[i] >= 'A' && h[i] <= 'Z')))
+			if (!(h[i] == '-' || h[i] == '_' || (h[i] >= '0' && h[i] <= '9') ||
+			      (h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z')))
 				break;
 		if (i == n) {
 			memcpy(req->id, h, n);
@@ -1029,8 +1032,9 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 	if (ncl <= 1 && nte <= 1 && !(ncl && nte))
 		return rc;
 	for (size_t i = 0; i < *num_headers; i++)
-		if (headers[i].name && (h2o_lcstris(headers[i].name, headers[i].name_len, H2O_STRLIT("content-length")) ||
-					h2o_lcstris(headers[i].name, headers[i].name_len, H2O_STRLIT("transfer-encoding")))) {
+		if (headers[i].name &&
+		    (h2o_lcstris(headers[i].name, headers[i].name_len, H2O_STRLIT("content-length")) ||
+		     h2o_lcstris(headers[i].name, headers[i].name_len, H2O_STRLIT("transfer-encoding")))) {
 			headers[i].name = ambiguous_mark;
 			headers[i].name_len = AMBIGUOUS_MARK_LEN;
 		}
@@ -1202,7 +1206,8 @@ static void answer_408(http_server_t *srv, struct http_conn *c, uint64_t now, in
 	char id[40];
 	snprintf(id, sizeof id, "%08x-%llu", srv->id_prefix, (unsigned long long)++srv->next_id);
 	json_t *o = json_pack("{ss,ss,s{sf,sI,sI},ss}", "error",
-			      ceiling ? "request took too long to arrive" : "request timed out: no bytes arrived for the idle timeout",
+			      ceiling ? "request took too long to arrive"
+				      : "request timed out: no bytes arrived for the idle timeout",
 			      "code", at_err_name(AT_EREQTIMEOUT), "detail", "idle_seconds", (double)srv->idle_ns / 1e9,
 			      "ceiling_seconds", (json_int_t)(srv->ceiling_ns / 1000000000u), "received",
 			      (json_int_t)c->seen, "request_id", id);
@@ -1337,7 +1342,7 @@ int http_server_new(uv_loop_t *loop, const struct http_config *cfg, const struct
 	int blen = sizeof bound;
 	uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
 	srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-						       : ((struct sockaddr_in *)&bound)->sin_port);
+						      : ((struct sockaddr_in *)&bound)->sin_port);
 	uv_timer_init(loop, &srv->close_timer);
 	srv->close_timer.data = srv;
 	uv_timer_init(loop, &srv->idle_timer);
@@ -1467,13 +1472,15 @@ int http_server_metrics(const http_server_t *srv, struct at_buf *b)
 	if (rc == 0)
 		rc = metrics_route(&srv->unmatched, b);
 	if (rc == 0)
-		rc = at_buf_addstr(b, "# HELP atelier_http_errors_total Error replies by error code (lib/err.h) and status.\n"
-				      "# TYPE atelier_http_errors_total counter\n");
+		rc = at_buf_addstr(
+			b, "# HELP atelier_http_errors_total Error replies by error code (lib/err.h) and status.\n"
+			   "# TYPE atelier_http_errors_total counter\n");
 	for (int i = 0; i < AT_ERR_COUNT && rc == 0; i++) {
 		int err = AT_ERR_FIRST_ + 1 + i;
 		if (srv->errors[i])
-			rc = at_buf_printf(b, "atelier_http_errors_total{code=\"%s\",status=\"%d\"} %llu\n", at_err_name(err),
-					   at_err_http_status(err), (unsigned long long)srv->errors[i]);
+			rc = at_buf_printf(b, "atelier_http_errors_total{code=\"%s\",status=\"%d\"} %llu\n",
+					   at_err_name(err), at_err_http_status(err),
+					   (unsigned long long)srv->errors[i]);
 	}
 	if (rc == 0)
 		rc = at_buf_printf(b,
@@ -1506,10 +1513,7 @@ static void derive_op(const struct http_route *r, char *out, size_t cap)
 }
 
 /* Borrowed text checked by compile_route; NULL when unset. */
-static json_t *load_text(const char *text)
-{
-	return text ? json_loads(text, 0, NULL) : NULL;
-}
+static json_t *load_text(const char *text) { return text ? json_loads(text, 0, NULL) : NULL; }
 
 /* {"type": schema} -> {"type": {"schema": schema}} */
 static json_t *content_of(json_t *types)
@@ -1543,8 +1547,8 @@ static json_t *parameters_of(const struct compiled_route *cr)
 			if (cr->segs[s].name && strcmp(cr->segs[s].name, name) == 0)
 				in_path = 1;
 		if (!in_path)
-			json_array_append_new(list, json_pack("{ss,ss,sb,sO}", "name", name, "in", "query", "required", 0,
-							      "schema", schema));
+			json_array_append_new(list, json_pack("{ss,ss,sb,sO}", "name", name, "in", "query", "required",
+							      0, "schema", schema));
 	}
 	/* a schema's description is the parameter's */
 	size_t i;
@@ -1574,7 +1578,8 @@ static json_t *operation_of(const struct compiled_route *cr)
 	for (size_t j = 0; j < sizeof role_names / sizeof role_names[0]; j++)
 		if (r->roles & role_names[j].bit) {
 			json_array_append_new(roles, json_string(role_names[j].name));
-			n += (size_t)snprintf(who + n, sizeof who - n, "%s%s", n ? ", " : "Roles: ", role_names[j].name);
+			n += (size_t)snprintf(who + n, sizeof who - n, "%s%s",
+					      n ? ", " : "Roles: ", role_names[j].name);
 		}
 	json_t *op = json_pack("{ss,ss,ss,so}", "operationId", r->op ? r->op : derived, "summary", r->doc ? r->doc : "",
 			       "description", who, "x-roles", roles);
@@ -1589,7 +1594,8 @@ static json_t *operation_of(const struct compiled_route *cr)
 		json_decref(params);
 	json_t *body = load_text(r->body);
 	if (body) {
-		json_object_set_new(op, "requestBody", json_pack("{sb,so}", "required", 1, "content", content_of(body)));
+		json_object_set_new(op, "requestBody",
+				    json_pack("{sb,so}", "required", 1, "content", content_of(body)));
 		json_decref(body);
 	}
 	char status[8];
@@ -1652,8 +1658,8 @@ json_t *http_server_openapi(const http_server_t *srv, const char *title, const s
 				  "error", "request_id", "properties", "error", "type", "string", "description",
 				  "what went wrong, for a person", "code", "type", "string", "description",
 				  "the AT_E* error's symbolic name, for a program", "detail", "description",
-				  "more about the error: the field, the limit, the state", "request_id", "type", "string",
-				  "description", "also sent as X-Request-Id and logged");
+				  "more about the error: the field, the limit, the state", "request_id", "type",
+				  "string", "description", "also sent as X-Request-Id and logged");
 	json_t *error_reply = json_pack("{ss,s{s{s{ss}}}}", "description", "an error", "content", "application/json",
 					"schema", "$ref", "#/components/schemas/Error");
 	json_t *components = json_pack("{s{so},s{so},s{s{ss,ss}}}", "schemas", "Error", error, "responses", "Error",

@@ -38,15 +38,16 @@ unsigned http_role_parse(const char *name); /* 0 when unknown */
 typedef void (*http_handler)(http_req_t *req);
 
 struct http_route {
-	const char *method;  /* "GET", "POST", ... */
-	const char *pattern; /* "/v1/sketches/{id}" — {name} matches one segment; a trailing "{rest*}" matches the rest */
+	const char *method; /* "GET", "POST", ... */
+	const char
+		*pattern; /* "/v1/sketches/{id}" — {name} matches one segment; a trailing "{rest*}" matches the rest */
 	http_handler handler;
-	unsigned roles; /* ROLE_PUBLIC or a mask of roles allowed */
+	unsigned roles;  /* ROLE_PUBLIC or a mask of roles allowed */
 	const char *doc; /* one line, for --help and the OpenAPI document */
 	/* The rest is for the OpenAPI document only; give them by name
 	 * (.op = ...). Every JSON text is checked by http_server_new, which
 	 * refuses a table whose texts do not parse as JSON objects. */
-	const char *op;	 /* operationId; unset: derived from method and pattern */
+	const char *op;  /* operationId; unset: derived from method and pattern */
 	const char *tag; /* the subsystem the route belongs to */
 	/* {"name": schema, ...}: a name in the pattern is a path parameter
 	 * (required; one not listed is a string), any other a query parameter
@@ -54,7 +55,7 @@ struct http_route {
 	const char *params;
 	const char *body;  /* request body, {"content/type": schema, ...}; NULL: none */
 	const char *reply; /* success reply, {"content/type": schema, ...}; NULL: no content */
-	int status;	   /* success status; 0 means 200 */
+	int status;        /* success status; 0 means 200 */
 	/* further responses, {"304": {"description": ..., "content": {"content/type":
 	 * schema}}, ...}; errors (4XX, 5XX: the shared Error body) are always added */
 	const char *replies;
@@ -113,7 +114,7 @@ size_t http_server_pending(const http_server_t *srv);
 /* ---- request accessors ---- */
 void *http_req_app(const http_req_t *req);
 const char *http_req_method(const http_req_t *req);
-const char *http_req_path(const http_req_t *req); /* without the query string, NUL-terminated */
+const char *http_req_path(const http_req_t *req);                    /* without the query string, NUL-terminated */
 const char *http_req_param(const http_req_t *req, const char *name); /* route {name}, or NULL */
 /* Query-string value (URL-decoded, NUL-terminated, owned by req) or NULL. A
  * request with more than 16 named pairs never reaches its handler: it is

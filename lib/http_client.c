@@ -43,7 +43,7 @@ struct xfer {
 	const struct http_client *c;
 	const struct http_client_req *q;
 	struct http_client_resp *r;
-	int to_file;         /* decided at the first body byte, from the status */
+	int to_file; /* decided at the first body byte, from the status */
 	int started;
 	long long file_size; /* bytes in q->file */
 	int err;             /* why on_body stopped the transfer */
@@ -154,8 +154,8 @@ static int fail(struct http_client_resp *r, const char *method, const char *url,
 	return err;
 }
 
-static int outcome(struct http_client_resp *r, const struct xfer *x, CURLcode cc, const char *method,
-		   const char *url, const char *errbuf)
+static int outcome(struct http_client_resp *r, const struct xfer *x, CURLcode cc, const char *method, const char *url,
+		   const char *errbuf)
 {
 	char why[128];
 	if (x->err == AT_ETOOBIG) {
@@ -212,8 +212,8 @@ static void set_transfer(CURL *h, const struct http_client *c, const struct http
 	if (c->user_agent[0])
 		curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s > 0 ? c->connect_timeout_s
-									    : DEFAULT_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+			 c->connect_timeout_s > 0 ? c->connect_timeout_s : DEFAULT_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, q->timeout_s > 0 ? q->timeout_s : DEFAULT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for name look-ups */
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -36,7 +36,7 @@ struct http_client {
 /* base and token are borrowed for the client's life; stop and user_agent
  * may be NULL. */
 void http_client_init(struct http_client *c, const char *base, const char *token, const int *stop,
-		    const char *user_agent);
+		      const char *user_agent);
 
 struct http_client_req {
 	const char *method;       /* NULL: POST when there is a body or a form, else GET */
@@ -48,12 +48,12 @@ struct http_client_req {
 	 * with it); the call frees what build returns. */
 	curl_mime *(*form)(CURL *h, void *arg);
 	void *form_arg;
-	long timeout_s;     /* the whole call; 0 = 600 */
-	FILE *file;         /* a 200/206 body is appended here; another answer's
+	long timeout_s;       /* the whole call; 0 = 600 */
+	FILE *file;           /* a 200/206 body is appended here; another answer's
 			     * body goes to r->body, cut at its cap */
 	long long range_from; /* with file: ask for bytes range_from- (the file
 			       * holds that many); a 200 answer starts it over */
-	long long max_file; /* with file: AT_ETOOBIG before it would pass this
+	long long max_file;   /* with file: AT_ETOOBIG before it would pass this
 			     * many bytes (0 = no cap) */
 };
 
@@ -75,7 +75,8 @@ void http_client_resp_free(struct http_client_resp *r);
  * AT_EIO when the file could not be written; AT_EUNAVAILABLE when the server
  * could not be reached or the transfer broke; AT_EINVAL for a URL over 2 KiB;
  * AT_ENOMEM. On failure r->error says why and r->status is 0. */
-int http_client_call(const struct http_client *c, const struct http_client_req *q, struct http_client_resp *r) AT_MUST_CHECK;
+int http_client_call(const struct http_client *c, const struct http_client_req *q,
+		     struct http_client_resp *r) AT_MUST_CHECK;
 
 /* The value of response header name (any case) of r's last answer, the last
  * one when it is repeated; NULL when absent. Valid until the next call with r

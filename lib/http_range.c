@@ -12,10 +12,10 @@
 #include <strings.h>
 
 struct spec {
-	int suffix;	 /* "-S" */
-	int has_last;	 /* "N-M" rather than "N-" */
-	uint64_t first;	 /* N, or S for a suffix */
-	uint64_t last;	 /* M */
+	int suffix;     /* "-S" */
+	int has_last;   /* "N-M" rather than "N-" */
+	uint64_t first; /* N, or S for a suffix */
+	uint64_t last;  /* M */
 };
 
 /* Digits from *p up to end, saturating; returns how many were read. */

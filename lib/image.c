@@ -108,10 +108,10 @@ static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  
 				      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
 static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
 				      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-static const uint16_t dist_base[30] = {1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
-				       33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+static const uint16_t dist_base[30] = {1,    2,    3,    4,    5,    7,    9,    13,    17,    25,
+				       33,   49,   65,   97,   129,  193,  257,  385,   513,   769,
 				       1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
 				       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
 static void tables_build(void)
@@ -224,17 +224,13 @@ void image_convert(const uint8_t *src, int in_c, uint8_t *dst, int out_c, size_t
 	for (size_t i = 0; i < npix; i++, src += in_c) {
 		uint8_t r, g, b;
 		switch (in_c) {
-		case 1:
-			r = g = b = src[0];
-			break;
+		case 1: r = g = b = src[0]; break;
 		case 2: {
 			uint32_t a = src[1];
 			r = g = b = div255(src[0] * a + 255u * (255u - a));
 			break;
 		}
-		case 3:
-			r = src[0], g = src[1], b = src[2];
-			break;
+		case 3: r = src[0], g = src[1], b = src[2]; break;
 		default: {
 			uint32_t a = src[3], w = 255u * (255u - a);
 			r = div255(src[0] * a + w);
@@ -347,7 +343,7 @@ static int axis_weights_build(struct axis_weights *a, int src, int dst)
 {
 	double scale = (double)src / dst;
 	double support = scale > 1.0 ? scale : 1.0; /* triangle half-width in source pixels */
-	if (scale > IMAGE_RESIZE_MAX_FACTOR) /* box_reduce() first: the tables must not grow with src */
+	if (scale > IMAGE_RESIZE_MAX_FACTOR)        /* box_reduce() first: the tables must not grow with src */
 		return AT_EINTERNAL;
 	a->maxtaps = (int)ceil(support) * 2 + 1;
 	a->first = malloc(sizeof(int) * dst);
@@ -658,8 +654,7 @@ static void unfilter_row(uint8_t *row, const uint8_t *prev, size_t n, int bpp, i
 			row[i] = (uint8_t)(row[i] + pred);
 		}
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -935,9 +930,7 @@ static void pngdec_error(png_structp png, png_const_charp msg)
 /* Warnings are about ancillary chunks libpng drops (bad CRC, bad sRGB,
  * oversized text); the pixels are unaffected, and untrusted input must not
  * reach stderr. */
-static void pngdec_warning(png_structp png, png_const_charp msg)
-{
-}
+static void pngdec_warning(png_structp png, png_const_charp msg) {}
 
 static void pngdec_read(png_structp png, png_bytep out, size_t n)
 {
@@ -1259,8 +1252,7 @@ static int decode_any(const uint8_t *d, size_t len, int out_c, uint64_t max_pixe
 	return jpeg_decode(d, len, max_pixels, hint_size, out_c, out, why, whylen);
 }
 
-int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width, int *height, char *why,
-		size_t whylen)
+int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width, int *height, char *why, size_t whylen)
 {
 	uint64_t w, h;
 	if (!max_pixels)
@@ -1302,8 +1294,8 @@ int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width
 	return 0;
 }
 
-int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out,
-		 char *why, size_t whylen)
+int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out, char *why,
+		 size_t whylen)
 {
 	return decode_any(data, len, channels, max_pixels, 0, out, why, whylen);
 }
@@ -1649,8 +1641,8 @@ int image_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, uint8_t **o
 
 /* ---- normalisation ---- */
 
-int image_normalize(const uint8_t *data, size_t len, const struct image_opts *opts, struct image_norm *out,
-		    char *why, size_t whylen)
+int image_normalize(const uint8_t *data, size_t len, const struct image_opts *opts, struct image_norm *out, char *why,
+		    size_t whylen)
 {
 	struct image_opts def;
 	if (!opts) {

@@ -51,14 +51,14 @@ enum image_domain {
 
 struct image_opts {
 	enum image_domain domain;
-	int size;             /* canonical square side (default 256) */
-	uint64_t max_pixels;  /* header width*height cap (default 40 MP) */
-	int ink_threshold;    /* a pixel is ink when its luma < this (default 128) */
-	double min_ink;       /* accepted ink ratio range (sketch: 0.002..0.95, */
-	double max_ink;       /*   painting: 0..1) */
-	int min_contrast;     /* max-min luma must reach this (painting: 8, sketch: 0) */
-	int png_level;        /* IMAGE_PNG_FAST or zlib 1..9 (sketch: fast, painting: 1) */
-	int sketchnorm;       /* sketch domain: lib/sketchnorm (crop to the ink, strokes brought to
+	int size;            /* canonical square side (default 256) */
+	uint64_t max_pixels; /* header width*height cap (default 40 MP) */
+	int ink_threshold;   /* a pixel is ink when its luma < this (default 128) */
+	double min_ink;      /* accepted ink ratio range (sketch: 0.002..0.95, */
+	double max_ink;      /*   painting: 0..1) */
+	int min_contrast;    /* max-min luma must reach this (painting: 8, sketch: 0) */
+	int png_level;       /* IMAGE_PNG_FAST or zlib 1..9 (sketch: fast, painting: 1) */
+	int sketchnorm;      /* sketch domain: lib/sketchnorm (crop to the ink, strokes brought to
 	                         size/40 px) instead of a plain fit; default 1, 0 for photos */
 };
 
@@ -97,8 +97,8 @@ int image_sniff(const uint8_t *data, size_t len);
  * undecodable), AT_ENOMEM. `why` (may be NULL) gets a one-line reason. On
  * success *out owns png; release with image_norm_free().
  */
-int image_normalize(const uint8_t *data, size_t len, const struct image_opts *opts, struct image_norm *out,
-		    char *why, size_t whylen) AT_MUST_CHECK;
+int image_normalize(const uint8_t *data, size_t len, const struct image_opts *opts, struct image_norm *out, char *why,
+		    size_t whylen) AT_MUST_CHECK;
 void image_norm_free(struct image_norm *n);
 
 /* sha256 of (width, height, channels as 3 big-endian uint32) ‖ pixels: equal
@@ -130,8 +130,8 @@ int image_probe(const uint8_t *data, size_t len, uint64_t max_pixels, int *width
 
 /* Decode PNG/JPEG to 8-bit with `channels` = 1 (gray) or 3 (sRGB), alpha
  * flattened onto white, at its own size. max_pixels 0 = default cap. */
-int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out,
-		 char *why, size_t whylen) AT_MUST_CHECK;
+int image_decode(const uint8_t *data, size_t len, int channels, uint64_t max_pixels, struct image_raw *out, char *why,
+		 size_t whylen) AT_MUST_CHECK;
 void image_raw_free(struct image_raw *r);
 
 /* Decode and fit into size×size (aspect kept, white padding); *pix is

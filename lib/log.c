@@ -85,8 +85,9 @@ void log_write(enum log_level level, const char *fmt, ...)
 	if (log_json) {
 		char esc[4200];
 		json_escape_into(esc, sizeof esc, msg);
-		n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"}\n",
-			     when, level_names[level], log_component, esc);
+		n = snprintf(line, sizeof line,
+			     "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"}\n", when,
+			     level_names[level], log_component, esc);
 	} else {
 		n = snprintf(line, sizeof line, "%s %-5s %s: %s\n", when, level_names[level], log_component, msg);
 	}

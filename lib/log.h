@@ -25,7 +25,11 @@ typedef void (*log_tap_fn)(void *arg, long long epoch_ms, enum log_level level, 
 void log_set_thread_tap(log_tap_fn fn, void *arg);
 const char *log_level_name(enum log_level level);
 
-#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_debug(...)                                     \
+	do {                                               \
+		if (log_enabled(LOG_DEBUG))                \
+			log_write(LOG_DEBUG, __VA_ARGS__); \
+	} while (0)
 #define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)

@@ -8,7 +8,7 @@
 #define ATELIER_METRIC_H
 
 /* X("name", higher_is_better, "what") */
-#define METRIC_MAP(X)                                                                 \
+#define METRIC_MAP(X)                                                                  \
 	X("content", 0, "chamfer px between the sketch's edges and the output's")      \
 	X("content_f1", 1, "edge F1 at tolerance 1 px")                                \
 	X("edge_f1", 1, "edge F1 at tolerance 2 px (saturates; reported)")             \

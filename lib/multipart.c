@@ -27,16 +27,10 @@ static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static int is_ows(char c)
-{
-	return c == ' ' || c == '\t';
-}
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
 
 /* RFC 7230 tchar */
-static int is_tchar(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
+static int is_tchar(unsigned char c) { return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c); }
 
 /* RFC 2046 bchars (space allowed, but not last) */
 static int is_bchar(unsigned char c)

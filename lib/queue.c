@@ -42,8 +42,10 @@ static const struct {
 	const char *sql;
 	int nparams;
 } stmts[] = {
-	{"q_enqueue", "SELECT atelier_enqueue($1, $2::jsonb, $3::int, $4::bigint, $5, $6::int, $7::int, $8::int,"
-		      " now() + make_interval(secs => $9::float8), $10::real)", 10},
+	{"q_enqueue",
+	 "SELECT atelier_enqueue($1, $2::jsonb, $3::int, $4::bigint, $5, $6::int, $7::int, $8::int,"
+	 " now() + make_interval(secs => $9::float8), $10::real)",
+	 10},
 	/* The claim (the only one: sql/006_queue_hot_path.sql says why it is not a
 	 * PL/pgSQL function). The first claimable job in (priority, id) order among
 	 * kinds, for a worker with $3 GPUs; SKIP LOCKED lets concurrent claimers pass
@@ -51,17 +53,18 @@ static const struct {
 	 * at the queue floor (sql/006_queue_hot_path.sql), past the dead index
 	 * entries that earlier claims left. A job of a run tells the run's listeners
 	 * it started. */
-	{"q_claim", "UPDATE jobs j"
-		    " SET state = 'running', attempts = j.attempts + 1, owner_token = nextval('jobs_owner_token_seq'),"
-		    " lease_expires_at = now() + make_interval(secs => $4::int), worker = $1,"
-		    " started_at = clock_timestamp(), finished_at = NULL, progress = 0, progress_msg = NULL, eta_seconds = NULL"
-		    " WHERE j.id = (SELECT q.id FROM jobs q"
-		    " WHERE q.state = 'queued' AND q.kind = ANY ($2::text[]) AND q.run_after <= now()"
-		    " AND q.needs_gpu <= $3::int AND (q.priority, q.id) >= (SELECT f.priority, f.id FROM queue_floor f)"
-		    " ORDER BY q.priority, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-		    " RETURNING j.id, j.owner_token, coalesce(j.run_id, 0), j.attempts, j.max_attempts, j.needs_gpu,"
-		    " coalesce(j.timeout_s, 0), j.kind, j.stage, j.payload::text,"
-		    " CASE WHEN j.run_id IS NOT NULL THEN atelier_notify_run(j.run_id, j.id, 'running') END",
+	{"q_claim",
+	 "UPDATE jobs j"
+	 " SET state = 'running', attempts = j.attempts + 1, owner_token = nextval('jobs_owner_token_seq'),"
+	 " lease_expires_at = now() + make_interval(secs => $4::int), worker = $1,"
+	 " started_at = clock_timestamp(), finished_at = NULL, progress = 0, progress_msg = NULL, eta_seconds = NULL"
+	 " WHERE j.id = (SELECT q.id FROM jobs q"
+	 " WHERE q.state = 'queued' AND q.kind = ANY ($2::text[]) AND q.run_after <= now()"
+	 " AND q.needs_gpu <= $3::int AND (q.priority, q.id) >= (SELECT f.priority, f.id FROM queue_floor f)"
+	 " ORDER BY q.priority, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+	 " RETURNING j.id, j.owner_token, coalesce(j.run_id, 0), j.attempts, j.max_attempts, j.needs_gpu,"
+	 " coalesce(j.timeout_s, 0), j.kind, j.stage, j.payload::text,"
+	 " CASE WHEN j.run_id IS NOT NULL THEN atelier_notify_run(j.run_id, j.id, 'running') END",
 	 4},
 	{"q_floor_raise", "SELECT atelier_queue_floor_raise()", 0},
 	{"q_heartbeat", "SELECT atelier_heartbeat($1::bigint, $2::bigint, $3::real, $4, $5::int, $6::int)", 6},
@@ -70,10 +73,12 @@ static const struct {
 	 * else (no notification, no run to advance), and the PL/pgSQL call
 	 * around it was a fifth of the server's time per job. test_queue.c
 	 * checks that both leave the same row. */
-	{"q_complete_bare", "UPDATE jobs SET state = 'succeeded', result = coalesce($3::jsonb, '{}'), error = NULL,"
-			    " progress = 1, eta_seconds = 0, finished_at = clock_timestamp(), lease_expires_at = NULL,"
-			    " owner_token = NULL WHERE id = $1::bigint AND owner_token = $2::bigint AND run_id IS NULL"
-			    " RETURNING true", 3},
+	{"q_complete_bare",
+	 "UPDATE jobs SET state = 'succeeded', result = coalesce($3::jsonb, '{}'), error = NULL,"
+	 " progress = 1, eta_seconds = 0, finished_at = clock_timestamp(), lease_expires_at = NULL,"
+	 " owner_token = NULL WHERE id = $1::bigint AND owner_token = $2::bigint AND run_id IS NULL"
+	 " RETURNING true",
+	 3},
 	{"q_fail", "SELECT atelier_fail($1::bigint, $2::bigint, $3, $4::boolean)", 4},
 	{"q_release", "SELECT atelier_release($1::bigint, $2::bigint)", 2},
 	{"q_metrics", "SELECT atelier_metrics($1::bigint, $2::bigint, $3::bigint, $4::text[], $5::float8[])", 5},
@@ -199,8 +204,16 @@ int queue_enqueue(PGconn *conn, const struct queue_new_job *job, int64_t *id_out
 	snprintf(gpu, sizeof gpu, "%d", job->needs_gpu);
 	snprintf(delay, sizeof delay, "%.6f", job->delay_s);
 	snprintf(backoff, sizeof backoff, "%.6f", job->backoff_s > 0 ? job->backoff_s : 1.0);
-	const char *v[10] = {job->kind, job->payload ? job->payload : "{}", prio, job->run_id ? run : NULL,
-			     job->stage, maxa, job->timeout_s > 0 ? tmo : NULL, gpu, delay, backoff};
+	const char *v[10] = {job->kind,
+			     job->payload ? job->payload : "{}",
+			     prio,
+			     job->run_id ? run : NULL,
+			     job->stage,
+			     maxa,
+			     job->timeout_s > 0 ? tmo : NULL,
+			     gpu,
+			     delay,
+			     backoff};
 	PGresult *res;
 	int rc = exec(conn, "q_enqueue", 10, v, &res);
 	if (rc < 0)
@@ -361,8 +374,8 @@ out:
 	return rc;
 }
 
-int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, const char *msg, int eta_s,
-		    int lease_s, int *cancel_out)
+int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, const char *msg, int eta_s, int lease_s,
+		    int *cancel_out)
 {
 	char i[24], t[24], f[32], e[16], l[16];
 	snprintf(i, sizeof i, "%" PRId64, id);
@@ -434,8 +447,8 @@ int queue_release(PGconn *conn, int64_t id, int64_t token)
 	return exec_owned(conn, "q_release", 2, v);
 }
 
-int queue_metrics(PGconn *conn, int64_t id, int64_t token, int64_t step, const char *const *names,
-		  const double *values, int n)
+int queue_metrics(PGconn *conn, int64_t id, int64_t token, int64_t step, const char *const *names, const double *values,
+		  int n)
 {
 	char i[24], t[24], s[24];
 	struct at_buf nb, vb;

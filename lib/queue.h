@@ -73,8 +73,8 @@ int queue_claim(PGconn *conn, const char *worker, const char *const *kinds, int 
 /* Extend the lease by lease_s and record progress: fraction < 0, msg NULL and
  * eta_s < 0 leave the old values. *cancel_out (may be NULL) is set to 1 when
  * a cancel was requested. AT_ESTALE: the job is no longer ours. */
-int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, const char *msg, int eta_s,
-		    int lease_s, int *cancel_out) AT_MUST_CHECK;
+int queue_heartbeat(PGconn *conn, int64_t id, int64_t token, double fraction, const char *msg, int eta_s, int lease_s,
+		    int *cancel_out) AT_MUST_CHECK;
 
 /* result_json: NULL = {}. */
 int queue_complete(PGconn *conn, int64_t id, int64_t token, const char *result_json) AT_MUST_CHECK;
@@ -97,8 +97,8 @@ int queue_fail(PGconn *conn, int64_t id, int64_t token, const char *error, int r
 int queue_release(PGconn *conn, int64_t id, int64_t token) AT_MUST_CHECK;
 
 /* Record metric values for one step of a running job (n pairs). */
-int queue_metrics(PGconn *conn, int64_t id, int64_t token, int64_t step, const char *const *names,
-		  const double *values, int n) AT_MUST_CHECK;
+int queue_metrics(PGconn *conn, int64_t id, int64_t token, int64_t step, const char *const *names, const double *values,
+		  int n) AT_MUST_CHECK;
 
 /* Re-queue or fail expired leases and per-attempt timeouts; *count (may be NULL) = jobs touched. */
 int queue_reap(PGconn *conn, int *count) AT_MUST_CHECK;

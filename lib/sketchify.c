@@ -124,23 +124,17 @@ static int hysteresis(const float *mag, int n, double low, double high, uint8_t 
  * dst as uchar (blur, dilate) or float (Canny's magnitude). */
 enum vop { VOP_BLUR, VOP_CANNY, VOP_DILATE };
 
-static int vips_step(const uint8_t *buf, int n, int bands, enum vop op, double a, void *dst, char *why,
-		     size_t whylen)
+static int vips_step(const uint8_t *buf, int n, int bands, enum vop op, double a, void *dst, char *why, size_t whylen)
 {
 	VipsImage *in = vips_image_new_from_memory(buf, (size_t)n * n * bands, n, n, bands, VIPS_FORMAT_UCHAR),
-		  *out = NULL,
-		  *t = NULL, *mask = NULL;
+		  *out = NULL, *t = NULL, *mask = NULL;
 	if (!in)
 		return AT_ENOMEM;
 	VipsBandFormat want = op == VOP_CANNY ? VIPS_FORMAT_FLOAT : VIPS_FORMAT_UCHAR;
 	int r = 0;
 	switch (op) {
-	case VOP_BLUR:
-		r = vips_gaussblur(in, &out, a, NULL);
-		break;
-	case VOP_CANNY:
-		r = vips_canny(in, &out, "sigma", a, NULL);
-		break;
+	case VOP_BLUR: r = vips_gaussblur(in, &out, a, NULL); break;
+	case VOP_CANNY: r = vips_canny(in, &out, "sigma", a, NULL); break;
 	case VOP_DILATE: {
 		int rad = (int)a, side = 2 * rad + 1;
 		mask = vips_image_new_matrix(side, side);

@@ -265,8 +265,8 @@ static int grid_k(const struct work *wk, double side)
 	return k < 1 ? 1 : k;
 }
 
-static int make_grid(struct work *wk, const uint8_t *gray, int w, int h, double cx, double cy, double side,
-		     double *ocx, double *ocy, double *oside)
+static int make_grid(struct work *wk, const uint8_t *gray, int w, int h, double cx, double cy, double side, double *ocx,
+		     double *ocy, double *oside)
 {
 	if (grid_k(wk, side) == 0) {
 		if (sample_up(gray, w, h, cx, cy, side, wk->grid, wk->wmin) < 0)

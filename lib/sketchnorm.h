@@ -45,7 +45,7 @@
 #define SKETCHNORM_MARGIN 0.08
 /* Caps: output side, input side and input pixels. */
 #define SKETCHNORM_MIN_SIZE 8
-#define SKETCHNORM_MAX_SIZE 4096 /* am_config image_size's own cap */
+#define SKETCHNORM_MAX_SIZE 4096           /* am_config image_size's own cap */
 #define SKETCHNORM_MAX_SIDE IMAGE_MAX_SIDE /* the decoders' cap: one number for every path */
 #define SKETCHNORM_MAX_PIXELS 100000000ULL
 

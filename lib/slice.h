@@ -13,18 +13,18 @@
 #define ATELIER_SLICE_H
 
 /* X(ENUM, "name", "sources it holds") */
-#define SLICE_MAP(X)                                                                          \
-	X(SYNTH, "synth", "source `synth` (`atelier synth`)")                                  \
+#define SLICE_MAP(X)                                                                             \
+	X(SYNTH, "synth", "source `synth` (`atelier synth`)")                                    \
 	X(CONTRIBUTIONS, "contributions", "source `node:NAME` (drawn on a serving node's page)") \
-	X(IMPORTS, "imports", "source `api` or `import...` (`atelier import`, API uploads)")      \
-	X(PHOTO, "photo", "source `photo...` (sketches extracted from photos)")                 \
+	X(IMPORTS, "imports", "source `api` or `import...` (`atelier import`, API uploads)")     \
+	X(PHOTO, "photo", "source `photo...` (sketches extracted from photos)")                  \
 	X(OTHER, "other", "any other source")
 
 enum slice {
 #define SLICE_ENUM(e, name, doc) SLICE_##e,
 	SLICE_MAP(SLICE_ENUM)
 #undef SLICE_ENUM
-	SLICE_COUNT_
+		SLICE_COUNT_
 };
 
 /* The slice of an image with this source (NULL or "" counts as "api"). */

@@ -20,10 +20,7 @@ static inline uint64_t splitmix64_mix(uint64_t x)
 }
 
 /* The value a stream whose state is x draws next: a hash of x. */
-static inline uint64_t splitmix64_at(uint64_t x)
-{
-	return splitmix64_mix(x + SPLITMIX64_GAMMA);
-}
+static inline uint64_t splitmix64_at(uint64_t x) { return splitmix64_mix(x + SPLITMIX64_GAMMA); }
 
 /* The next value of the stream *s, which advances. */
 static inline uint64_t splitmix64_next(uint64_t *s)

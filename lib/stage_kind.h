@@ -25,25 +25,26 @@
 #ifndef ATELIER_STAGE_KIND_H
 #define ATELIER_STAGE_KIND_H
 
-#define STAGE_KIND_MAP(X)                                                                                   \
-	X(COLLECT, collect, "collect", "collect", 0, NEVER,                                                 \
+#define STAGE_KIND_MAP(X)                                                                                    \
+	X(COLLECT, collect, "collect", "collect", 0, NEVER,                                                  \
 	  "freeze a dataset: the accepted training sketch and painting ids, the holdout, a manifest sha256") \
-	X(PREPARE, prepare, "prepare", "prepare", 0, INPUTS,                                                \
+	X(PREPARE, prepare, "prepare", "prepare", 0, INPUTS,                                                 \
 	  "the frozen images -> training and holdout shards (decode, resize, augment, photo->sketch, "       \
-	  "drop blanks)")                                                                                   \
-	X(TRAIN, train, "train", "train", 0, INPUTS,                                                        \
+	  "drop blanks)")                                                                                    \
+	X(TRAIN, train, "train", "train", 0, INPUTS,                                                         \
 	  "train (resume / warm start / scratch), checkpointing as it goes; register the candidate version") \
-	X(EVALUATE, evaluate, "evaluate", "evaluate", 0, CHAMPION,                                          \
-	  "score candidate and champion on the frozen holdout; apply the gate")                             \
-	X(PROMOTE, promote, "promote", "promote", 0, NEVER,                                                 \
-	  "register the candidate on canary, bake, then production or automatic rollback")                  \
-	X(SLEEP, test_sleep, "sleep", "test.sleep", 1, NEVER,                                               \
-	  "test only: sleeps params.duration (queue tests: payload.ms) reporting progress; "                \
-	  "\"checkpoint\":true stops on shutdown, \"ignore_cancel\":true ignores cancel")                   \
-	X(FAIL, test_fail, "fail", "test.fail", 1, NEVER,                                                   \
-	  "test only: fails with params.message (\"retry\":false: at once, no retry)")                      \
-	X(CRASH, test_crash, "crash", "test.crash", 1, NEVER,                                               \
-	  "test only: the worker process kills itself (SIGKILL) params.after into the job")                 \
-	X(NOOP, test_noop, "noop", "test.noop", 1, NEVER, "test only: succeeds at once; result {\"worker\",\"attempt\"}")
+	X(EVALUATE, evaluate, "evaluate", "evaluate", 0, CHAMPION,                                           \
+	  "score candidate and champion on the frozen holdout; apply the gate")                              \
+	X(PROMOTE, promote, "promote", "promote", 0, NEVER,                                                  \
+	  "register the candidate on canary, bake, then production or automatic rollback")                   \
+	X(SLEEP, test_sleep, "sleep", "test.sleep", 1, NEVER,                                                \
+	  "test only: sleeps params.duration (queue tests: payload.ms) reporting progress; "                 \
+	  "\"checkpoint\":true stops on shutdown, \"ignore_cancel\":true ignores cancel")                    \
+	X(FAIL, test_fail, "fail", "test.fail", 1, NEVER,                                                    \
+	  "test only: fails with params.message (\"retry\":false: at once, no retry)")                       \
+	X(CRASH, test_crash, "crash", "test.crash", 1, NEVER,                                                \
+	  "test only: the worker process kills itself (SIGKILL) params.after into the job")                  \
+	X(NOOP, test_noop, "noop", "test.noop", 1, NEVER,                                                    \
+	  "test only: succeeds at once; result {\"worker\",\"attempt\"}")
 
 #endif

@@ -41,30 +41,15 @@ struct rng {
 	uint64_t s;
 };
 
-static uint64_t rng_next(struct rng *r)
-{
-	return splitmix64_next(&r->s);
-}
+static uint64_t rng_next(struct rng *r) { return splitmix64_next(&r->s); }
 
-static double rng_unit(struct rng *r)
-{
-	return (double)(rng_next(r) >> 11) * 0x1.0p-53;
-}
+static double rng_unit(struct rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 
-static double rng_range(struct rng *r, double a, double b)
-{
-	return a + (b - a) * rng_unit(r);
-}
+static double rng_range(struct rng *r, double a, double b) { return a + (b - a) * rng_unit(r); }
 
-static int rng_int(struct rng *r, int n)
-{
-	return (int)(rng_next(r) % (uint64_t)n);
-}
+static int rng_int(struct rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
-static int rng_chance(struct rng *r, double p)
-{
-	return rng_unit(r) < p;
-}
+static int rng_chance(struct rng *r, double p) { return rng_unit(r) < p; }
 
 /* The instance stream of a seed for one domain. mix64 is a bijection, and
  * the low bit is the domain, so a sketch stream (even) never equals a
@@ -107,10 +92,7 @@ static double noise1(uint64_t seed, double t)
 	return a + (b - a) * f;
 }
 
-static double clampd(double v, double a, double b)
-{
-	return v < a ? a : v > b ? b : v;
-}
+static double clampd(double v, double a, double b) { return v < a ? a : v > b ? b : v; }
 
 /* ---- canvas ---- */
 
@@ -152,10 +134,7 @@ static void hsv(double h, double s, double v, double out[3])
 	memcpy(out, tab[i % 6], sizeof tab[0]);
 }
 
-static int check_args(int size, const uint8_t *pix)
-{
-	return size >= 16 && size <= 4096 && pix ? 0 : AT_EINVAL;
-}
+static int check_args(int size, const uint8_t *pix) { return size >= 16 && size <= 4096 && pix ? 0 : AT_EINVAL; }
 
 static int canvas_new(struct canvas *c, int n)
 {
@@ -170,8 +149,8 @@ static int canvas_new(struct canvas *c, int n)
  * box says what a draw touched so that apply and clear visit only that. */
 struct mask {
 	int n;
-	float *m;	    /* n*n */
-	float *acc;	    /* n + 2: one row's coverage while a polygon is scanned */
+	float *m;           /* n*n */
+	float *acc;         /* n + 2: one row's coverage while a polygon is scanned */
 	int x0, y0, x1, y1; /* touched box, inclusive; empty when x0 > x1 */
 };
 
@@ -369,9 +348,9 @@ static const struct {
 	[R_DOOR] = {0.07f, 0.05f, 0.60f, 0.45f},    [R_WINDOW] = {0.55f, 0.05f, 0.35f, 0.95f},
 	[R_CHIMNEY] = {0.03f, 0.03f, 0.50f, 0.50f}, [R_TRUNK] = {0.07f, 0.02f, 0.60f, 0.40f},
 	[R_FOLIAGE] = {0.30f, 0.06f, 0.65f, 0.55f}, [R_FRUIT] = {0.00f, 0.02f, 0.85f, 0.85f},
-	[R_SUN] = {0.13f, 0.03f, 0.85f, 1.00f},	    [R_RAY] = {0.10f, 0.03f, 0.85f, 1.00f},
-	[R_FUR] = {0.08f, 0.03f, 0.60f, 0.85f},	    [R_EAR_IN] = {0.95f, 0.02f, 0.35f, 0.95f},
-	[R_EYE] = {0.25f, 0.10f, 0.60f, 0.80f},	    [R_PUPIL] = {0.00f, 0.00f, 0.00f, 0.08f},
+	[R_SUN] = {0.13f, 0.03f, 0.85f, 1.00f},     [R_RAY] = {0.10f, 0.03f, 0.85f, 1.00f},
+	[R_FUR] = {0.08f, 0.03f, 0.60f, 0.85f},     [R_EAR_IN] = {0.95f, 0.02f, 0.35f, 0.95f},
+	[R_EYE] = {0.25f, 0.10f, 0.60f, 0.80f},     [R_PUPIL] = {0.00f, 0.00f, 0.00f, 0.08f},
 	[R_NOSE] = {0.96f, 0.02f, 0.50f, 0.85f},    [R_DARK] = {0.05f, 0.00f, 0.30f, 0.15f},
 	[R_PETAL] = {0.00f, 0.50f, 0.70f, 0.90f},   [R_CENTRE] = {0.12f, 0.03f, 0.85f, 0.90f},
 	[R_STEM] = {0.30f, 0.03f, 0.65f, 0.50f},    [R_LEAF] = {0.30f, 0.05f, 0.60f, 0.55f},
@@ -387,7 +366,7 @@ static const struct {
 };
 
 enum part_flag {
-	PF_CLOSED = 1,	    /* a region: filled in a painting, outlined in a sketch */
+	PF_CLOSED = 1,      /* a region: filled in a painting, outlined in a sketch */
 	PF_OPEN_SKETCH = 2, /* outlined without its closing edge (a door's sill, a mountain's base) */
 	PF_SKETCH_ONLY = 4, /* a sketch's ground line: the painting has a ground instead */
 	PF_FILL_SKETCH = 8, /* small and dark: inked solid in a sketch (pupils, knobs) */
@@ -407,9 +386,9 @@ enum background { BG_LAND, BG_SEA, BG_WATER, BG_SKY, BG_NIGHT, BG_PLAIN };
 struct object {
 	int n;
 	struct part p[MAXPARTS + 1]; /* the last is a sink for parts past the cap */
-	double ground;		     /* unit y where the object meets the ground or water line */
-	double scale;		     /* pixels per unit once placed */
-	double gx, gy;		     /* the ground anchor, placed */
+	double ground;               /* unit y where the object meets the ground or water line */
+	double scale;                /* pixels per unit once placed */
+	double gx, gy;               /* the ground anchor, placed */
 };
 
 static struct part *part_new(struct object *o, int role, int flags)
@@ -934,20 +913,17 @@ static const struct {
 	void (*build)(struct object *, struct rng *);
 	enum background bg;
 } classes[SYNTH_CLASSES] = {
-	[SYNTH_HOUSE] = {"house", t_house, BG_LAND},	[SYNTH_TREE] = {"tree", t_tree, BG_LAND},
-	[SYNTH_SUN] = {"sun", t_sun, BG_SKY},		[SYNTH_CAT] = {"cat", t_cat, BG_PLAIN},
+	[SYNTH_HOUSE] = {"house", t_house, BG_LAND},    [SYNTH_TREE] = {"tree", t_tree, BG_LAND},
+	[SYNTH_SUN] = {"sun", t_sun, BG_SKY},           [SYNTH_CAT] = {"cat", t_cat, BG_PLAIN},
 	[SYNTH_FLOWER] = {"flower", t_flower, BG_LAND}, [SYNTH_FISH] = {"fish", t_fish, BG_WATER},
-	[SYNTH_CAR] = {"car", t_car, BG_LAND},		[SYNTH_MOUNTAIN] = {"mountain", t_mountain, BG_LAND},
-	[SYNTH_BOAT] = {"boat", t_boat, BG_SEA},	[SYNTH_STAR] = {"star", t_star, BG_NIGHT},
+	[SYNTH_CAR] = {"car", t_car, BG_LAND},          [SYNTH_MOUNTAIN] = {"mountain", t_mountain, BG_LAND},
+	[SYNTH_BOAT] = {"boat", t_boat, BG_SEA},        [SYNTH_STAR] = {"star", t_star, BG_NIGHT},
 	[SYNTH_CLOUD] = {"cloud", t_cloud, BG_SKY},
 };
 
 static const char *const family_names[SYNTH_FAMILIES] = {"impressionist", "watercolour", "poster", "oil"};
 
-const char *synth_class_name(int cls)
-{
-	return cls >= 0 && cls < SYNTH_CLASSES ? classes[cls].name : "?";
-}
+const char *synth_class_name(int cls) { return cls >= 0 && cls < SYNTH_CLASSES ? classes[cls].name : "?"; }
 
 const char *synth_family_name(int family)
 {
@@ -1251,23 +1227,23 @@ static const struct style {
 	float tint[3], tint_a, sat_mul, sat_add, val_mul, val_add;
 	float shade, mottle, fill_alpha;
 	float outline_w, outline_a; /* width as a fraction of the canvas; 0: none */
-	float outline_rgb[3];	    /* r < 0: a darker shade of the fill */
-	float dabs;		    /* per pixel */
+	float outline_rgb[3];       /* r < 0: a darker shade of the fill */
+	float dabs;                 /* per pixel */
 	float len0, len1, w0, w1, dab_a, dab_vj, dab_hj, angle;
 	float grain;
 } styles[SYNTH_FAMILIES] = {
 	[SYNTH_IMPRESSIONIST] =
-		{{1.0f, 0.72f, 0.4f}, 0.14f,	 1.0f,	0.1f,	0.9f,	0.1f,	0.2f, 0.05f, 1.0f,  0,	  0,
-		 {0, 0, 0},	      1 / 22.0f, 0.02f, 0.045f, 0.009f, 0.018f, 0.8f, 0.12f, 0.07f, 0.6f, 0.03f},
+		{{1.0f, 0.72f, 0.4f}, 0.14f,     1.0f,  0.1f,   0.9f,   0.1f,   0.2f, 0.05f, 1.0f,  0,    0,
+		 {0, 0, 0},           1 / 22.0f, 0.02f, 0.045f, 0.009f, 0.018f, 0.8f, 0.12f, 0.07f, 0.6f, 0.03f},
 	[SYNTH_WATERCOLOUR] =
-		{{0.55f, 0.7f, 0.95f}, 0.16f,	   0.8f,  0.0f,	 0.6f,	0.4f,  0.15f, 0.1f,  0.85f, 0.006f, 0.5f,
-		 {-1, 0, 0},	       1 / 120.0f, 0.04f, 0.08f, 0.02f, 0.04f, 0.2f,  0.05f, 0.02f, 0.2f,   0.03f},
+		{{0.55f, 0.7f, 0.95f}, 0.16f,      0.8f,  0.0f,  0.6f,  0.4f,  0.15f, 0.1f,  0.85f, 0.006f, 0.5f,
+		 {-1, 0, 0},           1 / 120.0f, 0.04f, 0.08f, 0.02f, 0.04f, 0.2f,  0.05f, 0.02f, 0.2f,   0.03f},
 	[SYNTH_POSTER] = {{0, 0, 0},  0.0f,   1.25f, 0.15f,  1.0f,  0.05f,
 			  0.05f,      0.012f, 1.0f,  0.014f, 1.0f,  {0.06f, 0.05f, 0.07f},
 			  1 / 200.0f, 0.03f,  0.06f, 0.02f,  0.03f, 0.25f,
 			  0.06f,      0.0f,   0.0f,  0.02f},
 	[SYNTH_OIL] =
-		{{0.42f, 0.3f, 0.16f},	0.18f,	   0.95f, 0.0f,	  0.8f,	 0.0f,	 0.3f,	0.06f, 1.0f,  0.008f, 0.55f,
+		{{0.42f, 0.3f, 0.16f},  0.18f,     0.95f, 0.0f,   0.8f,  0.0f,   0.3f,  0.06f, 1.0f,  0.008f, 0.55f,
 		 {0.22f, 0.14f, 0.08f}, 1 / 26.0f, 0.03f, 0.075f, 0.01f, 0.024f, 0.65f, 0.1f,  0.03f, 1.2f,   0.02f},
 };
 

@@ -43,15 +43,15 @@ enum synth_class {
 enum synth_family {
 	SYNTH_IMPRESSIONIST, /* warm, broken colour, many short dabs, no outline */
 	SYNTH_WATERCOLOUR,   /* cool, light, translucent washes, soft edges */
-	SYNTH_POSTER,	     /* saturated flat colour, thick dark outlines */
-	SYNTH_OIL,	     /* earthy, dark, long strokes, soft brown outlines */
+	SYNTH_POSTER,        /* saturated flat colour, thick dark outlines */
+	SYNTH_OIL,           /* earthy, dark, long strokes, soft brown outlines */
 	SYNTH_FAMILIES
 };
 
 struct synth_info {
-	int cls;	 /* enum synth_class */
-	int family;	 /* enum synth_family; -1 for a sketch */
-	double pen;	 /* a sketch's nominal pen width in pixels of this size; 0 for a painting */
+	int cls;         /* enum synth_class */
+	int family;      /* enum synth_family; -1 for a sketch */
+	double pen;      /* a sketch's nominal pen width in pixels of this size; 0 for a painting */
 	uint64_t stream; /* the random stream the instance was drawn from */
 };
 

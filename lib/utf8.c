@@ -13,7 +13,7 @@ int utf8_check(const void *s, size_t len, size_t *bad_at)
 	size_t i = 0;
 	while (i < len) {
 		uint8_t c = p[i];
-		size_t n;          /* continuation bytes that follow */
+		size_t n;                     /* continuation bytes that follow */
 		uint8_t lo = 0x80, hi = 0xBF; /* the second byte's range */
 		if (c == 0)
 			goto bad;

@@ -31,8 +31,14 @@ struct field {
 	field_arch arch;
 };
 
-#define FI(n, lo, hi, a) {#n, F_INT, offsetof(am_config, n), lo, hi, a}
-#define FD(n, lo, hi) {#n, F_DBL, offsetof(am_config, n), lo, hi, A_NO}
+#define FI(n, lo, hi, a)                                     \
+	{                                                    \
+#n, F_INT, offsetof(am_config, n), lo, hi, a \
+	}
+#define FD(n, lo, hi)                                           \
+	{                                                       \
+#n, F_DBL, offsetof(am_config, n), lo, hi, A_NO \
+	}
 
 static const field fields[] = {
 	FI(image_size, 16, 4096, A_NO),
@@ -72,10 +78,7 @@ static double dbl_at(const am_config *c, const field &f) { return *(const double
 static uint64_t &u64_at(am_config *c, const field &f) { return *(uint64_t *)((char *)c + f.off); }
 static uint64_t u64_at(const am_config *c, const field &f) { return *(const uint64_t *)((const char *)c + f.off); }
 
-static bool device_ok(const char *d)
-{
-	return !strcmp(d, "auto") || !strcmp(d, "cpu") || !strcmp(d, "cuda");
-}
+static bool device_ok(const char *d) { return !strcmp(d, "auto") || !strcmp(d, "cpu") || !strcmp(d, "cuda"); }
 
 /* ---- defaults and validation ---- */
 
@@ -136,7 +139,8 @@ static int check_ranges(const am_config *c, am_status_t *st)
 		}
 		if (!(v >= f.min && v <= f.max) || std::isnan(v))
 			return am_fail(st, AT_ERANGE,
-				       std::string(f.name) + " is " + num(v) + ", expected " + num(f.min) + ".." + num(f.max));
+				       std::string(f.name) + " is " + num(v) + ", expected " + num(f.min) + ".." +
+					       num(f.max));
 	}
 	return 0;
 }
@@ -154,13 +158,15 @@ extern "C" int am_config_validate(const am_config *c, am_status_t *st)
 	int s = c->image_size;
 	int unit = 1 << c->n_downsample;
 	if (s % unit != 0)
-		return am_fail(st, AT_EINVAL, "image_size " + std::to_string(s) + " is not a multiple of 2^n_downsample = " +
-						      std::to_string(unit));
+		return am_fail(st, AT_EINVAL,
+			       "image_size " + std::to_string(s) +
+				       " is not a multiple of 2^n_downsample = " + std::to_string(unit));
 	/* Content encoder and decoder: 3x3 residual convs run at s / 2^n, the
 	 * decoder's 5x5 upsampling convs at s / 2^(n-1) .. s. */
 	if (!reflect_fits(s / unit, 1))
-		return am_fail(st, AT_EINVAL, "image_size " + std::to_string(s) + " is too small for n_downsample " +
-						      std::to_string(c->n_downsample) + " (the content code would be under 2x2)");
+		return am_fail(st, AT_EINVAL,
+			       "image_size " + std::to_string(s) + " is too small for n_downsample " +
+				       std::to_string(c->n_downsample) + " (the content code would be under 2x2)");
 	if (c->n_downsample > 0 && !reflect_fits(s / (unit / 2), 2))
 		return am_fail(st, AT_EINVAL, "image_size too small for the decoder's 5x5 convolutions");
 	/* Style encoder: 7x7 conv then four stride-2 4x4 convs (MUNIT's fixed depth). */
@@ -175,9 +181,10 @@ extern "C" int am_config_validate(const am_config *c, am_status_t *st)
 			if (!reflect_fits(sl, 1))
 				return am_fail(st, AT_EINVAL,
 					       "image_size " + std::to_string(s) + " is too small for num_scales " +
-						       std::to_string(c->num_scales) + " x n_layer " + std::to_string(c->n_layer) +
-						       " (scale " + std::to_string(j) + " layer " + std::to_string(l) +
-						       " would see " + std::to_string(sl) + "x" + std::to_string(sl) + ")");
+						       std::to_string(c->num_scales) + " x n_layer " +
+						       std::to_string(c->n_layer) + " (scale " + std::to_string(j) +
+						       " layer " + std::to_string(l) + " would see " +
+						       std::to_string(sl) + "x" + std::to_string(sl) + ")");
 			sl = (sl + 1) / 2;
 		}
 		sj = (sj + 1) / 2;
@@ -195,8 +202,9 @@ static int apply_key(am_config *c, const field &f, json_t *v, am_status_t *st)
 		if (!json_is_integer(v))
 			return am_fail(st, AT_EINVAL, key + ": expected an integer");
 		if ((double)json_integer_value(v) < f.min || (double)json_integer_value(v) > f.max)
-			return am_fail(st, AT_ERANGE, key + ": " + std::to_string(json_integer_value(v)) + " is out of range " +
-							      num(f.min) + ".." + num(f.max));
+			return am_fail(st, AT_ERANGE,
+				       key + ": " + std::to_string(json_integer_value(v)) + " is out of range " +
+					       num(f.min) + ".." + num(f.max));
 		int_at(c, f) = (int)json_integer_value(v);
 		return 0;
 	case F_BOOL:
@@ -245,7 +253,8 @@ static int apply_json(const char *text, am_config *out, am_status_t *st)
 	} else {
 		const char *k;
 		json_t *v;
-		json_object_foreach(root, k, v) {
+		json_object_foreach(root, k, v)
+		{
 			const field *f = nullptr;
 			for (const field &g : fields)
 				if (!strcmp(g.name, k))
@@ -314,7 +323,8 @@ std::string am_config_arch_diff(const am_config *file, const am_config *here, bo
 			continue;
 		int a = int_at(file, f), b = int_at(here, f);
 		if (a != b)
-			return std::string(f.name) + " is " + std::to_string(a) + " in the file, " + std::to_string(b) + " here";
+			return std::string(f.name) + " is " + std::to_string(a) + " in the file, " + std::to_string(b) +
+			       " here";
 	}
 	return std::string();
 }

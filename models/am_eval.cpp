@@ -243,7 +243,8 @@ extern "C" double am_content_chamfer(const uint8_t *gray, const uint8_t *rgb, in
 
 /* ---- the fixed random feature net ---- */
 
-namespace {
+namespace
+{
 /*
  * Three stride-2 3x3 convs with He-normal weights from a fixed seed, on the
  * image resized to 64x64. maps() gives each layer's activations (for the
@@ -408,7 +409,9 @@ extern "C" int am_kid(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb
 		torch::NoGradGuard ng;
 		auto x = features().pooled(gen_rgb, n_gen, w, h), y = features().pooled(real_rgb, n_real, w, h);
 		double d = (double)x.size(1);
-		auto k = [&](const torch::Tensor &a, const torch::Tensor &b) { return (a.matmul(b.t()) / d + 1.0).pow(3); };
+		auto k = [&](const torch::Tensor &a, const torch::Tensor &b) {
+			return (a.matmul(b.t()) / d + 1.0).pow(3);
+		};
 		auto kxx = to_vec(k(x, x)), kyy = to_vec(k(y, y)), kxy = to_vec(k(x, y));
 		std::vector<int> cx(n_gen, 1), cy(n_real, 1);
 		out->value = mmd_weighted(kxx, kyy, kxy, cx, cy);

@@ -34,10 +34,7 @@
 #define AM_HEADER_SIZE 56
 #define AM_CONFIG_MAX (1u << 20)
 
-static const char *magic_of(am_file_kind k)
-{
-	return k == AM_FILE_CHECKPOINT ? "ATLRCKPT" : "ATLRMODL";
-}
+static const char *magic_of(am_file_kind k) { return k == AM_FILE_CHECKPOINT ? "ATLRCKPT" : "ATLRMODL"; }
 
 static const char *name_of(am_file_kind k)
 {
@@ -80,7 +77,8 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- writing ---- */
 
-namespace {
+namespace
+{
 /* Owns the temp file until commit(); removes it on every other exit. */
 struct temp_file {
 	std::string path;
@@ -234,7 +232,8 @@ static int check_magic(const char *path, const unsigned char *p, size_t len, am_
 	if (memcmp(p, magic_of(want), 8) != 0) {
 		am_file_kind got = want == AM_FILE_CHECKPOINT ? AM_FILE_MODEL : AM_FILE_CHECKPOINT;
 		return am_fail(st, AT_EUNSUPPORTED,
-			       std::string(path) + ": is a " + name_of(got) + ", expected a " + name_of(want) + " (bad magic)");
+			       std::string(path) + ": is a " + name_of(got) + ", expected a " + name_of(want) +
+				       " (bad magic)");
 	}
 	return 0;
 }
@@ -248,12 +247,13 @@ static int file_parse(const char *path, am_file_kind kind, const std::string &da
 	if (rc < 0)
 		return rc;
 	if (size < AM_HEADER_SIZE)
-		return am_fail(st, AT_ECORRUPT, std::string(path) + ": truncated header (" + std::to_string(size) + " bytes)");
+		return am_fail(st, AT_ECORRUPT,
+			       std::string(path) + ": truncated header (" + std::to_string(size) + " bytes)");
 	uint32_t version = (uint32_t)get_le(p + 8, 4);
 	if (version != AM_FILE_VERSION)
 		return am_fail(st, AT_EUNSUPPORTED,
-			       std::string(path) + ": unsupported format version " + std::to_string(version) + " (this build reads " +
-				       std::to_string(AM_FILE_VERSION) + ")");
+			       std::string(path) + ": unsupported format version " + std::to_string(version) +
+				       " (this build reads " + std::to_string(AM_FILE_VERSION) + ")");
 	uint64_t clen = get_le(p + 12, 4), plen = get_le(p + 16, 8);
 	if (clen > AM_CONFIG_MAX || plen > (uint64_t)1 << 50)
 		return am_fail(st, AT_ECORRUPT, std::string(path) + ": corrupt header (absurd lengths)");
@@ -264,8 +264,8 @@ static int file_parse(const char *path, am_file_kind kind, const std::string &da
 				       std::to_string(want) + ")");
 	if (size > want)
 		return am_fail(st, AT_ECORRUPT,
-			       std::string(path) + ": trailing bytes (" + std::to_string(size) + " bytes, header says " +
-				       std::to_string(want) + ")");
+			       std::string(path) + ": trailing bytes (" + std::to_string(size) +
+				       " bytes, header says " + std::to_string(want) + ")");
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
 	if (EVP_Digest(p + AM_HEADER_SIZE, clen + plen, digest, &dlen, EVP_sha256(), nullptr) != 1 || dlen != 32)

@@ -53,16 +53,16 @@ typedef std::function<void(const am_sink &)> am_payload_writer;
  * same folder, fsync, rename, fsync of the folder). On any failure the
  * temp file is removed and path is untouched.
  */
-int am_file_write(const char *path, am_file_kind kind, const std::string &config_json,
-		  const am_payload_writer &payload, am_status_t *st);
+int am_file_write(const char *path, am_file_kind kind, const std::string &config_json, const am_payload_writer &payload,
+		  am_status_t *st);
 
 /*
  * Reads and checks a file of the given kind: magic, version, sizes (a
  * truncated or padded file is corrupt), sha256. On success *data holds the
  * whole file and [*payload_off, +*payload_len) is the payload.
  */
-int am_file_read(const char *path, am_file_kind kind, std::string *config_json, std::string *data,
-		 size_t *payload_off, size_t *payload_len, am_status_t *st);
+int am_file_read(const char *path, am_file_kind kind, std::string *config_json, std::string *data, size_t *payload_off,
+		 size_t *payload_len, am_status_t *st);
 /* The checks of am_file_read on a file already in memory (name is for messages). */
 int am_file_parse(const char *name, am_file_kind kind, const std::string &data, std::string *config_json,
 		  size_t *payload_off, size_t *payload_len, am_status_t *st);

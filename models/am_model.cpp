@@ -38,10 +38,7 @@ extern "C" int am_set_threads(int n, am_status_t *st)
 	}
 }
 
-extern "C" void am_set_fast_paths(int on)
-{
-	am::set_fast_paths(on != 0);
-}
+extern "C" void am_set_fast_paths(int on) { am::set_fast_paths(on != 0); }
 
 extern "C" const char *am_device_name(void)
 {
@@ -117,15 +114,12 @@ extern "C" void am_model_get_config(const am_model *m, am_config *out)
 		*out = m->cfg;
 }
 
-extern "C" const char *am_model_device(const am_model *m)
-{
-	return m ? am::device_label(m->device) : "cpu";
-}
+extern "C" const char *am_model_device(const am_model *m) { return m ? am::device_label(m->device) : "cpu"; }
 
 /* ---- inference ---- */
 
-extern "C" int am_model_stylize(am_model *m, const uint8_t *gray, int w, int h, const am_style *style,
-				uint8_t *rgb_out, int out_w, int out_h, am_status_t *st)
+extern "C" int am_model_stylize(am_model *m, const uint8_t *gray, int w, int h, const am_style *style, uint8_t *rgb_out,
+				int out_w, int out_h, am_status_t *st)
 {
 	if (!m)
 		return am_fail(st, AT_EINVAL, "model is NULL");
@@ -142,8 +136,9 @@ extern "C" int am_model_style_code(am_model *m, const am_style *style, float *co
 	if (!m || !code)
 		return am_fail(st, AT_EINVAL, "NULL argument");
 	if (code_len < m->cfg.style_dim)
-		return am_fail(st, AT_EINVAL, "code_len " + std::to_string(code_len) + " < style_dim " +
-						      std::to_string(m->cfg.style_dim));
+		return am_fail(st, AT_EINVAL,
+			       "code_len " + std::to_string(code_len) + " < style_dim " +
+				       std::to_string(m->cfg.style_dim));
 	try {
 		torch::NoGradGuard ng;
 		am::Translator tr{&m->cfg, m->device, m->enc_a, m->gen_b};

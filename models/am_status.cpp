@@ -12,25 +12,13 @@
 #include "am_internal.hpp"
 #include "err.h"
 
-extern "C" am_status_t *am_status_new(void)
-{
-	return new (std::nothrow) am_status();
-}
+extern "C" am_status_t *am_status_new(void) { return new (std::nothrow) am_status(); }
 
-extern "C" void am_status_free(am_status_t *st)
-{
-	delete st;
-}
+extern "C" void am_status_free(am_status_t *st) { delete st; }
 
-extern "C" int am_status_code(const am_status_t *st)
-{
-	return st ? st->code : 0;
-}
+extern "C" int am_status_code(const am_status_t *st) { return st ? st->code : 0; }
 
-extern "C" const char *am_status_message(const am_status_t *st)
-{
-	return st ? st->msg.c_str() : "";
-}
+extern "C" const char *am_status_message(const am_status_t *st) { return st ? st->msg.c_str() : ""; }
 
 int am_fail(am_status_t *st, int code, const std::string &msg)
 {

@@ -71,7 +71,8 @@ static void build(am_trainer *t)
 	t->gen_b->to(t->device);
 	t->dis_a->to(t->device);
 	t->dis_b->to(t->device);
-	auto opts = torch::optim::AdamOptions(c.lr).betas(std::make_tuple(c.beta1, c.beta2)).weight_decay(c.weight_decay);
+	auto opts =
+		torch::optim::AdamOptions(c.lr).betas(std::make_tuple(c.beta1, c.beta2)).weight_decay(c.weight_decay);
 	t->opt_gen = std::make_unique<torch::optim::Adam>(params_of(*t->gen_a, *t->gen_b), opts);
 	t->opt_dis = std::make_unique<torch::optim::Adam>(params_of(*t->dis_a, *t->dis_b), opts);
 }
@@ -109,10 +110,7 @@ extern "C" void am_trainer_free(am_trainer *t)
 	}
 }
 
-extern "C" uint64_t am_trainer_steps(const am_trainer *t)
-{
-	return t ? t->step : 0;
-}
+extern "C" uint64_t am_trainer_steps(const am_trainer *t) { return t ? t->step : 0; }
 
 extern "C" void am_trainer_get_config(const am_trainer *t, am_config *out)
 {
@@ -145,10 +143,7 @@ static void set_lr(am_trainer *t)
 			static_cast<torch::optim::AdamOptions &>(g.options()).lr(lr);
 }
 
-static torch::Tensor l1(const torch::Tensor &a, const torch::Tensor &b)
-{
-	return (a - b).abs().mean();
-}
+static torch::Tensor l1(const torch::Tensor &a, const torch::Tensor &b) { return (a - b).abs().mean(); }
 
 static int check_batch(const am_trainer *t, const float *xa, const float *xb, int batch, am_status_t *st)
 {
@@ -213,14 +208,14 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 
 	if (out) {
 		/* One device -> host copy for all the figures. */
-		auto v = torch::stack({gen_total, dis_total, adv_a, adv_b, rx_a, rx_b, rs_a, rs_b, rc_a, rc_b, cyc_a, cyc_b,
-				       d_a, d_b})
+		auto v = torch::stack({gen_total, dis_total, adv_a, adv_b, rx_a, rx_b, rs_a, rs_b, rc_a, rc_b, cyc_a,
+				       cyc_b, d_a, d_b})
 				 .detach()
 				 .to(torch::kCPU, torch::kDouble);
 		auto p = v.accessor<double, 1>();
 		double *dst[] = {&out->gen_total, &out->dis_total, &out->gen_adv_a, &out->gen_adv_b, &out->recon_x_a,
-				 &out->recon_x_b,   &out->recon_s_a,   &out->recon_s_b, &out->recon_c_a, &out->recon_c_b,
-				 &out->cyc_x_a,     &out->cyc_x_b,     &out->dis_a,     &out->dis_b};
+				 &out->recon_x_b, &out->recon_s_a, &out->recon_s_b, &out->recon_c_a, &out->recon_c_b,
+				 &out->cyc_x_a,   &out->cyc_x_b,   &out->dis_a,     &out->dis_b};
 		for (int i = 0; i < 14; i++)
 			*dst[i] = p[i];
 		out->step = t->step;
@@ -323,18 +318,19 @@ extern "C" int am_trainer_save(am_trainer *t, const char *path, am_status_t *st)
 	if (!t)
 		return am_fail(st, AT_EINVAL, "trainer is NULL");
 	try {
-		return am_file_write(path, AM_FILE_CHECKPOINT, config_text(&t->cfg),
-				     [t](const am_sink &sink) {
-					     torch::serialize::OutputArchive ar;
-					     for (int i = 0; i < 4; i++)
-						     am::save_module(ar, kNets[i], net(t, i));
-					     save_adam(ar, "opt_gen.", *t->opt_gen);
-					     save_adam(ar, "opt_dis.", *t->opt_dis);
-					     ar.write("step", torch::tensor((int64_t)t->step));
-					     ar.write("rng_state", t->rng.get_state());
-					     ar.save_to(sink);
-				     },
-				     st);
+		return am_file_write(
+			path, AM_FILE_CHECKPOINT, config_text(&t->cfg),
+			[t](const am_sink &sink) {
+				torch::serialize::OutputArchive ar;
+				for (int i = 0; i < 4; i++)
+					am::save_module(ar, kNets[i], net(t, i));
+				save_adam(ar, "opt_gen.", *t->opt_gen);
+				save_adam(ar, "opt_dis.", *t->opt_dis);
+				ar.write("step", torch::tensor((int64_t)t->step));
+				ar.write("rng_state", t->rng.get_state());
+				ar.save_to(sink);
+			},
+			st);
 	} catch (...) {
 		return am_fail_current_exception(st, "saving a checkpoint");
 	}
@@ -345,16 +341,17 @@ extern "C" int am_trainer_export(am_trainer *t, const char *path, am_status_t *s
 	if (!t)
 		return am_fail(st, AT_EINVAL, "trainer is NULL");
 	try {
-		return am_file_write(path, AM_FILE_MODEL, config_text(&t->cfg),
-				     [t](const am_sink &sink) {
-					     torch::serialize::OutputArchive ar;
-					     /* Inference needs gen_a's content encoder and gen_b; gen_b's
+		return am_file_write(
+			path, AM_FILE_MODEL, config_text(&t->cfg),
+			[t](const am_sink &sink) {
+				torch::serialize::OutputArchive ar;
+				/* Inference needs gen_a's content encoder and gen_b; gen_b's
 					      * content encoder stays for am_model_recon_error. */
-					     am::save_module(ar, "gen_a.enc_content.", *t->gen_a->enc_content);
-					     am::save_module(ar, "gen_b.", *t->gen_b);
-					     ar.save_to(sink);
-				     },
-				     st);
+				am::save_module(ar, "gen_a.enc_content.", *t->gen_a->enc_content);
+				am::save_module(ar, "gen_b.", *t->gen_b);
+				ar.save_to(sink);
+			},
+			st);
 	} catch (...) {
 		return am_fail_current_exception(st, "writing an export");
 	}
@@ -422,9 +419,10 @@ static int warm_start(am_trainer *t, const char *path, am_status_t *st)
 	/* Load into copies first, so that a bad file leaves the trainer as it was. */
 	try {
 		if (kind == AM_FILE_CHECKPOINT) {
-			std::vector<std::shared_ptr<torch::nn::Module>> fresh = {
-				Generator(t->cfg, 1).ptr(), Generator(t->cfg, 3).ptr(), Discriminator(t->cfg, 1).ptr(),
-				Discriminator(t->cfg, 3).ptr()};
+			std::vector<std::shared_ptr<torch::nn::Module>> fresh = {Generator(t->cfg, 1).ptr(),
+										 Generator(t->cfg, 3).ptr(),
+										 Discriminator(t->cfg, 1).ptr(),
+										 Discriminator(t->cfg, 3).ptr()};
 			for (int i = 0; i < 4; i++) {
 				fresh[i]->to(t->device);
 				am::load_module(ar, kNets[i], *fresh[i]);

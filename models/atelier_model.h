@@ -83,26 +83,26 @@ const char *am_device_name(void);
  */
 typedef struct am_config {
 	/* data */
-	int image_size;      /* 256: square side the model runs at (>= 16, multiple of 2^n_downsample) */
+	int image_size; /* 256: square side the model runs at (>= 16, multiple of 2^n_downsample) */
 	/* generator (one per domain) */
-	int gen_dim;         /* 64  [arch] channels of the first conv */
-	int style_dim;       /* 8   [arch] length of a style code */
-	int n_downsample;    /* 2   [arch] stride-2 convs in the content encoder */
-	int n_res;           /* 4   [arch] residual blocks in content encoder and decoder */
-	int mlp_dim;         /* 256 [arch] hidden width of the style -> AdaIN MLP */
-	int pono;            /* 1   [arch] PONO-MS between encoder and decoder (0 = plain MUNIT) */
-	int pono_from;       /* 0   [arch] finest level whose moments PONO-MS carries (0 = full size,
+	int gen_dim;      /* 64  [arch] channels of the first conv */
+	int style_dim;    /* 8   [arch] length of a style code */
+	int n_downsample; /* 2   [arch] stride-2 convs in the content encoder */
+	int n_res;        /* 4   [arch] residual blocks in content encoder and decoder */
+	int mlp_dim;      /* 256 [arch] hidden width of the style -> AdaIN MLP */
+	int pono;         /* 1   [arch] PONO-MS between encoder and decoder (0 = plain MUNIT) */
+	int pono_from;    /* 0   [arch] finest level whose moments PONO-MS carries (0 = full size,
 	                        1 = half, ...): coarser starts leave fine detail to the decoder */
 	/* discriminator (one per domain) */
-	int dis_dim;         /* 64  [arch] channels of the first conv */
-	int n_layer;         /* 4   [arch] stride-2 convs per scale */
-	int num_scales;      /* 3   [arch] image scales judged (each half the previous) */
+	int dis_dim;    /* 64  [arch] channels of the first conv */
+	int n_layer;    /* 4   [arch] stride-2 convs per scale */
+	int num_scales; /* 3   [arch] image scales judged (each half the previous) */
 	/* loss weights */
-	double gan_w;        /* 1   adversarial (LSGAN) */
-	double recon_x_w;    /* 10  image reconstruction (L1) */
-	double recon_s_w;    /* 1   style code reconstruction (L1) */
-	double recon_c_w;    /* 1   content code reconstruction (L1) */
-	double recon_x_cyc_w;/* 10  style-augmented cycle consistency (0 skips it) */
+	double gan_w;         /* 1   adversarial (LSGAN) */
+	double recon_x_w;     /* 10  image reconstruction (L1) */
+	double recon_s_w;     /* 1   style code reconstruction (L1) */
+	double recon_c_w;     /* 1   content code reconstruction (L1) */
+	double recon_x_cyc_w; /* 10  style-augmented cycle consistency (0 skips it) */
 	/* optimiser: Adam, step learning-rate policy */
 	double lr;           /* 1e-4 */
 	double beta1;        /* 0.5 */
@@ -111,8 +111,8 @@ typedef struct am_config {
 	int lr_step_size;    /* 100000 steps between learning-rate drops */
 	double lr_gamma;     /* 0.5 factor of each drop */
 	/* runtime */
-	uint64_t seed;       /* 1: weight init and training randomness */
-	int threads;         /* 0: leave libtorch's default; > 0 calls am_set_threads */
+	uint64_t seed;              /* 1: weight init and training randomness */
+	int threads;                /* 0: leave libtorch's default; > 0 calls am_set_threads */
 	char device[AM_DEVICE_MAX]; /* "auto": cuda when available, else cpu; or "cpu", "cuda" */
 } am_config;
 
@@ -135,14 +135,14 @@ char *am_config_to_json(const am_config *cfg);
 typedef struct am_trainer am_trainer;
 
 typedef struct am_losses {
-	uint64_t step;        /* steps done, this one included */
-	double gen_total;     /* the weighted sum the generators minimise */
-	double dis_total;     /* the weighted sum the discriminators minimise */
+	uint64_t step;    /* steps done, this one included */
+	double gen_total; /* the weighted sum the generators minimise */
+	double dis_total; /* the weighted sum the discriminators minimise */
 	double gen_adv_a, gen_adv_b;
-	double recon_x_a, recon_x_b;   /* image reconstruction, L1 in [-1,1] units */
+	double recon_x_a, recon_x_b; /* image reconstruction, L1 in [-1,1] units */
 	double recon_s_a, recon_s_b;
 	double recon_c_a, recon_c_b;
-	double cyc_x_a, cyc_x_b;       /* 0 when recon_x_cyc_w is 0 */
+	double cyc_x_a, cyc_x_b; /* 0 when recon_x_cyc_w is 0 */
 	double dis_a, dis_b;
 } am_losses;
 
@@ -155,8 +155,8 @@ void am_trainer_free(am_trainer *t);
  * float32 in [-1, 1]; both are read only during the call. The two batches
  * are unpaired (MUNIT needs no pairs). out may be NULL.
  */
-int am_trainer_step(am_trainer *t, const float *sketch_batch, const float *painting_batch, int batch,
-		    am_losses *out, am_status_t *st) AM_MUST_CHECK;
+int am_trainer_step(am_trainer *t, const float *sketch_batch, const float *painting_batch, int batch, am_losses *out,
+		    am_status_t *st) AM_MUST_CHECK;
 uint64_t am_trainer_steps(const am_trainer *t);
 void am_trainer_get_config(const am_trainer *t, am_config *out);
 /* Full training state (4 networks, both Adam states, step, RNG), atomically. */
@@ -189,13 +189,13 @@ typedef enum am_style_kind {
 
 typedef struct am_style {
 	am_style_kind kind;
-	uint64_t seed;                  /* AM_STYLE_SEED (the `style` int of the stylize API) */
-	const uint8_t *rgb;             /* AM_STYLE_REFERENCE: w x h RGB, borrowed */
+	uint64_t seed;      /* AM_STYLE_SEED (the `style` int of the stylize API) */
+	const uint8_t *rgb; /* AM_STYLE_REFERENCE: w x h RGB, borrowed */
 	int w, h;
-	const struct am_style *a, *b;   /* AM_STYLE_MIX: borrowed, nesting up to 4 deep */
-	float alpha;                    /* AM_STYLE_MIX: 0 = a, 1 = b */
-	const float *code;              /* AM_STYLE_CODE: borrowed */
-	int code_len;                   /* AM_STYLE_CODE: must equal style_dim */
+	const struct am_style *a, *b; /* AM_STYLE_MIX: borrowed, nesting up to 4 deep */
+	float alpha;                  /* AM_STYLE_MIX: 0 = a, 1 = b */
+	const float *code;            /* AM_STYLE_CODE: borrowed */
+	int code_len;                 /* AM_STYLE_CODE: must equal style_dim */
 } am_style;
 
 typedef struct am_model am_model;
@@ -212,14 +212,13 @@ const char *am_model_device(const am_model *m);
  * sketch is resized to image_size and the result to the output size
  * (bilinear, antialiased when shrinking). Sizes are 1..8192.
  */
-int am_model_stylize(am_model *m, const uint8_t *gray, int w, int h, const am_style *style, uint8_t *rgb_out,
-		     int out_w, int out_h, am_status_t *st) AM_MUST_CHECK;
+int am_model_stylize(am_model *m, const uint8_t *gray, int w, int h, const am_style *style, uint8_t *rgb_out, int out_w,
+		     int out_h, am_status_t *st) AM_MUST_CHECK;
 /* The code a style resolves to (style_dim floats into code, code_len >= style_dim). */
-int am_model_style_code(am_model *m, const am_style *style, float *code, int code_len,
-			am_status_t *st) AM_MUST_CHECK;
+int am_model_style_code(am_model *m, const am_style *style, float *code, int code_len, am_status_t *st) AM_MUST_CHECK;
 /* Same as am_model_stylize with the trainer's current gen_a / gen_b. */
-int am_trainer_stylize(am_trainer *t, const uint8_t *gray, int w, int h, const am_style *style,
-		       uint8_t *rgb_out, int out_w, int out_h, am_status_t *st) AM_MUST_CHECK;
+int am_trainer_stylize(am_trainer *t, const uint8_t *gray, int w, int h, const am_style *style, uint8_t *rgb_out,
+		       int out_w, int out_h, am_status_t *st) AM_MUST_CHECK;
 
 /* ---- evaluation (no downloads, deterministic) ---- */
 
@@ -258,14 +257,14 @@ typedef struct am_interval {
  * the within-set sums). Lower is better; ~0 = indistinguishable (it can be
  * slightly negative). n_gen, n_real >= 2.
  */
-int am_kid(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h,
-	   am_interval *out, am_status_t *st) AM_MUST_CHECK;
+int am_kid(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h, am_interval *out,
+	   am_status_t *st) AM_MUST_CHECK;
 /*
  * Realism: unbiased MMD^2 (Gaussian kernel, bandwidth = median distance among
  * the real set) on the same features as am_kid. Lower is better.
  */
-int am_realism_mmd(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h,
-		   double *mmd2, am_status_t *st) AM_MUST_CHECK;
+int am_realism_mmd(const uint8_t *gen_rgb, int n_gen, const uint8_t *real_rgb, int n_real, int w, int h, double *mmd2,
+		   am_status_t *st) AM_MUST_CHECK;
 /*
  * Diversity, LPIPS-like: for every pair of the n RGB images (w x h, packed),
  * each layer's feature map of the fixed random network is unit-normalised
@@ -280,8 +279,7 @@ int am_diversity(const uint8_t *rgbs, int n, int w, int h, double *out, am_statu
  * Reconstruction error of a painting through gen_b (encode, decode with its
  * own style): mean absolute error in [0, 1] at image_size.
  */
-int am_model_recon_error(am_model *m, const uint8_t *rgb, int w, int h, double *err,
-			 am_status_t *st) AM_MUST_CHECK;
+int am_model_recon_error(am_model *m, const uint8_t *rgb, int w, int h, double *err, am_status_t *st) AM_MUST_CHECK;
 
 #ifdef __cplusplus
 }

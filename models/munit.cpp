@@ -17,14 +17,15 @@
 
 namespace F = torch::nn::functional;
 
-namespace am {
+namespace am
+{
 
 static const double kEps = 1e-5;
 
 /* ---- blocks ---- */
 
 ConvBlockImpl::ConvBlockImpl(int in, int out, int k, int stride, int pad, Norm norm_, Act act_, bool pono_, bool ms_)
-	: norm(norm_), act(act_), pono(pono_), ms(ms_), out_ch(out)
+    : norm(norm_), act(act_), pono(pono_), ms(ms_), out_ch(out)
 {
 	auto o = torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad).bias(true);
 	if (pad > 0)
@@ -146,15 +147,17 @@ torch::Tensor ConvBlockImpl::up2_conv(const torch::Tensor &x)
 {
 	const auto &o = conv->options;
 	auto up = [](const torch::Tensor &t) {
-		return F::interpolate(
-			t, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+		return F::interpolate(t, F::InterpolateFuncOptions()
+						 .scale_factor(std::vector<double>{2.0, 2.0})
+						 .mode(torch::kNearest));
 	};
 	int64_t k = (*o.kernel_size())[0], p = k / 2, h = x.size(2), w = x.size(3);
 	const auto *pad = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
-	bool ok = fast() && k % 2 == 1 && (*o.kernel_size())[1] == k && (*o.stride())[0] == 1 && (*o.stride())[1] == 1 &&
-		  (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 && pad && (**pad)[0] == p &&
-		  (**pad)[1] == p && c10::holds_alternative<torch::enumtype::kReflect>(o.padding_mode()) && p >= 1 &&
-		  h > p && w > p && x.dim() == 4;
+	bool ok = fast() && k % 2 == 1 && (*o.kernel_size())[1] == k && (*o.stride())[0] == 1 &&
+		  (*o.stride())[1] == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 &&
+		  pad && (**pad)[0] == p && (**pad)[1] == p &&
+		  c10::holds_alternative<torch::enumtype::kReflect>(o.padding_mode()) && p >= 1 && h > p && w > p &&
+		  x.dim() == 4;
 	if (!ok)
 		return conv->forward(up(x));
 	/* Output row 2i + a, tap t reads low-res row i + floor((a + t - p) / 2): offsets -l..l, l = ceil(p / 2). */
@@ -330,8 +333,10 @@ GeneratorImpl::GeneratorImpl(const am_config &c, int ch)
 {
 	/* MUNIT's style encoder always downsamples 4 times. */
 	enc_style = register_module("enc_style", StyleEncoder(4, ch, c.gen_dim, c.style_dim));
-	enc_content = register_module("enc_content", ContentEncoder(c.n_downsample, c.n_res, ch, c.gen_dim, c.pono != 0, c.pono_from));
-	dec = register_module("dec", Decoder(c.n_downsample, c.n_res, enc_content->out_dim, ch, c.pono != 0, c.pono_from));
+	enc_content = register_module("enc_content",
+				      ContentEncoder(c.n_downsample, c.n_res, ch, c.gen_dim, c.pono != 0, c.pono_from));
+	dec = register_module("dec",
+			      Decoder(c.n_downsample, c.n_res, enc_content->out_dim, ch, c.pono != 0, c.pono_from));
 	mlp = register_module("mlp", MLP(c.style_dim, (int)dec->num_adain_params(), c.mlp_dim, 3));
 }
 
@@ -456,10 +461,7 @@ int pick_device(const char *pref, torch::Device *out, am_status_t *st)
 	return am_fail(st, AT_EINVAL, std::string("unknown device \"") + pref + "\" (auto, cpu or cuda)");
 }
 
-const char *device_label(const torch::Device &d)
-{
-	return d.is_cuda() ? "cuda:0" : "cpu";
-}
+const char *device_label(const torch::Device &d) { return d.is_cuda() ? "cuda:0" : "cpu"; }
 
 /* ---- archives ---- */
 
@@ -526,7 +528,8 @@ int open_archive(const char *path, am_file_kind kind, const torch::Device &dev, 
 	try {
 		ar.load_from(data.data() + off, len, dev);
 	} catch (const c10::Error &e) {
-		return am_fail(st, AT_ECORRUPT, std::string(path) + ": unreadable payload: " + e.what_without_backtrace());
+		return am_fail(st, AT_ECORRUPT,
+			       std::string(path) + ": unreadable payload: " + e.what_without_backtrace());
 	}
 	return 0;
 }
@@ -556,7 +559,14 @@ torch::Tensor resize(const torch::Tensor &x, int h, int w)
 void tensor_to_rgb(const torch::Tensor &y, uint8_t *out, int out_w, int out_h)
 {
 	auto r = resize(y, out_h, out_w);
-	r = r.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch::kUInt8).permute({0, 2, 3, 1}).contiguous().to(torch::kCPU);
+	r = r.add(1.0)
+		    .mul_(127.5)
+		    .round_()
+		    .clamp_(0, 255)
+		    .to(torch::kUInt8)
+		    .permute({0, 2, 3, 1})
+		    .contiguous()
+		    .to(torch::kCPU);
 	memcpy(out, r.data_ptr<uint8_t>(), (size_t)out_w * out_h * 3);
 }
 
@@ -567,7 +577,8 @@ int check_image_args(const void *px, int w, int h, am_status_t *st)
 	if (!px)
 		return am_fail(st, AT_EINVAL, "image is NULL");
 	if (w < 1 || h < 1 || w > 8192 || h > 8192)
-		return am_fail(st, AT_ERANGE, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is outside 1..8192");
+		return am_fail(st, AT_ERANGE,
+			       "image size " + std::to_string(w) + "x" + std::to_string(h) + " is outside 1..8192");
 	return 0;
 }
 

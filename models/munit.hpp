@@ -23,7 +23,8 @@
 
 #include "am_internal.hpp"
 
-namespace am {
+namespace am
+{
 
 enum class Norm { None, In, AdaIn, Ln };
 enum class Act { None, Relu, LRelu, Tanh };

@@ -23,7 +23,7 @@ static void on_sql_json(void *arg, int status, PGresult *res)
 		/* class 22 (data exception): a parameter PostgreSQL could not take */
 		if (strncmp(st, "22", 2) == 0)
 			http_reply_err(q->req, AT_EINVAL, "invalid parameter: a value is out of range or malformed",
-					 json_pack("{ss}", "path", http_req_path(q->req)));
+				       json_pack("{ss}", "path", http_req_path(q->req)));
 		else
 			http_reply_err(q->req, AT_EINTERNAL, "query failed", NULL);
 	} else if (status < 0) {
@@ -74,7 +74,7 @@ long long api_positive_id(http_req_t *req, const char *value, const char *what)
 	int64_t v;
 	if (http_parse_id(value, &v) < 0) {
 		http_reply_err(req, AT_EINVAL, "expected a positive integer",
-				 json_pack("{ss,ss}", "field", what, "value", value ? value : ""));
+			       json_pack("{ss,ss}", "field", what, "value", value ? value : ""));
 		return 0;
 	}
 	return v;

@@ -21,7 +21,6 @@ void api_log_db_error(http_req_t *req, PGresult *res);
  * only, 1..INT64_MAX); on failure replies 400 naming what and returns 0. */
 long long api_positive_id(http_req_t *req, const char *value, const char *what);
 
-
 /* ---- JSON schemas for the OpenAPI document (struct http_route's texts) ----
  * Shapes of what the handlers' SQL builds; several routes share them. */
 #define API_INT "{\"type\":\"integer\"}"
@@ -39,12 +38,12 @@ long long api_positive_id(http_req_t *req, const char *value, const char *what);
 #define API_OBJECT(props) "{\"type\":\"object\",\"properties\":{" props "}}"
 #define API_RUN_STATES "[\"queued\",\"running\",\"succeeded\",\"failed\",\"cancelled\",\"skipped\"]"
 /* a row of the run_status view */
-#define API_RUN                                                                                                  \
+#define API_RUN                                                                                                   \
 	API_OBJECT("\"run_id\":" API_INT ",\"pipeline\":" API_STR ",\"pipeline_version\":" API_INT                \
-		   ",\"state\":{\"type\":\"string\",\"enum\":" API_RUN_STATES "},\"trigger\":" API_STR             \
-		   ",\"created_at\":" API_TIME ",\"started_at\":" API_NULL_TIME ",\"finished_at\":" API_NULL_TIME  \
-		   ",\"seconds\":" API_NUM ",\"stages_total\":" API_INT ",\"stages_succeeded\":" API_INT           \
-		   ",\"running_stages\":" API_NULL("string") ",\"progress\":" API_NULL("number")                  \
-		   ",\"error\":" API_NULL("string") ",\"eta_seconds\":" API_NULL("integer"))
+		   ",\"state\":{\"type\":\"string\",\"enum\":" API_RUN_STATES "},\"trigger\":" API_STR            \
+		   ",\"created_at\":" API_TIME ",\"started_at\":" API_NULL_TIME ",\"finished_at\":" API_NULL_TIME \
+		   ",\"seconds\":" API_NUM ",\"stages_total\":" API_INT ",\"stages_succeeded\":" API_INT          \
+		   ",\"running_stages\":" API_NULL("string") ",\"progress\":" API_NULL(                           \
+			   "number") ",\"error\":" API_NULL("string") ",\"eta_seconds\":" API_NULL("integer"))
 
 #endif

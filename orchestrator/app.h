@@ -33,8 +33,8 @@ struct settings {
 	double min_ink;
 	double max_ink;
 	int max_sketches_per_contributor_day; /* 0: no cap */
-	int near_duplicate_distance; /* dHash bits; -1: no near-duplicate check */
-	int node_heartbeat_days; /* node_heartbeats history kept (nodes.c prunes) */
+	int near_duplicate_distance;          /* dHash bits; -1: no near-duplicate check */
+	int node_heartbeat_days;              /* node_heartbeats history kept (nodes.c prunes) */
 	int db_conns;
 	const char *sql_dir;
 	const char *artifacts;
@@ -87,8 +87,8 @@ struct app {
 	struct supervisor *supervisor;
 	struct longpoll *longpoll;        /* channel long-polls (longpoll.c) */
 	struct artifact_store *artifacts; /* cfg.artifacts, opened at start */
-	struct events *events; /* the Server-Sent Events hub (events.c) */
-	struct notify *notify; /* alert webhooks (notify.c) */
+	struct events *events;            /* the Server-Sent Events hub (events.c) */
+	struct notify *notify;            /* alert webhooks (notify.c) */
 	/* The database's part of /metrics (atelier_prometheus()), kept a few
 	 * seconds so frequent scrapes cost one query. */
 	char *metrics_sql;

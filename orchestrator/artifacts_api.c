@@ -104,8 +104,8 @@ static void dl_start(struct download *d)
 {
 	char cl[128];
 	if (d->range) {
-		snprintf(cl, sizeof cl, "bytes %llu-%llu/%llu", (unsigned long long)d->start, (unsigned long long)d->end,
-			 (unsigned long long)d->size);
+		snprintf(cl, sizeof cl, "bytes %llu-%llu/%llu", (unsigned long long)d->start,
+			 (unsigned long long)d->end, (unsigned long long)d->size);
 		http_req_add_header(d->req, "Content-Range", cl);
 	}
 	http_req_add_header(d->req, "Accept-Ranges", "bytes");
@@ -144,13 +144,15 @@ static void dl_stat_cb(uv_fs_t *f)
 			char cr[64];
 			snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)d->size);
 			http_req_add_header(d->req, "Content-Range", cr);
-			http_reply_err(d->req, AT_EUNSATISFIABLE, "range not satisfiable", json_pack("{sI}", "size", (json_int_t)d->size));
+			http_reply_err(d->req, AT_EUNSATISFIABLE, "range not satisfiable",
+				       json_pack("{sI}", "size", (json_int_t)d->size));
 			d->req = NULL;
 			dl_finish(d);
 			return;
 		}
 		if (rc < 0) {
-			http_reply_err(d->req, AT_EINVAL, "malformed Range header (bytes=N-M, bytes=N- or bytes=-S)", NULL);
+			http_reply_err(d->req, AT_EINVAL, "malformed Range header (bytes=N-M, bytes=N- or bytes=-S)",
+				       NULL);
 			d->req = NULL;
 			dl_finish(d);
 			return;
@@ -165,7 +167,8 @@ static void dl_open_cb(uv_fs_t *f)
 	struct download *d = f->data;
 	if (f->result < 0) {
 		uv_fs_req_cleanup(f);
-		http_reply_err(d->req, AT_ENOTFOUND, "artifact missing from the store", json_pack("{ss}", "sha256", d->sha));
+		http_reply_err(d->req, AT_ENOTFOUND, "artifact missing from the store",
+			       json_pack("{ss}", "sha256", d->sha));
 		d->req = NULL;
 		dl_finish(d);
 		return;
@@ -216,7 +219,8 @@ static void get_artifact(http_req_t *req)
 	struct app *app = http_req_app(req);
 	const char *sha = http_req_param(req, "sha256");
 	if (!artifact_valid_sha(sha)) {
-		http_reply_err(req, AT_EINVAL, "not a sha256 (64 lowercase hex digits)", json_pack("{ss}", "sha256", sha));
+		http_reply_err(req, AT_EINVAL, "not a sha256 (64 lowercase hex digits)",
+			       json_pack("{ss}", "sha256", sha));
 		return;
 	}
 	if (!app->artifacts) {

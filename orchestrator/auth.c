@@ -24,7 +24,7 @@
 
 struct auth_slot {
 	unsigned char hash[32];
-	int role; /* >0 role bit, 0 invalid */
+	int role;      /* >0 role bit, 0 invalid */
 	int64_t id;    /* api_tokens.id */
 	char node[65]; /* api_tokens.node: the serving node a node token is bound to, or "" */
 	char name[64]; /* the token's name ("" when none): the actor in audit records */
@@ -200,9 +200,9 @@ int auth_create_token_blocking(PGconn *conn, const char *role, const char *name,
 	const char *vals[4] = {(const char *)hash, role, name, node};
 	int lens[4] = {32, 0, 0, 0};
 	int fmts[4] = {1, 0, 0, 0};
-	PGresult *r = PQexecParams(conn,
-				   "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4)", 4,
-				   NULL, vals, lens, fmts, 0);
+	PGresult *r =
+		PQexecParams(conn, "INSERT INTO api_tokens (token_hash, role, name, node) VALUES ($1, $2, $3, $4)", 4,
+			     NULL, vals, lens, fmts, 0);
 	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : AT_EDB;
 	if (rc < 0)
 		log_error("token: %s", PQresultErrorMessage(r));

@@ -140,8 +140,8 @@ static void on_rejection_stored(void *arg, int status, PGresult *res)
 		log_warn("could not record a rejected upload: %s", at_strerror(status));
 }
 
-void browse_record_rejection(http_req_t *req, int domain, int err, const char *msg, size_t size,
-			     const char *source, const char *contributor)
+void browse_record_rejection(http_req_t *req, int domain, int err, const char *msg, size_t size, const char *source,
+			     const char *contributor)
 {
 	struct app *app = http_req_app(req);
 	if (rejections_inflight >= BROWSE_REJECT_INFLIGHT || app->shutting_down) {
@@ -227,21 +227,24 @@ static void delete_sketch(http_req_t *req)
 
 /* ---- the route table ---- */
 
-#define P_PAGE                                                                                                    \
-	"\"since\":{\"type\":\"string\",\"format\":\"date-time\",\"description\":\"created at or after\"},"        \
-	"\"until\":{\"type\":\"string\",\"format\":\"date-time\",\"description\":\"created before\"},"             \
-	"\"source\":" API_STR ",\"cursor\":{\"type\":\"string\",\"description\":\"next_cursor of the previous page\"}," \
+#define P_PAGE                                                                                              \
+	"\"since\":{\"type\":\"string\",\"format\":\"date-time\",\"description\":\"created at or after\"}," \
+	"\"until\":{\"type\":\"string\",\"format\":\"date-time\",\"description\":\"created before\"},"      \
+	"\"source\":" API_STR                                                                               \
+	",\"cursor\":{\"type\":\"string\",\"description\":\"next_cursor of the previous page\"},"           \
 	"\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,\"default\":100}"
-#define P_IMAGES                                                                                                  \
+#define P_IMAGES                                                                                                       \
 	"{" P_PAGE ",\"contributor\":" API_STR ",\"status\":{\"type\":\"string\",\"enum\":[\"accepted\",\"rejected\"," \
 	"\"deleted\"]},\"split\":{\"type\":\"string\",\"enum\":[\"train\",\"holdout\"]}}"
 #define S_NEXT ",\"next_cursor\":{\"type\":\"string\",\"nullable\":true,\"description\":\"null on the last page\"}"
-#define S_IMAGES                                                                                                  \
-	HTTP_JSON(API_OBJECT("\"items\":" API_ARRAY(API_OBJECT(                                                  \
-		"\"id\":" API_INT ",\"sha256\":" API_SHA256 ",\"width\":" API_INT ",\"height\":" API_INT               \
-		",\"ink_ratio\":" API_NUM ",\"split\":" API_STR ",\"status\":" API_STR ",\"contributor\":" API_NULL("string") \
-		",\"consent\":" API_NULL("boolean") ",\"source\":" API_NULL("string") ",\"created_at\":" API_TIME      \
-		",\"image_url\":{\"type\":\"string\",\"description\":\"the normalised PNG (cacheable)\"}")) S_NEXT))
+#define S_IMAGES                                                                                                              \
+	HTTP_JSON(API_OBJECT("\"items\":" API_ARRAY(API_OBJECT(                                                               \
+		"\"id\":" API_INT ",\"sha256\":" API_SHA256 ",\"width\":" API_INT ",\"height\":" API_INT                      \
+		",\"ink_ratio\":" API_NUM ",\"split\":" API_STR ",\"status\":" API_STR                                        \
+		",\"contributor\":" API_NULL("string") ",\"consent\":" API_NULL("boolean") ",\"source\":" API_NULL(           \
+			"string") ",\"created_at\":" API_TIME                                                                 \
+				  ",\"image_url\":{\"type\":\"string\",\"description\":\"the normalised PNG (cacheable)\"}")) \
+				     S_NEXT))
 
 const struct http_route browse_routes[] = {
 	{"DELETE", "/v1/sketches/{id}", delete_sketch, ROLE_OPERATOR,
@@ -259,9 +262,11 @@ const struct http_route browse_routes[] = {
 	 .op = "listRejectedUploads", .tag = "ingest",
 	 .params = "{" P_PAGE ",\"domain\":{\"type\":\"string\",\"enum\":[\"sketch\",\"painting\"]},\"reason\":{"
 		   "\"type\":\"string\",\"description\":\"an error code, e.g. UNSUPPORTED, CORRUPT, UNPROCESSABLE\"}}",
-	 .reply = HTTP_JSON(API_OBJECT("\"items\":" API_ARRAY(API_OBJECT(
-		 "\"id\":" API_INT ",\"domain\":" API_STR ",\"reason\":" API_STR ",\"detail\":" API_NULL("string")
-		 ",\"size\":" API_INT ",\"content_type\":" API_NULL("string") ",\"source\":" API_NULL("string")
-		 ",\"contributor\":" API_NULL("string") ",\"created_at\":" API_TIME)) S_NEXT))},
+	 .reply = HTTP_JSON(API_OBJECT("\"items\":" API_ARRAY(
+		 API_OBJECT("\"id\":" API_INT ",\"domain\":" API_STR ",\"reason\":" API_STR ",\"detail\":" API_NULL(
+			 "string") ",\"size\":" API_INT
+				   ",\"content_type\":" API_NULL("string") ",\"source\":" API_NULL(
+					   "string") ",\"contributor\":" API_NULL("string") ",\"created_at\":" API_TIME))
+					       S_NEXT))},
 };
 const size_t browse_nroutes = sizeof browse_routes / sizeof browse_routes[0];

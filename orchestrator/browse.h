@@ -21,7 +21,7 @@ extern const size_t browse_nroutes;
  * further records are dropped (and logged), so a flood of bad uploads cannot
  * queue unbounded work on the database. The content type is read from req. */
 #define BROWSE_REJECT_INFLIGHT 32
-void browse_record_rejection(http_req_t *req, int domain, int err, const char *msg, size_t size,
-			     const char *source, const char *contributor);
+void browse_record_rejection(http_req_t *req, int domain, int err, const char *msg, size_t size, const char *source,
+			     const char *contributor);
 
 #endif

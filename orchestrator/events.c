@@ -54,7 +54,8 @@ static void events_broadcast(struct events *e, const char *event, const char *da
 		if (s->run && run && s->run != run)
 			continue;
 		if (http_stream_write(s->stream, head, (size_t)hn) < 0 ||
-		    http_stream_write(s->stream, data, strlen(data)) < 0 || http_stream_write(s->stream, "\n\n", 2) < 0) {
+		    http_stream_write(s->stream, data, strlen(data)) < 0 ||
+		    http_stream_write(s->stream, "\n\n", 2) < 0) {
 			/* gone or too slow to keep up: dropped below */
 			http_stream_end(s->stream);
 			s->stream = NULL;
@@ -158,7 +159,4 @@ void events_stop(struct events *e, void (*on_closed)(void *arg), void *arg)
 	uv_close((uv_handle_t *)&e->ping, events_timer_closed);
 }
 
-void events_free(struct events *e)
-{
-	free(e);
-}
+void events_free(struct events *e) { free(e); }

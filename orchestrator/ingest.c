@@ -73,7 +73,8 @@ static void on_existing(void *arg, int status, PGresult *res)
 		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
 	} else {
 		u->app->ingest.duplicate[u->domain]++;
-		json_t *o = row_json(u, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), strtod(PQgetvalue(res, 0, 2), NULL));
+		json_t *o =
+			row_json(u, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), strtod(PQgetvalue(res, 0, 2), NULL));
 		json_object_set_new(o, "duplicate", json_true());
 		http_reply_json(u->req, 200, o);
 	}
@@ -160,7 +161,8 @@ static void on_batch(void *arg, int status, PGresult *res)
 			/* PostgreSQL's text stays in the log: it may quote the row */
 			if (data) {
 				app->ingest.rejected_other++;
-				http_reply_err(b->u[i]->req, AT_EUNPROCESSABLE, "the database refused this upload's fields",
+				http_reply_err(b->u[i]->req, AT_EUNPROCESSABLE,
+					       "the database refused this upload's fields",
 					       json_pack("{ss}", "sqlstate", db_sqlstate(res)));
 			} else {
 				app->ingest.db_errors++;
@@ -227,7 +229,9 @@ static void batch_send(struct app *app, struct batch *b)
 						nums[i][3],
 						image_split(u->norm.sha256, app->cfg.holdout_fraction),
 						u->contributor,
-						u->consent < 0 ? NULL : u->consent ? "true" : "false",
+						u->consent < 0 ? NULL
+						: u->consent   ? "true"
+							       : "false",
 						u->source ? u->source : "api",
 						u->domain == 0 && u->norm.phash ? nums[i][4] : NULL};
 		rc = at_buf_printf(&sql, "%s(", i ? "," : "");
@@ -326,11 +330,12 @@ static void on_near_duplicate(void *arg, int status, PGresult *res)
 		return;
 	}
 	app->ingest.near_duplicate++;
-	json_t *o = json_pack("{sI,ss,ss,sf,ss,si,si,sb,sb,sI}", "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-			      "domain", domain_names[u->domain], "sha256", PQgetvalue(res, 0, 1), "ink_ratio",
-			      strtod(PQgetvalue(res, 0, 2), NULL), "split", PQgetvalue(res, 0, 3), "width", u->norm.width,
-			      "height", u->norm.height, "duplicate", 1, "near_duplicate", 1, "distance",
-			      (json_int_t)strtoll(PQgetvalue(res, 0, 4), NULL, 10));
+	json_t *o =
+		json_pack("{sI,ss,ss,sf,ss,si,si,sb,sb,sI}", "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+			  "domain", domain_names[u->domain], "sha256", PQgetvalue(res, 0, 1), "ink_ratio",
+			  strtod(PQgetvalue(res, 0, 2), NULL), "split", PQgetvalue(res, 0, 3), "width", u->norm.width,
+			  "height", u->norm.height, "duplicate", 1, "near_duplicate", 1, "distance",
+			  (json_int_t)strtoll(PQgetvalue(res, 0, 4), NULL, 10));
 	http_reply_json(u->req, 200, o);
 	upload_free(u);
 }
@@ -355,13 +360,14 @@ static void check_near_duplicate(struct upload *u)
 	for (int i = 0; i < 4; i++)
 		db_param_text(&p, b[i]);
 	db_param_text(&p, ds);
-	int rc = db_query(u->app->db,
-			  "SELECT id, encode(sha256, 'hex'), ink_ratio, split, bit_count(int8send(phash # $1::bigint)) AS d "
-			  "FROM images WHERE domain = 'sketch' AND phash IS NOT NULL AND status = 'accepted' "
-			  "AND sha256 <> $2 AND (((phash >> 48) & 65535) = $3::bigint OR ((phash >> 32) & 65535) = $4::bigint "
-			  "OR ((phash >> 16) & 65535) = $5::bigint OR (phash & 65535) = $6::bigint) "
-			  "AND bit_count(int8send(phash # $1::bigint)) <= $7::int ORDER BY d, id LIMIT 1",
-			  &p, on_near_duplicate, u);
+	int rc = db_query(
+		u->app->db,
+		"SELECT id, encode(sha256, 'hex'), ink_ratio, split, bit_count(int8send(phash # $1::bigint)) AS d "
+		"FROM images WHERE domain = 'sketch' AND phash IS NOT NULL AND status = 'accepted' "
+		"AND sha256 <> $2 AND (((phash >> 48) & 65535) = $3::bigint OR ((phash >> 32) & 65535) = $4::bigint "
+		"OR ((phash >> 16) & 65535) = $5::bigint OR (phash & 65535) = $6::bigint) "
+		"AND bit_count(int8send(phash # $1::bigint)) <= $7::int ORDER BY d, id LIMIT 1",
+		&p, on_near_duplicate, u);
 	if (rc < 0) {
 		u->app->ingest.db_errors++;
 		http_reply_err(u->req, AT_EDB, "could not store the image: database unavailable", NULL);
@@ -395,7 +401,8 @@ static void on_contributor_count(void *arg, int status, PGresult *res)
 		snprintf(msg, sizeof msg,
 			 "contributor has reached the cap of %d accepted sketches in 24 hours; try again later", cap);
 		http_reply_err(u->req, AT_ERATELIMITED, msg,
-			       json_pack("{ss,si,sI}", "field", "contributor", "cap", cap, "accepted_24h", (json_int_t)n));
+			       json_pack("{ss,si,sI}", "field", "contributor", "cap", cap, "accepted_24h",
+					 (json_int_t)n));
 		upload_free(u);
 		return;
 	}
@@ -474,9 +481,7 @@ static void normalize_done(uv_work_t *w, int status)
 				json_object_set_new(d, "max_ink", json_real(u->opts.max_ink));
 			}
 			break;
-		default:
-			st->rejected_other++;
-			break;
+		default: st->rejected_other++; break;
 		}
 		browse_record_rejection(u->req, u->domain, u->rc, msg, u->len, u->source, u->contributor);
 		http_reply_err(u->req, u->rc, msg, d);
@@ -563,8 +568,8 @@ static void upload(http_req_t *req, int domain)
 
 	if (!ct) {
 		st->rejected_unsupported++;
-		http_reply_err(req, AT_EUNSUPPORTED, "missing Content-Type: send image/png, image/jpeg or multipart/form-data",
-				 NULL);
+		http_reply_err(req, AT_EUNSUPPORTED,
+			       "missing Content-Type: send image/png, image/jpeg or multipart/form-data", NULL);
 		return;
 	}
 	if (media_is(ct, ctlen, "image/png") || media_is(ct, ctlen, "image/jpeg")) {
@@ -591,7 +596,8 @@ static void upload(http_req_t *req, int domain)
 		img = ip->data;
 		imglen = ip->len;
 		const struct multipart_part *f;
-		if ((f = multipart_get(parts, n, "contributor")) != NULL && field_dup(req, f, "contributor", &contributor) < 0) {
+		if ((f = multipart_get(parts, n, "contributor")) != NULL &&
+		    field_dup(req, f, "contributor", &contributor) < 0) {
 			st->rejected_other++;
 			return;
 		}
@@ -607,16 +613,17 @@ static void upload(http_req_t *req, int domain)
 			st->rejected_other++;
 			free(contributor);
 			free(source);
-			http_reply_err(req, AT_EUNPROCESSABLE, "consent must be yes or no (yes/y/true/1/on, no/n/false/0/off)",
-					 json_pack("{ss}", "field", "consent"));
+			http_reply_err(req, AT_EUNPROCESSABLE,
+				       "consent must be yes or no (yes/y/true/1/on, no/n/false/0/off)",
+				       json_pack("{ss}", "field", "consent"));
 			return;
 		}
 	} else {
 		st->rejected_unsupported++;
 		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "unsupported Content-Type", len, NULL, NULL);
 		http_reply_err(req, AT_EUNSUPPORTED, "unsupported Content-Type",
-				 json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
-					   "image/jpeg", "multipart/form-data"));
+			       json_pack("{ss#,s[sss]}", "content_type", ct, (int)ctlen, "accepted", "image/png",
+					 "image/jpeg", "multipart/form-data"));
 		return;
 	}
 	if (source_from_token(req, &source) < 0) {
@@ -627,11 +634,12 @@ static void upload(http_req_t *req, int domain)
 	}
 	if (image_sniff(img, imglen) < 0) {
 		st->rejected_unsupported++;
-		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "not a PNG or JPEG image", imglen, source, contributor);
+		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "not a PNG or JPEG image", imglen, source,
+					contributor);
 		free(contributor);
 		free(source);
 		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image",
-				 json_pack("{ss,sI}", "field", "image", "size", (json_int_t)imglen));
+			       json_pack("{ss,sI}", "field", "image", "size", (json_int_t)imglen));
 		return;
 	}
 	struct upload *u = calloc(1, sizeof *u);

@@ -37,7 +37,8 @@ static int page_params(http_req_t *req, char after[24], char limit[8])
 	char *end;
 	long long av = a ? strtoll(a, &end, 10) : 0;
 	if (a && (!a[0] || *end || av < 0)) {
-		http_reply_err(req, AT_EINVAL, "after must be a line's seq (>= 0)", json_pack("{ss}", "field", "after"));
+		http_reply_err(req, AT_EINVAL, "after must be a line's seq (>= 0)",
+			       json_pack("{ss}", "field", "after"));
 		return -1;
 	}
 	long long lv = l ? strtoll(l, &end, 10) : JOBLOG_PAGE_DEFAULT;
@@ -132,7 +133,8 @@ static void on_poll(void *arg, int status, PGresult *res)
 		size_t i;
 		json_t *line;
 		int ok = 1;
-		json_array_foreach(lines, i, line) {
+		json_array_foreach(lines, i, line)
+		{
 			char *text = json_dumps(line, JSON_COMPACT);
 			ok = text && http_stream_write(f->stream, "event: line\ndata: ", 18) == 0 &&
 			     http_stream_write(f->stream, text, strlen(text)) == 0 &&
@@ -275,7 +277,7 @@ static void get_job_log(http_req_t *req)
 	api_reply_sql_json(req, page_sql, &p, "no such job");
 }
 
-#define S_LINE                                                                                                  \
+#define S_LINE                                                                                                        \
 	API_OBJECT("\"seq\":" API_INT ",\"ts\":" API_NULL_TIME ",\"level\":{\"type\":\"string\",\"enum\":[\"debug\"," \
 		   "\"info\",\"warn\",\"error\"]},\"text\":" API_STR)
 
@@ -283,13 +285,15 @@ const struct http_route joblog_api_routes[] = {
 	{"GET", "/v1/jobs/{id}/log", get_job_log, ROLE_ANY,
 	 "a job's log lines after ?after=SEQ; ?follow=1 streams them (SSE) until the job ends", .op = "getJobLog",
 	 .tag = "pipelines",
-	 .params = "{\"id\":" API_ID ",\"after\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":"
-		   "\"the seq of the last line already read\"},\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":2000,"
-		   "\"default\":500},\"follow\":{\"type\":\"string\",\"enum\":[\"1\",\"true\"],\"description\":"
-		   "\"stream new lines as Server-Sent Events (event line: a line; event end: {state}) until the job ends\"}}",
+	 .params =
+		 "{\"id\":" API_ID ",\"after\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":"
+		 "\"the seq of the last line already read\"},\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":2000,"
+		 "\"default\":500},\"follow\":{\"type\":\"string\",\"enum\":[\"1\",\"true\"],\"description\":"
+		 "\"stream new lines as Server-Sent Events (event line: a line; event end: {state}) until the job ends\"}}",
 	 .reply = "{\"application/json\":" API_OBJECT(
-		 "\"job\":" API_INT ",\"state\":" API_STR ",\"dropped\":{\"type\":\"integer\",\"description\":\"older lines "
-		 "no longer kept (a marker line says so on the first page)\"},\"lines\":" API_ARRAY(S_LINE)
-		 ",\"next_after\":" API_INT) ",\"text/event-stream\":" HTTP_TEXT "}"},
+		 "\"job\":" API_INT ",\"state\":" API_STR
+		 ",\"dropped\":{\"type\":\"integer\",\"description\":\"older lines "
+		 "no longer kept (a marker line says so on the first page)\"},\"lines\":" API_ARRAY(
+			 S_LINE) ",\"next_after\":" API_INT) ",\"text/event-stream\":" HTTP_TEXT "}"},
 };
 const size_t joblog_api_nroutes = sizeof joblog_api_routes / sizeof joblog_api_routes[0];

@@ -222,7 +222,8 @@ static void get_channel(http_req_t *req)
 	const char *model = http_req_param(req, "name"), *channel = http_req_param(req, "channel");
 	const char *after = http_req_query(req, "after"), *wait = http_req_query(req, "wait");
 	if (!registry_valid_channel(channel)) {
-		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
+		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)",
+			       json_pack("{ss}", "channel", channel));
 		return;
 	}
 	if (strlen(model) >= 64) {
@@ -285,10 +286,7 @@ void longpoll_stop(struct longpoll *r)
 	}
 }
 
-void longpoll_free(struct longpoll *r)
-{
-	free(r);
-}
+void longpoll_free(struct longpoll *r) { free(r); }
 
 int longpoll_metrics(const struct longpoll *r, struct at_buf *b)
 {

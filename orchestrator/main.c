@@ -192,11 +192,16 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes},         {pipelines_api_routes, pipelines_api_nroutes},
-		      {registry_routes, registry_nroutes}, {longpoll_routes, longpoll_nroutes},
-		      {artifacts_api_routes, artifacts_api_nroutes}, {nodes_routes, nodes_nroutes},
-		      {browse_routes, browse_nroutes}, {joblog_api_routes, joblog_api_nroutes},
-		      {notify_routes, notify_nroutes}, {ui_routes, ui_nroutes}};
+	} tables[] = {{app_routes, app_nroutes},
+		      {pipelines_api_routes, pipelines_api_nroutes},
+		      {registry_routes, registry_nroutes},
+		      {longpoll_routes, longpoll_nroutes},
+		      {artifacts_api_routes, artifacts_api_nroutes},
+		      {nodes_routes, nodes_nroutes},
+		      {browse_routes, browse_nroutes},
+		      {joblog_api_routes, joblog_api_nroutes},
+		      {notify_routes, notify_nroutes},
+		      {ui_routes, ui_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;

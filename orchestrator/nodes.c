@@ -79,28 +79,17 @@ static int hb_value_ok(enum hb_kind k, json_t *v)
 	const char *s = json_string_value(v);
 	double x = json_number_value(v);
 	switch (k) {
-	case HB_NAME:
-		return s && nodes_name_valid(s);
-	case HB_MODEL:
-		return s && model_name_valid(s);
-	case HB_CHANNEL:
-		return s && (strcmp(s, "canary") == 0 || strcmp(s, "production") == 0);
-	case HB_VERSION:
-		return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 2147483647;
-	case HB_COUNT:
-		return json_is_integer(v) && json_integer_value(v) >= 0;
-	case HB_RATE:
-		return json_is_number(v) && x >= 0 && x <= 1;
-	case HB_MS:
-		return json_is_number(v) && x >= 0 && x <= 1e7;
-	case HB_TIME:
-		return json_is_number(v) && x >= 0 && x <= 4102444800.0;
-	case HB_TEXT:
-		return s && json_string_length(v) <= 1024;
-	case HB_SHORT:
-		return s && json_string_length(v) <= 64;
-	case HB_SHA:
-		return s && (!*s || (strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64));
+	case HB_NAME: return s && nodes_name_valid(s);
+	case HB_MODEL: return s && model_name_valid(s);
+	case HB_CHANNEL: return s && (strcmp(s, "canary") == 0 || strcmp(s, "production") == 0);
+	case HB_VERSION: return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 2147483647;
+	case HB_COUNT: return json_is_integer(v) && json_integer_value(v) >= 0;
+	case HB_RATE: return json_is_number(v) && x >= 0 && x <= 1;
+	case HB_MS: return json_is_number(v) && x >= 0 && x <= 1e7;
+	case HB_TIME: return json_is_number(v) && x >= 0 && x <= 4102444800.0;
+	case HB_TEXT: return s && json_string_length(v) <= 1024;
+	case HB_SHORT: return s && json_string_length(v) <= 64;
+	case HB_SHA: return s && (!*s || (strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64));
 	}
 	return 0;
 }
@@ -144,10 +133,10 @@ static void on_heartbeat(void *arg, int status, PGresult *res)
 		http_reply_err(req, AT_EUNAUTHORIZED, "this token was revoked", NULL);
 	else if (strcmp(out, "taken") == 0)
 		http_reply_err(req, AT_EFORBIDDEN, "another node token is bound to this node name",
-				 json_pack("{ss}", "field", "node"));
+			       json_pack("{ss}", "field", "node"));
 	else if (strncmp(out, "bound:", 6) == 0)
 		http_reply_err(req, AT_EFORBIDDEN, "this node token is bound to another node name",
-				 json_pack("{ss,ss}", "field", "node", "bound_to", out + 6));
+			       json_pack("{ss,ss}", "field", "node", "bound_to", out + 6));
 	else
 		http_reply_err(req, AT_EINTERNAL, "unexpected heartbeat outcome", json_pack("{ss}", "outcome", out));
 	free(h);
@@ -228,13 +217,14 @@ static void post_heartbeat(http_req_t *req)
 
 static void get_nodes(http_req_t *req)
 {
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('nodes', coalesce(json_agg(json_build_object('name', name, 'model', model, "
-			   "'channel', channel, 'version', version, 'requests', requests, 'errors', errors, "
-			   "'error_rate', error_rate, 'p50_ms', p50_ms, 'p95_ms', p95_ms, 'last_error', last_error, "
-			   "'last_seen', last_seen, 'alive', last_seen > now() - interval '30 seconds') ORDER BY name), '[]'))::text "
-			   "FROM nodes",
-			   NULL, "no nodes");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('nodes', coalesce(json_agg(json_build_object('name', name, 'model', model, "
+		"'channel', channel, 'version', version, 'requests', requests, 'errors', errors, "
+		"'error_rate', error_rate, 'p50_ms', p50_ms, 'p95_ms', p95_ms, 'last_error', last_error, "
+		"'last_seen', last_seen, 'alive', last_seen > now() - interval '30 seconds') ORDER BY name), '[]'))::text "
+		"FROM nodes",
+		NULL, "no nodes");
 }
 
 const struct http_route nodes_routes[] = {
@@ -260,9 +250,11 @@ const struct http_route nodes_routes[] = {
 	{"GET", "/v1/nodes", get_nodes, ROLE_ANY, "the serving fleet: who serves what, health", .op = "listNodes",
 	 .tag = "nodes",
 	 .reply = HTTP_JSON(API_OBJECT("\"nodes\":" API_ARRAY(API_OBJECT(
-		 "\"name\":" API_STR ",\"model\":" API_NULL("string") ",\"channel\":" API_NULL("string")
-		 ",\"version\":" API_NULL("integer") ",\"requests\":" API_INT ",\"errors\":" API_INT
-		 ",\"error_rate\":" API_NULL("number") ",\"p50_ms\":" API_NULL("number") ",\"p95_ms\":" API_NULL("number")
-		 ",\"last_error\":" API_NULL("string") ",\"last_seen\":" API_TIME ",\"alive\":" API_BOOL))))},
+		 "\"name\":" API_STR
+		 ",\"model\":" API_NULL("string") ",\"channel\":" API_NULL("string") ",\"version\":" API_NULL(
+			 "integer") ",\"requests\":" API_INT ",\"errors\":" API_INT
+				    ",\"error_rate\":" API_NULL("number") ",\"p50_ms\":" API_NULL("number") ",\"p95_ms\":" API_NULL(
+					    "number") ",\"last_error\":" API_NULL("string") ",\"last_seen\":" API_TIME
+											    ",\"alive\":" API_BOOL))))},
 };
 const size_t nodes_nroutes = sizeof nodes_routes / sizeof nodes_routes[0];

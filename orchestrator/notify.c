@@ -82,8 +82,12 @@ struct notify {
 	void *on_closed_arg;
 };
 
-static const char *const notify_kinds[] = {"run.failed",	 "gate.failed",		   "model.promoted",
-					   "model.rolled_back", "model.auto_rolled_back", "node.unhealthy"};
+static const char *const notify_kinds[] = {"run.failed",
+					   "gate.failed",
+					   "model.promoted",
+					   "model.rolled_back",
+					   "model.auto_rolled_back",
+					   "node.unhealthy"};
 
 /* ---- signing ---- */
 
@@ -103,8 +107,8 @@ int notify_sign(const char *secret, size_t secret_len, long long ts, const char 
 		return AT_ENOMEM;
 	memcpy(text, tsbuf, (size_t)tn);
 	memcpy(text + tn, body, body_len);
-	unsigned char *r = HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)text, (size_t)tn + body_len,
-				mac, &maclen);
+	unsigned char *r = HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)text,
+				(size_t)tn + body_len, mac, &maclen);
 	free(text);
 	if (!r || maclen != 32)
 		return AT_EINTERNAL;
@@ -176,7 +180,8 @@ static void queue_push(struct notify *n, struct delivery *d)
 	if (n->queued >= n->app->cfg.webhook_queue) {
 		for (struct delivery *o = n->queue; o; o = o->next)
 			if (!o->easy) {
-				log_warn("webhooks: queue full (%d): dropping delivery %lld (%s)", n->queued, o->id, o->kind);
+				log_warn("webhooks: queue full (%d): dropping delivery %lld (%s)", n->queued, o->id,
+					 o->kind);
 				log_attempt(n, o, "dropped", 0, "dropped: queue full");
 				n->dropped++;
 				queue_unlink(n, o);
@@ -274,7 +279,8 @@ static void queue_pump(struct notify *n)
 			char why[200];
 			if (rc == AT_ENOTFOUND)
 				snprintf(why, sizeof why, "no signing key: %s%s is not set in atelierd's environment",
-					 d->secret_env ? "" : "--webhook-secret-file; ", d->secret_env ? d->secret_env : "");
+					 d->secret_env ? "" : "--webhook-secret-file; ",
+					 d->secret_env ? d->secret_env : "");
 			else
 				snprintf(why, sizeof why, "%s", at_strerror(rc));
 			log_warn("webhooks: cannot send delivery %lld: %s", d->id, why);
@@ -490,22 +496,23 @@ static void claim(struct notify *n)
 	 * Targets: every --webhook-url (kinds $3), and the notify: list of the
 	 * current version of the pipeline the event concerns — the run's, or
 	 * for an event without a run, each pipeline of the event's model. */
-	int rc = db_query(n->app->db,
-			  "WITH c AS (SELECT * FROM atelier_webhook_claim($1::int)), "
-			  "t AS (SELECT c.id, c.kind, u.url, NULL::text AS secret_env FROM c, unnest($2::text[]) u(url) "
-			  "WHERE c.kind = ANY($3::text[]) "
-			  "UNION ALL SELECT c.id, c.kind, x->>'url', x->>'secret_env' FROM c CROSS JOIN pipelines pl "
-			  "JOIN pipeline_versions pv ON pv.id = pl.current_version_id "
-			  "CROSS JOIN LATERAL jsonb_array_elements(coalesce(pv.parsed->'notify', '[]')) x "
-			  "WHERE x->'events' ? c.kind AND (pl.name = (SELECT r.pipeline FROM runs r "
-			  "WHERE r.id = (c.payload->>'run')::bigint) OR (c.payload->>'run' IS NULL "
-			  "AND pv.parsed->>'model' = c.payload->>'model'))), "
-			  "d AS (INSERT INTO webhook_deliveries (event_id, kind, url, secret_env, state) "
-			  "SELECT id, kind, url, secret_env, 'pending' FROM t ORDER BY id RETURNING id, event_id, url, secret_env) "
-			  "SELECT d.id, c.id, c.kind, json_build_object('id', c.id, 'kind', c.kind, 'created_at', "
-			  "c.created_at, 'payload', c.payload)::text, d.url, d.secret_env FROM d JOIN c ON c.id = d.event_id "
-			  "ORDER BY d.id",
-			  &p, on_claimed, n);
+	int rc = db_query(
+		n->app->db,
+		"WITH c AS (SELECT * FROM atelier_webhook_claim($1::int)), "
+		"t AS (SELECT c.id, c.kind, u.url, NULL::text AS secret_env FROM c, unnest($2::text[]) u(url) "
+		"WHERE c.kind = ANY($3::text[]) "
+		"UNION ALL SELECT c.id, c.kind, x->>'url', x->>'secret_env' FROM c CROSS JOIN pipelines pl "
+		"JOIN pipeline_versions pv ON pv.id = pl.current_version_id "
+		"CROSS JOIN LATERAL jsonb_array_elements(coalesce(pv.parsed->'notify', '[]')) x "
+		"WHERE x->'events' ? c.kind AND (pl.name = (SELECT r.pipeline FROM runs r "
+		"WHERE r.id = (c.payload->>'run')::bigint) OR (c.payload->>'run' IS NULL "
+		"AND pv.parsed->>'model' = c.payload->>'model'))), "
+		"d AS (INSERT INTO webhook_deliveries (event_id, kind, url, secret_env, state) "
+		"SELECT id, kind, url, secret_env, 'pending' FROM t ORDER BY id RETURNING id, event_id, url, secret_env) "
+		"SELECT d.id, c.id, c.kind, json_build_object('id', c.id, 'kind', c.kind, 'created_at', "
+		"c.created_at, 'payload', c.payload)::text, d.url, d.secret_env FROM d JOIN c ON c.id = d.event_id "
+		"ORDER BY d.id",
+		&p, on_claimed, n);
 	if (rc == 0)
 		n->claiming = 1;
 }
@@ -835,16 +842,19 @@ const struct http_route notify_routes[] = {
 	{"GET", "/v1/webhooks/deliveries", get_deliveries, ROLE_OPERATOR,
 	 "the webhook delivery log, newest first; filters: state, kind, before (id cursor), limit",
 	 .op = "listWebhookDeliveries", .tag = "ops",
-	 .params = "{\"state\":{\"type\":\"string\",\"enum\":[\"pending\",\"delivered\",\"failed\",\"dropped\"]},"
-		   "\"kind\":{\"type\":\"string\",\"enum\":[\"run.failed\",\"gate.failed\",\"model.promoted\","
-		   "\"model.rolled_back\",\"model.auto_rolled_back\",\"node.unhealthy\",\"test\"]},"
-		   "\"before\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"only deliveries with a smaller id\"},"
-		   "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,\"default\":50}}",
-	 .reply = HTTP_JSON(API_OBJECT("\"deliveries\":" API_ARRAY(API_OBJECT(
-		 "\"id\":" API_INT ",\"event_id\":" API_NULL("integer") ",\"kind\":" API_STR ",\"url\":" API_STR
-		 ",\"state\":{\"type\":\"string\",\"enum\":[\"pending\",\"delivered\",\"failed\",\"dropped\"]}"
-		 ",\"attempts\":" API_INT ",\"last_status\":" API_NULL("integer") ",\"last_error\":" API_NULL("string")
-		 ",\"created_at\":" API_TIME ",\"updated_at\":" API_TIME ",\"delivered_at\":" API_NULL_TIME
-		 ",\"payload\":" API_NULL("object")))))},
+	 .params =
+		 "{\"state\":{\"type\":\"string\",\"enum\":[\"pending\",\"delivered\",\"failed\",\"dropped\"]},"
+		 "\"kind\":{\"type\":\"string\",\"enum\":[\"run.failed\",\"gate.failed\",\"model.promoted\","
+		 "\"model.rolled_back\",\"model.auto_rolled_back\",\"node.unhealthy\",\"test\"]},"
+		 "\"before\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"only deliveries with a smaller id\"},"
+		 "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,\"default\":50}}",
+	 .reply = HTTP_JSON(API_OBJECT("\"deliveries\":" API_ARRAY(API_OBJECT("\"id\":" API_INT ",\"event_id\":" API_NULL(
+		 "integer") ",\"kind\":" API_STR ",\"url\":" API_STR
+			    ",\"state\":{\"type\":\"string\",\"enum\":[\"pending\",\"delivered\",\"failed\",\"dropped\"]}"
+			    ",\"attempts\":" API_INT
+			    ",\"last_status\":" API_NULL("integer") ",\"last_error\":" API_NULL(
+				    "string") ",\"created_at\":" API_TIME ",\"updated_at\":" API_TIME
+					      ",\"delivered_at\":" API_NULL_TIME
+					      ",\"payload\":" API_NULL("object")))))},
 };
 const size_t notify_nroutes = sizeof notify_routes / sizeof notify_routes[0];

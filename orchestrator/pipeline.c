@@ -145,8 +145,8 @@ int pipeline_stage_add_need(struct pipeline_stage *st, const char *name)
 	return 0;
 }
 
-int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op,
-			    double threshold, const char *slice)
+int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op, double threshold,
+			    const char *slice)
 {
 	struct pipeline_gate_rule *v = realloc(st->gate, (st->n_gate + 1) * sizeof *v);
 	if (!v)
@@ -316,10 +316,7 @@ out:
 
 /* ---- JSON ---- */
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static json_t *stage_to_json(const struct pipeline_stage *st)
 {
@@ -338,15 +335,14 @@ static json_t *stage_to_json(const struct pipeline_stage *st)
 	/* gate order is kept: rules are reported in the order they are written */
 	for (size_t g = 0; g < st->n_gate; g++)
 		/* "slice" only when set: a pipeline without slice rules keeps its sha256 */
-		if (json_array_append_new(gate, json_pack("{s:s, s:s, s:f, s:s*}", "metric", st->gate[g].metric,
-							  "op", pipeline_gate_op_name(st->gate[g].op),
-							  "threshold", st->gate[g].threshold, "slice",
-							  st->gate[g].slice)) < 0)
+		if (json_array_append_new(gate, json_pack("{s:s, s:s, s:f, s:s*}", "metric", st->gate[g].metric, "op",
+							  pipeline_gate_op_name(st->gate[g].op), "threshold",
+							  st->gate[g].threshold, "slice", st->gate[g].slice)) < 0)
 			goto out;
 	o = json_pack("{s:s, s:O, s:O, s:O, s:{s:I, s:I}, s:I, s:I, s:b}", "kind", pipeline_kind_name(st->kind),
-		      "needs", needs, "gate", gate, "params", st->params, "resources", "gpu",
-		      (json_int_t)st->gpu, "cpu", (json_int_t)st->cpu, "timeout_ms", (json_int_t)st->timeout_ms,
-		      "retries", (json_int_t)st->retries, "cache", st->cache);
+		      "needs", needs, "gate", gate, "params", st->params, "resources", "gpu", (json_int_t)st->gpu,
+		      "cpu", (json_int_t)st->cpu, "timeout_ms", (json_int_t)st->timeout_ms, "retries",
+		      (json_int_t)st->retries, "cache", st->cache);
 out:
 	free(sorted);
 	json_decref(needs);

@@ -36,7 +36,7 @@ enum pipeline_kind {
 #define PIPELINE_KIND_ENUM(e, fn, name, job, test, cache, doc) PIPELINE_KIND_##e,
 	STAGE_KIND_MAP(PIPELINE_KIND_ENUM)
 #undef PIPELINE_KIND_ENUM
-	PIPELINE_KIND_COUNT_
+		PIPELINE_KIND_COUNT_
 };
 
 /* "train" for PIPELINE_KIND_TRAIN; "?" for an out-of-range value. */
@@ -47,19 +47,18 @@ int pipeline_kind_from_name(const char *name);
 bool pipeline_kind_is_test_only(enum pipeline_kind kind);
 
 /* X(ENUM, "yaml key", doc) — how a gate rule compares a metric. */
-#define PIPELINE_GATE_OP_MAP(X)                                                                    \
-	X(MIN, "min", "candidate value >= threshold")                                              \
-	X(MAX, "max", "candidate value <= threshold")                                              \
-	X(MAX_REGRESSION, "max_regression",                                                        \
-	  "candidate may be worse than the champion by at most threshold (absolute)")              \
-	X(MIN_IMPROVEMENT, "min_improvement",                                                      \
-	  "candidate must beat the champion by at least threshold (absolute)")
+#define PIPELINE_GATE_OP_MAP(X)                                                       \
+	X(MIN, "min", "candidate value >= threshold")                                 \
+	X(MAX, "max", "candidate value <= threshold")                                 \
+	X(MAX_REGRESSION, "max_regression",                                           \
+	  "candidate may be worse than the champion by at most threshold (absolute)") \
+	X(MIN_IMPROVEMENT, "min_improvement", "candidate must beat the champion by at least threshold (absolute)")
 
 enum pipeline_gate_op {
 #define PIPELINE_GATE_OP_ENUM(e, name, doc) PIPELINE_GATE_##e,
 	PIPELINE_GATE_OP_MAP(PIPELINE_GATE_OP_ENUM)
 #undef PIPELINE_GATE_OP_ENUM
-	PIPELINE_GATE_OP_COUNT_
+		PIPELINE_GATE_OP_COUNT_
 };
 
 const char *pipeline_gate_op_name(enum pipeline_gate_op op);
@@ -73,16 +72,16 @@ struct pipeline_gate_rule {
 };
 
 struct pipeline_stage {
-	char *name;  /* unique within the pipeline, [a-z0-9_-]{1,63} */
+	char *name; /* unique within the pipeline, [a-z0-9_-]{1,63} */
 	enum pipeline_kind kind;
 	char **needs;     /* names of the stages this one waits for, as written */
 	size_t *need_idx; /* the same, as indices into pipeline.stages (after finalize) */
 	size_t n_needs;
-	json_t *params;     /* always a JSON object, defaults filled in; for the worker */
-	int64_t gpu;        /* GPUs the job needs (0 = CPU is fine) */
-	int64_t cpu;        /* CPU cores the job wants */
-	int64_t timeout_ms; /* one attempt is killed after this long */
-	int64_t retries;    /* extra attempts after the first fails */
+	json_t *params;                  /* always a JSON object, defaults filled in; for the worker */
+	int64_t gpu;                     /* GPUs the job needs (0 = CPU is fine) */
+	int64_t cpu;                     /* CPU cores the job wants */
+	int64_t timeout_ms;              /* one attempt is killed after this long */
+	int64_t retries;                 /* extra attempts after the first fails */
 	struct pipeline_gate_rule *gate; /* evaluate stages only; all rules must pass */
 	size_t n_gate;
 	bool cache; /* the step cache may lend this stage an identical job's result */
@@ -95,12 +94,12 @@ struct pipeline_triggers {
 };
 
 typedef struct pipeline {
-	char *name;        /* the pipeline's identity, [a-z0-9_-]{1,63} */
-	char *description; /* never NULL ("" when absent) */
-	char *model;       /* the registry's model name */
+	char *name;          /* the pipeline's identity, [a-z0-9_-]{1,63} */
+	char *description;   /* never NULL ("" when absent) */
+	char *model;         /* the registry's model name */
 	int64_t concurrency; /* max active runs; further triggers coalesce into one queued run */
 	struct pipeline_triggers triggers;
-	json_t *notify; /* webhook targets [{url, events[], secret_env}] (notify.c); NULL when absent */
+	json_t *notify;                /* webhook targets [{url, events[], secret_env}] (notify.c); NULL when absent */
 	struct pipeline_stage *stages; /* in the order the YAML declared them */
 	size_t n_stages;
 	size_t *order; /* a topological order: indices into stages, every stage after its needs
@@ -120,8 +119,8 @@ int pipeline_add_stage(pipeline_t *p, const char *name, struct pipeline_stage **
 /* Appends name (copied) to st->needs. */
 int pipeline_stage_add_need(struct pipeline_stage *st, const char *name) AT_MUST_CHECK;
 /* Appends a gate rule; metric and slice (NULL: overall) are copied. */
-int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op,
-			    double threshold, const char *slice) AT_MUST_CHECK;
+int pipeline_stage_add_gate(struct pipeline_stage *st, const char *metric, enum pipeline_gate_op op, double threshold,
+			    const char *slice) AT_MUST_CHECK;
 
 /* The stage called name, or NULL. */
 struct pipeline_stage *pipeline_stage_find(const pipeline_t *p, const char *name);

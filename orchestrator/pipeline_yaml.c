@@ -53,9 +53,9 @@ struct yctx;
 struct field;
 
 struct value {
-	int64_t i; /* T_INT, T_DURATION (ms) */
-	double d;  /* T_FLOAT */
-	bool b;    /* T_BOOL */
+	int64_t i;     /* T_INT, T_DURATION (ms) */
+	double d;      /* T_FLOAT */
+	bool b;        /* T_BOOL */
 	const char *s; /* T_STR, T_NAME, T_ENUM: borrowed from the node or the table */
 	size_t slen;
 };
@@ -72,13 +72,13 @@ struct field {
 	bool required;
 	const char *def; /* default as YAML text; NULL: absent stays absent */
 	bool has_min, has_max;
-	double min, max; /* T_DURATION: milliseconds */
+	double min, max;            /* T_DURATION: milliseconds */
 	const char *const *choices; /* T_ENUM, NULL-terminated */
 	const struct schema *sub;   /* T_MAP */
 	walk_fn walk;               /* T_CUSTOM */
 	validate_fn validate;
 	bool has_off;
-	size_t off; /* where the value goes in the C struct being filled, if has_off */
+	size_t off;           /* where the value goes in the C struct being filled, if has_off */
 	const char *type_doc; /* T_CUSTOM: how the README names the type */
 	const char *doc;
 };
@@ -94,7 +94,10 @@ struct schema {
 #define RANGE(lo, hi) .has_min = true, .min = (lo), .has_max = true, .max = (hi)
 #define AT_LEAST(lo) .has_min = true, .min = (lo)
 #define AT(type, member) .has_off = true, .off = offsetof(type, member)
-#define SCHEMA(t, arr, ...) {.title = t, .fields = arr, .n = sizeof arr / sizeof arr[0], __VA_ARGS__}
+#define SCHEMA(t, arr, ...)                                                             \
+	{                                                                               \
+		.title = t, .fields = arr, .n = sizeof arr / sizeof arr[0], __VA_ARGS__ \
+	}
 #define MS_S 1000.0
 #define MS_D 86400000.0
 
@@ -230,7 +233,10 @@ static const char *text_of(const yaml_node_t *n) { return (const char *)n->data.
 static size_t len_of(const yaml_node_t *n) { return n->data.scalar.length; }
 static bool is_plain(const yaml_node_t *n) { return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE; }
 
-static bool text_is(const char *s, size_t len, const char *lit) { return len == strlen(lit) && memcmp(s, lit, len) == 0; }
+static bool text_is(const char *s, size_t len, const char *lit)
+{
+	return len == strlen(lit) && memcmp(s, lit, len) == 0;
+}
 
 static bool is_null(const yaml_node_t *n)
 {
@@ -310,7 +316,10 @@ static const struct {
 	int64_t ms;
 } dur_units[] = {{"d", 86400000}, {"h", 3600000}, {"ms", 1}, {"m", 60000}, {"s", 1000}};
 /* rank = position in the written order d, h, m, s, ms; ranks must increase */
-static int dur_rank(int64_t ms) { return ms == 86400000 ? 0 : ms == 3600000 ? 1 : ms == 60000 ? 2 : ms == 1000 ? 3 : 4; }
+static int dur_rank(int64_t ms)
+{
+	return ms == 86400000 ? 0 : ms == 3600000 ? 1 : ms == 60000 ? 2 : ms == 1000 ? 3 : 4;
+}
 
 /* "1h30m" -> 5400000. Units d, h, m, s, ms, each at most once, largest first. */
 static int parse_duration(const char *s, size_t l, int64_t *out)
@@ -365,7 +374,8 @@ static void format_duration(char *buf, size_t size, int64_t ms)
 	}
 	for (size_t u = 0; u < 5 && o < size; u++)
 		if (ms >= order[u].ms) {
-			o += (size_t)snprintf(buf + o, size - o, "%lld%s", (long long)(ms / order[u].ms), order[u].unit);
+			o += (size_t)snprintf(buf + o, size - o, "%lld%s", (long long)(ms / order[u].ms),
+					      order[u].unit);
 			ms %= order[u].ms;
 		}
 }
@@ -417,7 +427,8 @@ static yaml_node_t *node_at(struct yctx *c, int id, const yaml_mark_t *from)
 	}
 	if (++c->visited > PIPELINE_YAML_MAX_NODES) {
 		fail(c, &n->start_mark, AT_ETOOBIG,
-		     "document too large: more than %d YAML nodes (aliases count again each time they are used)", PIPELINE_YAML_MAX_NODES);
+		     "document too large: more than %d YAML nodes (aliases count again each time they are used)",
+		     PIPELINE_YAML_MAX_NODES);
 		return NULL;
 	}
 	/* explicit tags other than the standard ones would silently change meaning */
@@ -440,19 +451,19 @@ static int walk_map(struct yctx *c, yaml_node_t *node, const yaml_mark_t *mark, 
 		    const char *path, void *base, json_t *obj);
 static int walk_stages(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
 		       const char *path, void *base);
-static int walk_kind(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
-		     const char *path, void *base);
+static int walk_kind(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark, const char *path,
+		     void *base);
 static int walk_needs(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
 		      const char *path, void *base);
 static int walk_params(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
 		       const char *path, void *base);
-static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
-		     const char *path, void *base);
+static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark, const char *path,
+		     void *base);
 static int check_gate_rule(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int check_canny(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
-static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark,
-				  const char *path, const struct value *v);
+static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+				  const struct value *v);
 static int walk_notify(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
 		       const char *path, void *base);
 static int walk_notify_events(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
@@ -468,28 +479,28 @@ static const char *const kind_names[] = {
 #define KIND_NAME(e, fn, name, job, test, cache, doc) name,
 	STAGE_KIND_MAP(KIND_NAME)
 #undef KIND_NAME
-	NULL};
+		NULL};
 static const char *const gate_op_names[] = {
 #define GATE_OP_NAME(e, name, doc) name,
 	PIPELINE_GATE_OP_MAP(GATE_OP_NAME)
 #undef GATE_OP_NAME
-	NULL};
+		NULL};
 static const char *const warm_starts[] = {"production", "scratch", NULL};
 static const char *const metric_names[] = {
 #define METRIC_NAME(name, higher, doc) name,
 	METRIC_MAP(METRIC_NAME)
 #undef METRIC_NAME
-	NULL};
+		NULL};
 static const char *const slice_names[] = {
 #define SLICE_NAME(e, name, doc) name,
 	SLICE_MAP(SLICE_NAME)
 #undef SLICE_NAME
-	NULL};
+		NULL};
 
 /* The alert kinds of sql/011_webhooks.sql a pipeline may ask for (the ones
  * that name a run; node.unhealthy goes to --webhook-url only). */
-static const char *const notify_event_names[] = {"run.failed", "gate.failed", "model.promoted",
-						 "model.rolled_back", "model.auto_rolled_back", NULL};
+static const char *const notify_event_names[] =
+	{"run.failed", "gate.failed", "model.promoted", "model.rolled_back", "model.auto_rolled_back", NULL};
 #define NOTIFY_MAX_TARGETS 8
 
 static const struct field notify_fields[] = {
@@ -730,16 +741,15 @@ static const char *quoted_hint(bool plain, const char *s, size_t l)
  * as YAML means it to be. s is NUL-terminated (libyaml and the table both
  * guarantee it) and holds no NUL (node_at rejects those).
  */
-static int convert(struct yctx *c, const struct field *f, const char *s, size_t l, bool plain,
-		   const yaml_mark_t *m, const char *path, struct value *v)
+static int convert(struct yctx *c, const struct field *f, const char *s, size_t l, bool plain, const yaml_mark_t *m,
+		   const char *path, struct value *v)
 {
 	char q[128], dm[96];
 	memset(v, 0, sizeof *v);
 	v->s = s;
 	v->slen = l;
 	switch (f->type) {
-	case T_STR:
-		return 0;
+	case T_STR: return 0;
 	case T_NAME:
 		if (!valid_name(s, l))
 			return fail(c, m, INVALID, "\"%s\" must be a name matching " NAME_RULE ", got %s", path,
@@ -759,8 +769,8 @@ static int convert(struct yctx *c, const struct field *f, const char *s, size_t 
 	case T_INT: {
 		int r = plain ? parse_int(s, l, &v->i) : -1;
 		if (r < 0)
-			return fail(c, m, INVALID, "\"%s\" must be an integer, got %s%s", path, quote(q, sizeof q, s, l),
-				    quoted_hint(plain, s, l));
+			return fail(c, m, INVALID, "\"%s\" must be an integer, got %s%s", path,
+				    quote(q, sizeof q, s, l), quoted_hint(plain, s, l));
 		if (r > 0)
 			return fail(c, m, INVALID, "\"%s\" is out of range, got %.40s", path, s);
 		return check_range(c, f, m, path, (double)v->i, s, l);
@@ -779,9 +789,10 @@ static int convert(struct yctx *c, const struct field *f, const char *s, size_t 
 		if (parse_duration(s, l, &v->i) < 0) {
 			int64_t n;
 			if (plain && parse_int(s, l, &n) == 0)
-				return fail(c, m, INVALID,
-					    "invalid duration %s for \"%s\": missing unit (ms, s, m, h, d), e.g. \"%llds\"",
-					    quote(q, sizeof q, s, l), path, (long long)n);
+				return fail(
+					c, m, INVALID,
+					"invalid duration %s for \"%s\": missing unit (ms, s, m, h, d), e.g. \"%llds\"",
+					quote(q, sizeof q, s, l), path, (long long)n);
 			return fail(c, m, INVALID,
 				    "invalid duration %s for \"%s\": use numbers with units ms, s, m, h, d, "
 				    "largest first, e.g. 30s or 1h30m",
@@ -789,8 +800,7 @@ static int convert(struct yctx *c, const struct field *f, const char *s, size_t 
 		}
 		return check_range(c, f, m, path, (double)v->i, s, l);
 	case T_MAP:
-	case T_CUSTOM:
-		break;
+	case T_CUSTOM: break;
 	}
 	return fail(c, m, AT_EINTERNAL, "internal error: \"%s\" has no scalar type", path);
 }
@@ -846,7 +856,8 @@ static json_t *to_any(struct yctx *c, yaml_node_t *n, const char *path, int dept
 	json_t *j = NULL;
 	if (depth > PIPELINE_YAML_MAX_DEPTH) {
 		fail(c, &n->start_mark, AT_ETOOBIG,
-		     "value nested more than %d levels deep (an anchor that contains itself?)", PIPELINE_YAML_MAX_DEPTH);
+		     "value nested more than %d levels deep (an anchor that contains itself?)",
+		     PIPELINE_YAML_MAX_DEPTH);
 		return NULL;
 	}
 	if (n->type == YAML_SCALAR_NODE) {
@@ -875,7 +886,8 @@ static json_t *to_any(struct yctx *c, yaml_node_t *n, const char *path, int dept
 		if (!(j = json_array()))
 			goto nomem;
 		size_t idx = 0;
-		for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++, idx++) {
+		for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+		     it++, idx++) {
 			yaml_node_t *item;
 			if (node_get(c, *it, &n->start_mark, &item) < 0)
 				goto err;
@@ -1002,12 +1014,14 @@ static int walk_map(struct yctx *c, yaml_node_t *node, const yaml_mark_t *mark, 
 			/* even where unknown keys pass through, a near miss is a typo */
 			const char *sug = suggest(key, names, s->n);
 			if (!s->open || sug || !obj) {
-				rc = fail(c, &k->start_mark, INVALID, "unknown key %s%s", quote(q, sizeof q, key, len_of(k)),
+				rc = fail(c, &k->start_mark, INVALID, "unknown key %s%s",
+					  quote(q, sizeof q, key, len_of(k)),
 					  did_you_mean(dm, sizeof dm, key, names, s->n));
 				goto out;
 			}
 			if (json_object_get(obj, key)) {
-				rc = fail(c, &k->start_mark, INVALID, "duplicate key %s", quote(q, sizeof q, key, len_of(k)));
+				rc = fail(c, &k->start_mark, INVALID, "duplicate key %s",
+					  quote(q, sizeof q, key, len_of(k)));
 				goto out;
 			}
 			if ((rc = node_get(c, pr->value, &k->start_mark, &v)) < 0)
@@ -1036,9 +1050,8 @@ static int walk_map(struct yctx *c, yaml_node_t *node, const yaml_mark_t *mark, 
 			goto out;
 	}
 	for (size_t i = 0; i < s->n; i++)
-		if (!seen[i] && (rc = walk_field(c, &s->fields[i], NULL, here, join(fpath, sizeof fpath, path,
-										       s->fields[i].name),
-						 base, obj)) < 0)
+		if (!seen[i] && (rc = walk_field(c, &s->fields[i], NULL, here,
+						 join(fpath, sizeof fpath, path, s->fields[i].name), base, obj)) < 0)
 			goto out;
 	if (s->check)
 		rc = s->check(c, here, path, base, obj);
@@ -1063,8 +1076,8 @@ static int kind_of(struct yctx *c, yaml_node_t *val, struct pipeline_stage *st)
 	return 0;
 }
 
-static int walk_kind(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
-		     const char *path, void *base)
+static int walk_kind(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark, const char *path,
+		     void *base)
 {
 	return val ? kind_of(c, val, base) : 0; /* absent: walk_stage already used the name */
 }
@@ -1079,9 +1092,10 @@ static int walk_needs(struct yctx *c, const struct field *f, yaml_node_t *val, c
 	if (!val)
 		return 0;
 	if (val->type != YAML_SEQUENCE_NODE)
-		return fail(c, &val->start_mark, INVALID, "\"%s\" must be a list of stage names, e.g. [collect], got %s",
-			    path, val->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(val), len_of(val))
-								: node_kind(val));
+		return fail(c, &val->start_mark, INVALID,
+			    "\"%s\" must be a list of stage names, e.g. [collect], got %s", path,
+			    val->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(val), len_of(val))
+							  : node_kind(val));
 	for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
 		yaml_node_t *item;
 		int rc = node_get(c, *it, &val->start_mark, &item);
@@ -1109,16 +1123,17 @@ static int walk_params(struct yctx *c, const struct field *f, yaml_node_t *val, 
 	return walk_map(c, val, mark, &kind_params[st->kind], path, NULL, st->params);
 }
 
-static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
-		     const char *path, void *base)
+static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark, const char *path,
+		     void *base)
 {
 	struct pipeline_stage *st = base;
 	char ipath[256];
 	if (!val)
 		return 0;
 	if (st->kind != PIPELINE_KIND_EVALUATE)
-		return fail(c, &val->start_mark, INVALID, "\"gate\" is only allowed on evaluate stages (\"%s\" is a %s stage)",
-			    st->name, pipeline_kind_name(st->kind));
+		return fail(c, &val->start_mark, INVALID,
+			    "\"gate\" is only allowed on evaluate stages (\"%s\" is a %s stage)", st->name,
+			    pipeline_kind_name(st->kind));
 	if (val->type != YAML_SEQUENCE_NODE)
 		return fail(c, &val->start_mark, INVALID, "\"%s\" must be a list of gate rules, got %s", path,
 			    node_kind(val));
@@ -1192,8 +1207,8 @@ static int walk_stages(struct yctx *c, const struct field *f, yaml_node_t *val, 
 	if (!val)
 		return 0;
 	if (val->type != YAML_MAPPING_NODE)
-		return fail(c, &val->start_mark, INVALID, "\"stages\" must be a mapping of stage names to stages, got %s",
-			    node_kind(val));
+		return fail(c, &val->start_mark, INVALID,
+			    "\"stages\" must be a mapping of stage names to stages, got %s", node_kind(val));
 	if (val->data.mapping.pairs.start == val->data.mapping.pairs.top)
 		return fail(c, &val->start_mark, INVALID, "\"stages\" must declare at least one stage");
 	for (yaml_node_pair_t *pr = val->data.mapping.pairs.start; pr < val->data.mapping.pairs.top; pr++) {
@@ -1202,7 +1217,8 @@ static int walk_stages(struct yctx *c, const struct field *f, yaml_node_t *val, 
 			return rc;
 		if (k->type != YAML_SCALAR_NODE || !valid_name(text_of(k), len_of(k)))
 			return fail(c, &k->start_mark, INVALID, "stage names must match " NAME_RULE ", got %s",
-				    k->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(k), len_of(k)) : node_kind(k));
+				    k->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(k), len_of(k))
+								: node_kind(k));
 		long prev = pipeline_stage_index(p, text_of(k));
 		if (prev >= 0)
 			return fail(c, &k->start_mark, INVALID, "duplicate stage \"%s\" (first defined at %d:%d)",
@@ -1237,8 +1253,10 @@ static int check_gate_rule(struct yctx *c, const yaml_mark_t *mark, const char *
 		return 0;
 	if (n == 0)
 		return fail(c, mark, INVALID, "gate rule needs one of min, max, max_regression, min_improvement");
-	return fail(c, mark, INVALID, "gate rule must have exactly one of min, max, max_regression, "
-				      "min_improvement; got \"%s\" and \"%s\"", set[0], set[1]);
+	return fail(c, mark, INVALID,
+		    "gate rule must have exactly one of min, max, max_regression, "
+		    "min_improvement; got \"%s\" and \"%s\"",
+		    set[0], set[1]);
 }
 
 static int check_canny(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj)
@@ -1257,8 +1275,8 @@ static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *pa
 	json_int_t p = json_integer_value(json_object_get(obj, "min_paintings"));
 	if (max >= s && max >= p)
 		return 0;
-	return fail(c, mark, INVALID, "\"%s.max_items\" (%lld) must be at least min_sketches and min_paintings",
-		    path, (long long)max);
+	return fail(c, mark, INVALID, "\"%s.max_items\" (%lld) must be at least min_sketches and min_paintings", path,
+		    (long long)max);
 }
 
 /* ---- notify: webhook targets ---- */
@@ -1324,8 +1342,9 @@ static int walk_notify_events(struct yctx *c, const struct field *f, yaml_node_t
 			return fail(c, &item->start_mark, INVALID,
 				    "\"%s\" entries must be one of run.failed, gate.failed, model.promoted, "
 				    "model.rolled_back, model.auto_rolled_back; got %s",
-				    path, item->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(item), len_of(item))
-									 : node_kind(item));
+				    path,
+				    item->type == YAML_SCALAR_NODE ? quote(q, sizeof q, text_of(item), len_of(item))
+								   : node_kind(item));
 		if (json_array_append_new(events, json_string(*k)) < 0)
 			return fail(c, &item->start_mark, AT_ENOMEM, "out of memory");
 	}
@@ -1340,8 +1359,8 @@ static int validate_webhook_url(struct yctx *c, const struct field *f, const yam
 	if ((v->slen > 7 && !strncmp(v->s, "http://", 7)) || (v->slen > 8 && !strncmp(v->s, "https://", 8))) {
 		for (size_t i = 0; i < v->slen; i++)
 			if ((unsigned char)v->s[i] <= ' ' || v->s[i] == ',')
-				return fail(c, mark, INVALID, "\"%s\" must not contain spaces, control characters or commas",
-					    path);
+				return fail(c, mark, INVALID,
+					    "\"%s\" must not contain spaces, control characters or commas", path);
 		return 0;
 	}
 	return fail(c, mark, INVALID, "\"%s\" must be an http:// or https:// URL, got \"%.*s\"", path,
@@ -1356,12 +1375,12 @@ static int validate_env_name(struct yctx *c, const struct field *f, const yaml_m
 		ok = (v->s[i] >= 'A' && v->s[i] <= 'Z') || (v->s[i] >= '0' && v->s[i] <= '9') || v->s[i] == '_';
 	if (ok)
 		return 0;
-	return fail(c, mark, INVALID, "\"%s\" must name an environment variable ([A-Z_][A-Z0-9_]*), got \"%.*s\"",
-		    path, v->slen > 40 ? 40 : (int)v->slen, v->s);
+	return fail(c, mark, INVALID, "\"%s\" must name an environment variable ([A-Z_][A-Z0-9_]*), got \"%.*s\"", path,
+		    v->slen > 40 ? 40 : (int)v->slen, v->s);
 }
 
-static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark,
-				  const char *path, const struct value *v)
+static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
+				  const struct value *v)
 {
 	if (v->i % 4 == 0)
 		return 0;
@@ -1385,8 +1404,9 @@ static int check_needs(struct yctx *c)
 		for (size_t k = 0; k < p->stages[s].n_needs && rc == 0; k++) {
 			const char *need = p->stages[s].needs[k];
 			if (pipeline_stage_index(p, need) < 0)
-				rc = fail(c, &c->marks[s].needs[k], INVALID, "stage \"%s\" needs unknown stage \"%s\"%s",
-					  p->stages[s].name, need, did_you_mean(dm, sizeof dm, need, names, p->n_stages));
+				rc = fail(c, &c->marks[s].needs[k], INVALID,
+					  "stage \"%s\" needs unknown stage \"%s\"%s", p->stages[s].name, need,
+					  did_you_mean(dm, sizeof dm, need, names, p->n_stages));
 		}
 	free(names);
 	return rc;
@@ -1436,7 +1456,8 @@ static int check_utf8(struct yctx *c, const char *text, size_t len)
 				goto bad;
 			cp = (cp << 6) | (s[i + k] & 0x3f);
 		}
-		if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 			goto bad;
 		if ((cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f && cp != 0x85) ||
 		    cp == 0xfffe || cp == 0xffff) {
@@ -1446,10 +1467,11 @@ static int check_utf8(struct yctx *c, const char *text, size_t len)
 		}
 		i += n;
 		continue;
-	bad: {
+	bad : {
 		int line, col;
 		position_of(text, len, i, &line, &col);
-		return fail_at(c, line, col, AT_EPARSE, "invalid UTF-8 (byte 0x%02x): pipeline files must be UTF-8", s[i]);
+		return fail_at(c, line, col, AT_EPARSE, "invalid UTF-8 (byte 0x%02x): pipeline files must be UTF-8",
+			       s[i]);
 	}
 	}
 	return 0;
@@ -1510,8 +1532,10 @@ static int bounds_pass(struct yctx *c, const char *text, size_t len)
 		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
 			depth--;
 		}
-		if (rc == 0 && (t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT || t == YAML_SEQUENCE_START_EVENT ||
-				t == YAML_MAPPING_START_EVENT) && ++nodes > PIPELINE_YAML_MAX_NODES)
+		if (rc == 0 &&
+		    (t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+		     t == YAML_MAPPING_START_EVENT) &&
+		    ++nodes > PIPELINE_YAML_MAX_NODES)
 			rc = fail(c, &ev.start_mark, AT_ETOOBIG,
 				  "document too large: more than %d YAML nodes "
 				  "(aliases count again each time they are used)",
@@ -1661,10 +1685,15 @@ static int ref_rows(struct at_buf *out, const struct schema *s, const char *pref
 	int rc = 0;
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct field *f = &s->fields[i];
-		const char *type = f->type == T_STR ? "string" : f->type == T_NAME ? "name" : f->type == T_INT ? "int"
-				   : f->type == T_FLOAT ? "float" : f->type == T_BOOL ? "bool"
-				   : f->type == T_DURATION ? "duration" : f->type == T_ENUM ? "enum"
-				   : f->type == T_MAP ? "mapping" : f->type_doc;
+		const char *type = f->type == T_STR        ? "string"
+				   : f->type == T_NAME     ? "name"
+				   : f->type == T_INT      ? "int"
+				   : f->type == T_FLOAT    ? "float"
+				   : f->type == T_BOOL     ? "bool"
+				   : f->type == T_DURATION ? "duration"
+				   : f->type == T_ENUM     ? "enum"
+				   : f->type == T_MAP      ? "mapping"
+							   : f->type_doc;
 		range[0] = 0;
 		fmt_bound(lo, sizeof lo, f, f->min);
 		fmt_bound(hi, sizeof hi, f, f->max);
@@ -1684,8 +1713,8 @@ static int ref_rows(struct at_buf *out, const struct schema *s, const char *pref
 		rc = at_buf_printf(out, "| `%s` | %s | ", key, type);
 		if (rc == 0)
 			rc = f->required ? at_buf_addstr(out, "**required**")
-			     : f->def   ? at_buf_printf(out, *f->def ? "`%s`" : "`\"\"`", f->def)
-					: at_buf_addstr(out, "—");
+			     : f->def    ? at_buf_printf(out, *f->def ? "`%s`" : "`\"\"`", f->def)
+					 : at_buf_addstr(out, "—");
 		if (rc == 0)
 			rc = at_buf_printf(out, " | %s | ", range);
 		if (rc == 0)
@@ -1720,8 +1749,9 @@ int pipeline_yaml_reference(struct at_buf *out)
 	if (rc == 0)
 		rc = ref_table(out, "### A stage (`stages.NAME`)", &stage_schema, "");
 	if (rc == 0)
-		rc = ref_table(out, "### A gate rule (`stages.NAME.gate[]`): exactly one of min, max, max_regression, "
-				    "min_improvement",
+		rc = ref_table(out,
+			       "### A gate rule (`stages.NAME.gate[]`): exactly one of min, max, max_regression, "
+			       "min_improvement",
 			       &gate_rule_schema, "");
 	if (rc == 0)
 		rc = ref_table(out,
@@ -1731,8 +1761,8 @@ int pipeline_yaml_reference(struct at_buf *out)
 	if (rc == 0)
 		rc = at_buf_addstr(out, "### Stage kinds\n\n| kind | runs as job kind | test only | what it does |\n"
 					"|---|---|---|---|\n");
-#define KIND_ROW(e, fn, name, job, test, cache, doc)                                                               \
-	if (rc == 0)                                                                                               \
+#define KIND_ROW(e, fn, name, job, test, cache, doc) \
+	if (rc == 0)                                 \
 		rc = at_buf_printf(out, "| `%s` | `%s` | %s | %s |\n", name, job, test ? "yes" : "no", doc);
 	STAGE_KIND_MAP(KIND_ROW)
 #undef KIND_ROW
@@ -1740,12 +1770,14 @@ int pipeline_yaml_reference(struct at_buf *out)
 		rc = at_buf_addstr(out, "\n");
 	for (int k = 0; k < PIPELINE_KIND_COUNT_ && rc == 0; k++) {
 		char heading[128];
-		snprintf(heading, sizeof heading, "### `params` of a `%s` stage", pipeline_kind_name((enum pipeline_kind)k));
+		snprintf(heading, sizeof heading, "### `params` of a `%s` stage",
+			 pipeline_kind_name((enum pipeline_kind)k));
 		rc = ref_table(out, heading, &kind_params[k], "");
 		for (size_t i = 0; i < kind_params[k].n && rc == 0; i++)
 			if (kind_params[k].fields[i].type == T_MAP && kind_params[k].fields[i].sub->open)
-				rc = at_buf_printf(out, "Keys of `%s` not listed here pass through to the worker unchecked "
-							"(a near miss of a listed key is still an error).\n\n",
+				rc = at_buf_printf(out,
+						   "Keys of `%s` not listed here pass through to the worker unchecked "
+						   "(a near miss of a listed key is still an error).\n\n",
 						   kind_params[k].fields[i].name);
 	}
 	return rc;

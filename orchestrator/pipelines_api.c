@@ -74,8 +74,8 @@ static void apply_stored(void *arg, int status, PGresult *res)
 		int created = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 		json_t *o = json_pack("{ss,si,sI,ss,sb}", "pipeline", a->name, "version",
 				      (int)strtol(PQgetvalue(res, 0, 1), NULL, 10), "version_id",
-				      (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "sha256", a->hash, "created",
-				      created);
+				      (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "sha256", a->hash,
+				      "created", created);
 		if (created)
 			log_info("pipeline %s: version %s applied", a->name, PQgetvalue(res, 0, 1));
 		http_reply_json(a->req, created ? 201 : 200, o);
@@ -92,8 +92,8 @@ static void apply_parsed(uv_work_t *w, int status)
 		return;
 	}
 	if (a->rc < 0) {
-		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column", a->err.column,
-				      "message", a->err.message);
+		json_t *d = json_pack("{ss,si,si,ss}", "file", a->filename, "line", a->err.line, "column",
+				      a->err.column, "message", a->err.message);
 		/* an expansion bomb is bad content, not a big body: 422 like any invalid pipeline */
 		http_reply_err(a->req, AT_EUNPROCESSABLE, a->err.text[0] ? a->err.text : at_strerror(a->rc), d);
 		apply_free(a);
@@ -105,8 +105,9 @@ static void apply_parsed(uv_work_t *w, int status)
 	db_param_text(&p, a->yaml);
 	db_param_text(&p, a->canonical);
 	db_param_text(&p, a->hash);
-	if (db_query(a->app->db, "SELECT version_id, version, created FROM atelier_apply_pipeline($1, $2, $3::jsonb, $4)",
-		     &p, apply_stored, a) < 0) {
+	if (db_query(a->app->db,
+		     "SELECT version_id, version, created FROM atelier_apply_pipeline($1, $2, $3::jsonb, $4)", &p,
+		     apply_stored, a) < 0) {
 		http_reply_err(a->req, AT_EDB, "database unavailable", NULL);
 		apply_free(a);
 	}
@@ -136,7 +137,8 @@ static void post_pipeline(http_req_t *req)
 		if (!y) {
 			json_decref(j);
 			free(a);
-			http_reply_err(req, AT_EUNPROCESSABLE, "JSON body needs a \"yaml\" string", json_pack("{ss}", "field", "yaml"));
+			http_reply_err(req, AT_EUNPROCESSABLE, "JSON body needs a \"yaml\" string",
+				       json_pack("{ss}", "field", "yaml"));
 			return;
 		}
 		a->yaml = strdup(y);
@@ -236,15 +238,17 @@ static void manual_checked(void *arg, int status, PGresult *res)
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
-		http_reply_err(t->req, AT_ECONFLICT, "this pipeline does not allow manual runs (triggers.manual: false)",
-				 json_pack("{ss}", "pipeline", t->name));
+		http_reply_err(t->req, AT_ECONFLICT,
+			       "this pipeline does not allow manual runs (triggers.manual: false)",
+			       json_pack("{ss}", "pipeline", t->name));
 		free(t);
 		return;
 	}
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, t->name);
-	if (db_query(app->db, "SELECT run_id, coalesced FROM atelier_create_run($1, 'manual')", &p, run_created, t) < 0) {
+	if (db_query(app->db, "SELECT run_id, coalesced FROM atelier_create_run($1, 'manual')", &p, run_created, t) <
+	    0) {
 		http_reply_err(t->req, AT_EDB, "database unavailable", NULL);
 		free(t);
 	}
@@ -287,8 +291,8 @@ static void get_runs(http_req_t *req)
 			ok |= strcmp(state, run_states[i]) == 0;
 		if (!ok) {
 			http_reply_err(req, AT_EINVAL,
-					 "state must be one of queued, running, succeeded, failed, cancelled, skipped",
-					 json_pack("{ss,ss}", "field", "state", "value", state));
+				       "state must be one of queued, running, succeeded, failed, cancelled, skipped",
+				       json_pack("{ss,ss}", "field", "state", "value", state));
 			return;
 		}
 	}
@@ -355,10 +359,11 @@ static void post_cancel(http_req_t *req)
 	struct db_params p;
 	if (!run_id_params(req, &p))
 		return;
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('run', $1::bigint, 'state', s)::text FROM atelier_cancel($1::bigint) s "
-			   "WHERE s IS NOT NULL",
-			   &p, "no such run");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('run', $1::bigint, 'state', s)::text FROM atelier_cancel($1::bigint) s "
+		"WHERE s IS NOT NULL",
+		&p, "no such run");
 }
 
 static void get_run_metrics(http_req_t *req)
@@ -367,13 +372,14 @@ static void get_run_metrics(http_req_t *req)
 	if (!run_id_params(req, &p))
 		return;
 	db_param_text(&p, http_req_query(req, "name"));
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('run', $1::bigint, 'series', coalesce((SELECT json_object_agg(name, pts) "
-			   "FROM (SELECT m.name, json_agg(json_build_array(m.step, m.value) ORDER BY m.step) pts "
-			   "FROM metrics m JOIN jobs j ON j.id = m.job_id WHERE j.run_id = $1::bigint "
-			   "AND ($2::text IS NULL OR m.name = $2) GROUP BY m.name) x), '{}'))::text "
-			   "WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1::bigint)",
-			   &p, "no such run");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('run', $1::bigint, 'series', coalesce((SELECT json_object_agg(name, pts) "
+		"FROM (SELECT m.name, json_agg(json_build_array(m.step, m.value) ORDER BY m.step) pts "
+		"FROM metrics m JOIN jobs j ON j.id = m.job_id WHERE j.run_id = $1::bigint "
+		"AND ($2::text IS NULL OR m.name = $2) GROUP BY m.name) x), '{}'))::text "
+		"WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1::bigint)",
+		&p, "no such run");
 }
 
 /* ---- events ---- */
@@ -389,28 +395,32 @@ static void get_events(http_req_t *req)
 }
 
 /* Reply shapes for the OpenAPI document (what the SQL above builds). */
-#define S_APPLIED                                                                                                 \
-	HTTP_JSON(API_OBJECT("\"pipeline\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT            \
+#define S_APPLIED                                                                                       \
+	HTTP_JSON(API_OBJECT("\"pipeline\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT \
 			     ",\"sha256\":" API_STR ",\"created\":" API_BOOL))
 #define S_RUN_CREATED HTTP_JSON(API_OBJECT("\"run\":" API_INT ",\"pipeline\":" API_STR ",\"coalesced\":" API_BOOL))
-#define S_JOB                                                                                                     \
-	API_OBJECT("\"id\":" API_INT ",\"stage\":" API_STR ",\"kind\":" API_STR ",\"state\":" API_STR              \
-		   ",\"attempts\":" API_INT ",\"max_attempts\":" API_INT ",\"worker\":" API_NULL("string")         \
-		   ",\"progress\":" API_NULL("number") ",\"message\":" API_NULL("string")                         \
-		   ",\"eta_seconds\":" API_NULL("number") ",\"created_at\":" API_TIME                            \
-		   ",\"started_at\":" API_NULL_TIME ",\"finished_at\":" API_NULL_TIME ",\"run_after\":" API_NULL_TIME \
-		   ",\"error\":" API_NULL("string") ",\"result\":" API_NULL("object")                             \
-		   ",\"cancel_requested\":" API_BOOL ",\"cache_key\":" API_NULL("string")                         \
-		   ",\"cached_from\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"job\":" API_INT     \
-		   ",\"run\":" API_INT ",\"stage\":" API_STR "}}")
+#define S_JOB                                                                                                                                                    \
+	API_OBJECT(                                                                                                                                              \
+		"\"id\":" API_INT ",\"stage\":" API_STR ",\"kind\":" API_STR ",\"state\":" API_STR                                                               \
+		",\"attempts\":" API_INT ",\"max_attempts\":" API_INT                                                                                            \
+		",\"worker\":" API_NULL("string") ",\"progress\":" API_NULL("number") ",\"message\":" API_NULL("string") ",\"eta_seconds\":" API_NULL(           \
+			"number") ",\"created_at\":" API_TIME ",\"started_at\":" API_NULL_TIME                                                                   \
+				  ",\"finished_at\":" API_NULL_TIME ",\"run_after\":" API_NULL_TIME                                                              \
+				  ",\"error\":" API_NULL("string") ",\"result\":" API_NULL(                                                                      \
+					  "object") ",\"cancel_requested\":" API_BOOL                                                                            \
+						    ",\"cache_key\":" API_NULL(                                                                                  \
+							    "string") ",\"cached_from\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"job\":" API_INT \
+								      ",\"run\":" API_INT ",\"stage\":" API_STR "}}")
 #define P_RUN_ID "\"id\":" API_ID
 
 const struct http_route pipelines_api_routes[] = {
 	{"POST", "/v1/pipelines", post_pipeline, ROLE_OPERATOR,
 	 "apply pipeline YAML (body: YAML, or JSON {yaml, filename}); same content = no new version",
 	 .op = "applyPipeline", .tag = "pipelines",
-	 .params = "{\"filename\":{\"type\":\"string\",\"description\":\"named in parse errors (default pipeline.yaml)\"}}",
-	 .body = "{\"application/yaml\":" HTTP_TEXT ",\"application/json\":{\"type\":\"object\",\"required\":[\"yaml\"],"
+	 .params =
+		 "{\"filename\":{\"type\":\"string\",\"description\":\"named in parse errors (default pipeline.yaml)\"}}",
+	 .body = "{\"application/yaml\":" HTTP_TEXT
+		 ",\"application/json\":{\"type\":\"object\",\"required\":[\"yaml\"],"
 		 "\"properties\":{\"yaml\":" API_STR ",\"filename\":" API_STR "}}}",
 	 .status = 201, .reply = S_APPLIED,
 	 .replies = "{\"200\":{\"description\":\"the same content as the current version: no new version\","
@@ -419,17 +429,19 @@ const struct http_route pipelines_api_routes[] = {
 	 .op = "listPipelines", .tag = "pipelines",
 	 .reply = HTTP_JSON(API_OBJECT("\"pipelines\":" API_ARRAY(API_OBJECT(
 		 "\"name\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_STR
-		 ",\"model\":" API_NULL("string") ",\"triggers\":" API_NULL("object") ",\"updated_at\":" API_TIME
-		 ",\"last_run\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"id\":" API_INT
-		 ",\"state\":" API_STR ",\"created_at\":" API_TIME "}}"))))},
-	{"GET", "/v1/pipelines/{name}", get_pipeline, ROLE_ANY, "a pipeline: current version (YAML, parsed) and history",
-	 .op = "getPipeline", .tag = "pipelines",
-	 .reply = HTTP_JSON(API_OBJECT(
-		 "\"name\":" API_STR ",\"current\":" API_OBJECT("\"version\":" API_INT ",\"version_id\":" API_INT
-								",\"sha256\":" API_STR ",\"yaml\":" API_STR
-								",\"parsed\":" API_OBJ ",\"created_at\":" API_TIME)
-		 ",\"history\":" API_ARRAY(API_OBJECT("\"version\":" API_INT ",\"version_id\":" API_INT
-						      ",\"sha256\":" API_STR ",\"created_at\":" API_TIME))))},
+		 ",\"model\":" API_NULL("string") ",\"triggers\":" API_NULL(
+			 "object") ",\"updated_at\":" API_TIME
+				   ",\"last_run\":{\"type\":\"object\",\"nullable\":true,\"properties\":{\"id\":" API_INT
+				   ",\"state\":" API_STR ",\"created_at\":" API_TIME "}}"))))},
+	{"GET", "/v1/pipelines/{name}", get_pipeline, ROLE_ANY,
+	 "a pipeline: current version (YAML, parsed) and history", .op = "getPipeline", .tag = "pipelines",
+	 .reply = HTTP_JSON(API_OBJECT("\"name\":" API_STR ",\"current\":" API_OBJECT(
+		 "\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_STR ",\"yaml\":" API_STR
+		 ",\"parsed\":" API_OBJ
+		 ",\"created_at\":" API_TIME) ",\"history\":" API_ARRAY(API_OBJECT("\"version\":" API_INT
+										   ",\"version_id\":" API_INT
+										   ",\"sha256\":" API_STR
+										   ",\"created_at\":" API_TIME))))},
 	{"POST", "/v1/pipelines/{name}/runs", post_run, ROLE_OPERATOR, "start a run now (manual trigger)",
 	 .op = "startRun", .tag = "pipelines", .status = 201, .reply = S_RUN_CREATED,
 	 .replies = "{\"200\":{\"description\":\"a queued run of the pipeline took this trigger (coalesced: true)\","
@@ -441,15 +453,17 @@ const struct http_route pipelines_api_routes[] = {
 		   "timestamptz input)\"},\"before\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1,"
 		   "\"description\":\"runs with a smaller id: the previous page's next_before\"},"
 		   "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,\"default\":50}}",
-	 .reply = HTTP_JSON(API_OBJECT("\"runs\":" API_ARRAY(API_RUN) ",\"next_before\":{\"type\":\"integer\","
-				       "\"nullable\":true,\"description\":\"the cursor for the next page; null: last page\"}"))},
+	 .reply = HTTP_JSON(API_OBJECT("\"runs\":" API_ARRAY(
+		 API_RUN) ",\"next_before\":{\"type\":\"integer\","
+			  "\"nullable\":true,\"description\":\"the cursor for the next page; null: last page\"}"))},
 	{"GET", "/v1/runs/{id}", get_run, ROLE_ANY, "a run with its stages and jobs (attempts, worker, progress)",
 	 .op = "getRun", .tag = "pipelines", .params = "{" P_RUN_ID "}",
-	 .reply = HTTP_JSON(API_OBJECT("\"run\":" API_RUN ",\"stages\":{\"type\":\"array\",\"nullable\":true,\"items\":"
-				       API_STR "},\"jobs\":" API_ARRAY(S_JOB)))},
-	{"POST", "/v1/runs/{id}/cancel", post_cancel, ROLE_OPERATOR, "cancel a run (running jobs stop at next heartbeat)",
-	 .op = "cancelRun", .tag = "pipelines", .params = "{" P_RUN_ID "}",
-	 .reply = HTTP_JSON(API_OBJECT("\"run\":" API_INT ",\"state\":" API_STR))},
+	 .reply = HTTP_JSON(API_OBJECT("\"run\":" API_RUN
+				       ",\"stages\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR
+				       "},\"jobs\":" API_ARRAY(S_JOB)))},
+	{"POST", "/v1/runs/{id}/cancel", post_cancel, ROLE_OPERATOR,
+	 "cancel a run (running jobs stop at next heartbeat)", .op = "cancelRun", .tag = "pipelines",
+	 .params = "{" P_RUN_ID "}", .reply = HTTP_JSON(API_OBJECT("\"run\":" API_INT ",\"state\":" API_STR))},
 	{"GET", "/v1/runs/{id}/metrics", get_run_metrics, ROLE_ANY, "metric series of a run (?name=)",
 	 .op = "getRunMetrics", .tag = "pipelines",
 	 .params = "{" P_RUN_ID ",\"name\":{\"type\":\"string\",\"description\":\"only this series\"}}",
@@ -459,8 +473,9 @@ const struct http_route pipelines_api_routes[] = {
 			 "{\"type\":\"array\",\"minItems\":2,\"maxItems\":2,\"items\":" API_NUM "}") "}"))},
 	{"GET", "/v1/events", get_events, ROLE_ANY, "Server-Sent Events of run and job state changes (?run=)",
 	 .op = "streamEvents", .tag = "pipelines",
-	 .params = "{\"run\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1,\"description\":\"only this run's "
-		   "events\"}}",
+	 .params =
+		 "{\"run\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1,\"description\":\"only this run's "
+		 "events\"}}",
 	 .reply = "{\"text/event-stream\":{\"type\":\"string\",\"description\":\"event: NAME / data: JSON\"}}"},
 };
 const size_t pipelines_api_nroutes = sizeof pipelines_api_routes / sizeof pipelines_api_routes[0];

@@ -17,13 +17,14 @@ int registry_valid_channel(const char *c) { return !strcmp(c, "canary") || !strc
 
 static void get_models(http_req_t *req)
 {
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('models', coalesce(json_agg(json_build_object('name', m.name, "
-			   "'versions', (SELECT count(*) FROM model_versions v WHERE v.model = m.name), "
-			   "'channels', (SELECT json_object_agg(c.channel, v.version) FROM channels c "
-			   "  JOIN model_versions v ON v.id = c.version_id WHERE c.model = m.name)) ORDER BY m.name), '[]'))::text "
-			   "FROM models m",
-			   NULL, "no models");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('models', coalesce(json_agg(json_build_object('name', m.name, "
+		"'versions', (SELECT count(*) FROM model_versions v WHERE v.model = m.name), "
+		"'channels', (SELECT json_object_agg(c.channel, v.version) FROM channels c "
+		"  JOIN model_versions v ON v.id = c.version_id WHERE c.model = m.name)) ORDER BY m.name), '[]'))::text "
+		"FROM models m",
+		NULL, "no models");
 }
 
 static void get_versions(http_req_t *req)
@@ -31,11 +32,12 @@ static void get_versions(http_req_t *req)
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, http_req_param(req, "name"));
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('model', $1::text, 'versions', coalesce((SELECT json_agg(row_to_json(l) "
-			   "ORDER BY l.version DESC) FROM model_lineage l WHERE l.model = $1), '[]'))::text "
-			   "WHERE EXISTS (SELECT 1 FROM models WHERE name = $1)",
-			   &p, "no such model");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('model', $1::text, 'versions', coalesce((SELECT json_agg(row_to_json(l) "
+		"ORDER BY l.version DESC) FROM model_lineage l WHERE l.model = $1), '[]'))::text "
+		"WHERE EXISTS (SELECT 1 FROM models WHERE name = $1)",
+		&p, "no such model");
 }
 
 /* $1 = the model's name, $2 = the version from the path; -1 when the version
@@ -90,14 +92,15 @@ static void get_ledger(http_req_t *req)
 	struct db_params p;
 	db_params_init(&p);
 	db_param_text(&p, http_req_param(req, "name"));
-	api_reply_sql_json(req,
-			   "SELECT json_build_object('model', $1::text, 'ledger', coalesce((SELECT json_agg(json_build_object("
-			   "'id', p.id, 'channel', p.channel, 'from', fv.version, 'to', tv.version, 'kind', p.kind, "
-			   "'actor', p.actor, 'reason', p.reason, 'run', p.run_id, 'at', p.created_at) ORDER BY p.id) "
-			   "FROM promotions p LEFT JOIN model_versions fv ON fv.id = p.from_version_id "
-			   "LEFT JOIN model_versions tv ON tv.id = p.to_version_id WHERE p.model = $1), '[]'))::text "
-			   "WHERE EXISTS (SELECT 1 FROM models WHERE name = $1)",
-			   &p, "no such model");
+	api_reply_sql_json(
+		req,
+		"SELECT json_build_object('model', $1::text, 'ledger', coalesce((SELECT json_agg(json_build_object("
+		"'id', p.id, 'channel', p.channel, 'from', fv.version, 'to', tv.version, 'kind', p.kind, "
+		"'actor', p.actor, 'reason', p.reason, 'run', p.run_id, 'at', p.created_at) ORDER BY p.id) "
+		"FROM promotions p LEFT JOIN model_versions fv ON fv.id = p.from_version_id "
+		"LEFT JOIN model_versions tv ON tv.id = p.to_version_id WHERE p.model = $1), '[]'))::text "
+		"WHERE EXISTS (SELECT 1 FROM models WHERE name = $1)",
+		&p, "no such model");
 }
 
 /* ---- promote / roll back ---- */
@@ -107,7 +110,7 @@ struct move {
 	char model[64];
 	char channel[16];
 	long long version; /* 0 for a rollback */
-	int force;	   /* promote a version whose gate failed (recorded in the reason) */
+	int force;         /* promote a version whose gate failed (recorded in the reason) */
 	char actor[64];
 	char *reason; /* malloc'd */
 };
@@ -128,7 +131,8 @@ static void on_moved(void *arg, int status, PGresult *res)
 		if (m->version > 0)
 			snprintf(msg, sizeof msg, "model %s has no version %lld", m->model, m->version);
 		else
-			snprintf(msg, sizeof msg, "channel %s/%s has no earlier version to roll back to", m->model, m->channel);
+			snprintf(msg, sizeof msg, "channel %s/%s has no earlier version to roll back to", m->model,
+				 m->channel);
 		json_t *d = json_pack("{ss,ss}", "model", m->model, "channel", m->channel);
 		if (m->version > 0)
 			json_object_set_new(d, "version", json_integer(m->version));
@@ -171,7 +175,8 @@ static int move_body_refused(http_req_t *req, json_t *body)
 			json_array_append_new(unknown, json_string(key));
 	}
 	if (json_array_size(unknown)) {
-		http_reply_err(req, AT_EUNPROCESSABLE, "unknown fields in the body (known: version, action, reason, force)",
+		http_reply_err(req, AT_EUNPROCESSABLE,
+			       "unknown fields in the body (known: version, action, reason, force)",
 			       json_pack("{so}", "fields", unknown));
 		return 1;
 	}
@@ -223,12 +228,13 @@ static void move_channel(struct move *m)
 			      &p, on_moved, m);
 	} else {
 		db_param_text(&p, vs);
-		rc = db_query(app->db,
-			      "SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
-			      "'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), 'to', $5::int)::text "
-			      "FROM atelier_move_channel($1, $2, (SELECT id FROM model_versions WHERE model = $1 AND "
-			      "version = $5::int), $3, $4, 'promote', NULL) m",
-			      &p, on_moved, m);
+		rc = db_query(
+			app->db,
+			"SELECT json_build_object('model', $1::text, 'channel', $2::text, 'moved', m.moved, "
+			"'from', (SELECT version FROM model_versions WHERE id = m.from_version_id), 'to', $5::int)::text "
+			"FROM atelier_move_channel($1, $2, (SELECT id FROM model_versions WHERE model = $1 AND "
+			"version = $5::int), $3, $4, 'promote', NULL) m",
+			&p, on_moved, m);
 	}
 	if (rc < 0) {
 		http_reply_err(m->req, AT_EDB, "database unavailable", NULL);
@@ -250,8 +256,9 @@ static void on_verdict(void *arg, int status, PGresult *res)
 	int failed = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "false") == 0;
 	if (failed && !m->force) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "model %s version %lld failed its gate: promote it with force: true to override",
-			 m->model, m->version);
+		snprintf(msg, sizeof msg,
+			 "model %s version %lld failed its gate: promote it with force: true to override", m->model,
+			 m->version);
 		http_reply_err(m->req, AT_ECONFLICT, msg,
 			       json_pack("{ss,sI,ss}", "model", m->model, "version", (json_int_t)m->version, "gate",
 					 "failed"));
@@ -278,7 +285,8 @@ static void post_channel(http_req_t *req)
 	struct app *app = http_req_app(req);
 	const char *model = http_req_param(req, "name"), *channel = http_req_param(req, "channel");
 	if (!registry_valid_channel(channel)) {
-		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)", json_pack("{ss}", "channel", channel));
+		http_reply_err(req, AT_ENOTFOUND, "no such channel (canary or production)",
+			       json_pack("{ss}", "channel", channel));
 		return;
 	}
 	json_t *body = http_req_json_body(req);
@@ -331,23 +339,23 @@ static void post_channel(http_req_t *req)
 	db_params_init(&p);
 	db_param_text(&p, model);
 	db_param_text(&p, vs);
-	if (db_query(app->db,
-		     "SELECT coalesce(verdict->>'passed', '') FROM model_versions WHERE model = $1 AND version = $2::int",
-		     &p, on_verdict, m) < 0) {
+	if (db_query(
+		    app->db,
+		    "SELECT coalesce(verdict->>'passed', '') FROM model_versions WHERE model = $1 AND version = $2::int",
+		    &p, on_verdict, m) < 0) {
 		move_free(m);
 		http_reply_err(req, AT_EDB, "database unavailable", NULL);
 	}
 }
 
 /* Reply shapes for the OpenAPI document (what the SQL above builds). */
-#define S_LINEAGE /* a row of the model_lineage view */                                                         \
-	API_OBJECT("\"model\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_SHA256 \
-		   ",\"size\":" API_INT ",\"created_at\":" API_TIME ",\"run_id\":" API_NULL("integer")             \
-		   ",\"pipeline\":" API_NULL("string") ",\"dataset_id\":" API_NULL("integer")                     \
-		   ",\"dataset_manifest\":" API_NULL("string") ",\"dataset_sketches\":" API_NULL("integer")       \
-		   ",\"dataset_paintings\":" API_NULL("integer") ",\"parent_version\":" API_NULL("integer")       \
-		   ",\"metrics\":" API_NULL("object") ",\"verdict\":" API_NULL("object")                          \
-		   ",\"channels\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR "}")
+#define S_LINEAGE /* a row of the model_lineage view */                                                                                                                                                                                                    \
+	API_OBJECT(                                                                                                                                                                                                                                        \
+		"\"model\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_SHA256                                                                                                                                          \
+		",\"size\":" API_INT ",\"created_at\":" API_TIME                                                                                                                                                                                           \
+		",\"run_id\":" API_NULL("integer") ",\"pipeline\":" API_NULL("string") ",\"dataset_id\":" API_NULL("integer") ",\"dataset_manifest\":" API_NULL("string") ",\"dataset_sketches\":" API_NULL("integer") ",\"dataset_paintings\":" API_NULL( \
+			"integer") ",\"parent_version\":" API_NULL("integer") ",\"metrics\":" API_NULL("object") ",\"verdict\":" API_NULL("object") ",\"channels\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR                               \
+																		    "}")
 #define P_MODEL "\"name\":{\"type\":\"string\",\"description\":\"the model's name\"}"
 #define P_VERSION "\"version\":{\"type\":\"integer\",\"minimum\":1}"
 
@@ -362,33 +370,36 @@ const struct http_route registry_routes[] = {
 	{"GET", "/v1/models/{name}/versions/{version}/samples", get_samples, ROLE_ANY,
 	 "evaluation gallery: {sketch, style, output, slice, role, image_id} as artifact sha256s", .op = "getSamples",
 	 .tag = "registry", .params = "{" P_MODEL "," P_VERSION "}",
-	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"version\":" API_INT ",\"samples\":" API_ARRAY(API_OBJ)
-				       ",\"evaluation\":" API_NULL("object")))},
+	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"version\":" API_INT
+				       ",\"samples\":" API_ARRAY(API_OBJ) ",\"evaluation\":" API_NULL("object")))},
 	{"GET", "/v1/models/{name}/versions/{version}", get_version, ROLE_ANY,
 	 "one version: lineage (run, dataset, ancestors), metrics, verdict", .op = "getVersion", .tag = "registry",
 	 .params = "{" P_MODEL "," P_VERSION "}",
-	 .reply = HTTP_JSON(API_OBJECT(
-		 "\"version\":" S_LINEAGE ",\"config\":" API_NULL("object") ",\"ancestors\":{\"type\":\"array\","
-		 "\"nullable\":true,\"description\":\"parent versions, nearest first\",\"items\":" API_INT "}"
-		 ",\"run\":{\"type\":\"object\",\"nullable\":true,\"allOf\":[" API_RUN "]},\"dataset\":{\"type\":\"object\",\"nullable\":true,"
-		 "\"properties\":{\"id\":" API_INT ",\"manifest_sha256\":" API_SHA256 ",\"sketches\":" API_INT
-		 ",\"paintings\":" API_INT ",\"created_at\":" API_TIME "}}"))},
+	 .reply = HTTP_JSON(API_OBJECT("\"version\":" S_LINEAGE ",\"config\":" API_NULL(
+		 "object") ",\"ancestors\":{\"type\":\"array\","
+			   "\"nullable\":true,\"description\":\"parent versions, nearest first\",\"items\":" API_INT "}"
+			   ",\"run\":{\"type\":\"object\",\"nullable\":true,\"allOf\":[" API_RUN
+			   "]},\"dataset\":{\"type\":\"object\",\"nullable\":true,"
+			   "\"properties\":{\"id\":" API_INT ",\"manifest_sha256\":" API_SHA256 ",\"sketches\":" API_INT
+			   ",\"paintings\":" API_INT ",\"created_at\":" API_TIME "}}"))},
 	{"GET", "/v1/models/{name}/ledger", get_ledger, ROLE_ANY, "the append-only promotion ledger", .op = "getLedger",
 	 .tag = "registry", .params = "{" P_MODEL "}",
 	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"ledger\":" API_ARRAY(API_OBJECT(
-		 "\"id\":" API_INT ",\"channel\":" API_STR ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")
-		 ",\"kind\":" API_STR ",\"actor\":" API_STR ",\"reason\":" API_NULL("string")
-		 ",\"run\":" API_NULL("integer") ",\"at\":" API_TIME))))},
+		 "\"id\":" API_INT ",\"channel\":" API_STR ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL(
+			 "integer") ",\"kind\":" API_STR ",\"actor\":" API_STR
+				    ",\"reason\":" API_NULL("string") ",\"run\":" API_NULL(
+					    "integer") ",\"at\":" API_TIME))))},
 	{"POST", "/v1/models/{name}/channels/{channel}", post_channel, ROLE_OPERATOR,
 	 "promote {version: N} or roll back {action: rollback}", .op = "moveChannel", .tag = "registry",
 	 .params = "{" P_MODEL ",\"channel\":{\"type\":\"string\",\"enum\":[\"canary\",\"production\"]}}",
-	 .body = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"action\":{\"type\":\"string\",\"enum\":[\"promote\","
-			   "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"minimum\":1,"
-			   "\"description\":\"the version to promote (needed for a promote, refused with a rollback)\"},"
-			   "\"reason\":{\"type\":\"string\",\"maxLength\":1000,\"description\":\"recorded in the ledger\"},"
-			   "\"force\":{\"type\":\"boolean\",\"default\":false,"
-			   "\"description\":\"promote a version whose gate failed (the ledger's reason says so)\"}},"
-			   "\"additionalProperties\":false}"),
+	 .body = HTTP_JSON(
+		 "{\"type\":\"object\",\"properties\":{\"action\":{\"type\":\"string\",\"enum\":[\"promote\","
+		 "\"rollback\"],\"default\":\"promote\"},\"version\":{\"type\":\"integer\",\"minimum\":1,"
+		 "\"description\":\"the version to promote (needed for a promote, refused with a rollback)\"},"
+		 "\"reason\":{\"type\":\"string\",\"maxLength\":1000,\"description\":\"recorded in the ledger\"},"
+		 "\"force\":{\"type\":\"boolean\",\"default\":false,"
+		 "\"description\":\"promote a version whose gate failed (the ledger's reason says so)\"}},"
+		 "\"additionalProperties\":false}"),
 	 .reply = HTTP_JSON(API_OBJECT("\"model\":" API_STR ",\"channel\":" API_STR ",\"moved\":" API_BOOL
 				       ",\"from\":" API_NULL("integer") ",\"to\":" API_NULL("integer")))},
 };

@@ -19,10 +19,7 @@
 #include "notify.h"
 #include "scheduler.h"
 
-static void get_healthz(http_req_t *req)
-{
-	http_reply_json(req, 200, json_pack("{ss}", "status", "alive"));
-}
+static void get_healthz(http_req_t *req) { http_reply_json(req, 200, json_pack("{ss}", "status", "alive")); }
 
 static void readyz_done(void *arg, int status, PGresult *res)
 {
@@ -38,8 +35,7 @@ static void readyz_done(void *arg, int status, PGresult *res)
 static void get_readyz(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
-	if (db_pool_connected(app->db) == 0 ||
-	    db_query(app->db, "SELECT 1", NULL, readyz_done, req) < 0)
+	if (db_pool_connected(app->db) == 0 || db_query(app->db, "SELECT 1", NULL, readyz_done, req) < 0)
 		http_reply_err(req, AT_EDB, "database unreachable", json_pack("{ss}", "database", "unreachable"));
 }
 
@@ -157,7 +153,7 @@ static void post_token(http_req_t *req)
 	const char *node = json_string_value(nodev);
 	if (!role || !http_role_parse(role)) {
 		http_reply_err(req, AT_EUNPROCESSABLE, "role must be one of operator, node, viewer",
-				 json_pack("{ss}", "field", "role"));
+			       json_pack("{ss}", "field", "role"));
 		json_decref(body);
 		return;
 	}
@@ -209,35 +205,39 @@ const struct http_tag app_tags[] = {
 const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 
 /* What an upload answers (ingest.c's row_json) and an image's metadata row. */
-#define S_UPLOAD                                                                                                  \
+#define S_UPLOAD                                                                                                      \
 	HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"domain\":{\"type\":\"string\",\"enum\":[\"sketch\",\"painting\"]}" \
-			     ",\"sha256\":" API_SHA256 ",\"ink_ratio\":" API_NUM ",\"split\":" API_STR               \
-			     ",\"width\":" API_INT ",\"height\":" API_INT ",\"duplicate\":" API_BOOL          \
+			     ",\"sha256\":" API_SHA256 ",\"ink_ratio\":" API_NUM ",\"split\":" API_STR                \
+			     ",\"width\":" API_INT ",\"height\":" API_INT ",\"duplicate\":" API_BOOL                  \
 			     ",\"near_duplicate\":" API_BOOL ",\"distance\":" API_INT))
-#define S_UPLOAD_BODY                                                                                             \
-	"{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY                                              \
-	",\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":"       \
-	"{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"},\"contributor\":" API_STR    \
+#define S_UPLOAD_BODY                                                                                          \
+	"{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY                                           \
+	",\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":"    \
+	"{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"},\"contributor\":" API_STR \
 	",\"source\":" API_STR ",\"consent\":{\"type\":\"string\",\"description\":\"true, 1, y, yes or on\"}}}}"
-#define S_IMAGE_META                                                                                              \
-	HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"domain\":" API_STR ",\"sha256\":" API_SHA256 ",\"width\":" API_INT \
-			     ",\"height\":" API_INT ",\"channels\":" API_INT ",\"ink_ratio\":" API_NULL("number")    \
-			     ",\"split\":" API_STR ",\"status\":" API_STR ",\"contributor\":" API_NULL("string")     \
-			     ",\"consent\":" API_NULL("boolean") ",\"source\":" API_NULL("string")                  \
-			     ",\"created_at\":" API_TIME ",\"bytes\":" API_INT))
+#define S_IMAGE_META                                                                                               \
+	HTTP_JSON(API_OBJECT(                                                                                      \
+		"\"id\":" API_INT ",\"domain\":" API_STR ",\"sha256\":" API_SHA256 ",\"width\":" API_INT           \
+		",\"height\":" API_INT ",\"channels\":" API_INT ",\"ink_ratio\":" API_NULL(                        \
+			"number") ",\"split\":" API_STR ",\"status\":" API_STR                                     \
+				  ",\"contributor\":" API_NULL("string") ",\"consent\":" API_NULL(                 \
+					  "boolean") ",\"source\":" API_NULL("string") ",\"created_at\":" API_TIME \
+										       ",\"bytes\":" API_INT))
 #define P_ID "{\"id\":" API_ID "}"
-#define R_DUPLICATE                                                                                               \
-	"{\"200\":{\"description\":\"already stored (duplicate: true), or a sketch within --near-duplicate-distance "  \
-	"of a stored one (near_duplicate: true, the stored sketch's id, sha256 and Hamming distance; not stored)\",\"content\":" S_UPLOAD "}}"
-#define R_503 "{\"503\":{\"description\":\"the database is unreachable\",\"content\":" \
-	HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"
+#define R_DUPLICATE                                                                                                                       \
+	"{\"200\":{\"description\":\"already stored (duplicate: true), or a sketch within --near-duplicate-distance "                     \
+	"of a stored one (near_duplicate: true, the stored sketch's id, sha256 and Hamming distance; not stored)\",\"content\":" S_UPLOAD \
+	"}}"
+#define R_503                                                                               \
+	"{\"503\":{\"description\":\"the database is unreachable\",\"content\":" HTTP_JSON( \
+		"{\"$ref\":\"#/components/schemas/Error\"}") "}}"
 
 /* Specific patterns before general ones: "{id}.png" must precede "{id}". */
 const struct http_route app_routes[] = {
 	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs", .op = "getHealth",
 	 .tag = "ops", .reply = HTTP_JSON(API_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}"))},
-	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while PostgreSQL answers", .op = "getReadiness",
-	 .tag = "ops",
+	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while PostgreSQL answers",
+	 .op = "getReadiness", .tag = "ops",
 	 .reply = HTTP_JSON(API_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]},\"database\":" API_STR)),
 	 .replies = R_503},
 	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics", .op = "getMetrics", .tag = "ops",
@@ -251,8 +251,7 @@ const struct http_route app_routes[] = {
 			   ",\"node\":{\"type\":\"string\",\"nullable\":true,\"pattern\":\"^[A-Za-z0-9._-]{1,64}$\","
 			   "\"description\":\"role node only: the serving node this token may heartbeat as "
 			   "(unset: the first name it reports)\"}}}"),
-	 .status = 201,
-	 .reply = HTTP_JSON(API_OBJECT("\"token\":" API_STR ",\"role\":" API_STR ",\"id\":" API_INT))},
+	 .status = 201, .reply = HTTP_JSON(API_OBJECT("\"token\":" API_STR ",\"role\":" API_STR ",\"id\":" API_INT))},
 	{"POST", "/v1/sketches", ingest_post_sketch, ROLE_OPERATOR | ROLE_NODE,
 	 "upload a sketch (image/png, image/jpeg, or multipart field image)", .op = "uploadSketch", .tag = "ingest",
 	 .body = S_UPLOAD_BODY, .status = 201, .reply = S_UPLOAD, .replies = R_DUPLICATE},

@@ -187,15 +187,16 @@ void scheduler_stop(struct scheduler *s, void (*on_closed)(void *), void *arg)
 
 int scheduler_metrics(const struct scheduler *s, struct at_buf *b)
 {
-	return at_buf_printf(b,
-			     "# HELP atelier_scheduler_leader 1 while this atelierd holds the leader lock.\n"
-			     "# TYPE atelier_scheduler_leader gauge\natelier_scheduler_leader %d\n"
-			     "# HELP atelier_scheduler_ticks_total Leader ticks run.\n"
-			     "# TYPE atelier_scheduler_ticks_total counter\natelier_scheduler_ticks_total %llu\n"
-			     "# HELP atelier_scheduler_reaped_total Jobs whose lease expired, requeued or failed.\n"
-			     "# TYPE atelier_scheduler_reaped_total counter\natelier_scheduler_reaped_total %llu\n"
-			     "# HELP atelier_scheduler_triggered_total Runs started by triggers.\n"
-			     "# TYPE atelier_scheduler_triggered_total counter\natelier_scheduler_triggered_total %llu\n",
-			     s ? s->leader : 0, (unsigned long long)(s ? s->ticks : 0),
-			     (unsigned long long)(s ? s->reaped : 0), (unsigned long long)(s ? s->triggered : 0));
+	return at_buf_printf(
+		b,
+		"# HELP atelier_scheduler_leader 1 while this atelierd holds the leader lock.\n"
+		"# TYPE atelier_scheduler_leader gauge\natelier_scheduler_leader %d\n"
+		"# HELP atelier_scheduler_ticks_total Leader ticks run.\n"
+		"# TYPE atelier_scheduler_ticks_total counter\natelier_scheduler_ticks_total %llu\n"
+		"# HELP atelier_scheduler_reaped_total Jobs whose lease expired, requeued or failed.\n"
+		"# TYPE atelier_scheduler_reaped_total counter\natelier_scheduler_reaped_total %llu\n"
+		"# HELP atelier_scheduler_triggered_total Runs started by triggers.\n"
+		"# TYPE atelier_scheduler_triggered_total counter\natelier_scheduler_triggered_total %llu\n",
+		s ? s->leader : 0, (unsigned long long)(s ? s->ticks : 0), (unsigned long long)(s ? s->reaped : 0),
+		(unsigned long long)(s ? s->triggered : 0));
 }

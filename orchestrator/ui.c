@@ -21,14 +21,14 @@
 #include "app.h"
 #include "ui.h"
 
-#define EMBED(sym, file)                                                                                     \
-	__asm__(".section .rodata\n"                                                                         \
-		".balign 16\n"                                                                               \
-		".global " #sym "_start\n" #sym "_start:\n"                                                  \
-		".incbin \"" file "\"\n"                                                                     \
-		".global " #sym "_end\n" #sym "_end:\n"                                                      \
-		".byte 0\n"                                                                                  \
-		".previous\n");                                                                              \
+#define EMBED(sym, file)                                    \
+	__asm__(".section .rodata\n"                        \
+		".balign 16\n"                              \
+		".global " #sym "_start\n" #sym "_start:\n" \
+		".incbin \"" file "\"\n"                    \
+		".global " #sym "_end\n" #sym "_end:\n"     \
+		".byte 0\n"                                 \
+		".previous\n");                             \
 	extern const char sym##_start[], sym##_end[]
 
 #ifndef ATELIER_UI_CHART_JS /* the Makefile names its copy under $(BUILD)/gen */
@@ -60,8 +60,8 @@ static struct asset assets[] = {
 /* No inline script or style anywhere (the pages set styles through the CSSOM,
  * which style-src does not govern); images are this origin's or blobs the
  * script fetched with the bearer token. */
-#define UI_CSP                                                                                               \
-	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "             \
+#define UI_CSP                                                                                  \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; " \
 	"connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static void etag_once(struct asset *a)
@@ -117,19 +117,17 @@ static void get_whoami(http_req_t *req)
 const struct http_route ui_routes[] = {
 	/* the server drops a trailing slash, so /ui/ arrives here too; the page
 	 * names its files by absolute path, so either address works */
-	{"GET", "/ui", get_ui, ROLE_PUBLIC, "the operator dashboard (sign in with an API token)", .op = "getDashboardPage",
-	 .tag = "ops", .reply = "{\"text/html\":" HTTP_TEXT "}",
+	{"GET", "/ui", get_ui, ROLE_PUBLIC, "the operator dashboard (sign in with an API token)",
+	 .op = "getDashboardPage", .tag = "ops", .reply = "{\"text/html\":" HTTP_TEXT "}",
 	 .replies = "{\"304\":{\"description\":\"If-None-Match named the current ETag\"}}"},
 	{"GET", "/ui/{file*}", get_ui, ROLE_PUBLIC, "the dashboard's script, style sheet, chart library and icon",
 	 .op = "getDashboard", .tag = "ops",
 	 .params = "{\"file\":{\"type\":\"string\",\"enum\":[\"app.js\",\"style.css\",\"chart.js\",\"icon.svg\"]}}",
-	 .reply = "{\"text/javascript\":" HTTP_TEXT ",\"text/css\":" HTTP_TEXT
-		  ",\"image/svg+xml\":" HTTP_TEXT "}",
+	 .reply = "{\"text/javascript\":" HTTP_TEXT ",\"text/css\":" HTTP_TEXT ",\"image/svg+xml\":" HTTP_TEXT "}",
 	 .replies = "{\"304\":{\"description\":\"If-None-Match named the current ETag\"}}"},
-	{"GET", "/v1/whoami", get_whoami, ROLE_ANY, "the bearer token's role and name", .op = "whoami",
-	 .tag = "tokens",
+	{"GET", "/v1/whoami", get_whoami, ROLE_ANY, "the bearer token's role and name", .op = "whoami", .tag = "tokens",
 	 .reply = HTTP_JSON("{\"type\":\"object\",\"required\":[\"role\",\"token_id\"],\"properties\":{\"role\":{"
-			    "\"type\":\"string\",\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_NULL("string")
-			    ",\"node\":" API_NULL("string") ",\"token_id\":" API_INT "}}")},
+			    "\"type\":\"string\",\"enum\":[\"operator\",\"node\",\"viewer\"]},\"name\":" API_NULL(
+				    "string") ",\"node\":" API_NULL("string") ",\"token_id\":" API_INT "}}")},
 };
 const size_t ui_nroutes = sizeof ui_routes / sizeof ui_routes[0];

@@ -67,12 +67,8 @@ static void reply_rejected(struct contribution *c)
 	json_t *d = json_pack("{ss,ss}", "field", "image", "reason", c->why);
 	const char *msg = "image rejected";
 	switch (c->check_rc) {
-	case AT_EUNSUPPORTED:
-		msg = "not a PNG or JPEG image";
-		break;
-	case AT_ECORRUPT:
-		msg = "corrupt or truncated image";
-		break;
+	case AT_EUNSUPPORTED: msg = "not a PNG or JPEG image"; break;
+	case AT_ECORRUPT: msg = "corrupt or truncated image"; break;
 	case AT_EUNPROCESSABLE:
 		if (strstr(c->why, "pixels")) {
 			msg = "image too large: its pixels or a side are over the cap";
@@ -84,8 +80,7 @@ static void reply_rejected(struct contribution *c)
 		json_object_set_new(d, "min_ink", json_real(c->opts.min_ink));
 		json_object_set_new(d, "max_ink", json_real(c->opts.max_ink));
 		break;
-	default:
-		break;
+	default: break;
 	}
 	http_reply_err(c->req, c->check_rc, msg, d);
 }
@@ -126,7 +121,8 @@ void contribute_post(http_req_t *req)
 	if (limit_admit(app, req, LIMIT_CONTRIBUTE) < 0)
 		return;
 	if (!app->cfg.atelierd || !app->spool) {
-		http_reply_err(req, AT_EUNAVAILABLE, "contributions are off: this node has no atelierd to send them to", NULL);
+		http_reply_err(req, AT_EUNAVAILABLE, "contributions are off: this node has no atelierd to send them to",
+			       NULL);
 		return;
 	}
 	size_t ctlen = 0, blen;
@@ -142,12 +138,13 @@ void contribute_post(http_req_t *req)
 	int rc = multipart_parse(ct, ctlen, body, blen, parts, 8, &nparts, why, sizeof why);
 	if (rc < 0) {
 		http_reply_err(req, rc, "malformed multipart body",
-				 json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
+			       json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
 		return;
 	}
 	const struct multipart_part *img = multipart_get(parts, nparts, "image");
 	if (!img) {
-		http_reply_err(req, AT_EINVAL, "missing field image (the sketch, PNG or JPEG)", json_pack("{ss}", "field", "image"));
+		http_reply_err(req, AT_EINVAL, "missing field image (the sketch, PNG or JPEG)",
+			       json_pack("{ss}", "field", "image"));
 		return;
 	}
 	int fmt = image_sniff(img->data, img->len);
@@ -164,12 +161,13 @@ void contribute_post(http_req_t *req)
 	}
 	if (!consent_given(multipart_get(parts, nparts, "consent"))) {
 		http_reply_err(req, AT_EUNPROCESSABLE, "consent is required to contribute a sketch",
-				 json_pack("{ss}", "field", "consent"));
+			       json_pack("{ss}", "field", "consent"));
 		return;
 	}
 	const struct multipart_part *who = multipart_get(parts, nparts, "contributor");
 	if (who && who->len > 128) {
-		http_reply_err(req, AT_EUNPROCESSABLE, "contributor is at most 128 bytes", json_pack("{ss}", "field", "contributor"));
+		http_reply_err(req, AT_EUNPROCESSABLE, "contributor is at most 128 bytes",
+			       json_pack("{ss}", "field", "contributor"));
 		return;
 	}
 	json_t *meta = json_pack("{ss,sI}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
@@ -178,7 +176,8 @@ void contribute_post(http_req_t *req)
 		json_t *name = json_stringn((const char *)who->data, who->len);
 		if (!name) {
 			json_decref(meta);
-			http_reply_err(req, AT_EUNPROCESSABLE, "contributor must be UTF-8 text", json_pack("{ss}", "field", "contributor"));
+			http_reply_err(req, AT_EUNPROCESSABLE, "contributor must be UTF-8 text",
+				       json_pack("{ss}", "field", "contributor"));
 			return;
 		}
 		json_object_set_new(meta, "contributor", name);
@@ -204,7 +203,7 @@ void contribute_post(http_req_t *req)
 		contribution_free(c);
 		http_req_add_header(req, "Retry-After", "60");
 		http_reply_err(req, AT_EBUSY, "the contribution spool is full; try again later",
-				 json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
+			       json_pack("{si,sI}", "files", files, "bytes", (json_int_t)bytes));
 		return;
 	}
 	c->app = app;

@@ -111,8 +111,9 @@ int limit_metrics(struct serve_app *app, struct at_buf *b)
 				   (unsigned long long)st.limited);
 	}
 	if (rc == 0)
-		rc = at_buf_addstr(b, "# HELP atelier_serve_ratelimit_clients Client addresses in the limiter's table.\n"
-				      "# TYPE atelier_serve_ratelimit_clients gauge\n");
+		rc = at_buf_addstr(b,
+				   "# HELP atelier_serve_ratelimit_clients Client addresses in the limiter's table.\n"
+				   "# TYPE atelier_serve_ratelimit_clients gauge\n");
 	for (int i = 0; rc == 0 && i < LIMIT_N; i++) {
 		struct ratelimit_stats st = {0};
 		if (app->limits[i])

@@ -115,8 +115,8 @@ out:
 	return rc;
 }
 
-int model_slot_load(struct model_slot *s, const char *path, int64_t version, const char *sha256,
-		    const char *source, char *msg, size_t msglen)
+int model_slot_load(struct model_slot *s, const char *path, int64_t version, const char *sha256, const char *source,
+		    char *msg, size_t msglen)
 {
 	int rc = 0;
 	struct model_ref *r = NULL;
@@ -200,4 +200,3 @@ void model_slot_info(struct model_slot *s, struct model_slot_info *out)
 	snprintf(out->last_error, sizeof out->last_error, "%s", s->last_error);
 	pthread_mutex_unlock(&s->mu);
 }
-

@@ -38,10 +38,10 @@ struct model_slot_info {
 	char sha256[65];
 	char source[256];
 	char device[32];
-	uint64_t swaps;          /* successful swaps (the first load included) */
-	uint64_t swap_failures;  /* downloads, verifications or loads that failed */
+	uint64_t swaps;         /* successful swaps (the first load included) */
+	uint64_t swap_failures; /* downloads, verifications or loads that failed */
 	uint64_t last_swap_unix;
-	char last_error[256];    /* "" when the last attempt succeeded */
+	char last_error[256]; /* "" when the last attempt succeeded */
 };
 
 struct model_slot;
@@ -60,8 +60,8 @@ void model_ref_release(struct model_ref *r);
  * stays, the failure is counted and recorded as last_error, and msg (may be
  * NULL) gets the reason.
  */
-int model_slot_load(struct model_slot *s, const char *path, int64_t version, const char *sha256,
-		    const char *source, char *msg, size_t msglen) AT_MUST_CHECK;
+int model_slot_load(struct model_slot *s, const char *path, int64_t version, const char *sha256, const char *source,
+		    char *msg, size_t msglen) AT_MUST_CHECK;
 /* Records a failure that happened before a load (download, verification). */
 void model_slot_fail(struct model_slot *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -94,7 +94,8 @@ static void cache_gc(struct puller *p)
 			continue;
 		if (strncmp(e->d_name, p->serving_sha, 64) == 0 || strncmp(e->d_name, p->prev_sha, 64) == 0)
 			continue;
-		if (!(n == 67 && strcmp(e->d_name + 64, ".am") == 0) && !(n == 69 && strcmp(e->d_name + 64, ".part") == 0))
+		if (!(n == 67 && strcmp(e->d_name + 64, ".am") == 0) &&
+		    !(n == 69 && strcmp(e->d_name + 64, ".part") == 0))
 			continue;
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -133,8 +134,11 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		if (have > 0)
 			log_info("puller: resuming %.12s at byte %lld of %lld", sha, have, size);
 		int rc = http_client_call(&p->client,
-					  &(struct http_client_req){.path = artifact, .timeout_s = timeout, .file = f,
-								    .range_from = have, .max_file = size},
+					  &(struct http_client_req){.path = artifact,
+								    .timeout_s = timeout,
+								    .file = f,
+								    .range_from = have,
+								    .max_file = size},
 					  &r);
 		int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 		fclose(f);
@@ -148,7 +152,9 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		}
 		if (rc < 0 || !ok || (r.status != 200 && r.status != 206)) {
 			model_slot_fail(p->app->slot, "download of %.12s: %s", sha,
-					rc < 0 ? r.error : !ok ? "cannot write the cache" : "unexpected HTTP status");
+					rc < 0 ? r.error
+					: !ok  ? "cannot write the cache"
+					       : "unexpected HTTP status");
 			if (rc == 0 && r.status != 200 && r.status != 206)
 				log_warn("puller: GET %s answered %ld: %.200s", artifact, r.status,
 					 r.body.data ? r.body.data : "");
@@ -161,7 +167,8 @@ static enum offer_result download(struct puller *p, const char *artifact, const 
 		}
 		const char *told = http_client_header(&r, "x-content-sha256");
 		if (told && strcmp(told, sha) != 0) {
-			model_slot_fail(p->app->slot, "artifact %.12s: x-content-sha256 %.12s does not match", sha, told);
+			model_slot_fail(p->app->slot, "artifact %.12s: x-content-sha256 %.12s does not match", sha,
+					told);
 			http_client_resp_free(&r);
 			unlink(part);
 			return OFFER_REFUSED;
@@ -199,7 +206,8 @@ static enum offer_result take_offer(struct puller *p, json_t *o)
 	json_t *jv = json_object_get(o, "version"), *js = json_object_get(o, "size");
 	const char *sha = json_string_value(json_object_get(o, "sha256"));
 	const char *artifact = json_string_value(json_object_get(o, "artifact"));
-	if (!json_is_integer(jv) || !json_is_integer(js) || !artifact_valid_sha(sha) || !artifact || artifact[0] != '/') {
+	if (!json_is_integer(jv) || !json_is_integer(js) || !artifact_valid_sha(sha) || !artifact ||
+	    artifact[0] != '/') {
 		model_slot_fail(p->app->slot, "channel answer lacks version, sha256, size or artifact");
 		return OFFER_RETRY;
 	}
@@ -262,7 +270,8 @@ static void *run(void *arg)
 			 (long long)p->after, cfg->poll_wait);
 		struct http_client_resp r;
 		http_client_resp_init(&r, 64 << 10);
-		int rc = http_client_call(&p->client, &(struct http_client_req){.path = path, .timeout_s = cfg->poll_wait + 15L},
+		int rc = http_client_call(&p->client,
+					  &(struct http_client_req){.path = path, .timeout_s = cfg->poll_wait + 15L},
 					  &r);
 		pthread_mutex_lock(&p->bg.mu);
 		p->polls++;
@@ -353,22 +362,22 @@ int puller_metrics(struct puller *p, struct at_buf *b)
 	if (!p)
 		return 0;
 	pthread_mutex_lock(&p->bg.mu);
-	int rc = at_buf_printf(b,
-			       "# HELP atelier_serve_polls_total Channel long-polls made.\n"
-			       "# TYPE atelier_serve_polls_total counter\natelier_serve_polls_total %llu\n"
-			       "# HELP atelier_serve_downloads_total Artifact downloads started (resumed ones included).\n"
-			       "# TYPE atelier_serve_downloads_total counter\natelier_serve_downloads_total %llu\n"
-			       "# HELP atelier_serve_downloads_resumed_total Downloads that resumed a partial file.\n"
-			       "# TYPE atelier_serve_downloads_resumed_total counter\natelier_serve_downloads_resumed_total %llu\n"
-			       "# HELP atelier_serve_download_bytes_total Artifact bytes downloaded.\n"
-			       "# TYPE atelier_serve_download_bytes_total counter\natelier_serve_download_bytes_total %llu\n"
-			       "# HELP atelier_serve_artifacts_refused_total Versions refused (verification or load failed).\n"
-			       "# TYPE atelier_serve_artifacts_refused_total counter\natelier_serve_artifacts_refused_total %llu\n"
-			       "# HELP atelier_serve_atelierd_reachable 1 while the last channel poll got an answer.\n"
-			       "# TYPE atelier_serve_atelierd_reachable gauge\natelier_serve_atelierd_reachable %d\n",
-			       (unsigned long long)p->polls, (unsigned long long)p->downloads,
-			       (unsigned long long)p->resumed, (unsigned long long)p->download_bytes,
-			       (unsigned long long)p->refused, p->reachable);
+	int rc = at_buf_printf(
+		b,
+		"# HELP atelier_serve_polls_total Channel long-polls made.\n"
+		"# TYPE atelier_serve_polls_total counter\natelier_serve_polls_total %llu\n"
+		"# HELP atelier_serve_downloads_total Artifact downloads started (resumed ones included).\n"
+		"# TYPE atelier_serve_downloads_total counter\natelier_serve_downloads_total %llu\n"
+		"# HELP atelier_serve_downloads_resumed_total Downloads that resumed a partial file.\n"
+		"# TYPE atelier_serve_downloads_resumed_total counter\natelier_serve_downloads_resumed_total %llu\n"
+		"# HELP atelier_serve_download_bytes_total Artifact bytes downloaded.\n"
+		"# TYPE atelier_serve_download_bytes_total counter\natelier_serve_download_bytes_total %llu\n"
+		"# HELP atelier_serve_artifacts_refused_total Versions refused (verification or load failed).\n"
+		"# TYPE atelier_serve_artifacts_refused_total counter\natelier_serve_artifacts_refused_total %llu\n"
+		"# HELP atelier_serve_atelierd_reachable 1 while the last channel poll got an answer.\n"
+		"# TYPE atelier_serve_atelierd_reachable gauge\natelier_serve_atelierd_reachable %d\n",
+		(unsigned long long)p->polls, (unsigned long long)p->downloads, (unsigned long long)p->resumed,
+		(unsigned long long)p->download_bytes, (unsigned long long)p->refused, p->reachable);
 	pthread_mutex_unlock(&p->bg.mu);
 	return rc;
 }

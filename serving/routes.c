@@ -27,8 +27,8 @@ static json_t *model_json(struct serve_app *app)
 {
 	struct model_slot_info mi;
 	model_slot_info(app->slot, &mi);
-	return json_pack("{ss,ss,so,so,ss,ss,sI,sI,so}", "model", app->cfg.model, "channel", app->cfg.channel,
-			 "loaded", json_boolean(mi.loaded), "version",
+	return json_pack("{ss,ss,so,so,ss,ss,sI,sI,so}", "model", app->cfg.model, "channel", app->cfg.channel, "loaded",
+			 json_boolean(mi.loaded), "version",
 			 mi.loaded && mi.version > 0 ? json_integer(mi.version) : json_null(), "sha256", mi.sha256,
 			 "source", mi.source, "swaps", (json_int_t)mi.swaps, "swap_failures",
 			 (json_int_t)mi.swap_failures, "last_error",
@@ -74,29 +74,30 @@ static void get_metrics(http_req_t *req)
 	if (rc == 0)
 		rc = stats_metrics(app->stats, &b);
 	if (rc == 0)
-		rc = at_buf_printf(&b,
-				   "# HELP atelier_serve_model_loaded 1 while a model is loaded.\n"
-				   "# TYPE atelier_serve_model_loaded gauge\natelier_serve_model_loaded %d\n"
-				   "# HELP atelier_serve_model_version Registry version in service (0: local file or none).\n"
-				   "# TYPE atelier_serve_model_version gauge\natelier_serve_model_version %lld\n"
-				   "# HELP atelier_serve_model_info The model in service.\n"
-				   "# TYPE atelier_serve_model_info gauge\n"
-				   "atelier_serve_model_info{sha256=\"%s\",channel=\"%s\"} 1\n"
-				   "# HELP atelier_serve_swaps_total Models swapped in (the first load included).\n"
-				   "# TYPE atelier_serve_swaps_total counter\natelier_serve_swaps_total %llu\n"
-				   "# HELP atelier_serve_swap_failures_total Downloads, verifications or loads that failed.\n"
-				   "# TYPE atelier_serve_swap_failures_total counter\natelier_serve_swap_failures_total %llu\n"
-				   "# HELP atelier_serve_last_swap_timestamp_seconds Time of the last swap (unix).\n"
-				   "# TYPE atelier_serve_last_swap_timestamp_seconds gauge\n"
-				   "atelier_serve_last_swap_timestamp_seconds %llu\n"
-				   "# HELP atelier_serve_stylize_queue Stylize requests admitted and not yet answered.\n"
-				   "# TYPE atelier_serve_stylize_queue gauge\natelier_serve_stylize_queue %d\n"
-				   "# HELP process_start_time_seconds Start time (unix).\n"
-				   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
-				   mi.loaded, (long long)(mi.loaded ? mi.version : 0), mi.sha256, app->cfg.channel,
-				   (unsigned long long)mi.swaps, (unsigned long long)mi.swap_failures,
-				   (unsigned long long)mi.last_swap_unix, stylize_queue_depth(app->sq),
-				   (unsigned long long)app->started_at);
+		rc = at_buf_printf(
+			&b,
+			"# HELP atelier_serve_model_loaded 1 while a model is loaded.\n"
+			"# TYPE atelier_serve_model_loaded gauge\natelier_serve_model_loaded %d\n"
+			"# HELP atelier_serve_model_version Registry version in service (0: local file or none).\n"
+			"# TYPE atelier_serve_model_version gauge\natelier_serve_model_version %lld\n"
+			"# HELP atelier_serve_model_info The model in service.\n"
+			"# TYPE atelier_serve_model_info gauge\n"
+			"atelier_serve_model_info{sha256=\"%s\",channel=\"%s\"} 1\n"
+			"# HELP atelier_serve_swaps_total Models swapped in (the first load included).\n"
+			"# TYPE atelier_serve_swaps_total counter\natelier_serve_swaps_total %llu\n"
+			"# HELP atelier_serve_swap_failures_total Downloads, verifications or loads that failed.\n"
+			"# TYPE atelier_serve_swap_failures_total counter\natelier_serve_swap_failures_total %llu\n"
+			"# HELP atelier_serve_last_swap_timestamp_seconds Time of the last swap (unix).\n"
+			"# TYPE atelier_serve_last_swap_timestamp_seconds gauge\n"
+			"atelier_serve_last_swap_timestamp_seconds %llu\n"
+			"# HELP atelier_serve_stylize_queue Stylize requests admitted and not yet answered.\n"
+			"# TYPE atelier_serve_stylize_queue gauge\natelier_serve_stylize_queue %d\n"
+			"# HELP process_start_time_seconds Start time (unix).\n"
+			"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %llu\n",
+			mi.loaded, (long long)(mi.loaded ? mi.version : 0), mi.sha256, app->cfg.channel,
+			(unsigned long long)mi.swaps, (unsigned long long)mi.swap_failures,
+			(unsigned long long)mi.last_swap_unix, stylize_queue_depth(app->sq),
+			(unsigned long long)app->started_at);
 	if (rc == 0)
 		rc = stylize_metrics(app->sq, &b);
 	if (rc == 0)
@@ -122,7 +123,7 @@ static void reload_done(void *arg, int rc, const char *msg)
 	struct serve_app *app = http_req_app(req);
 	if (rc < 0) {
 		http_reply_err(req, AT_EINTERNAL, "reload failed; the previous model keeps serving",
-				 json_pack("{ss}", "reason", msg));
+			       json_pack("{ss}", "reason", msg));
 		return;
 	}
 	http_reply_json(req, 200, model_json(app));
@@ -146,11 +147,11 @@ static void post_reload(http_req_t *req)
 
 /* JSON schemas of the replies, for the OpenAPI document (what model_json and
  * the handlers above build). */
-#define S_MODEL                                                                                                   \
-	"{\"type\":\"object\",\"required\":[\"model\",\"channel\",\"loaded\"],\"properties\":{"                     \
-	"\"model\":{\"type\":\"string\"},\"channel\":{\"type\":\"string\"},\"loaded\":{\"type\":\"boolean\"},"      \
+#define S_MODEL                                                                                                        \
+	"{\"type\":\"object\",\"required\":[\"model\",\"channel\",\"loaded\"],\"properties\":{"                        \
+	"\"model\":{\"type\":\"string\"},\"channel\":{\"type\":\"string\"},\"loaded\":{\"type\":\"boolean\"},"         \
 	"\"version\":{\"type\":\"integer\",\"nullable\":true,\"description\":\"registry version; null: local file\"}," \
-	"\"sha256\":{\"type\":\"string\"},\"source\":{\"type\":\"string\"},\"swaps\":{\"type\":\"integer\"},"        \
+	"\"sha256\":{\"type\":\"string\"},\"source\":{\"type\":\"string\"},\"swaps\":{\"type\":\"integer\"},"          \
 	"\"swap_failures\":{\"type\":\"integer\"},\"last_error\":{\"type\":\"string\",\"nullable\":true}"
 #define S_IMAGE "{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"}"
 
@@ -174,10 +175,10 @@ const struct http_route serve_routes[] = {
 	 .reply = "{\"image/svg+xml\":" HTTP_TEXT "}"},
 	{"GET", "/healthz", get_healthz, ROLE_PUBLIC, "liveness: 200 while the process runs", .op = "getHealth",
 	 .tag = "ops",
-	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}}}")},
+	 .reply = HTTP_JSON(
+		 "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"alive\"]}}}")},
 	{"GET", "/readyz", get_readyz, ROLE_PUBLIC, "readiness: 200 only while a model is loaded", .op = "getReadiness",
-	 .tag = "ops",
-	 .reply = HTTP_JSON(S_MODEL ",\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]}}}"),
+	 .tag = "ops", .reply = HTTP_JSON(S_MODEL ",\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]}}}"),
 	 .replies = "{\"503\":{\"description\":\"no model loaded yet (the error's detail is the model state)\","
 		    "\"content\":" HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"},
 	{"GET", "/metrics", get_metrics, ROLE_PUBLIC, "Prometheus metrics", .op = "getMetrics", .tag = "ops",
@@ -192,7 +193,8 @@ const struct http_route serve_routes[] = {
 	 "multipart contentImage (PNG/JPEG) + style int | styleImage [+ style2 | styleImage2, alpha] -> JPEG",
 	 .op = "stylize", .tag = "stylize",
 	 .body = "{\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"contentImage\"],\"properties\":{"
-		 "\"contentImage\":" S_IMAGE ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295,\"description\":"
+		 "\"contentImage\":" S_IMAGE
+		 ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295,\"description\":"
 		 "\"a style number (default 0); not with styleImage\"},\"styleImage\":" S_IMAGE
 		 ",\"style2\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295},\"styleImage2\":" S_IMAGE
 		 ",\"alpha\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":"
@@ -206,8 +208,9 @@ const struct http_route serve_routes[] = {
 		 "\"description\":\"any case\"},"
 		 "\"contributor\":{\"type\":\"string\",\"maxLength\":128}}}}",
 	 .status = 202,
-	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"queued\"]},"
-			    "\"spool_depth\":{\"type\":\"integer\"}}}")},
+	 .reply = HTTP_JSON(
+		 "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"queued\"]},"
+		 "\"spool_depth\":{\"type\":\"integer\"}}}")},
 	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)",
 	 .op = "reload", .tag = "admin", .reply = HTTP_JSON(S_MODEL "}}")},
 };

@@ -29,38 +29,38 @@ struct ratelimit;
 
 /* Settings (table in main.c). */
 struct serve_settings {
-	const char *atelierd;   /* base URL, or NULL: offline (local model file only) */
-	const char *token;      /* node token for atelierd */
-	const char *model;      /* model name in the registry */
-	const char *channel;    /* production | canary */
-	const char *name;       /* node name (default: host name) */
+	const char *atelierd; /* base URL, or NULL: offline (local model file only) */
+	const char *token;    /* node token for atelierd */
+	const char *model;    /* model name in the registry */
+	const char *channel;  /* production | canary */
+	const char *name;     /* node name (default: host name) */
 	const char *host;
 	int port;
-	const char *cache;      /* downloaded artifacts */
-	const char *spool;      /* contributions waiting for atelierd */
+	const char *cache; /* downloaded artifacts */
+	const char *spool; /* contributions waiting for atelierd */
 	int spool_max_files;
 	size_t spool_max_bytes;
-	int threads;            /* concurrent inferences */
-	int torch_threads;      /* libtorch intra-op threads (0 = cores / threads) */
-	int max_queue;          /* stylize requests waiting for a thread before 503 */
+	int threads;       /* concurrent inferences */
+	int torch_threads; /* libtorch intra-op threads (0 = cores / threads) */
+	int max_queue;     /* stylize requests waiting for a thread before 503 */
 	size_t max_body;
 	double http_idle_timeout;
 	size_t max_pixels;
-	int output_size;        /* side of the returned painting */
+	int output_size; /* side of the returned painting */
 	int jpeg_quality;
 	double heartbeat_interval;
-	int poll_wait;          /* long-poll seconds */
-	double retry_max;       /* backoff cap, seconds */
+	int poll_wait;    /* long-poll seconds */
+	double retry_max; /* backoff cap, seconds */
 	size_t max_artifact;
 	const char *model_file; /* local serving export loaded at start and on reload */
 	const char *device;     /* auto | cpu | cuda */
 	const char *admin_token;
-	const char *web_dir;    /* serve the page from here instead of the embedded copy */
-	double min_ink, max_ink; /* a contribution's accepted ink ratio: keep equal to atelierd's */
-	double rate_stylize, burst_stylize;       /* per-client token bucket (rate 0: no limit) */
+	const char *web_dir;                /* serve the page from here instead of the embedded copy */
+	double min_ink, max_ink;            /* a contribution's accepted ink ratio: keep equal to atelierd's */
+	double rate_stylize, burst_stylize; /* per-client token bucket (rate 0: no limit) */
 	double rate_contribute, burst_contribute;
-	int ratelimit_slots;    /* client addresses each limiter remembers */
-	int trust_proxy;        /* key clients by the last X-Forwarded-For entry */
+	int ratelimit_slots; /* client addresses each limiter remembers */
+	int trust_proxy;     /* key clients by the last X-Forwarded-For entry */
 };
 
 struct serve_app {

@@ -31,8 +31,8 @@ struct spool {
 	int max_files;
 	size_t max_bytes;
 	pthread_mutex_t mu;
-	int files;    /* written or reserved */
-	int ready;    /* written (what the uplink can send) */
+	int files; /* written or reserved */
+	int ready; /* written (what the uplink can send) */
 	size_t bytes;
 	uint32_t seq;
 	uint64_t accepted, full, written_failed, removed;
@@ -117,10 +117,7 @@ void spool_unreserve(struct spool *s, size_t bytes)
 	pthread_mutex_unlock(&s->mu);
 }
 
-size_t spool_file_size(size_t meta_len, size_t img_len)
-{
-	return strlen(SPOOL_MAGIC) + meta_len + 1 + img_len;
-}
+size_t spool_file_size(size_t meta_len, size_t img_len) { return strlen(SPOOL_MAGIC) + meta_len + 1 + img_len; }
 
 int spool_write(struct spool *s, const char *meta, const void *img, size_t img_len)
 {
@@ -136,8 +133,8 @@ int spool_write(struct spool *s, const char *meta, const void *img, size_t img_l
 	/* Names sort by arrival: 16 hex digits of nanoseconds, then a counter
 	 * for contributions within the same nanosecond tick, then the pid. */
 	char name[96], tmp[4200], final[4200];
-	snprintf(name, sizeof name, "%016llx-%08x-%d", (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
-		 seq, (int)getpid());
+	snprintf(name, sizeof name, "%016llx-%08x-%d",
+		 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, seq, (int)getpid());
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", s->dir, name);
 	snprintf(final, sizeof final, "%s/%s%s", s->dir, name, SPOOL_SUFFIX);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -299,16 +296,17 @@ int spool_metrics(struct spool *s, struct at_buf *b)
 	if (!s)
 		return 0;
 	pthread_mutex_lock(&s->mu);
-	int rc = at_buf_printf(b,
-			       "# HELP atelier_serve_spool_depth Contributions waiting for atelierd.\n"
-			       "# TYPE atelier_serve_spool_depth gauge\natelier_serve_spool_depth %d\n"
-			       "# HELP atelier_serve_spool_bytes Bytes waiting in the spool.\n"
-			       "# TYPE atelier_serve_spool_bytes gauge\natelier_serve_spool_bytes %zu\n"
-			       "# HELP atelier_serve_spool_full_total Contributions refused because the spool was full.\n"
-			       "# TYPE atelier_serve_spool_full_total counter\natelier_serve_spool_full_total %llu\n"
-			       "# HELP atelier_serve_contributions_accepted_total Contributions written to the spool.\n"
-			       "# TYPE atelier_serve_contributions_accepted_total counter\natelier_serve_contributions_accepted_total %llu\n",
-			       s->files, s->bytes, (unsigned long long)s->full, (unsigned long long)s->accepted);
+	int rc = at_buf_printf(
+		b,
+		"# HELP atelier_serve_spool_depth Contributions waiting for atelierd.\n"
+		"# TYPE atelier_serve_spool_depth gauge\natelier_serve_spool_depth %d\n"
+		"# HELP atelier_serve_spool_bytes Bytes waiting in the spool.\n"
+		"# TYPE atelier_serve_spool_bytes gauge\natelier_serve_spool_bytes %zu\n"
+		"# HELP atelier_serve_spool_full_total Contributions refused because the spool was full.\n"
+		"# TYPE atelier_serve_spool_full_total counter\natelier_serve_spool_full_total %llu\n"
+		"# HELP atelier_serve_contributions_accepted_total Contributions written to the spool.\n"
+		"# TYPE atelier_serve_contributions_accepted_total counter\natelier_serve_contributions_accepted_total %llu\n",
+		s->files, s->bytes, (unsigned long long)s->full, (unsigned long long)s->accepted);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }

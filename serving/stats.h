@@ -17,10 +17,10 @@
 #define STATS_WINDOW 1024
 
 struct stats_snapshot {
-	uint64_t requests, errors;  /* cumulative stylize requests; errors = 5xx answers */
-	double error_rate;          /* over the window */
-	double p50_ms, p95_ms;      /* over the window's successful requests; 0 when none */
-	size_t window;              /* requests in the window */
+	uint64_t requests, errors; /* cumulative stylize requests; errors = 5xx answers */
+	double error_rate;         /* over the window */
+	double p50_ms, p95_ms;     /* over the window's successful requests; 0 when none */
+	size_t window;             /* requests in the window */
 };
 
 struct stats;

@@ -315,8 +315,7 @@ static void pump(struct serve_app *app)
 
 /* ---- admission (on the loop) ---- */
 
-static void reply_bad(struct serve_app *app, http_req_t *req, uint64_t t0, int err, const char *msg,
-		      json_t *detail)
+static void reply_bad(struct serve_app *app, http_req_t *req, uint64_t t0, int err, const char *msg, json_t *detail)
 {
 	stats_record(app->stats, at_err_http_status(err), (double)(now_ns() - t0) / 1e9);
 	http_reply_err(req, err, msg, detail);
@@ -331,7 +330,8 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 	memset(out, 0, sizeof *out);
 	if (img) {
 		if (num) {
-			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "give either a style number or a style image, not both",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE,
+				  "give either a style number or a style image, not both",
 				  json_pack("{s[ss]}", "fields", num_name, img_name));
 			return -1;
 		}
@@ -347,7 +347,8 @@ static int admit_style(struct serve_app *app, http_req_t *req, uint64_t t0, cons
 	}
 	if (num) {
 		if (style_param_number(num->data, num->len, &out->seed) < 0) {
-			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "style must be an integer 0..4294967295 (digits only)",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE,
+				  "style must be an integer 0..4294967295 (digits only)",
 				  json_pack("{ss,ss%}", "field", num_name, "value", (const char *)num->data,
 					    num->len > 64 ? (size_t)64 : num->len));
 			return -1;
@@ -387,7 +388,8 @@ void stylize_post(http_req_t *req)
 		return;
 	}
 	if (image_sniff(content->data, content->len) < 0) {
-		reply_bad(app, req, t0, AT_EUNSUPPORTED, "contentImage must be PNG or JPEG", json_pack("{ss}", "field", "contentImage"));
+		reply_bad(app, req, t0, AT_EUNSUPPORTED, "contentImage must be PNG or JPEG",
+			  json_pack("{ss}", "field", "contentImage"));
 		return;
 	}
 	struct style_src a, b;
@@ -403,7 +405,8 @@ void stylize_post(http_req_t *req)
 	const struct multipart_part *ap = multipart_get(parts, nparts, "alpha");
 	if (ap) {
 		if (!b.present) {
-			reply_bad(app, req, t0, AT_EUNPROCESSABLE, "alpha mixes two styles: give style2 or styleImage2 too",
+			reply_bad(app, req, t0, AT_EUNPROCESSABLE,
+				  "alpha mixes two styles: give style2 or styleImage2 too",
 				  json_pack("{ss}", "field", "alpha"));
 			return;
 		}

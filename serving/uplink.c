@@ -80,8 +80,11 @@ static int heartbeat(struct uplink *u)
 	struct http_client_resp r;
 	http_client_resp_init(&r, 64 << 10);
 	int rc = http_client_call(&u->client,
-				  &(struct http_client_req){.path = "/v1/nodes/heartbeat", .content_type = "application/json",
-							    .body = body, .len = strlen(body), .timeout_s = CALL_TIMEOUT},
+				  &(struct http_client_req){.path = "/v1/nodes/heartbeat",
+							    .content_type = "application/json",
+							    .body = body,
+							    .len = strlen(body),
+							    .timeout_s = CALL_TIMEOUT},
 				  &r);
 	free(body);
 	int ok = rc == 0 && r.status >= 200 && r.status < 300;
@@ -190,7 +193,9 @@ static void drain(struct uplink *u)
 		struct http_client_resp r;
 		http_client_resp_init(&r, 64 << 10);
 		rc = http_client_call(&u->client,
-				      &(struct http_client_req){.path = "/v1/sketches", .form = build_form, .form_arg = &f,
+				      &(struct http_client_req){.path = "/v1/sketches",
+								.form = build_form,
+								.form_arg = &f,
 								.timeout_s = CALL_TIMEOUT},
 				      &r);
 		json_decref(f.meta);
@@ -223,10 +228,7 @@ static void drain(struct uplink *u)
 	}
 }
 
-static int spool_waiting(struct uplink *u)
-{
-	return u->app->spool && spool_ready(u->app->spool) > 0;
-}
+static int spool_waiting(struct uplink *u) { return u->app->spool && spool_ready(u->app->spool) > 0; }
 
 static void *run(void *arg)
 {
@@ -308,20 +310,20 @@ int uplink_metrics(struct uplink *u, struct at_buf *b)
 	if (!u)
 		return 0;
 	pthread_mutex_lock(&u->bg.mu);
-	int rc = at_buf_printf(b,
-			       "# HELP atelier_serve_heartbeats_total Heartbeats sent, by outcome.\n"
-			       "# TYPE atelier_serve_heartbeats_total counter\n"
-			       "atelier_serve_heartbeats_total{outcome=\"ok\"} %llu\n"
-			       "atelier_serve_heartbeats_total{outcome=\"failed\"} %llu\n"
-			       "# HELP atelier_serve_contributions_sent_total Spooled contributions answered by atelierd.\n"
-			       "# TYPE atelier_serve_contributions_sent_total counter\n"
-			       "atelier_serve_contributions_sent_total{outcome=\"delivered\"} %llu\n"
-			       "atelier_serve_contributions_sent_total{outcome=\"rejected\"} %llu\n"
-			       "# HELP atelier_serve_spool_retries_total Delivery attempts that will be retried.\n"
-			       "# TYPE atelier_serve_spool_retries_total counter\natelier_serve_spool_retries_total %llu\n",
-			       (unsigned long long)u->hb_ok, (unsigned long long)u->hb_fail,
-			       (unsigned long long)u->delivered, (unsigned long long)u->rejected,
-			       (unsigned long long)u->retries);
+	int rc = at_buf_printf(
+		b,
+		"# HELP atelier_serve_heartbeats_total Heartbeats sent, by outcome.\n"
+		"# TYPE atelier_serve_heartbeats_total counter\n"
+		"atelier_serve_heartbeats_total{outcome=\"ok\"} %llu\n"
+		"atelier_serve_heartbeats_total{outcome=\"failed\"} %llu\n"
+		"# HELP atelier_serve_contributions_sent_total Spooled contributions answered by atelierd.\n"
+		"# TYPE atelier_serve_contributions_sent_total counter\n"
+		"atelier_serve_contributions_sent_total{outcome=\"delivered\"} %llu\n"
+		"atelier_serve_contributions_sent_total{outcome=\"rejected\"} %llu\n"
+		"# HELP atelier_serve_spool_retries_total Delivery attempts that will be retried.\n"
+		"# TYPE atelier_serve_spool_retries_total counter\natelier_serve_spool_retries_total %llu\n",
+		(unsigned long long)u->hb_ok, (unsigned long long)u->hb_fail, (unsigned long long)u->delivered,
+		(unsigned long long)u->rejected, (unsigned long long)u->retries);
 	pthread_mutex_unlock(&u->bg.mu);
 	return rc;
 }

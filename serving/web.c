@@ -14,14 +14,14 @@
 
 #include "log.h"
 
-#define EMBED(sym, file)                                                                                     \
-	__asm__(".section .rodata\n"                                                                         \
-		".balign 16\n"                                                                               \
-		".global " #sym "_start\n" #sym "_start:\n"                                                  \
-		".incbin \"" file "\"\n"                                                                     \
-		".global " #sym "_end\n" #sym "_end:\n"                                                      \
-		".byte 0\n"                                                                                  \
-		".previous\n");                                                                              \
+#define EMBED(sym, file)                                    \
+	__asm__(".section .rodata\n"                        \
+		".balign 16\n"                              \
+		".global " #sym "_start\n" #sym "_start:\n" \
+		".incbin \"" file "\"\n"                    \
+		".global " #sym "_end\n" #sym "_end:\n"     \
+		".byte 0\n"                                 \
+		".previous\n");                             \
 	extern const char sym##_start[], sym##_end[]
 
 EMBED(atelier_web_index, "web/index.html");

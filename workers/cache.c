@@ -38,10 +38,10 @@ int step_cache_key(enum job_cache mode, const char *kind, json_t *payload, const
 	json_t *params = json_object_get(payload, "params"), *gate = json_object_get(payload, "gate"),
 	       *inputs = json_object_get(payload, "inputs"), *model = json_object_get(payload, "model");
 	/* Absent and null are the same to a handler: both become null here. */
-	json_t *k = json_pack("{s:s, s:s, s:O?, s:O?, s:O?, s:O?}", "code", code, "kind", kind, "model", model, "params",
-			      params, "gate", gate, "inputs", inputs);
-	if (k && mode == JOB_CACHE_CHAMPION && json_object_set_new(k, "champion", champion ? json_string(champion)
-											   : json_null()) < 0) {
+	json_t *k = json_pack("{s:s, s:s, s:O?, s:O?, s:O?, s:O?}", "code", code, "kind", kind, "model", model,
+			      "params", params, "gate", gate, "inputs", inputs);
+	if (k && mode == JOB_CACHE_CHAMPION &&
+	    json_object_set_new(k, "champion", champion ? json_string(champion) : json_null()) < 0) {
 		json_decref(k);
 		k = NULL;
 	}
@@ -76,7 +76,8 @@ int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t t
 		const char *model = json_string_value(json_object_get(payload, "model"));
 		int found = 0, version = 0;
 		int64_t vid = 0;
-		if (model && (rc = dataset_db_production(c, model, &found, &vid, &version, champion, why, sizeof why)) < 0)
+		if (model &&
+		    (rc = dataset_db_production(c, model, &found, &vid, &version, champion, why, sizeof why)) < 0)
 			goto fail;
 		if (!found)
 			champion[0] = 0;
@@ -92,14 +93,15 @@ int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t t
 	snprintf(tok, sizeof tok, "%" PRId64, token);
 	const char *v[3] = {key, id, tok};
 	PGresult *r;
-	if ((rc = dataset_db_exec(c,
-			  "WITH hit AS (SELECT j.id, j.run_id, j.result FROM job_cache c JOIN jobs j ON j.id = c.job_id"
-			  "  WHERE c.cache_key = $1 AND j.state = 'succeeded' AND j.id <> $2::bigint),"
-			  " upd AS (UPDATE jobs SET cache_key = $1, cached_from = (SELECT id FROM hit)"
-			  "  WHERE id = $2::bigint AND owner_token = $3::bigint RETURNING id)"
-			  " SELECT (SELECT id FROM hit), (SELECT run_id FROM hit), (SELECT result::text FROM hit),"
-			  " (SELECT count(*) FROM upd)",
-			  3, v, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(
+		     c,
+		     "WITH hit AS (SELECT j.id, j.run_id, j.result FROM job_cache c JOIN jobs j ON j.id = c.job_id"
+		     "  WHERE c.cache_key = $1 AND j.state = 'succeeded' AND j.id <> $2::bigint),"
+		     " upd AS (UPDATE jobs SET cache_key = $1, cached_from = (SELECT id FROM hit)"
+		     "  WHERE id = $2::bigint AND owner_token = $3::bigint RETURNING id)"
+		     " SELECT (SELECT id FROM hit), (SELECT run_id FROM hit), (SELECT result::text FROM hit),"
+		     " (SELECT count(*) FROM upd)",
+		     3, v, 0, &r, why, sizeof why)) < 0)
 		goto fail;
 	snprintf(ctx->cache_key, sizeof ctx->cache_key, "%s", key);
 	if (!PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 3), "1") == 0) {
@@ -109,8 +111,9 @@ int step_cache_begin(struct job_ctx *ctx, const struct job_handler *h, int64_t t
 			ctx->cached_from = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 			job_set_result(ctx, res);
 			*hit = 1;
-			log_info("job %" PRId64 " (%s): cached: the result of job %" PRId64 " (run %s), key %.12s", ctx->id,
-				 ctx->kind, ctx->cached_from, PQgetisnull(r, 0, 1) ? "-" : PQgetvalue(r, 0, 1), key);
+			log_info("job %" PRId64 " (%s): cached: the result of job %" PRId64 " (run %s), key %.12s",
+				 ctx->id, ctx->kind, ctx->cached_from, PQgetisnull(r, 0, 1) ? "-" : PQgetvalue(r, 0, 1),
+				 key);
 		}
 	}
 	PQclear(r);
@@ -133,7 +136,8 @@ void step_cache_record(struct job_ctx *ctx)
 	/* The first job per key stays while it exists and succeeded (a later one
 	 * with the same key ran only because the lookup raced it); an entry whose
 	 * job is gone (its run deleted) is taken over. */
-	if (dataset_db_exec(job_db(ctx),
+	if (dataset_db_exec(
+		    job_db(ctx),
 		    "INSERT INTO job_cache (cache_key, job_id) VALUES ($1, $2::bigint) ON CONFLICT (cache_key) DO UPDATE"
 		    " SET job_id = EXCLUDED.job_id, created_at = now() WHERE NOT EXISTS (SELECT 1 FROM jobs j"
 		    " WHERE j.id = job_cache.job_id AND j.state = 'succeeded')",

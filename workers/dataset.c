@@ -334,7 +334,7 @@ json_t *dataset_input(json_t *payload, const char *stage, const char *key)
 /* ---- SQL ---- */
 
 int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
-	    size_t whylen)
+		    size_t whylen)
 {
 	PGresult *r = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, binary ? 1 : 0);
 	ExecStatusType st = PQresultStatus(r);
@@ -354,14 +354,15 @@ int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, 
 }
 
 int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
-		  char *why, size_t whylen)
+			  char *why, size_t whylen)
 {
 	PGresult *r;
 	const char *v[1] = {model};
-	int rc = dataset_db_exec(c,
-			 "SELECT v.id, v.version, v.sha256 FROM channels c JOIN model_versions v ON v.id = c.version_id"
-			 " WHERE c.model = $1 AND c.channel = 'production'",
-			 1, v, 0, &r, why, whylen);
+	int rc = dataset_db_exec(
+		c,
+		"SELECT v.id, v.version, v.sha256 FROM channels c JOIN model_versions v ON v.id = c.version_id"
+		" WHERE c.model = $1 AND c.channel = 'production'",
+		1, v, 0, &r, why, whylen);
 	if (rc < 0)
 		return rc;
 	*found = PQntuples(r) == 1;
@@ -374,8 +375,8 @@ int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *ver
 	return 0;
 }
 
-int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
-		     const char *version_id, char *why, size_t whylen)
+int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type,
+			     const json_t *run, const char *version_id, char *why, size_t whylen)
 {
 	char *list = json_dumps(shas, JSON_COMPACT), runs[32] = "";
 	if (!list)
@@ -384,11 +385,12 @@ int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, co
 		snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
 	const char *v[5] = {list, kind, content_type, runs[0] ? runs : NULL, version_id};
 	PGresult *r = NULL;
-	int rc = dataset_db_exec(c,
-			 "INSERT INTO artifact_refs (sha256, kind, content_type, run_id, version_id) "
-			 "SELECT DISTINCT s, $2, $3, $4::bigint, $5::bigint FROM jsonb_array_elements_text($1::jsonb) s "
-			 "ON CONFLICT (sha256) DO NOTHING",
-			 5, v, 0, &r, why, whylen);
+	int rc = dataset_db_exec(
+		c,
+		"INSERT INTO artifact_refs (sha256, kind, content_type, run_id, version_id) "
+		"SELECT DISTINCT s, $2, $3, $4::bigint, $5::bigint FROM jsonb_array_elements_text($1::jsonb) s "
+		"ON CONFLICT (sha256) DO NOTHING",
+		5, v, 0, &r, why, whylen);
 	PQclear(r);
 	free(list);
 	return rc;

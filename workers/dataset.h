@@ -107,10 +107,10 @@ json_t *dataset_input(json_t *payload, const char *stage, const char *key);
  * the result on success (caller PQclear()s). AT_EDB with the server's message
  * in why otherwise. binary: ask for binary results. */
 int dataset_db_exec(PGconn *c, const char *sql, int n, const char *const *vals, int binary, PGresult **res, char *why,
-	    size_t whylen) AT_MUST_CHECK;
+		    size_t whylen) AT_MUST_CHECK;
 /* The production version of a model: *found 0 when the channel is empty. */
 int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *version_id, int *version, char sha[65],
-		  char *why, size_t whylen) AT_MUST_CHECK;
+			  char *why, size_t whylen) AT_MUST_CHECK;
 /*
  * Records files of the artifact store as referenced, so GET /v1/artifacts
  * serves them (sql/007_eval_artifacts.sql): shas is a JSON array of hex
@@ -118,7 +118,7 @@ int dataset_db_production(PGconn *c, const char *model, int *found, int64_t *ver
  * with; run (a JSON integer) and version_id (decimal text) may be NULL.
  * Idempotent: a sha already recorded keeps its first row.
  */
-int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type, const json_t *run,
-		     const char *version_id, char *why, size_t whylen) AT_MUST_CHECK;
+int dataset_db_artifact_refs(PGconn *c, const json_t *shas, const char *kind, const char *content_type,
+			     const json_t *run, const char *version_id, char *why, size_t whylen) AT_MUST_CHECK;
 
 #endif

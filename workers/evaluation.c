@@ -128,29 +128,30 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 			const json_t *cs = slice_scores(candidate, slice);
 			json_t *n = json_object_get(cs, "n");
 			if (!cs || (json_is_integer(n) && json_integer_value(n) == 0)) {
-				snprintf(reason, sizeof reason, "slice %s: %s: no samples in slice %s, passes", slice, metric,
-					 slice);
+				snprintf(reason, sizeof reason, "slice %s: %s: no samples in slice %s, passes", slice,
+					 metric, slice);
 				ok = 1;
 			} else {
 				/* A champion without this slice is no bar to clear (empty: "no value"). */
 				const json_t *hs = champion ? slice_scores(champion, slice) : NULL;
-				ok = gate_rule(metric, op, json_number_value(t), cs, champion ? (hs ? hs : empty) : NULL, &cv,
-					       &hv, &has_champ, why, sizeof why);
+				ok = gate_rule(metric, op, json_number_value(t), cs,
+					       champion ? (hs ? hs : empty) : NULL, &cv, &hv, &has_champ, why,
+					       sizeof why);
 				snprintf(reason, sizeof reason, "slice %s: %s", slice, why);
 			}
 		} else {
-			ok = gate_rule(metric, op, json_number_value(t), candidate, champion, &cv, &hv, &has_champ, reason,
-				       sizeof reason);
+			ok = gate_rule(metric, op, json_number_value(t), candidate, champion, &cv, &hv, &has_champ,
+				       reason, sizeof reason);
 		}
 		all &= ok;
 		json_array_append_new(reasons, json_string(reason));
 		if (!ok)
 			json_array_append_new(failed, json_string(reason));
-		json_array_append_new(details,
-				      json_pack("{s:s?, s:s?, s:O?, s:s*, s:o, s:o, s:b, s:s}", "metric", metric, "op", op,
-						"threshold", t, "slice", slice, "candidate",
-						isfinite(cv) ? json_real(cv) : json_null(), "champion",
-						has_champ ? json_real(hv) : json_null(), "passed", ok, "reason", reason));
+		json_array_append_new(details, json_pack("{s:s?, s:s?, s:O?, s:s*, s:o, s:o, s:b, s:s}", "metric",
+							 metric, "op", op, "threshold", t, "slice", slice, "candidate",
+							 isfinite(cv) ? json_real(cv) : json_null(), "champion",
+							 has_champ ? json_real(hv) : json_null(), "passed", ok,
+							 "reason", reason));
 	}
 	json_decref(empty);
 	json_object_set_new(out, "passed", json_boolean(all));

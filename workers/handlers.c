@@ -16,7 +16,7 @@ const struct job_handler job_handlers[] = {
 #define JOB_HANDLER_ROW(e, fn, name, job, test, cache, doc) {job, job_##fn, doc, JOB_CACHE_##cache},
 	STAGE_KIND_MAP(JOB_HANDLER_ROW)
 #undef JOB_HANDLER_ROW
-	{NULL, NULL, NULL, JOB_CACHE_NEVER},
+		{NULL, NULL, NULL, JOB_CACHE_NEVER},
 };
 
 const struct job_handler *job_handler_find(const char *kind)

@@ -93,8 +93,7 @@ int job_sleep_ms(struct job_ctx *ctx, int ms) AT_MUST_CHECK;
 /* Record metric values for one step (losses, scores) in the metrics table.
  * Synchronous (one round trip on the worker's connection). AT_ESTALE: the
  * job is no longer ours. */
-int job_metrics(struct job_ctx *ctx, int64_t step, const char *const *names, const double *values,
-		int n) AT_MUST_CHECK;
+int job_metrics(struct job_ctx *ctx, int64_t step, const char *const *names, const double *values, int n) AT_MUST_CHECK;
 
 /* The result object (takes ownership; replaces an earlier one). */
 void job_set_result(struct job_ctx *ctx, json_t *result);

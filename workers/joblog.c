@@ -47,7 +47,8 @@ static void joblog_tap(void *arg, long long epoch_ms, enum log_level level, cons
 		l->woken = 0;
 	}
 	if (!l->pending || json_array_size(l->pending) >= JOBLOG_MAX_PENDING ||
-	    json_array_append_new(l->pending, json_pack("[Iss]", (json_int_t)epoch_ms, log_level_name(level), msg)) < 0) {
+	    json_array_append_new(l->pending, json_pack("[Iss]", (json_int_t)epoch_ms, log_level_name(level), msg)) <
+		    0) {
 		l->dropped++;
 	} else if (json_array_size(l->pending) >= JOBLOG_FLUSH_LINES && !l->woken) {
 		wake = l->woken = 1;
@@ -107,13 +108,15 @@ int joblog_flush(struct joblog *l, PGconn *conn, int force)
 		snprintf(ids, sizeof ids, "%" PRId64, job);
 		snprintf(drops, sizeof drops, "%lld", dropped);
 		const char *vals[3] = {ids, text, drops};
-		PGresult *r = text && conn ? PQexecParams(conn, "SELECT atelier_job_log_append($1, $2, $3)", 3, NULL, vals,
-							  NULL, NULL, 0)
+		PGresult *r = text && conn ? PQexecParams(conn, "SELECT atelier_job_log_append($1, $2, $3)", 3, NULL,
+							  vals, NULL, NULL, 0)
 					   : NULL;
 		if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
 			/* Not through log_*: a tapped thread would feed this line back in. */
 			fprintf(stderr, "joblog: %zu line(s) of job %" PRId64 " not stored: %s", n, job,
-				r ? PQresultErrorMessage(r) : conn ? "out of memory\n" : "no database connection\n");
+				r      ? PQresultErrorMessage(r)
+				: conn ? "out of memory\n"
+				       : "no database connection\n");
 			rc = r ? AT_EDB : AT_EUNAVAILABLE;
 		}
 		PQclear(r);

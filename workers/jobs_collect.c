@@ -88,10 +88,11 @@ static int read_newest(PGconn *c, const char *split, long long max_items, struct
 	snprintf(lim, sizeof lim, "%lld", max_items);
 	for (int d = 0; d < 2; d++) {
 		const char *v[3] = {domains[d], split, lim};
-		int rc = append_rows(c,
-				     "SELECT id, encode(sha256, 'hex') FROM images"
-				     " WHERE status = 'accepted' AND domain = $1 AND split = $2 ORDER BY id DESC LIMIT $3",
-				     3, v, d, f, NULL, why, whylen);
+		int rc = append_rows(
+			c,
+			"SELECT id, encode(sha256, 'hex') FROM images"
+			" WHERE status = 'accepted' AND domain = $1 AND split = $2 ORDER BY id DESC LIMIT $3",
+			3, v, d, f, NULL, why, whylen);
 		if (rc < 0)
 			return rc;
 	}
@@ -99,8 +100,8 @@ static int read_newest(PGconn *c, const char *split, long long max_items, struct
 }
 
 /* "in some dataset this pipeline froze" ($2 = the pipeline) */
-#define SEEN_BY_PIPELINE                                                                                  \
-	"EXISTS (SELECT 1 FROM dataset_members m JOIN datasets d ON d.id = m.dataset_id"                  \
+#define SEEN_BY_PIPELINE                                                                 \
+	"EXISTS (SELECT 1 FROM dataset_members m JOIN datasets d ON d.id = m.dataset_id" \
 	" WHERE m.image_id = i.id AND d.pipeline = $2)"
 
 /*
@@ -135,18 +136,19 @@ static int read_replay(PGconn *c, const char *pipeline, const char *prev_id, dou
 		/* Nothing new: the newest dataset again, less what was withdrawn since. */
 		for (int d = 0; d < 2; d++) {
 			const char *v[2] = {domains[d], prev_id};
-			if ((rc = append_rows(c,
-					      "SELECT i.id, encode(i.sha256, 'hex') FROM dataset_members m JOIN images i"
-					      " ON i.id = m.image_id WHERE m.dataset_id = $2::bigint AND i.domain = $1"
-					      " AND i.status = 'accepted' AND i.split = 'train'",
-					      2, v, d, f, &n_replayed[d], why, whylen)) < 0)
+			if ((rc = append_rows(
+				     c,
+				     "SELECT i.id, encode(i.sha256, 'hex') FROM dataset_members m JOIN images i"
+				     " ON i.id = m.image_id WHERE m.dataset_id = $2::bigint AND i.domain = $1"
+				     " AND i.status = 'accepted' AND i.split = 'train'",
+				     2, v, d, f, &n_replayed[d], why, whylen)) < 0)
 				return rc;
 		}
 		return 0;
 	}
 	for (int d = 0; d < 2; d++)
-		if ((rc = append_by_seen(c, pipeline, d, 1, dataset_replay_count(n_new[d], replay, min_n[d], max_items), f,
-					 &n_replayed[d], why, whylen)) < 0)
+		if ((rc = append_by_seen(c, pipeline, d, 1, dataset_replay_count(n_new[d], replay, min_n[d], max_items),
+					 f, &n_replayed[d], why, whylen)) < 0)
 			return rc;
 	return 0;
 }
@@ -180,10 +182,11 @@ static int count_new(PGconn *c, const char *pipeline, const struct frozen *f, in
 		return AT_ENOMEM;
 	const char *v[2] = {ids, pipeline};
 	PGresult *r;
-	int rc = dataset_db_exec(c,
-		     "SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
-		     " FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
-		     2, v, 0, &r, why, whylen);
+	int rc = dataset_db_exec(
+		c,
+		"SELECT count(*) FILTER (WHERE i.domain = 'sketch'), count(*) FILTER (WHERE i.domain = 'painting')"
+		" FROM images i WHERE i.id = ANY ($1::bigint[]) AND NOT " SEEN_BY_PIPELINE,
+		2, v, 0, &r, why, whylen);
 	free(ids);
 	if (rc < 0)
 		return rc;
@@ -203,12 +206,12 @@ static json_t *result_of(PGresult *r, int row)
 	json_t *res = json_pack("{s:I, s:s, s:I, s:I, s:{s:O?, s:O?, s:O?}, s:O?, s:O?, s:O?, s:O?}", "dataset",
 				(json_int_t)strtoll(PQgetvalue(r, row, 0), NULL, 10), "manifest_sha256",
 				PQgetvalue(r, row, 1), "sketches", (json_int_t)strtoll(PQgetvalue(r, row, 2), NULL, 10),
-				"paintings", (json_int_t)strtoll(PQgetvalue(r, row, 3), NULL, 10), "holdout", "sketches",
-				json_object_get(params, "holdout_sketches"), "paintings",
+				"paintings", (json_int_t)strtoll(PQgetvalue(r, row, 3), NULL, 10), "holdout",
+				"sketches", json_object_get(params, "holdout_sketches"), "paintings",
 				json_object_get(params, "holdout_paintings"), "manifest_sha256",
-				json_object_get(params, "holdout_manifest_sha256"), "order", json_object_get(params, "order"),
-				"replay", json_object_get(params, "replay"), "new", json_object_get(params, "new"),
-				"replayed", json_object_get(params, "replayed"));
+				json_object_get(params, "holdout_manifest_sha256"), "order",
+				json_object_get(params, "order"), "replay", json_object_get(params, "replay"), "new",
+				json_object_get(params, "new"), "replayed", json_object_get(params, "replayed"));
 	json_decref(params);
 	return res;
 }
@@ -220,11 +223,11 @@ static int mark_skip(PGconn *c, const char *pipeline, json_t *version, json_t *r
 	const char *v[1] = {pipeline};
 	PGresult *r;
 	int rc = dataset_db_exec(c,
-			 "SELECT r.id, r.pipeline_version_id, j.result->>'manifest_sha256',"
-			 " j.result->'holdout'->>'manifest_sha256' FROM runs r JOIN jobs j ON j.run_id = r.id"
-			 " AND j.kind = 'collect' AND j.state = 'succeeded'"
-			 " WHERE r.pipeline = $1 AND r.state = 'succeeded' ORDER BY r.id DESC, j.id LIMIT 1",
-			 1, v, 0, &r, why, whylen);
+				 "SELECT r.id, r.pipeline_version_id, j.result->>'manifest_sha256',"
+				 " j.result->'holdout'->>'manifest_sha256' FROM runs r JOIN jobs j ON j.run_id = r.id"
+				 " AND j.kind = 'collect' AND j.state = 'succeeded'"
+				 " WHERE r.pipeline = $1 AND r.state = 'succeeded' ORDER BY r.id DESC, j.id LIMIT 1",
+				 1, v, 0, &r, why, whylen);
 	if (rc < 0)
 		return rc;
 	const char *hold = json_string_value(json_object_get(json_object_get(res, "holdout"), "manifest_sha256"));
@@ -269,7 +272,8 @@ int job_collect(struct job_ctx *ctx)
 		return prc;
 	}
 	if (min_n[0] < 0 || min_n[1] < 0 || max_items < 1 || !(replay >= 0 && replay <= 1)) {
-		job_errorf(ctx, "collect: min_sketches, min_paintings >= 0, max_items >= 1 and replay in 0..1 required");
+		job_errorf(ctx,
+			   "collect: min_sketches, min_paintings >= 0, max_items >= 1 and replay in 0..1 required");
 		job_no_retry(ctx);
 		return AT_EINVAL;
 	}
@@ -281,8 +285,8 @@ int job_collect(struct job_ctx *ctx)
 	 * come after the wait, or it would miss a dataset an earlier attempt
 	 * committed meanwhile. */
 	const char *vj[1] = {job};
-	if ((rc = dataset_db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0, &r,
-			  why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c, "SELECT pg_advisory_lock(hashtextextended('atelier.collect.' || $1, 0))", 1, vj, 0,
+				  &r, why, sizeof why)) < 0)
 		goto out;
 	locked = 1;
 	PQclear(r);
@@ -292,9 +296,9 @@ int job_collect(struct job_ctx *ctx)
 	in_tx = 1;
 	PQclear(r);
 	if ((rc = dataset_db_exec(c,
-			  "SELECT " DATASET_COLUMNS " FROM datasets"
-			  " WHERE params ? 'job' AND (params->>'job')::bigint = $1::bigint",
-			  1, vj, 0, &r, why, sizeof why)) < 0)
+				  "SELECT " DATASET_COLUMNS " FROM datasets"
+				  " WHERE params ? 'job' AND (params->>'job')::bigint = $1::bigint",
+				  1, vj, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	if (PQntuples(r) == 1) {
 		log_info("collect: job %s already froze dataset %s; returning it", job, PQgetvalue(r, 0, 0));
@@ -307,9 +311,9 @@ int job_collect(struct job_ctx *ctx)
 	if (pipeline) {
 		const char *vp[1] = {pipeline};
 		if ((rc = dataset_db_exec(c,
-				  "SELECT " DATASET_COLUMNS ", params->>'holdout_manifest_sha256' FROM datasets"
-				  " WHERE pipeline = $1 ORDER BY id DESC LIMIT 1",
-				  1, vp, 0, &prev, why, sizeof why)) < 0)
+					  "SELECT " DATASET_COLUMNS ", params->>'holdout_manifest_sha256' FROM datasets"
+					  " WHERE pipeline = $1 ORDER BY id DESC LIMIT 1",
+					  1, vp, 0, &prev, why, sizeof why)) < 0)
 			goto out;
 		if (PQntuples(prev) == 1)
 			snprintf(prev_id, sizeof prev_id, "%s", PQgetvalue(prev, 0, 0));
@@ -353,8 +357,8 @@ int job_collect(struct job_ctx *ctx)
 			       replay > 0 && prev_id[0] ? "new newest first, then replayed by sha256"
 							: "newest first (images.id descending)",
 			       "holdout_sketches", hold.count[0], "holdout_paintings", hold.count[1],
-			       "holdout_manifest_sha256", hold.manifest, "new", "sketches", n_new[0], "paintings", n_new[1],
-			       "replayed", "sketches", n_replayed[0], "paintings", n_replayed[1]);
+			       "holdout_manifest_sha256", hold.manifest, "new", "sketches", n_new[0], "paintings",
+			       n_new[1], "replayed", "sketches", n_replayed[0], "paintings", n_replayed[1]);
 	pjson = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
 	json_decref(pj);
 	train_ids = id_array(&train);
@@ -369,25 +373,28 @@ int job_collect(struct job_ctx *ctx)
 	const char *vi[6] = {json_is_integer(run) ? runs : NULL, train.manifest, ns, np, pjson, pipeline};
 	/* The watermark: the newest accepted training sketch this snapshot saw
 	 * (the new_sketches trigger counts the ones above it). */
-	if ((rc = dataset_db_exec(c,
-			  "INSERT INTO datasets (run_id, manifest_sha256, sketches, paintings, params, pipeline,"
-			  " sketch_watermark) VALUES ($1, $2, $3, $4, $5::jsonb, $6, (SELECT coalesce(max(id), 0) FROM"
-			  " images WHERE domain = 'sketch' AND split = 'train' AND status = 'accepted'))"
-			  " RETURNING " DATASET_COLUMNS,
-			  6, vi, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(
+		     c,
+		     "INSERT INTO datasets (run_id, manifest_sha256, sketches, paintings, params, pipeline,"
+		     " sketch_watermark) VALUES ($1, $2, $3, $4, $5::jsonb, $6, (SELECT coalesce(max(id), 0) FROM"
+		     " images WHERE domain = 'sketch' AND split = 'train' AND status = 'accepted'))"
+		     " RETURNING " DATASET_COLUMNS,
+		     6, vi, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	res = result_of(r, 0);
 	char ds[32];
 	snprintf(ds, sizeof ds, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	const char *vm[2] = {ds, train_ids};
-	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
-			  vm, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c,
+				  "INSERT INTO dataset_members (dataset_id, image_id) SELECT $1, unnest($2::bigint[])",
+				  2, vm, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
 	const char *vh[2] = {ds, hold_ids};
-	if ((rc = dataset_db_exec(c, "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])", 2,
-			  vh, 0, &r, why, sizeof why)) < 0)
+	if ((rc = dataset_db_exec(c,
+				  "INSERT INTO dataset_holdout (dataset_id, image_id) SELECT $1, unnest($2::bigint[])",
+				  2, vh, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
 	log_info("collect: job %s froze dataset %s: %d sketches, %d paintings (new %d + %d, replayed %d + %d),"
@@ -400,8 +407,8 @@ decided:
 		rc = AT_ENOMEM;
 		goto out;
 	}
-	if (pipeline && (rc = mark_skip(c, pipeline, json_object_get(payload, "pipeline_version_id"), res, why,
-					sizeof why)) < 0)
+	if (pipeline &&
+	    (rc = mark_skip(c, pipeline, json_object_get(payload, "pipeline_version_id"), res, why, sizeof why)) < 0)
 		goto out;
 	if ((rc = dataset_db_exec(c, "COMMIT", 0, NULL, 0, &r, why, sizeof why)) < 0)
 		goto out;
@@ -418,8 +425,9 @@ out:
 	}
 	if (locked) {
 		const char *vu[1] = {job};
-		PGresult *ru = PQexecParams(c, "SELECT pg_advisory_unlock(hashtextextended('atelier.collect.' || $1, 0))",
-					    1, NULL, vu, NULL, NULL, 0);
+		PGresult *ru =
+			PQexecParams(c, "SELECT pg_advisory_unlock(hashtextextended('atelier.collect.' || $1, 0))", 1,
+				     NULL, vu, NULL, NULL, 0);
 		PQclear(ru);
 	}
 	if (rc < 0)

@@ -59,8 +59,8 @@ struct eval {
 	am_status_t *st;
 	const struct shard *hold;
 	int n_sketches, styles, n_real;
-	int *pick;           /* shard index of each scored sketch */
-	int *slice;          /* its slice */
+	int *pick;              /* shard index of each scored sketch */
+	int *slice;             /* its slice */
 	char (*sketch_sha)[65]; /* its PNG in the store */
 	uint8_t *gen, *real, *sub;
 	double *chamfer, *f1, *f1_2; /* per output */
@@ -128,9 +128,9 @@ static int pick_sketches(struct eval *e, PGconn *c)
 		goto out;
 	const char *v[1] = {ids.data};
 	if ((rc = dataset_db_exec(c,
-			  "SELECT u.ord, i.source FROM unnest($1::bigint[]) WITH ORDINALITY u(id, ord) "
-			  "LEFT JOIN images i ON i.id = u.id",
-			  1, v, 0, &r, e->why, sizeof e->why)) < 0)
+				  "SELECT u.ord, i.source FROM unnest($1::bigint[]) WITH ORDINALITY u(id, ord) "
+				  "LEFT JOIN images i ON i.id = u.id",
+				  1, v, 0, &r, e->why, sizeof e->why)) < 0)
 		goto out;
 	/* an image deleted since (no row) counts as "other" */
 	for (int i = 0; i < n; i++)
@@ -248,7 +248,8 @@ static int score(struct eval *e, am_model *m, const char *role, json_t **metrics
 				snprintf(e->why, sizeof e->why, "evaluate: stylize: %s", am_status_message(e->st));
 				return rc;
 			}
-			double ch = am_content_chamfer(gray, out, S, S), f = am_edge_f1(gray, out, S, S, CONTENT_F1_TOL),
+			double ch = am_content_chamfer(gray, out, S, S),
+			       f = am_edge_f1(gray, out, S, S, CONTENT_F1_TOL),
 			       f2 = am_edge_f1(gray, out, S, S, EDGE_TOL);
 			if (ch < 0 || f < 0 || f2 < 0) {
 				snprintf(e->why, sizeof e->why, "evaluate: content scores failed");
@@ -260,14 +261,14 @@ static int score(struct eval *e, am_model *m, const char *role, json_t **metrics
 			char osha[65];
 			if ((rc = put_png(e, out, 3, osha)) < 0)
 				return rc;
-			json_array_append_new(*samples,
-					      json_pack("{s:s, s:i, s:s, s:s, s:s, s:I}", "sketch", e->sketch_sha[i], "style",
-							k, "output", osha, "slice", slice_name(e->slice[i]), "role", role,
-							"image_id", (json_int_t)e->hold->sketch_ids[e->pick[i]]));
+			json_array_append_new(*samples, json_pack("{s:s, s:i, s:s, s:s, s:s, s:I}", "sketch",
+								  e->sketch_sha[i], "style", k, "output", osha, "slice",
+								  slice_name(e->slice[i]), "role", role, "image_id",
+								  (json_int_t)e->hold->sketch_ids[e->pick[i]]));
 		}
 		e->div[i] = 0;
-		if (e->styles >= 2 && (rc = am_diversity(e->gen + (size_t)i * e->styles * img, e->styles, S, S, &e->div[i],
-							  e->st)) < 0) {
+		if (e->styles >= 2 &&
+		    (rc = am_diversity(e->gen + (size_t)i * e->styles * img, e->styles, S, S, &e->div[i], e->st)) < 0) {
 			snprintf(e->why, sizeof e->why, "evaluate: diversity: %s", am_status_message(e->st));
 			return rc;
 		}
@@ -482,7 +483,8 @@ int job_evaluate(struct job_ctx *ctx)
 	if (rc == 0)
 		rc = dataset_db_artifact_refs(c, outputs, "sample", "image/png", run, vid, e.why, sizeof e.why);
 	if (rc == 0)
-		rc = dataset_db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why, sizeof e.why);
+		rc = dataset_db_artifact_refs(c, shards, "shard", "application/octet-stream", run, NULL, e.why,
+					      sizeof e.why);
 	json_decref(sketches);
 	json_decref(outputs);
 	json_decref(shards);
@@ -491,9 +493,9 @@ int job_evaluate(struct job_ctx *ctx)
 		goto out;
 	}
 	json_t *vm = json_pack("{s:O, s:o, s:{s:I, s:s, s:i, s:i, s:o}}", "holdout", cm, "samples", gallery,
-			       "evaluation", "job", (json_int_t)job_id(ctx), "holdout_shard", json_string_value(hold_sha),
-			       "sketches", e.n_sketches, "styles", styles, "champion_version",
-			       found ? json_integer(champ_ver) : json_null());
+			       "evaluation", "job", (json_int_t)job_id(ctx), "holdout_shard",
+			       json_string_value(hold_sha), "sketches", e.n_sketches, "styles", styles,
+			       "champion_version", found ? json_integer(champ_ver) : json_null());
 	char *vm_text = vm ? json_dumps(vm, JSON_COMPACT) : NULL, *verdict_text = json_dumps(verdict, JSON_COMPACT);
 	json_decref(vm);
 	const char *v[3] = {vid, vm_text, verdict_text};
@@ -501,22 +503,24 @@ int job_evaluate(struct job_ctx *ctx)
 	if (!vm_text || !verdict_text)
 		rc = AT_ENOMEM;
 	else
-		rc = dataset_db_exec(c, "UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
-			     3, v, 0, &r, e.why, sizeof e.why);
+		rc = dataset_db_exec(
+			c,
+			"UPDATE model_versions SET metrics = metrics || $2::jsonb, verdict = $3::jsonb WHERE id = $1",
+			3, v, 0, &r, e.why, sizeof e.why);
 	free(vm_text);
 	free(verdict_text);
 	if (rc < 0)
 		goto out;
 	PQclear(r);
 
-	json_t *res = json_pack("{s:b, s:O, s:O, s:{s:O?, s:O, s:O, s:O}, s:o, s:{s:O, s:O?}}", "passed", passed,
-				"reasons", json_object_get(verdict, "reasons"), "verdict", verdict, "candidate",
-				"version", cand_ver, "version_id", cand_vid, "sha256", cand_sha, "metrics", cm,
-				"champion",
-				found ? json_pack("{s:i, s:I, s:s, s:O}", "version", champ_ver, "version_id",
-						  (json_int_t)champ_vid, "sha256", champ_sha, "metrics", hm)
-				      : json_null(),
-				"samples", "candidate", cs, "champion", hs);
+	json_t *res =
+		json_pack("{s:b, s:O, s:O, s:{s:O?, s:O, s:O, s:O}, s:o, s:{s:O, s:O?}}", "passed", passed, "reasons",
+			  json_object_get(verdict, "reasons"), "verdict", verdict, "candidate", "version", cand_ver,
+			  "version_id", cand_vid, "sha256", cand_sha, "metrics", cm, "champion",
+			  found ? json_pack("{s:i, s:I, s:s, s:O}", "version", champ_ver, "version_id",
+					    (json_int_t)champ_vid, "sha256", champ_sha, "metrics", hm)
+				: json_null(),
+			  "samples", "candidate", cs, "champion", hs);
 	job_set_result(ctx, res);
 	if (!passed) {
 		char reasons[700];

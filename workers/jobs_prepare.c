@@ -265,8 +265,9 @@ int job_prepare(struct job_ctx *ctx)
 	}
 	if (!json_is_integer(ds) || p.size < 16 || p.size > 1024 || p.jitter < 0 || p.jitter > 1 ||
 	    p.sk.high < p.sk.low) {
-		snprintf(why, sizeof why, "prepare: needs inputs.collect.dataset, size 16..1024, jitter 0..1, "
-					  "canny_low <= canny_high");
+		snprintf(why, sizeof why,
+			 "prepare: needs inputs.collect.dataset, size 16..1024, jitter 0..1, "
+			 "canny_low <= canny_high");
 		job_no_retry(ctx);
 		rc = AT_EINVAL;
 		goto out;
@@ -287,10 +288,10 @@ int job_prepare(struct job_ctx *ctx)
 
 	const char *v[1] = {dsid};
 	if ((rc = dataset_db_exec(c,
-			  "SELECT (SELECT count(*) FROM dataset_members WHERE dataset_id = $1)"
-			  " + (SELECT count(*) FROM dataset_holdout WHERE dataset_id = $1),"
-			  " (SELECT count(*) FROM datasets WHERE id = $1)",
-			  1, v, 0, &r, why, sizeof why)) < 0)
+				  "SELECT (SELECT count(*) FROM dataset_members WHERE dataset_id = $1)"
+				  " + (SELECT count(*) FROM dataset_holdout WHERE dataset_id = $1),"
+				  " (SELECT count(*) FROM datasets WHERE id = $1)",
+				  1, v, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	long total = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	int exists = PQgetvalue(r, 0, 1)[0] == '1';
@@ -306,14 +307,14 @@ int job_prepare(struct job_ctx *ctx)
 	in_tx = 1;
 	PQclear(r);
 	if ((rc = dataset_db_exec(c,
-			  "DECLARE prep_rows NO SCROLL CURSOR FOR"
-			  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 0::int8 AS holdout"
-			  "   FROM dataset_members m JOIN images i ON i.id = m.image_id WHERE m.dataset_id = $1"
-			  " UNION ALL"
-			  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 1::int8"
-			  "   FROM dataset_holdout h JOIN images i ON i.id = h.image_id WHERE h.dataset_id = $1"
-			  " ORDER BY 5, 2, 1",
-			  1, v, 0, &r, why, sizeof why)) < 0)
+				  "DECLARE prep_rows NO SCROLL CURSOR FOR"
+				  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 0::int8 AS holdout"
+				  "   FROM dataset_members m JOIN images i ON i.id = m.image_id WHERE m.dataset_id = $1"
+				  " UNION ALL"
+				  " SELECT i.id, i.domain, coalesce(i.source, ''), i.png, 1::int8"
+				  "   FROM dataset_holdout h JOIN images i ON i.id = h.image_id WHERE h.dataset_id = $1"
+				  " ORDER BY 5, 2, 1",
+				  1, v, 0, &r, why, sizeof why)) < 0)
 		goto out;
 	PQclear(r);
 	long done = 0;
@@ -363,8 +364,8 @@ int job_prepare(struct job_ctx *ctx)
 	}
 	/* referenced by this run from now on: /v1/artifacts serves them */
 	json_t *refs = json_pack("[s, s]", train_sha, hold_sha);
-	rc = refs ? dataset_db_artifact_refs(c, refs, "shard", "application/octet-stream", json_object_get(payload, "run"), NULL,
-				     why, sizeof why)
+	rc = refs ? dataset_db_artifact_refs(c, refs, "shard", "application/octet-stream",
+					     json_object_get(payload, "run"), NULL, why, sizeof why)
 		  : AT_ENOMEM;
 	json_decref(refs);
 	if (rc < 0)
@@ -373,16 +374,15 @@ int job_prepare(struct job_ctx *ctx)
 		 "corrupt dropped); holdout %d + %d",
 		 dsid, p.train.n_sketches, p.train.n_paintings, p.n_photo, p.n_augmented, p.dropped_blank,
 		 p.dropped_corrupt, p.hold.n_sketches, p.hold.n_paintings);
-	json_t *res = json_pack("{s:I, s:i, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I}",
-				"dataset", json_integer_value(ds), "size", p.size, "train_shard", train_sha,
-				"holdout_shard", hold_sha, "sketches", p.train.n_sketches, "paintings",
-				p.train.n_paintings, "source_sketches", (json_int_t)p.n_sketch, "source_paintings",
-				(json_int_t)p.n_painting, "photos", (json_int_t)p.n_photo, "augmented",
-				(json_int_t)p.n_augmented, "dropped_blank", (json_int_t)p.dropped_blank,
-				"dropped_photo_blank", (json_int_t)p.photo_blank, "dropped_corrupt",
-				(json_int_t)p.dropped_corrupt, "holdout_sketches", p.hold.n_sketches,
-				"holdout_paintings", p.hold.n_paintings, "holdout_dropped_blank",
-				(json_int_t)p.hold_dropped);
+	json_t *res =
+		json_pack("{s:I, s:i, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "dataset",
+			  json_integer_value(ds), "size", p.size, "train_shard", train_sha, "holdout_shard", hold_sha,
+			  "sketches", p.train.n_sketches, "paintings", p.train.n_paintings, "source_sketches",
+			  (json_int_t)p.n_sketch, "source_paintings", (json_int_t)p.n_painting, "photos",
+			  (json_int_t)p.n_photo, "augmented", (json_int_t)p.n_augmented, "dropped_blank",
+			  (json_int_t)p.dropped_blank, "dropped_photo_blank", (json_int_t)p.photo_blank,
+			  "dropped_corrupt", (json_int_t)p.dropped_corrupt, "holdout_sketches", p.hold.n_sketches,
+			  "holdout_paintings", p.hold.n_paintings, "holdout_dropped_blank", (json_int_t)p.hold_dropped);
 	job_set_result(ctx, res);
 	rc = 0;
 out:

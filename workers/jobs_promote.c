@@ -128,10 +128,10 @@ int job_promote(struct job_ctx *ctx)
 	long followers = strtol(PQgetvalue(r, 0, 4), NULL, 10);
 	PQclear(r);
 	long long min_nodes = pp.min_canary_nodes >= 0 ? pp.min_canary_nodes : followers > 0 ? 1 : 0;
-	json_t *canary = json_pack("{si,sI,sf,sf,sf,sf,sI,si}", "nodes", (int)nodes, "requests", (json_int_t)requests,
-				   "max_error_rate", err, "max_p95_ms", p95, "limit_error_rate", max_err,
-				   "limit_p95_ms", max_p95, "min_nodes", (json_int_t)min_nodes, "followers",
-				   (int)followers);
+	json_t *canary =
+		json_pack("{si,sI,sf,sf,sf,sf,sI,si}", "nodes", (int)nodes, "requests", (json_int_t)requests,
+			  "max_error_rate", err, "max_p95_ms", p95, "limit_error_rate", max_err, "limit_p95_ms",
+			  max_p95, "min_nodes", (json_int_t)min_nodes, "followers", (int)followers);
 	char evidence[200];
 	snprintf(evidence, sizeof evidence,
 		 "%ld canary node%s on v%s (min %lld), %lld requests, max error rate %.4f, max p95 %.0f ms", nodes,
@@ -141,8 +141,9 @@ int job_promote(struct job_ctx *ctx)
 		/* Not unhealthy, unproven: the candidate stays on canary (nothing to
 		 * roll back from), production keeps its version. */
 		json_decref(canary);
-		job_errorf(ctx, "promote: not enough canary evidence after the bake: %s; held on canary, production "
-				"unchanged",
+		job_errorf(ctx,
+			   "promote: not enough canary evidence after the bake: %s; held on canary, production "
+			   "unchanged",
 			   evidence);
 		job_no_retry(ctx);
 		return AT_EUNPROCESSABLE;
@@ -177,8 +178,8 @@ int job_promote(struct job_ctx *ctx)
 	}
 	PQclear(r);
 	log_info("promote: %s v%s is in production", model, vnum);
-	job_set_result(ctx, json_pack("{ss,sI,sI,so,ss}", "model", model, "version", (json_int_t)strtoll(vnum, NULL, 10),
-				      "version_id", (json_int_t)strtoll(vid, NULL, 10), "canary", canary, "production",
-				      "moved"));
+	job_set_result(ctx, json_pack("{ss,sI,sI,so,ss}", "model", model, "version",
+				      (json_int_t)strtoll(vnum, NULL, 10), "version_id",
+				      (json_int_t)strtoll(vid, NULL, 10), "canary", canary, "production", "moved"));
 	return 0;
 }

@@ -87,11 +87,11 @@ static int checkpoint(struct train *tr)
 	const char *v[6] = {job, step, sha, tr->parent_id ? parent : NULL, attempt, job_worker_name(tr->ctx)};
 	PGresult *r;
 	rc = dataset_db_exec(tr->c,
-		     "INSERT INTO train_checkpoints (job_id, step, sha256, parent_version_id, attempt, worker)"
-		     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, step) DO UPDATE"
-		     " SET sha256 = excluded.sha256, attempt = excluded.attempt, worker = excluded.worker,"
-		     " created_at = now()",
-		     6, v, 0, &r, tr->why, sizeof tr->why);
+			     "INSERT INTO train_checkpoints (job_id, step, sha256, parent_version_id, attempt, worker)"
+			     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, step) DO UPDATE"
+			     " SET sha256 = excluded.sha256, attempt = excluded.attempt, worker = excluded.worker,"
+			     " created_at = now()",
+			     6, v, 0, &r, tr->why, sizeof tr->why);
 	if (rc < 0)
 		return rc;
 	PQclear(r);
@@ -107,10 +107,10 @@ static int try_resume(struct train *tr, const char *device, uint64_t *from)
 	const char *v[1] = {job};
 	PGresult *r;
 	int rc = dataset_db_exec(tr->c,
-			 "SELECT c.step, c.sha256, c.parent_version_id, v.version FROM train_checkpoints c"
-			 " LEFT JOIN model_versions v ON v.id = c.parent_version_id"
-			 " WHERE c.job_id = $1 ORDER BY c.step DESC LIMIT 1",
-			 1, v, 0, &r, tr->why, sizeof tr->why);
+				 "SELECT c.step, c.sha256, c.parent_version_id, v.version FROM train_checkpoints c"
+				 " LEFT JOIN model_versions v ON v.id = c.parent_version_id"
+				 " WHERE c.job_id = $1 ORDER BY c.step DESC LIMIT 1",
+				 1, v, 0, &r, tr->why, sizeof tr->why);
 	if (rc < 0)
 		return rc;
 	if (PQntuples(r) == 0) {
@@ -150,8 +150,9 @@ static int warm_start(struct train *tr, const char *model)
 		return rc;
 	tmp_path(tr, "warm", path, sizeof path);
 	if ((rc = artifact_get_file(tr->store, sha, path)) < 0) {
-		snprintf(tr->why, sizeof tr->why, "train: production model %s v%d (%.12s) is not in the artifact store: %s",
-			 model, version, sha, at_strerror(rc));
+		snprintf(tr->why, sizeof tr->why,
+			 "train: production model %s v%d (%.12s) is not in the artifact store: %s", model, version, sha,
+			 at_strerror(rc));
 		return rc;
 	}
 	rc = am_trainer_warm_start(tr->t, path, tr->st);
@@ -202,7 +203,7 @@ static int make_config(const struct train_params *tp, int size, int threads, am_
 	return rc;
 }
 
-static const char *const loss_names[] = {"loss_gen", "loss_dis", "recon_x_a", "recon_x_b", "recon_s_a",
+static const char *const loss_names[] = {"loss_gen",  "loss_dis",  "recon_x_a", "recon_x_b", "recon_s_a",
 					 "recon_s_b", "recon_c_a", "recon_c_b", "cyc_x_a",   "cyc_x_b",
 					 "gen_adv_a", "gen_adv_b", "dis_a",     "dis_b"};
 #define NLOSS ((int)(sizeof loss_names / sizeof loss_names[0]))
@@ -252,7 +253,8 @@ static json_t *effective_params(json_t *params, int gpu)
 		return p;
 	const char *k;
 	json_t *v;
-	json_object_foreach(preset, k, v) {
+	json_object_foreach(preset, k, v)
+	{
 		json_t *base = json_object_get(p, k);
 		if (strcmp(k, "model") == 0 && json_is_object(base) && json_is_object(v))
 			json_object_update(base, v);
@@ -324,7 +326,8 @@ int job_train(struct job_ctx *ctx)
 		goto out;
 	}
 	if ((rc = artifact_store_open(job_artifacts_uri(ctx), &tr.store)) < 0) {
-		snprintf(tr.why, sizeof tr.why, "train: artifact store %s: %s", job_artifacts_uri(ctx), at_strerror(rc));
+		snprintf(tr.why, sizeof tr.why, "train: artifact store %s: %s", job_artifacts_uri(ctx),
+			 at_strerror(rc));
 		goto out;
 	}
 
@@ -333,7 +336,8 @@ int job_train(struct job_ctx *ctx)
 	tmp_path(&tr, "shard", path, sizeof path);
 	if ((rc = artifact_get_file(tr.store, json_string_value(shard_sha), path)) < 0 ||
 	    (rc = shard_read_file(path, &sh)) < 0) {
-		snprintf(tr.why, sizeof tr.why, "train: shard %.12s: %s", json_string_value(shard_sha), at_strerror(rc));
+		snprintf(tr.why, sizeof tr.why, "train: shard %.12s: %s", json_string_value(shard_sha),
+			 at_strerror(rc));
 		if (rc != AT_EIO && rc != AT_ENOMEM)
 			job_no_retry(ctx);
 		goto out;
@@ -409,7 +413,8 @@ int job_train(struct job_ctx *ctx)
 			shard_painting_float(&sh, j, bp + (size_t)b * 3 * ss);
 		}
 		if ((rc = am_trainer_step(tr.t, bs, bp, (int)batch, &last, tr.st)) < 0) {
-			snprintf(tr.why, sizeof tr.why, "train: step %" PRIu64 ": %s", step + 1, am_status_message(tr.st));
+			snprintf(tr.why, sizeof tr.why, "train: step %" PRIu64 ": %s", step + 1,
+				 am_status_message(tr.st));
 			goto out;
 		}
 		step = am_trainer_steps(tr.t);
@@ -417,8 +422,8 @@ int job_train(struct job_ctx *ctx)
 		loss_values(&last, v);
 		for (int k = 0; k < NLOSS; k++)
 			if (!isfinite(v[k])) {
-				snprintf(tr.why, sizeof tr.why, "train: %s is not finite at step %" PRIu64 " (diverged)",
-					 loss_names[k], step);
+				snprintf(tr.why, sizeof tr.why,
+					 "train: %s is not finite at step %" PRIu64 " (diverged)", loss_names[k], step);
 				job_no_retry(ctx);
 				rc = AT_EUNPROCESSABLE;
 				goto out;
@@ -466,10 +471,11 @@ int job_train(struct job_ctx *ctx)
 			    tr.parent_id ? parent : NULL,
 			    cfg_json};
 	PGresult *res;
-	if ((rc = dataset_db_exec(tr.c,
-			  "SELECT version_id, version, created FROM atelier_register_version($1, $2, $3, $4, $5, $6, $7,"
-			  " $8::jsonb, '{}'::jsonb, NULL)",
-			  8, v, 0, &res, tr.why, sizeof tr.why)) < 0)
+	if ((rc = dataset_db_exec(
+		     tr.c,
+		     "SELECT version_id, version, created FROM atelier_register_version($1, $2, $3, $4, $5, $6, $7,"
+		     " $8::jsonb, '{}'::jsonb, NULL)",
+		     8, v, 0, &res, tr.why, sizeof tr.why)) < 0)
 		goto out;
 	int64_t version_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	int version = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
@@ -481,20 +487,21 @@ int job_train(struct job_ctx *ctx)
 	for (int k = 0; k < NLOSS && losses; k++)
 		json_object_set_new(losses, loss_names[k], json_real(fv[k]));
 	json_error_t jerr;
-	json_t *out = json_pack("{s:i, s:I, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:o?, s:O?, s:O?, s:s, s:s?}",
-				"version", version,
-				"version_id", (json_int_t)version_id, "sha256", sha, "size", (json_int_t)size, "steps",
-				(json_int_t)am_trainer_steps(tr.t), "final_losses", losses ? losses : json_null(),
-				"parent_version", tr.parent_id ? json_integer(tr.parent_version) : json_null(),
-				"parent_version_id", tr.parent_id ? json_integer(tr.parent_id) : json_null(), "dataset",
-				json_is_integer(dataset) ? json_integer(json_integer_value(dataset)) : json_null(),
-				"warm_start", tr.parent_id ? "production" : "scratch", "resumed_from_step",
-				resumed ? json_integer((json_int_t)resumed_from) : json_null(), "device", am_device_name(),
-				"config", json_loads(cfg_json, 0, &jerr),
-				/* evaluate needs only train, so the holdout shard travels on */
-				"train_shard", shard_sha, "holdout_shard",
-				dataset_input(payload, "prepare", "holdout_shard"), "preset", gpu_preset ? "gpu" : "cpu",
-				"warm_start_skipped", tr.warm_note[0] ? tr.warm_note : NULL);
+	json_t *out =
+		json_pack("{s:i, s:I, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:o?, s:O?, s:O?, s:s, s:s?}",
+			  "version", version, "version_id", (json_int_t)version_id, "sha256", sha, "size",
+			  (json_int_t)size, "steps", (json_int_t)am_trainer_steps(tr.t), "final_losses",
+			  losses ? losses : json_null(), "parent_version",
+			  tr.parent_id ? json_integer(tr.parent_version) : json_null(), "parent_version_id",
+			  tr.parent_id ? json_integer(tr.parent_id) : json_null(), "dataset",
+			  json_is_integer(dataset) ? json_integer(json_integer_value(dataset)) : json_null(),
+			  "warm_start", tr.parent_id ? "production" : "scratch", "resumed_from_step",
+			  resumed ? json_integer((json_int_t)resumed_from) : json_null(), "device", am_device_name(),
+			  "config", json_loads(cfg_json, 0, &jerr),
+			  /* evaluate needs only train, so the holdout shard travels on */
+			  "train_shard", shard_sha, "holdout_shard", dataset_input(payload, "prepare", "holdout_shard"),
+			  "preset", gpu_preset ? "gpu" : "cpu", "warm_start_skipped",
+			  tr.warm_note[0] ? tr.warm_note : NULL);
 	log_info("train: job %" PRId64 " registered %s v%d (%.12s, %" PRIu64 " bytes) after %lld steps", job_id(ctx),
 		 model, version, sha, size, steps);
 	job_set_result(ctx, out);

@@ -20,12 +20,12 @@
 #include "err.h"
 
 struct params_reader {
-	const char *kind; /* for messages */
-	json_t *root;     /* the object read (borrowed) */
+	const char *kind;  /* for messages */
+	json_t *root;      /* the object read (borrowed) */
 	const char *where; /* how messages name root: "params" or "payload" */
-	int rc;           /* 0, or AT_EINVAL from the first bad key on (later reads return 0) */
-	char why[256];    /* the first error, naming the key */
-	json_t *seen;     /* NULL, or an object that records each key path read (tests) */
+	int rc;            /* 0, or AT_EINVAL from the first bad key on (later reads return 0) */
+	char why[256];     /* the first error, naming the key */
+	json_t *seen;      /* NULL, or an object that records each key path read (tests) */
 };
 
 /* Reads payload.params; a payload without a params object is an error. */

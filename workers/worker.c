@@ -165,8 +165,8 @@ static void sup_release_and_exit(struct sup_state *s)
 		if (rc == 0)
 			log_info("grace period over: released job %" PRId64 " back to the queue", id);
 		else
-			log_warn("grace period over: could not release job %" PRId64 " (%s); its lease will expire",
-				 id, at_strerror(rc));
+			log_warn("grace period over: could not release job %" PRId64 " (%s); its lease will expire", id,
+				 at_strerror(rc));
 	}
 	/* The handlers are still running on their slots' threads: leave without joining them. */
 	_exit(0);
@@ -256,7 +256,8 @@ static void *supervisor_main(void *arg)
 		}
 		/* job logs: due batches (a second old, or JOBLOG_FLUSH_LINES lines) */
 		for (int i = 0; i < w->nslots; i++)
-			if (joblog_due(&w->slots[i].log) && joblog_flush(&w->slots[i].log, sup_conn(s), 0) == AT_EUNAVAILABLE)
+			if (joblog_due(&w->slots[i].log) &&
+			    joblog_flush(&w->slots[i].log, sup_conn(s), 0) == AT_EUNAVAILABLE)
 				drop_if_gone(&s->conn, AT_EUNAVAILABLE);
 		if (again)
 			continue;
@@ -348,8 +349,8 @@ enum outcome { OUT_COMPLETE, OUT_FAIL, OUT_RELEASE, OUT_NONE };
 /* Report the attempt's outcome, reconnecting if the connection broke. A
  * report that committed just before the connection died comes back AT_ESTALE
  * on retry; that is logged, not an error. Returns the report's status. */
-static int report(struct slot *sl, const struct queue_job *job, struct job_ctx *ctx, enum outcome out,
-		   int retryable, struct queue_job *next)
+static int report(struct slot *sl, const struct queue_job *job, struct job_ctx *ctx, enum outcome out, int retryable,
+		  struct queue_job *next)
 {
 	struct worker *w = sl->w;
 	char *result = NULL;
@@ -376,33 +377,28 @@ static int report(struct slot *sl, const struct queue_job *job, struct job_ctx *
 				rc = queue_complete(sl->conn, job->id, job->token, result);
 			break;
 		case OUT_FAIL:
-			rc = queue_fail(sl->conn, job->id, job->token, ctx->error[0] ? ctx->error : "failed",
-					retryable, state);
+			rc = queue_fail(sl->conn, job->id, job->token, ctx->error[0] ? ctx->error : "failed", retryable,
+					state);
 			break;
-		case OUT_RELEASE:
-			rc = queue_release(sl->conn, job->id, job->token);
-			break;
-		case OUT_NONE:
-			rc = 0;
-			break;
+		case OUT_RELEASE: rc = queue_release(sl->conn, job->id, job->token); break;
+		case OUT_NONE: rc = 0; break;
 		}
 		drop_if_gone(&sl->conn, rc);
 	}
 	free(result);
 	if (rc == AT_ESTALE) {
 		atomic_fetch_add(&w->n_lost, 1);
-		log_warn("job %" PRId64 " (%s): outcome rejected, token stale (lease expired, job re-claimed)",
-			 job->id, job->kind);
+		log_warn("job %" PRId64 " (%s): outcome rejected, token stale (lease expired, job re-claimed)", job->id,
+			 job->kind);
 	} else if (rc < 0) {
-		log_error("job %" PRId64 " (%s): could not report outcome: %s", job->id, job->kind,
-			  at_strerror(rc));
+		log_error("job %" PRId64 " (%s): could not report outcome: %s", job->id, job->kind, at_strerror(rc));
 	} else if (out == OUT_COMPLETE) {
 		atomic_fetch_add(&w->n_ok, 1);
 		log_debug("job %" PRId64 " (%s) succeeded", job->id, job->kind);
 	} else if (out == OUT_FAIL) {
 		atomic_fetch_add(&w->n_failed, 1);
-		log_info("job %" PRId64 " (%s) attempt %d/%d failed: %s -> %s", job->id, job->kind,
-			 job->attempts, job->max_attempts, ctx->error, state);
+		log_info("job %" PRId64 " (%s) attempt %d/%d failed: %s -> %s", job->id, job->kind, job->attempts,
+			 job->max_attempts, ctx->error, state);
 	} else if (out == OUT_RELEASE) {
 		atomic_fetch_add(&w->n_released, 1);
 		log_info("job %" PRId64 " (%s) released back to the queue", job->id, job->kind);
@@ -437,7 +433,8 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	ctx.payload = json_loads(job->payload, 0, &jerr);
 	if (!h || !ctx.payload || !json_is_object(ctx.payload)) {
 		/* Claims only ask for our kinds, so !h cannot happen; a bad payload can. */
-		snprintf(ctx.error, sizeof ctx.error, "%s", !h ? "no handler for this kind" : "payload is not a JSON object");
+		snprintf(ctx.error, sizeof ctx.error, "%s",
+			 !h ? "no handler for this kind" : "payload is not a JSON object");
 		report(sl, job, &ctx, OUT_FAIL, 0, NULL);
 		goto out;
 	}
@@ -451,8 +448,7 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	pthread_mutex_unlock(&w->mu);
 
 	joblog_begin(&sl->log, job->id);
-	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts,
-		  job->max_attempts);
+	log_debug("job %" PRId64 " (%s) attempt %d/%d started", job->id, job->kind, job->attempts, job->max_attempts);
 	/* A cacheable stage identical to a succeeded job takes its result instead
 	 * of running (a failed lookup only means the job runs). */
 	int hit = 0;
@@ -467,7 +463,8 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
 		/* A handler left a transaction open (or the connection broke): the
 		 * next job must not inherit it. */
-		log_warn("job %" PRId64 " (%s) left its database connection in a transaction (or broken); closing it", job->id, job->kind);
+		log_warn("job %" PRId64 " (%s) left its database connection in a transaction (or broken); closing it",
+			 job->id, job->kind);
 		PQfinish(sl->hconn);
 		sl->hconn = NULL;
 	}

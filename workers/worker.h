@@ -54,9 +54,9 @@ struct worker_config {
 /* Why a handler should stop (the first reason wins). */
 enum job_stop {
 	JOB_RUN = 0,
-	JOB_STOP_CANCEL,   /* cancel requested (seen in a heartbeat) */
-	JOB_STOP_TIMEOUT,  /* the attempt ran past the stage's timeout */
-	JOB_STOP_LOST,     /* the lease is no longer ours (heartbeat said stale) */
+	JOB_STOP_CANCEL,  /* cancel requested (seen in a heartbeat) */
+	JOB_STOP_TIMEOUT, /* the attempt ran past the stage's timeout */
+	JOB_STOP_LOST,    /* the lease is no longer ours (heartbeat said stale) */
 };
 
 struct worker;
@@ -72,9 +72,9 @@ struct job_ctx {
 	json_t *result;  /* owned; NULL = {} */
 	char error[1024];
 	int no_retry;
-	char cache_key[65]; /* the step cache's key ("" when not cacheable) */
+	char cache_key[65];  /* the step cache's key ("" when not cacheable) */
 	int64_t cached_from; /* the job whose result this one reused; 0 = ran */
-	atomic_int stop; /* enum job_stop */
+	atomic_int stop;     /* enum job_stop */
 	pthread_cond_t cond; /* signalled (under w->mu) when stop is set */
 	/* progress, under w->mu */
 	double progress;
@@ -88,10 +88,10 @@ struct slot {
 	int index;
 	PGconn *conn;  /* the slot thread's queue connection (lib/queue.c only) */
 	PGconn *hconn; /* the handlers' (job_db), opened on first use */
-	int evfd;     /* -> the slot: wake up (shutdown, GPUs given back) */
+	int evfd;      /* -> the slot: wake up (shutdown, GPUs given back) */
 	pthread_t thread;
 	int started;
-	int held_gpus; /* slot thread only: GPUs taken from the pool */
+	int held_gpus;     /* slot thread only: GPUs taken from the pool */
 	struct joblog log; /* the running job's log lines, on their way to job_logs */
 	int log_inited;
 	/* under w->mu */

@@ -107,9 +107,7 @@ static void wr_fn(png_structp png, png_bytep d, size_t n)
 	b->len += n;
 }
 
-static void wr_flush(png_structp png)
-{
-}
+static void wr_flush(png_structp png) {}
 
 /* RGBA through libpng: browser-like encoders beside ours, whose
  * Paeth-on-every-row is the slowest filter to undo. filters: PNG_ALL_FILTERS
@@ -140,7 +138,8 @@ static void kind_build(struct kind *k, int which)
 	static const char *names[] = {"sketch upload 512x512 RGBA (ours: zlib 6, Paeth)",
 				      "sketch upload 512x512 RGBA (libpng: zlib 6, adaptive filters)",
 				      "sketch upload 512x512 RGBA (libpng: zlib 3, Sub)",
-				      "stored sketch 256x256 gray (ours: fast)", "painting 256x256 RGB (ours: zlib 1, Paeth)"};
+				      "stored sketch 256x256 gray (ours: fast)",
+				      "painting 256x256 RGB (ours: zlib 1, Paeth)"};
 	k->name = names[which];
 	k->w = k->h = which <= 2 ? 512 : 256;
 	k->file_c = which <= 2 ? 4 : which == 3 ? 1 : 3;

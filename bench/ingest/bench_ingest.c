@@ -47,7 +47,8 @@ static void draw_sketch(uint8_t *pix, int size, size_t seed)
 	rng = 0x9E3779B97F4A7C15ull * (seed + 1);
 	for (int s = 0; s < 6; s++) {
 		double x = (double)(next_rand() % (uint64_t)size), y = (double)(next_rand() % (uint64_t)size);
-		double dx = ((double)(next_rand() % 200) - 100) / 100.0, dy = ((double)(next_rand() % 200) - 100) / 100.0;
+		double dx = ((double)(next_rand() % 200) - 100) / 100.0,
+		       dy = ((double)(next_rand() % 200) - 100) / 100.0;
 		for (int k = 0; k < 120; k++) {
 			int ix = (int)x, iy = (int)y;
 			for (int oy = 0; oy < 2; oy++)
@@ -153,8 +154,8 @@ int main(int argc, char **argv)
 	       (double)total_bytes / (double)n / 1024.0, conc, secs);
 	printf("ingest: accepted %zu, duplicate %zu, other %zu\n", accepted, dup, other);
 	printf("ingest: %.0f accepted sketches/s (validated and committed)\n", (double)accepted / secs);
-	printf("ingest: latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", lat[n / 2] * 1e3, lat[(size_t)((double)n * 0.99)] * 1e3,
-	       lat[n - 1] * 1e3);
+	printf("ingest: latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", lat[n / 2] * 1e3,
+	       lat[(size_t)((double)n * 0.99)] * 1e3, lat[n - 1] * 1e3);
 	printf("ingest: atelierd peak RSS %.1f MB\n", (double)proc_status_kb(pid, "VmHWM:") / 1024.0);
 	for (int i = 0; i < conc; i++) {
 		if (xs[i].h) {

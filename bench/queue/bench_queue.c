@@ -91,7 +91,8 @@ static void *tp_worker(void *p)
 		CPU_SET(pin_cpu, &set);
 		if (sched_setaffinity(0, sizeof set, &set) < 0 ||
 		    sched_setaffinity(PQbackendPID(c), sizeof set, &set) < 0) {
-			fprintf(stderr, "bench: --pin %d: %s (no such CPU, PostgreSQL on another host, or not ours to move)\n",
+			fprintf(stderr,
+				"bench: --pin %d: %s (no such CPU, PostgreSQL on another host, or not ours to move)\n",
 				pin_cpu, strerror(errno));
 			exit(1);
 		}
@@ -162,9 +163,8 @@ static void throughput(PGconn *admin, int workers, int njobs, double max_s, int 
 	char pinned[64] = "";
 	if (pin_cpu >= 0)
 		snprintf(pinned, sizeof pinned, "; workers and backends pinned to CPU %d", pin_cpu);
-	printf("throughput  workers=%-2d jobs=%-6ld time=%6.2fs  %7.0f jobs/s (claim->complete, %s%s)\n", workers,
-	       done, dt, (double)done / dt, fused ? "complete+claim fused: the worker's path" : "separate calls",
-	       pinned);
+	printf("throughput  workers=%-2d jobs=%-6ld time=%6.2fs  %7.0f jobs/s (claim->complete, %s%s)\n", workers, done,
+	       dt, (double)done / dt, fused ? "complete+claim fused: the worker's path" : "separate calls", pinned);
 	fflush(stdout);
 }
 

@@ -68,7 +68,8 @@ static int make_sketch(int n)
 	for (int y = 0; y < n; y++)
 		for (int x = 0; x < n; x++) {
 			int dx = x - n / 2, dy = y - n / 2, r2 = dx * dx + dy * dy, r = n / 4;
-			int ink = x == y || x < 3 || y < 3 || x > n - 4 || y > n - 4 || (r2 > (r - 2) * (r - 2) && r2 < r * r);
+			int ink = x == y || x < 3 || y < 3 || x > n - 4 || y > n - 4 ||
+				  (r2 > (r - 2) * (r - 2) && r2 < r * r);
 			g[y * n + x] = ink ? 0 : 255;
 		}
 	int rc = image_encode_png(g, n, n, 1, IMAGE_PNG_FAST, &png, &png_len);
@@ -124,7 +125,8 @@ static void *client(void *arg)
 		else {
 			failures++;
 			if (failures <= 5)
-				fprintf(stderr, "bench_serve: request failed: %s, HTTP %ld\n", curl_easy_strerror(cc), status);
+				fprintf(stderr, "bench_serve: request failed: %s, HTTP %ld\n", curl_easy_strerror(cc),
+					status);
 		}
 		pthread_mutex_unlock(&mu);
 		curl_slist_free_all(hd);

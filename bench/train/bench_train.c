@@ -92,7 +92,8 @@ static int bench_train(am_status_t *st, int size, int batch, int gen_dim, int di
 			die("am_trainer_step", st);
 	double dt = (now() - t0) / steps;
 	printf("impl=shim kind=train size=%d batch=%d gen_dim=%d dis_dim=%d s_per_step=%.4f peak_rss_mb=%.0f device=%s\n",
-	       size, batch, gen_dim, dis_dim, dt, peak_rss_mb(), strcmp(c.device, "auto") ? c.device : am_device_name());
+	       size, batch, gen_dim, dis_dim, dt, peak_rss_mb(),
+	       strcmp(c.device, "auto") ? c.device : am_device_name());
 	free(xa);
 	free(xb);
 	am_trainer_free(t);
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 	else if (argc == 5 && !strcmp(argv[1], "infer"))
 		rc = bench_infer(st, arg(argv[2]), arg(argv[3]), arg(argv[4]));
 	else
-		fprintf(stderr, "usage: %s train SIZE BATCH GEN_DIM DIS_DIM STEPS | infer SIZE GEN_DIM RUNS\n", argv[0]);
+		fprintf(stderr, "usage: %s train SIZE BATCH GEN_DIM DIS_DIM STEPS | infer SIZE GEN_DIM RUNS\n",
+			argv[0]);
 	am_status_free(st);
 	return rc;
 }

@@ -112,8 +112,8 @@ static void put(uint8_t *sheet, int sw, int x0, int y0, const uint8_t *px, int c
 			}
 }
 
-static void evaluate(am_trainer *t, const struct data *d, const char *dir, uint64_t step, double t_s,
-		     double s_per_step, int zoom)
+static void evaluate(am_trainer *t, const struct data *d, const char *dir, uint64_t step, double t_s, double s_per_step,
+		     int zoom)
 {
 	int S = d->size, n = d->n_hold, n_out = n * SHEET_STYLES;
 	size_t ss = (size_t)S * S;
@@ -152,8 +152,8 @@ static void evaluate(am_trainer *t, const struct data *d, const char *dir, uint6
 	for (int r = 0; r < SHEET_ROWS && r < n; r++) {
 		put(sheet, sw, 0, r * cell, d->hsk + r * ss, 1, S, zoom);
 		for (int k = 0; k < SHEET_STYLES; k++)
-			put(sheet, sw, (k + 1) * cell, r * cell,
-			    out + ((size_t)r * SHEET_STYLES + k) * ss * 3, 3, S, zoom);
+			put(sheet, sw, (k + 1) * cell, r * cell, out + ((size_t)r * SHEET_STYLES + k) * ss * 3, 3, S,
+			    zoom);
 	}
 	for (int k = 0; k <= SHEET_STYLES && k < n; k++)
 		put(sheet, sw, k * cell, SHEET_ROWS * cell, d->hpa + k * ss * 3, 3, S, zoom);
@@ -243,7 +243,8 @@ int main(int argc, char **argv)
 	am_losses l = {0};
 	for (;;) {
 		for (int b = 0; b < batch; b++) {
-			int i = (int)(splitmix64_next(&rng) % (uint64_t)n_train), j = (int)(splitmix64_next(&rng) % (uint64_t)n_train);
+			int i = (int)(splitmix64_next(&rng) % (uint64_t)n_train),
+			    j = (int)(splitmix64_next(&rng) % (uint64_t)n_train);
 			to_float(d.sk + i * ss, ss, bs + b * ss);
 			rgb_to_float(d.pa + j * ss * 3, ss, bp + b * 3 * ss);
 		}

@@ -184,8 +184,8 @@ TEST(seventeenth_param_is_an_error)
 {
 	SKIP_WITHOUT_DB();
 	setup(1);
-	static const char *const digits[] = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14",
-					     "15", "16", "17"};
+	static const char *const digits[] = {"1",  "2",  "3",  "4",  "5",  "6",  "7",  "8", "9",
+					     "10", "11", "12", "13", "14", "15", "16", "17"};
 	struct db_params p;
 	db_params_init(&p);
 	for (int i = 0; i < DB_MAX_PARAMS; i++)

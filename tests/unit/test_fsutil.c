@@ -171,5 +171,5 @@ TEST(hex_encode_crafted_bytes)
 }
 
 RUN_TESTS(mkdir_p_creates_parents_and_accepts_existing, mkdir_p_refuses_files_in_the_way,
-	  mkdir_p_refuses_empty_and_overlong_paths, file_sha256_matches_known_vectors,
-	  sha256_hex_matches_known_vectors, file_sha256_errors, hex_encode_crafted_bytes)
+	  mkdir_p_refuses_empty_and_overlong_paths, file_sha256_matches_known_vectors, sha256_hex_matches_known_vectors,
+	  file_sha256_errors, hex_encode_crafted_bytes)

@@ -25,11 +25,14 @@ static void h_echo(http_req_t *req)
 {
 	const char *q = http_req_query(req, "q");
 	http_reply_json(req, 200,
-			json_pack("{ss,ss?,ss?,si}", "path", http_req_path(req), "id", http_req_param(req, "id"), "q", q,
-				  "role", (int)http_req_role(req)));
+			json_pack("{ss,ss?,ss?,si}", "path", http_req_path(req), "id", http_req_param(req, "id"), "q",
+				  q, "role", (int)http_req_role(req)));
 }
 
-static void h_png(http_req_t *req) { http_reply_bytes(req, 200, "image/png", http_req_param(req, "id"), strlen(http_req_param(req, "id"))); }
+static void h_png(http_req_t *req)
+{
+	http_reply_bytes(req, 200, "image/png", http_req_param(req, "id"), strlen(http_req_param(req, "id")));
+}
 
 static void h_body(http_req_t *req)
 {
@@ -90,7 +93,8 @@ static const struct http_route routes[] = {
 	{"GET", "/things/{id}.png", h_png, ROLE_PUBLIC, "png", .op = "getThingImage", .tag = "things",
 	 .params = "{\"id\":{\"type\":\"integer\"}}", .reply = "{\"image/png\":" HTTP_BINARY "}"},
 	{"GET", "/things/{id}", h_echo, ROLE_PUBLIC, "echo", .tag = "things",
-	 .params = "{\"q\":{\"type\":\"string\",\"description\":\"echoed\"}}", .reply = HTTP_JSON("{\"type\":\"object\"}")},
+	 .params = "{\"q\":{\"type\":\"string\",\"description\":\"echoed\"}}",
+	 .reply = HTTP_JSON("{\"type\":\"object\"}")},
 	{"POST", "/things", h_body, ROLE_OPERATOR, "body", .op = "postThing", .tag = "things",
 	 .body = "{\"application/octet-stream\":" HTTP_BINARY "}", .status = 201,
 	 .replies = "{\"202\":{\"description\":\"later\",\"content\":" HTTP_JSON("{\"type\":\"object\"}") "}}"},
@@ -152,8 +156,9 @@ static void do_call(struct call *c)
 	char head[1024];
 	const char *eol = strstr(c->raw, "\r\n");
 	int line_len = eol ? (int)(eol - c->raw) : (int)strlen(c->raw);
-	int n = snprintf(head, sizeof head, "%.*s HTTP/1.1%s\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
-			 line_len, c->raw, eol ? eol : "", c->body_len);
+	int n = snprintf(head, sizeof head,
+			 "%.*s HTTP/1.1%s\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n", line_len,
+			 c->raw, eol ? eol : "", c->body_len);
 	if (write(fd, head, (size_t)n) != n)
 		c->status = -1;
 	char *zeros = calloc(1, c->body_len + 1);
@@ -237,7 +242,7 @@ TEST(routes_params_and_errors)
 	start();
 	struct call c[] = {
 		{.raw = "GET /things/42?q=a%20b+c"}, {.raw = "GET /things/42.png"}, {.raw = "GET /nothing"},
-		{.raw = "DELETE /things/42"},       {.raw = "GET /things/42/"},   {.raw = "GET /later"},
+		{.raw = "DELETE /things/42"},        {.raw = "GET /things/42/"},    {.raw = "GET /later"},
 	};
 	run_calls(c, 6);
 	ASSERT_EQ_INT(c[0].status, 200);
@@ -337,12 +342,13 @@ TEST(openapi_lists_routes)
 	ASSERT_STREQ(json_string_value(at(paths, "/secret", "get", "description", NULL)), "Roles: viewer, operator");
 	/* bodies and replies: schemas wrapped per content type, the success status, errors shared */
 	json_t *post = at(paths, "/things", "post", NULL);
-	ASSERT_STREQ(json_string_value(at(post, "requestBody", "content", "application/octet-stream", "schema", "format",
-					  NULL)),
+	ASSERT_STREQ(json_string_value(
+			     at(post, "requestBody", "content", "application/octet-stream", "schema", "format", NULL)),
 		     "binary");
 	ASSERT(at(post, "responses", "201", "description", NULL) != NULL);
 	ASSERT(at(post, "responses", "200", NULL) == NULL);
-	ASSERT_STREQ(json_string_value(at(post, "responses", "202", "content", "application/json", "schema", "type", NULL)),
+	ASSERT_STREQ(json_string_value(
+			     at(post, "responses", "202", "content", "application/json", "schema", "type", NULL)),
 		     "object");
 	ASSERT_STREQ(json_string_value(at(post, "responses", "4XX", "$ref", NULL)), "#/components/responses/Error");
 	ASSERT(at(doc, "components", "schemas", "Error", "properties", "request_id", NULL) != NULL);
@@ -483,10 +489,7 @@ TEST(lost_header_refuses_the_stream)
 
 /* Reads each handle's fields from this (instrumented) file: under ASan a
  * handle left inside freed memory is a heap-use-after-free here. */
-static void visit_handle(uv_handle_t *h, void *arg)
-{
-	*(int *)arg += h->type == UV_TCP && uv_is_closing(h);
-}
+static void visit_handle(uv_handle_t *h, void *arg) { *(int *)arg += h->type == UV_TCP && uv_is_closing(h); }
 
 /* A failed listen closes the listener, which lives inside the server: the
  * server may be freed only in that close callback, not before the loop runs. */
@@ -518,5 +521,5 @@ TEST(listen_failure_frees_after_close)
 }
 
 RUN_TESTS(routes_params_and_errors, roles_and_body_cap, openapi_lists_routes, openapi_bad_text_refused,
-	  query_parse_decodes_and_caps, parse_id_is_strict, seventeenth_query_param_is_an_error, ninth_header_is_an_error,
-	  lost_header_refuses_the_stream, listen_failure_frees_after_close)
+	  query_parse_decodes_and_caps, parse_id_is_strict, seventeenth_query_param_is_an_error,
+	  ninth_header_is_an_error, lost_header_refuses_the_stream, listen_failure_frees_after_close)

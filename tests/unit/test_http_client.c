@@ -45,7 +45,8 @@ static void h_echo(http_req_t *req)
 	const char *auth = http_req_header(req, "authorization", &al);
 	http_reply_json(req, 200,
 			json_pack("{ss,sI,ss#,ss#}", "method", http_req_method(req), "len", (json_int_t)n, "body",
-				  b ? (const char *)b : "", b ? (int)n : 0, "auth", auth ? auth : "", auth ? (int)al : 0));
+				  b ? (const char *)b : "", b ? (int)n : 0, "auth", auth ? auth : "",
+				  auth ? (int)al : 0));
 }
 
 static void h_type(http_req_t *req)
@@ -181,24 +182,24 @@ static void serve_while(void (*fn)(void))
 
 /* The harness's asserts longjmp, which must not cross threads: the client
  * side records its first failure and the main thread reports it. */
-#define CHECK(cond)                                                                                    \
-	do {                                                                                           \
-		if (!(cond) && !client_fail[0])                                                        \
+#define CHECK(cond)                                                                                        \
+	do {                                                                                               \
+		if (!(cond) && !client_fail[0])                                                            \
 			snprintf(client_fail, sizeof client_fail, "%s:%d: %s", __FILE__, __LINE__, #cond); \
 	} while (0)
-#define CHECK_EQ(a, b)                                                                                 \
-	do {                                                                                           \
-		long long a_ = (long long)(a), b_ = (long long)(b);                                    \
-		if (a_ != b_ && !client_fail[0])                                                       \
-			snprintf(client_fail, sizeof client_fail, "%s:%d: %s == %s: %lld != %lld", __FILE__, \
-				 __LINE__, #a, #b, a_, b_);                                            \
+#define CHECK_EQ(a, b)                                                                                                 \
+	do {                                                                                                           \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                                    \
+		if (a_ != b_ && !client_fail[0])                                                                       \
+			snprintf(client_fail, sizeof client_fail, "%s:%d: %s == %s: %lld != %lld", __FILE__, __LINE__, \
+				 #a, #b, a_, b_);                                                                      \
 	} while (0)
-#define CHECK_STR(a, b)                                                                                \
-	do {                                                                                           \
-		const char *a_ = (a), *b_ = (b);                                                       \
-		if ((!a_ || strcmp(a_, b_) != 0) && !client_fail[0])                                   \
+#define CHECK_STR(a, b)                                                                                        \
+	do {                                                                                                   \
+		const char *a_ = (a), *b_ = (b);                                                               \
+		if ((!a_ || strcmp(a_, b_) != 0) && !client_fail[0])                                           \
 			snprintf(client_fail, sizeof client_fail, "%s:%d: %s == \"%s\": got \"%s\"", __FILE__, \
-				 __LINE__, #a, b_, a_ ? a_ : "(null)");                                \
+				 __LINE__, #a, b_, a_ ? a_ : "(null)");                                        \
 	} while (0)
 
 static struct http_client cl;
@@ -243,8 +244,10 @@ static void bodies_client(void)
 	http_client_resp_init(&r, 0);
 	const char *json = "{\"a\":1}";
 	CHECK_EQ(http_client_call(&cl,
-				  &(struct http_client_req){.path = "/echo", .content_type = "application/json",
-							    .body = json, .len = strlen(json)},
+				  &(struct http_client_req){.path = "/echo",
+							    .content_type = "application/json",
+							    .body = json,
+							    .len = strlen(json)},
 				  &r),
 		 0);
 	CHECK_EQ(r.status, 200);
@@ -331,7 +334,9 @@ static void resume_client(void)
 	/* The server ignores Range and sends all 5000 bytes with 200: the file
 	 * starts over, and the cap counts the file, not the bytes after 100. */
 	CHECK_EQ(http_client_call(&cl,
-				  &(struct http_client_req){.path = "/file", .file = f, .range_from = 100,
+				  &(struct http_client_req){.path = "/file",
+							    .file = f,
+							    .range_from = 100,
 							    .max_file = FILE_LEN},
 				  &r),
 		 0);
@@ -351,7 +356,9 @@ static void resume_client(void)
 	f = fopen(path, "ab");
 	http_client_resp_init(&r, 16);
 	CHECK_EQ(http_client_call(&cl,
-				  &(struct http_client_req){.path = "/missing", .file = f, .range_from = FILE_LEN,
+				  &(struct http_client_req){.path = "/missing",
+							    .file = f,
+							    .range_from = FILE_LEN,
 							    .max_file = 2 * FILE_LEN},
 				  &r),
 		 0);

@@ -63,9 +63,9 @@ TEST(suffix_ranges_are_served)
 TEST(malformed_is_400_never_the_whole_file)
 {
 	static const char *const bad[] = {
-		"bytes=0--1", "bytes=--1",   "bytes=+5-",   "bytes= 5-", "bytes=5 -", "bytes=5- ",  "bytes=5x-",
-		"bytes=5-4",  "bytes=-",     "bytes=",      "bytes",     "=0-5",      "bytes=-5-",  "bytes=-+5",
-		"bytes=0-5-", "bytes=0x10-", "bytes=1e3-",  "bytes=a-b", "bytes=,",   "bytes=0-5,abc", "bytes=0-5,6-1",
+		"bytes=0--1", "bytes=--1",   "bytes=+5-",  "bytes= 5-", "bytes=5 -", "bytes=5- ",     "bytes=5x-",
+		"bytes=5-4",  "bytes=-",     "bytes=",     "bytes",     "=0-5",      "bytes=-5-",     "bytes=-+5",
+		"bytes=0-5-", "bytes=0x10-", "bytes=1e3-", "bytes=a-b", "bytes=,",   "bytes=0-5,abc", "bytes=0-5,6-1",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		expect_rc(bad[i], 1000, AT_EINVAL);

@@ -68,15 +68,10 @@ static void membuf_write(png_structp png, png_bytep d, size_t n)
 	b->len += n;
 }
 
-static void membuf_flush(png_structp png)
-{
-}
+static void membuf_flush(png_structp png) {}
 
 /* libpng/libjpeg errors fail the test (leaving through the harness' longjmp). */
-static void png_test_error(png_structp png, png_const_charp msg)
-{
-	TEST_FAIL_("libpng: %s", msg);
-}
+static void png_test_error(png_structp png, png_const_charp msg) { TEST_FAIL_("libpng: %s", msg); }
 
 /*
  * PNG written by libpng: an encoder independent of ours. bitdepth 16 stores
@@ -85,8 +80,8 @@ static void png_test_error(png_structp png, png_const_charp msg)
  * builds a gray palette of the distinct values. trns_gray >= 0 adds a gray
  * colour key.
  */
-static uint8_t *lib_png_ex(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth,
-			   int ctype, int trns_gray)
+static uint8_t *lib_png_ex(const uint8_t *pix, int w, int h, int c, size_t *len, int interlace, int bitdepth, int ctype,
+			   int trns_gray)
 {
 	static const int ctype_of[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
 					PNG_COLOR_TYPE_RGBA};
@@ -414,7 +409,8 @@ static uint8_t *filter_rows(const uint8_t *pix, int w, int h, int c, int f)
 /* Rewrites the CRC of the chunk at off (length field first) after an edit. */
 static void fix_crc(uint8_t *png, size_t off)
 {
-	uint32_t n = (uint32_t)png[off] << 24 | (uint32_t)png[off + 1] << 16 | (uint32_t)png[off + 2] << 8 | png[off + 3];
+	uint32_t n =
+		(uint32_t)png[off] << 24 | (uint32_t)png[off + 1] << 16 | (uint32_t)png[off + 2] << 8 | png[off + 3];
 	uint32_t crc = (uint32_t)crc32(0, png + off + 4, 4 + n);
 	uint8_t *p = png + off + 8 + n;
 	p[0] = (uint8_t)(crc >> 24), p[1] = (uint8_t)(crc >> 16), p[2] = (uint8_t)(crc >> 8), p[3] = (uint8_t)crc;
@@ -486,9 +482,9 @@ TEST(corrupt_png_codes)
 	char why[256];
 	struct image_raw raw;
 	static const struct {
-		size_t at;  /* byte offset inside the IDAT data, or SIZE_MAX: the CRC */
-		uint8_t xor;
-		int fix;    /* recompute the CRC after the edit */
+		size_t at; /* byte offset inside the IDAT data, or SIZE_MAX: the CRC */
+		uint8_t xor ;
+		int fix; /* recompute the CRC after the edit */
 		const char *reason;
 	} cases[] = {
 		{SIZE_MAX, 0x01, 0, "CRC"},         /* the IDAT CRC itself */
@@ -500,9 +496,9 @@ TEST(corrupt_png_codes)
 		ASSERT_EQ_INT(image_encode_png(pix, 64, 64, 1, IMAGE_PNG_FAST, &png, &len), 0);
 		size_t zlen = (size_t)png[35] << 8 | png[36];
 		if (cases[i].at == SIZE_MAX)
-			png[41 + zlen] ^= cases[i].xor;
+			png[41 + zlen] ^= cases[i].xor ;
 		else
-			png[41 + cases[i].at] ^= cases[i].xor;
+			png[41 + cases[i].at] ^= cases[i].xor ;
 		if (cases[i].fix)
 			fix_crc(png, 33);
 		why[0] = 0;
@@ -659,7 +655,7 @@ TEST(truncated_and_corrupt_are_corrupt)
 	ASSERT_CONTAINS(why, "truncated");
 	ASSERT_EQ_INT(image_normalize(png, 20, NULL, &n, why, sizeof why), AT_ECORRUPT);
 	ASSERT_EQ_INT(image_normalize(png, len - 12, NULL, &n, why, sizeof why), AT_ECORRUPT); /* no IEND */
-	png[len / 2] ^= 0x55; /* CRC mismatch */
+	png[len / 2] ^= 0x55;                                                                  /* CRC mismatch */
 	ASSERT_EQ_INT(image_normalize(png, len, NULL, &n, why, sizeof why), AT_ECORRUPT);
 	ASSERT_CONTAINS(why, "CRC");
 	free(png);
@@ -761,7 +757,9 @@ TEST(each_side_capped_from_the_header)
 	static const struct {
 		uint32_t w, h;
 		const char *side;
-	} cases[] = {{40000000, 1, "width (40000000)"}, {1, 40000000, "height (40000000)"}, {8193, 1, "width (8193)"},
+	} cases[] = {{40000000, 1, "width (40000000)"},
+		     {1, 40000000, "height (40000000)"},
+		     {8193, 1, "width (8193)"},
 		     {8, 8193, "height (8193)"}};
 	uint8_t png[8 + 25 + 64];
 	char why[256];
@@ -1236,11 +1234,9 @@ TEST(normalize_cost_per_sketch)
 RUN_TESTS(init_and_sniff, fast_png_encoder_roundtrips_through_libpng, fast_encoder_compresses_sketches,
 	  fast_decoder_matches_libpng_on_every_filter, fast_decoder_matches_libpng_on_synth_set,
 	  encoder_checksums_are_zlibs, fast_decoder_undoes_each_filter_at_each_pixel_size, corrupt_png_codes,
-	  normalize_pads_to_keep_aspect,
-	  normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes, truncated_and_corrupt_are_corrupt,
-	  non_image_is_unsupported, decompression_bomb_rejected_from_header, blank_and_all_ink_rejected_with_ratio,
-	  alpha_flattens_onto_white, same_pixels_same_hash, sixteen_bit_and_palette_pngs,
-	  sub_byte_and_colour_key_pngs_through_libpng, jpeg_gray_and_cmyk, jpeg_corrupt_with_reasons,
-	  libvips_is_not_loaded,
-	  split_is_deterministic_and_near_fraction, resize_and_fit, normalize_cost_per_sketch,
-	  each_side_capped_from_the_header, resize_memory_is_bounded_by_the_output)
+	  normalize_pads_to_keep_aspect, normalize_scales_up_small_and_tall_images, jpeg_decodes_and_normalizes,
+	  truncated_and_corrupt_are_corrupt, non_image_is_unsupported, decompression_bomb_rejected_from_header,
+	  blank_and_all_ink_rejected_with_ratio, alpha_flattens_onto_white, same_pixels_same_hash,
+	  sixteen_bit_and_palette_pngs, sub_byte_and_colour_key_pngs_through_libpng, jpeg_gray_and_cmyk,
+	  jpeg_corrupt_with_reasons, libvips_is_not_loaded, split_is_deterministic_and_near_fraction, resize_and_fit,
+	  normalize_cost_per_sketch, each_side_capped_from_the_header, resize_memory_is_bounded_by_the_output)

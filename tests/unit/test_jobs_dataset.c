@@ -228,5 +228,5 @@ TEST(step_cache_key)
 	ASSERT_EQ_INT((int)strlen(step_cache_code_version()), 64);
 }
 
-RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, inputs,
-	  replay_count, step_cache_key)
+RUN_TESTS(manifest_known_value, manifest_order_free_and_sensitive, shard_round_trip, empty_shard, inputs, replay_count,
+	  step_cache_key)

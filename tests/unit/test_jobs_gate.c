@@ -23,7 +23,10 @@ static json_t *J(const char *text)
 	return j;
 }
 
-static const char *reason(json_t *v, size_t i) { return json_string_value(json_array_get(json_object_get(v, "reasons"), i)); }
+static const char *reason(json_t *v, size_t i)
+{
+	return json_string_value(json_array_get(json_object_get(v, "reasons"), i));
+}
 
 TEST(absolute_rules)
 {
@@ -89,8 +92,10 @@ TEST(change_rules_follow_metric_direction)
 	c = J("{\"recon_l1\":0.30}");
 	v = gate_apply(rules, c, champ);
 	ASSERT(json_is_false(json_object_get(v, "passed")));
-	ASSERT_CONTAINS(json_string_value(json_array_get(json_object_get(v, "failed"), 0)), "recon_l1 = 0.3 vs champion 0.2");
-	ASSERT_OP_DBL(json_number_value(json_object_get(json_array_get(json_object_get(v, "rules"), 0), "champion")), ==, 0.2);
+	ASSERT_CONTAINS(json_string_value(json_array_get(json_object_get(v, "failed"), 0)),
+			"recon_l1 = 0.3 vs champion 0.2");
+	ASSERT_OP_DBL(json_number_value(json_object_get(json_array_get(json_object_get(v, "rules"), 0), "champion")),
+		      ==, 0.2);
 	json_decref(v);
 	json_decref(c);
 	json_decref(rules);
@@ -164,10 +169,11 @@ TEST(missing_nonfinite_unknown)
 
 TEST(slice_rules)
 {
-	json_t *rules = J("[{\"metric\":\"kid\",\"op\":\"max_regression\",\"threshold\":0.02,\"slice\":\"contributions\"},"
-			  "{\"metric\":\"content\",\"op\":\"max\",\"threshold\":3,\"slice\":\"synth\"},"
-			  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1,\"slice\":\"photo\"},"
-			  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1}]");
+	json_t *rules =
+		J("[{\"metric\":\"kid\",\"op\":\"max_regression\",\"threshold\":0.02,\"slice\":\"contributions\"},"
+		  "{\"metric\":\"content\",\"op\":\"max\",\"threshold\":3,\"slice\":\"synth\"},"
+		  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1,\"slice\":\"photo\"},"
+		  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":1}]");
 	json_t *champ = J("{\"kid\":0.10,\"slices\":{\"contributions\":{\"kid\":0.05,\"n\":2},"
 			  "\"synth\":{\"kid\":0.12,\"content\":2.0,\"n\":6}}}");
 	/* overall better, contributions worse by 0.05 > 0.02: fails naming the slice */
@@ -264,7 +270,7 @@ TEST(realism_acc_two_sample)
 	uint64_t x = 12345;
 	for (size_t i = 0; i < N * img; i++) {
 		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-		a[i] = (uint8_t)(128 + (x >> 58));      /* bright noise */
+		a[i] = (uint8_t)(128 + (x >> 58));        /* bright noise */
 		b[i] = (uint8_t)(128 + ((x >> 40) & 63)); /* more bright noise, same law */
 		dark[i] = (uint8_t)((x >> 50) & 63);      /* another distribution */
 	}

@@ -69,10 +69,10 @@ static void remove_path(json_t *obj, const char *path)
 }
 
 /* One kind's reader on {"params": params}; *seen (new) gets the paths read. */
-#define READ_KIND(e, fn, name, job, test, cache, doc)        \
-	if (strcmp(kind, name) == 0) {                       \
-		struct fn##_params out;                      \
-		return fn##_params_read(r, &out);            \
+#define READ_KIND(e, fn, name, job, test, cache, doc) \
+	if (strcmp(kind, name) == 0) {                \
+		struct fn##_params out;               \
+		return fn##_params_read(r, &out);     \
 	}
 static int read_kind(const char *kind, struct params_reader *r)
 {
@@ -115,23 +115,23 @@ TEST(every_kind_reads_its_canonical_defaults_and_every_key)
 {
 	json_t *stages = canonical_stages();
 	size_t kinds = 0;
-#define CHECK_KIND(e, fn, name, job, test, cache, doc)                                                   \
-	{                                                                                                \
-		json_t *params = json_object_get(json_object_get(stages, name), "params"), *seen = NULL;  \
-		char why[256];                                                                           \
-		ASSERT(json_is_object(params));                                                          \
-		if (run_reader(name, params, &seen, why, sizeof why) < 0)                                \
-			TEST_FAIL_("kind %s: its canonical default params fail the worker: %s", name, why); \
-		json_t *paths = json_array();                                                            \
-		leaves(params, "", paths);                                                               \
-		size_t i;                                                                                \
-		json_t *pv;                                                                              \
-		json_array_foreach(paths, i, pv) if (!seen_path(seen, json_string_value(pv)))            \
-			TEST_FAIL_("kind %s: the worker never reads params.%s, which the schema gives", name,    \
-				   json_string_value(pv));                                                     \
-		json_decref(paths);                                                                      \
-		json_decref(seen);                                                                       \
-		kinds++;                                                                                 \
+#define CHECK_KIND(e, fn, name, job, test, cache, doc)                                                        \
+	{                                                                                                     \
+		json_t *params = json_object_get(json_object_get(stages, name), "params"), *seen = NULL;      \
+		char why[256];                                                                                \
+		ASSERT(json_is_object(params));                                                               \
+		if (run_reader(name, params, &seen, why, sizeof why) < 0)                                     \
+			TEST_FAIL_("kind %s: its canonical default params fail the worker: %s", name, why);   \
+		json_t *paths = json_array();                                                                 \
+		leaves(params, "", paths);                                                                    \
+		size_t i;                                                                                     \
+		json_t *pv;                                                                                   \
+		json_array_foreach(paths, i, pv) if (!seen_path(seen, json_string_value(pv)))                 \
+			TEST_FAIL_("kind %s: the worker never reads params.%s, which the schema gives", name, \
+				   json_string_value(pv));                                                    \
+		json_decref(paths);                                                                           \
+		json_decref(seen);                                                                            \
+		kinds++;                                                                                      \
 	}
 	STAGE_KIND_MAP(CHECK_KIND)
 #undef CHECK_KIND

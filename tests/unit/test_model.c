@@ -111,20 +111,17 @@ static const char *tmp_path(const char *name)
 	return b;
 }
 
-static int on_cuda(void)
-{
-	return strncmp(am_device_name(), "cuda", 4) == 0;
-}
+static int on_cuda(void) { return strncmp(am_device_name(), "cuda", 4) == 0; }
 
 static am_status_t *st;
 static am_trainer *trained;
 static double first5, last5;
 
-#define ASSERT_OK(expr)                                                                                \
-	do {                                                                                           \
-		int rc_ = (expr);                                                                      \
-		if (rc_ != 0)                                                                          \
-			TEST_FAIL_("%s: %s: %s", #expr, at_err_name(rc_), am_status_message(st));      \
+#define ASSERT_OK(expr)                                                                           \
+	do {                                                                                      \
+		int rc_ = (expr);                                                                 \
+		if (rc_ != 0)                                                                     \
+			TEST_FAIL_("%s: %s: %s", #expr, at_err_name(rc_), am_status_message(st)); \
 	} while (0)
 
 static void train_once(void)
@@ -165,7 +162,8 @@ static void painting_u8(int i, uint8_t *rgb)
 	for (int y = 0; y < S; y++)
 		for (int x = 0; x < S; x++)
 			for (int c = 0; c < 3; c++)
-				rgb[(y * S + x) * 3 + c] = (uint8_t)((paintings[i][(c * S + y) * S + x] + 1.0f) * 127.5f);
+				rgb[(y * S + x) * 3 + c] =
+					(uint8_t)((paintings[i][(c * S + y) * S + x] + 1.0f) * 127.5f);
 }
 
 static long file_size(const char *path)
@@ -726,6 +724,6 @@ TEST(cleanup)
 }
 
 RUN_TESTS(config_defaults_and_json, training_reduces_reconstruction, step_rejects_bad_arguments,
-	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible,
-	  model_fast_paths, reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
+	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible, model_fast_paths,
+	  reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
 	  evaluation_scores, metrics_on_crafted_images, cleanup)

@@ -10,10 +10,7 @@ static int parse(const char *ct, const char *body, struct multipart_part *parts,
 	return multipart_parse(ct, strlen(ct), (const uint8_t *)body, strlen(body), parts, max, n, why, 128);
 }
 
-static int span_is(const void *p, size_t n, const char *s)
-{
-	return p && n == strlen(s) && memcmp(p, s, n) == 0;
-}
+static int span_is(const void *p, size_t n, const char *s) { return p && n == strlen(s) && memcmp(p, s, n) == 0; }
 
 TEST(browser_shaped_form)
 {
@@ -118,20 +115,25 @@ TEST(malformed_bodies_are_refused_with_a_reason)
 		{"multipart/form-data; boundary=xyz; boundary=abc", "--xyz--", "two boundary", AT_EPARSE},
 		{ok_ct, "", "no opening boundary", AT_EPARSE},
 		{ok_ct, "hello world", "no opening boundary", AT_EPARSE},
-		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue", "missing closing", AT_EPARSE},
+		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue", "missing closing",
+		 AT_EPARSE},
 		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue\r\n--xyz", "missing closing",
 		 AT_EPARSE},
 		{ok_ct, "--xyz", "missing closing", AT_EPARSE},
 		{ok_ct, "--xyzzy\r\n", "not followed by CRLF", AT_EPARSE},
-		{ok_ct, "--xyz\nContent-Disposition: form-data; name=a\n\nv\n--xyz--", "not followed by CRLF", AT_EPARSE},
+		{ok_ct, "--xyz\nContent-Disposition: form-data; name=a\n\nv\n--xyz--", "not followed by CRLF",
+		 AT_EPARSE},
 		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=a\n\r\nv\r\n--xyz--", "bare LF", AT_EPARSE},
-		{ok_ct, "--xyz\r\nContent-Type: text/plain\r\n\r\nv\r\n--xyz--", "without Content-Disposition", AT_EPARSE},
-		{ok_ct, "--xyz\r\nContent-Disposition: attachment; name=a\r\n\r\nv\r\n--xyz--", "not form-data", AT_EPARSE},
+		{ok_ct, "--xyz\r\nContent-Type: text/plain\r\n\r\nv\r\n--xyz--", "without Content-Disposition",
+		 AT_EPARSE},
+		{ok_ct, "--xyz\r\nContent-Disposition: attachment; name=a\r\n\r\nv\r\n--xyz--", "not form-data",
+		 AT_EPARSE},
 		{ok_ct, "--xyz\r\nContent-Disposition: form-data\r\n\r\nv\r\n--xyz--", "without a name", AT_EPARSE},
 		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=a\r\n  folded\r\n\r\nv\r\n--xyz--", "folded",
 		 AT_EPARSE},
-		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=b\r\n\r\n"
-			"v\r\n--xyz--",
+		{ok_ct,
+		 "--xyz\r\nContent-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=b\r\n\r\n"
+		 "v\r\n--xyz--",
 		 "two Content-Disposition", AT_EPARSE},
 		{ok_ct, "--xyz\r\nContent-Disposition: form-data; name=\"a\r\n\r\nv\r\n--xyz--", "Content-Disposition",
 		 AT_EPARSE},
@@ -157,7 +159,8 @@ TEST(caps_on_parts_and_headers)
 	char body[4096], why[128];
 	size_t off = 0;
 	for (int i = 0; i < 5; i++)
-		off += (size_t)snprintf(body + off, sizeof body - off, "--b\r\nContent-Disposition: form-data; name=p\r\n\r\nx\r\n");
+		off += (size_t)snprintf(body + off, sizeof body - off,
+					"--b\r\nContent-Disposition: form-data; name=p\r\n\r\nx\r\n");
 	snprintf(body + off, sizeof body - off, "--b--\r\n");
 	struct multipart_part parts[5];
 	size_t n;

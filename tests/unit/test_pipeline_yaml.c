@@ -95,7 +95,8 @@ TEST(example_sketch2paint_loads)
 	/* The GPU preset is typed like the stage's params and is the larger one. */
 	json_t *gpu = json_object_get(train->params, "gpu");
 	ASSERT(json_is_object(gpu));
-	ASSERT(json_integer_value(json_object_get(gpu, "steps")) > json_integer_value(json_object_get(train->params, "steps")));
+	ASSERT(json_integer_value(json_object_get(gpu, "steps")) >
+	       json_integer_value(json_object_get(train->params, "steps")));
 	ASSERT(json_integer_value(json_object_get(json_object_get(gpu, "model"), "gen_dim")) >
 	       json_integer_value(json_object_get(json_object_get(train->params, "model"), "gen_dim")));
 
@@ -535,7 +536,8 @@ TEST(canonical_json_format)
 
 	/* a gate rule carries "slice" only when it has one (older pipelines keep their hash) */
 	char with[1024];
-	snprintf(with, sizeof with, "%s  evaluate:\n    needs: [train]\n    gate:\n"
+	snprintf(with, sizeof with,
+		 "%s  evaluate:\n    needs: [train]\n    gate:\n"
 		 "      - {metric: kid, max: 1}\n      - {metric: kid, slice: contributions, max_regression: 0.02}\n",
 		 base_yaml);
 	p = parse_ok(with);
@@ -594,8 +596,8 @@ TEST(readme_matches_schema_table)
 	free(md);
 }
 
-RUN_TESTS(example_sketch2paint_loads, notify_targets_parse, example_tiny_loads, missing_file_is_eio, defaults_are_filled_in,
-	  kind_table_round_trips, model_params_pass_through, error_cases, bad_arguments_and_limits,
-	  truncations_never_crash, dag_order_is_topological_and_deterministic, finalize_reports_cycles_by_index,
-	  hash_ignores_comments_layout_order_and_defaults, hash_changes_with_content, canonical_json_format,
-	  readme_matches_schema_table, deep_nesting_is_refused_fast, node_count_is_refused_fast)
+RUN_TESTS(example_sketch2paint_loads, notify_targets_parse, example_tiny_loads, missing_file_is_eio,
+	  defaults_are_filled_in, kind_table_round_trips, model_params_pass_through, error_cases,
+	  bad_arguments_and_limits, truncations_never_crash, dag_order_is_topological_and_deterministic,
+	  finalize_reports_cycles_by_index, hash_ignores_comments_layout_order_and_defaults, hash_changes_with_content,
+	  canonical_json_format, readme_matches_schema_table, deep_nesting_is_refused_fast, node_count_is_refused_fast)

@@ -101,8 +101,11 @@ static void fresh(void)
 
 static int64_t enqueue(const char *kind, int priority, int needs_gpu, int max_attempts)
 {
-	struct queue_new_job nj = {.kind = kind, .priority = priority, .needs_gpu = needs_gpu,
-				   .max_attempts = max_attempts, .backoff_s = 10};
+	struct queue_new_job nj = {.kind = kind,
+				   .priority = priority,
+				   .needs_gpu = needs_gpu,
+				   .max_attempts = max_attempts,
+				   .backoff_s = 10};
 	int64_t id = 0;
 	ASSERT_EQ_INT(queue_enqueue(db(), &nj, &id), 0);
 	ASSERT_OP_INT(id, >, 0);
@@ -208,9 +211,10 @@ TEST(complete_stores_result_and_rejects_stale_owner)
 	ASSERT_EQ_INT(queue_metrics(db(), id, old.token, 1, names, &v, 1), AT_ESTALE);
 	ASSERT_EQ_INT(queue_metrics(db(), id, cur.token, 1, names, &v, 1), 0);
 	ASSERT_EQ_INT(queue_complete(db(), id, cur.token, "{\"by\":\"w2\"}"), 0);
-	ASSERT_STREQ(sqlf("SELECT format('%%s|%%s|%%s|%%s', state, result->>'by', attempts, progress) FROM jobs WHERE id = %lld",
-			  (long long)id),
-		     "succeeded|w2|2|1");
+	ASSERT_STREQ(
+		sqlf("SELECT format('%%s|%%s|%%s|%%s', state, result->>'by', attempts, progress) FROM jobs WHERE id = %lld",
+		     (long long)id),
+		"succeeded|w2|2|1");
 	/* Finished is final: neither token moves it again. */
 	ASSERT_EQ_INT(queue_complete(db(), id, cur.token, "{}"), AT_ESTALE);
 	ASSERT_EQ_INT(queue_fail(db(), id, cur.token, "x", 1, NULL), AT_ESTALE);
@@ -228,7 +232,8 @@ TEST(complete_claim_is_one_call)
 	ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), 0);
 	ASSERT_EQ_INT(queue_complete_claim(db(), &j, "{\"n\":1}", "w", only_a, 0, 30, &next), 0);
 	ASSERT_EQ_INT(next.id, b);
-	ASSERT_STREQ(sqlf("SELECT state || result::text FROM jobs WHERE id = %lld", (long long)a), "succeeded{\"n\": 1}");
+	ASSERT_STREQ(sqlf("SELECT state || result::text FROM jobs WHERE id = %lld", (long long)a),
+		     "succeeded{\"n\": 1}");
 	/* A stale completion still claims; the caller hears AT_ESTALE. */
 	enqueue("a", 0, 0, 3);
 	struct queue_job third;
@@ -259,9 +264,10 @@ TEST(fail_backs_off_then_requeues_until_max_attempts)
 			ASSERT_STREQ(state, "queued");
 			/* backoff_s = 10: attempt n waits 10 * 2^(n-1) s, jittered into [d/2, d]. */
 			double d = 10.0 * (1 << (attempt - 1));
-			double wait = strtod(sqlf("SELECT extract(epoch FROM run_after - now()) FROM jobs WHERE id = %lld",
-						  (long long)id),
-					     NULL);
+			double wait =
+				strtod(sqlf("SELECT extract(epoch FROM run_after - now()) FROM jobs WHERE id = %lld",
+					    (long long)id),
+				       NULL);
 			ASSERT_OP_DBL(wait, >=, d / 2 - 0.5);
 			ASSERT_OP_DBL(wait, <=, d + 0.5);
 			ASSERT_EQ_INT(queue_claim(db(), "w", only_a, 0, 30, &j), AT_ENOTFOUND);
@@ -270,7 +276,8 @@ TEST(fail_backs_off_then_requeues_until_max_attempts)
 			ASSERT_STREQ(state, "failed");
 		}
 	}
-	ASSERT_STREQ(sqlf("SELECT format('%%s|%%s|%%s', state, attempts, error) FROM jobs WHERE id = %lld", (long long)id),
+	ASSERT_STREQ(sqlf("SELECT format('%%s|%%s|%%s', state, attempts, error) FROM jobs WHERE id = %lld",
+			  (long long)id),
 		     "failed|3|boom");
 	ASSERT_STREQ(sqlf("SELECT finished_at IS NOT NULL FROM jobs WHERE id = %lld", (long long)id), "t");
 }
@@ -494,7 +501,7 @@ TEST(scheduler_enqueues_each_stage_kind_as_its_job_kind)
 	fresh();
 	char parsed[2048] = "{\"concurrency\": 1, \"model\": \"m\", \"stages\": {";
 	size_t off = strlen(parsed), n = 0;
-#define STAGE_JSON(e, fn, name, job, test, cache, doc)                                                           \
+#define STAGE_JSON(e, fn, name, job, test, cache, doc)                                                            \
 	off += (size_t)snprintf(parsed + off, sizeof parsed - off, "%s\"%s\": {\"kind\": \"%s\", \"needs\": []}", \
 				n++ ? ", " : "", name, name);
 	STAGE_KIND_MAP(STAGE_JSON)

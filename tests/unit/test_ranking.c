@@ -77,11 +77,11 @@ static struct {
 	char dir[256];
 } R;
 
-#define ASSERT_OK(expr)                                                                                \
-	do {                                                                                           \
-		int rc_ = (expr);                                                                      \
-		if (rc_ < 0)                                                                           \
-			TEST_FAIL_("%s: %s (%s)", #expr, at_strerror(rc_), am_status_message(st));     \
+#define ASSERT_OK(expr)                                                                            \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ < 0)                                                                       \
+			TEST_FAIL_("%s: %s (%s)", #expr, at_strerror(rc_), am_status_message(st)); \
 	} while (0)
 
 static double now(void)
@@ -99,8 +99,8 @@ static uint64_t env_u64(const char *name, uint64_t def, uint64_t lo, uint64_t hi
 	char *end;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (*end || v < lo || v > hi) {
-		fprintf(stderr, "%s=%s: out of range %" PRIu64 "..%" PRIu64 "; using %" PRIu64 "\n", name, s, lo,
-			hi, def);
+		fprintf(stderr, "%s=%s: out of range %" PRIu64 "..%" PRIu64 "; using %" PRIu64 "\n", name, s, lo, hi,
+			def);
 		return def;
 	}
 	return v;
@@ -446,7 +446,7 @@ TEST(content_every_model_keeps_the_drawing)
 TEST(content_f1_agrees_with_content)
 {
 	ensure_scored();
-	ASSERT_EQ_INT(T->content < SH->content, T->content_f1 > SH->content_f1);
+	ASSERT_EQ_INT(T->content<SH->content, T->content_f1> SH->content_f1);
 	for (int i = 0; i < N_MODELS; i++)
 		ASSERT_OP_DBL(R.s[i].content_f1, >, 0.5);
 }

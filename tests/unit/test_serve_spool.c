@@ -170,7 +170,7 @@ TEST(stats_window_quantiles)
 	ASSERT_EQ_INT(stats_new(&st), 0);
 	for (int i = 1; i <= 100; i++)
 		stats_record(st, 200, i / 1000.0); /* 1..100 ms */
-	stats_record(st, 400, 0.0005);            /* client errors stay out of latency and error rate */
+	stats_record(st, 400, 0.0005);             /* client errors stay out of latency and error rate */
 	stats_record(st, 500, 0.2);
 	struct stats_snapshot s;
 	stats_snapshot(st, &s);

@@ -326,6 +326,5 @@ TEST(cost_is_bounded)
 	free(mid.pix);
 }
 
-RUN_TESTS(thin_line_on_big_canvas_is_visible, canvas_size_does_not_change_the_tensor,
-	  pens_1_to_24_reach_the_same_band, crop_keeps_aspect, blank_input_is_unprocessable,
-	  second_pass_changes_little, cost_is_bounded)
+RUN_TESTS(thin_line_on_big_canvas_is_visible, canvas_size_does_not_change_the_tensor, pens_1_to_24_reach_the_same_band,
+	  crop_keeps_aspect, blank_input_is_unprocessable, second_pass_changes_little, cost_is_bounded)

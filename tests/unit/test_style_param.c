@@ -39,9 +39,18 @@ TEST(style_numbers)
 /* 2^32 would seed the model's generator as 0 does: refused, not wrapped. */
 TEST(style_refused_spellings)
 {
-	static const char *const bad[] = {"",    "4294967296", "18446744073709551616", "99999999999999999999999",
-					  "+5",  " 5",         "5 ",                   "5x",
-					  "-1",  "1.5",        "0x10",                 "1e3",
+	static const char *const bad[] = {"",
+					  "4294967296",
+					  "18446744073709551616",
+					  "99999999999999999999999",
+					  "+5",
+					  " 5",
+					  "5 ",
+					  "5x",
+					  "-1",
+					  "1.5",
+					  "0x10",
+					  "1e3",
 					  "５"};
 	uint64_t v;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -60,7 +69,7 @@ TEST(alpha_values)
 	static const struct {
 		const char *s;
 		float want;
-	} ok[] = {{"0", 0.0f},	  {"1", 1.0f},	  {"0.25", 0.25f}, {".5", 0.5f},     {"1.", 1.0f},
+	} ok[] = {{"0", 0.0f},    {"1", 1.0f},      {"0.25", 0.25f}, {".5", 0.5f},    {"1.", 1.0f},
 		  {"5e-1", 0.5f}, {"25E-2", 0.25f}, {"1.0e0", 1.0f}, {"0.000", 0.0f}, {"1e-400", 0.0f}};
 	float a;
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -71,9 +80,10 @@ TEST(alpha_values)
 
 TEST(alpha_refused_spellings)
 {
-	static const char *const bad[] = {"",	  ".",	     "e1",    ".e1", "1e",   "1e+",  "+0.5", "-0",
-					  " 0.5", "0.5 ",    "0.5x",  "1.5", "2",    "1e400", "inf",  "nan",
-					  "0x0p0", "1.0.0",  "0,5",   "0000000000000000000000000000000.5"};
+	static const char *const bad[] = {"",     ".",     "e1",    ".e1",   "1e",
+					  "1e+",  "+0.5",  "-0",    " 0.5",  "0.5 ",
+					  "0.5x", "1.5",   "2",     "1e400", "inf",
+					  "nan",  "0x0p0", "1.0.0", "0,5",   "0000000000000000000000000000000.5"};
 	float a;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (alpha(bad[i], &a) != AT_EUNPROCESSABLE)

@@ -114,7 +114,7 @@ static void colour_stats(const uint8_t *rgb, int n, double *luma_sd, int *hue_bi
 		int mn = p[0] < p[1] ? (p[0] < p[2] ? p[0] : p[2]) : (p[1] < p[2] ? p[1] : p[2]);
 		if (mx - mn < 20)
 			continue;
-		double h = mx == p[0]	? fmod((double)(p[1] - p[2]) / (mx - mn) + 6, 6)
+		double h = mx == p[0]   ? fmod((double)(p[1] - p[2]) / (mx - mn) + 6, 6)
 			   : mx == p[1] ? (double)(p[2] - p[0]) / (mx - mn) + 2
 					: (double)(p[0] - p[1]) / (mx - mn) + 4;
 		bins[(int)(h / 6 * 8) & 7]++;
@@ -473,5 +473,6 @@ TEST(blank_and_masked_out_photos_are_rejected)
 }
 
 RUN_TESTS(same_seed_same_bytes, every_class_renders_and_ingest_accepts, sketches_and_paintings_never_share_an_instance,
-	  classes_are_uniform, paintings_are_colourful_and_families_differ, stroke_widths_vary, threads_draw_the_serial_bytes,
-	  photo_to_sketch_draws_lines, blank_and_masked_out_photos_are_rejected, contact_sheet_and_speed)
+	  classes_are_uniform, paintings_are_colourful_and_families_differ, stroke_widths_vary,
+	  threads_draw_the_serial_bytes, photo_to_sketch_draws_lines, blank_and_masked_out_photos_are_rejected,
+	  contact_sheet_and_speed)

@@ -8,8 +8,13 @@ static int check(const char *s, size_t len, size_t *bad) { return utf8_check(s, 
 
 TEST(utf8_accepts_valid_text)
 {
-	static const char *ok[] = {"", "ada", "caf\xc3\xa9", "\xe2\x82\xac 5", "\xf0\x9f\x8e\xa8 art",
-				   "\xed\x9f\xbf" /* U+D7FF */, "\xf4\x8f\xbf\xbf" /* U+10FFFF */,
+	static const char *ok[] = {"",
+				   "ada",
+				   "caf\xc3\xa9",
+				   "\xe2\x82\xac 5",
+				   "\xf0\x9f\x8e\xa8 art",
+				   "\xed\x9f\xbf" /* U+D7FF */,
+				   "\xf4\x8f\xbf\xbf" /* U+10FFFF */,
 				   "\xef\xbf\xbd" /* U+FFFD */};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		size_t bad = 99;
@@ -24,19 +29,19 @@ TEST(utf8_refuses_invalid_and_says_where)
 		const char *s;
 		size_t len, at;
 	} cases[] = {
-		{"ab\xff", 3, 2},		  /* never valid */
-		{"\x80", 1, 0},			  /* lone continuation */
-		{"x\xc3", 2, 1},		  /* cut before its continuation */
-		{"\xc3\x28", 2, 0},		  /* lead without continuation */
-		{"\xc0\xaf", 2, 0},		  /* overlong "/" */
-		{"\xe0\x80\xaf", 3, 0},		  /* overlong, 3 bytes */
-		{"\xf0\x80\x80\xaf", 4, 0},	  /* overlong, 4 bytes */
-		{"ok\xed\xa0\x80", 5, 2},	  /* surrogate U+D800 */
-		{"\xf4\x90\x80\x80", 4, 0},	  /* U+110000 */
-		{"\xf5\x80\x80\x80", 4, 0},	  /* F5 lead */
-		{"a\0b", 3, 1},			  /* NUL: PostgreSQL text cannot hold it */
-		{"\xe2\x82", 2, 0},		  /* euro sign cut short */
-		{"\xe2\x82\x41", 3, 0},		  /* bad third byte */
+		{"ab\xff", 3, 2},           /* never valid */
+		{"\x80", 1, 0},             /* lone continuation */
+		{"x\xc3", 2, 1},            /* cut before its continuation */
+		{"\xc3\x28", 2, 0},         /* lead without continuation */
+		{"\xc0\xaf", 2, 0},         /* overlong "/" */
+		{"\xe0\x80\xaf", 3, 0},     /* overlong, 3 bytes */
+		{"\xf0\x80\x80\xaf", 4, 0}, /* overlong, 4 bytes */
+		{"ok\xed\xa0\x80", 5, 2},   /* surrogate U+D800 */
+		{"\xf4\x90\x80\x80", 4, 0}, /* U+110000 */
+		{"\xf5\x80\x80\x80", 4, 0}, /* F5 lead */
+		{"a\0b", 3, 1},             /* NUL: PostgreSQL text cannot hold it */
+		{"\xe2\x82", 2, 0},         /* euro sign cut short */
+		{"\xe2\x82\x41", 3, 0},     /* bad third byte */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		size_t bad = 99;
