@@ -301,9 +301,11 @@ static void post_channel(http_req_t *req)
 	const char *reason = json_string_value(json_object_get(body, "reason"));
 	int rollback = action && !strcmp(action, "rollback");
 	if ((force && !json_is_boolean(force)) || (reason && strlen(reason) > MOVE_REASON_MAX)) {
+		/* name the field before the body (which owns force) is released */
+		const char *field = force && !json_is_boolean(force) ? "force" : "reason";
 		json_decref(body);
 		http_reply_err(req, AT_EUNPROCESSABLE, "force must be a boolean and reason at most 1000 bytes",
-			       json_pack("{ss}", "field", force && !json_is_boolean(force) ? "force" : "reason"));
+			       json_pack("{s[s]}", "fields", field));
 		return;
 	}
 	struct move *m = calloc(1, sizeof *m);

@@ -159,7 +159,7 @@ ATELIERD_PROBES = [
      {"version": 1, "action": "rollback"}, 422, names("action", "version")),
     ("unknown field in a promote", "POST", "/v1/models/m/channels/canary", {"version": 1, "overwrite": True}, 422,
      names("overwrite")),
-    ("force not a boolean", "POST", "/v1/models/m/channels/canary", {"version": 1, "force": "yes"}, 422, None),
+    ("force not a boolean", "POST", "/v1/models/m/channels/canary", {"version": 1, "force": "yes"}, 422, names("force")),
     ("reason not a string", "POST", "/v1/models/m/channels/canary", {"version": 1, "reason": 5}, 422,
      names("reason")),
     ("limit with a plus sign", "GET", "/v1/runs?limit=+5", None, 400, lambda r: r.json()["code"] == "RANGE"),
