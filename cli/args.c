@@ -100,6 +100,17 @@ int cli_arg_long(const struct cli_args *a, const char *name, long def, long min,
 	return 0;
 }
 
+int cli_arg_run_id(const struct cli_args *a, long long *id)
+{
+	char *end;
+	*id = strtoll(a->pos[0], &end, 10);
+	if (end == a->pos[0] || *end || *id <= 0) {
+		fprintf(stderr, "atelier %s: RUN must be a run number, not \"%s\"\n", a->cmd->name, a->pos[0]);
+		return 2;
+	}
+	return 0;
+}
+
 void cli_args_usage(FILE *f, const struct cli_command *cmd)
 {
 	fprintf(f, "usage: atelier %s%s%s", cmd->name, *cmd->usage ? " " : "", cmd->usage);

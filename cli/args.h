@@ -47,6 +47,8 @@ const char *cli_arg(const struct cli_args *a, const char *name);
 int cli_arg_long(const struct cli_args *a, const char *name, long def, long min, long max, long *out);
 
 /* "atelier NAME USAGE" with the flags folded in, as one line. */
+/* The first positional word as a run number (> 0); 2 after saying why on stderr. */
+int cli_arg_run_id(const struct cli_args *a, long long *id);
 void cli_args_usage(FILE *f, const struct cli_command *cmd);
 /* The usage line, the doc line and one line per flag (`atelier CMD --help`). */
 void cli_args_help(FILE *f, const struct cli_command *cmd);

@@ -297,17 +297,6 @@ int cmd_runs(struct cli *c, const struct cli_args *a)
 
 /* A run id from the command line: a positive number, or a usage error (it
  * goes into a request path). */
-static int run_id_arg(const struct cli_args *a, long long *id)
-{
-	char *end;
-	*id = strtoll(a->pos[0], &end, 10);
-	if (*end || *id <= 0 || end == a->pos[0]) {
-		fprintf(stderr, "atelier %s: RUN must be a run number, not \"%s\"\n", a->cmd->name, a->pos[0]);
-		return 2;
-	}
-	return 0;
-}
-
 static void print_run(json_t *out)
 {
 	json_t *r = json_object_get(out, "run");
@@ -377,7 +366,7 @@ static int run_outcome(json_t *out)
 int cmd_run_show(struct cli *c, const struct cli_args *a)
 {
 	long long id;
-	if (run_id_arg(a, &id))
+	if (cli_arg_run_id(a, &id))
 		return 2;
 	int watch = cli_arg(a, "watch") != NULL;
 	char path[128];
@@ -407,7 +396,7 @@ int cmd_run_show(struct cli *c, const struct cli_args *a)
 int cmd_cancel(struct cli *c, const struct cli_args *a)
 {
 	long long id;
-	if (run_id_arg(a, &id))
+	if (cli_arg_run_id(a, &id))
 		return 2;
 	char path[128];
 	snprintf(path, sizeof path, "/v1/runs/%lld/cancel", id);

@@ -21,17 +21,6 @@
 #define LOG_MAX_JOBS 256
 #define SSE_LINE_MAX 65536 /* a longer event line is cut: the server bounds its lines far below this */
 
-static int run_id_of(const struct cli_args *a, long long *id)
-{
-	char *end;
-	*id = strtoll(a->pos[0], &end, 10);
-	if (end == a->pos[0] || *end || *id <= 0) {
-		fprintf(stderr, "atelier %s: RUN must be a run number, not \"%s\"\n", a->cmd->name, a->pos[0]);
-		return 2;
-	}
-	return 0;
-}
-
 /* ---- metrics ---- */
 
 /* The sparkline of pts ([step, value] pairs) into out (3 bytes a column). */
@@ -59,7 +48,7 @@ static void sparkline(json_t *pts, char *out, size_t n)
 int cmd_metrics(struct cli *c, const struct cli_args *a)
 {
 	long long id;
-	if (run_id_of(a, &id))
+	if (cli_arg_run_id(a, &id))
 		return 2;
 	char path[96];
 	snprintf(path, sizeof path, "/v1/runs/%lld/metrics", id);
@@ -219,7 +208,7 @@ static int finished(const char *state)
 int cmd_logs(struct cli *c, const struct cli_args *a)
 {
 	long long id;
-	if (run_id_of(a, &id))
+	if (cli_arg_run_id(a, &id))
 		return 2;
 	const char *stage = a->npos > 1 ? a->pos[1] : NULL;
 	int follow = cli_arg(a, "follow") != NULL;
