@@ -43,22 +43,30 @@ static int is_plain(const char *s)
 	return 1;
 }
 
+/* GET /v1/artifacts/{sha} into r (its path into path); -1 after saying why.
+ * Anything but 64 lowercase hex digits is not put into a request path. */
+static int get_artifact(struct cli *c, const char *sha, char path[128], struct http_client_resp *r)
+{
+	if (!artifact_valid_sha(sha)) {
+		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
+		return -1;
+	}
+	snprintf(path, 128, "/v1/artifacts/%s", sha);
+	if (cli_request(c, "GET", path, NULL, NULL, 0, r) < 0 || r->status != 200) {
+		cli_fail(path, r);
+		http_client_resp_free(r);
+		return -1;
+	}
+	return 0;
+}
+
 /* Fetches an artifact and decodes it as RGB. */
 static int fetch_image(struct cli *c, const char *sha, struct image_raw *img)
 {
 	char path[128];
 	struct http_client_resp r;
-	/* anything but 64 lowercase hex digits is not put into a request path */
-	if (!artifact_valid_sha(sha)) {
-		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
+	if (get_artifact(c, sha, path, &r) < 0)
 		return -1;
-	}
-	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
-	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
-		cli_fail(path, &r);
-		http_client_resp_free(&r);
-		return -1;
-	}
 	char why[128];
 	int rc = image_decode((const uint8_t *)r.body.data, r.body.len, 3, (uint64_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE,
 			      img, why, sizeof why);
@@ -187,16 +195,8 @@ static int save_artifact(struct cli *c, const char *sha, const char *dir, const 
 {
 	char path[128], file[4200];
 	struct http_client_resp r;
-	if (!artifact_valid_sha(sha)) {
-		fprintf(stderr, "atelier: the server listed a malformed artifact id\n");
+	if (get_artifact(c, sha, path, &r) < 0)
 		return -1;
-	}
-	snprintf(path, sizeof path, "/v1/artifacts/%s", sha);
-	if (cli_request(c, "GET", path, NULL, NULL, 0, &r) < 0 || r.status != 200) {
-		cli_fail(path, &r);
-		http_client_resp_free(&r);
-		return -1;
-	}
 	int rc = -1;
 	if (r.body.len < 8 || memcmp(r.body.data, "\x89PNG\r\n\x1a\n", 8)) {
 		fprintf(stderr, "atelier: %s is not a PNG image\n", path);
