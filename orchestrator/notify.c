@@ -524,32 +524,31 @@ static void on_webhook_notify(void *arg, const char *channel, const char *payloa
 	claim(arg); /* channel NULL (reconnected) also means: look again */
 }
 
+/* Runs sql with one integer parameter when period ms have passed since *last;
+ * a database that is down is simply tried again at the next period. */
+static void every(struct notify *n, uint64_t now, uint64_t *last, uint64_t period, const char *sql, int arg)
+{
+	if (now - *last < period)
+		return;
+	*last = now;
+	char s[16];
+	snprintf(s, sizeof s, "%d", arg);
+	struct db_params p;
+	db_params_init(&p);
+	db_param_text(&p, s);
+	if (db_query(n->app->db, sql, &p, log_done, NULL) < 0) {
+		/* database down: the next period retries */
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct notify *n = t->data;
 	uint64_t now = uv_now(n->app->loop);
-	if (now - n->last_scan_ms >= NOTIFY_NODE_SCAN_MS) {
-		n->last_scan_ms = now;
-		char s[16];
-		snprintf(s, sizeof s, "%d", n->app->cfg.node_stale_s);
-		struct db_params p;
-		db_params_init(&p);
-		db_param_text(&p, s);
-		if (db_query(n->app->db, "SELECT atelier_webhook_scan_nodes($1::int)", &p, log_done, NULL) < 0) {
-			/* database down: the next scan retries */
-		}
-	}
-	if (now - n->last_prune_ms >= NOTIFY_PRUNE_MS) {
-		n->last_prune_ms = now;
-		char s[16];
-		snprintf(s, sizeof s, "%d", n->app->cfg.webhook_retention_days);
-		struct db_params p;
-		db_params_init(&p);
-		db_param_text(&p, s);
-		if (db_query(n->app->db, "SELECT atelier_webhook_prune($1::int)", &p, log_done, NULL) < 0) {
-			/* database down: the next prune retries */
-		}
-	}
+	every(n, now, &n->last_scan_ms, NOTIFY_NODE_SCAN_MS, "SELECT atelier_webhook_scan_nodes($1::int)",
+	      n->app->cfg.node_stale_s);
+	every(n, now, &n->last_prune_ms, NOTIFY_PRUNE_MS, "SELECT atelier_webhook_prune($1::int)",
+	      n->app->cfg.webhook_retention_days);
 	claim(n);
 	queue_pump(n);
 }
