@@ -41,6 +41,7 @@ struct am_trainer {
 	std::unique_ptr<torch::optim::Adam> opt_gen, opt_dis;
 	at::Generator rng;
 	uint64_t step = 0;
+	am::TrainerDist dist; /* world 1 unless am_dist_attach */
 };
 
 /* ---- construction ---- */
@@ -143,6 +144,18 @@ static void set_lr(am_trainer *t)
 			static_cast<torch::optim::AdamOptions &>(g.options()).lr(lr);
 }
 
+/* Every rank's gradients replaced by their mean (a no-op alone). */
+static void reduce_grads(am_trainer *t, torch::optim::Optimizer &opt)
+{
+	if (!t->dist.mean)
+		return;
+	std::vector<torch::Tensor> g;
+	for (auto &p : opt.param_groups()[0].params())
+		if (p.grad().defined())
+			g.push_back(p.mutable_grad());
+	t->dist.mean(g);
+}
+
 static torch::Tensor l1(const torch::Tensor &a, const torch::Tensor &b) { return (a - b).abs().mean(); }
 
 static int check_batch(const am_trainer *t, const float *xa, const float *xb, int batch, am_status_t *st)
@@ -161,8 +174,12 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 	auto x_a = torch::from_blob(const_cast<float *>(sk), {b, 1, s, s}, torch::kFloat).to(t->device);
 	auto x_b = torch::from_blob(const_cast<float *>(pa), {b, 3, s, s}, torch::kFloat).to(t->device);
 	/* randn locks the generator itself (its mutex is not recursive). */
-	auto s_a = torch::randn({b, c.style_dim}, t->rng, torch::kFloat).to(t->device);
-	auto s_b = torch::randn({b, c.style_dim}, t->rng, torch::kFloat).to(t->device);
+	/* A rank draws the combined batch's codes and keeps its slice: the same
+	 * codes as one process on the combined batch, and the same RNG state on
+	 * every rank. */
+	int64_t w = t->dist.world, off = (int64_t)t->dist.rank * b;
+	auto s_a = torch::randn({b * w, c.style_dim}, t->rng, torch::kFloat).narrow(0, off, b).to(t->device);
+	auto s_b = torch::randn({b * w, c.style_dim}, t->rng, torch::kFloat).narrow(0, off, b).to(t->device);
 	set_lr(t);
 
 	/* 1. generators forward */
@@ -182,6 +199,7 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 	auto dis_total = c.gan_w * (d_a + d_b);
 	zero_grads(*t->opt_dis);
 	dis_total.backward();
+	reduce_grads(t, *t->opt_dis);
 	t->opt_dis->step();
 	set_requires_grad(*t->dis_a, false);
 	set_requires_grad(*t->dis_b, false);
@@ -203,6 +221,7 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 			 c.recon_c_w * (rc_a + rc_b) + c.recon_x_cyc_w * (cyc_a + cyc_b);
 	zero_grads(*t->opt_gen);
 	gen_total.backward();
+	reduce_grads(t, *t->opt_gen);
 	t->opt_gen->step();
 	t->step++;
 
@@ -212,6 +231,10 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 				       cyc_b, d_a, d_b})
 				 .detach()
 				 .to(torch::kCPU, torch::kDouble);
+		if (t->dist.mean) {
+			std::vector<torch::Tensor> l{v};
+			t->dist.mean(l);
+		}
 		auto p = v.accessor<double, 1>();
 		double *dst[] = {&out->gen_total, &out->dis_total, &out->gen_adv_a, &out->gen_adv_b, &out->recon_x_a,
 				 &out->recon_x_b, &out->recon_s_a, &out->recon_s_b, &out->recon_c_a, &out->recon_c_b,
@@ -301,6 +324,74 @@ static void load_adam(torch::serialize::InputArchive &ar, const std::string &pre
 		s->exp_avg_sq(v.to(params[i].device()));
 		state[state_key(state, params[i])] = std::move(s);
 	}
+}
+
+/* ---- the state a process group broadcasts (am_dist.cpp) ---- */
+
+void am::trainer_set_dist(am_trainer *t, am::TrainerDist d) { t->dist = std::move(d); }
+at::Generator &am::trainer_rng(am_trainer *t) { return t->rng; }
+torch::Device am::trainer_device(am_trainer *t) { return t->device; }
+
+torch::Tensor am::trainer_meta(am_trainer *t)
+{
+	std::vector<int64_t> m{(int64_t)t->step};
+	for (auto *opt : {t->opt_gen.get(), t->opt_dis.get()}) {
+		auto &state = opt->state();
+		for (auto &p : opt->param_groups()[0].params()) {
+			auto it = state.find(state_key(state, p));
+			m.push_back(
+				it == state.end()
+					? -1
+					: (int64_t) static_cast<torch::optim::AdamParamState &>(*it->second).step());
+		}
+	}
+	return torch::tensor(m, torch::kLong);
+}
+
+void am::trainer_set_meta(am_trainer *t, const torch::Tensor &meta)
+{
+	auto m = meta.accessor<int64_t, 1>();
+	t->step = (uint64_t)m[0];
+	int64_t i = 1;
+	for (auto *opt : {t->opt_gen.get(), t->opt_dis.get()}) {
+		auto &state = opt->state();
+		for (auto &p : opt->param_groups()[0].params()) {
+			auto key = state_key(state, p);
+			int64_t s = m[i++];
+			if (s < 0) {
+				state.erase(key);
+				continue;
+			}
+			auto it = state.find(key);
+			if (it == state.end()) {
+				auto fresh = std::make_unique<torch::optim::AdamParamState>();
+				fresh->exp_avg(torch::zeros_like(p));
+				fresh->exp_avg_sq(torch::zeros_like(p));
+				it = state.emplace(key, std::move(fresh)).first;
+			}
+			static_cast<torch::optim::AdamParamState &>(*it->second).step(s);
+		}
+	}
+}
+
+std::vector<torch::Tensor> am::trainer_tensors(am_trainer *t)
+{
+	std::vector<torch::Tensor> v;
+	for (int i = 0; i < 4; i++)
+		for (auto &p : net(t, i).parameters())
+			v.push_back(p);
+	for (auto *opt : {t->opt_gen.get(), t->opt_dis.get()}) {
+		auto &state = opt->state();
+		for (auto &p : opt->param_groups()[0].params()) {
+			auto it = state.find(state_key(state, p));
+			if (it == state.end())
+				continue;
+			auto &s = static_cast<torch::optim::AdamParamState &>(*it->second);
+			v.push_back(s.exp_avg());
+			v.push_back(s.exp_avg_sq());
+		}
+	}
+	return v;
 }
 
 static std::string config_text(const am_config *c)

@@ -178,6 +178,62 @@ int am_trainer_export(am_trainer *t, const char *path, am_status_t *st) AM_MUST_
  */
 int am_trainer_warm_start(am_trainer *t, const char *path, am_status_t *st) AM_MUST_CHECK;
 
+/* ---- data-parallel training (models/am_dist.cpp; docs/training.md) ---- */
+
+/*
+ * A process group of `world` ranks over torch.distributed's c10d: a TCPStore
+ * that rank 0 hosts is the rendezvous, Gloo carries the collectives (tensors
+ * on a GPU are staged through host memory unless the shim was built with
+ * NCCL). Every call below is collective unless it says otherwise: all ranks
+ * make it, in the same order. A rank that dies or stalls makes the others'
+ * next collective fail with AT_ETIMEOUT or AT_EUNAVAILABLE within timeout_ms;
+ * the group is then unusable (free it). One thread at a time.
+ */
+typedef struct am_dist am_dist;
+
+/*
+ * Rank 0: hosts the rendezvous store on bind_host:port (port 0 = a free port;
+ * am_dist_port says which) for a group of world ranks. Returns at once; the
+ * group forms in am_dist_join. Not collective.
+ */
+am_dist *am_dist_listen(const char *bind_host, int port, int world, int timeout_ms, am_status_t *st);
+/* Ranks 1..world-1: connects to rank 0's store at host:port. Not collective. */
+am_dist *am_dist_connect(const char *host, int port, int rank, int world, int timeout_ms, am_status_t *st);
+/* The store's port (rank 0's listening port on every rank). */
+int am_dist_port(const am_dist *d);
+/*
+ * Forms the group: every rank's Gloo endpoint binds to my_host (an address of
+ * this host that the other ranks can reach; NULL = the hostname's) and meets
+ * the others through the store. Blocks until all ranks joined or timeout_ms.
+ */
+int am_dist_join(am_dist *d, const char *my_host, am_status_t *st) AM_MUST_CHECK;
+void am_dist_free(am_dist *d);
+int am_dist_rank(const am_dist *d);
+int am_dist_world(const am_dist *d);
+/*
+ * Makes t a replica: rank 0's weights, optimiser state, step count and RNG
+ * state are broadcast to the others (a resumed rank 0 brings its checkpoint
+ * to all), the ranks' configs must agree (AT_ECONFLICT otherwise), and from
+ * now on am_trainer_step averages gradients across the group (each rank
+ * passes its shard of the combined batch; the same batch size on every
+ * rank) and reports losses averaged over the group. The trainer holds a
+ * reference to the group, so either may be freed first; a trainer whose
+ * group failed fails its steps.
+ */
+int am_dist_attach(am_dist *d, am_trainer *t, am_status_t *st) AM_MUST_CHECK;
+/* Averages n doubles across the group in place. */
+int am_dist_mean(am_dist *d, double *v, int n, am_status_t *st) AM_MUST_CHECK;
+/* Blocks until every rank reached it. */
+int am_dist_barrier(am_dist *d, am_status_t *st) AM_MUST_CHECK;
+
+/* What the group's collectives cost so far on this rank (not collective). */
+typedef struct am_dist_stats {
+	uint64_t allreduces; /* calls, gradients and losses */
+	uint64_t bytes;      /* payload bytes this rank contributed to them */
+	double seconds;      /* wall time inside them, staging included */
+} am_dist_stats;
+void am_dist_get_stats(const am_dist *d, am_dist_stats *out);
+
 /* ---- inference ---- */
 
 typedef enum am_style_kind {

@@ -14,6 +14,7 @@
 #ifndef ATELIER_MUNIT_HPP
 #define ATELIER_MUNIT_HPP
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -192,6 +193,34 @@ int check_image_args(const void *px, int w, int h, am_status_t *st);
 torch::Tensor style_code(Translator &tr, const am_style *style, int depth);
 int stylize(Translator &tr, const uint8_t *gray, int w, int h, const am_style *style, uint8_t *rgb_out, int out_w,
 	    int out_h, am_status_t *st);
+
+/* ---- data-parallel training (am_trainer.cpp calls, am_dist.cpp installs) ---- */
+
+/*
+ * A trainer in a process group of `world` ranks. mean() averages its tensors
+ * in place across the ranks (a collective: every rank calls it with the same
+ * shapes, in the same order); it may throw. With mean set, a step averages
+ * both updates' gradients and the reported losses, and draws batch * world
+ * style codes keeping its own slice, so that world ranks of batch b compute
+ * what one process computes on the combined batch of world * b.
+ */
+struct TrainerDist {
+	std::function<void(std::vector<torch::Tensor> &)> mean;
+	int rank = 0, world = 1;
+};
+void trainer_set_dist(am_trainer *t, TrainerDist d);
+/*
+ * The training state for a broadcast from rank 0. trainer_meta: int64
+ * [step, then each optimiser slot's Adam step or -1 when it has no state];
+ * trainer_set_meta applies rank 0's (creating zero Adam states where rank 0
+ * has some) so that trainer_tensors lists the same tensors on every rank:
+ * parameters, then exp_avg and exp_avg_sq of every slot with state, in place.
+ */
+torch::Tensor trainer_meta(am_trainer *t);
+void trainer_set_meta(am_trainer *t, const torch::Tensor &meta);
+std::vector<torch::Tensor> trainer_tensors(am_trainer *t);
+at::Generator &trainer_rng(am_trainer *t);
+torch::Device trainer_device(am_trainer *t);
 
 } // namespace am
 
