@@ -343,6 +343,13 @@ static json_t *stage_to_json(const struct pipeline_stage *st)
 		      "needs", needs, "gate", gate, "params", st->params, "resources", "gpu", (json_int_t)st->gpu,
 		      "cpu", (json_int_t)st->cpu, "timeout_ms", (json_int_t)st->timeout_ms, "retries",
 		      (json_int_t)st->retries, "cache", st->cache);
+	/* "workers" only for gangs: a one-process pipeline keeps its sha256 */
+	if (o && st->workers > 1 &&
+	    json_object_set_new(json_object_get(o, "resources"), "workers", json_integer((json_int_t)st->workers)) <
+		    0) {
+		json_decref(o);
+		o = NULL;
+	}
 out:
 	free(sorted);
 	json_decref(needs);

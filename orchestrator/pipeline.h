@@ -80,6 +80,7 @@ struct pipeline_stage {
 	json_t *params;                  /* always a JSON object, defaults filled in; for the worker */
 	int64_t gpu;                     /* GPUs the job needs (0 = CPU is fine) */
 	int64_t cpu;                     /* CPU cores the job wants */
+	int64_t workers;                 /* train: ranks of a data-parallel gang (1 = one process) */
 	int64_t timeout_ms;              /* one attempt is killed after this long */
 	int64_t retries;                 /* extra attempts after the first fails */
 	struct pipeline_gate_rule *gate; /* evaluate stages only; all rules must pass */
@@ -146,7 +147,7 @@ int pipeline_finalize(pipeline_t *p, struct pipeline_dag_error *err) AT_MUST_CHE
  *   {"schema":2,"pipeline":..,"description":..,"model":..,"concurrency":..,
  *    "triggers":{"new_sketches":N|null,"every_ms":N|null,"manual":bool},
  *    "stages":{NAME:{"kind":..,"needs":[sorted],"params":{..},
- *                    "resources":{"gpu":N,"cpu":N},"timeout_ms":N,"retries":N,"cache":bool,
+ *                    "resources":{"gpu":N,"cpu":N[,"workers":N when > 1]},"timeout_ms":N,"retries":N,"cache":bool,
  *                    "gate":[{"metric":..,"op":..,"threshold":X,"slice":..(only when set)}]}}}
  * NULL when out of memory.
  */

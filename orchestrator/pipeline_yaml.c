@@ -462,6 +462,7 @@ static int walk_gate(struct yctx *c, const struct field *f, yaml_node_t *val, co
 static int check_gate_rule(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int check_canny(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
+static int check_resources(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj);
 static int validate_multiple_of_4(struct yctx *c, const struct field *f, const yaml_mark_t *mark, const char *path,
 				  const struct value *v);
 static int walk_notify(struct yctx *c, const struct field *f, yaml_node_t *val, const yaml_mark_t *mark,
@@ -529,8 +530,11 @@ static const struct field resource_fields[] = {
 	 .doc = "GPUs the job needs; 0 runs anywhere (a worker with a GPU still uses it)"},
 	{"cpu", T_INT, .def = "1", RANGE(0, 1024), AT(struct pipeline_stage, cpu),
 	 .doc = "CPU cores the job wants; 0 = no reservation"},
+	{"workers", T_INT, .def = "1", RANGE(1, 64), AT(struct pipeline_stage, workers),
+	 .doc = "train stages: ranks of a data-parallel gang, each on its own worker with `gpu` GPUs "
+		"(docs/training.md); 1 = one process"},
 };
-static const struct schema resource_schema = SCHEMA("resources", resource_fields);
+static const struct schema resource_schema = SCHEMA("resources", resource_fields, .check = check_resources);
 
 static const struct field gate_rule_fields[] = {
 	{"metric", T_ENUM, .required = true, .choices = metric_names,
@@ -1266,6 +1270,16 @@ static int check_canny(struct yctx *c, const yaml_mark_t *mark, const char *path
 	if (lo < hi)
 		return 0;
 	return fail(c, mark, INVALID, "\"%s.canny_low\" (%g) must be below canny_high (%g)", path, lo, hi);
+}
+
+/* Only training knows how to split itself across ranks (workers/jobs_train.c). */
+static int check_resources(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj)
+{
+	struct pipeline_stage *st = base;
+	if (st->workers <= 1 || st->kind == PIPELINE_KIND_TRAIN)
+		return 0;
+	return fail(c, mark, INVALID, "\"%s.workers\" (%lld) is only allowed on train stages (\"%s\" is a %s stage)",
+		    path, (long long)st->workers, st->name, pipeline_kind_name(st->kind));
 }
 
 static int check_collect(struct yctx *c, const yaml_mark_t *mark, const char *path, void *base, json_t *obj)
