@@ -14,7 +14,9 @@
  * with batch WORLD * BATCH is the same data in one process. WORLD 1 uses no
  * group at all. RESUME: a checkpoint rank 0 starts from (the broadcast
  * brings it to the others). GANG_SLOW_MS (environment) sleeps that long
- * after each step, so that a test can kill a rank mid-run.
+ * after each step, so that a test can kill a rank mid-run; GANG_CKPT_EVERY=N
+ * makes rank 0 save OUT_DIR/rank0.step.ckpt every N steps and then write
+ * the step to OUT_DIR/rank0.step.
  *
  * Output (stdout, one line each): "step N gen G dis D" with the group's mean
  * losses (%.9g), then "sha256 HEX" of the checkpoint this rank writes to
@@ -76,6 +78,8 @@ int main(int argc, char **argv)
 	const char *host = argv[3], *my_host = argv[5], *out = argv[8], *resume = argc == 10 ? argv[9] : NULL;
 	const char *slow = getenv("GANG_SLOW_MS");
 	int slow_ms = slow && *slow ? num(slow, 0, 60000) : 0;
+	const char *ck = getenv("GANG_CKPT_EVERY");
+	int ck_every = ck && *ck ? num(ck, 1, 100000) : 0;
 	char path[4096];
 	am_status_t *st = am_status_new();
 	if (!st)
@@ -147,6 +151,18 @@ int main(int argc, char **argv)
 			die("step", st);
 		printf("step %llu gen %.9g dis %.9g\n", (unsigned long long)l.step, l.gen_total, l.dis_total);
 		fflush(stdout);
+		if (rank == 0 && ck_every && l.step % (uint64_t)ck_every == 0) {
+			char tmp[4096];
+			snprintf(path, sizeof path, "%s/rank0.step.ckpt", out);
+			if (am_trainer_save(t, path, st) < 0)
+				die("checkpoint", st);
+			snprintf(tmp, sizeof tmp, "%s/rank0.step.tmp", out);
+			snprintf(path, sizeof path, "%s/rank0.step", out);
+			FILE *f = fopen(tmp, "w");
+			if (!f || fprintf(f, "%llu", (unsigned long long)l.step) < 0 || fclose(f) != 0 ||
+			    rename(tmp, path) != 0)
+				return 1;
+		}
 		if (slow_ms)
 			usleep((useconds_t)slow_ms * 1000);
 	}
