@@ -85,6 +85,15 @@ static const struct {
 	{"q_reap", "SELECT atelier_reap()", 0},
 	{"q_cancel", "SELECT atelier_cancel_job($1::bigint)", 1},
 	{"q_worker_seen", "SELECT atelier_worker_seen($1, $2::text[], $3::int)", 3},
+	/* gangs (sql/016_gang.sql) */
+	{"q_gang_size", "SELECT gang_size FROM jobs WHERE id = $1::bigint AND owner_token = $2::bigint", 2},
+	{"q_gang_open", "SELECT atelier_gang_open($1::bigint, $2::bigint, $3, $4::int, $5::int)", 5},
+	{"q_gang_join",
+	 "SELECT id, owner_token, coalesce(run_id, 0), attempts, max_attempts, needs_gpu, coalesce(timeout_s, 0),"
+	 " kind, stage, payload::text, gang_token, rank, size, rendezvous"
+	 " FROM atelier_gang_join($1, $2::text[], $3::int, $4::int)",
+	 4},
+	{"q_gang_poll", "SELECT atelier_gang_poll($1::bigint, $2::bigint, $3::int, $4::bigint, $5::int)", 5},
 };
 
 /* The claim must walk jobs_claimable in (priority, id) order from the
@@ -574,4 +583,102 @@ int queue_listen_wait(PGconn *conn, int timeout_ms, int wake_fd)
 		/* Readable but no whole notification yet (or a NOTICE): wait again.
 		 * The timeout restarts, which only ever lengthens a safety-net poll a little. */
 	}
+}
+
+/* ---- gangs ---- */
+
+static const char *const gang_state_names[] = {
+	[QUEUE_GANG_FILLING] = "filling", [QUEUE_GANG_FORMED] = "formed", [QUEUE_GANG_RELEASED] = "released",
+	[QUEUE_GANG_FAILED] = "failed",   [QUEUE_GANG_DONE] = "done",     [QUEUE_GANG_GONE] = "gone",
+};
+
+const char *queue_gang_state_name(enum queue_gang_state s)
+{
+	return (unsigned)s < sizeof gang_state_names / sizeof gang_state_names[0] ? gang_state_names[s] : "?";
+}
+
+int queue_gang_size(PGconn *conn, int64_t id, int64_t token, int *size)
+{
+	char i[24], t[24];
+	snprintf(i, sizeof i, "%" PRId64, id);
+	snprintf(t, sizeof t, "%" PRId64, token);
+	const char *v[2] = {i, t};
+	PGresult *res;
+	int rc = exec(conn, "q_gang_size", 2, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	*size = s ? (int)strtol(s, NULL, 10) : 0;
+	PQclear(res);
+	return s ? 0 : AT_ESTALE;
+}
+
+int queue_gang_open(PGconn *conn, const struct queue_job *job, int size, const char *rendezvous, int fill_s,
+		    int lease_s, struct queue_gang *out)
+{
+	char i[24], t[24], f[16], l[16];
+	memset(out, 0, sizeof *out);
+	if (!rendezvous || strlen(rendezvous) >= sizeof out->rendezvous || size < 2)
+		return AT_EINVAL;
+	snprintf(i, sizeof i, "%" PRId64, job->id);
+	snprintf(t, sizeof t, "%" PRId64, job->token);
+	snprintf(f, sizeof f, "%d", fill_s);
+	snprintf(l, sizeof l, "%d", lease_s);
+	const char *v[5] = {i, t, rendezvous, f, l};
+	int rc = exec_owned(conn, "q_gang_open", 5, v);
+	if (rc < 0)
+		return rc;
+	out->job_id = job->id;
+	out->gang_token = out->member_token = job->token;
+	out->rank = 0;
+	out->size = size;
+	snprintf(out->rendezvous, sizeof out->rendezvous, "%s", rendezvous);
+	return 0;
+}
+
+int queue_gang_join(PGconn *conn, const char *worker, const char *const *kinds, int gpus, int lease_s,
+		    struct queue_job *job, struct queue_gang *out)
+{
+	memset(job, 0, sizeof *job);
+	memset(out, 0, sizeof *out);
+	struct claim_params cp;
+	int rc = claim_params_init(&cp, worker, kinds, gpus, lease_s);
+	PGresult *res = NULL;
+	if (rc == 0)
+		rc = exec(conn, "q_gang_join", 4, cp.v, &res);
+	if (rc == 0 && PQntuples(res) == 0)
+		rc = AT_ENOTFOUND;
+	if (rc == 0 && (rc = job_from_row(res, 0, job)) == 0) {
+		out->job_id = job->id;
+		out->member_token = job->token;
+		out->gang_token = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
+		out->rank = (int)strtol(PQgetvalue(res, 0, 11), NULL, 10);
+		out->size = (int)strtol(PQgetvalue(res, 0, 12), NULL, 10);
+		snprintf(out->rendezvous, sizeof out->rendezvous, "%s", PQgetvalue(res, 0, 13));
+	}
+	PQclear(res);
+	at_buf_free(&cp.kinds);
+	return rc;
+}
+
+int queue_gang_poll(PGconn *conn, const struct queue_gang *g, int lease_s, enum queue_gang_state *state)
+{
+	char i[24], t[24], r[16], m[24], l[16];
+	snprintf(i, sizeof i, "%" PRId64, g->job_id);
+	snprintf(t, sizeof t, "%" PRId64, g->gang_token);
+	snprintf(r, sizeof r, "%d", g->rank);
+	snprintf(m, sizeof m, "%" PRId64, g->member_token);
+	snprintf(l, sizeof l, "%d", lease_s);
+	const char *v[5] = {i, t, r, m, l};
+	PGresult *res;
+	int rc = exec(conn, "q_gang_poll", 5, v, &res);
+	if (rc < 0)
+		return rc;
+	const char *s = scalar(res);
+	*state = QUEUE_GANG_GONE;
+	for (size_t k = 0; s && k < sizeof gang_state_names / sizeof gang_state_names[0]; k++)
+		if (strcmp(s, gang_state_names[k]) == 0)
+			*state = (enum queue_gang_state)k;
+	PQclear(res);
+	return 0;
 }

@@ -121,4 +121,40 @@ int queue_listen(PGconn *conn) AT_MUST_CHECK;
  * count, so "claim found nothing, then wait" never misses one. */
 int queue_listen_wait(PGconn *conn, int timeout_ms, int wake_fd) AT_MUST_CHECK;
 
+/* ---- gangs: one job, several ranks (sql/016_gang.sql; docs/queue.md "Gang claims") ---- */
+
+/* One rank's hold on a gang. */
+struct queue_gang {
+	int64_t job_id;
+	int64_t gang_token;   /* rank 0's owner token of the job: names this attempt's gang */
+	int64_t member_token; /* this rank's own (rank 0: the gang token) */
+	int rank, size;
+	char rendezvous[304]; /* host:port of rank 0's store */
+};
+
+enum queue_gang_state {
+	QUEUE_GANG_FILLING, /* ranks still missing */
+	QUEUE_GANG_FORMED,  /* every rank claimed: start */
+	QUEUE_GANG_RELEASED,
+	QUEUE_GANG_FAILED,
+	QUEUE_GANG_DONE, /* the job succeeded */
+	QUEUE_GANG_GONE, /* replaced by a later attempt's gang, or this rank is not in it */
+};
+const char *queue_gang_state_name(enum queue_gang_state s);
+
+/* The ranks the claimed job (id, token) wants: 1 = an ordinary job. AT_ESTALE: not ours. */
+int queue_gang_size(PGconn *conn, int64_t id, int64_t token, int *size) AT_MUST_CHECK;
+/* Rank 0 (the job's claimant): opens this attempt's gang of size ranks with
+ * its store's address, waking idle workers. AT_ESTALE: the job is not ours. */
+int queue_gang_open(PGconn *conn, const struct queue_job *job, int size, const char *rendezvous, int fill_s,
+		    int lease_s, struct queue_gang *out) AT_MUST_CHECK;
+/* An idle worker joins the oldest filling gang it can serve (kinds, gpus; one
+ * rank per worker). AT_ENOTFOUND when none; else *job (the gang's job, token =
+ * the member token; clear it with queue_job_clear) and *out. */
+int queue_gang_join(PGconn *conn, const char *worker, const char *const *kinds, int gpus, int lease_s,
+		    struct queue_job *job, struct queue_gang *out) AT_MUST_CHECK;
+/* Extends this rank's lease and says the gang's state; a filling gang past its
+ * deadline is released here (the job requeued, its attempt not counted). */
+int queue_gang_poll(PGconn *conn, const struct queue_gang *g, int lease_s, enum queue_gang_state *state) AT_MUST_CHECK;
+
 #endif

@@ -190,3 +190,111 @@ def test_killed_rank_fails_the_survivor_and_a_retry_resumes_from_the_checkpoint(
     # resumed training is the uninterrupted training, bit for bit
     assert sha_a == ref_sha, "the resumed gang did not end where the uninterrupted one did"
     assert sa == ref[done:], (sa, ref[done:])
+
+
+# ---- gang claims in PostgreSQL ----
+
+def migrate(url):
+    for f in sorted(glob.glob(os.path.join(ROOT, "sql", "[0-9]*.sql"))):
+        subprocess.run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-1", "-f", f],
+                       check=True, capture_output=True, text=True)
+
+
+class Sql:
+    def __init__(self, pg, url):
+        self.pg, self.url = pg, url
+
+    def __call__(self, q):
+        return self.pg.psql(q, self.url)
+
+    def train_job(self, workers):
+        return int(self("SELECT atelier_enqueue(kind => 'train', payload => '{\"workers\": %d}')" % workers))
+
+    def claim(self, job, worker):
+        """What q_claim does to the row (lib/queue.c), for one given job: the owner token."""
+        return int(self("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = '%s',"
+                        " owner_token = nextval('jobs_owner_token_seq'), lease_expires_at = now() + interval '30 s'"
+                        " WHERE id = %d AND state = 'queued' RETURNING owner_token" % (worker, job)))
+
+    def join(self, worker, lease=30):
+        r = self("SELECT id, owner_token, gang_token, rank, size, rendezvous FROM"
+                 " atelier_gang_join('%s', '{train}', 0, %d)" % (worker, lease))
+        return r.split("|") if r else None
+
+    def poll(self, job, gang_token, rank, member_token, lease=30):
+        return self("SELECT atelier_gang_poll(%d, %s, %d, %s, %d)" % (job, gang_token, rank, member_token, lease))
+
+
+@pytest.fixture
+def sql(pg, db_url):
+    migrate(db_url)
+    return Sql(pg, db_url)
+
+
+def test_gang_forms_when_its_last_rank_joins(sql):
+    job = sql.train_job(3)
+    assert sql("SELECT gang_size FROM jobs WHERE id = %d" % job) == "3"
+    assert sql("SELECT gang_size FROM jobs WHERE id = %d" % sql.train_job(1)) == "1"
+    tok = sql.claim(job, "w0")
+    assert sql("SELECT atelier_gang_open(%d, %d, '10.0.0.1:29500', 30, 30)" % (job, tok)) == "t"
+    # a stale token opens nothing
+    assert sql("SELECT atelier_gang_open(%d, %d, '10.0.0.1:1', 30, 30)" % (job, tok + 1)) == "f"
+    # rank 0's own worker cannot take a second rank
+    assert sql.join("w0") is None
+    a = sql.join("w1")
+    assert a[0] == str(job) and a[2] == str(tok) and a[3:] == ["1", "3", "10.0.0.1:29500"], a
+    assert sql.poll(job, tok, 0, tok) == "filling"
+    assert sql.join("w1") is None, "one rank per worker"
+    b = sql.join("w2")
+    assert b[3] == "2" and sql.poll(job, tok, 0, tok) == "formed" and sql.poll(job, tok, 2, b[1]) == "formed"
+    assert sql.join("w3") is None, "a formed gang takes no one"
+    # a member token that is not this rank's is not a member
+    assert sql.poll(job, tok, 1, b[1]) == "gone"
+    sql("SELECT atelier_complete(%d, %d, '{}')" % (job, tok))
+    assert sql.poll(job, tok, 1, a[1]) == "done"
+
+
+def test_two_half_filled_gangs_release_their_claims_instead_of_deadlocking(sql):
+    """Two workers, two gangs of 2: each worker claims one job as its rank 0, nobody is left to join. Both gangs give
+    their job back after fill_s (attempt not counted, a random delay up to fill_s), and then one forms."""
+    j1, j2 = sql.train_job(2), sql.train_job(2)
+    t1, t2 = sql.claim(j1, "wA"), sql.claim(j2, "wB")
+    for j, t in ((j1, t1), (j2, t2)):
+        sql("SELECT atelier_gang_open(%d, %d, 'h:1', 1, 30)" % (j, t))
+    # wA and wB are busy being rank 0: no worker is free to join either gang
+    time.sleep(1.2)
+    assert sql.poll(j1, t1, 0, t1) == "released" and sql.poll(j2, t2, 0, t2) == "released"
+    rows = sql("SELECT id, state, attempts, owner_token IS NULL, run_after <= now() + interval '1 s', error"
+               " FROM jobs WHERE id IN (%d, %d) ORDER BY id" % (j1, j2)).splitlines()
+    for r in rows:
+        f = r.split("|")
+        assert f[1:5] == ["queued", "0", "t", "t"] and "not filled within 1 s" in f[5], r
+    assert sql("SELECT string_agg(state, ',') FROM gangs") == "released,released"
+    # the next round: one worker claims, the other joins before it claims
+    sql("UPDATE jobs SET run_after = now() WHERE id IN (%d, %d)" % (j1, j2))
+    t = sql.claim(j1, "wA")
+    sql("SELECT atelier_gang_open(%d, %d, 'h:2', 1, 30)" % (j1, t))
+    m = sql.join("wB")
+    assert m[0] == str(j1) and sql.poll(j1, t, 0, t) == "formed"
+
+
+def test_a_rank_whose_lease_expires_fails_the_gang_and_a_retry_opens_a_new_one(sql):
+    job = sql.train_job(2)
+    tok = sql.claim(job, "w0")
+    sql("SELECT atelier_gang_open(%d, %d, 'h:1', 30, 30)" % (job, tok))
+    m = sql.join("w1", lease=1)
+    assert sql.poll(job, tok, 0, tok) == "formed"
+    time.sleep(1.2)  # rank 1 stopped polling
+    assert sql.poll(job, tok, 0, tok) == "failed"
+    assert "rank 1 stopped polling" in sql("SELECT error FROM gangs WHERE job_id = %d" % job)
+    # rank 0 fails its attempt; the retry is a new gang, the old ranks are out of it
+    assert sql("SELECT atelier_fail(%d, %d, 'rank 1 died', true)" % (job, tok)) == "queued"
+    sql("UPDATE jobs SET run_after = now() WHERE id = %d" % job)
+    tok2 = sql.claim(job, "w0")
+    sql("SELECT atelier_gang_open(%d, %d, 'h:2', 30, 30)" % (job, tok2))
+    assert sql.poll(job, tok, 1, m[1]) == "gone"
+    assert sql.join("w2")[2] == str(tok2)
+    # a job that fails while its gang runs fails the gang (the trigger), which every rank then reads
+    assert sql("SELECT atelier_cancel_job(%d)" % job) in ("cancelled", "running")
+    sql("SELECT atelier_fail(%d, %d, 'cancelled', false)" % (job, tok2))
+    assert sql("SELECT state FROM gangs WHERE job_id = %d" % job) == "failed"

@@ -91,6 +91,44 @@ void job_progress(struct job_ctx *ctx, double fraction, const char *msg, int eta
 	pthread_mutex_unlock(&ctx->w->mu);
 }
 
+/* ---- gangs ---- */
+
+int job_gang_role(struct job_ctx *ctx, int *rank, int *size)
+{
+	if (ctx->in_gang) {
+		*rank = ctx->gang.rank;
+		*size = ctx->gang.size;
+		return 0;
+	}
+	*rank = 0;
+	return queue_gang_size(ctx->slot->conn, ctx->id, ctx->slot->cur_token, size);
+}
+
+int job_gang_open(struct job_ctx *ctx, int size, const char *rendezvous)
+{
+	struct queue_job j = {.id = ctx->id, .token = ctx->slot->cur_token};
+	int rc = queue_gang_open(ctx->slot->conn, &j, size, rendezvous, ctx->w->cfg->gang_fill_s, ctx->w->cfg->lease_s,
+				 &ctx->gang);
+	if (rc == 0)
+		ctx->in_gang = 1;
+	return rc;
+}
+
+int job_gang_poll(struct job_ctx *ctx, enum queue_gang_state *state)
+{
+	if (!ctx->in_gang)
+		return AT_EINVAL;
+	return queue_gang_poll(ctx->slot->conn, &ctx->gang, ctx->w->cfg->lease_s, state);
+}
+
+const char *job_gang_rendezvous(const struct job_ctx *ctx) { return ctx->in_gang ? ctx->gang.rendezvous : ""; }
+
+void job_gang_released(struct job_ctx *ctx) { ctx->outcome_done = 1; }
+
+const char *job_gang_host(const struct job_ctx *ctx) { return ctx->w->cfg->gang_host; }
+
+int job_gang_timeout_s(const struct job_ctx *ctx) { return ctx->w->cfg->gang_timeout_s; }
+
 int job_cancelled(const struct job_ctx *ctx) { return atomic_load(&ctx->stop) != JOB_RUN; }
 
 int job_stopping(const struct job_ctx *ctx) { return atomic_load(&ctx->w->stopping); }

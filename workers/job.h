@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "queue.h"
 
 struct job_ctx;
 typedef int (*job_fn)(struct job_ctx *ctx);
@@ -101,6 +102,24 @@ void job_set_result(struct job_ctx *ctx, json_t *result);
 void job_errorf(struct job_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* This failure will not get better by retrying (bad payload, ...). */
 void job_no_retry(struct job_ctx *ctx);
+
+/* ---- data-parallel gangs (docs/training.md, sql/016_gang.sql) ---- */
+
+/* This process's rank and the gang's size: a joined rank knows both; the
+ * claimant asks the queue (rank 0 of gang_size; 0 of 1 for an ordinary job). */
+int job_gang_role(struct job_ctx *ctx, int *rank, int *size) AT_MUST_CHECK;
+/* Rank 0: opens the gang with the rendezvous address other ranks connect to. */
+int job_gang_open(struct job_ctx *ctx, int size, const char *rendezvous) AT_MUST_CHECK;
+/* Extends this rank's gang lease and reads the gang's state. */
+int job_gang_poll(struct job_ctx *ctx, enum queue_gang_state *state) AT_MUST_CHECK;
+/* The rendezvous address rank 0 published (a joined rank; "" otherwise). */
+const char *job_gang_rendezvous(const struct job_ctx *ctx);
+/* The queue already gave the job back (a gang not filled in time): the
+ * worker reports no outcome for this attempt. */
+void job_gang_released(struct job_ctx *ctx);
+/* --gang-host, --gang-fill, --gang-timeout. */
+const char *job_gang_host(const struct job_ctx *ctx);
+int job_gang_timeout_s(const struct job_ctx *ctx);
 
 /* ---- handlers, by family ---- */
 

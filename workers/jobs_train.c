@@ -20,6 +20,18 @@
  * End: the serving export goes to the artifact store and is registered with
  * atelier_register_version (idempotent by model + sha256, so a retry after
  * a lost completion registers nothing twice).
+ *
+ * Gang (resources.workers > 1; docs/training.md): the claimant is rank 0. It
+ * hosts the rendezvous store (am_dist_listen) and opens the gang with the
+ * store's address; the other ranks are workers that joined the gang
+ * (worker.c run_gang_rank) and run this same handler. Once every rank is
+ * claimed they form the process group and take rank 0's state (a resumed
+ * checkpoint, a warm start). Each rank draws the combined batch's indices
+ * and trains on its slice; gradients and losses are averaged. Only rank 0
+ * records metrics, checkpoints, reports progress and registers; every rank
+ * polls the gang (its lease) about once a second. A rank that dies breaks the
+ * others' next collective: rank 0's attempt fails (retryable) and the retry
+ * resumes from its last checkpoint with a new gang.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -49,6 +61,10 @@ struct train {
 	int parent_version;
 	int preset_gpu;      /* params.gpu applied: production may have the other preset's shapes */
 	char warm_note[256]; /* why a warm start fell back to scratch; "" when it did not */
+	/* the gang: rank 0 of world 1 without one */
+	int rank, world;
+	am_dist *dist;
+	double last_poll;
 };
 
 static double now_s(void)
@@ -61,6 +77,98 @@ static double now_s(void)
 static void tmp_path(const struct train *tr, const char *name, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", tr->dir, name);
+}
+
+/* ---- the gang ---- */
+
+/* Every rank: extends its lease about once a second and stops on a gang that is over. */
+static int gang_check(struct train *tr, int force)
+{
+	if (tr->world <= 1 || (!force && now_s() - tr->last_poll < 1.0))
+		return 0;
+	tr->last_poll = now_s();
+	enum queue_gang_state s;
+	int rc = job_gang_poll(tr->ctx, &s);
+	if (rc < 0) {
+		snprintf(tr->why, sizeof tr->why, "train: gang poll: %s", at_strerror(rc));
+		return rc;
+	}
+	if (s == QUEUE_GANG_FORMED || s == QUEUE_GANG_FILLING)
+		return 0;
+	snprintf(tr->why, sizeof tr->why, "train: rank %d: the gang is %s", tr->rank, queue_gang_state_name(s));
+	return AT_EUNAVAILABLE;
+}
+
+static int dist_fail(struct train *tr, const char *what)
+{
+	snprintf(tr->why, sizeof tr->why, "train: rank %d of %d: %s: %s", tr->rank, tr->world, what,
+		 am_status_message(tr->st));
+	int rc = am_status_code(tr->st);
+	return rc < 0 ? rc : AT_EINTERNAL;
+}
+
+/*
+ * Rank 0 opens the gang; every rank waits until all are claimed, forms the
+ * group and takes rank 0's trainer. A gang the queue gave back (not filled
+ * in time) ends the attempt with no outcome.
+ */
+static int gang_form(struct train *tr)
+{
+	struct job_ctx *ctx = tr->ctx;
+	int tmo = job_gang_timeout_s(ctx) * 1000, rc;
+	const char *host = job_gang_host(ctx);
+	if (tr->rank == 0) {
+		if (!(tr->dist = am_dist_listen(host, 0, tr->world, tmo, tr->st)))
+			return dist_fail(tr, "hosting the store");
+		char addr[300];
+		snprintf(addr, sizeof addr, "%s:%d", host, am_dist_port(tr->dist));
+		if ((rc = job_gang_open(ctx, tr->world, addr)) < 0) {
+			snprintf(tr->why, sizeof tr->why, "train: opening the gang: %s", at_strerror(rc));
+			return rc;
+		}
+		log_info("train: job %" PRId64 " waits for %d ranks (store %s)", job_id(ctx), tr->world, addr);
+	}
+	for (;;) {
+		enum queue_gang_state s;
+		if ((rc = job_gang_poll(ctx, &s)) < 0) {
+			snprintf(tr->why, sizeof tr->why, "train: gang poll: %s", at_strerror(rc));
+			return rc;
+		}
+		if (s == QUEUE_GANG_FORMED)
+			break;
+		if (s != QUEUE_GANG_FILLING) {
+			snprintf(tr->why, sizeof tr->why, "train: gang of %d %s before it formed", tr->world,
+				 queue_gang_state_name(s));
+			if (s == QUEUE_GANG_RELEASED && tr->rank == 0)
+				job_gang_released(ctx);
+			return AT_EBUSY;
+		}
+		if (job_stopping(ctx) || job_sleep_ms(ctx, 100) < 0) {
+			snprintf(tr->why, sizeof tr->why, "train: stopped while the gang filled");
+			return AT_ECANCELLED;
+		}
+	}
+	tr->last_poll = now_s();
+	if (tr->rank > 0) {
+		/* host:port, the host possibly an IPv6 literal: the port follows the last ':' */
+		char h[300];
+		snprintf(h, sizeof h, "%s", job_gang_rendezvous(ctx));
+		char *colon = strrchr(h, ':'), *end;
+		long port = colon ? strtol(colon + 1, &end, 10) : 0;
+		if (!colon || *end || port < 1 || port > 65535) {
+			snprintf(tr->why, sizeof tr->why, "train: bad rendezvous address \"%s\"", h);
+			return AT_EINVAL;
+		}
+		*colon = 0;
+		if (!(tr->dist = am_dist_connect(h, (int)port, tr->rank, tr->world, tmo, tr->st)))
+			return dist_fail(tr, "connecting to rank 0's store");
+	}
+	if (am_dist_join(tr->dist, host, tr->st) < 0)
+		return dist_fail(tr, "forming the process group");
+	if (am_dist_attach(tr->dist, tr->t, tr->st) < 0)
+		return dist_fail(tr, "taking rank 0's state");
+	log_info("train: job %" PRId64 " rank %d of %d in the group", job_id(ctx), tr->rank, tr->world);
+	return 0;
 }
 
 /* Saves the trainer, stores it, and records it for the job. */
@@ -320,6 +428,19 @@ int job_train(struct job_ctx *ctx)
 		rc = AT_ENOMEM;
 		goto out;
 	}
+	if ((rc = job_gang_role(ctx, &tr.rank, &tr.world)) < 0) {
+		snprintf(tr.why, sizeof tr.why, "train: gang size: %s", at_strerror(rc));
+		goto out;
+	}
+	if (tr.world < 1 || batch % tr.world != 0) {
+		snprintf(tr.why, sizeof tr.why,
+			 "train: params.batch (%lld) must be a multiple of resources.workers (%d): each rank trains on "
+			 "an equal slice of every batch",
+			 batch, tr.world);
+		job_no_retry(ctx);
+		rc = AT_EINVAL;
+		goto out;
+	}
 	if (job_scratch_dir("train", tr.dir, sizeof tr.dir) < 0) {
 		snprintf(tr.why, sizeof tr.why, "train: cannot create a temporary folder");
 		rc = AT_EIO;
@@ -358,9 +479,10 @@ int job_train(struct job_ctx *ctx)
 		job_no_retry(ctx);
 		goto out;
 	}
-	if ((rc = try_resume(&tr, device, &resumed_from)) < 0)
+	/* Ranks > 0 start fresh: the group brings them rank 0's state. */
+	if (tr.rank == 0 && (rc = try_resume(&tr, device, &resumed_from)) < 0)
 		goto out;
-	resumed = rc == 1;
+	resumed = tr.rank == 0 && rc == 1;
 	if (resumed) {
 		log_info("train: job %" PRId64 " resumed from step %" PRIu64 " (attempt %d)", job_id(ctx), resumed_from,
 			 job_attempt(ctx));
@@ -374,17 +496,21 @@ int job_train(struct job_ctx *ctx)
 				job_no_retry(ctx);
 			goto out;
 		}
-		if (strcmp(warm, "production") == 0 && (rc = warm_start(&tr, model)) < 0)
+		if (tr.rank == 0 && strcmp(warm, "production") == 0 && (rc = warm_start(&tr, model)) < 0)
 			goto out;
 	}
+	if (tr.world > 1 && (rc = gang_form(&tr)) < 0)
+		goto out;
 	am_config used;
 	am_trainer_get_config(tr.t, &used);
 	cfg_json = am_config_to_json(&used);
 
 	/* ---- loop ---- */
 	size_t ss = (size_t)sh.size * sh.size;
-	bs = malloc((size_t)batch * ss * sizeof *bs);
-	bp = malloc((size_t)batch * 3 * ss * sizeof *bp);
+	/* this rank's slice of every combined batch */
+	long long per = batch / tr.world, first = (long long)tr.rank * per;
+	bs = malloc((size_t)per * ss * sizeof *bs);
+	bp = malloc((size_t)per * 3 * ss * sizeof *bp);
 	if (!bs || !bp || !cfg_json) {
 		rc = AT_ENOMEM;
 		goto out;
@@ -399,20 +525,23 @@ int job_train(struct job_ctx *ctx)
 		}
 		if (job_stopping(ctx)) {
 			/* the worker is shutting down: keep what we have, get released */
-			if (step > start && (rc = checkpoint(&tr)) < 0)
+			if (tr.rank == 0 && step > start && (rc = checkpoint(&tr)) < 0)
 				goto out;
 			snprintf(tr.why, sizeof tr.why, "train: worker shutting down at step %" PRIu64, step);
 			rc = AT_ECANCELLED;
 			goto out;
 		}
 		uint64_t r = splitmix64_at(((uint64_t)seed << 32) ^ (step + 1));
-		for (long long b = 0; b < batch; b++) {
+		for (long long k = 0; k < per; k++) {
+			long long b = first + k;
 			int i = (int)(splitmix64_at(r + 2 * (uint64_t)b) % (uint64_t)sh.n_sketches);
 			int j = (int)(splitmix64_at(r + 2 * (uint64_t)b + 1) % (uint64_t)sh.n_paintings);
-			shard_sketch_float(&sh, i, bs + (size_t)b * ss);
-			shard_painting_float(&sh, j, bp + (size_t)b * 3 * ss);
+			shard_sketch_float(&sh, i, bs + (size_t)k * ss);
+			shard_painting_float(&sh, j, bp + (size_t)k * 3 * ss);
 		}
-		if ((rc = am_trainer_step(tr.t, bs, bp, (int)batch, &last, tr.st)) < 0) {
+		if ((rc = gang_check(&tr, 0)) < 0)
+			goto out;
+		if ((rc = am_trainer_step(tr.t, bs, bp, (int)per, &last, tr.st)) < 0) {
 			snprintf(tr.why, sizeof tr.why, "train: step %" PRIu64 ": %s", step + 1,
 				 am_status_message(tr.st));
 			goto out;
@@ -428,6 +557,8 @@ int job_train(struct job_ctx *ctx)
 				rc = AT_EUNPROCESSABLE;
 				goto out;
 			}
+		if (tr.rank > 0)
+			continue; /* the job's records are rank 0's */
 		if (step % (uint64_t)m_every == 0 || step == (uint64_t)steps) {
 			if ((rc = job_metrics(ctx, (int64_t)step, loss_names, v, NLOSS)) < 0) {
 				snprintf(tr.why, sizeof tr.why, "train: recording metrics: %s", at_strerror(rc));
@@ -443,6 +574,10 @@ int job_train(struct job_ctx *ctx)
 		job_progress(ctx, (double)step / (double)steps, msg, (int)ceil(per * (double)((uint64_t)steps - step)));
 	}
 
+	if (tr.rank > 0) {
+		rc = 0;
+		goto out;
+	}
 	/* ---- export and register ---- */
 	char sha[65], uri[512], size_s[32], runs[32], ds[32], parent[32];
 	uint64_t size = 0;
@@ -502,6 +637,14 @@ int job_train(struct job_ctx *ctx)
 			  "train_shard", shard_sha, "holdout_shard", dataset_input(payload, "prepare", "holdout_shard"),
 			  "preset", gpu_preset ? "gpu" : "cpu", "warm_start_skipped",
 			  tr.warm_note[0] ? tr.warm_note : NULL);
+	if (out && tr.world > 1) {
+		am_dist_stats ds;
+		am_dist_get_stats(tr.dist, &ds);
+		json_object_set_new(out, "gang",
+				    json_pack("{s:i, s:I, s:I, s:I, s:f}", "workers", tr.world, "batch_per_rank",
+					      (json_int_t)per, "allreduces", (json_int_t)ds.allreduces,
+					      "allreduce_bytes", (json_int_t)ds.bytes, "allreduce_s", ds.seconds));
+	}
 	log_info("train: job %" PRId64 " registered %s v%d (%.12s, %" PRIu64 " bytes) after %lld steps", job_id(ctx),
 		 model, version, sha, size, steps);
 	job_set_result(ctx, out);
@@ -515,6 +658,7 @@ out:
 	json_decref(params);
 	shard_free(&sh);
 	am_trainer_free(tr.t);
+	am_dist_free(tr.dist);
 	am_status_free(tr.st);
 	artifact_store_close(tr.store);
 	if (tr.dir[0]) {

@@ -26,6 +26,8 @@ struct worker_settings {
 	int no_reap;
 	const char *artifacts, *device, *train_preset;
 	int train_threads;
+	const char *gang_host;
+	int gang_fill_s, gang_timeout_s;
 };
 
 #define S(f) offsetof(struct worker_settings, f)
@@ -53,6 +55,12 @@ static const struct config_opt settings_table[] = {
 	 "libtorch threads when training; 0 = libtorch's choice (a stage's params.model.threads wins)"},
 	{"train-preset", "ATELIER_TRAIN_PRESET", CFG_STR, S(train_preset), NULL, 1, 0,
 	 "gpu or cpu: force train's params preset (unset: gpu when training on CUDA)"},
+	{"gang-host", "ATELIER_GANG_HOST", CFG_STR, S(gang_host), "127.0.0.1", 1, 0,
+	 "data-parallel training: this worker's address that the other ranks reach (rank 0's store, Gloo)"},
+	{"gang-fill", "ATELIER_GANG_FILL", CFG_INT, S(gang_fill_s), "60", 1, 3600,
+	 "seconds a gang may wait for its ranks before it gives its claims back"},
+	{"gang-timeout", "ATELIER_GANG_TIMEOUT", CFG_INT, S(gang_timeout_s), "60", 1, 3600,
+	 "seconds a collective (forming the group, an all-reduce) may wait for a rank before it fails"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -122,7 +130,10 @@ int main(int argc, char **argv)
 				    .artifacts = set.artifacts,
 				    .device = set.device && *set.device ? set.device : NULL,
 				    .train_threads = set.train_threads,
-				    .train_preset = set.train_preset && *set.train_preset ? set.train_preset : NULL};
+				    .train_preset = set.train_preset && *set.train_preset ? set.train_preset : NULL,
+				    .gang_host = set.gang_host,
+				    .gang_fill_s = set.gang_fill_s,
+				    .gang_timeout_s = set.gang_timeout_s};
 
 	char name[HOST_NAME_MAX + 32];
 	if (set.name && *set.name) {

@@ -472,7 +472,10 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	joblog_end(&sl->log, sl->conn);
 
 	enum job_stop why = (enum job_stop)atomic_load(&ctx.stop);
-	if (why == JOB_STOP_LOST) {
+	if (ctx.outcome_done) {
+		atomic_fetch_add(&w->n_released, 1);
+		log_info("job %" PRId64 " (%s): given back by the queue (%s)", job->id, job->kind, ctx.error);
+	} else if (why == JOB_STOP_LOST) {
 		atomic_fetch_add(&w->n_lost, 1);
 		log_warn("job %" PRId64 " (%s): lease lost; outcome dropped", job->id, job->kind);
 	} else if (rc == 0) {
@@ -499,6 +502,61 @@ out:
 	pthread_cond_destroy(&ctx.cond);
 }
 
+/*
+ * A rank > 0 of a gang this worker joined (sql/016_gang.sql): the job's
+ * handler runs as that rank. The job belongs to rank 0's worker, so nothing
+ * here heartbeats, logs to the job or reports an outcome: the rank keeps its
+ * own lease through the handler's gang polls, and its failures reach rank 0
+ * through the process group (or the lease).
+ */
+static void run_gang_rank(struct slot *sl, struct queue_job *job, const struct queue_gang *g)
+{
+	struct worker *w = sl->w;
+	struct job_ctx ctx;
+	memset(&ctx, 0, sizeof ctx);
+	ctx.w = w;
+	ctx.slot = sl;
+	ctx.id = job->id;
+	ctx.attempt = job->attempts;
+	ctx.kind = job->kind;
+	ctx.eta_s = -1;
+	ctx.gang = *g;
+	ctx.in_gang = 1;
+	atomic_init(&ctx.stop, JOB_RUN);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctx.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	const struct job_handler *h = job_handler_find(job->kind);
+	json_error_t jerr;
+	ctx.payload = json_loads(job->payload, 0, &jerr);
+	log_info("job %" PRId64 " (%s): rank %d of %d joined (store %s)", job->id, job->kind, g->rank, g->size,
+		 g->rendezvous);
+	int rc = h && json_is_object(ctx.payload) ? h->run(&ctx) : AT_EINVAL;
+	if (rc < 0)
+		log_warn("job %" PRId64 " (%s): rank %d stopped: %s", job->id, job->kind, g->rank,
+			 ctx.error[0] ? ctx.error : at_strerror(rc));
+	else
+		log_info("job %" PRId64 " (%s): rank %d done", job->id, job->kind, g->rank);
+	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
+		PQfinish(sl->hconn);
+		sl->hconn = NULL;
+	}
+	json_decref(ctx.payload);
+	json_decref(ctx.result);
+	pthread_cond_destroy(&ctx.cond);
+}
+
+/* Only train jobs form gangs (the jobs_gang_size trigger). */
+static int serves_gangs(const struct worker_config *cfg)
+{
+	for (size_t i = 0; cfg->kinds[i]; i++)
+		if (strcmp(cfg->kinds[i], "train") == 0)
+			return 1;
+	return 0;
+}
+
 static void *slot_main(void *arg)
 {
 	struct slot *sl = arg;
@@ -507,9 +565,27 @@ static void *slot_main(void *arg)
 	uint64_t last_tick = 0;
 	const int poll_ms = (int)(cfg->poll_s * 1000);
 	struct queue_job job = {0};
+	const int gangs = serves_gangs(cfg);
 	while (!atomic_load(&w->stopping)) {
 		if (ensure_conn(sl) < 0)
 			break;
+		if (job.id == 0 && gangs) {
+			/* Before new work: a gang waiting for ranks fills from the
+			 * workers that free up first, so gangs finish forming. */
+			struct queue_job gj;
+			struct queue_gang g;
+			int rc = queue_gang_join(sl->conn, cfg->name, cfg->kinds, gpus_take(sl), cfg->lease_s, &gj, &g);
+			gpus_keep(sl, rc == 0 ? gj.needs_gpu : 0, rc == 0);
+			if (rc == 0) {
+				run_gang_rank(sl, &gj, &g);
+				gpus_keep(sl, 0, 1);
+				queue_job_clear(&gj);
+				continue;
+			}
+			drop_if_gone(&sl->conn, rc);
+			if (rc == AT_EUNAVAILABLE)
+				continue;
+		}
 		if (job.id == 0) {
 			int rc = queue_claim(sl->conn, cfg->name, cfg->kinds, gpus_take(sl), cfg->lease_s, &job);
 			gpus_keep(sl, rc == 0 ? job.needs_gpu : 0, rc == 0);

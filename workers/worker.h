@@ -33,6 +33,7 @@
 #include "err.h"
 #include "job.h"
 #include "joblog.h"
+#include "queue.h"
 
 struct worker_config {
 	const char *conninfo; /* NULL: libpq's PG* env */
@@ -49,6 +50,9 @@ struct worker_config {
 	const char *device;       /* cpu | cuda | auto; NULL = auto */
 	int train_threads;        /* libtorch threads for train; 0 = libtorch's choice */
 	const char *train_preset; /* gpu | cpu forces train's preset; NULL = by device */
+	const char *gang_host;    /* data-parallel training: the address other ranks reach us at */
+	int gang_fill_s;          /* a gang not filled in this long gives its claims back */
+	int gang_timeout_s;       /* a collective waiting this long for a rank fails */
 };
 
 /* Why a handler should stop (the first reason wins). */
@@ -72,10 +76,13 @@ struct job_ctx {
 	json_t *result;  /* owned; NULL = {} */
 	char error[1024];
 	int no_retry;
-	char cache_key[65];  /* the step cache's key ("" when not cacheable) */
-	int64_t cached_from; /* the job whose result this one reused; 0 = ran */
-	atomic_int stop;     /* enum job_stop */
-	pthread_cond_t cond; /* signalled (under w->mu) when stop is set */
+	char cache_key[65];     /* the step cache's key ("" when not cacheable) */
+	struct queue_gang gang; /* in_gang: this rank's hold on the job's gang */
+	int in_gang;            /* 1 once rank 0 opened the gang, or from the start for a joined rank */
+	int outcome_done;       /* the queue already settled the job (a gang released): report nothing */
+	int64_t cached_from;    /* the job whose result this one reused; 0 = ran */
+	atomic_int stop;        /* enum job_stop */
+	pthread_cond_t cond;    /* signalled (under w->mu) when stop is set */
 	/* progress, under w->mu */
 	double progress;
 	char progress_msg[256];
