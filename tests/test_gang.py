@@ -14,12 +14,16 @@
 
 Tolerance of the loss comparison: 2 ranks x batch b against 1 process x
 batch 2b compute the same sums in a different order (each rank averages its
-half, then the halves are averaged; Gloo adds two float32 buffers), so the
-gradients differ by float32 rounding (~1e-7 relative) and so do the weights
-after each Adam step. Over a few steps of this tiny model the losses stay
-within 1e-4 relative (measured: ~3e-8); a wrong shard, a missing average
-(a sum: twice the step) or different style codes move them by 1e-2 or more
-at the first step already.
+half, then Gloo adds the two halves' float32 buffers), so after the first
+update the weights differ by float32 rounding (~1e-7 relative). Training
+then amplifies that difference: Adam divides each gradient by its own
+running magnitude, so rounding noise on near-zero gradients becomes a full
+step, and the adversarial pair feeds it back. Measured on the tiny model
+(lr 2e-3, 12 steps): 0, 7e-8, 1e-7, 8e-8, 4e-6, 2e-5, 1e-6, 1e-3, 3e-4,
+5e-3, 5e-5, 2e-3. So steps 1..4 must agree within 1e-5 relative (rounding
+only), later steps within 5e-2. A wrong shard shows at step 1 (the losses
+are the mean over the combined batch), a missing average (a sum: twice the
+step) or different style codes at step 2, each by 1e-2 or more.
 """
 import glob
 import os
@@ -35,7 +39,9 @@ from conftest import BUILD, ROOT, wait_until
 
 RANK = os.path.join(BUILD, "bench", "gang_rank")
 need_rank = pytest.mark.skipif(not os.path.exists(RANK), reason="bench/gang_rank not built")
-REL_TOL = 1e-4
+REL_TOL = 1e-5    # steps 1..TIGHT_STEPS: float32 rounding only
+TIGHT_STEPS = 4
+LOOSE_TOL = 5e-2  # later steps: the rounding, amplified by training (the module docstring)
 
 
 def parse(out):
@@ -71,7 +77,8 @@ def assert_close(a, b, what):
     for (sa, ga, da), (sb, gb, db) in zip(a, b):
         assert sa == sb
         for x, y, name in ((ga, gb, "gen"), (da, db, "dis")):
-            assert abs(x - y) <= REL_TOL * max(abs(x), abs(y)), "%s step %d %s: %r vs %r" % (what, sa, name, x, y)
+            tol = REL_TOL if sa <= TIGHT_STEPS else LOOSE_TOL
+        assert abs(x - y) <= tol * max(abs(x), abs(y)), "%s step %d %s: %r vs %r" % (what, sa, name, x, y)
 
 
 def two_ranks(tmp, host0, host1, steps=6, batch=2, prefix0=(), prefix1=()):
@@ -298,3 +305,106 @@ def test_a_rank_whose_lease_expires_fails_the_gang_and_a_retry_opens_a_new_one(s
     assert sql("SELECT atelier_cancel_job(%d)" % job) in ("cancelled", "running")
     sql("SELECT atelier_fail(%d, %d, 'cancelled', false)" % (job, tok2))
     assert sql("SELECT state FROM gangs WHERE job_id = %d" % job) == "failed"
+
+
+# ---- atelier-worker processes training a gang ----
+
+@pytest.fixture(scope="module")
+def genv(pg):
+    import test_training as tt
+    from conftest import BIN
+    from daemon import start_atelierd
+    if not os.path.exists(os.path.join(BIN, "atelier-worker")):
+        pytest.skip("atelier-worker not built")
+    url = pg.new_database("gang")
+    d = start_atelierd(url, "--tick-ms", "200", env={"ATELIER_HOLDOUT_FRACTION": "0.3"})
+    token = d.token("operator")
+    d.api = d.http(token)
+    out = subprocess.run([os.path.join(BIN, "atelier"), "--json", "synth", "--count", "16", "--size", "32"],
+                         env=dict(os.environ, ATELIER_URL=d.url, ATELIER_TOKEN=token),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    e = tt.Env(pg, url, d)
+    prep = e.worker("prep")
+    e.prepared16 = e.prepared(16)
+    prep.stop()
+    e.tt = tt
+    yield e
+    for p in e.procs:
+        p.kill()
+        p.p.wait()
+    d.stop()
+
+
+def gang_worker(e, name, *args):
+    return e.worker(name, "--kinds", "train", "--gang-fill", "20", "--gang-timeout", "10", *args)
+
+
+def rank_of(p, job):
+    log = p.log()
+    return 1 if "job %d (train): rank 1 of 2 joined" % job in log else 0
+
+
+def test_gang_of_two_workers_trains_like_one_process(genv):
+    e, tt = genv, genv.tt
+    STEPS = 12
+    payload = tt.train_payload(e.prepared16, STEPS, batch=4, seed=7, checkpoint_every=100)
+    a, b = gang_worker(e, "g-a"), gang_worker(e, "g-b")
+    job = e.enqueue("train", dict(payload, workers=2))
+    assert e.sql("SELECT gang_size FROM jobs WHERE id = %d" % job) == "2"
+    j = e.wait_job(job, timeout=120)
+    assert j["state"] == "succeeded", j
+    g = j["result"]["gang"]
+    assert g["workers"] == 2 and g["batch_per_rank"] == 2 and g["allreduces"] == 3 * STEPS and g["allreduce_bytes"] > 0
+    assert e.sql("SELECT state FROM gangs WHERE job_id = %d" % job) == "done"
+    logs = a.log() + b.log()
+    assert "job %d (train): rank 1 of 2 joined" % job in logs and "rank 1 done" in logs, logs[-3000:]
+    # only rank 0 recorded: one metric row per step, one version
+    assert e.sql("SELECT count(*) FROM metrics WHERE job_id = %d AND name = 'loss_gen'" % job) == str(STEPS)
+    b.stop()
+    # one process on the combined batch of 4, same seed: the same losses within the stated tolerance
+    sid = e.enqueue("train", payload)
+    single = e.wait_job(sid, timeout=120)
+    assert single["state"] == "succeeded" and "gang" not in single["result"], single
+
+    def series(jid):
+        return [float(x) for x in e.sql("SELECT string_agg(value::text, ',' ORDER BY step) FROM metrics"
+                                        " WHERE job_id = %d AND name = 'loss_gen'" % jid).split(",")]
+    ours, ref = series(job), series(sid)
+    assert len(ours) == len(ref) == STEPS
+    rel = [abs(x - y) / max(abs(x), abs(y)) for x, y in zip(ours, ref)]
+    print("gang vs one process, loss_gen relative difference by step: " + " ".join("%.1e" % r for r in rel))
+    assert all(r <= REL_TOL for r in rel[:TIGHT_STEPS]), rel
+    assert all(r <= LOOSE_TOL for r in rel), rel
+    a.stop()
+
+
+def test_a_killed_rank_fails_the_attempt_and_the_gang_resumes_from_the_checkpoint(genv):
+    e, tt = genv, genv.tt
+    STEPS = 400
+    payload = tt.train_payload(e.prepared16, STEPS, batch=2, seed=9, checkpoint_every=5, metrics_every=10)
+    ws = [gang_worker(e, "k-a", "--lease", "3"), gang_worker(e, "k-b", "--lease", "3")]
+    job = e.enqueue("train", dict(payload, workers=2), backoff_s=0.2)
+    wait_until(lambda: e.sql("SELECT coalesce(max(step), 0) FROM train_checkpoints WHERE job_id = %d" % job)
+               not in ("0", ""), timeout=90, interval=0.02, what="a first checkpoint")
+    victim = next(w for w in ws if rank_of(w, job) == 1)
+    victim.kill(signal.SIGKILL)
+    victim.p.wait()
+    t_kill = time.time()
+    # rank 0's next all-reduce fails at once (the peer's connection closed): the attempt fails, retryable
+    wait_until(lambda: e.sql("SELECT attempts > 1 OR state <> 'running' FROM jobs WHERE id = %d" % job) == "t"
+               or None, timeout=30, interval=0.05, what="the attempt to fail")
+    noticed = time.time() - t_kill
+    k = int(e.sql("SELECT max(step) FROM train_checkpoints WHERE job_id = %d" % job))
+    ws.append(gang_worker(e, "k-c", "--lease", "3"))
+    j = e.wait_job(job, timeout=180)
+    print("gang: rank 1 killed; rank 0 failed the attempt %.2f s later; resumed from step %d" % (noticed, k))
+    assert j["state"] == "succeeded" and j["attempts"] == 2, j
+    assert j["result"]["resumed_from_step"] == k and j["result"]["steps"] == STEPS, j["result"]
+    assert j["result"]["gang"]["workers"] == 2
+    rank0 = next(w for w in ws[:2] if w is not victim)
+    # the first attempt's failure names the broken group
+    assert "job %d (train) attempt 1/" % job in rank0.log() and "rank 0 of 2" in rank0.log(), rank0.log()[-2000:]
+    for w in ws:
+        if w is not victim:
+            w.stop()
