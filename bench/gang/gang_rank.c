@@ -16,7 +16,8 @@
  * brings it to the others). GANG_SLOW_MS (environment) sleeps that long
  * after each step, so that a test can kill a rank mid-run; GANG_CKPT_EVERY=N
  * makes rank 0 save OUT_DIR/rank0.step.ckpt every N steps and then write
- * the step to OUT_DIR/rank0.step.
+ * the step to OUT_DIR/rank0.step. GANG_CONFIG: JSON config keys applied on
+ * top of the tiny model (bench/gang/run.sh sizes it up).
  *
  * Output (stdout, one line each): "step N gen G dis D" with the group's mean
  * losses (%.9g), then "sha256 HEX" of the checkpoint this rank writes to
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
 	const char *tiny = "{\"image_size\":16,\"gen_dim\":4,\"style_dim\":4,\"n_downsample\":1,\"n_res\":1,"
 			   "\"mlp_dim\":8,\"dis_dim\":4,\"n_layer\":2,\"num_scales\":1,\"threads\":1,"
 			   "\"device\":\"cpu\",\"lr\":0.001}";
-	if (am_config_from_json(tiny, &cfg, st) < 0)
+	const char *more = getenv("GANG_CONFIG");
+	if (am_config_from_json(tiny, &cfg, st) < 0 || (more && *more && am_config_from_json(more, &cfg, st) < 0))
 		die("config", st);
 	am_trainer *t = resume && rank == 0 ? am_trainer_load(resume, "cpu", st) : am_trainer_new(&cfg, st);
 	if (!t)
