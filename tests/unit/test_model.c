@@ -709,6 +709,82 @@ TEST(metrics_on_crafted_images)
 	ASSERT_OP_DBL(am_edge_f1(sketch_u8, flat, S, S, 1), ==, 0);
 }
 
+/*
+ * The process group's C ABI on a group of one (two-rank groups run as two
+ * processes in tests/test_gang.py): refusals, and that averaging over one
+ * rank changes no bit — the hooks in the trainer's step are exact copies.
+ */
+TEST(dist_group_of_one_changes_nothing)
+{
+	ASSERT(am_dist_listen(NULL, 0, 2, 1000, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_EINVAL);
+	ASSERT(am_dist_listen("127.0.0.1", 0, 0, 1000, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_ERANGE);
+	ASSERT(am_dist_listen("127.0.0.1", 0, 2, 10, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_ERANGE);
+	ASSERT(am_dist_connect("127.0.0.1", 1234, 0, 2, 1000, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_EINVAL);
+	ASSERT(am_dist_connect("127.0.0.1", 0, 1, 2, 1000, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_ERANGE);
+	ASSERT(am_dist_connect("127.0.0.1", 1234, 2, 2, 1000, st) == NULL);
+	ASSERT_EQ_INT(am_status_code(st), AT_ERANGE);
+
+	am_dist *d = am_dist_listen("127.0.0.1", 0, 1, 5000, st);
+	if (!d)
+		TEST_FAIL_("am_dist_listen: %s", am_status_message(st));
+	ASSERT_OP_INT(am_dist_port(d), >, 0);
+	am_config c = tiny_config();
+	am_trainer *lone = am_trainer_new(&c, st), *grouped = am_trainer_new(&c, st);
+	ASSERT(lone && grouped);
+	ASSERT_EQ_INT(am_dist_attach(d, grouped, st), AT_EINVAL); /* not joined yet */
+	ASSERT_CONTAINS(am_status_message(st), "am_dist_join");
+	ASSERT_OK(am_dist_join(d, "127.0.0.1", st));
+	ASSERT_EQ_INT(am_dist_join(d, "127.0.0.1", st), AT_EINVAL);
+	ASSERT_EQ_INT(am_dist_rank(d), 0);
+	ASSERT_EQ_INT(am_dist_world(d), 1);
+	ASSERT_OK(am_dist_attach(d, grouped, st));
+	ASSERT_OK(am_dist_barrier(d, st));
+	double v[2] = {1.5, -2.25};
+	ASSERT_OK(am_dist_mean(d, v, 2, st));
+	ASSERT_OP_DBL(v[0], ==, 1.5);
+	ASSERT_OP_DBL(v[1], ==, -2.25);
+	for (int i = 0; i < 3; i++) {
+		am_losses a, b;
+		ASSERT_OK(am_trainer_step(lone, sketches[0], paintings[1], 2, &a, st));
+		ASSERT_OK(am_trainer_step(grouped, sketches[0], paintings[1], 2, &b, st));
+		if (on_cuda()) {
+			ASSERT_OP_DBL(fabs(a.gen_total - b.gen_total), <, 1e-3 * fabs(a.gen_total));
+		} else {
+			ASSERT_OP_DBL(a.gen_total, ==, b.gen_total);
+			ASSERT_OP_DBL(a.dis_total, ==, b.dis_total);
+		}
+	}
+	am_dist_stats ds;
+	am_dist_get_stats(d, &ds);
+	ASSERT_EQ_INT(ds.allreduces, 3 * 3 + 1); /* 3 a step, and the mean above */
+	ASSERT_OP_INT(ds.bytes, >, 1000);
+	/* The trainer holds its own reference to the group: freeing the handle first is fine. */
+	am_dist_free(d);
+	am_losses l;
+	ASSERT_OK(am_trainer_step(grouped, sketches[0], paintings[1], 2, &l, st));
+	ASSERT_EQ_INT(l.step, 4);
+	am_trainer_free(lone);
+	am_trainer_free(grouped);
+	am_dist_free(NULL);
+	am_dist_get_stats(NULL, &ds);
+	ASSERT_EQ_INT(ds.allreduces, 0);
+
+	/* Nobody listens: the store connection fails within its timeout, with a code. */
+	int port = 0;
+	am_dist *probe = am_dist_listen("127.0.0.1", 0, 2, 1000, st);
+	ASSERT(probe != NULL);
+	port = am_dist_port(probe);
+	am_dist_free(probe);
+	am_dist *none = am_dist_connect("127.0.0.1", port, 1, 2, 300, st);
+	ASSERT(none == NULL);
+	ASSERT(am_status_code(st) == AT_ETIMEOUT || am_status_code(st) == AT_EUNAVAILABLE);
+}
+
 TEST(cleanup)
 {
 	am_trainer_free(trained);
@@ -726,4 +802,4 @@ TEST(cleanup)
 RUN_TESTS(config_defaults_and_json, training_reduces_reconstruction, step_rejects_bad_arguments,
 	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible, model_fast_paths,
 	  reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
-	  evaluation_scores, metrics_on_crafted_images, cleanup)
+	  evaluation_scores, metrics_on_crafted_images, dist_group_of_one_changes_nothing, cleanup)
