@@ -9,8 +9,9 @@
   forms when its last rank joins, one that cannot fill in time gives its job
   back (two gangs holding half the workers each do not deadlock), a rank
   whose lease expires fails the gang;
-- atelier-worker processes training a gang of two end to end, and a gang
-  whose rank is killed being retried from its checkpoint.
+- atelier-worker processes training a gang of two end to end (also with
+  each worker in its own namespace), and a gang whose rank is killed being
+  retried from its checkpoint.
 
 Tolerance of the loss comparison: 2 ranks x batch b against 1 process x
 batch 2b compute the same sums in a different order (each rank averages its
@@ -408,3 +409,38 @@ def test_a_killed_rank_fails_the_attempt_and_the_gang_resumes_from_the_checkpoin
     for w in ws:
         if w is not victim:
             w.stop()
+
+
+def test_gang_of_two_workers_on_two_namespace_hosts(genv):
+    """The whole path between two hosts: each worker in its own network namespace, reaching PostgreSQL through its
+    Unix socket (the file system is shared, the network is not) and the other rank only through the veth pair."""
+    need_root()
+    from conftest import BIN, Proc
+    e, tt = genv, genv.tt
+    port = e.url.rsplit(":", 1)[1].split("/")[0]
+    db = e.url.rsplit("/", 1)[1]
+    sock_url = "postgresql:///%s?host=%s&port=%s&user=atelier" % (db, os.path.realpath(e.pg.dir), port)
+    n = Netns()
+    procs = []
+    try:
+        n.up()
+        env = dict(os.environ, ATELIER_LOG_LEVEL="info", ATELIER_ARTIFACTS="fs://" + e.artifacts,
+                   ATELIER_TRAIN_THREADS="1", OMP_WAIT_POLICY="PASSIVE", ATELIER_DEVICE="cpu")
+        for ns, ip, name in ((n.a, n.ip_a, "ns-a"), (n.b, n.ip_b, "ns-b")):
+            procs.append(Proc(list(n.run_in(ns)) + [os.path.join(BIN, "atelier-worker"), "--database-url", sock_url,
+                                                   "--name", name, "--kinds", "train", "--poll", "0.2",
+                                                   "--gang-host", ip, "--gang-fill", "20", "--gang-timeout", "10"],
+                              env=env))
+        payload = tt.train_payload(e.prepared16, 8, batch=4, seed=11, checkpoint_every=100)
+        job = e.enqueue("train", dict(payload, workers=2))
+        j = e.wait_job(job, timeout=120)
+        assert j["state"] == "succeeded" and j["result"]["gang"]["workers"] == 2, (j, procs[0].log()[-2000:])
+        logs = procs[0].log() + procs[1].log()
+        # the store rank 0 published is its namespace address, and rank 1 reached it from the other namespace
+        joined = [l for l in logs.splitlines() if "rank 1 of 2 joined" in l]
+        assert joined and ("store %s:" % n.ip_a in joined[0] or "store %s:" % n.ip_b in joined[0]), joined
+    finally:
+        for p in procs:
+            p.kill()
+            p.p.wait()
+        n.down()
