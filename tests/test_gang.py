@@ -444,3 +444,23 @@ def test_gang_of_two_workers_on_two_namespace_hosts(genv):
             p.kill()
             p.p.wait()
         n.down()
+
+
+def test_two_gangs_on_two_workers_do_not_deadlock(genv):
+    """Two workers, two gangs of 2 enqueued together: when each worker claims one job, both gangs wait for a rank
+    nobody can give, give their claims back after --gang-fill and come back at random times; both jobs finish."""
+    e, tt = genv, genv.tt
+    ws = [e.worker(name, "--kinds", "train", "--gang-fill", "2", "--gang-timeout", "10") for name in ("d-a", "d-b")]
+    payload = tt.train_payload(e.prepared16, 6, batch=2, checkpoint_every=100)
+    jobs = [e.enqueue("train", dict(payload, workers=2)) for _ in range(2)]
+    t0 = time.time()
+    for j in jobs:
+        r = e.wait_job(j, timeout=120)
+        assert r["state"] == "succeeded" and r["result"]["gang"]["workers"] == 2, r
+    released = sum(w.log().count("given back by the queue") for w in ws)
+    print("two gangs on two workers: both done in %.1f s, %d gang(s) given back on the way" % (time.time() - t0,
+                                                                                              released))
+    assert e.sql("SELECT count(*) FROM jobs WHERE id IN (%d, %d) AND attempts = 1" % tuple(jobs)) == "2", \
+        "a released gang must not count an attempt"
+    for w in ws:
+        w.stop()
