@@ -330,7 +330,7 @@ class Rig:
         self.figures["cycle"] = {"run_s": round(t_run, 2), "both_edges_s": round(t_edges, 2), "version": v}
 
     def sc_gpu_partition(self):
-        g1, g2 = self.h["gpu-1"], self.h["gpu-2"]
+        g1 = self.h["gpu-1"]
         self.procs["gpu-2"].kill(signal.SIGSTOP)  # gpu-1 takes every stage up to train
         try:
             run = self.start_run("gpu_partition", steps=150, checkpoint_every=10)
