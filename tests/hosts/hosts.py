@@ -62,7 +62,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "chaos"))
 sys.path.insert(0, HERE)
 
 import images  # noqa: E402
-from chaos import sketch_png  # noqa: E402
+from chaos import lost_and_duplicated, sketch_png, version_counts  # noqa: E402
 from conftest import BIN, ROOT, TMP_ROOT, Http, Postgres, Proc, multipart, wait_until  # noqa: E402
 from daemon import Atelierd  # noqa: E402
 from netns import Net, NetemUnavailable, can_run, netem_available  # noqa: E402
@@ -436,10 +436,12 @@ class Rig:
 
     def sc_leader_kill(self):
         assert self.leader() == "ctl-a", "ctl-a does not lead: %s" % self.leader()
+        if not self.edge_polls_on("ctl-a"):
+            self.fails.append("leader_kill: the edges did not poll ctl-a before it was killed")
         a = self.ctl["ctl-a"]
+        t0 = time.time()
         a.kill9()
         self.procs["killed-ctl-a"] = a.proc
-        t0 = time.time()
         self.use_ctl("ctl-b")
         # both timed from the kill, each on its own
         seen = {}
@@ -455,7 +457,7 @@ class Rig:
         t_lead, t_polls = seen["lead"], seen["polls"]
         waiting = [ln for ln in Http(self.ctl["ctl-b"].url).get("/metrics").body.decode().splitlines()
                    if ln.startswith("atelier_longpoll_waiting")]
-        log("leader_kill: ctl-a killed; ctl-b leads after %.2f s; both edges poll ctl-b after %.2f s (%s)"
+        log("leader_kill: ctl-a killed; ctl-b leads after %.3f s; both edges poll ctl-b after %.3f s (%s)"
             % (t_lead, t_polls, "; ".join(waiting)))
         run, t_run, t_edges = self.cycle("leader_kill")
         log("leader_kill: a cycle through ctl-b: run %d in %.1f s, both edges on it after %.1f s"
@@ -464,7 +466,7 @@ class Rig:
         time.sleep(1.0)
         if self.leader() != "ctl-b":
             self.fails.append("leader_kill: after ctl-a came back the leader is %s, not ctl-b" % self.leader())
-        self.figures["leader_kill"] = {"leader_takeover_s": round(t_lead, 2), "edges_moved_s": round(t_polls, 2),
+        self.figures["leader_kill"] = {"leader_takeover_s": round(t_lead, 3), "edges_moved_s": round(t_polls, 3),
                                        "cycle_via_ctl_b_s": round(t_run, 2)}
 
     def shape_db(self, on):
@@ -521,16 +523,11 @@ class Rig:
                            what=e + "'s spool to drain")
             except AssertionError as x:
                 self.fails.append(str(x))
-        rows = dict(line.split("|") for line in self.q("SELECT contributor, count(*) FROM images WHERE contributor IS"
-                                                       " NOT NULL GROUP BY contributor").splitlines() if line)
-        shas = set(self.q("SELECT encode(sha256, 'hex') FROM images WHERE domain = 'sketch'").split())
-        lost = [t for t, s in self.uploads if s not in shas or rows.get(t) != "1"]
-        lost += [t for t, _ in self.contribs if rows.get(t) != "1"]
-        dup = [t for t, c in rows.items() if int(c) > 1]
+        lost_up, lost_co, dup = lost_and_duplicated(self.q, self.uploads, self.contribs)
+        lost = lost_up + lost_co
         if lost or dup:
             self.fails.append("lost %s, duplicated %s" % (lost[:10], dup[:10]))
-        v = self.q("SELECT count(*) - count(DISTINCT (model, version)), count(*) - count(DISTINCT sha256),"
-                   " count(run_id) - count(DISTINCT run_id), count(*) FROM model_versions").split("|")
+        v = version_counts(self.q)
         if v[:3] != ["0", "0", "0"]:
             self.fails.append("duplicate model versions (same number, same sha256, same run): %s" % v[:3])
         bad_runs = [r for r in self.runs if r[2] != "succeeded"]
