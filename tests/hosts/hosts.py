@@ -65,7 +65,7 @@ import images  # noqa: E402
 from chaos import lost_and_duplicated, sketch_png, version_counts  # noqa: E402
 from conftest import BIN, ROOT, TMP_ROOT, Http, Postgres, Proc, multipart, wait_until  # noqa: E402
 from daemon import Atelierd  # noqa: E402
-from netns import Net, NetemUnavailable, can_run, netem_available  # noqa: E402
+from netns import Busy, Net, NetemUnavailable, can_run, netem_available  # noqa: E402
 
 WORKER = os.path.join(BIN, "atelier-worker")
 SERVE = os.path.join(BIN, "atelier-serve")
@@ -584,6 +584,11 @@ def main():
     try:
         rig.run()
         failed = bool(rig.fails)
+    except Busy as e:
+        print("hosts: %s" % e)
+        import shutil
+        shutil.rmtree(TMP_ROOT, ignore_errors=True)
+        sys.exit(75)  # EX_TEMPFAIL: nothing of ours to tear down
     except NetemUnavailable as e:
         print("hosts: %s" % e)
     except Exception:  # noqa: BLE001

@@ -33,6 +33,10 @@ import subprocess
 DEAD_GATEWAY = 250  # host number of an address nobody holds: routes through it drop silently
 
 
+class Busy(RuntimeError):
+    """Another run holds this Net's namespaces (its lock)."""
+
+
 class NetemUnavailable(RuntimeError):
     """This kernel has no sch_netem (CONFIG_NET_SCH_NETEM)."""
 
@@ -157,7 +161,7 @@ class Net:
             self.lock.close()
             self.lock = None
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise RuntimeError("another run holds the %s namespaces (/run/lock/atelier-netns-%s.lock); "
+                raise Busy("another run holds the %s namespaces (/run/lock/atelier-netns-%s.lock); "
                                    "refusing to run twice at once" % (self.name, self.name))
             raise
         self.started = True

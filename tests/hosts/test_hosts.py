@@ -22,5 +22,7 @@ def test_several_hosts_on_a_real_network():
     out = subprocess.run([sys.executable, os.path.join(HERE, "hosts.py")], env=env, capture_output=True, text=True,
                          timeout=600)
     print(out.stdout[-6000:])
+    if out.returncode == 75:  # another make test (or make hosts) on this machine holds the namespaces
+        pytest.skip(out.stdout.strip().splitlines()[-1])
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     assert "result: PASS" in out.stdout
