@@ -143,9 +143,7 @@ class Rig:
             wait_until(lambda: "relay:" in self.procs["relay"].log(), timeout=20, what="the relay")
         self.db = self.pg.url
         log("PostgreSQL at %s" % self.db)
-        self.artifacts = os.environ.get("ATELIER_HOSTS_ARTIFACTS") or "fs://" + os.path.join(TMP_ROOT, "store")
-        if self.artifacts.startswith("fs://"):
-            os.makedirs(self.artifacts[5:], exist_ok=True)
+        self.start_store()
         for name in ("ctl-a", "ctl-b"):
             self.start_ctl(name)
             if name == "ctl-a":
@@ -161,6 +159,17 @@ class Rig:
             self.start_worker(name)
         for name in ("edge-1", "edge-2"):
             self.start_edge(name)
+
+    def start_store(self):
+        """The artifact store, one setting for every host: ATELIER_HOSTS_ARTIFACTS.
+        fs:// (the default) needs a folder only: namespaces share the
+        filesystem. An s3:// store's server belongs on host db, started here;
+        until it is, the URI must name a server the hosts reach at a
+        namespace address, its endpoint and credentials in the environment
+        (every process here inherits it)."""
+        self.artifacts = os.environ.get("ATELIER_HOSTS_ARTIFACTS") or "fs://" + os.path.join(TMP_ROOT, "store")
+        if self.artifacts.startswith("fs://"):
+            os.makedirs(self.artifacts[5:], exist_ok=True)
 
     def start(self, name, host, argv, env=None):
         self.procs[name] = Proc(host.argv(argv), env=env)
