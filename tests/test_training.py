@@ -615,13 +615,15 @@ def test_an_attempt_that_lost_its_job_writes_no_checkpoint_or_version(env):
     makes) between two checkpoints: its next checkpoint must be refused, nothing registered, and the new
     owner's row left alone. atelier_job_owned (sql/017_hosts.sql) also says no once the lease ran out."""
     prepared = env.prepared(16)
-    env.procs[0].stop()
+    for p in env.procs:  # the job must be fence-a's: no other worker of the module may take it
+        if p.alive():
+            p.stop()
     # a lease long enough that no heartbeat (every lease/3) notices the theft first
     a = env.worker("fence-a", "--lease", "60")
     job = env.enqueue("train", train_payload(prepared, 400, checkpoint_every=1, metrics_every=1000, seed=7,
                                              batch=1))
-    wait_until(lambda: env.sql("SELECT count(*) FROM train_checkpoints WHERE job_id = %d" % job) not in ("0", ""),
-               timeout=60, interval=0.02, what="a first checkpoint")
+    wait_until(lambda: env.sql("SELECT count(*) FROM train_checkpoints WHERE job_id = %d AND worker = 'fence-a'"
+                               % job) not in ("0", ""), timeout=60, interval=0.02, what="fence-a's first checkpoint")
     stolen_at = env.sql("UPDATE jobs SET owner_token = nextval('jobs_owner_token_seq'), worker = 'thief',"
                         " lease_expires_at = now() + interval '1 hour' WHERE id = %d AND state = 'running'"
                         " RETURNING clock_timestamp()" % job)
