@@ -9,6 +9,8 @@
 #   make chaos    ~10 min: CT cycles + serving load under random faults (kill -9,
 #                 PostgreSQL restarts, read-only store, full spool disk); checks that
 #                 nothing acknowledged is lost (root; docs/chaos.md). Not in make test
+#   make hosts    the several-hosts rig (tests/hosts/, docs/hosts.md) with edge-1's
+#                 full 60-s partition (make test runs it with 20 s); root
 #   make tsan     TSan build of atelier-worker in build-tsan/ and the queue tests against it
 #   make fuzz     libFuzzer targets (clang) in build-fuzz/, each run briefly
 #                 (make fuzz-bins only builds them; tests/fuzz/README.md lists them)
@@ -105,7 +107,7 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit chaos run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
+.PHONY: all deps test unit chaos hosts run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
 BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
@@ -219,6 +221,11 @@ unit: all
 # CHAOS_SEED, CHAOS_SECONDS (fault phase, default 420) and CHAOS_REPORT (JSON out) pass through.
 chaos: all
 	@ATELIER_BUILD=$(BUILD) tests/chaos/run.sh
+
+# HOSTS_EDGE_PARTITION_S (default 60), HOSTS_SCENARIOS, HOSTS_REPORT and
+# ATELIER_HOSTS_ARTIFACTS pass through (tests/hosts/hosts.py says what they do).
+hosts: all
+	@ATELIER_BUILD=$(BUILD) OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tests/hosts/hosts.py
 
 asan:
 	@scripts/deps.sh

@@ -95,7 +95,7 @@ const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 /* The global flags; they come before the command (--json may also follow it). */
 static const struct config_opt settings_table[] = {
 	{"url", "ATELIER_URL", CFG_STR, offsetof(struct cli, url), "http://127.0.0.1:8080", 1, 0,
-	 "atelierd's base URL"},
+	 "atelierd's base URL, or several separated by commas (replicas: tried in turn)"},
 	{"token", "ATELIER_TOKEN", CFG_STR, offsetof(struct cli, token), NULL, 1, 0,
 	 "API token, sent as a bearer token (atelierd token create, atelier token create)"},
 	{"json", NULL, CFG_BOOL, offsetof(struct cli, json), "false", 1, 0,

@@ -7,20 +7,98 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define DEFAULT_TIMEOUT_S 600L
 #define DEFAULT_CONNECT_TIMEOUT_S 10L
 #define URL_MAX 2048
+
+#define BASE_MAX 512
+
+/* The next entry of a comma-separated list at *p: [*at, *at + *len), blanks
+ * and trailing slashes trimmed; *p moves past it. 0 at the end of the list. */
+static int next_base(const char **p, const char **at, int *len)
+{
+	const char *s = *p;
+	if (!s || !*s)
+		return 0;
+	const char *end = strchr(s, ',');
+	if (!end)
+		end = s + strlen(s);
+	*p = *end ? end + 1 : end;
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	const char *e = end;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '/'))
+		e--;
+	*at = s;
+	*len = (int)(e - s > BASE_MAX ? BASE_MAX + 1 : e - s);
+	return 1;
+}
 
 void http_client_init(struct http_client *c, const char *base, const char *token, const int *stop,
 		      const char *user_agent)
 {
 	memset(c, 0, sizeof *c);
 	c->base = base;
+	const char *p = base, *at;
+	int len;
+	while (c->nbases < HTTP_CLIENT_MAX_BASES && next_base(&p, &at, &len))
+		if (len > 0) {
+			c->bases[c->nbases].at = at;
+			c->bases[c->nbases].len = len;
+			c->nbases++;
+		}
 	c->token = token;
 	c->stop = stop;
 	c->connect_timeout_s = DEFAULT_CONNECT_TIMEOUT_S;
 	if (user_agent)
 		snprintf(c->user_agent, sizeof c->user_agent, "%s", user_agent);
+}
+
+int http_client_check_base(const char *base, char *err, size_t errlen)
+{
+	const char *p = base, *at;
+	int len, n = 0;
+	if (!base || !*base) {
+		snprintf(err, errlen, "no atelierd URL given");
+		return AT_EINVAL;
+	}
+	while (next_base(&p, &at, &len)) {
+		n++;
+		if (len == 0) {
+			snprintf(err, errlen, "URL %d of \"%.200s\" is empty", n, base);
+			return AT_EINVAL;
+		}
+		if (len > BASE_MAX) {
+			snprintf(err, errlen, "URL %d is longer than %d bytes", n, BASE_MAX);
+			return AT_EINVAL;
+		}
+		if (!(len > 7 && strncmp(at, "http://", 7) == 0) && !(len > 8 && strncmp(at, "https://", 8) == 0)) {
+			snprintf(err, errlen, "\"%.*s\" is not an http:// or https:// URL", len, at);
+			return AT_EINVAL;
+		}
+		if (strcspn(at, " \t\"\\\r\n") < (size_t)len) {
+			snprintf(err, errlen, "\"%.*s\" has a blank, a quote or a backslash inside", len, at);
+			return AT_EINVAL;
+		}
+	}
+	if (n > HTTP_CLIENT_MAX_BASES) {
+		snprintf(err, errlen, "%d URLs; at most %d", n, HTTP_CLIENT_MAX_BASES);
+		return AT_EINVAL;
+	}
+	return 0;
+}
+
+void http_client_current(const struct http_client *c, char *out, size_t cap)
+{
+	if (!cap)
+		return;
+	out[0] = 0;
+	if (c->nbases > 0) {
+		int i = __atomic_load_n(&c->cur, __ATOMIC_RELAXED);
+		snprintf(out, cap, "%.*s", c->bases[i].len, c->bases[i].at);
+	}
 }
 
 void http_client_resp_init(struct http_client_resp *r, size_t cap)
@@ -219,17 +297,20 @@ static void set_transfer(CURL *h, const struct http_client *c, const struct http
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 }
 
-int http_client_call(const struct http_client *c, const struct http_client_req *q, struct http_client_resp *r)
+/* One call to base [at, at + len). *sent: whether any of the request went out. */
+static int call_one(const struct http_client *c, const char *at, int len, const struct http_client_req *q,
+		    struct http_client_resp *r, int *sent)
 {
 	const char *method = method_of(q);
 	char url[URL_MAX], errbuf[CURL_ERROR_SIZE] = "";
+	*sent = 0;
 	if (r->h)
 		curl_easy_cleanup(r->h);
 	at_buf_reset(&r->body);
 	r->status = 0;
 	r->error[0] = 0;
 	r->h = NULL;
-	if (snprintf(url, sizeof url, "%s%s", c->base, q->path) >= (int)sizeof url)
+	if (snprintf(url, sizeof url, "%.*s%s", len, at, q->path) >= (int)sizeof url)
 		return fail(r, method, c->base, AT_EINVAL, "URL too long");
 	r->h = curl_easy_init();
 	if (!r->h)
@@ -255,6 +336,8 @@ int http_client_call(const struct http_client *c, const struct http_client_req *
 	set_body(r->h, q, method);
 	set_transfer(r->h, c, q, &x, errbuf);
 	CURLcode cc = curl_easy_perform(r->h);
+	long req_bytes = 0;
+	*sent = curl_easy_getinfo(r->h, CURLINFO_REQUEST_SIZE, &req_bytes) != CURLE_OK || req_bytes > 0;
 	/* The handle stays for header look-ups: unhook what dies here. */
 	curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(r->h, CURLOPT_ERRORBUFFER, NULL);
@@ -265,6 +348,50 @@ int http_client_call(const struct http_client *c, const struct http_client_req *
 	curl_mime_free(mime);
 	curl_slist_free_all(hdrs);
 	return outcome(r, &x, cc, method, url, errbuf);
+}
+
+/* The base could not serve the call: unreachable, or a gateway/unavailable answer. */
+static int base_failed(int rc, const struct http_client_resp *r)
+{
+	if (rc == AT_EUNAVAILABLE || rc == AT_ETIMEOUT)
+		return 1;
+	return rc == 0 && (r->status == 502 || r->status == 503 || r->status == 504);
+}
+
+int http_client_call(struct http_client *c, const struct http_client_req *q, struct http_client_resp *r)
+{
+	if (c->nbases == 0) {
+		int sent;
+		return call_one(c, c->base ? c->base : "", c->base ? (int)strlen(c->base) : 0, q, r, &sent);
+	}
+	const char *method = method_of(q);
+	int idempotent = !q->file && (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+	int first = __atomic_load_n(&c->cur, __ATOMIC_RELAXED), rc = 0;
+	for (int k = 0; k < c->nbases; k++) {
+		int i = (first + k) % c->nbases, sent = 0;
+		rc = call_one(c, c->bases[i].at, c->bases[i].len, q, r, &sent);
+		if (!base_failed(rc, r) || c->nbases == 1)
+			return rc;
+		/* this base failed: the next one is current from now on */
+		__atomic_store_n(&c->cur, (i + 1) % c->nbases, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->failovers, 1, __ATOMIC_RELAXED);
+		if (k + 1 == c->nbases) {
+			/* all failed: the next call starts one further on (round robin) */
+			__atomic_store_n(&c->cur, (first + 1) % c->nbases, __ATOMIC_RELAXED);
+			break;
+		}
+		/* ... and gets this call too, unless the failed one may have acted on it */
+		int unanswered = rc != 0 && sent && !idempotent;
+		if (unanswered)
+			break;
+		if (rc == 0)
+			log_info("http_client: %.*s answered %ld; trying %.*s", c->bases[i].len, c->bases[i].at,
+				 r->status, c->bases[(i + 1) % c->nbases].len, c->bases[(i + 1) % c->nbases].at);
+		else
+			log_info("http_client: %s; trying %.*s", r->error, c->bases[(i + 1) % c->nbases].len,
+				 c->bases[(i + 1) % c->nbases].at);
+	}
+	return rc;
 }
 
 /* ---- response headers ---- */

@@ -25,18 +25,52 @@
 #include "buf.h"
 #include "err.h"
 
+/*
+ * Several atelierd: base may be a comma-separated list of base URLs
+ * ("http://10.0.0.3:8080,http://10.0.0.4:8080"), the replicas of one
+ * system. Calls go to one of them (the current one) and stay there while it
+ * answers. When it cannot be reached (connection refused or timed out, the
+ * transfer broke) or answers 502/503/504, the next one becomes current; the
+ * same call is sent there at once only if the first cannot have acted on it:
+ * nothing of the request went out, or the answer was 502/503/504, or it is a
+ * GET/HEAD that writes no file. Otherwise the call returns its failure and
+ * the caller's own retry (with its backoff) goes to the next one. After every
+ * base failed once in a call, the call returns the last failure. A single
+ * URL behaves as before.
+ */
+#define HTTP_CLIENT_MAX_BASES 8
+
 struct http_client {
-	const char *base;       /* "http://host:port"; paths are appended. Borrowed */
+	const char *base;       /* "http://host:port" or a list (above); paths are appended. Borrowed */
 	const char *token;      /* bearer token or NULL. Borrowed */
 	const int *stop;        /* NULL, or a flag read with __atomic_load_n */
 	long connect_timeout_s; /* http_client_init: 10 */
 	char user_agent[64];    /* "" sends none */
+	/* http_client_init's parse of base: each entry trimmed of blanks and
+	 * trailing slashes (a slash would double the one every path starts with) */
+	int nbases;
+	struct {
+		const char *at;
+		int len;
+	} bases[HTTP_CLIENT_MAX_BASES];
+	int cur;                 /* the base in use; read with __atomic_load_n from other threads */
+	unsigned long failovers; /* times cur moved on (__atomic_load_n from other threads) */
 };
 
 /* base and token are borrowed for the client's life; stop and user_agent
- * may be NULL. */
+ * may be NULL. Entries past HTTP_CLIENT_MAX_BASES are ignored (check the
+ * setting with http_client_check_base first). */
 void http_client_init(struct http_client *c, const char *base, const char *token, const int *stop,
 		      const char *user_agent);
+
+/* Whether base (one URL or a comma-separated list) is fit for
+ * http_client_init: 1..HTTP_CLIENT_MAX_BASES entries, each an http:// or
+ * https:// URL of at most 512 bytes without blanks, quotes or backslashes
+ * inside. AT_EINVAL with a message naming the entry in err otherwise. */
+int http_client_check_base(const char *base, char *err, size_t errlen) AT_MUST_CHECK;
+
+/* The base URL calls go to now, copied into out (cap bytes; "" when none). */
+void http_client_current(const struct http_client *c, char *out, size_t cap);
 
 struct http_client_req {
 	const char *method;       /* NULL: POST when there is a body or a form, else GET */
@@ -74,9 +108,10 @@ void http_client_resp_free(struct http_client_resp *r);
  * AT_ECANCELLED when *stop ended the call; AT_ETIMEOUT past timeout_s;
  * AT_EIO when the file could not be written; AT_EUNAVAILABLE when the server
  * could not be reached or the transfer broke; AT_EINVAL for a URL over 2 KiB;
- * AT_ENOMEM. On failure r->error says why and r->status is 0. */
-int http_client_call(const struct http_client *c, const struct http_client_req *q,
-		     struct http_client_resp *r) AT_MUST_CHECK;
+ * AT_ENOMEM. On failure r->error says why and r->status is 0. With several
+ * bases, see above: the answer or failure is the last base's tried. Not
+ * for use by two threads at once on one client. */
+int http_client_call(struct http_client *c, const struct http_client_req *q, struct http_client_resp *r) AT_MUST_CHECK;
 
 /* The value of response header name (any case) of r's last answer, the last
  * one when it is repeated; NULL when absent. Valid until the next call with r

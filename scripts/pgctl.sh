@@ -18,12 +18,18 @@
 # DIR/pgpass, so it never shows on a command line. A cluster made by an older
 # pgctl.sh (trust) gets a password and the same pg_hba.conf at its next start.
 #
+# PG_LISTEN (default 127.0.0.1) is the address it listens on and the URLs
+# name; PG_HBA (a CIDR, e.g. 10.77.0.0/24) also lets that network in, with
+# the same scram-sha-256 (tests/hosts/ runs the cluster in a network
+# namespace of its own, reached only at its namespace address).
+#
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # `postgres` user and its commands run through runuser.
 set -eu
 cmd=${1:?usage: pgctl.sh start|stop|url|socket-url|passfile DIR [PORT]}
 dir=${2:?usage: pgctl.sh start|stop|url|socket-url|passfile DIR [PORT]}
 port=${3:-}
+listen=${PG_LISTEN:-127.0.0.1}
 bindir=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 [ -x "$bindir/initdb" ] || { echo "pgctl: PostgreSQL server binaries not found (run make deps)" >&2; exit 1; }
 
@@ -83,9 +89,12 @@ start)
 	fi
 	echo "$port" >"$dir/port.tmp" && mv "$dir/port.tmp" "$dir/port"
 	[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/port"
+	if [ -n "${PG_HBA:-}" ] && ! grep -q "^host all all $PG_HBA " "$dir/data/pg_hba.conf"; then
+		printf 'host all all %s scram-sha-256\n' "$PG_HBA" | as_owner tee -a "$dir/data/pg_hba.conf" >/dev/null
+	fi
 	if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
 		# The socket is the owner's alone (its folder is mode 700 as well).
-		opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c unix_socket_permissions=0700"
+		opts="-p $port -k $dir -c listen_addresses=$listen -c unix_socket_permissions=0700"
 		opts="$opts -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB"
 		as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" \
 			start >/dev/null || { tail -20 "$dir/server.log" >&2; exit 1; }
@@ -103,7 +112,7 @@ start)
 		as_owner sed -i '/^[^#]/s/[[:space:]]trust[[:space:]]*$/ scram-sha-256/' "$dir/data/pg_hba.conf"
 		as_owner "$bindir/pg_ctl" -D "$dir/data" reload >/dev/null
 	fi
-	echo "postgresql://atelier@127.0.0.1:$port/atelier"
+	echo "postgresql://atelier@$listen:$port/atelier"
 	;;
 stop)
 	[ -d "$dir/data" ] || exit 0

@@ -30,6 +30,7 @@
 #include "atelier_model.h"
 #include "config.h"
 #include "fsutil.h"
+#include "http_client.h"
 #include "image.h"
 #include "limit.h"
 #include "log.h"
@@ -45,7 +46,8 @@
 #define S(f) offsetof(struct serve_settings, f)
 static const struct config_opt settings_table[] = {
 	{"atelierd", "ATELIER_SERVE_ATELIERD", CFG_STR, S(atelierd), NULL, 1, 0,
-	 "atelierd base URL (unset: offline, --model-file only, no contributions)"},
+	 "atelierd base URL, or several separated by commas (replicas: failover in turn; unset: offline, "
+	 "--model-file only, no contributions)"},
 	{"token", "ATELIER_NODE_TOKEN", CFG_STR, S(token), NULL, 1, 0, "node token for atelierd"},
 	{"model", "ATELIER_SERVE_MODEL", CFG_STR, S(model), "sketch2paint", 1, 0, "model name in the registry"},
 	{"channel", "ATELIER_SERVE_CHANNEL", CFG_STR, S(channel), "production", 1, 0,
@@ -241,8 +243,11 @@ static int check_settings(void)
 		fprintf(stderr, "atelier-serve: --atelierd needs --token (a node token)\n");
 		return -1;
 	}
-	if (c->atelierd && strncmp(c->atelierd, "http://", 7) != 0 && strncmp(c->atelierd, "https://", 8) != 0) {
-		fprintf(stderr, "atelier-serve: --atelierd must be an http:// or https:// URL\n");
+	char why[256];
+	if (c->atelierd && http_client_check_base(c->atelierd, why, sizeof why) < 0) {
+		fprintf(stderr,
+			"atelier-serve: --atelierd takes an http:// or https:// URL, or several separated by commas: %s\n",
+			why);
 		return -1;
 	}
 	if (c->name)
@@ -254,15 +259,7 @@ static int check_settings(void)
 			app.name);
 		return -1;
 	}
-	/* a trailing slash would double the one every path starts with */
-	static char base[1024];
-	if (c->atelierd) {
-		snprintf(base, sizeof base, "%s", c->atelierd);
-		size_t n = strlen(base);
-		while (n > 0 && base[n - 1] == '/')
-			base[--n] = 0;
-		c->atelierd = base;
-	}
+	/* trailing slashes: http_client_init trims each URL of the list */
 	return 0;
 }
 

@@ -379,5 +379,18 @@ int puller_metrics(struct puller *p, struct at_buf *b)
 		(unsigned long long)p->polls, (unsigned long long)p->downloads, (unsigned long long)p->resumed,
 		(unsigned long long)p->download_bytes, (unsigned long long)p->refused, p->reachable);
 	pthread_mutex_unlock(&p->bg.mu);
-	return rc;
+	if (rc < 0)
+		return rc;
+	/* which of --atelierd's URLs the follower polls now (checked at start:
+	 * no quote or backslash that would need escaping in the label) */
+	char url[600];
+	http_client_current(&p->client, url, sizeof url);
+	return at_buf_printf(
+		b,
+		"# HELP atelier_serve_atelierd_failovers_total Times the channel follower moved on to the next URL of "
+		"--atelierd.\n# TYPE atelier_serve_atelierd_failovers_total counter\n"
+		"atelier_serve_atelierd_failovers_total %lu\n"
+		"# HELP atelier_serve_atelierd_in_use The --atelierd URL the channel follower polls now.\n"
+		"# TYPE atelier_serve_atelierd_in_use gauge\natelier_serve_atelierd_in_use{url=\"%s\"} 1\n",
+		__atomic_load_n(&p->client.failovers, __ATOMIC_RELAXED), url);
 }

@@ -16,17 +16,22 @@ class Atelierd:
         self.port = port
         self.proc = None
         self.url = None
+        # a command the binary runs under (tests/hosts: ["ip", "netns", "exec", NS])
+        self.wrap = []
+        # the artifact store URI, when not fs:// on self.artifacts
+        self.artifacts_uri = None
 
     def env(self):
         if not hasattr(self, "artifacts"):
             self.artifacts = tempfile.mkdtemp(prefix="atelier-art-")
         env = dict(os.environ, ATELIER_DATABASE_URL=self.db_url, ATELIER_LOG_LEVEL="info",
-                   ATELIER_ARTIFACTS="fs://" + self.artifacts)
+                   ATELIER_ARTIFACTS=self.artifacts_uri or "fs://" + self.artifacts)
         env.update(self.extra_env)
         return env
 
     def start(self):
-        self.proc = Proc([os.path.join(BIN, "atelierd"), "--port", str(self.port)] + self.args, env=self.env())
+        self.proc = Proc(self.wrap + [os.path.join(BIN, "atelierd"), "--port", str(self.port)] + self.args,
+                         env=self.env())
 
         def listening():
             m = re.search(r"listening on (http://[0-9.]+:(\d+))", self.proc.log())

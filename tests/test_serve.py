@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -507,6 +508,36 @@ def test_contributions_wait_for_atelierd_exactly_once(db_url, pg, models):
     finally:
         assert n.stop() == 0
         d.stop()
+
+
+def test_several_atelierd_urls_fail_over(db_url, pg, models):
+    """--atelierd takes a list (atelierd replicas on one database): the node
+    stays on the first while it answers; when it goes away the channel
+    follower and the spool move to the next (tests/hosts/ does this across
+    network namespaces, with the leader killed)."""
+    d1 = start_atelierd(db_url, port=free_port())
+    d2 = start_atelierd(db_url, port=free_port())
+    tok = d1.token("node")
+    n = start_node("--model-file", models[0], "--atelierd", "%s, %s/" % (d1.url, d2.url), "--token", tok,
+                   "--name", "n3", "--heartbeat-interval", "0.2", "--retry-max", "0.5", "--poll-wait", "2").wait_ready()
+    try:
+        in_use = 'atelier_serve_atelierd_in_use{url="%s"}'
+        assert contribute(n.http, 41).status == 202
+        wait_until(lambda: rows(pg, db_url, "source = 'node:n3'") == 1, timeout=15, what="the first contribution")
+        assert n.metric(in_use % d1.url) == 1 and n.metric("atelier_serve_atelierd_failovers_total") == 0
+        assert d1.stop() == 0
+        assert contribute(n.http, 42).status == 202
+        wait_until(lambda: rows(pg, db_url, "source = 'node:n3'") == 2, timeout=15, what="a contribution via d2")
+        wait_until(lambda: n.metric(in_use % d2.url) == 1, timeout=15, what="the follower to poll d2")
+        assert n.metric("atelier_serve_atelierd_failovers_total") >= 1
+        assert n.info()["spool_depth"] == 0
+    finally:
+        assert n.stop() == 0
+        d2.stop()
+    # a list with an entry that is not an http(s) URL is refused at start, naming it
+    bad = Node("--atelierd", "http://127.0.0.1:1,ftp://x", "--token", "t")
+    p = subprocess.run([SERVE] + bad.args, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "ftp://x" in p.stderr, p
 
 
 def test_spool_survives_a_node_restart_and_rejections_are_dropped(db_url, pg, models, tmp_path):

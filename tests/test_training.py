@@ -605,3 +605,42 @@ def test_job_after_its_idle_handler_session_was_ended(env):
     time.sleep(0.2)
     j = env.run_job("collect", collect_params())
     assert j["attempts"] == 1 and j["error"] is None, j
+
+
+def test_an_attempt_that_lost_its_job_writes_no_checkpoint_or_version(env):
+    """A worker cut off from the database keeps training; its lease runs out and the job is re-claimed
+    elsewhere (tests/hosts/ partitions a worker so). Its completion was always refused (owner token), but
+    its checkpoint rows went in unfenced, upserted over the new owner's at the same step, and so would
+    its model version. Here the job is taken from under a live worker (a new owner token, as a re-claim
+    makes) between two checkpoints: its next checkpoint must be refused, nothing registered, and the new
+    owner's row left alone. atelier_job_owned (sql/017_hosts.sql) also says no once the lease ran out."""
+    prepared = env.prepared(16)
+    for p in env.procs:  # the job must be fence-a's: no other worker of the module may take it
+        if p.alive():
+            p.stop()
+    # a lease long enough that no heartbeat (every lease/3) notices the theft first
+    a = env.worker("fence-a", "--lease", "60")
+    job = env.enqueue("train", train_payload(prepared, 400, checkpoint_every=1, metrics_every=1000, seed=7,
+                                             batch=1))
+    wait_until(lambda: env.sql("SELECT count(*) FROM train_checkpoints WHERE job_id = %d AND worker = 'fence-a'"
+                               % job) not in ("0", ""), timeout=60, interval=0.02, what="fence-a's first checkpoint")
+    stolen_at = env.sql("UPDATE jobs SET owner_token = nextval('jobs_owner_token_seq'), worker = 'thief',"
+                        " lease_expires_at = now() + interval '1 hour' WHERE id = %d AND state = 'running'"
+                        " RETURNING clock_timestamp()" % job)
+    assert stolen_at, "the job finished before it could be taken"
+    wait_until(lambda: "not recorded" in a.log(), timeout=60, what="the next checkpoint to be refused")
+    assert env.sql("SELECT count(*) FROM train_checkpoints WHERE job_id = %d AND created_at > '%s'"
+                   % (job, stolen_at)) == "0"
+    wait_until(lambda: "outcome rejected" in a.log(), timeout=30, what="the failure report to be refused")
+    # the thief still owns it; the lost attempt registered nothing
+    assert env.sql("SELECT state || ',' || worker FROM jobs WHERE id = %d" % job) == "running,thief"
+    assert env.sql("SELECT count(*) FROM model_versions WHERE created_at > '%s'" % stolen_at) == "0"
+    token = env.sql("SELECT owner_token FROM jobs WHERE id = %d" % job)
+    assert env.sql("SELECT atelier_job_owned(%d, %s)" % (job, token)) == "t"
+    assert env.sql("SELECT atelier_job_owned(%d, %s + 1)" % (job, token)) == "f"
+    env.sql("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %d" % job)
+    assert env.sql("SELECT atelier_job_owned(%d, %s)" % (job, token)) == "f"
+    env.sql("UPDATE jobs SET state = 'cancelled', owner_token = NULL, lease_expires_at = NULL,"
+            " finished_at = now() WHERE id = %d" % job)
+    a.stop()
+    env.worker("w3")

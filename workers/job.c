@@ -20,6 +20,8 @@ int64_t job_id(const struct job_ctx *ctx) { return ctx->id; }
 int job_attempt(const struct job_ctx *ctx) { return ctx->attempt; }
 const char *job_kind(const struct job_ctx *ctx) { return ctx->kind; }
 const char *job_worker_name(const struct job_ctx *ctx) { return ctx->w->cfg->name; }
+/* the slot's thread writes cur_token, and handlers run on it */
+int64_t job_token(const struct job_ctx *ctx) { return ctx->slot->cur_token; }
 json_t *job_payload(const struct job_ctx *ctx) { return ctx->payload; }
 
 /* The handlers' own connection, apart from the queue's: the queue's session

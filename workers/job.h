@@ -62,6 +62,12 @@ int64_t job_id(const struct job_ctx *ctx);
 int job_attempt(const struct job_ctx *ctx); /* 1 on the first attempt */
 const char *job_kind(const struct job_ctx *ctx);
 const char *job_worker_name(const struct job_ctx *ctx);
+/* The owner token of this attempt (a new one per claim). A handler's own
+ * writes for its job (a checkpoint row, a model version) are made
+ * conditional on atelier_job_owned(job_id, token) (sql/017_hosts.sql), so an
+ * attempt whose lease ran out — its worker cut off, the job re-claimed —
+ * writes nothing when it comes back. */
+int64_t job_token(const struct job_ctx *ctx);
 /* The handlers' database connection (blocking libpq) of the job's slot, its
  * own: not the queue's (whose planner settings are pinned for the claim) nor
  * the heartbeat thread's. Opened on first use; one left inside a transaction

@@ -174,7 +174,7 @@ static int gang_form(struct train *tr)
 /* Saves the trainer, stores it, and records it for the job. */
 static int checkpoint(struct train *tr)
 {
-	char path[600], sha[65], job[32], step[32], parent[32], attempt[16];
+	char path[600], sha[65], job[32], step[32], parent[32], attempt[16], token[32];
 	uint64_t size;
 	tmp_path(tr, "checkpoint", path, sizeof path);
 	int rc = am_trainer_save(tr->t, path, tr->st);
@@ -192,17 +192,31 @@ static int checkpoint(struct train *tr)
 	snprintf(step, sizeof step, "%" PRIu64, am_trainer_steps(tr->t));
 	snprintf(parent, sizeof parent, "%" PRId64, tr->parent_id);
 	snprintf(attempt, sizeof attempt, "%d", job_attempt(tr->ctx));
-	const char *v[6] = {job, step, sha, tr->parent_id ? parent : NULL, attempt, job_worker_name(tr->ctx)};
+	snprintf(token, sizeof token, "%" PRId64, job_token(tr->ctx));
+	const char *v[7] = {job, step, sha, tr->parent_id ? parent : NULL, attempt, job_worker_name(tr->ctx), token};
 	PGresult *r;
+	/* fenced (sql/017_hosts.sql): an attempt that lost its lease must not
+	 * replace the new owner's checkpoint at this step */
 	rc = dataset_db_exec(tr->c,
 			     "INSERT INTO train_checkpoints (job_id, step, sha256, parent_version_id, attempt, worker)"
-			     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, step) DO UPDATE"
+			     " SELECT $1::bigint, $2::bigint, $3, $4::bigint, $5::int, $6"
+			     " WHERE atelier_job_owned($1::bigint, $7::bigint)"
+			     " ON CONFLICT (job_id, step) DO UPDATE"
 			     " SET sha256 = excluded.sha256, attempt = excluded.attempt, worker = excluded.worker,"
-			     " created_at = now()",
-			     6, v, 0, &r, tr->why, sizeof tr->why);
+			     " created_at = now() RETURNING 1",
+			     7, v, 0, &r, tr->why, sizeof tr->why);
 	if (rc < 0)
 		return rc;
+	int owned = PQntuples(r) == 1;
 	PQclear(r);
+	if (!owned) {
+		snprintf(tr->why, sizeof tr->why,
+			 "train: the job is no longer this attempt's (lease ran out, job re-claimed): checkpoint at "
+			 "step %s not recorded",
+			 step);
+		log_warn("job %s: %s", job, tr->why);
+		return AT_ESTALE;
+	}
 	log_info("train: job %s checkpoint at step %s (%.12s)", job, step, sha);
 	return 0;
 }
@@ -597,21 +611,44 @@ int job_train(struct job_ctx *ctx)
 	snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
 	snprintf(ds, sizeof ds, "%lld", (long long)json_integer_value(dataset));
 	snprintf(parent, sizeof parent, "%" PRId64, tr.parent_id);
-	const char *v[8] = {model,
-			    sha,
-			    size_s,
-			    uri,
-			    json_is_integer(run) ? runs : NULL,
-			    json_is_integer(dataset) ? ds : NULL,
-			    tr.parent_id ? parent : NULL,
-			    cfg_json};
+	char jobs[32], token[32];
+	snprintf(jobs, sizeof jobs, "%" PRId64, job_id(ctx));
+	snprintf(token, sizeof token, "%" PRId64, job_token(ctx));
+	const char *v[10] = {model,
+			     sha,
+			     size_s,
+			     uri,
+			     json_is_integer(run) ? runs : NULL,
+			     json_is_integer(dataset) ? ds : NULL,
+			     tr.parent_id ? parent : NULL,
+			     cfg_json,
+			     jobs,
+			     token};
 	PGresult *res;
+	/* Fenced (sql/017_hosts.sql): an attempt whose lease ran out while it
+	 * was cut off registers nothing; another attempt owns the run's version.
+	 * The CTE locks the job's row first and the registration runs only
+	 * for a row it returned (a select list over an empty FROM is never
+	 * evaluated); OFFSET 0 keeps the planner from expanding (r).* into one
+	 * call per column. */
 	if ((rc = dataset_db_exec(
 		     tr.c,
-		     "SELECT version_id, version, created FROM atelier_register_version($1, $2, $3, $4, $5, $6, $7,"
-		     " $8::jsonb, '{}'::jsonb, NULL)",
-		     8, v, 0, &res, tr.why, sizeof tr.why)) < 0)
+		     "WITH own AS (SELECT 1 WHERE atelier_job_owned($9::bigint, $10::bigint))"
+		     " SELECT (r).version_id, (r).version, (r).created FROM (SELECT"
+		     " atelier_register_version($1, $2, $3, $4, $5, $6, $7, $8::jsonb, '{}'::jsonb, NULL) r"
+		     " FROM own) x",
+		     10, v, 0, &res, tr.why, sizeof tr.why)) < 0)
 		goto out;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		snprintf(tr.why, sizeof tr.why,
+			 "train: the job is no longer this attempt's (lease ran out, job re-claimed): its export "
+			 "%.12s is not registered",
+			 sha);
+		log_warn("job %s: %s", jobs, tr.why);
+		rc = AT_ESTALE;
+		goto out;
+	}
 	int64_t version_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	int version = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);

@@ -89,6 +89,28 @@ def sketch_png(tag):
     return images.png(n, n, lambda x, y: canvas[y * n + x])
 
 
+def lost_and_duplicated(q, uploads, contribs):
+    """The acknowledged items missing from `images` or there more than once:
+    (lost uploads, lost contributions, duplicated tags). uploads: (tag, sha256
+    atelierd answered); contribs: (tag, ...) acknowledged by a node (a 202
+    carries no sha256). q runs SQL and returns psql's text. tests/hosts uses
+    it too."""
+    rows = dict(line.split("|") for line in q("SELECT contributor, count(*) FROM images WHERE contributor IS NOT NULL"
+                                              " GROUP BY contributor").splitlines() if line)
+    shas = set(q("SELECT encode(sha256, 'hex') FROM images WHERE domain = 'sketch'").split())
+    lost_up = [t for t, s in uploads if s not in shas or rows.get(t) != "1"]
+    lost_co = [c[0] for c in contribs if rows.get(c[0]) != "1"]
+    dup = [t for t, c in rows.items() if int(c) > 1]
+    return lost_up, lost_co, dup
+
+
+def version_counts(q):
+    """[versions that share a (model, version), a sha256, a run; all versions],
+    as text: the first three must be "0"."""
+    return q("SELECT count(*) - count(DISTINCT (model, version)), count(*) - count(DISTINCT sha256),"
+             " count(run_id) - count(DISTINCT run_id), count(*) FROM model_versions").split("|")
+
+
 class Chaos:
     def __init__(self, seed, seconds):
         self.seed = seed
@@ -473,17 +495,10 @@ class Chaos:
             fails.append("spools not drained after 120 s: %s" % {k: n["http"].get("/api/info").json()["spool_depth"]
                                                                  for k, n in self.nodes.items()})
         q = lambda s: self.pg.psql(s, self.db)  # noqa: E731
-        # acknowledged uploads: by the sha256 atelierd answered, and by their tag
-        rows = dict(line.split("|") for line in q("SELECT contributor, count(*) FROM images WHERE contributor IS NOT NULL"
-                                                  " GROUP BY contributor").splitlines() if line)
-        shas = set(q("SELECT encode(sha256, 'hex') FROM images WHERE domain = 'sketch'").split())
-        lost_up = [t for t, s in self.uploads if s not in shas or rows.get(t) != "1"]
-        lost_co = [t for t, _ in self.contribs if rows.get(t) != "1"]
-        dup = [t for t, c in rows.items() if int(c) > 1]
+        lost_up, lost_co, dup = lost_and_duplicated(q, self.uploads, self.contribs)
         if lost_up or lost_co or dup:
             fails.append("lost uploads %s, lost contributions %s, duplicated %s" % (lost_up[:10], lost_co[:10], dup[:10]))
-        v = q("SELECT count(*) - count(DISTINCT (model, version)), count(*) - count(DISTINCT sha256),"
-              " count(run_id) - count(DISTINCT run_id), count(*) FROM model_versions").split("|")
+        v = version_counts(q)
         if v[:3] != ["0", "0", "0"]:
             fails.append("duplicate model versions (same number, same sha256, same run): %s" % v[:3])
         open_runs = q("SELECT string_agg(id || ':' || state, ',') FROM runs WHERE state NOT IN "

@@ -96,7 +96,13 @@ static void h_slow(http_req_t *req)
 		after(100, raise_stop, NULL);
 }
 
+/* Two replicas behind one server: /a/busy is one that answers 503, /b/busy one that works. */
+static void h_busy_a(http_req_t *req) { http_reply_json(req, 503, json_pack("{ss}", "error", "database away")); }
+static void h_busy_b(http_req_t *req) { http_reply_bytes(req, 200, "text/plain", "b", 1); }
+
 static const struct http_route routes[] = {
+	{"POST", "/a/busy", h_busy_a, ROLE_PUBLIC, "503", .tag = "client"},
+	{"POST", "/b/busy", h_busy_b, ROLE_PUBLIC, "200", .tag = "client"},
 	{"GET", "/hello", h_hello, ROLE_PUBLIC, "headers", .tag = "client"},
 	{"POST", "/echo", h_echo, ROLE_PUBLIC, "echo", .tag = "client"},
 	{"PUT", "/echo", h_echo, ROLE_PUBLIC, "echo", .tag = "client"},
@@ -447,6 +453,94 @@ TEST(connection_refused_is_unavailable)
 	http_client_resp_free(&r);
 }
 
+/* A port with nothing behind it (below). */
+static int dead_port(void);
+
+/* --atelierd with several URLs: the dead one is passed over within the call
+ * (nothing was sent), the live one stays current, a 503 moves on, and when
+ * all fail the next call starts at the next one. */
+static void failover_client(void)
+{
+	char list[256], cur[128];
+	int dead = dead_port(), dead2 = dead_port();
+	/* blanks and trailing slashes around entries are trimmed */
+	snprintf(list, sizeof list, "http://127.0.0.1:%d , %s/", dead, base);
+	http_client_init(&cl, list, NULL, NULL, NULL);
+	CHECK_EQ(cl.nbases, 2);
+	struct http_client_resp r;
+	http_client_resp_init(&r, 0);
+	CHECK_EQ(http_client_call(&cl, &(struct http_client_req){.path = "/hello"}, &r), 0);
+	CHECK_EQ(r.status, 200);
+	CHECK_EQ(cl.failovers, 1);
+	http_client_current(&cl, cur, sizeof cur);
+	CHECK_STR(cur, base);
+	/* sticky: the next call goes straight to the live one */
+	CHECK_EQ(http_client_call(&cl,
+				  &(struct http_client_req){.method = "POST", .path = "/echo", .body = "x", .len = 1},
+				  &r),
+		 0);
+	CHECK_EQ(r.status, 200);
+	CHECK_EQ(cl.failovers, 1);
+	/* a POST to a refused connection went nowhere: sent on at once */
+	http_client_init(&cl, list, NULL, NULL, NULL);
+	CHECK_EQ(http_client_call(&cl,
+				  &(struct http_client_req){.method = "POST", .path = "/echo", .body = "y", .len = 1},
+				  &r),
+		 0);
+	CHECK_EQ(r.status, 200);
+	CHECK(strstr(r.body.data, "\"body\":\"y\""));
+	/* a 503 moves on to the next replica */
+	snprintf(list, sizeof list, "%s/a,%s/b", base, base);
+	http_client_init(&cl, list, NULL, NULL, NULL);
+	CHECK_EQ(http_client_call(&cl,
+				  &(struct http_client_req){.method = "POST", .path = "/busy", .body = "z", .len = 1},
+				  &r),
+		 0);
+	CHECK_EQ(r.status, 200);
+	http_client_current(&cl, cur, sizeof cur);
+	CHECK(strlen(cur) > 2 && strcmp(cur + strlen(cur) - 2, "/b") == 0);
+	/* all unreachable: the last failure; the next call starts one further on */
+	snprintf(list, sizeof list, "http://127.0.0.1:%d,http://127.0.0.1:%d", dead, dead2);
+	http_client_init(&cl, list, NULL, NULL, NULL);
+	CHECK_EQ(http_client_call(&cl, &(struct http_client_req){.path = "/hello"}, &r), AT_EUNAVAILABLE);
+	CHECK_EQ(cl.cur, 1);
+	CHECK_EQ(cl.failovers, 2);
+	char want[64];
+	snprintf(want, sizeof want, "127.0.0.1:%d/hello", dead2);
+	CHECK(strstr(r.error, want));
+	http_client_resp_free(&r);
+}
+
+TEST(several_bases_fail_over) { serve_while(failover_client); }
+
+TEST(base_lists_are_checked)
+{
+	char err[256];
+	ASSERT_EQ_INT(http_client_check_base("http://a:1", err, sizeof err), 0);
+	ASSERT_EQ_INT(http_client_check_base("http://a:1/, https://b:2 ,http://c", err, sizeof err), 0);
+	ASSERT_EQ_INT(http_client_check_base("", err, sizeof err), AT_EINVAL);
+	ASSERT_EQ_INT(http_client_check_base("http://a:1,,http://b", err, sizeof err), AT_EINVAL);
+	ASSERT_CONTAINS(err, "URL 2");
+	ASSERT_EQ_INT(http_client_check_base("http://a:1,ftp://b", err, sizeof err), AT_EINVAL);
+	ASSERT_CONTAINS(err, "ftp://b");
+	ASSERT_EQ_INT(http_client_check_base("http://a\"b", err, sizeof err), AT_EINVAL);
+	ASSERT_EQ_INT(http_client_check_base("http://a b", err, sizeof err), AT_EINVAL);
+	ASSERT_EQ_INT(http_client_check_base("http://1,http://2,http://3,http://4,http://5,http://6,http://7,http://8",
+					     err, sizeof err),
+		      0);
+	ASSERT_EQ_INT(http_client_check_base(
+			      "http://1,http://2,http://3,http://4,http://5,http://6,http://7,http://8,http://9", err,
+			      sizeof err),
+		      AT_EINVAL);
+	ASSERT_CONTAINS(err, "at most 8");
+	/* one URL keeps working as it did */
+	struct http_client c;
+	http_client_init(&c, "http://a:1//", NULL, NULL, NULL);
+	char cur[64];
+	http_client_current(&c, cur, sizeof cur);
+	ASSERT_STREQ(cur, "http://a:1");
+}
+
 RUN_TESTS(headers_are_looked_up_by_name, request_bodies_and_methods, multipart_form, body_over_the_cap_is_too_big,
 	  download_restarts_when_range_is_ignored, stop_flag_ends_a_long_poll, total_timeout,
-	  connection_refused_is_unavailable)
+	  connection_refused_is_unavailable, several_bases_fail_over, base_lists_are_checked)
