@@ -14,4 +14,6 @@ shift 3
 "$here/install.sh" >&2
 mkdir -p "$dir"
 set -- $(for b in "$@"; do printf -- '--bucket %s ' "$b"; done)
-exec node "$here/front.js" --host "$host" --port "$port" --dir "$dir" "$@"
+# s3rver's list continuation tokens are DES-encrypted, which OpenSSL 3 keeps
+# in its legacy provider: without it a list past 1000 keys answers 500.
+exec node --openssl-legacy-provider "$here/front.js" --host "$host" --port "$port" --dir "$dir" "$@"
