@@ -254,6 +254,15 @@ int http_client_call(const struct http_client *c, const struct http_client_req *
 	curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, hdrs);
 	set_body(r->h, q, method);
 	set_transfer(r->h, c, q, &x, errbuf);
+	if (strcmp(method, "GET") == 0) {
+		/* atelierd answers an artifact GET with a 302 to a presigned URL when
+		 * its store is s3:// (orchestrator/artifacts_api.c). libcurl keeps the
+		 * Range and drops the Authorization header when the host or port
+		 * changes, so the token never reaches the object store. */
+		curl_easy_setopt(r->h, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(r->h, CURLOPT_MAXREDIRS, 3L);
+		curl_easy_setopt(r->h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	}
 	CURLcode cc = curl_easy_perform(r->h);
 	/* The handle stays for header look-ups: unhook what dies here. */
 	curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, NULL);
