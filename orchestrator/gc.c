@@ -2,10 +2,13 @@
  * gc.c — the artifact store's garbage collection (see gc.h).
  *
  * "Referenced" is decided by the database alone, in one query on the loop
- * (referenced_sql): a model version's export, a training checkpoint, an
- * artifact_refs row (dataset shards, evaluation samples), a dataset
- * manifest, and any sha256 that a job's payload or result names (a queued
- * or cached job may still read a shard that nothing else names). The
+ * (referenced_sql): a model version's export, the newest checkpoint of a
+ * train job still queued or running (the one a resumed attempt reads;
+ * older steps and the checkpoints of ended jobs are never read again, their
+ * rows stay as history), an artifact_refs row (dataset shards, evaluation
+ * samples), a dataset manifest, and any sha256 that a job's payload or
+ * result names (a queued or cached job may still read a shard that nothing
+ * else names). The
  * store is then listed and pruned on the threadpool (blocking I/O), with
  * its own store handle so atelierd's stays the loop's.
  *
@@ -156,7 +159,9 @@ static void on_refs(void *arg, int status, PGresult *res)
  * over payload and result text: a new job kind that records an artifact in
  * its result is covered without a change here. */
 static const char referenced_sql[] =
-	"SELECT sha256 FROM model_versions UNION SELECT sha256 FROM train_checkpoints "
+	"SELECT sha256 FROM model_versions "
+	"UNION SELECT sha256 FROM (SELECT DISTINCT ON (c.job_id) c.sha256 FROM train_checkpoints c "
+	"  JOIN jobs j ON j.id = c.job_id WHERE j.state IN ('queued', 'running') ORDER BY c.job_id, c.step DESC) live "
 	"UNION SELECT sha256 FROM artifact_refs UNION SELECT manifest_sha256 FROM datasets "
 	"UNION SELECT m[1] FROM jobs, regexp_matches(payload::text || coalesce(result::text, ''), "
 	"'([0-9a-f]{64})', 'g') AS m";

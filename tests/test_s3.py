@@ -188,8 +188,13 @@ def test_cycle_on_s3(s3, pg, db_url):
         jsha = hashlib.sha256(b"nothing refers to me").hexdigest()
         jkey = "e2e/sha256/%s/%s" % (jsha[:2], jsha)
         assert s3.curl("PUT", jkey, data=junk, sha=jsha) == 200
+        ckpts = pg.psql("SELECT sha256 FROM train_checkpoints", db_url).split()
+        assert ckpts
         out = gc(d, "--dry-run", "--grace", "0")
         assert "would remove " + jsha in out and sha not in out, out
+        # the run has ended: its checkpoints go, the export stays
+        for ck in ckpts:
+            assert "would remove " + ck in out, out
         assert "dry run: nothing removed" in out
         assert s3.curl("HEAD", jkey) == 200
         out = gc(d, "--grace", "3600")  # everything is younger than an hour: nothing goes
@@ -223,16 +228,28 @@ def test_gc_on_fs(pg, db_url):
         kept, kept_p = put(b"old but a sample", 7200)
         pg.psql("INSERT INTO artifact_refs (sha256, kind, content_type) VALUES ('%s', 'sample', 'image/png')"
                 % kept, db_url)
+        # a queued train job's checkpoints: the newest is what a resumed attempt reads
+        ck1, ck1_p = put(b"checkpoint step 1", 7200)
+        ck2, ck2_p = put(b"checkpoint step 2", 7200)
+        job = int(pg.psql("SELECT atelier_enqueue(kind => 'train', payload => '{}'::jsonb)", db_url))
+        pg.psql("INSERT INTO train_checkpoints (job_id, step, sha256, attempt) VALUES (%d, 1, '%s', 1), "
+                "(%d, 2, '%s', 1)" % (job, ck1, job, ck2), db_url)
         out = gc(d, "--dry-run")
-        assert "would remove " + old_junk in out and young_junk not in out and kept not in out, out
+        assert "would remove " + old_junk in out and "would remove " + ck1 in out, out
+        assert young_junk not in out and kept not in out and ck2 not in out, out
         assert os.path.exists(old_p)
         r = d.api.post("/v1/gc", {"dry_run": False})
         assert r.status == 200, r
         j = r.json()
-        assert j["removed"] == 1 and j["referenced"] == 1 and j["young"] == 1, j
-        assert j["bytes"] == len(b"old and unreferenced"), j
-        assert j["items"][0]["sha256"] == old_junk and j["store"].startswith("fs://")
+        assert j["removed"] == 2 and j["referenced"] == 2 and j["young"] == 1, j
+        assert j["bytes"] == len(b"old and unreferenced") + len(b"checkpoint step 1"), j
+        assert {i["sha256"] for i in j["items"]} == {old_junk, ck1} and j["store"].startswith("fs://")
         assert not os.path.exists(old_p) and os.path.exists(young_p) and os.path.exists(kept_p)
+        assert not os.path.exists(ck1_p) and os.path.exists(ck2_p)
+        # once the job has ended its last checkpoint is not needed either
+        pg.psql("UPDATE jobs SET state = 'cancelled' WHERE id = %d" % job, db_url)
+        j = d.api.post("/v1/gc", {"dry_run": False}).json()
+        assert [i["sha256"] for i in j["items"]] == [ck2], j
         bad = d.api.post("/v1/gc", {"dry_run": "yes"})
         assert bad.status == 422, bad
         assert d.http().post("/v1/gc", {}).status == 401
