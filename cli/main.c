@@ -55,6 +55,10 @@ static const struct cli_flag samples_flags[] = {
 	{"sheet", 0, "FILE", "draw the samples into one PNG sheet"},
 	{"out", 0, "DIR", "download every sample image to DIR as SKETCH-STYLE-ROLE.png"},
 };
+static const struct cli_flag gc_flags[] = {
+	{"dry-run", 0, NULL, "list what would be removed; remove nothing"},
+	{"grace", 0, "SECONDS", "keep artifacts younger than this: writes in flight (default 3600)"},
+};
 static const struct cli_flag synth_flags[] = {
 	{"count", 0, "N", "how many sketches and paintings (default 200)"},
 	{"seed", 0, "S", "random seed (default 1)"},
@@ -88,6 +92,7 @@ const struct cli_command cli_commands[] = {
 	{"nodes", cmd_nodes, "", "the serving fleet and what each node serves", 0, 0, NOFLAGS},
 	{"synth", cmd_synth, "", "upload N synthetic sketches and N unpaired paintings (source synth)", 0, 0,
 	 FLAGS(synth_flags)},
+	{"gc", cmd_gc, "", "remove artifacts nothing refers to from the store (fs:// or s3://)", 0, 0, FLAGS(gc_flags)},
 	{"help", cmd_help, "", "this list", 0, 0, NOFLAGS},
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

@@ -335,6 +335,15 @@ static int call_one(const struct http_client *c, const char *at, int len, const 
 	curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, hdrs);
 	set_body(r->h, q, method);
 	set_transfer(r->h, c, q, &x, errbuf);
+	if (strcmp(method, "GET") == 0) {
+		/* atelierd answers an artifact GET with a 302 to a presigned URL when
+		 * its store is s3:// (orchestrator/artifacts_api.c). libcurl keeps the
+		 * Range and drops the Authorization header when the host or port
+		 * changes, so the token never reaches the object store. */
+		curl_easy_setopt(r->h, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(r->h, CURLOPT_MAXREDIRS, 3L);
+		curl_easy_setopt(r->h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	}
 	CURLcode cc = curl_easy_perform(r->h);
 	long req_bytes = 0;
 	*sent = curl_easy_getinfo(r->h, CURLINFO_REQUEST_SIZE, &req_bytes) != CURLE_OK || req_bytes > 0;

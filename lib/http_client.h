@@ -11,7 +11,9 @@
  * has a cap (the buffer's, or max_file when it goes to a file). With a stop
  * flag, a call ends within about a second of it being set: libcurl's
  * progress callback runs at least once a second, even on an idle long-poll,
- * so threads can be joined promptly at shutdown.
+ * so threads can be joined promptly at shutdown. A GET follows up to 3
+ * redirects (atelierd's artifact downloads from an s3:// store are 302s to
+ * presigned URLs); the bearer token is not sent to another host or port.
  *
  * curl_global_init() is the program's job, once, before the first call.
  */

@@ -31,6 +31,7 @@
 #include "browse.h"
 #include "config.h"
 #include "events.h"
+#include "gc.h"
 #include "image.h"
 #include "joblog_api.h"
 #include "log.h"
@@ -68,7 +69,8 @@ static const struct config_opt settings_table[] = {
 	 "days of serving-node heartbeat history kept (older rows pruned as heartbeats arrive)"},
 	{"db-conns", "ATELIER_DB_CONNS", CFG_INT, S(db_conns), "4", 1, 64, "PostgreSQL query connections"},
 	{"sql-dir", "ATELIER_SQL_DIR", CFG_STR, S(sql_dir), NULL, 1, 0, "migrations folder (default: found)"},
-	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), NULL, 1, 0, "artifact store URI (fs://PATH)"},
+	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), NULL, 1, 0,
+	 "artifact store URI: fs://PATH or s3://BUCKET[/PREFIX] (docs/artifacts.md)"},
 	{"local-workers", "ATELIER_LOCAL_WORKERS", CFG_INT, S(local_workers), "0", 0, 64,
 	 "spawn and supervise N local atelier-worker processes"},
 	{"worker-bin", "ATELIER_WORKER_BIN", CFG_STR, S(worker_bin), NULL, 1, 0, "atelier-worker path"},
@@ -197,6 +199,7 @@ static int build_routes(void)
 		      {registry_routes, registry_nroutes},
 		      {longpoll_routes, longpoll_nroutes},
 		      {artifacts_api_routes, artifacts_api_nroutes},
+		      {gc_routes, gc_nroutes},
 		      {nodes_routes, nodes_nroutes},
 		      {browse_routes, browse_nroutes},
 		      {joblog_api_routes, joblog_api_nroutes},

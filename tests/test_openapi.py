@@ -291,6 +291,8 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         part = api.get("/v1/artifacts/" + sha, headers={"Range": "bytes=0-3"})
         assert c.check("GET", "/v1/artifacts/{sha256}", part, 206) == data[:4]
         c.check("GET", "/v1/artifacts/{sha256}", api.get("/v1/artifacts/" + "0" * 64), 404)
+        # gc's dry run: lists what nothing references, removes nothing
+        assert c.check("POST", "/v1/gc", api.post("/v1/gc", {"dry_run": True}), 200)["dry_run"] is True
         # the webhook delivery log: a row as notify.c writes it (a delivered one and a pending one)
         pg.psql("SELECT atelier_webhook_emit('test', '{\"x\": 1}'); INSERT INTO webhook_deliveries (event_id, kind, "
                 "url, state, attempts, last_status, delivered_at) SELECT id, kind, 'http://h/', 'delivered', 1, 200, "

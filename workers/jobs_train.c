@@ -606,7 +606,10 @@ int job_train(struct job_ctx *ctx)
 		snprintf(tr.why, sizeof tr.why, "train: storing the export: %s", at_strerror(rc));
 		goto out;
 	}
-	snprintf(uri, sizeof uri, "%s/sha256/%.2s/%s", artifact_store_uri(tr.store), sha, sha);
+	if ((rc = artifact_uri(tr.store, sha, uri, sizeof uri)) < 0) {
+		snprintf(tr.why, sizeof tr.why, "train: the export's URI does not fit");
+		goto out;
+	}
 	snprintf(size_s, sizeof size_s, "%" PRIu64, size);
 	snprintf(runs, sizeof runs, "%lld", (long long)json_integer_value(run));
 	snprintf(ds, sizeof ds, "%lld", (long long)json_integer_value(dataset));

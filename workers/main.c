@@ -48,7 +48,7 @@ static const struct config_opt settings_table[] = {
 	{"no-reap", NULL, CFG_BOOL, S(no_reap), "false", 1, 0,
 	 "do not reap expired leases on idle ticks (atelierd does it)"},
 	{"artifacts", "ATELIER_ARTIFACTS", CFG_STR, S(artifacts), "fs://var/artifacts", 1, 0,
-	 "artifact store URI (fs://PATH), shared with atelierd"},
+	 "artifact store URI (fs://PATH or s3://BUCKET[/PREFIX]; docs/artifacts.md), shared with atelierd"},
 	{"device", "ATELIER_DEVICE", CFG_STR, S(device), NULL, 1, 0,
 	 "model device for train and evaluate: cpu, cuda or auto (unset: auto)"},
 	{"train-threads", "ATELIER_TRAIN_THREADS", CFG_INT, S(train_threads), "0", 0, 1024,

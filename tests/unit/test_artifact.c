@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "artifact.h"
+#include "buf.h"
 #include "fsutil.h"
 #include "test.h"
 
@@ -98,9 +99,57 @@ TEST(names_are_checked)
 	ASSERT_EQ_INT(artifact_path(s, "ABCDEF", path, sizeof path), AT_EINVAL);
 	ASSERT(!artifact_valid_sha("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
 	struct artifact_store *s3 = NULL;
-	ASSERT_EQ_INT(artifact_store_open("s3://bucket/x", &s3), AT_EUNSUPPORTED);
+	ASSERT_EQ_INT(artifact_store_open("ftp://bucket/x", &s3), AT_EUNSUPPORTED);
 	artifact_store_close(s);
 	cleanup();
 }
 
-RUN_TESTS(put_bytes_is_content_addressed, put_file_and_get_file_verify, names_are_checked)
+static int count_item(const struct artifact_info *in, void *arg)
+{
+	int *n = arg;
+	ASSERT(artifact_valid_sha(in->sha));
+	ASSERT_EQ_INT(in->size, 5);
+	(*n)++;
+	return 0;
+}
+
+static int collect(const void *data, size_t len, void *arg) { return at_buf_add(arg, data, len); }
+
+TEST(stat_range_list_delete)
+{
+	struct artifact_store *s = open_store();
+	char sha[65], uri[4200];
+	uint64_t size = 0;
+	ASSERT(artifact_store_is_local(s));
+	ASSERT_EQ_INT(artifact_put_bytes(s, "hello", 5, sha), 0);
+	ASSERT_EQ_INT(artifact_stat(s, sha, &size), 0);
+	ASSERT_EQ_INT(size, 5);
+	ASSERT_EQ_INT(artifact_uri(s, sha, uri, sizeof uri), 0);
+	ASSERT_CONTAINS(uri, "fs:///tmp/atelier-art-test-");
+	ASSERT_CONTAINS(uri, sha);
+	struct at_buf b;
+	at_buf_init(&b, 1024);
+	ASSERT_EQ_INT(artifact_read_range(s, sha, 1, 3, collect, &b), 0);
+	ASSERT_EQ_INT(b.len, 3);
+	ASSERT(memcmp(b.data, "ell", 3) == 0);
+	ASSERT_EQ_INT(artifact_read_range(s, sha, 9, 12, collect, &b), AT_EUNSATISFIABLE);
+	at_buf_free(&b);
+	/* a stray file in the store is not an artifact */
+	char stray[4200];
+	snprintf(stray, sizeof stray, "%s/sha256/%.2s/not-a-sha", root, sha);
+	FILE *f = fopen(stray, "w");
+	ASSERT(f);
+	fclose(f);
+	int n = 0;
+	ASSERT_EQ_INT(artifact_list(s, count_item, &n), 0);
+	ASSERT_EQ_INT(n, 1);
+	char url[256];
+	ASSERT_EQ_INT(artifact_presign(s, sha, 60, url, sizeof url), AT_EUNSUPPORTED);
+	ASSERT_EQ_INT(artifact_delete(s, sha), 0);
+	ASSERT_EQ_INT(artifact_stat(s, sha, &size), AT_ENOTFOUND);
+	ASSERT_EQ_INT(artifact_delete(s, sha), 0);
+	artifact_store_close(s);
+	cleanup();
+}
+
+RUN_TESTS(stat_range_list_delete, put_bytes_is_content_addressed, put_file_and_get_file_verify, names_are_checked)
