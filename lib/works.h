@@ -24,8 +24,12 @@
 #define WORKS_STYLE_KEY_MAX 64    /* bytes of its key, NUL included */
 #define WORKS_IMAGE_MAX (4 << 20) /* bytes of each image */
 #define WORKS_IMAGE_PIXELS 4200000ULL
-#define WORKS_RECEIPT_BYTES 32    /* random bytes of a receipt */
-#define WORKS_RECEIPT_LEN 43      /* their base64url text, no padding */
+/* A work's sketch needs some ink (not training's range): a blank one would
+ * share its hash with every other blank, and a withdrawal of one would take
+ * them all. */
+#define WORKS_MIN_INK 0.0001
+#define WORKS_RECEIPT_BYTES 32 /* random bytes of a receipt */
+#define WORKS_RECEIPT_LEN 43   /* their base64url text, no padding */
 
 /* Parses and checks a style (text, len bytes). On success *style is a new
  * canonical object (caller decrefs) and key holds its filter key. Errors:

@@ -62,7 +62,7 @@ static void check_work(uv_work_t *uw)
 	struct work_in *w = uw->data;
 	struct image_opts o;
 	image_opts_init(&o, IMAGE_SKETCH);
-	o.min_ink = 0; /* a work is not training data: any drawing with a hash */
+	o.min_ink = WORKS_MIN_INK; /* a work is not training data: any drawing with ink */
 	o.max_ink = 1;
 	o.max_pixels = WORKS_IMAGE_PIXELS;
 	struct image_norm n = {.ink_ratio = -1};
@@ -166,8 +166,8 @@ static int image_field(http_req_t *req, const struct multipart_part *parts, size
 	return 0;
 }
 
-static int text_field(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name,
-		      size_t max, char **out)
+static int text_field(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name, size_t max,
+		      char **out)
 {
 	const struct multipart_part *f = multipart_get(parts, n, name);
 	char why[96];
@@ -227,7 +227,8 @@ static void post_work(http_req_t *req)
 	if (f && f->len) {
 		int64_t v;
 		char tmp[24];
-		if (f->len >= sizeof tmp || (memcpy(tmp, f->data, f->len), tmp[f->len] = 0, http_parse_id(tmp, &v)) < 0) {
+		if (f->len >= sizeof tmp ||
+		    (memcpy(tmp, f->data, f->len), tmp[f->len] = 0, http_parse_id(tmp, &v)) < 0) {
 			http_reply_err(req, AT_EINVAL, "model_version must be a positive integer",
 				       json_pack("{ss}", "field", "model_version"));
 			goto refused;
@@ -386,14 +387,11 @@ static void set_status(http_req_t *req, const char *to)
 	db_param_text(&p, by);
 	/* a withdrawn work stays withdrawn: only its holder or its sketch decide */
 	api_reply_sql_json(req,
-			   "WITH u AS (UPDATE works SET status = $2, changed_by = $3 WHERE id = $1::bigint "
-			   "AND status <> 'withdrawn' RETURNING id) "
-			   "SELECT j::text FROM works_json WHERE id = (SELECT id FROM u)",
+			   "UPDATE works SET status = $2, changed_by = $3 WHERE id = $1::bigint "
+			   "AND status <> 'withdrawn' RETURNING atelier_work_json(works)::text",
 			   &p, "no such work, or it was withdrawn");
 }
 
-/* The handler sees the row before its own statement's update (one snapshot):
- * so the UPDATE's RETURNING builds the answer itself. */
 static void hide_work(http_req_t *req) { set_status(req, "hidden"); }
 static void unhide_work(http_req_t *req) { set_status(req, "published"); }
 
@@ -444,17 +442,21 @@ static void delete_by_receipt(http_req_t *req)
 
 /* ---- routes ---- */
 
-#define S_WORK                                                                                                    \
-	API_OBJECT("\"id\":" API_INT ",\"rev\":" API_INT ",\"status\":{\"type\":\"string\",\"enum\":[\"published\","  \
-		   "\"hidden\",\"withdrawn\"]},\"created_at\":" API_TIME ",\"changed_at\":" API_TIME               \
-		   ",\"title\":" API_NULL("string") ",\"name\":" API_NULL("string") ",\"style\":" API_OBJ          \
-		   ",\"style_key\":" API_STR ",\"model\":" API_NULL("string") ",\"model_version\":" API_NULL(     \
-			   "integer") ",\"node\":" API_NULL("string") ",\"sketch_type\":" API_STR                  \
-				      ",\"painting_type\":" API_STR ",\"sketch_sha256\":" API_SHA256               \
-				      ",\"sketch_bytes\":" API_INT ",\"painting_bytes\":" API_INT)
-#define R_NO_RECEIPT                                                                                         \
-	"{\"404\":{\"description\":\"no work has this receipt (a wrong one changes nothing)\",\"content\":" \
-	HTTP_JSON("{\"$ref\":\"#/components/schemas/Error\"}") "}}"
+#define S_WORK                                                                                                        \
+	API_OBJECT(                                                                                                   \
+		"\"id\":" API_INT ",\"rev\":" API_INT ",\"status\":{\"type\":\"string\",\"enum\":[\"published\","     \
+		"\"hidden\",\"withdrawn\"]},\"created_at\":" API_TIME ",\"changed_at\":" API_TIME                     \
+		",\"title\":" API_NULL("string") ",\"name\":" API_NULL(                                               \
+			"string") ",\"style\":" API_OBJ ",\"style_key\":" API_STR                                     \
+				  ",\"model\":" API_NULL("string") ",\"model_version\":" API_NULL(                    \
+					  "integer") ",\"node\":" API_NULL("string") ",\"sketch_type\":" API_STR      \
+										     ",\"painting_type\":" API_STR    \
+										     ",\"sketch_sha256\":" API_SHA256 \
+										     ",\"sketch_bytes\":" API_INT     \
+										     ",\"painting_bytes\":" API_INT)
+#define R_NO_RECEIPT                                                                                                   \
+	"{\"404\":{\"description\":\"no work has this receipt (a wrong one changes nothing)\",\"content\":" HTTP_JSON( \
+		"{\"$ref\":\"#/components/schemas/Error\"}") "}}"
 #define P_WORK_ID "{\"id\":" API_ID "}"
 #define S_IMG "{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY "}"
 
@@ -473,8 +475,9 @@ const struct http_route works_api_routes[] = {
 		 ",\"model_version\":" API_INT "}}}",
 	 .status = 201,
 	 .reply = HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"duplicate\":" API_BOOL ",\"status\":" API_STR)),
-	 .replies = "{\"200\":{\"description\":\"already stored under this receipt (duplicate: true)\",\"content\":"
-		 HTTP_JSON(API_OBJECT("\"id\":" API_INT ",\"duplicate\":" API_BOOL ",\"status\":" API_STR)) "}}"},
+	 .replies =
+		 "{\"200\":{\"description\":\"already stored under this receipt (duplicate: true)\",\"content\":" HTTP_JSON(
+			 API_OBJECT("\"id\":" API_INT ",\"duplicate\":" API_BOOL ",\"status\":" API_STR)) "}}"},
 	{"GET", "/v1/works", list_works, ROLE_ANY, "works, newest first (?status, ?style key, ?before id, ?limit)",
 	 .op = "listWorks", .tag = "gallery",
 	 .params = "{\"status\":{\"type\":\"string\",\"enum\":[\"published\",\"hidden\","
@@ -489,25 +492,25 @@ const struct http_route works_api_routes[] = {
 	 .reply = HTTP_JSON(API_OBJECT("\"works\":" API_ARRAY(S_WORK) ",\"rev\":" API_INT ",\"more\":" API_BOOL))},
 	{"GET", "/v1/works/by-receipt", get_by_receipt, ROLE_NODE | ROLE_OPERATOR,
 	 "the work a receipt names (header X-Atelier-Receipt)", .op = "getWorkByReceipt", .tag = "gallery",
-	 .reply = HTTP_JSON(API_OBJECT(
-		 "\"kind\":" API_STR ",\"id\":" API_INT ",\"status\":" API_STR ",\"created_at\":" API_TIME
-		 ",\"changed_at\":" API_TIME ",\"title\":" API_NULL("string") ",\"name\":" API_NULL(
-			 "string") ",\"style\":" API_OBJ ",\"style_key\":" API_STR ",\"model_version\":" API_NULL("integer"))),
+	 .reply = HTTP_JSON(API_OBJECT("\"kind\":" API_STR ",\"id\":" API_INT ",\"status\":" API_STR
+				       ",\"created_at\":" API_TIME ",\"changed_at\":" API_TIME
+				       ",\"title\":" API_NULL("string") ",\"name\":" API_NULL(
+					       "string") ",\"style\":" API_OBJ ",\"style_key\":" API_STR
+							 ",\"model_version\":" API_NULL("integer"))),
 	 .replies = R_NO_RECEIPT},
 	{"DELETE", "/v1/works/by-receipt", delete_by_receipt, ROLE_NODE | ROLE_OPERATOR,
-	 "withdraw the work a receipt names: its pixels are erased", .op = "withdrawWorkByReceipt",
-	 .tag = "gallery",
-	 .reply = HTTP_JSON(API_OBJECT("\"kind\":" API_STR ",\"id\":" API_INT ",\"status\":" API_STR
-				       ",\"withdrawn\":" API_BOOL)),
+	 "withdraw the work a receipt names: its pixels are erased", .op = "withdrawWorkByReceipt", .tag = "gallery",
+	 .reply = HTTP_JSON(
+		 API_OBJECT("\"kind\":" API_STR ",\"id\":" API_INT ",\"status\":" API_STR ",\"withdrawn\":" API_BOOL)),
 	 .replies = R_NO_RECEIPT},
 	{"GET", "/v1/works/{id}/sketch", get_work_image, ROLE_ANY, "a work's sketch as published",
 	 .op = "getWorkSketch", .tag = "gallery", .params = P_WORK_ID, .reply = S_IMG},
 	{"GET", "/v1/works/{id}/painting", get_work_image, ROLE_ANY, "a work's painting as published",
 	 .op = "getWorkPainting", .tag = "gallery", .params = P_WORK_ID, .reply = S_IMG},
-	{"POST", "/v1/works/{id}/hide", hide_work, ROLE_OPERATOR, "hide a work from every gallery",
-	 .op = "hideWork", .tag = "gallery", .params = P_WORK_ID, .reply = HTTP_JSON(S_WORK)},
-	{"POST", "/v1/works/{id}/unhide", unhide_work, ROLE_OPERATOR, "show a hidden work again",
-	 .op = "unhideWork", .tag = "gallery", .params = P_WORK_ID, .reply = HTTP_JSON(S_WORK)},
+	{"POST", "/v1/works/{id}/hide", hide_work, ROLE_OPERATOR, "hide a work from every gallery", .op = "hideWork",
+	 .tag = "gallery", .params = P_WORK_ID, .reply = HTTP_JSON(S_WORK)},
+	{"POST", "/v1/works/{id}/unhide", unhide_work, ROLE_OPERATOR, "show a hidden work again", .op = "unhideWork",
+	 .tag = "gallery", .params = P_WORK_ID, .reply = HTTP_JSON(S_WORK)},
 	{"GET", "/v1/works/{id}", get_work, ROLE_ANY, "a work's metadata", .op = "getWork", .tag = "gallery",
 	 .params = P_WORK_ID, .reply = HTTP_JSON(S_WORK)},
 };

@@ -43,7 +43,7 @@ struct item {
 	uint8_t *data;
 	size_t len;
 	char type[16];
-	struct item *hnext;      /* bucket chain */
+	struct item *hnext;       /* bucket chain */
 	struct item *prev, *next; /* LRU list: head most recent */
 };
 
@@ -156,9 +156,10 @@ static int poll_feed(struct gallery *g)
 		snprintf(path, sizeof path, "/v1/works/changes?after=%lld&limit=%d", (long long)g->rev, FEED_PAGE);
 		struct http_client_resp r;
 		http_client_resp_init(&r, 32 << 20);
-		int rc = http_client_call(&g->client, &(struct http_client_req){.path = path, .timeout_s = CALL_TIMEOUT},
-					  &r);
-		json_t *o = rc == 0 && r.status == 200 ? json_loadb((const char *)r.body.data, r.body.len, 0, NULL) : NULL;
+		int rc = http_client_call(&g->client,
+					  &(struct http_client_req){.path = path, .timeout_s = CALL_TIMEOUT}, &r);
+		json_t *o =
+			rc == 0 && r.status == 200 ? json_loadb((const char *)r.body.data, r.body.len, 0, NULL) : NULL;
 		if (!o && rc == 0)
 			log_debug("gallery: feed answered %ld", r.status);
 		http_client_resp_free(&r);
@@ -316,7 +317,8 @@ static int published(struct gallery *g, int64_t id)
 
 static void etag_of(char *buf, size_t cap, struct serve_app *app, int64_t id, int kind)
 {
-	snprintf(buf, cap, "\"w%lld-%s%d\"", (long long)id, kind_names[kind], kind == K_THUMB ? app->cfg.gallery_thumb : 0);
+	snprintf(buf, cap, "\"w%lld-%s%d\"", (long long)id, kind_names[kind],
+		 kind == K_THUMB ? app->cfg.gallery_thumb : 0);
 }
 
 static int etag_matches(http_req_t *req, const char *etag)
@@ -430,7 +432,8 @@ static void image(http_req_t *req, int kind)
 	if (http_req_param_id(req, "id", &id) < 0)
 		return;
 	if (!g || !published(g, id)) {
-		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery", json_pack("{sI}", "id", (json_int_t)id));
+		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery",
+			       json_pack("{sI}", "id", (json_int_t)id));
 		return;
 	}
 	char etag[64];
@@ -535,8 +538,9 @@ static int page_head(struct at_buf *b, const char *title, const char *klass)
 static void reply_page(http_req_t *req, int rc, struct at_buf *b)
 {
 	http_req_add_header(req, "Cache-Control", "no-cache");
-	http_req_add_header(req, "Content-Security-Policy",
-			    "default-src 'none'; img-src 'self'; style-src 'self'; base-uri 'none'; form-action 'self'");
+	http_req_add_header(
+		req, "Content-Security-Policy",
+		"default-src 'none'; img-src 'self'; style-src 'self'; base-uri 'none'; form-action 'self'");
 	http_reply_buf(req, rc, b, "text/html; charset=utf-8");
 }
 
@@ -544,8 +548,7 @@ static void reply_page(http_req_t *req, int rc, struct at_buf *b)
 
 /* The page of works at or after `before` (0: the newest) in a style (NULL:
  * all), under the read lock: indexes into v, and the id past the page (0: none). */
-static size_t select_page(struct gallery *g, const char *style, int64_t before, size_t want, size_t *out,
-			  int64_t *next)
+static size_t select_page(struct gallery *g, const char *style, int64_t before, size_t want, size_t *out, int64_t *next)
 {
 	int found;
 	size_t i = before > 0 ? find(g, before, &found) : 0;
@@ -619,16 +622,19 @@ void gallery_get_wall(http_req_t *req)
 		rc = at_buf_addstr(&b, "</form>\n");
 	if (!g) {
 		if (rc == 0)
-			rc = at_buf_addstr(&b, "<p class=\"empty\">This node has no gallery (it has no atelierd).</p>\n");
+			rc = at_buf_addstr(&b,
+					   "<p class=\"empty\">This node has no gallery (it has no atelierd).</p>\n");
 		goto end;
 	}
 	pthread_rwlock_rdlock(&g->idx_lock);
 	int64_t next;
 	size_t k = select_page(g, style, before, want, idx, &next);
 	if (rc == 0 && k == 0)
-		rc = at_buf_addstr(&b, g->synced ? "<p class=\"empty\">No works here yet. <a href=\"/\">Draw one</a> and "
-						   "publish it.</p>\n"
-						 : "<p class=\"empty\">The gallery is loading; try again in a moment.</p>\n");
+		rc = at_buf_addstr(&b,
+				   g->synced
+					   ? "<p class=\"empty\">No works here yet. <a href=\"/\">Draw one</a> and "
+					     "publish it.</p>\n"
+					   : "<p class=\"empty\">The gallery is loading; try again in a moment.</p>\n");
 	if (rc == 0 && k > 0)
 		rc = at_buf_addstr(&b, "<ul class=\"wall\">\n");
 	for (size_t j = 0; rc == 0 && j < k; j++) {
@@ -711,7 +717,8 @@ void gallery_get_work(http_req_t *req)
 	if (http_req_param_id(req, "id", &id) < 0)
 		return;
 	if (!g) {
-		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery", json_pack("{sI}", "id", (json_int_t)id));
+		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery",
+			       json_pack("{sI}", "id", (json_int_t)id));
 		return;
 	}
 	pthread_rwlock_rdlock(&g->idx_lock);
@@ -719,7 +726,8 @@ void gallery_get_work(http_req_t *req)
 	size_t at = find(g, id, &found);
 	if (!found) {
 		pthread_rwlock_unlock(&g->idx_lock);
-		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery", json_pack("{sI}", "id", (json_int_t)id));
+		http_reply_err(req, AT_ENOTFOUND, "no such work in the gallery",
+			       json_pack("{sI}", "id", (json_int_t)id));
 		return;
 	}
 	const struct entry *e = &g->v[at];

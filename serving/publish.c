@@ -104,7 +104,7 @@ static void submission_work(uv_work_t *w)
 	struct submission *s = w->data;
 	struct image_opts o;
 	image_opts_init(&o, IMAGE_SKETCH);
-	o.min_ink = 0;
+	o.min_ink = WORKS_MIN_INK;
 	o.max_ink = 1;
 	o.max_pixels = WORKS_IMAGE_PIXELS;
 	struct image_norm n = {.ink_ratio = -1};
@@ -144,7 +144,8 @@ static void submission_done(uv_work_t *w, int status)
 		uplink_notify(s->app->uplink);
 		/* the receipt is shown once: the node keeps only its hash */
 		http_reply_json(s->req, 202,
-				json_pack("{ss,ss,si}", "status", "queued", "receipt", s->receipt, "spool_depth", files));
+				json_pack("{ss,ss,si}", "status", "queued", "receipt", s->receipt, "spool_depth",
+					  files));
 	}
 	submission_free(s);
 }
@@ -196,7 +197,8 @@ static int style_json(const struct multipart_part *parts, size_t n, char *out, s
 {
 	char s1[24], s2[24], a[24], ref[8];
 	if (small_field(parts, n, "style", s1, sizeof s1) < 0 || small_field(parts, n, "style2", s2, sizeof s2) < 0 ||
-	    small_field(parts, n, "alpha", a, sizeof a) < 0 || small_field(parts, n, "style_reference", ref, sizeof ref) < 0)
+	    small_field(parts, n, "alpha", a, sizeof a) < 0 ||
+	    small_field(parts, n, "style_reference", ref, sizeof ref) < 0)
 		return AT_EINVAL;
 	int yes = 0;
 	if (ref[0] && config_parse_bool(ref, strlen(ref), &yes) == 0 && yes) {
@@ -429,9 +431,12 @@ int publish_drain(struct serve_app *app, const struct http_client *c)
 		f.img = img;
 		struct http_client_resp r;
 		http_client_resp_init(&r, 64 << 10);
-		rc = http_client_call(
-			c, &(struct http_client_req){.path = "/v1/works", .form = build_form, .form_arg = &f, .timeout_s = CALL_TIMEOUT},
-			&r);
+		rc = http_client_call(c,
+				      &(struct http_client_req){.path = "/v1/works",
+								.form = build_form,
+								.form_arg = &f,
+								.timeout_s = CALL_TIMEOUT},
+				      &r);
 		json_decref(f.meta);
 		free(img);
 		if (rc == AT_ECANCELLED) {

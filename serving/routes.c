@@ -161,13 +161,13 @@ static void post_reload(http_req_t *req)
 	"\"swap_failures\":{\"type\":\"integer\"},\"last_error\":{\"type\":\"string\",\"nullable\":true}"
 #define S_IMAGE "{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"}"
 
-#define S_MINE                                                                                                   \
-	"{\"type\":\"object\",\"required\":[\"kind\",\"status\"],\"properties\":{\"kind\":{\"type\":"       \
-	"\"string\",\"enum\":[\"work\"]},\"id\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","  \
-	"\"enum\":[\"queued\",\"published\",\"hidden\",\"withdrawn\"],\"description\":\"queued: still in "  \
-	"this node's spool\"},\"withdrawn\":{\"type\":\"boolean\"},\"created_at\":{\"type\":\"string\"},"      \
+#define S_MINE                                                                                             \
+	"{\"type\":\"object\",\"required\":[\"kind\",\"status\"],\"properties\":{\"kind\":{\"type\":"      \
+	"\"string\",\"enum\":[\"work\"]},\"id\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","   \
+	"\"enum\":[\"queued\",\"published\",\"hidden\",\"withdrawn\"],\"description\":\"queued: still in " \
+	"this node's spool\"},\"withdrawn\":{\"type\":\"boolean\"},\"created_at\":{\"type\":\"string\"},"  \
 	"\"changed_at\":{\"type\":\"string\"},\"title\":{\"type\":\"string\",\"nullable\":true},\"name\":" \
-	"{\"type\":\"string\",\"nullable\":true},\"style\":{\"type\":\"object\"},\"style_key\":{\"type\":"  \
+	"{\"type\":\"string\",\"nullable\":true},\"style\":{\"type\":\"object\"},\"style_key\":{\"type\":" \
 	"\"string\"},\"model_version\":{\"type\":\"integer\",\"nullable\":true}}}"
 #define P_WORK "{\"id\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1}}"
 #define S_IMAGES_OUT "{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY "}"
@@ -247,11 +247,10 @@ const struct http_route serve_routes[] = {
 		 "\"title\":{\"type\":\"string\",\"maxLength\":120},\"name\":{\"type\":\"string\","
 		 "\"maxLength\":64},\"model_version\":{\"type\":\"integer\",\"minimum\":1}}}}",
 	 .status = 202,
-	 .reply = HTTP_JSON(
-		 "{\"type\":\"object\",\"required\":[\"receipt\"],\"properties\":{\"status\":{\"type\":"
-		 "\"string\",\"enum\":[\"queued\"]},\"receipt\":{\"type\":\"string\",\"pattern\":"
-		 "\"^[A-Za-z0-9_-]{43}$\",\"description\":\"shown once; present it as X-Atelier-Receipt\"},"
-		 "\"spool_depth\":{\"type\":\"integer\"}}}")},
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"required\":[\"receipt\"],\"properties\":{\"status\":{\"type\":"
+			    "\"string\",\"enum\":[\"queued\"]},\"receipt\":{\"type\":\"string\",\"pattern\":"
+			    "\"^[A-Za-z0-9_-]{43}$\",\"description\":\"shown once; present it as X-Atelier-Receipt\"},"
+			    "\"spool_depth\":{\"type\":\"integer\"}}}")},
 	{"GET", "/api/works/mine", publish_get_mine, ROLE_PUBLIC,
 	 "the work the receipt in header X-Atelier-Receipt names (404: none)", .op = "getMyWork", .tag = "gallery",
 	 .reply = HTTP_JSON(S_MINE)},
@@ -263,14 +262,13 @@ const struct http_route serve_routes[] = {
 	 .tag = "gallery",
 	 .params = "{\"style\":{\"type\":\"string\"},\"before\":{\"type\":\"integer\"},\"limit\":{"
 		   "\"type\":\"integer\",\"minimum\":1,\"maximum\":200}}",
-	 .reply = HTTP_JSON(
-		 "{\"type\":\"object\",\"properties\":{\"works\":{\"type\":\"array\",\"items\":{\"type\":"
-		 "\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"title\":{\"type\":\"string\","
-		 "\"nullable\":true},\"name\":{\"type\":\"string\",\"nullable\":true},\"style_key\":{"
-		 "\"type\":\"string\"},\"model_version\":{\"type\":\"integer\",\"nullable\":true},"
-		 "\"created_at\":{\"type\":\"string\"},\"thumb\":{\"type\":\"string\"}}}},\"next\":{"
-		 "\"type\":\"integer\",\"nullable\":true},\"total\":{\"type\":\"integer\"},\"synced\":{"
-		 "\"type\":\"boolean\"}}}")},
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"works\":{\"type\":\"array\",\"items\":{\"type\":"
+			    "\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"title\":{\"type\":\"string\","
+			    "\"nullable\":true},\"name\":{\"type\":\"string\",\"nullable\":true},\"style_key\":{"
+			    "\"type\":\"string\"},\"model_version\":{\"type\":\"integer\",\"nullable\":true},"
+			    "\"created_at\":{\"type\":\"string\"},\"thumb\":{\"type\":\"string\"}}}},\"next\":{"
+			    "\"type\":\"integer\",\"nullable\":true},\"total\":{\"type\":\"integer\"},\"synced\":{"
+			    "\"type\":\"boolean\"}}}")},
 	{"GET", "/gallery", gallery_get_wall, ROLE_PUBLIC, "the gallery wall, newest first (?style key, ?before id)",
 	 .op = "getGallery", .tag = "gallery",
 	 .params = "{\"style\":{\"type\":\"string\"},\"before\":{\"type\":\"integer\"}}",

@@ -62,9 +62,9 @@ struct serve_settings {
 	double rate_stylize, burst_stylize; /* per-client token bucket (rate 0: no limit) */
 	double rate_contribute, burst_contribute;
 	double rate_publish, burst_publish;
-	int ratelimit_slots; /* client addresses each limiter remembers */
-	int trust_proxy;     /* key clients by the last X-Forwarded-For entry */
-	double gallery_poll; /* seconds between reads of atelierd's works feed */
+	int ratelimit_slots;  /* client addresses each limiter remembers */
+	int trust_proxy;      /* key clients by the last X-Forwarded-For entry */
+	double gallery_poll;  /* seconds between reads of atelierd's works feed */
 	size_t gallery_cache; /* bytes of images and thumbnails kept */
 	int gallery_thumb;    /* thumbnail side */
 	int gallery_page;     /* works on a wall page */

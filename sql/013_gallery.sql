@@ -94,12 +94,15 @@ CREATE TRIGGER images_sketch_withdrawn_works AFTER UPDATE OF status ON images
     FOR EACH ROW WHEN (NEW.domain = 'sketch' AND NEW.status = 'deleted' AND OLD.status <> 'deleted')
     EXECUTE FUNCTION atelier_sketch_withdrawn_works();
 
--- One object per work for the API and the feed (no pixels).
-CREATE VIEW works_json AS
-    SELECT w.id, w.rev, w.status, w.style_key, json_build_object(
+-- One object per work for the API and the feed (no pixels); a function of
+-- the row so that an UPDATE's RETURNING gives the row as it became.
+CREATE FUNCTION atelier_work_json(w works) RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
         'id', w.id, 'rev', w.rev, 'status', w.status, 'created_at', w.created_at, 'changed_at', w.changed_at,
         'title', w.title, 'name', w.author, 'style', w.style, 'style_key', w.style_key, 'model', w.model,
         'model_version', w.model_version, 'node', w.node, 'sketch_type', w.sketch_type,
         'painting_type', w.painting_type, 'sketch_sha256', encode(w.sketch_sha256, 'hex'),
-        'sketch_bytes', coalesce(length(w.sketch), 0), 'painting_bytes', coalesce(length(w.painting), 0)) AS j
-    FROM works w;
+        'sketch_bytes', coalesce(length(w.sketch), 0), 'painting_bytes', coalesce(length(w.painting), 0))
+$$;
+CREATE VIEW works_json AS
+    SELECT w.id, w.rev, w.status, w.style_key, atelier_work_json(w) AS j FROM works w;
