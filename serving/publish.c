@@ -278,7 +278,9 @@ void publish_post(http_req_t *req)
 	}
 	char ver[24];
 	int64_t v = 0;
-	if (small_field(parts, n, "model_version", ver, sizeof ver) < 0 || (ver[0] && http_parse_id(ver, &v) < 0)) {
+	/* "0" is what /api/stylize names a local model file by: no version */
+	if (small_field(parts, n, "model_version", ver, sizeof ver) < 0 ||
+	    (ver[0] && strcmp(ver, "0") != 0 && http_parse_id(ver, &v) < 0)) {
 		json_decref(style);
 		http_reply_err(req, AT_EINVAL, "model_version must be a positive integer",
 			       json_pack("{ss}", "field", "model_version"));

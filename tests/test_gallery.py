@@ -311,7 +311,13 @@ def test_publish_from_the_page_in_chromium(stack, tmp_path):
     from test_browser import npm_ci
     npm_ci()
     d, a, b = stack
-    out = subprocess.run(["node", os.path.join(HERE, "gallery.mjs"), a.url, b.url, str(tmp_path)],
+    # a few works first, so that the wall in the screenshots is a wall
+    for seed in range(1, 8):
+        assert publish(a.http, seed=seed, title="Study no. %d" % seed, name="Test suite", style=str(seed % 3),
+                       paint=painting(seed * 37, 256)).status == 202
+    wait_until(lambda: len(gallery_ids(b)) == 7, timeout=10, what="the first works on B")
+    out = subprocess.run(["node", os.path.join(HERE, "gallery.mjs"), a.url, b.url, str(tmp_path), d.url,
+                          d.token("operator")],
                          capture_output=True, text=True, timeout=240)
     os.makedirs(ARTIFACTS, exist_ok=True)
     for f in os.listdir(tmp_path):
@@ -321,6 +327,8 @@ def test_publish_from_the_page_in_chromium(stack, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     assert facts["publish"] == "done", facts
+    assert facts["disabled_without_consent"] is True
+    assert facts["receipt_shown"] == facts["receipts"][0]["token"]
     assert len(facts["receipts"]) == 1 and facts["receipts"][0]["kind"] == "work", facts
     assert len(facts["receipts"][0]["token"]) == 43
     # node B shows it (it was published on A)
@@ -334,5 +342,9 @@ def test_publish_from_the_page_in_chromium(stack, tmp_path):
             assert lay["scrollWidth"] <= lay["innerWidth"] and not lay["over"], (size, pg, lay)
     # the phone wall shows two works a row, the work's page stacks sketch over painting
     assert facts["layout"]["phone_wall"]["columns"] == 2, facts["layout"]
-    w = Http(b.url).get("/api/gallery").json()["works"][0]
-    assert w["title"] == "Published from Chromium"
+    # hidden from the dashboard: gone from both nodes within 5 s
+    for n in (a, b):
+        wait_until(lambda: n.http.get("/gallery/works/%d" % facts["hidden_id"]).status == 404, timeout=5,
+                   what="hidden from the dashboard")
+    assert facts["hidden_id"] not in gallery_ids(b)
+    assert Http(b.url).get("/api/gallery").json()["works"][0]["title"] == "Study no. 7"

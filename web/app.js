@@ -280,7 +280,8 @@ async function publish() {
   form.append("sketch", await sketchBlob(), "sketch.png");
   form.append("painting", painted.blob, "painting.jpg");
   form.append("style", painted.style);
-  if (/^\d+$/.test(painted.version)) form.append("model_version", painted.version);
+  // 0 is a local model file: no registry version to name
+  if (/^[1-9]\d*$/.test(painted.version)) form.append("model_version", painted.version);
   const title = $("title").value.trim(), author = $("author").value.trim();
   if (title) form.append("title", title);
   if (author) form.append("name", author);
