@@ -279,6 +279,71 @@ def test_spooled_work_arrives_once(db_url, pg, models):
         d.stop()
 
 
+def test_routes_match_their_schemas(stack, pg, db_url):
+    """Every gallery route's real replies, successes and refusals, against
+    the OpenAPI documents (test_openapi.py lints the documents and leaves
+    these routes to this test: they need two nodes and atelierd)."""
+    import secrets
+    from test_openapi import Conformance
+    d, a, b = stack
+    dc = Conformance(Http(d.url).get("/v1/openapi.json").json())
+    nc = Conformance(a.http.get("/api/openapi.json").json())
+    node = d.http(d.token("node"))
+    op = d.http(d.token("operator"))
+    receipt = secrets.token_urlsafe(32)
+    fields = [("sketch", ("s.png", images.sketch(9), "image/png")), ("painting", ("p.png", painting(9), "image/png")),
+              ("style", '{"style":3,"style2":4,"alpha":0.3}'), ("title", "t"), ("model_version", "2"),
+              ("receipt_sha256", hashlib.sha256(receipt.encode()).hexdigest())]
+    body, ct = multipart(fields)
+    w = dc.check("POST", "/v1/works", node.post("/v1/works", body, headers={"Content-Type": ct}), 201)
+    assert dc.check("POST", "/v1/works", node.post("/v1/works", body, headers={"Content-Type": ct}), 200)["duplicate"]
+    body, ct = multipart(fields[:2] + [("style", '{"style":"x"}')] + fields[3:])
+    dc.check("POST", "/v1/works", node.post("/v1/works", body, headers={"Content-Type": ct}), 422)
+    wid = w["id"]
+    assert dc.check("GET", "/v1/works/{id}", op.get("/v1/works/%d" % wid), 200)["style_key"] == "3+4@0.30"
+    dc.check("GET", "/v1/works/{id}", op.get("/v1/works/999999"), 404)
+    dc.check("GET", "/v1/works", op.get("/v1/works?style=3%2B4@0.30"), 200)
+    dc.check("GET", "/v1/works", op.get("/v1/works?status=gone"), 400)
+    dc.check("GET", "/v1/works/changes", node.get("/v1/works/changes?after=0"), 200)
+    dc.check("GET", "/v1/works/changes", node.get("/v1/works/changes?after=x"), 400)
+    dc.check("POST", "/v1/works/{id}/hide", op.post("/v1/works/%d/hide" % wid), 200)
+    dc.check("POST", "/v1/works/{id}/unhide", op.post("/v1/works/%d/unhide" % wid), 200)
+    dc.check("POST", "/v1/works/{id}/hide", op.post("/v1/works/999999/hide"), 404)
+    dc.check("POST", "/v1/works/{id}/hide", node.post("/v1/works/%d/hide" % wid), 403)
+    hdr = {"X-Atelier-Receipt": receipt}
+    dc.check("GET", "/v1/works/by-receipt", node.get("/v1/works/by-receipt", headers=hdr), 200)
+    dc.check("GET", "/v1/works/by-receipt", node.get("/v1/works/by-receipt"), 404)
+    dc.check("GET", "/v1/works/{id}/painting", op.get("/v1/works/%d/painting" % wid), 200)
+    dc.check("GET", "/v1/works/{id}/sketch", op.get("/v1/works/%d/sketch" % wid), 200)
+
+    # the node's
+    r = nc.check("POST", "/api/publish", publish(a.http, seed=10), 202)
+    nc.check("POST", "/api/publish", publish(a.http, seed=10, consent=None), 422)
+    nc.check("POST", "/api/publish", a.http.post("/api/publish", b"x", headers={"Content-Type": "text/plain"}), 415)
+    mine_hdr = {"X-Atelier-Receipt": r["receipt"]}
+    wait_until(lambda: a.http.get("/api/works/mine", headers=mine_hdr).json()["status"] == "published", timeout=10,
+               what="the work delivered")
+    nc.check("GET", "/api/works/mine", a.http.get("/api/works/mine", headers=mine_hdr), 200)
+    nc.check("GET", "/api/works/mine", a.http.get("/api/works/mine", headers={"X-Atelier-Receipt": "x"}), 404)
+    wait_until(lambda: len(gallery_ids(a)) == 2, timeout=5, what="both works on A")
+    nc.check("GET", "/api/gallery", a.http.get("/api/gallery?limit=1"), 200)
+    nc.check("GET", "/api/gallery", a.http.get("/api/gallery?limit=0"), 400)
+    nc.check("GET", "/gallery", a.http.get("/gallery"), 200)
+    nc.check("GET", "/gallery/works/{id}", a.http.get("/gallery/works/%d" % wid), 200)
+    nc.check("GET", "/gallery/works/{id}", a.http.get("/gallery/works/999999"), 404)
+    nc.check("GET", "/gallery/thumbs/{id}.jpg", a.http.get("/gallery/thumbs/%d.jpg" % wid), 200)
+    nc.check("GET", "/gallery/works/{id}/painting", a.http.get("/gallery/works/%d/painting" % wid), 200)
+    nc.check("GET", "/gallery.css", a.http.get("/gallery.css"), 200)
+    nc.check("DELETE", "/api/works/mine", a.http.request("DELETE", "/api/works/mine", headers=mine_hdr), 200)
+    nc.check("DELETE", "/api/works/mine", a.http.request("DELETE", "/api/works/mine"), 404)
+    dc.check("DELETE", "/v1/works/by-receipt", node.request("DELETE", "/v1/works/by-receipt", headers=hdr), 200)
+    dc.check("DELETE", "/v1/works/by-receipt", node.request("DELETE", "/v1/works/by-receipt"), 404)
+    assert {p for p in dc.seen if p[1].startswith("/v1/works")} == {
+        (m, p) for p, ms in dc.doc["paths"].items() if p.startswith("/v1/works") for m in ms
+        if "application/json" in ms[m]["responses"][min(c for c in ms[m]["responses"] if c[0] == "2")]
+        .get("content", {})}
+
+
 def test_works_feed_and_list_are_paged(db_url, pg):
     d = start_atelierd(db_url)
     try:
