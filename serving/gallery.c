@@ -508,12 +508,19 @@ static int esc(struct at_buf *b, const char *s)
 	return rc;
 }
 
-/* A style key in a URL's query: its '+' must not become a space. */
+/* A style key in a URL's query: percent-encoded but for digits, letters,
+ * '.' and '@' (its '+' must not become a space, and a key is never trusted
+ * to be only what atelierd writes). */
 static int url_key(struct at_buf *b, const char *key)
 {
 	int rc = 0;
-	for (; *key && rc == 0; key++)
-		rc = *key == '+' ? at_buf_addstr(b, "%2B") : at_buf_add(b, key, 1);
+	for (; *key && rc == 0; key++) {
+		unsigned char c = (unsigned char)*key;
+		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '@')
+			rc = at_buf_add(b, key, 1);
+		else
+			rc = at_buf_printf(b, "%%%02X", c);
+	}
 	return rc;
 }
 
@@ -592,7 +599,8 @@ static int style_label(struct at_buf *b, const char *key)
 {
 	if (strcmp(key, "reference") == 0)
 		return at_buf_addstr(b, "a picture's style");
-	return at_buf_printf(b, "style %s", key);
+	int rc = at_buf_addstr(b, "style ");
+	return rc == 0 ? esc(b, key) : rc;
 }
 
 void gallery_get_wall(http_req_t *req)
@@ -706,7 +714,9 @@ static int use_style_link(struct at_buf *b, const char *key)
 				     "<a class=\"button primary\" href=\"/?style=%s&amp;style2=%s&amp;alpha=%s\">"
 				     "Use this style</a>",
 				     s1, s2, a);
-	return at_buf_printf(b, "<a class=\"button primary\" href=\"/?style=%s\">Use this style</a>", key);
+	if (sscanf(key, "%23[0-9]", s1) == 1 && strlen(s1) == strlen(key))
+		return at_buf_printf(b, "<a class=\"button primary\" href=\"/?style=%s\">Use this style</a>", s1);
+	return 0;
 }
 
 void gallery_get_work(http_req_t *req)

@@ -27,7 +27,7 @@ CREATE TABLE works (
     title          text CHECK (char_length(title) <= 120),
     author         text CHECK (char_length(author) <= 64),
     style          jsonb NOT NULL,
-    style_key      text NOT NULL CHECK (char_length(style_key) <= 64),
+    style_key      text NOT NULL CHECK (style_key ~ '^([0-9]{1,10}(\+[0-9]{1,10}@[0-9]\.[0-9]{2})?|reference)$'),
     model          text,
     model_version  integer CHECK (model_version >= 0),
     node           text,
