@@ -405,8 +405,9 @@ def test_publish_from_the_page_in_chromium(stack, tmp_path):
         for pg in ("wall", "work"):
             lay = facts["layout"][size + "_" + pg]
             assert lay["scrollWidth"] <= lay["innerWidth"] and not lay["over"], (size, pg, lay)
-    # the phone wall shows two works a row, the work's page stacks sketch over painting
+    # the phone wall shows two works a row, the work's page keeps sketch beside painting
     assert facts["layout"]["phone_wall"]["columns"] == 2, facts["layout"]
+    assert facts["layout"]["phone_work"]["side_by_side"] and facts["layout"]["desktop_work"]["side_by_side"]
     # hidden from the dashboard: gone from both nodes within 5 s
     for n in (a, b):
         wait_until(lambda: n.http.get("/gallery/works/%d" % facts["hidden_id"]).status == 404, timeout=5,

@@ -55,8 +55,10 @@ const LAYOUT = () => {
   }
   const cards = [...document.querySelectorAll(".wall li")].map((li) => li.getBoundingClientRect());
   const top = cards.length ? cards[0].top : 0;
+  const figs = [...document.querySelectorAll(".pair figure")].map((f) => f.getBoundingClientRect());
   return { innerWidth, scrollWidth: document.scrollingElement.scrollWidth, over,
-    columns: cards.filter((r) => Math.abs(r.top - top) < 1).length };
+    columns: cards.filter((r) => Math.abs(r.top - top) < 1).length,
+    side_by_side: figs.length === 2 && Math.abs(figs[0].top - figs[1].top) < 1 && figs[0].right <= figs[1].left };
 };
 
 const imagesLoaded = (page) => page.waitForFunction(
