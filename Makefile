@@ -110,7 +110,7 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps test unit chaos hosts run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
-BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
+BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_gallery $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
 	     $(BUILD)/bench/bench_queue $(BUILD)/bench/bench_train $(BUILD)/bench/gang_rank
 all: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
 
@@ -316,6 +316,11 @@ clean:
 # `all` builds them too, so that a change to the library that breaks a
 # bench's build fails `make` (and CI), not the next `make bench`.
 $(BUILD)/bench/bench_ingest: $(BUILD)/obj/bench/ingest/bench_ingest.o $(LIBATELIER)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)
+
+$(BUILD)/bench/bench_gallery: $(BUILD)/obj/bench/gallery/bench_gallery.o $(LIBATELIER)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYSLIBS)

@@ -91,6 +91,8 @@ struct http_client_req {
 			       * holds that many); a 200 answer starts it over */
 	long long max_file;   /* with file: AT_ETOOBIG before it would pass this
 			     * many bytes (0 = no cap) */
+	const char *receipt;  /* sent as X-Atelier-Receipt (a node forwarding a
+			       * visitor's receipt to atelierd), or NULL */
 };
 
 struct http_client_resp {

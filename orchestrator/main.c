@@ -43,6 +43,7 @@
 #include "scheduler.h"
 #include "supervisor.h"
 #include "ui.h"
+#include "works_api.h"
 
 #define S(f) offsetof(struct settings, f)
 static const struct config_opt settings_table[] = {
@@ -204,7 +205,8 @@ static int build_routes(void)
 		      {browse_routes, browse_nroutes},
 		      {joblog_api_routes, joblog_api_nroutes},
 		      {notify_routes, notify_nroutes},
-		      {ui_routes, ui_nroutes}};
+		      {ui_routes, ui_nroutes},
+		      {works_api_routes, works_api_nroutes}};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		n += tables[i].n;

@@ -201,6 +201,7 @@ const struct http_tag app_tags[] = {
 	{"registry", "models, versions with lineage, channels and the promotion ledger"},
 	{"artifacts", "content-addressed downloads: models, checkpoints, shards, samples"},
 	{"nodes", "the serving fleet's heartbeats"},
+	{"gallery", "published works: delivered by nodes, their changes feed, hidden by operators"},
 };
 const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 

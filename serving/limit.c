@@ -14,12 +14,12 @@
 #include "ratelimit.h"
 #include "serve.h"
 
-static const char *const names[LIMIT_N] = {"stylize", "contribute"};
+static const char *const names[LIMIT_N] = {"stylize", "contribute", "publish"};
 
 int limit_init(struct serve_app *app)
 {
-	const double rate[LIMIT_N] = {app->cfg.rate_stylize, app->cfg.rate_contribute};
-	const double burst[LIMIT_N] = {app->cfg.burst_stylize, app->cfg.burst_contribute};
+	const double rate[LIMIT_N] = {app->cfg.rate_stylize, app->cfg.rate_contribute, app->cfg.rate_publish};
+	const double burst[LIMIT_N] = {app->cfg.burst_stylize, app->cfg.burst_contribute, app->cfg.burst_publish};
 	for (int i = 0; i < LIMIT_N; i++) {
 		if (rate[i] <= 0)
 			continue;

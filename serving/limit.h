@@ -10,7 +10,7 @@
 
 struct serve_app;
 
-enum limit_endpoint { LIMIT_STYLIZE, LIMIT_CONTRIBUTE, LIMIT_N };
+enum limit_endpoint { LIMIT_STYLIZE, LIMIT_CONTRIBUTE, LIMIT_PUBLISH, LIMIT_N };
 
 /* Create the tables from app->cfg (a rate of 0 leaves that endpoint open). */
 int limit_init(struct serve_app *app) AT_MUST_CHECK;

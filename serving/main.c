@@ -34,7 +34,9 @@
 #include "image.h"
 #include "limit.h"
 #include "log.h"
+#include "gallery.h"
 #include "model_slot.h"
+#include "publish.h"
 #include "puller.h"
 #include "serve.h"
 #include "spool.h"
@@ -104,10 +106,23 @@ static const struct config_opt settings_table[] = {
 	 "POST /api/contribute per client address: requests a second (0 = no limit)"},
 	{"burst-contribute", "ATELIER_SERVE_BURST_CONTRIBUTE", CFG_DOUBLE, S(burst_contribute), "20", 1, 1e6,
 	 "POST /api/contribute per client address: burst above the rate"},
+	{"rate-publish", "ATELIER_SERVE_RATE_PUBLISH", CFG_DOUBLE, S(rate_publish), "0.2", 0, 1e6,
+	 "POST /api/publish per client address: requests a second (0 = no limit)"},
+	{"burst-publish", "ATELIER_SERVE_BURST_PUBLISH", CFG_DOUBLE, S(burst_publish), "10", 1, 1e6,
+	 "POST /api/publish per client address: burst above the rate"},
 	{"ratelimit-clients", "ATELIER_SERVE_RATELIMIT_CLIENTS", CFG_INT, S(ratelimit_slots), "65536", 8, 1 << 24,
 	 "client addresses each rate limiter remembers (least recently seen forgotten first)"},
 	{"trust-proxy", "ATELIER_SERVE_TRUST_PROXY", CFG_BOOL, S(trust_proxy), "false", 1, 0,
 	 "behind a reverse proxy: rate-limit by the last X-Forwarded-For address, not the TCP peer"},
+	/* the gallery (serving/gallery.c, docs/gallery.md) */
+	{"gallery-poll", "ATELIER_SERVE_GALLERY_POLL", CFG_DOUBLE, S(gallery_poll), "1", 0.05, 60,
+	 "seconds between reads of atelierd's works feed (a hidden work leaves within this)"},
+	{"gallery-cache", "ATELIER_SERVE_GALLERY_CACHE", CFG_SIZE, S(gallery_cache), "64MiB", 0, 1e12,
+	 "bytes of gallery images and thumbnails kept in memory"},
+	{"gallery-thumb", "ATELIER_SERVE_GALLERY_THUMB", CFG_INT, S(gallery_thumb), "256", 32, 1024,
+	 "side of a gallery thumbnail, pixels"},
+	{"gallery-page", "ATELIER_SERVE_GALLERY_PAGE", CFG_INT, S(gallery_page), "48", 1, 200,
+	 "works on a gallery wall page"},
 };
 #undef S
 #define NSETTINGS (sizeof settings_table / sizeof settings_table[0])
@@ -191,6 +206,8 @@ static void http_closed(void *arg)
 	app.puller = NULL;
 	uplink_free(app.uplink);
 	app.uplink = NULL;
+	gallery_free(app.gallery);
+	app.gallery = NULL;
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -216,6 +233,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("signal %d: shutting down", signum);
 	puller_stop(app.puller);
 	uplink_stop(app.uplink);
+	gallery_stop(app.gallery);
 	http_server_close(app.http, http_closed, NULL);
 }
 
@@ -305,6 +323,11 @@ static int serve(void)
 		rc = spool_open(app.cfg.spool, app.cfg.spool_max_files, app.cfg.spool_max_bytes, &app.spool);
 		if (rc < 0)
 			return 1;
+		/* published works wait in a spool of their own beside the contributions */
+		char works_dir[4096];
+		snprintf(works_dir, sizeof works_dir, "%s/works", app.cfg.spool);
+		if (publish_open(works_dir, app.cfg.spool_max_files, app.cfg.spool_max_bytes, &app.publish) < 0)
+			return 1;
 		if (at_mkdir_p(app.cfg.cache) < 0) {
 			log_error("cannot create the cache folder %s: %s", app.cfg.cache, strerror(errno));
 			return 1;
@@ -333,7 +356,8 @@ static int serve(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (app.cfg.atelierd) {
-		if (puller_start(&app, &app.puller) < 0 || uplink_start(&app, &app.uplink) < 0) {
+		if (puller_start(&app, &app.puller) < 0 || uplink_start(&app, &app.uplink) < 0 ||
+		    gallery_start(&app, &app.gallery) < 0) {
 			log_error("cannot start the puller and uplink threads");
 			return 1;
 		}
@@ -354,6 +378,7 @@ static int serve(void)
 	model_slot_free(app.slot);
 	stats_free(app.stats);
 	spool_free(app.spool);
+	publish_free(app.publish);
 	stylize_queue_free(app.sq);
 	limit_free(&app);
 	web_free();

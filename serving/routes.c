@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "contribute.h"
+#include "gallery.h"
 #include "limit.h"
 #include "log.h"
 #include "model_slot.h"
+#include "publish.h"
 #include "puller.h"
 #include "serve.h"
 #include "spool.h"
@@ -108,6 +110,10 @@ static void get_metrics(http_req_t *req)
 		rc = uplink_metrics(app->uplink, &b);
 	if (rc == 0)
 		rc = limit_metrics(app, &b);
+	if (rc == 0)
+		rc = publish_metrics(app->publish, &b);
+	if (rc == 0)
+		rc = gallery_metrics(app->gallery, &b);
 	http_reply_buf(req, rc, &b, "text/plain; version=0.0.4");
 }
 
@@ -155,12 +161,25 @@ static void post_reload(http_req_t *req)
 	"\"swap_failures\":{\"type\":\"integer\"},\"last_error\":{\"type\":\"string\",\"nullable\":true}"
 #define S_IMAGE "{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"}"
 
+#define S_MINE                                                                                             \
+	"{\"type\":\"object\",\"required\":[\"kind\",\"status\"],\"properties\":{\"kind\":{\"type\":"      \
+	"\"string\",\"enum\":[\"work\"]},\"id\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","   \
+	"\"enum\":[\"queued\",\"published\",\"hidden\",\"withdrawn\"],\"description\":\"queued: still in " \
+	"this node's spool\"},\"withdrawn\":{\"type\":\"boolean\"},\"created_at\":{\"type\":\"string\"},"  \
+	"\"changed_at\":{\"type\":\"string\"},\"title\":{\"type\":\"string\",\"nullable\":true},\"name\":" \
+	"{\"type\":\"string\",\"nullable\":true},\"style\":{\"type\":\"object\"},\"style_key\":{\"type\":" \
+	"\"string\"},\"model_version\":{\"type\":\"integer\",\"nullable\":true}}}"
+#define P_WORK "{\"id\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":1}}"
+#define S_IMAGES_OUT "{\"image/png\":" HTTP_BINARY ",\"image/jpeg\":" HTTP_BINARY "}"
+#define R_304 "{\"304\":{\"description\":\"If-None-Match named the current ETag\"}}"
+
 const struct http_tag serve_tags[] = {
 	{"page", "the drawing page, embedded in the binary"},
 	{"ops", "health, readiness, metrics, this document"},
 	{"stylize", "sketch to painting"},
 	{"contribute", "sketches given back to training, spooled for atelierd"},
 	{"admin", "the node's operator (--admin-token)"},
+	{"gallery", "published works: publish, the wall, a work's page, images, a receipt's work"},
 };
 const size_t serve_ntags = sizeof serve_tags / sizeof serve_tags[0];
 
@@ -211,6 +230,59 @@ const struct http_route serve_routes[] = {
 	 .reply = HTTP_JSON(
 		 "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"queued\"]},"
 		 "\"spool_depth\":{\"type\":\"integer\"}}}")},
+	{"GET", "/gallery.css", web_get, ROLE_PUBLIC, "the gallery's style sheet", .op = "getGalleryStyle",
+	 .tag = "gallery", .reply = "{\"text/css\":" HTTP_TEXT "}"},
+	{"POST", "/api/publish", publish_post, ROLE_PUBLIC,
+	 "multipart sketch + painting + style [+ style2, alpha | style_reference] + consent_display=true [+ title, "
+	 "name, model_version]: queued for atelierd, answered with the work's receipt (202)",
+	 .op = "publish", .tag = "gallery",
+	 .body = "{\"multipart/form-data\":{\"type\":\"object\",\"required\":[\"sketch\",\"painting\","
+		 "\"consent_display\"],\"properties\":{\"sketch\":" S_IMAGE ",\"painting\":" S_IMAGE
+		 ",\"style\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295},"
+		 "\"style2\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4294967295},"
+		 "\"alpha\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
+		 "\"style_reference\":{\"type\":\"string\",\"description\":\"true: the style came from a picture\"},"
+		 "\"consent_display\":{\"type\":\"string\",\"enum\":[\"true\",\"on\",\"1\",\"yes\"],"
+		 "\"description\":\"consent to show the work in the public gallery (any case)\"},"
+		 "\"title\":{\"type\":\"string\",\"maxLength\":120},\"name\":{\"type\":\"string\","
+		 "\"maxLength\":64},\"model_version\":{\"type\":\"integer\",\"minimum\":1}}}}",
+	 .status = 202,
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"required\":[\"receipt\"],\"properties\":{\"status\":{\"type\":"
+			    "\"string\",\"enum\":[\"queued\"]},\"receipt\":{\"type\":\"string\",\"pattern\":"
+			    "\"^[A-Za-z0-9_-]{43}$\",\"description\":\"shown once; present it as X-Atelier-Receipt\"},"
+			    "\"spool_depth\":{\"type\":\"integer\"}}}")},
+	{"GET", "/api/works/mine", publish_get_mine, ROLE_PUBLIC,
+	 "the work the receipt in header X-Atelier-Receipt names (404: none)", .op = "getMyWork", .tag = "gallery",
+	 .reply = HTTP_JSON(S_MINE)},
+	{"DELETE", "/api/works/mine", publish_delete_mine, ROLE_PUBLIC,
+	 "withdraw the work the receipt in header X-Atelier-Receipt names (404: none, nothing changes)",
+	 .op = "withdrawMyWork", .tag = "gallery", .reply = HTTP_JSON(S_MINE)},
+	{"GET", "/api/gallery", gallery_api_list, ROLE_PUBLIC,
+	 "published works, newest first, as JSON (?style key, ?before id, ?limit)", .op = "listGallery",
+	 .tag = "gallery",
+	 .params = "{\"style\":{\"type\":\"string\"},\"before\":{\"type\":\"integer\"},\"limit\":{"
+		   "\"type\":\"integer\",\"minimum\":1,\"maximum\":200}}",
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"works\":{\"type\":\"array\",\"items\":{\"type\":"
+			    "\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"title\":{\"type\":\"string\","
+			    "\"nullable\":true},\"name\":{\"type\":\"string\",\"nullable\":true},\"style_key\":{"
+			    "\"type\":\"string\"},\"model_version\":{\"type\":\"integer\",\"nullable\":true},"
+			    "\"created_at\":{\"type\":\"string\"},\"thumb\":{\"type\":\"string\"}}}},\"next\":{"
+			    "\"type\":\"integer\",\"nullable\":true},\"total\":{\"type\":\"integer\"},\"synced\":{"
+			    "\"type\":\"boolean\"}}}")},
+	{"GET", "/gallery", gallery_get_wall, ROLE_PUBLIC, "the gallery wall, newest first (?style key, ?before id)",
+	 .op = "getGallery", .tag = "gallery",
+	 .params = "{\"style\":{\"type\":\"string\"},\"before\":{\"type\":\"integer\"}}",
+	 .reply = "{\"text/html\":" HTTP_TEXT "}"},
+	{"GET", "/gallery/thumbs/{id}.jpg", gallery_get_thumb, ROLE_PUBLIC,
+	 "a work's thumbnail (made once, cached; ETag, 304 on If-None-Match)", .op = "getGalleryThumb",
+	 .tag = "gallery", .params = P_WORK, .reply = "{\"image/jpeg\":" HTTP_BINARY "}", .replies = R_304},
+	{"GET", "/gallery/works/{id}/sketch", gallery_get_image, ROLE_PUBLIC, "a work's sketch as published",
+	 .op = "getGallerySketch", .tag = "gallery", .params = P_WORK, .reply = S_IMAGES_OUT, .replies = R_304},
+	{"GET", "/gallery/works/{id}/painting", gallery_get_image, ROLE_PUBLIC, "a work's painting as published",
+	 .op = "getGalleryPainting", .tag = "gallery", .params = P_WORK, .reply = S_IMAGES_OUT, .replies = R_304},
+	{"GET", "/gallery/works/{id}", gallery_get_work, ROLE_PUBLIC,
+	 "a work's page: sketch beside painting, model version, date, \"use this style\"", .op = "getGalleryWork",
+	 .tag = "gallery", .params = P_WORK, .reply = "{\"text/html\":" HTTP_TEXT "}"},
 	{"POST", "/admin/reload", post_reload, ROLE_OPERATOR, "reload --model-file and swap it in (admin token)",
 	 .op = "reload", .tag = "admin", .reply = HTTP_JSON(S_MODEL "}}")},
 };

@@ -26,6 +26,8 @@ struct puller;
 struct uplink;
 struct stylize_queue;
 struct ratelimit;
+struct publish;
+struct gallery;
 
 /* Settings (table in main.c). */
 struct serve_settings {
@@ -59,8 +61,13 @@ struct serve_settings {
 	double min_ink, max_ink;            /* a contribution's accepted ink ratio: keep equal to atelierd's */
 	double rate_stylize, burst_stylize; /* per-client token bucket (rate 0: no limit) */
 	double rate_contribute, burst_contribute;
-	int ratelimit_slots; /* client addresses each limiter remembers */
-	int trust_proxy;     /* key clients by the last X-Forwarded-For entry */
+	double rate_publish, burst_publish;
+	int ratelimit_slots;  /* client addresses each limiter remembers */
+	int trust_proxy;      /* key clients by the last X-Forwarded-For entry */
+	double gallery_poll;  /* seconds between reads of atelierd's works feed */
+	size_t gallery_cache; /* bytes of images and thumbnails kept */
+	int gallery_thumb;    /* thumbnail side */
+	int gallery_page;     /* works on a wall page */
 };
 
 struct serve_app {
@@ -74,7 +81,9 @@ struct serve_app {
 	struct puller *puller;
 	struct uplink *uplink;
 	struct stylize_queue *sq;
-	struct ratelimit *limits[2]; /* limit.c, by enum limit_endpoint; NULL: no limit */
+	struct ratelimit *limits[3]; /* limit.c, by enum limit_endpoint; NULL: no limit */
+	struct publish *publish;     /* works waiting for atelierd (publish.c) */
+	struct gallery *gallery;     /* the works feed and image cache (gallery.c) */
 	uint64_t started_at;
 	int shutting_down;
 	int reloading; /* a local reload is on the threadpool */

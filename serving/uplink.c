@@ -20,6 +20,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "model_slot.h"
+#include "publish.h"
 #include "serve.h"
 #include "spool.h"
 #include "stats.h"
@@ -171,6 +172,14 @@ static void drain(struct uplink *u)
 	struct spool *s = u->app->spool;
 	char source[160];
 	snprintf(source, sizeof source, "node:%s", u->app->name);
+	/* published works first: their own spool and route (publish.c) */
+	int prc = publish_drain(u->app, &u->client);
+	if (prc == AT_ECANCELLED)
+		return;
+	if (prc < 0) {
+		schedule_retry(u);
+		return;
+	}
 	while (!stopping(u)) {
 		char path[4096];
 		if (spool_oldest(s, path, sizeof path) < 0) {
@@ -228,7 +237,10 @@ static void drain(struct uplink *u)
 	}
 }
 
-static int spool_waiting(struct uplink *u) { return u->app->spool && spool_ready(u->app->spool) > 0; }
+static int spool_waiting(struct uplink *u)
+{
+	return (u->app->spool && spool_ready(u->app->spool) > 0) || publish_waiting(u->app->publish) > 0;
+}
 
 static void *run(void *arg)
 {

@@ -28,6 +28,7 @@ EMBED(atelier_web_index, "web/index.html");
 EMBED(atelier_web_app, "web/app.js");
 EMBED(atelier_web_style, "web/style.css");
 EMBED(atelier_web_favicon, "web/favicon.svg");
+EMBED(atelier_web_gallery_css, "web/gallery.css");
 
 struct asset {
 	const char *path; /* request path */
@@ -43,6 +44,8 @@ static struct asset assets[] = {
 	{"/app.js", "app.js", "text/javascript; charset=utf-8", atelier_web_app_start, atelier_web_app_end, NULL, 0},
 	{"/style.css", "style.css", "text/css; charset=utf-8", atelier_web_style_start, atelier_web_style_end, NULL, 0},
 	{"/favicon.svg", "favicon.svg", "image/svg+xml", atelier_web_favicon_start, atelier_web_favicon_end, NULL, 0},
+	{"/gallery.css", "gallery.css", "text/css; charset=utf-8", atelier_web_gallery_css_start,
+	 atelier_web_gallery_css_end, NULL, 0},
 };
 #define NASSETS (sizeof assets / sizeof assets[0])
 

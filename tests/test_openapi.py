@@ -304,6 +304,8 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
                     if "application/json" in op["responses"][min(c for c in op["responses"] if c[0] == "2")]
                     .get("content", {})}
         print("atelierd: %d of %d JSON routes checked against real replies" % (len(c.seen & json_ops), len(json_ops)))
+        # the gallery's routes are checked against real replies in test_gallery.py (test_routes_match_their_schemas)
+        json_ops = {k for k in json_ops if not k[1].startswith("/v1/works")}
         assert json_ops - c.seen <= {("get", "/v1/openapi.json"), ("get", "/v1/paintings/{id}"),
                                      ("post", "/v1/paintings")}, json_ops - c.seen
     finally:
@@ -341,8 +343,12 @@ def test_node_openapi_is_valid(tmp_path):
                                                        headers={"Content-Type": "text/plain"}), 503)
         c.check("POST", "/admin/reload", n.http.post("/admin/reload"), 401)
         c.check("POST", "/admin/reload", n.http.post("/admin/reload", token=ADMIN), 200)
-        json_ops = {k for k, op in ops.items() if "application/json" in op["responses"]["200" if k[1] != "/api/contribute"
-                                                                                           else "202"].get("content", {})}
+        json_ops = {k for k, op in ops.items()
+                    if "application/json" in op["responses"][min(c for c in op["responses"] if c[0] == "2")]
+                    .get("content", {})}
+        # the gallery's routes are checked against real replies in test_gallery.py (test_routes_match_their_schemas)
+        json_ops -= {("post", "/api/publish"), ("get", "/api/works/mine"), ("delete", "/api/works/mine"),
+                     ("get", "/api/gallery")}
         print("atelier-serve: %d of %d JSON routes checked against real replies" % (len(c.seen & json_ops),
                                                                                     len(json_ops)))
         assert json_ops - c.seen <= {("get", "/api/openapi.json"), ("post", "/api/contribute")}, json_ops - c.seen

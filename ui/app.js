@@ -609,6 +609,41 @@ async function pageData(root, q) {
   await page();
 }
 
+// Gallery: the published works (newest first), hidden and unhidden by an
+// operator; every serving node drops a hidden work within seconds.
+async function pageGallery(root, q) {
+  const box = h("div", { class: "card", id: "works" });
+  fill(root, pageHead("Gallery", "works published from the drawing page"), box);
+  const f = { status: q.get("status") || "" };
+  const befores = [null];
+  async function page() {
+    const p = new URLSearchParams({ limit: "24" });
+    if (f.status) p.set("status", f.status);
+    if (befores[befores.length - 1]) p.set("before", befores[befores.length - 1]);
+    const r = await api("/v1/works?" + p);
+    const act = (w) => {
+      if (!isOperator() || w.status === "withdrawn") return null;
+      const to = w.status === "hidden" ? "unhide" : "hide";
+      return h("button", { class: "small" + (to === "hide" ? " danger" : ""), type: "button", text: to === "hide" ? "Hide" : "Unhide",
+        "data-action": to, onclick: async () => {
+          try { await api("/v1/works/" + w.id + "/" + to, { method: "POST", body: {} }); toast("work #" + w.id + (to === "hide" ? " hidden" : " shown again")); page(); } catch (e) { toast(e.message, true); }
+        } });
+    };
+    fill(box, h("div", { class: "pagehead" }, h("h2", { text: "Works" }), h("div", { class: "filters" },
+      field("Status", select("status", [["", "any"], ["published", "published"], ["hidden", "hidden"], ["withdrawn", "withdrawn"]], f.status, (v) => { f.status = v; befores.splice(1); page(); })))),
+    (r.works || []).length ? h("div", { class: "thumbs" }, r.works.map((w) =>
+      h("div", { class: "thumb " + w.status, "data-id": w.id },
+        w.status === "withdrawn" ? h("p", { class: "muted", text: "withdrawn: pixels erased" }) : image("/v1/works/" + w.id + "/painting", "work " + w.id),
+        h("div", { class: "meta" }, h("strong", { text: "#" + w.id }), h("span", { class: "who", text: w.title || "untitled", title: w.title || "" })),
+        h("div", { class: "muted meta" }, h("span", { class: "who", text: (w.name || "anonymous") + " · style " + w.style_key }),
+          badge(w.status, w.status === "published" ? "pass" : "fail")),
+        act(w)))) : h("p", { class: "empty", text: "no works match" }),
+    h("div", { class: "pager" }, h("button", { type: "button", text: "← Newer", disabled: befores.length < 2, onclick: () => { befores.pop(); page(); } }),
+      h("button", { type: "button", text: "Older →", disabled: !r.next, onclick: () => { befores.push(r.next); page(); } })));
+  }
+  await page();
+}
+
 // ---- router ----
 
 function runCleanup() {
@@ -634,6 +669,7 @@ async function route() {
     else if (name === "models") await pageModels(root, q);
     else if (name === "fleet") await pageFleet(root, q);
     else if (name === "data") await pageData(root, q);
+    else if (name === "gallery") await pageGallery(root, q);
     else fill(root, h("p", { class: "empty", text: "no such page" }));
     root.dataset.ready = location.hash;
   } catch (e) {

@@ -1,6 +1,10 @@
 // The drawing page: a canvas drawn with pointer events (mouse, pen, finger),
 // strokes kept as vectors so undo just redraws the rest, "Paint" posts the
 // sketch to /api/stylize, "Contribute" (only with consent) to /api/contribute.
+// "Publish" (only with consent to display, separate from the training
+// consent) sends the sketch, the painting as shown, its style and the model
+// version to /api/publish and keeps the receipt it answers in localStorage
+// ("atelier.receipts": [{kind, token, at, title}]).
 // No external resources: everything the page needs comes from this node.
 //
 // The painting never outlives what it shows: Clear removes it, a changed
@@ -124,9 +128,12 @@ async function errorText(res) {
 }
 
 let lastUrl = null, pngUrl = null, inflight = null;
+// what the painting shown was made from: for Publish
+let painted = null; // {blob, style, version}
 
 function markStale() {
   if ($("result").hasAttribute("src")) $("out").classList.add("stale");
+  updateButtons();
 }
 
 function clearPainting() {
@@ -136,6 +143,8 @@ function clearPainting() {
   img.dataset.crop = "";
   $("out").classList.remove("stale");
   $("downloads").hidden = true;
+  painted = null;
+  updateButtons();
   for (const u of [lastUrl, pngUrl]) if (u) URL.revokeObjectURL(u);
   lastUrl = pngUrl = null;
 }
@@ -197,6 +206,7 @@ async function paint() {
       img.src = lastUrl;
     });
     $("out").classList.remove("stale");
+    painted = { blob, style, version: res.headers.get("x-model-version") || "" };
     const name = "atelier-style-" + style;
     $("download-jpeg").href = lastUrl;
     $("download-jpeg").download = name + ".jpg";
@@ -214,6 +224,7 @@ async function paint() {
       $("paint").disabled = false;
       $("spinner").hidden = true;
       document.body.dataset.paint = mine.signal.aborted ? "error" : state;
+      updateButtons();
     }
   }
 }
@@ -254,6 +265,52 @@ async function contribute() {
 $("contribute").addEventListener("click", contribute);
 $("consent").addEventListener("change", updateButtons);
 
+// Receipts of what this browser published or contributed; "My works" reads them.
+function keepReceipt(entry) {
+  let list = [];
+  try { list = JSON.parse(localStorage.getItem("atelier.receipts") || "[]"); } catch (_) { list = []; }
+  if (!Array.isArray(list)) list = [];
+  list.push(entry);
+  try { localStorage.setItem("atelier.receipts", JSON.stringify(list)); } catch (_) { /* private mode */ }
+}
+
+async function publish() {
+  if (!painted || !$("consent-display").checked || $("out").classList.contains("stale")) return;
+  const form = new FormData();
+  form.append("sketch", await sketchBlob(), "sketch.png");
+  form.append("painting", painted.blob, "painting.jpg");
+  form.append("style", painted.style);
+  // 0 is a local model file: no registry version to name
+  if (/^[1-9]\d*$/.test(painted.version)) form.append("model_version", painted.version);
+  const title = $("title").value.trim(), author = $("author").value.trim();
+  if (title) form.append("title", title);
+  if (author) form.append("name", author);
+  form.append("consent_display", "true");
+  $("publish").disabled = true;
+  document.body.dataset.publish = "publishing";
+  try {
+    const res = await fetch("api/publish", { method: "POST", body: form });
+    if (res.status !== 202) {
+      message("Not published: " + (await errorText(res)), "error");
+      document.body.dataset.publish = "error";
+      return;
+    }
+    const j = await res.json();
+    keepReceipt({ kind: "work", token: j.receipt, at: new Date().toISOString(), title: title || undefined });
+    $("receipt-token").textContent = j.receipt;
+    $("receipt").hidden = false;
+    message("Published! It appears in the gallery in a few seconds.", "ok");
+    document.body.dataset.publish = "done";
+  } catch (e) {
+    message("The node did not answer: " + e.message, "error");
+    document.body.dataset.publish = "error";
+  } finally {
+    updateButtons();
+  }
+}
+$("publish").addEventListener("click", publish);
+$("consent-display").addEventListener("change", updateButtons);
+
 function updateButtons() {
   $("undo").disabled = !strokes.length;
   $("clear").disabled = !strokes.length;
@@ -261,6 +318,9 @@ function updateButtons() {
   // the Contribute button exists only while consent is ticked
   $("contribute").hidden = !(contributeEnabled && $("consent").checked);
   $("contribute").disabled = !strokes.length;
+  $("publish-box").hidden = !contributeEnabled;
+  // a painting of the sketch as it is now, and consent to display it
+  $("publish").disabled = !(painted && $("consent-display").checked && !$("out").classList.contains("stale"));
 }
 
 async function refreshStatus() {
@@ -275,6 +335,12 @@ async function refreshStatus() {
     $("status").textContent = "node unreachable";
   }
   updateButtons();
+}
+
+// "Use this style" in the gallery opens the page with ?style=N
+{
+  const s = new URLSearchParams(location.search).get("style");
+  if (s && /^\d{1,10}$/.test(s)) $("style").value = s;
 }
 
 clearCanvas();
