@@ -408,7 +408,7 @@ static int retryable(long status)
 	       status == 429 || status < 200;
 }
 
-int publish_drain(struct serve_app *app, const struct http_client *c)
+int publish_drain(struct serve_app *app, struct http_client *c)
 {
 	struct publish *pb = app->publish;
 	if (!pb)

@@ -40,7 +40,7 @@ int publish_waiting(struct publish *p);
 /* Delivers the spool oldest first (the uplink thread). 0 once it is empty;
  * AT_EUNAVAILABLE when atelierd did not take one (retry later);
  * AT_ECANCELLED when the client's stop flag ended a call. */
-int publish_drain(struct serve_app *app, const struct http_client *c) AT_MUST_CHECK;
+int publish_drain(struct serve_app *app, struct http_client *c) AT_MUST_CHECK;
 int publish_metrics(struct publish *p, struct at_buf *b) AT_MUST_CHECK;
 
 #endif
