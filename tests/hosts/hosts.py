@@ -41,8 +41,9 @@ once; no model version twice (number, sha256, run); every run succeeded;
 every stylize answered 200. Exit status 1 when one fails.
 
 Settings (environment):
-  ATELIER_HOSTS_ARTIFACTS   the artifact store URI every host uses (default
-                            fs:// on a folder all namespaces share)
+  ATELIER_HOSTS_ARTIFACTS   the artifact store every host uses: "s3" (the
+                            default: tests/s3's server on host db) or an
+                            fs:// URI on a folder all namespaces share
   HOSTS_EDGE_PARTITION_S    edge-1's partition (default 60; make test: 15)
   HOSTS_SCENARIOS           a comma list of the above (default: all)
   HOSTS_REPORT              also write the figures as JSON to this file
@@ -71,7 +72,7 @@ WORKER = os.path.join(BIN, "atelier-worker")
 SERVE = os.path.join(BIN, "atelier-serve")
 SCENARIOS = ["cycle", "gpu_partition", "edge_partition", "leader_kill", "netem"]
 SUBNET = "10.77.0"
-CTL_PORT, EDGE_PORT, PG_PORT = 8080, 8090, 5432
+CTL_PORT, EDGE_PORT, PG_PORT, S3_PORT = 8080, 8090, 5432, 9000
 LEASE_S = 4
 NETEM = "delay 50ms 20ms loss 1%"
 FINAL = ("succeeded", "failed", "cancelled")
@@ -129,7 +130,9 @@ class Rig:
         names = ["db", "ctl-a", "ctl-b", "gpu-1", "gpu-2", "edge-1", "edge-2"]
         # without netem a relay in db delays its traffic: it reaches PostgreSQL
         # at db's own address, which needs db's loopback device up
-        self.h = {n: self.net.add(n, lo=(n == "db" and not self.use_netem)) for n in names}
+        # db's loopback is up: the relay (when netem is missing) and the S3
+        # front reach their own servers there; no other host has one
+        self.h = {n: self.net.add(n, lo=(n == "db")) for n in names}
         log("hosts: %s; netem %s" % (", ".join("%s %s" % (n, h.ip) for n, h in self.h.items()),
                                      "available" if self.use_netem else "missing: the relay stands in"))
         db = self.h["db"]
@@ -162,14 +165,25 @@ class Rig:
 
     def start_store(self):
         """The artifact store, one setting for every host: ATELIER_HOSTS_ARTIFACTS.
-        fs:// (the default) needs a folder only: namespaces share the
-        filesystem. An s3:// store's server belongs on host db, started here;
-        until it is, the URI must name a server the hosts reach at a
-        namespace address, its endpoint and credentials in the environment
-        (every process here inherits it)."""
-        self.artifacts = os.environ.get("ATELIER_HOSTS_ARTIFACTS") or "fs://" + os.path.join(TMP_ROOT, "store")
-        if self.artifacts.startswith("fs://"):
-            os.makedirs(self.artifacts[5:], exist_ok=True)
+        The default, "s3", starts tests/s3's server (s3rver behind the
+        SigV4-verifying front) on host db and gives every process its
+        endpoint and credentials through the environment, so the model
+        the edges pull comes from S3 by atelierd's presigned redirect.
+        fs://PATH uses a folder instead (namespaces share the filesystem)."""
+        want = os.environ.get("ATELIER_HOSTS_ARTIFACTS") or "s3"
+        if want != "s3":
+            self.artifacts = want
+            if want.startswith("fs://"):
+                os.makedirs(want[5:], exist_ok=True)
+            return
+        db = self.h["db"]
+        self.start("s3", db, [os.path.join(ROOT, "tests/s3/start.sh"), db.ip, str(S3_PORT),
+                              os.path.join(TMP_ROOT, "s3"), "atelier"])
+        wait_until(lambda: "s3: ready" in self.procs["s3"].log(), timeout=120, what="the S3 server on db")
+        os.environ.update({"ATELIER_S3_ENDPOINT": "http://%s:%d" % (db.ip, S3_PORT), "ATELIER_S3_PATH_STYLE": "true",
+                           "ATELIER_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "atelier",
+                           "AWS_SECRET_ACCESS_KEY": "atelier-secret", "ATELIER_S3_BACKOFF": "0.2"})
+        self.artifacts = "s3://atelier/hosts"
 
     def start(self, name, host, argv, env=None):
         self.procs[name] = Proc(host.argv(argv), env=env)
