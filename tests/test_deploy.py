@@ -37,8 +37,9 @@ PROGRAMS = ("atelierd", "atelier-worker", "atelier-serve", "atelier")
 # Read by libpq, not by a settings table: atelierd's and the worker's
 # --database-url help says "else libpq's PG* variables".
 LIBPQ_ENV = {"PGPASSWORD"}
-# The S3 artifact store's (lib/artifact_s3.c): the usual AWS variables.
-S3_ENV = {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# The S3 artifact store's (lib/artifact_s3.c, its own settings table): the
+# usual AWS variables, and path-style addressing for MinIO.
+S3_ENV = {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ATELIER_S3_PATH_STYLE"}
 
 
 def npm_ci():
