@@ -137,7 +137,19 @@ CMD="cd /root/atelier && exec make run" setsid bash -c "$(declare -f inroot); ro
 runpid=$!
 run_pgid=$runpid
 up=0
+# Milestones of make run, seen by polling its output (within 5 s): the
+# package installs end where the build's first line appears, the build ends
+# where run.sh's first line appears.
+seen=""
+milestone() {
+	case " $seen " in *" $1 "*) return ;; esac
+	grep -q "$2" "$out/make-run.log" || return
+	seen="$seen $1"
+	note "$(printf '  %-26s %6ss after make run started' "$1" $(($(date +%s) - t0)))"
+}
 while kill -0 $runpid 2>/dev/null; do
+	milestone "packages installed, build" '^  CC '
+	milestone "build done, run.sh starts" '^postgres: '
 	grep -q '^Ctrl-C stops everything' "$out/make-run.log" && { up=1; break; }
 	[ $(($(date +%s) - t0)) -gt "$RUN_TIMEOUT" ] && break
 	sleep 5
@@ -145,7 +157,8 @@ done
 t_up=$(($(date +%s) - t0))
 [ $up = 1 ] && step "make run: up, URLs printed" $t_up 0 || step "make run: up, URLs printed" $t_up 1
 if [ $up = 1 ]; then
-	sed -n '/^Atelier is up/,/^Ctrl-C/p' "$out/make-run.log" | sed 's/^/    /' >>"$summary"
+	# The summary is for reading and pasting: the token is shown shortened.
+	sed -n '/^Atelier is up/,/^Ctrl-C/p' "$out/make-run.log" | sed 's/\(atl_[0-9a-f]\{6\}\)[0-9a-f]*/\1…/; s/^/    /' >>"$summary"
 	# Each printed URL answers (from inside the new machine).
 	api=$(sed -n 's/^  API *\(http[^ ]*\).*/\1/p' "$out/make-run.log")
 	page=$(sed -n 's/^  drawing page *\(http[^ ]*\).*/\1/p' "$out/make-run.log")
