@@ -194,6 +194,8 @@ grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed|error).* =+$' "$out/make-t
 [ $rc = 0 ] || { grep -E '^(FAILED|ERROR) ' "$out/make-test.log" | head -30 | sed 's/^/    /' >>"$summary"; tail -20 "$out/make-test.log" | sed 's/^/    /' >>"$summary"; }
 
 cleanup
-note "result: $([ $failed = 0 ] && echo PASS || echo FAIL); logs in var/fresh-check/$stamp/"
+# A passed check leaves no 3 GB root behind; a failed one keeps it to look into.
+[ $failed = 0 ] && rm -rf "$root"
+note "result: $([ $failed = 0 ] && echo PASS || echo "FAIL (the root is kept: var/fresh-check/root)"); logs in var/fresh-check/$stamp/"
 cp "$summary" "$top/last.txt"
 exit $failed
