@@ -22,7 +22,9 @@
 # chroot, mount) and network access to the Debian mirror and the npm registry
 # (the browser and OpenAPI tests run npm ci). The chroot shares the host's
 # network: if 8080/8081 are taken on the host, make run gets other ports
-# (ATELIER_PORT / ATELIER_SERVE_PORT, logged). /usr/sbin/policy-rc.d in the
+# (ATELIER_PORT / ATELIER_SERVE_PORT, logged). The host's resolv.conf and
+# site CAs (/usr/local/share/ca-certificates) are copied in: they belong to
+# the network. /usr/sbin/policy-rc.d in the
 # root keeps apt from starting the packaged PostgreSQL service (nothing of
 # Atelier uses it; in a chroot it would outlive the check).
 set -u
@@ -89,12 +91,26 @@ fi
 
 [ "${FRESH_BASE_ONLY:-0}" = 1 ] && { note "FRESH_BASE_ONLY: base made, stopping"; exit 0; }
 
+# The network's own certificate authorities, as this host has them (a TLS
+# proxy on the way to the npm registry, say): like resolv.conf, a property
+# of the network, not of the machine. Put where Debian's ca-certificates
+# looks for a site's CAs, its postinst (when make deps installs it) adds
+# them to the system bundle. Without them npm ci fails here, though a
+# machine on an open network would not need them.
+copy_local_cas() {
+	set -- /usr/local/share/ca-certificates/*.crt
+	[ -e "$1" ] || return 0
+	mkdir -p "$root/usr/local/share/ca-certificates" && cp "$@" "$root/usr/local/share/ca-certificates/" &&
+		note "copied this host's local CAs into the root: $(basename -a "$@" | tr '\n' ' ')"
+}
+
 # 2. a fresh copy of it, and the repository.
 t0=$(date +%s)
 rm -rf "$root"
 cp -a "$base" "$root" &&
 	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 755 "$root/usr/sbin/policy-rc.d" &&
 	cp /etc/resolv.conf "$root/etc/resolv.conf" &&
+	copy_local_cas &&
 	printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://security.debian.org/debian-security bookworm-security main\n' \
 		"$MIRROR" "$MIRROR" >"$root/etc/apt/sources.list" &&
 	mkdir -p "$root/root/atelier" && git archive HEAD | tar -x -C "$root/root/atelier"
