@@ -15,8 +15,10 @@ if [ -d "$dir" ]; then
 		case "$name" in
 		[!A-Z]* | *[!A-Z0-9_]*) continue ;;
 		esac
-		# A trailing newline (echo > file) is not part of the value.
+		# A trailing newline (echo > file) is not part of the value, nor a
+		# carriage return before it (a file written through a terminal).
 		val=$(cat "$f")
+		val=${val%"$(printf '\r')"}
 		export "$name=$val"
 	done
 fi

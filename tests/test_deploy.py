@@ -452,7 +452,7 @@ def test_pipelines_configmap_is_pipelines_and_applies(objects, pg, db_url, tmp_p
 
 def test_with_secrets_exports_secret_files(tmp_path):
     (tmp_path / "PGPASSWORD").write_text("s3cret pass\n")
-    (tmp_path / "ATELIER_NODE_TOKEN").write_text("tok")
+    (tmp_path / "ATELIER_NODE_TOKEN").write_text("tok\r\n")
     (tmp_path / "pg_password").write_text("not a variable name")
     (tmp_path / "X-Y").write_text("nor this")
     out = subprocess.run([os.path.join(DEPLOY, "with-secrets.sh"), "env"], capture_output=True, text=True,
