@@ -18,6 +18,8 @@
 #   make format-check  list the files make format would change; fail if any
 #   make bench    benchmarks under bench/, printing their figures
 #   make deps     install missing Debian packages (no-op when all present)
+#   make fresh-check  a Debian 12 root by debootstrap, README's commands in it as a
+#                 new user would (root, network; slow; docs/deploy.md). Not in make test
 #
 # Sources are picked up by folder: lib/*.c is libatelier (shared by every
 # binary); orchestrator/, workers/, serving/, cli/ each build one binary from
@@ -107,7 +109,7 @@ BINS = $(if $(wildcard orchestrator/main.c),$(BUILD)/bin/atelierd) \
        $(if $(wildcard cli/main.c),$(BUILD)/bin/atelier)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit chaos hosts run asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
+.PHONY: all deps test unit chaos hosts run fresh-check asan tsan fuzz fuzz-bins fuzz-link bench clean format format-check FORCE
 # Keep intermediate objects (test .o files) so make does not rebuild them every time.
 .SECONDARY:
 BENCH_BINS = $(BUILD)/bench/bench_ingest $(BUILD)/bench/bench_gallery $(BUILD)/bench/bench_longpoll $(BUILD)/bench/bench_serve $(BUILD)/bench/recipe \
@@ -290,6 +292,10 @@ run:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@scripts/run.sh
+
+# ---- the proof that a fresh machine needs nothing else (docs/deploy.md) ----
+fresh-check:
+	@scripts/fresh-check.sh
 
 # ---- layout: clang-format 14 with .clang-format ----
 CLANG_FORMAT ?= clang-format
