@@ -282,16 +282,19 @@ def test_compose_topology_and_ports(compose, routes):
         table = routes["atelierd" if prog == "atelierd" else "atelier-serve"]
         assert ("GET", u.path, "public") in table, (name, u.path)
         assert u.path in ("/healthz", "/readyz")
-    # Each edge follows an atelierd of this file, at the port it listens on.
+    # Each edge follows atelierds of this file (a failover list), at the
+    # ports they listen on.
     for name in edges:
         env, _ = compose_env(svcs[name])
-        u = urlsplit(env["ATELIER_SERVE_ATELIERD"])
-        assert u.hostname in atelierds and u.port == ports[u.hostname], (name, u.geturl())
+        for url in env["ATELIER_SERVE_ATELIERD"].split(","):
+            u = urlsplit(url)
+            assert u.hostname in atelierds and u.port == ports[u.hostname], (name, u.geturl())
         assert any(str(v).startswith(name.replace("-", "") + ":") for v in svcs[name].get("volumes", [])), \
             "%s: the spool must be on a volume" % name
-    # The one-shot pipeline service reaches an atelierd of this file.
-    u = urlsplit(svcs["pipelines"]["environment"]["ATELIER_URL"])
-    assert u.hostname in atelierds and u.port == ports[u.hostname]
+    # The one-shot pipeline service reaches atelierds of this file.
+    for url in svcs["pipelines"]["environment"]["ATELIER_URL"].split(","):
+        u = urlsplit(url)
+        assert u.hostname in atelierds and u.port == ports[u.hostname], url
     # Workers reserve GPUs.
     w = [s for n, s, p in atelier_services(compose) if p == "atelier-worker"]
     assert w
@@ -411,8 +414,8 @@ def test_k8s_probes_ports_and_selectors(objects, routes):
     for kind, name, o, c in pod_containers(objects):
         env = container_env(c, objects, name)
         for key in ("ATELIER_SERVE_ATELIERD", "ATELIER_URL"):
-            if key in env:
-                u = urlsplit(env[key])
+            for url in env.get(key, "").split(",") if key in env else []:
+                u = urlsplit(url)
                 assert u.hostname in services, (name, key, u.hostname)
                 assert u.port in [p["port"] for p in services[u.hostname]["spec"]["ports"]], (name, key)
         if "ATELIER_DATABASE_URL" in env:
