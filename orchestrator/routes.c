@@ -201,6 +201,7 @@ const struct http_tag app_tags[] = {
 	{"registry", "models, versions with lineage, channels and the promotion ledger"},
 	{"artifacts", "content-addressed downloads: models, checkpoints, shards, samples"},
 	{"nodes", "the serving fleet's heartbeats"},
+	{"rights", "contributors' rights: receipts, withdrawal, a sketch's lineage"},
 };
 const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 
