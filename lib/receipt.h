@@ -16,6 +16,7 @@
 
 #define RECEIPT_LEN 43
 #define RECEIPT_HEADER "X-Atelier-Receipt"
+#define RECEIPT_HEADER_LC "x-atelier-receipt" /* how http_req_header() finds it (h2o keeps names lowercase) */
 
 /* A new receipt in token (NUL-terminated) and the sha256 of its text as
  * lowercase hex. AT_EIO when the kernel gives no random bytes. */

@@ -27,7 +27,7 @@
 static int receipt_of(http_req_t *req, uint8_t sha[32], char actor[32])
 {
 	size_t len = 0;
-	const char *tok = http_req_header(req, RECEIPT_HEADER, &len);
+	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
 	if (!tok || receipt_hash(tok, len, sha) < 0) {
 		http_reply_err(req, AT_ENOTFOUND, "no sketch has this receipt",
 			       json_pack("{ss}", "header", RECEIPT_HEADER));

@@ -124,7 +124,7 @@ static void mine_start(http_req_t *req, int del)
 {
 	struct serve_app *app = http_req_app(req);
 	size_t len = 0;
-	const char *tok = http_req_header(req, RECEIPT_HEADER, &len);
+	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
 	uint8_t sha[32];
 	if (!tok || receipt_hash(tok, len, sha) < 0) {
 		http_reply_err(req, AT_ENOTFOUND, "no sketch has this receipt",
