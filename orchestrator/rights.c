@@ -8,7 +8,7 @@
  * only its sha256 is looked up. A malformed receipt and an unknown one get the
  * same 404: the reply says nothing about which receipts exist. The audit
  * names a receipt by the first 12 hex digits of its hash, an operator by the
- * token's id.
+ * token's name.
  */
 #include "rights.h"
 
@@ -73,9 +73,15 @@ static void delete_by_receipt(http_req_t *req)
 			   &p, "no sketch has this receipt");
 }
 
-static void operator_actor(http_req_t *req, char actor[48])
+/* The token's name, as the promotion ledger names it; a token made without
+ * one by its id. */
+static void operator_actor(http_req_t *req, char actor[80])
 {
-	snprintf(actor, 48, "operator:token#%lld", (long long)http_req_token_id(req));
+	const char *who = http_req_principal(req);
+	if (who[0])
+		snprintf(actor, 80, "operator:%.60s", who);
+	else
+		snprintf(actor, 80, "operator:token#%lld", (long long)http_req_token_id(req));
 }
 
 static void delete_sketch(http_req_t *req)
@@ -83,7 +89,7 @@ static void delete_sketch(http_req_t *req)
 	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
 	if (!id)
 		return;
-	char ids[32], actor[48];
+	char ids[32], actor[80];
 	snprintf(ids, sizeof ids, "{%lld}", id);
 	operator_actor(req, actor);
 	struct db_params p;
@@ -144,7 +150,7 @@ static void post_withdraw(http_req_t *req)
 		json_decref(body);
 		return;
 	}
-	char actor[48];
+	char actor[80];
 	operator_actor(req, actor);
 	struct db_params p;
 	db_params_init(&p);

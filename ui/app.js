@@ -597,7 +597,7 @@ async function pageData(root, q) {
       field("Contributor", contribIn))),
     (r.items || []).length ? h("div", { class: "thumbs" }, r.items.map((s) => {
       const del = isOperator() && s.status !== "deleted" ? h("button", { class: "small danger delete", type: "button", text: "Delete", onclick: async () => {
-        if (!(await confirmDialog("Delete sketch #" + s.id + "?", [h("p", { text: "It is marked deleted: later datasets leave it out. Existing datasets keep their copy." })], "Delete", true))) return;
+        if (!(await confirmDialog("Delete sketch #" + s.id + "?", [h("p", { text: "It is withdrawn: marked deleted, its pixels erased from the database (audited), and later datasets leave it out. Model versions that trained on it are flagged." })], "Delete", true))) return;
         try { await api("/v1/sketches/" + s.id, { method: "DELETE" }); toast("sketch #" + s.id + " deleted"); page(); } catch (e) { toast(e.message, true); }
       } }) : null;
       return h("div", { class: "thumb " + s.status, "data-id": s.id }, image(s.image_url, "sketch " + s.id),
