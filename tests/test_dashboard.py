@@ -139,6 +139,11 @@ def test_dashboard_in_a_browser(system, pg, tmp_path):  # noqa: F811
         ("rollback", "production"), ("promote", "production"), ("promote", "canary")], ledger
     sk = d.api.get("/v1/sketches/%d" % fig["deleted_sketch"]).json()
     assert sk["status"] == "deleted", sk
+    # the Models page flags exactly the versions the API flags, with the API's count
+    for v in d.api.get("/v1/models/tiny/versions").json()["versions"]:
+        badge = fig["withdrawn_badges"][str(v["version"])]
+        n = v["withdrawn_sketches"]
+        assert badge == ("trained on %d withdrawn" % n if n else ""), (v["version"], n, badge)
     assert fig["fleet_rows"] == 2, fig
     assert fig["viewer_role"] == "viewer"
     assert all(n == 0 for n in fig["viewer_write_buttons"].values()), fig["viewer_write_buttons"]
