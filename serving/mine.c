@@ -54,7 +54,9 @@ static void mine_work(uv_work_t *w)
 		}
 		if (rc != AT_ENOTFOUND) {
 			m->rc = rc == AT_EBUSY ? AT_EBUSY : AT_EIO;
-			snprintf(m->why, sizeof m->why, "the contribution is being delivered; try again");
+			snprintf(m->why, sizeof m->why, "%s",
+				 rc == AT_EBUSY ? "the contribution is being delivered; try again"
+						: "cannot read this node's spool");
 			return;
 		}
 	}
