@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #define CLI_MAX_FLAGS 8
-#define CLI_MAX_POS 4
+#define CLI_MAX_POS 64 /* `atelier sketches delete ID...` */
 
 struct cli_flag {
 	const char *name;  /* without "--", e.g. "channel" */

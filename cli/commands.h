@@ -40,5 +40,7 @@ int cmd_rollback(struct cli *c, const struct cli_args *a);
 int cmd_nodes(struct cli *c, const struct cli_args *a);
 int cmd_samples(struct cli *c, const struct cli_args *a);
 int cmd_gc(struct cli *c, const struct cli_args *a);
+int cmd_sketches_delete(struct cli *c, const struct cli_args *a);
+int cmd_sketches_lineage(struct cli *c, const struct cli_args *a);
 
 #endif

@@ -59,6 +59,11 @@ static const struct cli_flag gc_flags[] = {
 	{"dry-run", 0, NULL, "list what would be removed; remove nothing"},
 	{"grace", 0, "SECONDS", "keep artifacts younger than this: writes in flight (default 3600)"},
 };
+static const struct cli_flag sketches_delete_flags[] = {
+	{"contributor", 0, "NAME", "every sketch this contributor name sent, instead of ids"},
+	{"dry-run", 0, NULL, "list what would be withdrawn; change nothing"},
+	{"yes", 'y', NULL, "withdraw without asking (needed when stdin is not a terminal)"},
+};
 static const struct cli_flag synth_flags[] = {
 	{"count", 0, "N", "how many sketches and paintings (default 200)"},
 	{"seed", 0, "S", "random seed (default 1)"},
@@ -93,6 +98,11 @@ const struct cli_command cli_commands[] = {
 	{"synth", cmd_synth, "", "upload N synthetic sketches and N unpaired paintings (source synth)", 0, 0,
 	 FLAGS(synth_flags)},
 	{"gc", cmd_gc, "", "remove artifacts nothing refers to from the store (fs:// or s3://)", 0, 0, FLAGS(gc_flags)},
+	{"sketches delete", cmd_sketches_delete, "[ID...]",
+	 "withdraw sketches (status deleted, pixels removed, audited) by id or --contributor; asks first", 0, 64,
+	 FLAGS(sketches_delete_flags)},
+	{"sketches lineage", cmd_sketches_lineage, "ID", "the datasets and model versions that saw a sketch", 1, 1,
+	 NOFLAGS},
 	{"help", cmd_help, "", "this list", 0, 0, NOFLAGS},
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

@@ -45,8 +45,8 @@ int cmd_models(struct cli *c, const struct cli_args *a)
 		if (c->json) {
 			print_json(out);
 		} else {
-			printf("%-8s %-14s %-10s %-8s %-10s %-10s %s\n", "VERSION", "SHA256", "SIZE", "RUN", "DATASET",
-			       "PARENT", "CHANNELS");
+			printf("%-8s %-14s %-10s %-8s %-10s %-10s %-10s %s\n", "VERSION", "SHA256", "SIZE", "RUN",
+			       "DATASET", "PARENT", "WITHDRAWN", "CHANNELS");
 			size_t i;
 			json_t *v;
 			json_array_foreach(json_object_get(out, "versions"), i, v)
@@ -60,13 +60,18 @@ int cmd_models(struct cli *c, const struct cli_args *a)
 						off += (size_t)snprintf(chans + off, sizeof chans - off, "%s ",
 									json_string_value(ch));
 				}
-				printf("%-8lld %-14.12s %-10lld %-8lld %-10lld %-10lld %s\n",
+				/* trained on withdrawn sketches (sql/014_rights.sql): "!" and how many */
+				long long wd = (long long)json_integer_value(json_object_get(v, "withdrawn_sketches"));
+				char wds[24] = "-";
+				if (wd > 0)
+					snprintf(wds, sizeof wds, "!%lld", wd);
+				printf("%-8lld %-14.12s %-10lld %-8lld %-10lld %-10lld %-10s %s\n",
 				       (long long)json_integer_value(json_object_get(v, "version")),
 				       json_string_value(json_object_get(v, "sha256")),
 				       (long long)json_integer_value(json_object_get(v, "size")),
 				       (long long)json_integer_value(json_object_get(v, "run_id")),
 				       (long long)json_integer_value(json_object_get(v, "dataset_id")),
-				       (long long)json_integer_value(json_object_get(v, "parent_version")), chans);
+				       (long long)json_integer_value(json_object_get(v, "parent_version")), wds, chans);
 			}
 		}
 		json_decref(out);

@@ -1546,9 +1546,12 @@ static json_t *parameters_of(const struct compiled_route *cr)
 		for (int s = 0; s < cr->nsegs; s++)
 			if (cr->segs[s].name && strcmp(cr->segs[s].name, name) == 0)
 				in_path = 1;
+		/* "X-..." names a request header the route requires (a receipt) */
+		int header = strncmp(name, "X-", 2) == 0;
 		if (!in_path)
-			json_array_append_new(list, json_pack("{ss,ss,sb,sO}", "name", name, "in", "query", "required",
-							      0, "schema", schema));
+			json_array_append_new(list, json_pack("{ss,ss,sb,sO}", "name", name, "in",
+							      header ? "header" : "query", "required", header, "schema",
+							      schema));
 	}
 	/* a schema's description is the parameter's */
 	size_t i;

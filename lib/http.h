@@ -50,8 +50,9 @@ struct http_route {
 	const char *op;  /* operationId; unset: derived from method and pattern */
 	const char *tag; /* the subsystem the route belongs to */
 	/* {"name": schema, ...}: a name in the pattern is a path parameter
-	 * (required; one not listed is a string), any other a query parameter
-	 * (optional). A schema's "description" becomes the parameter's. */
+	 * (required; one not listed is a string), one starting "X-" a request
+	 * header (required), any other a query parameter (optional). A
+	 * schema's "description" becomes the parameter's. */
 	const char *params;
 	const char *body;  /* request body, {"content/type": schema, ...}; NULL: none */
 	const char *reply; /* success reply, {"content/type": schema, ...}; NULL: no content */

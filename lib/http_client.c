@@ -222,8 +222,8 @@ static int request_headers(const struct http_client *c, const struct http_client
 		rc = header(list, "Content-Type", q->content_type ? q->content_type : "");
 	if (rc == 0)
 		rc = header(list, "Expect", "");
-	if (rc == 0 && q->receipt)
-		rc = header(list, "X-Atelier-Receipt", q->receipt);
+	if (rc == 0 && q->header_name && q->header_value)
+		rc = header(list, q->header_name, q->header_value);
 	return rc;
 }
 

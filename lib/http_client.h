@@ -91,8 +91,9 @@ struct http_client_req {
 			       * holds that many); a 200 answer starts it over */
 	long long max_file;   /* with file: AT_ETOOBIG before it would pass this
 			     * many bytes (0 = no cap) */
-	const char *receipt;  /* sent as X-Atelier-Receipt (a node forwarding a
-			       * visitor's receipt to atelierd), or NULL */
+	/* one more request header (both set, value under 1000 bytes, no
+	 * newline: a node forwards a contributor's X-Atelier-Receipt) */
+	const char *header_name, *header_value;
 };
 
 struct http_client_resp {

@@ -1,17 +1,14 @@
 /*
- * works.c — the form of a published work (see works.h). Pure functions but
- * for works_receipt_new (getrandom) and the hashes (OpenSSL via fsutil).
+ * works.c — the form of a published work (see works.h): pure functions.
+ * A work's receipt is lib/receipt's, as a contribution's is.
  */
 #include "works.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-#include "fsutil.h"
 #include "utf8.h"
 
 #define STYLE_NUMBER_MAX 4294967295.0 /* /api/stylize's style is a uint32 */
@@ -131,41 +128,4 @@ int works_text(const void *s, size_t len, size_t max_chars, char **out, char *wh
 		return 0;
 	*out = strndup((const char *)p, len);
 	return *out ? 0 : AT_ENOMEM;
-}
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int works_receipt_new(char token[WORKS_RECEIPT_LEN + 1], char sha_hex[65])
-{
-	unsigned char raw[WORKS_RECEIPT_BYTES + 1] = {0};
-	size_t got = 0;
-	while (got < WORKS_RECEIPT_BYTES) {
-		ssize_t n = getrandom(raw + got, WORKS_RECEIPT_BYTES - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return AT_EIO;
-		got += (size_t)n;
-	}
-	/* 32 bytes = 10 groups of 3 and 2 left over: 40 + 3 characters */
-	size_t k = 0;
-	for (size_t i = 0; i < WORKS_RECEIPT_BYTES; i += 3) {
-		uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 |
-			     (i + 2 < WORKS_RECEIPT_BYTES ? raw[i + 2] : 0);
-		size_t chars = i + 2 < WORKS_RECEIPT_BYTES ? 4 : 3;
-		for (size_t c = 0; c < chars; c++)
-			token[k++] = b64url[(v >> (18 - 6 * c)) & 63];
-	}
-	token[k] = 0;
-	return works_receipt_hash(token, k, sha_hex);
-}
-
-int works_receipt_hash(const char *token, size_t len, char sha_hex[65])
-{
-	if (len != WORKS_RECEIPT_LEN)
-		return AT_EINVAL;
-	for (size_t i = 0; i < len; i++)
-		if (!memchr(b64url, token[i], sizeof b64url - 1))
-			return AT_EINVAL;
-	return at_sha256_hex(token, len, sha_hex);
 }

@@ -28,8 +28,6 @@
  * share its hash with every other blank, and a withdrawal of one would take
  * them all. */
 #define WORKS_MIN_INK 0.0001
-#define WORKS_RECEIPT_BYTES 32 /* random bytes of a receipt */
-#define WORKS_RECEIPT_LEN 43   /* their base64url text, no padding */
 
 /* Parses and checks a style (text, len bytes). On success *style is a new
  * canonical object (caller decrefs) and key holds its filter key. Errors:
@@ -44,11 +42,5 @@ int works_style_key_valid(const char *key);
  * characters, blanks trimmed at both ends. *out is malloc'd (NULL when empty
  * after trimming). Errors: AT_EUNPROCESSABLE (why says which rule). */
 int works_text(const void *s, size_t len, size_t max_chars, char **out, char *why, size_t whylen) AT_MUST_CHECK;
-
-/* A receipt: 32 bytes from getrandom(), base64url without padding, into
- * token (WORKS_RECEIPT_LEN + 1 bytes), and its sha256 as 64 hex digits. */
-int works_receipt_new(char token[WORKS_RECEIPT_LEN + 1], char sha_hex[65]) AT_MUST_CHECK;
-/* The sha256 of a presented receipt (checked for form first: AT_EINVAL). */
-int works_receipt_hash(const char *token, size_t len, char sha_hex[65]) AT_MUST_CHECK;
 
 #endif

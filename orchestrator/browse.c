@@ -203,27 +203,8 @@ static void get_rejected(http_req_t *req)
 		&p, "no rejections");
 }
 
-/* ---- delete ---- */
-
-/* An operator takes a sketch out of the data: it is marked 'deleted' (the row
- * and its pixels stay, so datasets already frozen with it remain reproducible)
- * and collect, which takes only 'accepted' images, leaves it out of every later
- * dataset. Deleting twice answers the same. */
-static void delete_sketch(http_req_t *req)
-{
-	long long id = api_positive_id(req, http_req_param(req, "id"), "id");
-	if (!id)
-		return;
-	char ids[32];
-	snprintf(ids, sizeof ids, "%lld", id);
-	struct db_params p;
-	db_params_init(&p);
-	db_param_text(&p, ids);
-	api_reply_sql_json(req,
-			   "UPDATE images SET status = 'deleted' WHERE id = $1::bigint AND domain = 'sketch' "
-			   "RETURNING json_build_object('id', id, 'status', status)::text",
-			   &p, "no such sketch");
-}
+/* DELETE /v1/sketches/{id} is a withdrawal now (orchestrator/rights.c): the
+ * pixels go with the status, and the audit records who. */
 
 /* ---- the route table ---- */
 
@@ -247,11 +228,6 @@ static void delete_sketch(http_req_t *req)
 				     S_NEXT))
 
 const struct http_route browse_routes[] = {
-	{"DELETE", "/v1/sketches/{id}", delete_sketch, ROLE_OPERATOR,
-	 "mark a sketch deleted: later datasets leave it out (frozen ones keep it)", .op = "deleteSketch",
-	 .tag = "ingest", .params = "{\"id\":" API_ID "}",
-	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"id\":" API_INT ",\"status\":{\"type\":\"string\","
-			    "\"enum\":[\"deleted\"]}}}")},
 	{"GET", "/v1/sketches", get_sketches, ROLE_ANY,
 	 "sketches, newest first (filters: since, until, source, contributor, status, split; cursor, limit)",
 	 .op = "listSketches", .tag = "ingest", .params = P_IMAGES, .reply = S_IMAGES},

@@ -23,6 +23,7 @@
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
+#include "receipt.h"
 #include "utf8.h"
 
 static const char *const domain_names[] = {"sketch", "painting"};
@@ -36,6 +37,8 @@ struct upload {
 	size_t len;
 	char *contributor;
 	int consent; /* -1 = not given */
+	int has_receipt;
+	uint8_t receipt_sha256[32]; /* the contributor's receipt, hashed by the node (lib/receipt.h) */
 	char *source;
 	struct image_opts opts;
 	struct image_norm norm;
@@ -88,7 +91,7 @@ static void on_existing(void *arg, int status, PGresult *res)
  * nothing waits. Every upload in a batch is answered only after its commit.
  */
 #define INGEST_BATCH_MAX 64
-#define INGEST_COLS 12
+#define INGEST_COLS 13
 
 struct batch {
 	struct app *app;
@@ -211,7 +214,7 @@ static void batch_send(struct app *app, struct batch *b)
 	struct at_buf sql;
 	at_buf_init(&sql, 0);
 	int rc = at_buf_addstr(&sql, "INSERT INTO images (domain, sha256, width, height, channels, png, ink_ratio, "
-				     "split, contributor, consent, source, phash) VALUES ");
+				     "split, contributor, consent, source, phash, receipt_sha256) VALUES ");
 	int k = 0;
 	for (int i = 0; i < b->n && rc == 0; i++) {
 		struct upload *u = b->u[i];
@@ -233,12 +236,13 @@ static void batch_send(struct app *app, struct batch *b)
 						: u->consent   ? "true"
 							       : "false",
 						u->source ? u->source : "api",
-						u->domain == 0 && u->norm.phash ? nums[i][4] : NULL};
+						u->domain == 0 && u->norm.phash ? nums[i][4] : NULL,
+						u->has_receipt ? (const char *)u->receipt_sha256 : NULL};
 		rc = at_buf_printf(&sql, "%s(", i ? "," : "");
 		for (int c = 0; c < INGEST_COLS && rc == 0; c++) {
 			vals[k] = row[c];
-			fmts[k] = c == 1 || c == 5;
-			lens[k] = c == 1 ? 32 : c == 5 ? (int)u->norm.png_len : 0;
+			fmts[k] = c == 1 || c == 5 || c == 12;
+			lens[k] = c == 1 || c == 12 ? 32 : c == 5 ? (int)u->norm.png_len : 0;
 			k++;
 			rc = at_buf_printf(&sql, "%s$%d", c ? "," : "", k);
 		}
@@ -564,7 +568,8 @@ static void upload(http_req_t *req, int domain)
 	const uint8_t *img = NULL;
 	size_t imglen = 0;
 	char *contributor = NULL, *source = NULL;
-	int consent = -1;
+	int consent = -1, has_receipt = 0;
+	uint8_t receipt_sha[32];
 
 	if (!ct) {
 		st->rejected_unsupported++;
@@ -618,6 +623,20 @@ static void upload(http_req_t *req, int domain)
 				       json_pack("{ss}", "field", "consent"));
 			return;
 		}
+		/* a serving node's contribution: the sha256 of the receipt it gave
+		 * the contributor (the receipt itself never leaves the node) */
+		if ((f = multipart_get(parts, n, "receipt_sha256")) != NULL) {
+			if (domain != 0 || receipt_parse_hex((const char *)f->data, f->len, receipt_sha) < 0) {
+				st->rejected_other++;
+				free(contributor);
+				free(source);
+				http_reply_err(req, AT_EUNPROCESSABLE,
+					       "receipt_sha256 is 64 lowercase hex digits, on sketches only",
+					       json_pack("{ss}", "field", "receipt_sha256"));
+				return;
+			}
+			has_receipt = 1;
+		}
 	} else {
 		st->rejected_unsupported++;
 		browse_record_rejection(req, domain, AT_EUNSUPPORTED, "unsupported Content-Type", len, NULL, NULL);
@@ -660,6 +679,9 @@ static void upload(http_req_t *req, int domain)
 	u->contributor = contributor;
 	u->source = source;
 	u->consent = consent;
+	u->has_receipt = has_receipt;
+	if (has_receipt)
+		memcpy(u->receipt_sha256, receipt_sha, 32);
 	u->norm.ink_ratio = -1;
 	image_opts_init(&u->opts, domain == 0 ? IMAGE_SKETCH : IMAGE_PAINTING);
 	u->opts.size = app->cfg.image_size;

@@ -40,6 +40,7 @@
 #include "notify.h"
 #include "pipelines_api.h"
 #include "registry.h"
+#include "rights.h"
 #include "scheduler.h"
 #include "supervisor.h"
 #include "ui.h"
@@ -195,7 +196,8 @@ static int build_routes(void)
 	const struct {
 		const struct http_route *t;
 		size_t n;
-	} tables[] = {{app_routes, app_nroutes},
+	} tables[] = {{rights_routes, rights_nroutes}, /* "/v1/sketches/by-receipt" before "/v1/sketches/{id}" */
+		      {app_routes, app_nroutes},
 		      {pipelines_api_routes, pipelines_api_nroutes},
 		      {registry_routes, registry_nroutes},
 		      {longpoll_routes, longpoll_nroutes},

@@ -378,6 +378,11 @@ json_t *pipeline_to_json(const pipeline_t *p)
 			      int_or_null(p->triggers.every_ms), "manual", (int)p->triggers.manual, "stages", stages);
 	/* only when present, so the canonical JSON (and hash) of a pipeline
 	 * without it is what it was before the key existed */
+	if (j && p->triggers.deletions &&
+	    json_object_set_new(json_object_get(j, "triggers"), "deletions", json_integer(p->triggers.deletions)) < 0) {
+		json_decref(j);
+		return NULL;
+	}
 	if (j && p->notify && json_array_size(p->notify) && json_object_set(j, "notify", p->notify) < 0) {
 		json_decref(j);
 		return NULL;

@@ -91,6 +91,7 @@ struct pipeline_stage {
 struct pipeline_triggers {
 	int64_t new_sketches; /* run after this many accepted training sketches; 0 = off */
 	int64_t every_ms;     /* run at this interval; 0 = off */
+	int64_t deletions;    /* run after this many withdrawals touching production's data; 0 = off */
 	bool manual;          /* `atelier run` / POST .../runs allowed */
 };
 
@@ -145,7 +146,7 @@ int pipeline_finalize(pipeline_t *p, struct pipeline_dag_error *err) AT_MUST_CHE
 /*
  * The pipeline's content as a new JSON object (caller owns the reference):
  *   {"schema":2,"pipeline":..,"description":..,"model":..,"concurrency":..,
- *    "triggers":{"new_sketches":N|null,"every_ms":N|null,"manual":bool},
+ *    "triggers":{"new_sketches":N|null,"every_ms":N|null,"manual":bool[,"deletions":N]},
  *    "stages":{NAME:{"kind":..,"needs":[sorted],"params":{..},
  *                    "resources":{"gpu":N,"cpu":N[,"workers":N when > 1]},"timeout_ms":N,"retries":N,"cache":bool,
  *                    "gate":[{"metric":..,"op":..,"threshold":X,"slice":..(only when set)}]}}}

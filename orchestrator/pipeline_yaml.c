@@ -520,6 +520,9 @@ static const struct field trigger_fields[] = {
 		"absent: off"},
 	{"every", T_DURATION, RANGE(1 * MS_S, 365 * MS_D), AT(struct pipeline_triggers, every_ms),
 	 .doc = "run at this interval; absent: off"},
+	{"deletions", T_INT, AT_LEAST(1), AT(struct pipeline_triggers, deletions),
+	 .doc = "run when this many sketches in the training data of the model's production version were withdrawn "
+		"since the pipeline's last run; absent: off"},
 	{"manual", T_BOOL, .def = "true", AT(struct pipeline_triggers, manual),
 	 .doc = "allow runs started by hand (`atelier run`, POST /v1/pipelines/NAME/runs)"},
 };

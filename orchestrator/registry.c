@@ -351,12 +351,16 @@ static void post_channel(http_req_t *req)
 }
 
 /* Reply shapes for the OpenAPI document (what the SQL above builds). */
+#define S_WITHDRAWN_COUNT                                                                                  \
+	"{\"type\":\"integer\",\"description\":\"withdrawn sketches it trained on, itself or through its " \
+	"ancestors; above 0 flags the version\"}"
 #define S_LINEAGE /* a row of the model_lineage view */                                                                                                                                                                                                    \
 	API_OBJECT(                                                                                                                                                                                                                                        \
 		"\"model\":" API_STR ",\"version\":" API_INT ",\"version_id\":" API_INT ",\"sha256\":" API_SHA256                                                                                                                                          \
 		",\"size\":" API_INT ",\"created_at\":" API_TIME                                                                                                                                                                                           \
 		",\"run_id\":" API_NULL("integer") ",\"pipeline\":" API_NULL("string") ",\"dataset_id\":" API_NULL("integer") ",\"dataset_manifest\":" API_NULL("string") ",\"dataset_sketches\":" API_NULL("integer") ",\"dataset_paintings\":" API_NULL( \
-			"integer") ",\"parent_version\":" API_NULL("integer") ",\"metrics\":" API_NULL("object") ",\"verdict\":" API_NULL("object") ",\"channels\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR                               \
+			"integer") ",\"parent_version\":" API_NULL("integer") ",\"metrics\":" API_NULL("object") ",\"verdict\":" API_NULL("object") ",\"withdrawn_sketches\":" S_WITHDRAWN_COUNT                                                           \
+																		    ",\"channels\":{\"type\":\"array\",\"nullable\":true,\"items\":" API_STR                               \
 																		    "}")
 #define P_MODEL "\"name\":{\"type\":\"string\",\"description\":\"the model's name\"}"
 #define P_VERSION "\"version\":{\"type\":\"integer\",\"minimum\":1}"

@@ -202,6 +202,7 @@ const struct http_tag app_tags[] = {
 	{"artifacts", "content-addressed downloads: models, checkpoints, shards, samples"},
 	{"nodes", "the serving fleet's heartbeats"},
 	{"gallery", "published works: delivered by nodes, their changes feed, hidden by operators"},
+	{"rights", "contributors' rights: receipts, withdrawal, a sketch's lineage"},
 };
 const size_t app_ntags = sizeof app_tags / sizeof app_tags[0];
 

@@ -76,11 +76,12 @@ static void run_check(struct scheduler *s)
 		s->check_inflight = 1;
 }
 
-/* "sketch:train:ID" — only accepted training sketches can fire new_sketches. */
+/* "sketch:train:ID" — only accepted training sketches can fire new_sketches;
+ * "sketch:deleted:N" — N withdrawals (sql/014_rights.sql) may fire deletions. */
 static void on_ingest(void *arg, const char *channel, const char *payload)
 {
 	struct scheduler *s = arg;
-	if (!channel || strncmp(payload, "sketch:train:", 13) == 0)
+	if (!channel || strncmp(payload, "sketch:train:", 13) == 0 || strncmp(payload, "sketch:deleted:", 15) == 0)
 		run_check(s);
 }
 

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "multipart.h"
 #include "works.h"
+#include "receipt.h"
 
 /* ---- POST /v1/works ---- */
 
@@ -400,8 +401,8 @@ static void unhide_work(http_req_t *req) { set_status(req, "published"); }
 static int receipt_of(http_req_t *req, char hex[65])
 {
 	size_t len = 0;
-	const char *r = http_req_header(req, "x-atelier-receipt", &len);
-	if (!r || works_receipt_hash(r, len, hex) < 0) {
+	const char *r = http_req_header(req, RECEIPT_HEADER_LC, &len);
+	if (!r || receipt_hash_hex(r, len, hex) < 0) {
 		http_reply_err(req, AT_ENOTFOUND, "no work has this receipt",
 			       json_pack("{ss}", "header", "X-Atelier-Receipt"));
 		return AT_ENOTFOUND;

@@ -7,7 +7,9 @@
  * sketch atelierd would refuse (blank, too little or too much ink, corrupt)
  * is a 422 with the reason now, not a thank-you and a silent drop later. The
  * spool still keeps the bytes as sent (atelierd normalises them again). The
- * uplink is told once the file is durable.
+ * uplink is told once the file is durable. The reply carries the
+ * contribution's receipt (lib/receipt.h), made here and shown only in it; the
+ * spool file keeps the receipt's sha256, which travels on to atelierd.
  */
 #include "contribute.h"
 
@@ -20,6 +22,7 @@
 #include "image.h"
 #include "limit.h"
 #include "multipart.h"
+#include "receipt.h"
 #include "serve.h"
 #include "spool.h"
 #include "uplink.h"
@@ -37,6 +40,8 @@ struct contribution {
 	double ink_ratio; /* of the input, -1 when not measured */
 	char why[160];
 	int rc;
+	char receipt[RECEIPT_LEN + 1]; /* shown once, in the reply; only its hash is kept */
+	char receipt_sha[65];
 };
 
 static void contribution_free(struct contribution *c)
@@ -57,7 +62,11 @@ static void contribute_work(uv_work_t *w)
 	image_norm_free(&norm);
 	if (c->check_rc < 0)
 		return;
-	c->rc = spool_write(c->app->spool, c->meta, c->img, c->img_len);
+	/* the file is named by the receipt's hash (its first 32 hex digits), so
+	 * GET/DELETE /api/sketches/mine find it while it waits (mine.c) */
+	char key[33];
+	snprintf(key, sizeof key, "%.32s", c->receipt_sha);
+	c->rc = spool_write_keyed(c->app->spool, key, c->meta, c->img, c->img_len);
 }
 
 /* The reply atelierd's ingest gives the same sketch (orchestrator/ingest.c,
@@ -102,7 +111,9 @@ static void contribute_done(uv_work_t *w, int status)
 		int files;
 		spool_depth(s, &files, NULL);
 		uplink_notify(c->app->uplink);
-		http_reply_json(c->req, 202, json_pack("{ss,si}", "status", "queued", "spool_depth", files));
+		http_reply_json(c->req, 202,
+				json_pack("{ss,si,ss}", "status", "queued", "spool_depth", files, "receipt",
+					  c->receipt));
 	}
 	contribution_free(c);
 }
@@ -170,8 +181,13 @@ void contribute_post(http_req_t *req)
 			       json_pack("{ss}", "field", "contributor"));
 		return;
 	}
-	json_t *meta = json_pack("{ss,sI}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
-				 "received_at", (json_int_t)time(NULL));
+	char receipt[RECEIPT_LEN + 1], receipt_sha[65];
+	if (receipt_new(receipt, receipt_sha) < 0) {
+		http_reply_err(req, AT_EUNAVAILABLE, "cannot make a receipt: no random bytes", NULL);
+		return;
+	}
+	json_t *meta = json_pack("{ss,sI,ss}", "content_type", fmt == IMAGE_PNG ? "image/png" : "image/jpeg",
+				 "received_at", (json_int_t)time(NULL), "receipt_sha256", receipt_sha);
 	if (meta && who && who->len) {
 		json_t *name = json_stringn((const char *)who->data, who->len);
 		if (!name) {
@@ -194,6 +210,8 @@ void contribute_post(http_req_t *req)
 		return;
 	}
 	memcpy(c->img, img->data, img->len);
+	memcpy(c->receipt, receipt, sizeof receipt);
+	memcpy(c->receipt_sha, receipt_sha, sizeof receipt_sha);
 	c->img_len = img->len;
 	c->reserved = spool_file_size(strlen(c->meta), c->img_len);
 	if (spool_reserve(app->spool, c->reserved) < 0) {

@@ -26,6 +26,7 @@
 #include "spool.h"
 #include "uplink.h"
 #include "works.h"
+#include "receipt.h"
 
 #define CALL_TIMEOUT 15L
 
@@ -82,7 +83,7 @@ struct submission {
 	char *meta;
 	uint8_t *img; /* sketch then painting */
 	size_t sketch_len, img_len, reserved;
-	char receipt[WORKS_RECEIPT_LEN + 1];
+	char receipt[RECEIPT_LEN + 1];
 	int check_rc, rc;
 	const char *which; /* the image check_rc is about */
 	char why[160];
@@ -296,7 +297,7 @@ void publish_post(http_req_t *req)
 	struct submission *s = calloc(1, sizeof *s);
 	char hex[65];
 	json_t *meta = NULL;
-	if (!s || works_receipt_new(s->receipt, hex) < 0) {
+	if (!s || receipt_new(s->receipt, hex) < 0) {
 		json_decref(style);
 		free(title);
 		free(name);
@@ -471,7 +472,7 @@ struct mine {
 	struct serve_app *app;
 	http_req_t *req;
 	int del;
-	char token[WORKS_RECEIPT_LEN + 1];
+	char token[RECEIPT_LEN + 1];
 	char hex[65];
 	int spooled; /* found in this node's spool (and removed, for a DELETE) */
 	int rc;
@@ -527,7 +528,7 @@ static void mine_work(uv_work_t *w)
 	m->rc = http_client_call(&c,
 				 &(struct http_client_req){.method = m->del ? "DELETE" : "GET",
 							   .path = "/v1/works/by-receipt",
-							   .receipt = m->token,
+							   .header_name = RECEIPT_HEADER, .header_value = m->token,
 							   .timeout_s = 10},
 				 &r);
 	m->status = r.status;
@@ -561,9 +562,9 @@ static void mine(http_req_t *req, int del)
 {
 	struct serve_app *app = http_req_app(req);
 	size_t len = 0;
-	const char *tok = http_req_header(req, "x-atelier-receipt", &len);
+	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
 	char hex[65];
-	if (!tok || works_receipt_hash(tok, len, hex) < 0) {
+	if (!tok || receipt_hash_hex(tok, len, hex) < 0) {
 		http_reply_err(req, AT_ENOTFOUND, "no work has this receipt",
 			       json_pack("{ss}", "header", "X-Atelier-Receipt"));
 		return;

@@ -13,6 +13,7 @@
 #include "gallery.h"
 #include "limit.h"
 #include "log.h"
+#include "mine.h"
 #include "model_slot.h"
 #include "publish.h"
 #include "puller.h"
@@ -159,6 +160,9 @@ static void post_reload(http_req_t *req)
 	"\"version\":{\"type\":\"integer\",\"nullable\":true,\"description\":\"registry version; null: local file\"}," \
 	"\"sha256\":{\"type\":\"string\"},\"source\":{\"type\":\"string\"},\"swaps\":{\"type\":\"integer\"},"          \
 	"\"swap_failures\":{\"type\":\"integer\"},\"last_error\":{\"type\":\"string\",\"nullable\":true}"
+#define P_RECEIPT                                                                                          \
+	"{\"X-Atelier-Receipt\":{\"type\":\"string\",\"pattern\":\"^[A-Za-z0-9_-]{43}$\",\"description\":" \
+	"\"the receipt POST /api/contribute returned\"}}"
 #define S_IMAGE "{\"type\":\"string\",\"format\":\"binary\",\"description\":\"PNG or JPEG\"}"
 
 #define S_MINE                                                                                             \
@@ -229,7 +233,26 @@ const struct http_route serve_routes[] = {
 	 .status = 202,
 	 .reply = HTTP_JSON(
 		 "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\",\"enum\":[\"queued\"]},"
-		 "\"spool_depth\":{\"type\":\"integer\"}}}")},
+		 "\"spool_depth\":{\"type\":\"integer\"},\"receipt\":{\"type\":\"string\",\"pattern\":"
+		 "\"^[A-Za-z0-9_-]{43}$\",\"description\":\"shown once: withdraws this sketch (X-Atelier-Receipt "
+		 "on /api/sketches/mine)\"}}}")},
+	{"GET", "/api/sketches/mine", mine_get, ROLE_PUBLIC,
+	 "the status of the sketch your receipt names (X-Atelier-Receipt): pending in this node's spool, or "
+	 "atelierd's accepted/rejected/deleted",
+	 .op = "getMySketch", .tag = "contribute", .params = P_RECEIPT,
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"kind\":{\"type\":\"string\",\"enum\":"
+			    "[\"sketch\"]},\"id\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","
+			    "\"enum\":[\"pending\",\"accepted\",\"rejected\",\"deleted\"]},\"created_at\":{"
+			    "\"type\":\"string\",\"format\":\"date-time\"},\"deleted_at\":{\"type\":\"string\","
+			    "\"format\":\"date-time\",\"nullable\":true},\"spooled\":{\"type\":\"boolean\"}}}")},
+	{"DELETE", "/api/sketches/mine", mine_delete, ROLE_PUBLIC,
+	 "withdraw the sketch your receipt names (X-Atelier-Receipt): from the spool, or from atelierd (pixels "
+	 "removed, kept out of future datasets); a wrong receipt is 404 and deletes nothing",
+	 .op = "withdrawMySketch", .tag = "contribute", .params = P_RECEIPT,
+	 .reply = HTTP_JSON("{\"type\":\"object\",\"properties\":{\"kind\":{\"type\":\"string\",\"enum\":"
+			    "[\"sketch\"]},\"id\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","
+			    "\"enum\":[\"deleted\"]},\"withdrawn\":{\"type\":\"boolean\"},\"spooled\":{\"type\":"
+			    "\"boolean\",\"description\":\"true: removed from this node's spool before delivery\"}}}")},
 	{"GET", "/gallery.css", web_get, ROLE_PUBLIC, "the gallery's style sheet", .op = "getGalleryStyle",
 	 .tag = "gallery", .reply = "{\"text/css\":" HTTP_TEXT "}"},
 	{"POST", "/api/publish", publish_post, ROLE_PUBLIC,

@@ -31,11 +31,13 @@ struct spool {
 	int max_files;
 	size_t max_bytes;
 	pthread_mutex_t mu;
-	int files; /* written or reserved */
-	int ready; /* written (what the uplink can send) */
+	pthread_cond_t sent; /* signalled when the uplink ends a send */
+	char sending[4200];  /* the path the uplink is sending, "" when none */
+	int files;           /* written or reserved */
+	int ready;           /* written (what the uplink can send) */
 	size_t bytes;
 	uint32_t seq;
-	uint64_t accepted, full, written_failed, removed;
+	uint64_t accepted, full, written_failed, removed, withdrawn;
 };
 
 static int has_suffix(const char *s, const char *suf)
@@ -60,6 +62,7 @@ int spool_open(const char *dir, int max_files, size_t max_bytes, struct spool **
 		return AT_ENOMEM;
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->sent, NULL);
 	s->max_files = max_files;
 	s->max_bytes = max_bytes;
 	struct dirent *e;
@@ -90,6 +93,7 @@ void spool_free(struct spool *s)
 	if (!s)
 		return;
 	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->sent);
 	free(s->dir);
 	free(s);
 }
@@ -119,8 +123,21 @@ void spool_unreserve(struct spool *s, size_t bytes)
 
 size_t spool_file_size(size_t meta_len, size_t img_len) { return strlen(SPOOL_MAGIC) + meta_len + 1 + img_len; }
 
+static int key_valid(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+	return n >= 16 && n <= 64 && strspn(key, "0123456789abcdef") == n;
+}
+
 int spool_write(struct spool *s, const char *meta, const void *img, size_t img_len)
 {
+	return spool_write_keyed(s, NULL, meta, img, img_len);
+}
+
+int spool_write_keyed(struct spool *s, const char *key, const char *meta, const void *img, size_t img_len)
+{
+	if (key && !key_valid(key))
+		return AT_EINVAL;
 	/* the metadata is one line: a newline inside would end it early */
 	size_t meta_len = strlen(meta);
 	if (memchr(meta, '\n', meta_len))
@@ -132,9 +149,10 @@ int spool_write(struct spool *s, const char *meta, const void *img, size_t img_l
 	pthread_mutex_unlock(&s->mu);
 	/* Names sort by arrival: 16 hex digits of nanoseconds, then a counter
 	 * for contributions within the same nanosecond tick, then the pid. */
-	char name[96], tmp[4200], final[4200];
-	snprintf(name, sizeof name, "%016llx-%08x-%d",
-		 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, seq, (int)getpid());
+	char name[160], tmp[4200], final[4200];
+	snprintf(name, sizeof name, "%016llx-%08x-%d%s%s",
+		 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, seq, (int)getpid(),
+		 key ? "-" : "", key ? key : "");
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", s->dir, name);
 	snprintf(final, sizeof final, "%s/%s%s", s->dir, name, SPOOL_SUFFIX);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -273,6 +291,80 @@ void spool_remove(struct spool *s, const char *path)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Under s->mu or not: a listing of the folder. */
+static int find_locked(struct spool *s, const char *key, char *path, size_t len)
+{
+	if (!key_valid(key))
+		return AT_ENOTFOUND;
+	char tail[80];
+	snprintf(tail, sizeof tail, "-%s%s", key, SPOOL_SUFFIX);
+	DIR *d = opendir(s->dir);
+	if (!d)
+		return AT_EIO;
+	int rc = AT_ENOTFOUND;
+	struct dirent *e;
+	while (rc == AT_ENOTFOUND && (e = readdir(d)))
+		if (e->d_name[0] != '.' && has_suffix(e->d_name, tail)) {
+			snprintf(path, len, "%s/%s", s->dir, e->d_name);
+			rc = 0;
+		}
+	closedir(d);
+	return rc;
+}
+
+int spool_find(struct spool *s, const char *key, char *path, size_t len) { return find_locked(s, key, path, len); }
+
+int spool_withdraw(struct spool *s, const char *key, int wait_s)
+{
+	char path[4200];
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait_s;
+	pthread_mutex_lock(&s->mu);
+	int rc;
+	/* Found and being sent: wait for the answer, then look again (it is
+	 * gone when delivered, back in the queue when the send failed). */
+	while ((rc = find_locked(s, key, path, sizeof path)) == 0 && strcmp(path, s->sending) == 0)
+		if (pthread_cond_timedwait(&s->sent, &s->mu, &until) != 0) {
+			rc = AT_EBUSY;
+			break;
+		}
+	if (rc == 0) {
+		struct stat st;
+		size_t size = stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+		if (unlink(path) == 0) {
+			s->files--;
+			s->ready--;
+			s->bytes -= size <= s->bytes ? size : s->bytes;
+			s->withdrawn++;
+		} else {
+			rc = AT_EIO;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int spool_send_begin(struct spool *s, const char *path)
+{
+	struct stat st;
+	pthread_mutex_lock(&s->mu);
+	/* under the lock: a withdrawal either removed it already or waits for us */
+	int rc = stat(path, &st) == 0 ? 0 : AT_ENOTFOUND;
+	if (rc == 0)
+		snprintf(s->sending, sizeof s->sending, "%s", path);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void spool_send_end(struct spool *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->sending[0] = 0;
+	pthread_cond_broadcast(&s->sent);
+	pthread_mutex_unlock(&s->mu);
+}
+
 void spool_depth(struct spool *s, int *files, size_t *bytes)
 {
 	pthread_mutex_lock(&s->mu);
@@ -305,8 +397,11 @@ int spool_metrics(struct spool *s, struct at_buf *b)
 		"# HELP atelier_serve_spool_full_total Contributions refused because the spool was full.\n"
 		"# TYPE atelier_serve_spool_full_total counter\natelier_serve_spool_full_total %llu\n"
 		"# HELP atelier_serve_contributions_accepted_total Contributions written to the spool.\n"
-		"# TYPE atelier_serve_contributions_accepted_total counter\natelier_serve_contributions_accepted_total %llu\n",
-		s->files, s->bytes, (unsigned long long)s->full, (unsigned long long)s->accepted);
+		"# TYPE atelier_serve_contributions_accepted_total counter\natelier_serve_contributions_accepted_total %llu\n"
+		"# HELP atelier_serve_spool_withdrawn_total Contributions withdrawn by receipt before delivery.\n"
+		"# TYPE atelier_serve_spool_withdrawn_total counter\natelier_serve_spool_withdrawn_total %llu\n",
+		s->files, s->bytes, (unsigned long long)s->full, (unsigned long long)s->accepted,
+		(unsigned long long)s->withdrawn);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }

@@ -45,6 +45,24 @@ void spool_unreserve(struct spool *s, size_t bytes);
  * accepted once it is durable. */
 int spool_write(struct spool *s, const char *meta, const void *img, size_t img_len) AT_MUST_CHECK;
 
+/* spool_write for a file found again by key (16..64 of [0-9a-f]: the first
+ * hex digits of a receipt's sha256), which ends its name. */
+int spool_write_keyed(struct spool *s, const char *key, const char *meta, const void *img,
+		      size_t img_len) AT_MUST_CHECK;
+/* The path of the file written with key (blocking); AT_ENOTFOUND if none. */
+int spool_find(struct spool *s, const char *key, char *path, size_t len) AT_MUST_CHECK;
+/* Removes the file written with key: 0, or AT_ENOTFOUND when there is none
+ * (never spooled, or delivered). A file the uplink is sending is waited for
+ * (at most wait_s seconds, then AT_EBUSY): once the send ended it is either
+ * delivered (AT_ENOTFOUND: ask atelierd) or back in the queue (removed: 0),
+ * never both. Blocking. */
+int spool_withdraw(struct spool *s, const char *key, int wait_s) AT_MUST_CHECK;
+/* The uplink marks the file it sends (AT_ENOTFOUND: withdrawn meanwhile,
+ * skip it) and unmarks it when the answer is in and the file is removed or
+ * kept. */
+int spool_send_begin(struct spool *s, const char *path) AT_MUST_CHECK;
+void spool_send_end(struct spool *s);
+
 /* The oldest file's path (blocking); AT_ENOTFOUND when empty. */
 int spool_oldest(struct spool *s, char *path, size_t len) AT_MUST_CHECK;
 /* Reads a spool file: *meta (caller decrefs), *img (malloc'd). AT_ECORRUPT if malformed. */

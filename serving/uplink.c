@@ -117,6 +117,7 @@ static curl_mime *build_form(CURL *h, void *arg)
 		return NULL;
 	const char *ct = json_string_value(json_object_get(f->meta, "content_type"));
 	const char *who = json_string_value(json_object_get(f->meta, "contributor"));
+	const char *receipt = json_string_value(json_object_get(f->meta, "receipt_sha256"));
 	curl_mimepart *p = curl_mime_addpart(m);
 	curl_mime_name(p, "image");
 	curl_mime_data(p, (const char *)f->img, f->len);
@@ -132,6 +133,11 @@ static curl_mime *build_form(CURL *h, void *arg)
 		p = curl_mime_addpart(m);
 		curl_mime_name(p, "contributor");
 		curl_mime_data(p, who, CURL_ZERO_TERMINATED);
+	}
+	if (receipt) {
+		p = curl_mime_addpart(m);
+		curl_mime_name(p, "receipt_sha256");
+		curl_mime_data(p, receipt, CURL_ZERO_TERMINATED);
 	}
 	return m;
 }
@@ -188,13 +194,18 @@ static void drain(struct uplink *u)
 		}
 		struct form f = {.source = source};
 		uint8_t *img = NULL;
+		/* withdrawn by its receipt since the listing: nothing to send */
+		if (spool_send_begin(s, path) < 0)
+			continue;
 		int rc = spool_read(path, &f.meta, &img, &f.len);
 		if (rc == AT_ECORRUPT) {
 			log_error("uplink: dropping unreadable spool file %s", path);
 			spool_remove(s, path);
+			spool_send_end(s);
 			continue;
 		}
 		if (rc < 0) {
+			spool_send_end(s);
 			schedule_retry(u);
 			return;
 		}
@@ -210,6 +221,7 @@ static void drain(struct uplink *u)
 		json_decref(f.meta);
 		free(img);
 		if (rc == AT_ECANCELLED) {
+			spool_send_end(s);
 			http_client_resp_free(&r);
 			return;
 		}
@@ -220,6 +232,7 @@ static void drain(struct uplink *u)
 				log_warn("uplink: POST /v1/sketches answered %ld; keeping the contribution: %.200s",
 					 r.status, r.body.data ? r.body.data : "");
 			http_client_resp_free(&r);
+			spool_send_end(s);
 			schedule_retry(u);
 			return;
 		}
@@ -233,6 +246,7 @@ static void drain(struct uplink *u)
 		}
 		http_client_resp_free(&r);
 		spool_remove(s, path);
+		spool_send_end(s);
 		u->backoff = 0;
 	}
 }

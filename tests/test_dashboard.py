@@ -71,11 +71,12 @@ def test_static_files_headers_and_whoami(system):  # noqa: F811
     viewer = named_token(d, "viewer", "vera")
     assert d.http(viewer).get("/v1/whoami").json()["role"] == "viewer"
     assert anon.get("/v1/whoami").status == 401
-    # DELETE /v1/sketches/{id}: operators only; marks it deleted, collect leaves it out
+    # DELETE /v1/sketches/{id}: operators only; withdraws it (deleted, pixels gone), collect leaves it out
     sid = d.api.get("/v1/sketches?limit=1").json()["items"][0]["id"]
     assert d.http(viewer).request("DELETE", "/v1/sketches/%d" % sid).status == 403
     r = d.http(alice).request("DELETE", "/v1/sketches/%d" % sid)
-    assert r.status == 200 and r.json() == {"id": sid, "status": "deleted"}, r
+    assert r.status == 200 and r.json() == {"kind": "sketch", "id": sid, "status": "deleted", "withdrawn": True}, r
+    assert d.api.get("/v1/sketches/%d.png" % sid).status == 404
     assert d.http(alice).request("DELETE", "/v1/sketches/%d" % sid).status == 200
     assert [i["id"] for i in d.api.get("/v1/sketches?status=deleted").json()["items"]] == [sid]
     assert d.api.request("DELETE", "/v1/sketches/999999").status == 404
@@ -138,6 +139,11 @@ def test_dashboard_in_a_browser(system, pg, tmp_path):  # noqa: F811
         ("rollback", "production"), ("promote", "production"), ("promote", "canary")], ledger
     sk = d.api.get("/v1/sketches/%d" % fig["deleted_sketch"]).json()
     assert sk["status"] == "deleted", sk
+    # the Models page flags exactly the versions the API flags, with the API's count
+    for v in d.api.get("/v1/models/tiny/versions").json()["versions"]:
+        badge = fig["withdrawn_badges"][str(v["version"])]
+        n = v["withdrawn_sketches"]
+        assert badge == ("trained on %d withdrawn" % n if n else ""), (v["version"], n, badge)
     assert fig["fleet_rows"] == 2, fig
     assert fig["viewer_role"] == "viewer"
     assert all(n == 0 for n in fig["viewer_write_buttons"].values()), fig["viewer_write_buttons"]

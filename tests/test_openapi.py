@@ -15,7 +15,7 @@ import subprocess
 import images
 import pytest
 
-from conftest import BIN, ROOT, Http, wait_until
+from conftest import BIN, ROOT, Http, multipart, wait_until
 from daemon import start_atelierd
 
 HERE = os.path.join(ROOT, "tests", "openapi")
@@ -240,6 +240,22 @@ def test_atelierd_openapi_is_valid(db_url, pg, tmp_path):
         c.check("GET", "/v1/paintings", api.get("/v1/paintings?split=train"), 200)
         c.check("DELETE", "/v1/sketches/{id}", api.request("DELETE", "/v1/sketches/%d" % up["id"]), 200)
         c.check("DELETE", "/v1/sketches/{id}", api.request("DELETE", "/v1/sketches/999999"), 404)
+        # contributors' rights: a sketch sent with a receipt's hash, as a node sends it
+        receipt = "R" * 43
+        body, ct = multipart([("image", ("s.png", images.sketch(seed=4, size=64), "image/png")),
+                              ("receipt_sha256", hashlib.sha256(receipt.encode()).hexdigest())])
+        mine = c.check("POST", "/v1/sketches", api.post("/v1/sketches", body, headers={"Content-Type": ct}), 201)
+        c.check("GET", "/v1/sketches/{id}/lineage", api.get("/v1/sketches/%d/lineage" % mine["id"]), 200)
+        c.check("GET", "/v1/sketches/{id}/lineage", api.get("/v1/sketches/999999/lineage"), 404)
+        c.check("GET", "/v1/sketches/by-receipt", api.get("/v1/sketches/by-receipt", headers={
+            "X-Atelier-Receipt": receipt}), 200)
+        c.check("GET", "/v1/sketches/by-receipt", api.get("/v1/sketches/by-receipt", headers={
+            "X-Atelier-Receipt": "S" * 43}), 404)
+        c.check("POST", "/v1/sketches/withdraw", api.post("/v1/sketches/withdraw", {"ids": [mine["id"]],
+                                                                                     "dry_run": True}), 200)
+        c.check("POST", "/v1/sketches/withdraw", api.post("/v1/sketches/withdraw", {}), 422)
+        c.check("DELETE", "/v1/sketches/by-receipt", api.request("DELETE", "/v1/sketches/by-receipt", headers={
+            "X-Atelier-Receipt": receipt}), 200)
         c.check("GET", "/v1/whoami", api.get("/v1/whoami"), 200)
         # the 415 above is recorded asynchronously
         wait_until(lambda: api.get("/v1/uploads/rejected").json()["items"], what="the rejection recorded")
@@ -342,6 +358,10 @@ def test_node_openapi_is_valid(tmp_path):
         c.check("POST", "/api/contribute", n.http.post("/api/contribute", b"x",
                                                        headers={"Content-Type": "text/plain"}), 503)
         c.check("POST", "/admin/reload", n.http.post("/admin/reload"), 401)
+        # a receipt no node knows (200 replies: tests/test_rights.py, against a real atelierd)
+        for m in ("GET", "DELETE"):
+            c.check(m, "/api/sketches/mine", n.http.request(m, "/api/sketches/mine", headers={
+                "X-Atelier-Receipt": "S" * 43}), 404)
         c.check("POST", "/admin/reload", n.http.post("/admin/reload", token=ADMIN), 200)
         json_ops = {k for k, op in ops.items()
                     if "application/json" in op["responses"][min(c for c in op["responses"] if c[0] == "2")]

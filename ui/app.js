@@ -492,7 +492,9 @@ async function pageModels(root, q) {
         h("span", { class: "arrow", text: "→" }), h("strong", { text: "v" + v.version }),
         v.parent_version ? [h("span", { class: "arrow", text: "← parent" }), h("span", { text: "v" + v.parent_version })] : null)),
       h("td", {}, v.verdict ? badge(v.verdict.passed ? "passed" : "failed", v.verdict.passed ? "pass" : "fail") : h("span", { class: "muted", text: "—" })),
-      h("td", {}, (v.channels || []).map((c) => badge(c, "chan"))),
+      h("td", {}, (v.channels || []).map((c) => badge(c, "chan")),
+        // trained on sketches their contributors withdrew since (sql/014_rights.sql)
+        v.withdrawn_sketches > 0 ? h("span", { class: "badge withdrawn", title: v.withdrawn_sketches + " sketch(es) it trained on were withdrawn; retrain to drop them", text: "trained on " + v.withdrawn_sketches + " withdrawn" }) : null),
       h("td", { text: when(v.created_at) }))), "no version yet", true));
   const led = h("div", { class: "card", id: "ledger" }, h("h2", { text: "Promotion ledger" }), tableOf(["When", "Channel", "Kind", "Move", "Who", "Why"], (ledger.ledger || []).slice().reverse().map((e) =>
     h("tr", { class: "ledger-row" }, h("td", { text: when(e.at), title: e.at }), h("td", {}, badge(e.channel, "chan")), h("td", { text: e.kind }),
@@ -595,7 +597,7 @@ async function pageData(root, q) {
       field("Contributor", contribIn))),
     (r.items || []).length ? h("div", { class: "thumbs" }, r.items.map((s) => {
       const del = isOperator() && s.status !== "deleted" ? h("button", { class: "small danger delete", type: "button", text: "Delete", onclick: async () => {
-        if (!(await confirmDialog("Delete sketch #" + s.id + "?", [h("p", { text: "It is marked deleted: later datasets leave it out. Existing datasets keep their copy." })], "Delete", true))) return;
+        if (!(await confirmDialog("Delete sketch #" + s.id + "?", [h("p", { text: "It is withdrawn: marked deleted, its pixels erased from the database (audited), and later datasets leave it out. Model versions that trained on it are flagged." })], "Delete", true))) return;
         try { await api("/v1/sketches/" + s.id, { method: "DELETE" }); toast("sketch #" + s.id + " deleted"); page(); } catch (e) { toast(e.message, true); }
       } }) : null;
       return h("div", { class: "thumb " + s.status, "data-id": s.id }, image(s.image_url, "sketch " + s.id),

@@ -254,8 +254,19 @@ async function contribute() {
   $("contribute").disabled = true;
   try {
     const res = await fetch("api/contribute", { method: "POST", body: form });
-    if (res.status === 202) message("Thank you! Your sketch will help the model learn.", "ok");
-    else message(await contributeError(res), "error");
+    if (res.status === 202) {
+      const j = await res.json();
+      if (j.receipt) {
+        addReceipt({ kind: "sketch", token: j.receipt, at: new Date().toISOString(), title: who ? "Sketch by " + who : "Sketch" });
+        // shown once: the node keeps only its hash
+        message("Thank you! Your sketch will help the model learn. Your receipt (kept in this browser under My works; " +
+                "copy it to withdraw from elsewhere): " + j.receipt, "ok");
+      } else {
+        message("Thank you! Your sketch will help the model learn.", "ok");
+      }
+    } else {
+      message(await contributeError(res), "error");
+    }
   } catch (e) {
     message("The node did not answer: " + e.message, "error");
   } finally {
@@ -264,15 +275,6 @@ async function contribute() {
 }
 $("contribute").addEventListener("click", contribute);
 $("consent").addEventListener("change", updateButtons);
-
-// Receipts of what this browser published or contributed; "My works" reads them.
-function keepReceipt(entry) {
-  let list = [];
-  try { list = JSON.parse(localStorage.getItem("atelier.receipts") || "[]"); } catch (_) { list = []; }
-  if (!Array.isArray(list)) list = [];
-  list.push(entry);
-  try { localStorage.setItem("atelier.receipts", JSON.stringify(list)); } catch (_) { /* private mode */ }
-}
 
 async function publish() {
   if (!painted || !$("consent-display").checked || $("out").classList.contains("stale")) return;
@@ -296,7 +298,7 @@ async function publish() {
       return;
     }
     const j = await res.json();
-    keepReceipt({ kind: "work", token: j.receipt, at: new Date().toISOString(), title: title || undefined });
+    addReceipt({ kind: "work", token: j.receipt, at: new Date().toISOString(), title: title || undefined });
     $("receipt-token").textContent = j.receipt;
     $("receipt").hidden = false;
     message("Published! It appears in the gallery in a few seconds.", "ok");
@@ -343,7 +345,97 @@ async function refreshStatus() {
   if (s && /^\d{1,10}$/.test(s)) $("style").value = s;
 }
 
+// ---- My works: the receipts this browser keeps (localStorage "atelier.receipts") ----
+// Each entry is {kind: "sketch"|"work", token, at, title?, id?}; the panel asks
+// GET /api/sketches/mine or /api/works/mine for each, with the receipt in the X-Atelier-Receipt
+// header (never in a URL), and offers Withdraw (DELETE) and Forget (this list only).
+const RECEIPTS_KEY = "atelier.receipts";
+const RECEIPT_RE = /^[A-Za-z0-9_-]{43}$/;
+
+function readReceipts() {
+  let list = [];
+  try { list = JSON.parse(localStorage.getItem(RECEIPTS_KEY) || "[]"); } catch (_) { list = []; }
+  return Array.isArray(list) ? list.filter((e) => e && (e.kind === "sketch" || e.kind === "work") && RECEIPT_RE.test(e.token || "")) : [];
+}
+function writeReceipts(list) {
+  try { localStorage.setItem(RECEIPTS_KEY, JSON.stringify(list)); } catch (_) { /* private mode: the list lives until reload */ }
+}
+function addReceipt(entry) {
+  const list = readReceipts().filter((e) => e.token !== entry.token);
+  list.unshift(entry);
+  writeReceipts(list);
+  renderMine();
+}
+function forgetReceipt(token) {
+  writeReceipts(readReceipts().filter((e) => e.token !== token));
+  renderMine();
+}
+// "sketch" -> /api/sketches/mine, "work" -> /api/works/mine
+const MINE_PATHS = { sketch: "api/sketches/mine", work: "api/works/mine" };
+function mineFetch(entry, method) {
+  return fetch(MINE_PATHS[entry.kind], { method, headers: { "X-Atelier-Receipt": entry.token }, cache: "no-store" });
+}
+const STATUS_WORDS = { pending: "waiting to be sent", accepted: "in training data", rejected: "not accepted",
+                       deleted: "withdrawn", published: "published", hidden: "hidden by an operator" };
+
+async function mineStatus(entry, li) {
+  const st = li.querySelector(".state"), wd = li.querySelector(".withdraw");
+  try {
+    const res = await mineFetch(entry, "GET");
+    if (res.status === 404) { st.textContent = "unknown receipt"; st.className = "state deleted"; wd.disabled = true; return; }
+    const j = await res.json();
+    if (!res.ok) { st.textContent = "unavailable (" + (j.error || res.status) + ")"; return; }
+    st.textContent = STATUS_WORDS[j.status] || j.status;
+    st.className = "state " + j.status;
+    wd.disabled = j.status === "deleted";
+    if (j.id) li.querySelector(".what").textContent = (entry.title || entry.kind) + " #" + j.id;
+  } catch (e) {
+    st.textContent = "node unreachable";
+  }
+}
+
+async function withdraw(entry, li) {
+  if (!confirm("Withdraw this " + entry.kind + "? It is deleted for good and kept out of future training.")) return;
+  const wd = li.querySelector(".withdraw");
+  wd.disabled = true;
+  try {
+    const res = await mineFetch(entry, "DELETE");
+    const j = await res.json().catch(() => ({}));
+    if (res.ok) message("Withdrawn: your " + entry.kind + " is deleted.", "ok");
+    else message("Not withdrawn: " + (j.error || "HTTP " + res.status), "error");
+  } catch (e) {
+    message("The node did not answer: " + e.message, "error");
+  }
+  mineStatus(entry, li);
+}
+
+function renderMine() {
+  const list = readReceipts(), ul = $("mine-list");
+  $("mine").hidden = !list.length && !contributeEnabled;
+  ul.replaceChildren();
+  for (const entry of list) {
+    const li = document.createElement("li");
+    li.dataset.kind = entry.kind;
+    li.dataset.token = entry.token;
+    const span = (cls, text) => { const e = document.createElement("span"); e.className = cls; e.textContent = text; return e; };
+    const button = (cls, text, fn) => { const b = document.createElement("button"); b.type = "button"; b.className = cls; b.textContent = text; b.addEventListener("click", fn); return b; };
+    const at = new Date(entry.at);
+    li.append(span("what", (entry.title || entry.kind) + (entry.id ? " #" + entry.id : "")),
+              span("when", isNaN(at) ? "" : at.toLocaleString()), span("state", "…"), span("grow", ""),
+              button("withdraw", "Withdraw", () => withdraw(entry, li)),
+              button("forget", "Forget", () => forgetReceipt(entry.token)));
+    ul.append(li);
+    mineStatus(entry, li);
+  }
+}
+$("mine-add").addEventListener("click", () => {
+  const t = $("mine-token").value.trim();
+  if (!RECEIPT_RE.test(t)) { message("A receipt is 43 letters, digits, - or _.", "error"); return; }
+  $("mine-token").value = "";
+  addReceipt({ kind: "sketch", token: t, at: new Date().toISOString(), title: "Sketch" });
+});
+
 clearCanvas();
 updateButtons();
-refreshStatus();
+refreshStatus().then(renderMine);
 setInterval(refreshStatus, 15000);

@@ -148,6 +148,9 @@ try {
   await page.click("#dialog-ok");
   await page.waitForFunction(() => { const e = document.querySelector("[data-channel=canary] .serves"); return e && e.textContent === "v1"; }, null, { timeout: 15000 });
   await ready("#/models?model=tiny");
+  // versions trained on the sketch withdrawn above carry a badge (withdrawn_sketches > 0)
+  out.withdrawn_badges = await page.$$eval("tr[data-version]", (rs) => Object.fromEntries(rs.map((r) =>
+    [r.dataset.version, (r.querySelector(".badge.withdrawn") || {}).textContent || ""])));
   out.ledger = await page.$$eval("#ledger tr.ledger-row", (rs) => rs.map((r) => ({
     actor: r.querySelector(".actor").textContent, reason: r.querySelector(".reason").textContent })));
   await both("models", "#/models?model=tiny");

@@ -1,6 +1,6 @@
 /*
  * fuzz_works.c — libFuzzer target for a published work's style, title and
- * receipt (lib/works.c: works_style_parse, works_text, works_receipt_hash),
+ * receipt (lib/works.c: works_style_parse, works_text, receipt_hash_hex),
  * which the node reads from the page's form and header and atelierd from
  * the node's. Input: the field's bytes. What the style parser accepts has a
  * key the gallery's filter accepts; accepted text is valid, trimmed, capped.
@@ -11,6 +11,7 @@
 
 #include "utf8.h"
 #include "works.h"
+#include "receipt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -29,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(out);
 	char hex[65];
-	if (works_receipt_hash((const char *)data, size, hex) == 0 && (size != WORKS_RECEIPT_LEN || strlen(hex) != 64))
+	if (receipt_hash_hex((const char *)data, size, hex) == 0 && (size != RECEIPT_LEN || strlen(hex) != 64))
 		abort();
 	return 0;
 }

@@ -1,5 +1,6 @@
 /* Unit tests for serving/spool.c (bounds, atomic files, oldest-first order,
  * recovery of a crashed write) and serving/stats.c (window quantiles). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "../../serving/spool.h"
 #include "../../serving/stats.h"
+#include "receipt.h"
 #include "test.h"
 
 static char dir[256];
@@ -198,5 +200,88 @@ TEST(stats_window_quantiles)
 	stats_free(st);
 }
 
-RUN_TESTS(spool_bounds_and_order, spool_byte_bound, spool_reopen_counts_files_and_drops_temporaries,
-	  spool_rejects_malformed_files, spool_write_read_round_trip, stats_window_quantiles)
+/* A keyed file is found and withdrawn by its key; a withdrawal never hits
+ * the file the uplink is sending: it waits for the send to end, and then
+ * finds it delivered (gone) or back in the queue (removed now). */
+struct sender {
+	struct spool *s;
+	char path[4200];
+	int deliver;
+};
+
+static void *send_then_end(void *arg)
+{
+	struct sender *x = arg;
+	usleep(200 * 1000);
+	if (x->deliver)
+		spool_remove(x->s, x->path);
+	spool_send_end(x->s);
+	return NULL;
+}
+
+TEST(spool_keyed_find_and_withdraw)
+{
+	fresh_dir();
+	struct spool *s = NULL;
+	ASSERT_EQ_INT(spool_open(dir, 10, 1 << 20, &s), 0);
+	const char *k1 = "0123456789abcdef0123456789abcdef", *k2 = "fedcba9876543210fedcba9876543210";
+	ASSERT_EQ_INT(spool_write_keyed(s, "BAD-KEY", "{}", "x", 1), AT_EINVAL);
+	const char *keys[] = {k1, k2};
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ_INT(spool_reserve(s, spool_file_size(2, 1)), 0);
+		ASSERT_EQ_INT(spool_write_keyed(s, keys[i], "{}", "x", 1), 0);
+	}
+	char path[4200], oldest[4200];
+	ASSERT_EQ_INT(spool_find(s, k1, path, sizeof path), 0);
+	ASSERT_EQ_INT(spool_oldest(s, oldest, sizeof oldest), 0);
+	ASSERT_STREQ(path, oldest); /* the key does not change the order */
+	ASSERT_EQ_INT(spool_find(s, "00000000000000000000000000000000", path, sizeof path), AT_ENOTFOUND);
+
+	/* k1 is being sent and fails: the withdrawal waits, then removes it */
+	ASSERT_EQ_INT(spool_send_begin(s, oldest), 0);
+	struct sender x = {.s = s, .deliver = 0};
+	snprintf(x.path, sizeof x.path, "%s", oldest);
+	pthread_t th;
+	pthread_create(&th, NULL, send_then_end, &x);
+	ASSERT_EQ_INT(spool_withdraw(s, k1, 5), 0);
+	pthread_join(th, NULL);
+	ASSERT_EQ_INT(spool_ready(s), 1);
+	ASSERT_EQ_INT(spool_send_begin(s, oldest), AT_ENOTFOUND); /* the uplink skips it */
+
+	/* k2 is being sent and delivered: the withdrawal finds nothing (ask atelierd) */
+	ASSERT_EQ_INT(spool_find(s, k2, path, sizeof path), 0);
+	ASSERT_EQ_INT(spool_send_begin(s, path), 0);
+	struct sender y = {.s = s, .deliver = 1};
+	snprintf(y.path, sizeof y.path, "%s", path);
+	pthread_create(&th, NULL, send_then_end, &y);
+	ASSERT_EQ_INT(spool_withdraw(s, k2, 5), AT_ENOTFOUND);
+	pthread_join(th, NULL);
+	int files;
+	spool_depth(s, &files, NULL);
+	ASSERT_EQ_INT(files, 0);
+	ASSERT_EQ_INT(spool_ready(s), 0);
+	spool_free(s);
+}
+
+TEST(receipt_format_and_hash)
+{
+	char a[RECEIPT_LEN + 1], b[RECEIPT_LEN + 1], ha[65], hb[65];
+	ASSERT_EQ_INT(receipt_new(a, ha), 0);
+	ASSERT_EQ_INT(receipt_new(b, hb), 0);
+	ASSERT_EQ_INT((int)strlen(a), RECEIPT_LEN);
+	ASSERT(strcmp(a, b) != 0);
+	ASSERT_EQ_INT((int)strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), RECEIPT_LEN);
+	uint8_t sha[32], back[32];
+	ASSERT_EQ_INT(receipt_hash(a, strlen(a), sha), 0);
+	ASSERT_EQ_INT(receipt_parse_hex(ha, 64, back), 0);
+	ASSERT(memcmp(sha, back, 32) == 0); /* the node's hex and atelierd's hash agree */
+	ASSERT_EQ_INT(receipt_hash(a, strlen(a) - 1, sha), AT_EINVAL);
+	a[5] = '=';
+	ASSERT_EQ_INT(receipt_hash(a, strlen(a), sha), AT_EINVAL);
+	ha[0] = 'G';
+	ASSERT_EQ_INT(receipt_parse_hex(ha, 64, back), AT_EINVAL);
+}
+
+RUN_TESTS(spool_keyed_find_and_withdraw, receipt_format_and_hash, spool_bounds_and_order, spool_byte_bound,
+	  spool_reopen_counts_files_and_drops_temporaries, spool_rejects_malformed_files, spool_write_read_round_trip,
+	  stats_window_quantiles)

@@ -1,6 +1,7 @@
 /* Unit tests for lib/works.c: the styles a work may carry and their keys,
  * titles and names, and receipts (form, randomness, hash). */
 #include "works.h"
+#include "receipt.h"
 
 #include "fsutil.h"
 #include "test.h"
@@ -79,21 +80,21 @@ TEST(titles_and_names)
 
 TEST(receipts)
 {
-	char a[WORKS_RECEIPT_LEN + 1], b[WORKS_RECEIPT_LEN + 1], ha[65], hb[65], again[65], direct[65];
-	ASSERT_EQ_INT(works_receipt_new(a, ha), 0);
-	ASSERT_EQ_INT(works_receipt_new(b, hb), 0);
-	ASSERT_EQ_INT((int)strlen(a), WORKS_RECEIPT_LEN);
+	char a[RECEIPT_LEN + 1], b[RECEIPT_LEN + 1], ha[65], hb[65], again[65], direct[65];
+	ASSERT_EQ_INT(receipt_new(a, ha), 0);
+	ASSERT_EQ_INT(receipt_new(b, hb), 0);
+	ASSERT_EQ_INT((int)strlen(a), RECEIPT_LEN);
 	ASSERT_EQ_INT((int)strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-		      WORKS_RECEIPT_LEN);
+		      RECEIPT_LEN);
 	ASSERT(strcmp(a, b) != 0 && strcmp(ha, hb) != 0);
 	/* the hash is the sha256 of the token's text, as atelierd stores it */
-	ASSERT_EQ_INT(works_receipt_hash(a, strlen(a), again), 0);
+	ASSERT_EQ_INT(receipt_hash_hex(a, strlen(a), again), 0);
 	ASSERT_STREQ(again, ha);
 	ASSERT_EQ_INT(at_sha256_hex(a, strlen(a), direct), 0);
 	ASSERT_STREQ(direct, ha);
-	ASSERT_EQ_INT(works_receipt_hash(a, strlen(a) - 1, again), AT_EINVAL);
+	ASSERT_EQ_INT(receipt_hash_hex(a, strlen(a) - 1, again), AT_EINVAL);
 	a[5] = '=';
-	ASSERT_EQ_INT(works_receipt_hash(a, strlen(a), again), AT_EINVAL);
+	ASSERT_EQ_INT(receipt_hash_hex(a, strlen(a), again), AT_EINVAL);
 }
 
 RUN_TESTS(style_keys, style_refusals, titles_and_names, receipts)
