@@ -31,12 +31,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
 from conftest import BUILD, ROOT, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "hosts"))
+from netns import Net  # noqa: E402
 
 RANK = os.path.join(BUILD, "bench", "gang_rank")
 need_rank = pytest.mark.skipif(not os.path.exists(RANK), reason="bench/gang_rank not built")
@@ -107,31 +111,19 @@ def test_two_ranks_on_loopback_are_replicas_and_match_one_process(tmp_path):
 
 
 class Netns:
-    """Two network namespaces joined by a veth pair, 10.231.0.1 and .2 (/24)."""
+    """Two hosts of tests/hosts/netns.py (the hosts rig's namespaces on a bridge, loopback up for each rank's own
+    use): namespaces a and b, addresses ip_a and ip_b, each with eth0 and lo only."""
 
     def __init__(self):
-        tag = "%d" % (os.getpid() % 100000)
-        self.a, self.b = "gangA" + tag, "gangB" + tag
-        self.va, self.vb = "gva" + tag, "gvb" + tag
-        self.ip_a, self.ip_b = "10.231.0.1", "10.231.0.2"
-
-    def sh(self, *cmd):
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        self.net = Net("atgang", "10.231.0")
 
     def up(self):
-        self.sh("ip", "netns", "add", self.a)
-        self.sh("ip", "netns", "add", self.b)
-        self.sh("ip", "link", "add", self.va, "type", "veth", "peer", "name", self.vb)
-        self.sh("ip", "link", "set", self.va, "netns", self.a)
-        self.sh("ip", "link", "set", self.vb, "netns", self.b)
-        for ns, dev, ip in ((self.a, self.va, self.ip_a), (self.b, self.vb, self.ip_b)):
-            self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev)
-            self.sh("ip", "-n", ns, "link", "set", dev, "up")
-            self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.net.start()
+        ha, hb = self.net.add("a", lo=True), self.net.add("b", lo=True)
+        self.a, self.b, self.ip_a, self.ip_b, self.vb = ha.ns, hb.ns, ha.ip, hb.ip, "eth0"
 
     def down(self):
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.net.teardown()
 
     def run_in(self, ns):
         return ("ip", "netns", "exec", ns)
