@@ -528,7 +528,8 @@ static void mine_work(uv_work_t *w)
 	m->rc = http_client_call(&c,
 				 &(struct http_client_req){.method = m->del ? "DELETE" : "GET",
 							   .path = "/v1/works/by-receipt",
-							   .header_name = RECEIPT_HEADER, .header_value = m->token,
+							   .header_name = RECEIPT_HEADER,
+							   .header_value = m->token,
 							   .timeout_s = 10},
 				 &r);
 	m->status = r.status;

@@ -84,8 +84,7 @@ TEST(receipts)
 	ASSERT_EQ_INT(receipt_new(a, ha), 0);
 	ASSERT_EQ_INT(receipt_new(b, hb), 0);
 	ASSERT_EQ_INT((int)strlen(a), RECEIPT_LEN);
-	ASSERT_EQ_INT((int)strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-		      RECEIPT_LEN);
+	ASSERT_EQ_INT((int)strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), RECEIPT_LEN);
 	ASSERT(strcmp(a, b) != 0 && strcmp(ha, hb) != 0);
 	/* the hash is the sha256 of the token's text, as atelierd stores it */
 	ASSERT_EQ_INT(receipt_hash_hex(a, strlen(a), again), 0);
