@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 status=0
-for b in image ingest queue handoff longpoll gallery train gang serve ct_loop; do
+for b in image ingest queue handoff longpoll gallery train gang serve ranking ct_loop; do
 	[ -x "bench/$b/run.sh" ] || continue
 	echo "==== bench/$b ===="
 	"bench/$b/run.sh" || { echo "bench/$b failed"; status=1; }

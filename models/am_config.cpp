@@ -63,6 +63,7 @@ static const field fields[] = {
 	FD(weight_decay, 0, 1),
 	FI(lr_step_size, 1, 2147483647, A_NO),
 	FD(lr_gamma, 1e-6, 1),
+	FD(ema_decay, 0, 0.999999),
 	{"seed", F_U64, offsetof(am_config, seed), 0, 9.2e18, A_NO},
 	FI(threads, 0, 1024, A_NO),
 	{"device", F_DEVICE, offsetof(am_config, device), 0, 0, A_NO},
@@ -110,6 +111,8 @@ extern "C" am_config am_config_default(void)
 	c.weight_decay = 1e-4;
 	c.lr_step_size = 100000;
 	c.lr_gamma = 0.5;
+	/* MUNIT keeps no average; the pipelines turn it on (docs/model.md). */
+	c.ema_decay = 0;
 	c.seed = 1;
 	c.threads = 0;
 	snprintf(c.device, sizeof c.device, "%s", "auto");

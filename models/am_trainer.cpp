@@ -14,10 +14,18 @@
  * The discriminators' parameters stop requiring grad during 3 so the
  * generator backward pass does not compute gradients nobody uses.
  *
+ * With ema_decay > 0 the trainer also keeps an exponential moving average
+ * of both generators' weights (ema_a, ema_b), updated after every generator
+ * step; exports and am_trainer_stylize use the average, checkpoints carry it
+ * (a resumed run continues the same average). A GAN's weights at one step
+ * swing with the discriminator; their average is the model that step's
+ * neighbourhood agrees on (the usual practice for GAN generators).
+ *
  * Randomness comes from one CPU generator per trainer (seeded by cfg.seed)
  * used for weight init and style sampling, saved in checkpoints: a resumed
  * run repeats the steps the original would have taken.
  */
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -38,6 +46,7 @@ struct am_trainer {
 	torch::Device device{torch::kCPU};
 	Generator gen_a{nullptr}, gen_b{nullptr};
 	Discriminator dis_a{nullptr}, dis_b{nullptr};
+	Generator ema_a{nullptr}, ema_b{nullptr}; /* set when cfg.ema_decay > 0 */
 	std::unique_ptr<torch::optim::Adam> opt_gen, opt_dis;
 	at::Generator rng;
 	uint64_t step = 0;
@@ -52,6 +61,46 @@ static std::vector<torch::Tensor> params_of(torch::nn::Module &a, torch::nn::Mod
 	auto q = b.parameters();
 	p.insert(p.end(), q.begin(), q.end());
 	return p;
+}
+
+/* dst's parameters and buffers := src's (same architecture). */
+static void copy_weights(torch::nn::Module &dst, torch::nn::Module &src)
+{
+	torch::NoGradGuard ng;
+	auto d = dst.parameters(), s = src.parameters();
+	for (size_t j = 0; j < d.size(); j++)
+		d[j].copy_(s[j]);
+	auto db = dst.buffers(), sb = src.buffers();
+	for (size_t j = 0; j < db.size(); j++)
+		db[j].copy_(sb[j]);
+}
+
+/* The averages restart from the live generators (new trainer, warm start). */
+static void ema_reset(am_trainer *t)
+{
+	if (!t->ema_a)
+		return;
+	copy_weights(*t->ema_a, *t->gen_a);
+	copy_weights(*t->ema_b, *t->gen_b);
+}
+
+/* ema := d * ema + (1 - d) * live, d warmed up so that early steps, whose
+ * weights are far from where training goes, do not linger in the average. */
+static void ema_update(am_trainer *t)
+{
+	if (!t->ema_a)
+		return;
+	double k = (double)t->step;
+	double d = std::min(t->cfg.ema_decay, (1.0 + k) / (10.0 + k));
+	torch::NoGradGuard ng;
+	for (auto pair : {std::make_pair(&t->ema_a, &t->gen_a), std::make_pair(&t->ema_b, &t->gen_b)}) {
+		auto e = (*pair.first)->parameters(), p = (*pair.second)->parameters();
+		for (size_t j = 0; j < e.size(); j++)
+			e[j].lerp_(p[j], 1.0 - d);
+		auto eb = (*pair.first)->buffers(), pb = (*pair.second)->buffers();
+		for (size_t j = 0; j < eb.size(); j++)
+			eb[j].copy_(pb[j]);
+	}
 }
 
 static void build(am_trainer *t)
@@ -72,6 +121,16 @@ static void build(am_trainer *t)
 	t->gen_b->to(t->device);
 	t->dis_a->to(t->device);
 	t->dis_b->to(t->device);
+	if (c.ema_decay > 0) {
+		t->ema_a = Generator(c, 1);
+		t->ema_b = Generator(c, 3);
+		t->ema_a->to(t->device);
+		t->ema_b->to(t->device);
+		for (auto *g : {&t->ema_a, &t->ema_b})
+			for (auto &p : (*g)->parameters())
+				p.set_requires_grad(false);
+		ema_reset(t);
+	}
 	auto opts =
 		torch::optim::AdamOptions(c.lr).betas(std::make_tuple(c.beta1, c.beta2)).weight_decay(c.weight_decay);
 	t->opt_gen = std::make_unique<torch::optim::Adam>(params_of(*t->gen_a, *t->gen_b), opts);
@@ -224,6 +283,7 @@ static void trainer_step(am_trainer *t, const float *sk, const float *pa, int ba
 	reduce_grads(t, *t->opt_gen);
 	t->opt_gen->step();
 	t->step++;
+	ema_update(t);
 
 	if (out) {
 		/* One device -> host copy for all the figures. */
@@ -415,6 +475,10 @@ extern "C" int am_trainer_save(am_trainer *t, const char *path, am_status_t *st)
 				torch::serialize::OutputArchive ar;
 				for (int i = 0; i < 4; i++)
 					am::save_module(ar, kNets[i], net(t, i));
+				if (t->ema_a) {
+					am::save_module(ar, "ema_a.", *t->ema_a);
+					am::save_module(ar, "ema_b.", *t->ema_b);
+				}
 				save_adam(ar, "opt_gen.", *t->opt_gen);
 				save_adam(ar, "opt_dis.", *t->opt_dis);
 				ar.write("step", torch::tensor((int64_t)t->step));
@@ -438,14 +502,38 @@ extern "C" int am_trainer_export(am_trainer *t, const char *path, am_status_t *s
 				torch::serialize::OutputArchive ar;
 				/* Inference needs gen_a's content encoder and gen_b; gen_b's
 					      * content encoder stays for am_model_recon_error. */
-				am::save_module(ar, "gen_a.enc_content.", *t->gen_a->enc_content);
-				am::save_module(ar, "gen_b.", *t->gen_b);
+				Generator &ga = t->ema_a ? t->ema_a : t->gen_a;
+				Generator &gb = t->ema_b ? t->ema_b : t->gen_b;
+				am::save_module(ar, "gen_a.enc_content.", *ga->enc_content);
+				am::save_module(ar, "gen_b.", *gb);
 				ar.save_to(sink);
 			},
 			st);
 	} catch (...) {
 		return am_fail_current_exception(st, "writing an export");
 	}
+}
+
+/*
+ * The averages from a checkpoint; one written without them (ema_decay was 0,
+ * or an older file) starts them from the live generators just loaded.
+ */
+static bool has_ema(torch::serialize::InputArchive &ar, am_trainer *t)
+{
+	torch::Tensor probe;
+	return t->ema_b && ar.try_read(am::key_of("ema_b." + t->ema_b->named_parameters().begin()->key()), probe);
+}
+
+static void load_ema(torch::serialize::InputArchive &ar, am_trainer *t)
+{
+	if (!t->ema_a)
+		return;
+	if (!has_ema(ar, t)) {
+		ema_reset(t);
+		return;
+	}
+	am::load_module(ar, "ema_a.", *t->ema_a);
+	am::load_module(ar, "ema_b.", *t->ema_b);
 }
 
 static am_trainer *trainer_load(const char *path, const char *device_pref, am_status_t *st)
@@ -465,6 +553,7 @@ static am_trainer *trainer_load(const char *path, const char *device_pref, am_st
 	try {
 		for (int i = 0; i < 4; i++)
 			am::load_module(ar, kNets[i], net(t.get(), i));
+		load_ema(ar, t.get());
 		load_adam(ar, "opt_gen.", *t->opt_gen);
 		load_adam(ar, "opt_dis.", *t->opt_dis);
 		torch::Tensor step, rng;
@@ -518,11 +607,25 @@ static int warm_start(am_trainer *t, const char *path, am_status_t *st)
 				fresh[i]->to(t->device);
 				am::load_module(ar, kNets[i], *fresh[i]);
 			}
+			Generator ea{nullptr}, eb{nullptr};
+			if (has_ema(ar, t)) {
+				ea = Generator(t->cfg, 1);
+				eb = Generator(t->cfg, 3);
+				ea->to(t->device);
+				eb->to(t->device);
+				am::load_module(ar, "ema_a.", *ea);
+				am::load_module(ar, "ema_b.", *eb);
+			}
 			torch::NoGradGuard ng;
 			for (int i = 0; i < 4; i++) {
 				auto dst = net(t, i).parameters(), src = fresh[i]->parameters();
 				for (size_t j = 0; j < dst.size(); j++)
 					dst[j].copy_(src[j]);
+			}
+			ema_reset(t);
+			if (ea) {
+				copy_weights(*t->ema_a, *ea);
+				copy_weights(*t->ema_b, *eb);
 			}
 		} else {
 			Generator ga(t->cfg, 1), gb(t->cfg, 3);
@@ -538,6 +641,9 @@ static int warm_start(am_trainer *t, const char *path, am_status_t *st)
 			};
 			copy(*t->gen_a->enc_content, *ga->enc_content);
 			copy(*t->gen_b, *gb);
+			/* An export holds the weights that served (an average, if
+			 * its trainer kept one): the averages start from them. */
+			ema_reset(t);
 		}
 	} catch (const am::format_error &e) {
 		return am_fail(st, AT_ECORRUPT, std::string(path) + ": " + e.what());
@@ -566,7 +672,9 @@ extern "C" int am_trainer_stylize(am_trainer *t, const uint8_t *gray, int w, int
 	if (!t)
 		return am_fail(st, AT_EINVAL, "trainer is NULL");
 	try {
-		am::Translator tr{&t->cfg, t->device, t->gen_a->enc_content, t->gen_b};
+		Generator &ga = t->ema_a ? t->ema_a : t->gen_a;
+		Generator &gb = t->ema_b ? t->ema_b : t->gen_b;
+		am::Translator tr{&t->cfg, t->device, ga->enc_content, gb};
 		return am::stylize(tr, gray, w, h, style, rgb_out, out_w, out_h, st);
 	} catch (...) {
 		return am_fail_current_exception(st, "stylize");

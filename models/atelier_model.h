@@ -110,6 +110,9 @@ typedef struct am_config {
 	double weight_decay; /* 1e-4 */
 	int lr_step_size;    /* 100000 steps between learning-rate drops */
 	double lr_gamma;     /* 0.5 factor of each drop */
+	double ema_decay;    /* 0   exponential moving average of the generators' weights, used for
+	                        exports and am_trainer_stylize (0 = off; 0.999 typical); warm-up
+	                        min(ema_decay, (1 + k) / (10 + k)) at step k of the trainer */
 	/* runtime */
 	uint64_t seed;              /* 1: weight init and training randomness */
 	int threads;                /* 0: leave libtorch's default; > 0 calls am_set_threads */

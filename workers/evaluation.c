@@ -1,6 +1,5 @@
 /*
- * evaluation.c — the gate and the 1-NN two-sample realism score
- * (evaluation.h). The gate is a table of metric directions plus four rule
+ * evaluation.c — the gate (evaluation.h). The gate is a table of metric directions plus four rule
  * kinds, each optionally on one slice of the holdout set; everything it
  * decides is written down as a reason, so a verdict explains itself in the
  * registry and in the failed job's error.
@@ -12,10 +11,8 @@
 
 #include "err.h"
 #include "evaluation.h"
-#include "image.h"
 #include "metric.h"
 #include "slice.h"
-#include "splitmix.h"
 
 /* Directions come from lib/metric.h, the one list. */
 int gate_direction(const char *metric) { return metric_direction(metric); }
@@ -159,96 +156,4 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 	json_object_set_new(out, "failed", failed);
 	json_object_set_new(out, "rules", details);
 	return out;
-}
-
-/* ---- 1-NN two-sample score ---- */
-
-/* 32x32 RGB thumbnails: large enough to see shapes and texture, which 8x8
- * (the old size) blurred away until every model looked alike. */
-#define FEAT_SIDE 32
-#define FEAT_N (FEAT_SIDE * FEAT_SIDE * 3)
-#define ACC_BOOTSTRAPS 200
-#define ACC_SEED 0x316e6e2d633273ull
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-int eval_realism_acc(const uint8_t *gen, int n_gen, int group, const uint8_t *real, int n_real, int w, int h,
-		     am_interval *out)
-{
-	if (!gen || !real || !out || n_gen < 1 || n_real < 1 || w < 1 || h < 1 || group < 1 || n_gen % group ||
-	    n_gen / group < 2)
-		return AT_EINVAL;
-	int n = n_gen + n_real, n_groups = n_gen / group;
-	float *f = malloc((size_t)n * FEAT_N * sizeof *f);
-	uint8_t *right = calloc((size_t)n, 1);
-	double *boots = malloc(ACC_BOOTSTRAPS * sizeof *boots);
-	uint8_t small[FEAT_N];
-	int rc = 0;
-	if (!f || !right || !boots) {
-		rc = AT_ENOMEM;
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		const uint8_t *src = i < n_gen ? gen + (size_t)i * w * h * 3 : real + (size_t)(i - n_gen) * w * h * 3;
-		if (image_resize(src, w, h, 3, small, FEAT_SIDE, FEAT_SIDE) < 0) {
-			rc = AT_EINTERNAL;
-			goto out;
-		}
-		for (int k = 0; k < FEAT_N; k++)
-			f[(size_t)i * FEAT_N + k] = small[k] / 255.0f;
-	}
-	int hits[2] = {0, 0};
-	for (int i = 0; i < n; i++) {
-		/* Leave one group out: a generated image's siblings (the outputs of
-		 * the same sketch) share its layout and would be its nearest
-		 * neighbours whatever the model paints, so they are no evidence. */
-		int g0 = i < n_gen ? i / group * group : i, g1 = i < n_gen ? g0 + group : i + 1;
-		double best = INFINITY;
-		int best_j = -1;
-		for (int j = 0; j < n; j++) {
-			if (j >= g0 && j < g1)
-				continue;
-			double d = 0;
-			const float *a = f + (size_t)i * FEAT_N, *b = f + (size_t)j * FEAT_N;
-			for (int k = 0; k < FEAT_N; k++) {
-				double x = a[k] - b[k];
-				d += x * x;
-			}
-			/* ties go to the lower index: deterministic */
-			if (d < best) {
-				best = d;
-				best_j = j;
-			}
-		}
-		int li = i >= n_gen, lj = best_j >= n_gen;
-		right[i] = best_j >= 0 && li == lj;
-		hits[li] += right[i];
-	}
-	out->value = 0.5 * ((double)hits[0] / n_gen + (double)hits[1] / n_real);
-	/* Bootstrap: the generated set by whole groups (siblings' outcomes are
-	 * not independent), the real set by image, each on its own. */
-	uint64_t s = ACC_SEED;
-	for (int b = 0; b < ACC_BOOTSTRAPS; b++) {
-		int hg = 0, hr = 0;
-		for (int i = 0; i < n_groups; i++) {
-			int g = (int)(splitmix64_next(&s) % (uint64_t)n_groups);
-			for (int k = 0; k < group; k++)
-				hg += right[g * group + k];
-		}
-		for (int i = 0; i < n_real; i++)
-			hr += right[n_gen + splitmix64_next(&s) % (uint64_t)n_real];
-		boots[b] = 0.5 * ((double)hg / n_gen + (double)hr / n_real);
-	}
-	qsort(boots, ACC_BOOTSTRAPS, sizeof *boots, cmp_double);
-	out->lo = boots[(int)floor(0.05 * (ACC_BOOTSTRAPS - 1))];
-	out->hi = boots[(int)ceil(0.95 * (ACC_BOOTSTRAPS - 1))];
-out:
-	free(f);
-	free(right);
-	free(boots);
-	return rc;
 }

@@ -14,8 +14,6 @@
  *   content_f1   mean am_edge_f1(sketch, output, tol 1)
  *   edge_f1      mean am_edge_f1(sketch, output, tol 2) (saturates; reported)
  *   kid          am_kid(outputs, real holdout paintings) with its interval
- *   realism_acc  eval_realism_acc(outputs grouped by sketch, real paintings)
- *                with its interval; null with fewer than 2 sketches
  *   diversity    mean over sketches of am_diversity(its outputs), divided by
  *                am_diversity(real holdout paintings)
  *   recon_l1     mean am_model_recon_error over the real holdout paintings
@@ -203,23 +201,15 @@ static int metrics_for(struct eval *e, int slice, json_t **out)
 		return json_is_object(*out = json_pack("{s:i}", "n", 0)) ? 0 : AT_ENOMEM;
 	int n_out = k * e->styles, rc;
 	double diversity = e->styles < 2 ? 0.0 : e->real_div > 0 ? div / k / e->real_div : NAN;
-	am_interval kid = {NAN, NAN, NAN}, acc = {NAN, NAN, NAN};
+	am_interval kid = {NAN, NAN, NAN};
 	if (n_out >= 2 && (rc = am_kid(e->sub, n_out, e->real, e->n_real, S, S, &kid, e->st)) < 0) {
 		snprintf(e->why, sizeof e->why, "evaluate: kid: %s", am_status_message(e->st));
 		return rc;
 	}
-	/* grouped by sketch (e->sub holds them sketch by sketch, styles each);
-	 * one sketch leaves no other sketch to compare with: null */
-	if (k >= 2 && (rc = eval_realism_acc(e->sub, n_out, e->styles, e->real, e->n_real, S, S, &acc)) < 0) {
-		snprintf(e->why, sizeof e->why, "evaluate: realism_acc: %s", at_strerror(rc));
-		return rc;
-	}
-	json_t *iv = json_pack("{s:o, s:o}", "kid", isfinite(kid.value) ? interval_json(&kid) : json_null(),
-			       "realism_acc", isfinite(acc.value) ? interval_json(&acc) : json_null());
-	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:o, s:i, s:i, s:o}", "content", chamfer / n_out, "content_f1",
+	json_t *iv = json_pack("{s:o}", "kid", isfinite(kid.value) ? interval_json(&kid) : json_null());
+	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:i, s:i, s:o}", "content", chamfer / n_out, "content_f1",
 			 f1 / n_out, "edge_f1", f1_2 / n_out, "kid", num_or_null(kid.value), "diversity",
-			 num_or_null(diversity), "realism_acc", num_or_null(acc.value), "n", k, "outputs", n_out,
-			 "intervals", iv);
+			 num_or_null(diversity), "n", k, "outputs", n_out, "intervals", iv);
 	return *out ? 0 : AT_ENOMEM;
 }
 

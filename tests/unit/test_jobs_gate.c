@@ -2,8 +2,7 @@
  * test_jobs_gate.c — the evaluate stage's gate (workers/evaluation.c) on
  * crafted metric values: absolute and change rules, directions, no champion,
  * missing and non-finite metrics, reasons recorded, rules on one slice; the
- * metric table against docs/training.md; and the 1-NN two-sample realism
- * score with its interval on sets that are identical or clearly apart.
+ * metric table against docs/training.md; the retired realism_acc.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,29 +30,29 @@ static const char *reason(json_t *v, size_t i)
 TEST(absolute_rules)
 {
 	json_t *rules = J("[{\"metric\":\"edge_f1\",\"op\":\"min\",\"threshold\":0.2},"
-			  "{\"metric\":\"realism_acc\",\"op\":\"max\",\"threshold\":0.9}]");
-	json_t *ok = J("{\"edge_f1\":0.35,\"realism_acc\":0.6}");
+			  "{\"metric\":\"kid\",\"op\":\"max\",\"threshold\":0.9}]");
+	json_t *ok = J("{\"edge_f1\":0.35,\"kid\":0.6}");
 	json_t *v = gate_apply(rules, ok, NULL);
 	ASSERT(json_is_true(json_object_get(v, "passed")));
 	ASSERT_EQ_INT(json_array_size(json_object_get(v, "reasons")), 2);
 	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 0);
 	ASSERT_CONTAINS(reason(v, 0), "edge_f1 = 0.35 >= min 0.2");
-	ASSERT_CONTAINS(reason(v, 1), "realism_acc = 0.6 <= max 0.9");
+	ASSERT_CONTAINS(reason(v, 1), "kid = 0.6 <= max 0.9");
 	json_decref(v);
 
-	json_t *bad = J("{\"edge_f1\":0.1,\"realism_acc\":0.95}");
+	json_t *bad = J("{\"edge_f1\":0.1,\"kid\":0.95}");
 	v = gate_apply(rules, bad, NULL);
 	ASSERT(json_is_false(json_object_get(v, "passed")));
 	ASSERT_EQ_INT(json_array_size(json_object_get(v, "failed")), 2);
 	ASSERT_CONTAINS(reason(v, 0), "edge_f1 = 0.1 < min 0.2");
-	ASSERT_CONTAINS(reason(v, 1), "realism_acc = 0.95 > max 0.9");
+	ASSERT_CONTAINS(reason(v, 1), "kid = 0.95 > max 0.9");
 	json_t *r0 = json_array_get(json_object_get(v, "rules"), 0);
 	ASSERT(json_is_false(json_object_get(r0, "passed")));
 	ASSERT_OP_DBL(json_number_value(json_object_get(r0, "candidate")), ==, 0.1);
 	ASSERT(json_is_null(json_object_get(r0, "champion")));
 	json_decref(v);
 	/* the boundary passes */
-	json_t *edge = J("{\"edge_f1\":0.2,\"realism_acc\":0.9}");
+	json_t *edge = J("{\"edge_f1\":0.2,\"kid\":0.9}");
 	v = gate_apply(rules, edge, NULL);
 	ASSERT(json_is_true(json_object_get(v, "passed")));
 	json_decref(v);
@@ -258,97 +257,26 @@ TEST(metric_table_matches_docs)
 		snprintf(row, sizeof row, "| `%s` | %s |", m, gate_direction(m) ? "higher" : "lower");
 		ASSERT_CONTAINS(text, row);
 	}
-	ASSERT_OP_DBL(n, >=, 7);
+	ASSERT_OP_DBL(n, >=, 6);
 	free(text);
 }
 
-TEST(realism_acc_two_sample)
+/* realism_acc (a 1-NN two-sample accuracy on 32x32 thumbnails) was retired:
+ * 0.97..1 for every model, untrained or trained (docs/training.md). The YAML
+ * refuses the name; a rule stored before (a pipeline version applied
+ * earlier) fails with a reason, since evaluate no longer reports it. */
+TEST(realism_acc_is_retired)
 {
-	enum { W = 16, N = 12 };
-	size_t img = W * W * 3;
-	uint8_t *a = malloc(N * img), *b = malloc(N * img), *dark = malloc(N * img);
-	uint64_t x = 12345;
-	for (size_t i = 0; i < N * img; i++) {
-		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-		a[i] = (uint8_t)(128 + (x >> 58));        /* bright noise */
-		b[i] = (uint8_t)(128 + ((x >> 40) & 63)); /* more bright noise, same law */
-		dark[i] = (uint8_t)((x >> 50) & 63);      /* another distribution */
-	}
-	am_interval iv;
-	ASSERT_EQ_INT(eval_realism_acc(a, N, 1, dark, N, W, W, &iv), 0);
-	ASSERT_OP_DBL(iv.value, ==, 1.0);
-	ASSERT_OP_DBL(iv.lo, ==, 1.0); /* every bootstrap agrees */
-	ASSERT_EQ_INT(eval_realism_acc(a, N, 1, b, N, W, W, &iv), 0);
-	ASSERT_OP_DBL(iv.value, <, 0.8);
-	ASSERT_OP_DBL(iv.value, >=, 0.0);
-	ASSERT_OP_DBL(iv.lo, <=, iv.value);
-	ASSERT_OP_DBL(iv.hi, >=, iv.value);
-	ASSERT_OP_DBL(iv.hi, >, iv.lo); /* mixed outcomes: the interval has width */
-	/* identical sets: every image's nearest other image is its twin in the other set */
-	ASSERT_EQ_INT(eval_realism_acc(a, N, 1, a, N, W, W, &iv), 0);
-	ASSERT_OP_DBL(iv.value, ==, 0.0);
-	ASSERT_OP_DBL(iv.hi, ==, 0.0);
-	ASSERT_EQ_INT(eval_realism_acc(a, 0, 1, a, N, W, W, &iv), AT_EINVAL);
-	ASSERT_EQ_INT(eval_realism_acc(a, N, 5, a, N, W, W, &iv), AT_EINVAL); /* 12 is no multiple of 5 */
-	ASSERT_EQ_INT(eval_realism_acc(a, N, N, a, N, W, W, &iv), AT_EINVAL); /* one group: nothing to compare */
-	free(a);
-	free(b);
-	free(dark);
-}
-
-/*
- * Evaluate stylizes each sketch in several styles; the outputs of one sketch
- * share its layout. Crafted so: every image is a painting-like layout
- * (noise) plus a small per-style tint; the generated images come 4 to a
- * layout (one sketch, 4 styles), the real ones each have their own layout.
- * Each generated image alone is drawn exactly as a real one is, so an honest
- * test must find the sets alike (~0.5). Plain leave-one-out cannot: every
- * generated image's nearest neighbour is a sibling. Leaving the sketch's
- * group out can. A set that really differs (dark layouts) still scores 1.
- */
-TEST(realism_acc_siblings_win_nothing)
-{
-	enum { W = 16, G = 4, NG = 10 * G, NR = 40 };
-	size_t img = W * W * 3;
-	uint8_t *gen = malloc(NG * img), *real = malloc(NR * img), *dark = malloc(NG * img);
-	ASSERT(gen && real && dark);
-	uint64_t x = 777;
-	uint8_t layout[W * W * 3];
-	for (int i = 0; i < NG + NR; i++) {
-		if (i >= NG || i % G == 0)
-			for (size_t p = 0; p < img; p++) {
-				x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-				layout[p] = (uint8_t)(64 + (x >> 57)); /* 64..191 */
-			}
-		int style = i % G;
-		uint8_t *dst = i < NG ? gen + (size_t)i * img : real + (size_t)(i - NG) * img;
-		for (size_t p = 0; p < img; p++)
-			dst[p] = (uint8_t)(layout[p] + (p % 3 == (size_t)style % 3 ? 12 : 0) - (style == 3 ? 6 : 0));
-		if (i < NG)
-			for (size_t p = 0; p < img; p++)
-				dark[(size_t)i * img + p] = (uint8_t)(dst[p] / 3);
-	}
-	am_interval plain, grouped, apart;
-	ASSERT_EQ_INT(eval_realism_acc(gen, NG, 1, real, NR, W, W, &plain), 0);
-	ASSERT_EQ_INT(eval_realism_acc(gen, NG, G, real, NR, W, W, &grouped), 0);
-	ASSERT_EQ_INT(eval_realism_acc(dark, NG, G, real, NR, W, W, &apart), 0);
-	printf("siblings: plain leave-one-out %.3f [%.3f, %.3f], leave-one-sketch-out %.3f [%.3f, %.3f], "
-	       "dark set %.3f\n",
-	       plain.value, plain.lo, plain.hi, grouped.value, grouped.lo, grouped.hi, apart.value);
-	/* plain: the generated side is all right by siblings, so >= 0.5 + half the reals' share */
-	ASSERT_OP_DBL(plain.value, >, 0.7);
-	ASSERT_OP_DBL(grouped.value, >, 0.3);
-	ASSERT_OP_DBL(grouped.value, <, 0.65);
-	ASSERT_OP_DBL(grouped.lo, <=, grouped.value);
-	ASSERT_OP_DBL(grouped.hi, >=, grouped.value);
-	ASSERT_OP_DBL(grouped.hi, >, grouped.lo);
-	ASSERT_OP_DBL(grouped.lo, <, 0.5); /* the interval does not claim a difference */
-	ASSERT_OP_DBL(apart.value, ==, 1.0);
-	free(gen);
-	free(real);
-	free(dark);
+	ASSERT_EQ_INT(gate_direction("realism_acc"), -1);
+	json_t *rules = J("[{\"metric\":\"realism_acc\",\"op\":\"max\",\"threshold\":0.9}]");
+	json_t *m = J("{\"kid\":0.01,\"content\":0.8}");
+	json_t *v = gate_apply(rules, m, NULL);
+	ASSERT(json_is_false(json_object_get(v, "passed")));
+	ASSERT_CONTAINS(reason(v, 0), "realism_acc: not reported by the candidate");
+	json_decref(v);
+	json_decref(rules);
+	json_decref(m);
 }
 
 RUN_TESTS(absolute_rules, change_rules_without_champion_pass, change_rules_follow_metric_direction,
-	  missing_nonfinite_unknown, slice_rules, metric_table_matches_docs, realism_acc_two_sample,
-	  realism_acc_siblings_win_nothing)
+	  missing_nonfinite_unknown, slice_rules, metric_table_matches_docs, realism_acc_is_retired)

@@ -542,6 +542,77 @@ TEST(warm_start_from_export_and_checkpoint)
 	am_trainer_free(t);
 }
 
+/*
+ * ema_decay > 0: exports and am_trainer_stylize use the generators' moving
+ * average, which differs from the live weights once training moves them;
+ * a checkpoint carries the average (resume is bit for bit, and continues
+ * it); a warm start from a file without one starts it from the weights.
+ */
+TEST(ema_is_exported_and_resumed)
+{
+	train_once();
+	am_config c = tiny_config();
+	c.ema_decay = 0.99;
+	am_trainer *e = am_trainer_new(&c, st), *plain = am_trainer_new(&c, st);
+	ASSERT(e && plain);
+	for (int i = 0; i < 12; i++)
+		ASSERT_OK(am_trainer_step(e, sketches[i % NPAIRS], paintings[(i + 1) % NPAIRS], 1, NULL, st));
+	static uint8_t o1[3 * S * S], o2[3 * S * S];
+	am_style s = seed_style(2);
+	/* Same seed, same steps, no average: the live weights paint otherwise. */
+	am_config cp = c;
+	cp.ema_decay = 0;
+	am_trainer_free(plain);
+	plain = am_trainer_new(&cp, st);
+	ASSERT(plain != NULL);
+	for (int i = 0; i < 12; i++)
+		ASSERT_OK(am_trainer_step(plain, sketches[i % NPAIRS], paintings[(i + 1) % NPAIRS], 1, NULL, st));
+	ASSERT_OK(am_trainer_stylize(e, sketch_u8, S, S, &s, o1, S, S, st));
+	ASSERT_OK(am_trainer_stylize(plain, sketch_u8, S, S, &s, o2, S, S, st));
+	ASSERT(memcmp(o1, o2, sizeof o1) != 0);
+	/* The export is the average. */
+	ASSERT_OK(am_trainer_export(e, tmp_path("ema.atlr"), st));
+	am_model *m = am_model_load(tmp_path("ema.atlr"), NULL, st);
+	ASSERT(m != NULL);
+	ASSERT_OK(am_model_stylize(m, sketch_u8, S, S, &s, o2, S, S, st));
+	ASSERT(memcmp(o1, o2, sizeof o1) == 0);
+	am_model_free(m);
+	/* A checkpoint carries it; the next step updates both alike. */
+	ASSERT_OK(am_trainer_save(e, tmp_path("ema.ckpt"), st));
+	am_trainer *back = am_trainer_load(tmp_path("ema.ckpt"), NULL, st);
+	ASSERT(back != NULL);
+	ASSERT_OK(am_trainer_stylize(back, sketch_u8, S, S, &s, o2, S, S, st));
+	ASSERT(memcmp(o1, o2, sizeof o1) == 0);
+	if (!on_cuda()) {
+		ASSERT_OK(am_trainer_step(e, sketches[0], paintings[1], 1, NULL, st));
+		ASSERT_OK(am_trainer_step(back, sketches[0], paintings[1], 1, NULL, st));
+		ASSERT_OK(am_trainer_stylize(e, sketch_u8, S, S, &s, o1, S, S, st));
+		ASSERT_OK(am_trainer_stylize(back, sketch_u8, S, S, &s, o2, S, S, st));
+		ASSERT(memcmp(o1, o2, sizeof o1) == 0);
+	}
+	/* Warm start from a checkpoint written without an average (ema_decay 0):
+	 * the average starts at the weights, so it paints as they do. */
+	ASSERT_OK(am_trainer_save(trained, tmp_path("noema.ckpt"), st));
+	am_trainer *w = am_trainer_new(&c, st);
+	ASSERT(w != NULL);
+	ASSERT_OK(am_trainer_warm_start(w, tmp_path("noema.ckpt"), st));
+	ASSERT_OK(am_trainer_stylize(trained, sketch_u8, S, S, &s, o1, S, S, st));
+	ASSERT_OK(am_trainer_stylize(w, sketch_u8, S, S, &s, o2, S, S, st));
+	ASSERT(memcmp(o1, o2, sizeof o1) == 0);
+	/* ... and from one written with it, the average comes back. */
+	ASSERT_OK(am_trainer_warm_start(w, tmp_path("ema.ckpt"), st));
+	am_trainer *again = am_trainer_load(tmp_path("ema.ckpt"), NULL, st);
+	ASSERT(again != NULL);
+	ASSERT_OK(am_trainer_stylize(again, sketch_u8, S, S, &s, o1, S, S, st));
+	ASSERT_OK(am_trainer_stylize(w, sketch_u8, S, S, &s, o2, S, S, st));
+	ASSERT(memcmp(o1, o2, sizeof o1) == 0);
+	am_trainer_free(again);
+	am_trainer_free(w);
+	am_trainer_free(back);
+	am_trainer_free(e);
+	am_trainer_free(plain);
+}
+
 TEST(evaluation_scores)
 {
 	train_once();
@@ -792,7 +863,8 @@ TEST(cleanup)
 	am_status_free(st);
 	st = NULL;
 	if (tmpdir[0]) {
-		const char *names[] = {"a.ckpt", "b.ckpt", "c.ckpt", "m.atlr", "m2.atlr", "bad.atlr"};
+		const char *names[] = {"a.ckpt",   "b.ckpt",   "c.ckpt",   "m.atlr",    "m2.atlr",
+				       "bad.atlr", "ema.atlr", "ema.ckpt", "noema.ckpt"};
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 			unlink(tmp_path(names[i]));
 		ASSERT_EQ_INT(rmdir(tmpdir), 0); /* fails if a temp file was left behind */
@@ -802,4 +874,5 @@ TEST(cleanup)
 RUN_TESTS(config_defaults_and_json, training_reduces_reconstruction, step_rejects_bad_arguments,
 	  checkpoint_resumes_bit_for_bit, export_matches_trainer, seed_styles_are_reproducible, model_fast_paths,
 	  reference_and_mixed_styles, broken_files_fail_cleanly, warm_start_from_export_and_checkpoint,
-	  evaluation_scores, metrics_on_crafted_images, dist_group_of_one_changes_nothing, cleanup)
+	  ema_is_exported_and_resumed, evaluation_scores, metrics_on_crafted_images, dist_group_of_one_changes_nothing,
+	  cleanup)

@@ -15,8 +15,9 @@
  * Every model is scored the way workers/jobs_evaluate.c scores it, with the
  * same functions: the same holdout sketches x seeded styles through
  * am_model_stylize, content (chamfer), content_f1 (tol 1), kid with its
- * interval, realism_acc with its interval, diversity divided by the real
- * paintings' figure, recon_l1 over the real holdout paintings.
+ * interval, diversity divided by the real paintings' figure, recon_l1 over
+ * the real holdout paintings; then the shipped pipeline's gate
+ * (pipelines/sketch2paint.yaml) decides between them, as evaluate would.
  *
  * The assertions are those that held on all five seeds measured (the
  * figures are in docs/training.md); where a metric does not rank as the
@@ -37,7 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../workers/evaluation.h" /* eval_realism_acc, and the model shim's header */
+#include "../../orchestrator/pipeline_yaml.h"
+#include "../../workers/evaluation.h" /* gate_apply */
+#include "atelier_model.h"
 #include "err.h"
 #include "image.h"
 #include "splitmix.h"
@@ -50,9 +53,10 @@ static int rank_size = 64;
 #define N_TRAIN 200    /* training sketches and (other) paintings */
 #define N_SKETCH 8     /* holdout sketches scored (evaluate's default `samples`) */
 #define N_STYLES 4     /* seeded styles per sketch (evaluate's default `styles`) */
-#define N_REAL 48      /* real holdout paintings for kid, realism_acc, recon_l1 */
+#define N_REAL 48      /* real holdout paintings for kid and recon_l1 */
 #define RANK_STEPS 400 /* the trained model; the short one gets a tenth */
 #define RANK_LR 2e-4
+#define RANK_EMA 0.999 /* the pipeline's: exports are the generators' moving average */
 #define N_OUT (N_SKETCH * N_STYLES)
 #define CONTENT_F1_TOL 1 /* as jobs_evaluate.c */
 
@@ -61,7 +65,7 @@ static const char *const model_name[N_MODELS] = {"untrained", "short", "trained"
 
 struct scores {
 	double content, content_f1, diversity, recon_l1;
-	am_interval kid, realism_acc;
+	am_interval kid;
 	uint64_t steps;
 };
 
@@ -148,6 +152,7 @@ static am_config rank_config(void)
 	c.num_scales = 2;
 	c.n_layer = 3;
 	c.recon_x_cyc_w = 0;
+	c.ema_decay = RANK_EMA;
 	c.lr = RANK_LR;
 	const char *lr = getenv("ATELIER_RANK_LR");
 	if (lr && *lr)
@@ -218,8 +223,6 @@ static int score(am_model *m, struct scores *out, am_status_t *st)
 	}
 	if (rc == 0)
 		rc = am_kid(gen, N_OUT, R.hpa, N_REAL, SIZE, SIZE, &out->kid, st);
-	if (rc == 0)
-		rc = eval_realism_acc(gen, N_OUT, N_STYLES, R.hpa, N_REAL, SIZE, SIZE, &out->realism_acc);
 	if (rc == 0 && out >= R.s && out < R.s + N_MODELS)
 		sheet_row((int)(out - R.s), gen);
 	if (rc == 0) {
@@ -254,13 +257,12 @@ static void print_figures(void)
 	printf("seed %" PRIu64 ", %d px, %d sketches x %d styles vs %d real paintings; diversity of the real "
 	       "paintings %.4f\n",
 	       R.seed, SIZE, N_SKETCH, N_STYLES, N_REAL, R.real_div);
-	printf("%-9s %5s %7s %7s %-24s %-22s %6s %7s\n", "model", "steps", "content", "cont_f1", "kid [90%]",
-	       "realism_acc [90%]", "divers", "recon");
+	printf("%-9s %5s %7s %7s %-24s %6s %7s\n", "model", "steps", "content", "cont_f1", "kid [90%]", "divers",
+	       "recon");
 	for (int i = 0; i < N_MODELS; i++) {
 		const struct scores *s = &R.s[i];
-		printf("%-9s %5" PRIu64 " %7.3f %7.3f %.4f [%.4f, %.4f] %.3f [%.3f, %.3f] %6.3f %7.4f\n", model_name[i],
-		       s->steps, s->content, s->content_f1, s->kid.value, s->kid.lo, s->kid.hi, s->realism_acc.value,
-		       s->realism_acc.lo, s->realism_acc.hi, s->diversity, s->recon_l1);
+		printf("%-9s %5" PRIu64 " %7.3f %7.3f %.4f [%.4f, %.4f] %6.3f %7.4f\n", model_name[i], s->steps,
+		       s->content, s->content_f1, s->kid.value, s->kid.lo, s->kid.hi, s->diversity, s->recon_l1);
 	}
 	fflush(stdout);
 }
@@ -397,7 +399,8 @@ TEST(trains_and_scores_three_models)
 }
 
 /* recon_l1 ranks trained < short < untrained on every seed, by wide margins
- * (trained/short 0.47..0.66, trained/untrained 0.24..0.36 measured). */
+ * (with the moving average: trained/short 0.39..0.60, trained/untrained
+ * 0.22..0.33 measured). */
 TEST(recon_l1_ranks_trained_first)
 {
 	ensure_scored();
@@ -409,17 +412,18 @@ TEST(recon_l1_ranks_trained_first)
 /* diversity ranks the trained model above the short one (whose styles
  * barely differ) on every seed, but not above the untrained one: random
  * style codes through a random MLP already vary the output (seed 1:
- * untrained 0.38 > trained 0.32). */
+ * untrained 0.38 > trained 0.28). */
 TEST(diversity_ranks_trained_above_short)
 {
 	ensure_scored();
 	ASSERT_OP_DBL(T->diversity, >, SH->diversity);
 }
 
-/* kid ranked the trained model first on seeds 1..3 (with 90 % intervals
+/* kid ranked the trained model first on seeds 1 and 2 (with 90 % intervals
  * apart from the short model's), but on seed 4 the step-40 model was
- * better and on seed 5 the untrained one: what held on all five is that
- * the trained model is never last. */
+ * better and on seeds 3 and 5 the untrained one (without the moving
+ * average: first on seeds 1..3): what held on all five, either way, is
+ * that the trained model is never last. */
 TEST(kid_never_ranks_trained_last)
 {
 	ensure_scored();
@@ -428,9 +432,11 @@ TEST(kid_never_ranks_trained_last)
 
 /* content ranks neither comparison on every seed: the step-40 model, which
  * often draws the sketch's strokes back as thin dark lines on a pale,
- * nearly flat wash, keeps the structure best on seeds 1..3; the trained one
- * adds colour and texture whose edges the sketch does not have, and scored
- * worse than the untrained model on seeds 4 and 5. What holds: every model
+ * nearly flat wash, keeps the structure best on seeds 1, 3 and 5; the
+ * trained one adds colour and texture whose edges the sketch does not have,
+ * and scored worse than the untrained model on seeds 3, 4 and 5. Content
+ * alone cannot rank an untrained PONO model last (the gate's decision,
+ * below, is what ranks). What holds: every model
  * keeps the drawing, far below the ~4.3 px of an output that ignores it
  * (PONO-MS carries the sketch through even random weights). */
 TEST(content_every_model_keeps_the_drawing)
@@ -440,33 +446,96 @@ TEST(content_every_model_keeps_the_drawing)
 		ASSERT_OP_DBL(R.s[i].content, <, 2.0);
 }
 
-/* content_f1 ranks neither comparison on every seed either; it agrees with
- * content on the trained/short pair, the two being the same edge sets
- * scored two ways. */
-TEST(content_f1_agrees_with_content)
+/* content_f1 ranks neither comparison on every seed either (with the
+ * moving average, seed 2's trained and short models tie: content 1.149 vs
+ * 1.179, content_f1 0.731 vs 0.733, so it need not even agree with
+ * content). What holds: every model keeps most of the drawing's edges. */
+TEST(content_f1_keeps_the_drawing)
 {
 	ensure_scored();
-	ASSERT_EQ_INT(T->content<SH->content, T->content_f1> SH->content_f1);
 	for (int i = 0; i < N_MODELS; i++)
 		ASSERT_OP_DBL(R.s[i].content_f1, >, 0.5);
 }
 
-/* realism_acc (1-NN on 32x32 thumbnails, leave one sketch out) is 0.97..1
- * for every model at 400 steps: their outputs all lie apart from the
- * paintings, so it cannot rank them (docs/training.md). What it must still
- * give is a proper interval around a proper accuracy. */
-TEST(realism_acc_has_its_interval)
+/* ---- the gate's decision ----
+ *
+ * No single structure metric can rank an untrained PONO model last: PONO-MS
+ * hands the sketch's own moments to the decoder, so random weights already
+ * draw the lines back (docs/training.md). The pipeline does not rely on one
+ * metric: its gate promotes a candidate only when content, kid and recon_l1
+ * all hold against the champion. That decision is what must rank, and it is
+ * checked here with the shipped pipeline's own rules.
+ */
+
+/* The metrics object evaluate writes for a model (overall; no slices, so a
+ * slice rule passes as "no samples"). */
+static json_t *metrics_json(const struct scores *s)
+{
+	return json_pack("{s:f, s:f, s:f, s:f, s:f}", "content", s->content, "content_f1", s->content_f1, "kid",
+			 s->kid.value, "diversity", s->diversity, "recon_l1", s->recon_l1);
+}
+
+static json_t *shipped_gate(void)
+{
+	const char *root = getenv("ATELIER_ROOT");
+	char path[512];
+	snprintf(path, sizeof path, "%s/pipelines/sketch2paint.yaml", root && *root ? root : ".");
+	pipeline_t *p = NULL;
+	struct pipeline_error e;
+	if (pipeline_yaml_load_file(path, &p, &e) != 0) {
+		fprintf(stderr, "%s\n", e.text);
+		return NULL;
+	}
+	json_t *rules = json_array();
+	for (size_t i = 0; rules && i < p->n_stages; i++)
+		for (size_t k = 0; k < p->stages[i].n_gate; k++) {
+			const struct pipeline_gate_rule *g = &p->stages[i].gate[k];
+			json_array_append_new(rules, json_pack("{s:s, s:s, s:f, s:s*}", "metric", g->metric, "op",
+							       pipeline_gate_op_name(g->op), "threshold", g->threshold,
+							       "slice", g->slice));
+		}
+	pipeline_free(p);
+	return rules;
+}
+
+/* 1 when the gate promotes cand over champ, 0 when it refuses, -1 on error. */
+static int promotes(const json_t *rules, const struct scores *cand, const struct scores *champ)
+{
+	json_t *c = metrics_json(cand), *h = metrics_json(champ);
+	json_t *v = c && h ? gate_apply(rules, c, h) : NULL;
+	int out = v ? json_is_true(json_object_get(v, "passed")) : -1;
+	if (v) {
+		char *text = json_dumps(json_object_get(v, "reasons"), 0);
+		printf("gate: %s over %s: %s %s\n", model_name[cand - R.s], model_name[champ - R.s],
+		       out ? "promoted" : "refused", text ? text : "");
+		free(text);
+	}
+	json_decref(c);
+	json_decref(h);
+	json_decref(v);
+	return out;
+}
+
+/* At 400 steps the gate refused the untrained and the short model as
+ * challengers of the trained one on all five seeds (recon_l1 or kid
+ * regress beyond the rules' tolerances; seed 4's short model by a recon_l1
+ * margin of 0.003). That the trained model also replaces both held on 2/5
+ * (over untrained) and 4/5 (over short): its kid still swings at 400
+ * steps. bench/ranking checks all four decisions at 1000 steps. */
+TEST(the_shipped_gate_keeps_the_trained_model)
 {
 	ensure_scored();
-	for (int i = 0; i < N_MODELS; i++) {
-		const am_interval *r = &R.s[i].realism_acc;
-		ASSERT_OP_DBL(r->value, >=, 0.0);
-		ASSERT_OP_DBL(r->value, <=, 1.0);
-		ASSERT_OP_DBL(r->lo, <=, r->value);
-		ASSERT_OP_DBL(r->hi, >=, r->value);
-	}
+	json_t *rules = shipped_gate();
+	ASSERT(rules != NULL);
+	ASSERT_OP_INT(json_array_size(rules), >=, 3);
+	int t_u = promotes(rules, T, U), t_sh = promotes(rules, T, SH);
+	int u_t = promotes(rules, U, T), sh_t = promotes(rules, SH, T);
+	json_decref(rules);
+	ASSERT(t_u >= 0 && t_sh >= 0);
+	ASSERT_EQ_INT(u_t, 0);
+	ASSERT_EQ_INT(sh_t, 0);
 }
 
 RUN_TESTS(trains_and_scores_three_models, recon_l1_ranks_trained_first, diversity_ranks_trained_above_short,
-	  kid_never_ranks_trained_last, content_every_model_keeps_the_drawing, content_f1_agrees_with_content,
-	  realism_acc_has_its_interval)
+	  kid_never_ranks_trained_last, content_every_model_keeps_the_drawing, content_f1_keeps_the_drawing,
+	  the_shipped_gate_keeps_the_trained_model)
