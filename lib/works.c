@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image.h"
 #include "utf8.h"
 
 #define STYLE_NUMBER_MAX 4294967295.0 /* /api/stylize's style is a uint32 */
@@ -128,4 +129,45 @@ int works_text(const void *s, size_t len, size_t max_chars, char **out, char *wh
 		return 0;
 	*out = strndup((const char *)p, len);
 	return *out ? 0 : AT_ENOMEM;
+}
+
+int works_image_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name,
+		     const struct multipart_part **out, int *fmt)
+{
+	const struct multipart_part *f = multipart_get(parts, n, name);
+	char why[160] = "";
+	if (!f || !f->len) {
+		http_reply_err(req, AT_EINVAL, "missing image field", json_pack("{ss}", "field", name));
+		return AT_EINVAL;
+	}
+	if (f->len > WORKS_IMAGE_MAX) {
+		http_reply_err(req, AT_ETOOBIG, "image over the size cap",
+			       json_pack("{ss,si}", "field", name, "max_bytes", WORKS_IMAGE_MAX));
+		return AT_ETOOBIG;
+	}
+	if ((*fmt = image_sniff(f->data, f->len)) < 0) {
+		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image", json_pack("{ss}", "field", name));
+		return AT_EUNSUPPORTED;
+	}
+	int rc = image_probe(f->data, f->len, WORKS_IMAGE_PIXELS, NULL, NULL, why, sizeof why);
+	if (rc < 0) {
+		http_reply_err(req, rc, "image rejected", json_pack("{ss,ss}", "field", name, "reason", why));
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+int works_text_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name, size_t max,
+		    char **out)
+{
+	const struct multipart_part *f = multipart_get(parts, n, name);
+	char why[96];
+	*out = NULL;
+	if (!f)
+		return 0;
+	int rc = works_text(f->data, f->len, max, out, why, sizeof why);
+	if (rc < 0)
+		http_reply_err(req, rc, "bad text field", json_pack("{ss,ss}", "field", name, "reason", why));
+	return rc;
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "http.h"
+#include "multipart.h"
 
 #define WORKS_TITLE_MAX 120       /* characters */
 #define WORKS_NAME_MAX 64         /* characters */
@@ -43,4 +45,14 @@ int works_style_key_valid(const char *key);
  * after trimming). Errors: AT_EUNPROCESSABLE (why says which rule). */
 int works_text(const void *s, size_t len, size_t max_chars, char **out, char *why, size_t whylen) AT_MUST_CHECK;
 
+/* A work's form fields, checked and refused the same way by the node that
+ * takes the work and by atelierd that stores it. Each replies the error
+ * itself (the field named in detail) and returns its code.
+ * works_image_part: present and not empty, under WORKS_IMAGE_MAX bytes and
+ * WORKS_IMAGE_PIXELS, PNG or JPEG (*fmt: image_sniff's answer).
+ * works_text_part: works_text's rules; an absent field is 0 with *out NULL. */
+int works_image_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name,
+		     const struct multipart_part **out, int *fmt) AT_MUST_CHECK;
+int works_text_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name, size_t max,
+		    char **out) AT_MUST_CHECK;
 #endif

@@ -138,49 +138,6 @@ static void check_work_done(uv_work_t *uw, int status)
 	}
 }
 
-/* An image field: present, PNG or JPEG, under the byte and pixel caps. */
-static int image_field(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name,
-		       const uint8_t **data, size_t *len, int *fmt)
-{
-	const struct multipart_part *f = multipart_get(parts, n, name);
-	char why[160] = "";
-	if (!f) {
-		http_reply_err(req, AT_EINVAL, "missing image field", json_pack("{ss}", "field", name));
-		return AT_EINVAL;
-	}
-	if (f->len > WORKS_IMAGE_MAX) {
-		http_reply_err(req, AT_ETOOBIG, "image over the size cap",
-			       json_pack("{ss,si}", "field", name, "max_bytes", WORKS_IMAGE_MAX));
-		return AT_ETOOBIG;
-	}
-	if ((*fmt = image_sniff(f->data, f->len)) < 0) {
-		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image", json_pack("{ss}", "field", name));
-		return AT_EUNSUPPORTED;
-	}
-	int rc = image_probe(f->data, f->len, WORKS_IMAGE_PIXELS, NULL, NULL, why, sizeof why);
-	if (rc < 0) {
-		http_reply_err(req, rc, "image rejected", json_pack("{ss,ss}", "field", name, "reason", why));
-		return rc;
-	}
-	*data = f->data;
-	*len = f->len;
-	return 0;
-}
-
-static int text_field(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name, size_t max,
-		      char **out)
-{
-	const struct multipart_part *f = multipart_get(parts, n, name);
-	char why[96];
-	*out = NULL;
-	if (!f)
-		return 0;
-	int rc = works_text(f->data, f->len, max, out, why, sizeof why);
-	if (rc < 0)
-		http_reply_err(req, rc, "bad text field", json_pack("{ss,ss}", "field", name, "reason", why));
-	return rc;
-}
-
 static void post_work(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
@@ -206,11 +163,12 @@ static void post_work(http_req_t *req)
 	}
 	w->req = req;
 	w->app = app;
-	const uint8_t *sk, *pt;
-	const struct multipart_part *f;
-	if (image_field(req, parts, n, "sketch", &sk, &w->sketch_len, &w->sketch_fmt) < 0 ||
-	    image_field(req, parts, n, "painting", &pt, &w->painting_len, &w->painting_fmt) < 0)
+	const struct multipart_part *f, *sk, *pt;
+	if (works_image_part(req, parts, n, "sketch", &sk, &w->sketch_fmt) < 0 ||
+	    works_image_part(req, parts, n, "painting", &pt, &w->painting_fmt) < 0)
 		goto refused;
+	w->sketch_len = sk->len;
+	w->painting_len = pt->len;
 	f = multipart_get(parts, n, "style");
 	if (!f || works_style_parse((const char *)f->data, f->len, &w->style, w->style_key, why, sizeof why) < 0) {
 		http_reply_err(req, AT_EUNPROCESSABLE, "bad style",
@@ -236,9 +194,9 @@ static void post_work(http_req_t *req)
 		}
 		memcpy(w->model_version, tmp, f->len + 1);
 	}
-	if (text_field(req, parts, n, "title", WORKS_TITLE_MAX, &w->title) < 0 ||
-	    text_field(req, parts, n, "name", WORKS_NAME_MAX, &w->name) < 0 ||
-	    text_field(req, parts, n, "model", 64, &w->model) < 0)
+	if (works_text_part(req, parts, n, "title", WORKS_TITLE_MAX, &w->title) < 0 ||
+	    works_text_part(req, parts, n, "name", WORKS_NAME_MAX, &w->name) < 0 ||
+	    works_text_part(req, parts, n, "model", 64, &w->model) < 0)
 		goto refused;
 	w->sketch = malloc(w->sketch_len);
 	w->painting = malloc(w->painting_len);
@@ -246,8 +204,8 @@ static void post_work(http_req_t *req)
 		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);
 		goto refused;
 	}
-	memcpy(w->sketch, sk, w->sketch_len);
-	memcpy(w->painting, pt, w->painting_len);
+	memcpy(w->sketch, sk->data, w->sketch_len);
+	memcpy(w->painting, pt->data, w->painting_len);
 	w->work.data = w;
 	if (uv_queue_work(app->loop, &w->work, check_work, check_work_done) == 0)
 		return;

@@ -151,33 +151,6 @@ static void submission_done(uv_work_t *w, int status)
 	submission_free(s);
 }
 
-static int image_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name,
-		      const struct multipart_part **out, int *fmt)
-{
-	const struct multipart_part *f = multipart_get(parts, n, name);
-	char why[160] = "";
-	if (!f || !f->len) {
-		http_reply_err(req, AT_EINVAL, "missing image field", json_pack("{ss}", "field", name));
-		return AT_EINVAL;
-	}
-	if (f->len > WORKS_IMAGE_MAX) {
-		http_reply_err(req, AT_ETOOBIG, "image over the size cap",
-			       json_pack("{ss,si}", "field", name, "max_bytes", WORKS_IMAGE_MAX));
-		return AT_ETOOBIG;
-	}
-	if ((*fmt = image_sniff(f->data, f->len)) < 0) {
-		http_reply_err(req, AT_EUNSUPPORTED, "not a PNG or JPEG image", json_pack("{ss}", "field", name));
-		return AT_EUNSUPPORTED;
-	}
-	int rc = image_probe(f->data, f->len, WORKS_IMAGE_PIXELS, NULL, NULL, why, sizeof why);
-	if (rc < 0) {
-		http_reply_err(req, rc, "image rejected", json_pack("{ss,ss}", "field", name, "reason", why));
-		return rc;
-	}
-	*out = f;
-	return 0;
-}
-
 /* A form field as a NUL-terminated string into buf, or "" when absent. */
 static int small_field(const struct multipart_part *parts, size_t n, const char *name, char *buf, size_t cap)
 {
@@ -217,20 +190,6 @@ static int style_json(const struct multipart_part *parts, size_t n, char *out, s
 	return 0;
 }
 
-static int text_part(http_req_t *req, const struct multipart_part *parts, size_t n, const char *name, size_t max,
-		     char **out)
-{
-	const struct multipart_part *f = multipart_get(parts, n, name);
-	char why[96];
-	*out = NULL;
-	if (!f)
-		return 0;
-	int rc = works_text(f->data, f->len, max, out, why, sizeof why);
-	if (rc < 0)
-		http_reply_err(req, rc, "bad text field", json_pack("{ss,ss}", "field", name, "reason", why));
-	return rc;
-}
-
 void publish_post(http_req_t *req)
 {
 	struct serve_app *app = http_req_app(req);
@@ -267,7 +226,8 @@ void publish_post(http_req_t *req)
 	}
 	const struct multipart_part *sk, *pt;
 	int skf, ptf;
-	if (image_part(req, parts, n, "sketch", &sk, &skf) < 0 || image_part(req, parts, n, "painting", &pt, &ptf) < 0)
+	if (works_image_part(req, parts, n, "sketch", &sk, &skf) < 0 ||
+	    works_image_part(req, parts, n, "painting", &pt, &ptf) < 0)
 		return;
 	char stext[WORKS_STYLE_MAX], key[WORKS_STYLE_KEY_MAX];
 	json_t *style = NULL;
@@ -288,8 +248,8 @@ void publish_post(http_req_t *req)
 		return;
 	}
 	char *title = NULL, *name = NULL;
-	if (text_part(req, parts, n, "title", WORKS_TITLE_MAX, &title) < 0 ||
-	    text_part(req, parts, n, "name", WORKS_NAME_MAX, &name) < 0) {
+	if (works_text_part(req, parts, n, "title", WORKS_TITLE_MAX, &title) < 0 ||
+	    works_text_part(req, parts, n, "name", WORKS_NAME_MAX, &name) < 0) {
 		json_decref(style);
 		free(title);
 		return;
