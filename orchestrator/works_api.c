@@ -14,9 +14,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "api.h"
+#include "form.h"
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
@@ -141,21 +141,11 @@ static void check_work_done(uv_work_t *uw, int status)
 static void post_work(http_req_t *req)
 {
 	struct app *app = http_req_app(req);
-	size_t ctlen = 0, len;
-	const char *ct = http_req_header(req, "content-type", &ctlen);
-	const uint8_t *body = http_req_body(req, &len);
-	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		http_reply_err(req, AT_EUNSUPPORTED, "expected multipart/form-data", NULL);
-		return;
-	}
 	struct multipart_part parts[12];
 	size_t n = 0;
 	char why[160] = "";
-	int rc = multipart_parse(ct, ctlen, body, len, parts, 12, &n, why, sizeof why);
-	if (rc < 0) {
-		http_reply_err(req, rc, "malformed multipart body", json_pack("{ss}", "reason", why));
+	if (form_parse(req, parts, 12, &n, "sketch, painting, style and receipt_sha256") < 0)
 		return;
-	}
 	struct work_in *w = calloc(1, sizeof *w);
 	if (!w) {
 		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);

@@ -15,10 +15,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "config.h"
+#include "form.h"
 #include "image.h"
 #include "limit.h"
 #include "multipart.h"
@@ -136,22 +136,10 @@ void contribute_post(http_req_t *req)
 			       NULL);
 		return;
 	}
-	size_t ctlen = 0, blen;
-	const char *ct = http_req_header(req, "content-type", &ctlen);
-	const uint8_t *body = http_req_body(req, &blen);
-	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		http_reply_err(req, AT_EUNSUPPORTED, "expected multipart/form-data with an image field", NULL);
-		return;
-	}
 	struct multipart_part parts[8];
 	size_t nparts = 0;
-	char why[160] = "";
-	int rc = multipart_parse(ct, ctlen, body, blen, parts, 8, &nparts, why, sizeof why);
-	if (rc < 0) {
-		http_reply_err(req, rc, "malformed multipart body",
-			       json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
+	if (form_parse(req, parts, 8, &nparts, "an image field") < 0)
 		return;
-	}
 	const struct multipart_part *img = multipart_get(parts, nparts, "image");
 	if (!img) {
 		http_reply_err(req, AT_EINVAL, "missing field image (the sketch, PNG or JPEG)",
@@ -166,7 +154,9 @@ void contribute_post(http_req_t *req)
 	/* The spool keeps the bytes undecoded; the header alone shows the caps
 	 * atelierd's ingest would refuse it for (its default pixel cap, the side
 	 * cap), so the sender hears it now. */
-	if ((rc = image_probe(img->data, img->len, 0, NULL, NULL, why, sizeof why)) < 0) {
+	char why[160] = "";
+	int rc = image_probe(img->data, img->len, 0, NULL, NULL, why, sizeof why);
+	if (rc < 0) {
 		http_reply_err(req, rc, why, json_pack("{ss}", "field", "image"));
 		return;
 	}

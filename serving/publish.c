@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "config.h"
+#include "form.h"
 #include "image.h"
 #include "limit.h"
 #include "log.h"
@@ -200,22 +200,11 @@ void publish_post(http_req_t *req)
 			       NULL);
 		return;
 	}
-	size_t ctlen = 0, blen;
-	const char *ct = http_req_header(req, "content-type", &ctlen);
-	const uint8_t *body = http_req_body(req, &blen);
-	if (!ct || ctlen < 19 || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		http_reply_err(req, AT_EUNSUPPORTED, "expected multipart/form-data with sketch and painting", NULL);
-		return;
-	}
 	struct multipart_part parts[12];
 	size_t n = 0;
 	char why[160] = "";
-	int rc = multipart_parse(ct, ctlen, body, blen, parts, 12, &n, why, sizeof why);
-	if (rc < 0) {
-		http_reply_err(req, rc, "malformed multipart body",
-			       json_pack("{ss}", "reason", why[0] ? why : at_strerror(rc)));
+	if (form_parse(req, parts, 12, &n, "sketch and painting") < 0)
 		return;
-	}
 	/* consent to display first: without it nothing else matters */
 	const struct multipart_part *c = multipart_get(parts, n, "consent_display");
 	int yes = 0;
