@@ -20,6 +20,7 @@
 #include "http_client.h"
 #include "image.h"
 #include "log.h"
+#include "puller.h"
 #include "serve.h"
 #include "works.h"
 
@@ -368,7 +369,7 @@ static void fill_work(uv_work_t *w)
 	char path[96];
 	snprintf(path, sizeof path, "/v1/works/%lld/%s", (long long)f->id, f->kind == K_SKETCH ? "sketch" : "painting");
 	struct http_client c;
-	http_client_init(&c, app->cfg.atelierd, app->cfg.token, NULL, "atelier-serve");
+	puller_client(app, &c, "atelier-serve");
 	struct http_client_resp r;
 	http_client_resp_init(&r, IMAGE_FETCH_CAP);
 	f->rc = http_client_call(&c, &(struct http_client_req){.path = path, .timeout_s = CALL_TIMEOUT}, &r);

@@ -17,6 +17,7 @@
 
 #include "fsutil.h"
 #include "http_client.h"
+#include "puller.h"
 #include "receipt.h"
 #include "serve.h"
 #include "spool.h"
@@ -65,7 +66,7 @@ static void mine_work(uv_work_t *w)
 		return;
 	}
 	struct http_client c;
-	http_client_init(&c, m->app->cfg.atelierd, m->app->cfg.token, NULL, NULL);
+	puller_client(m->app, &c, NULL);
 	snprintf(c.user_agent, sizeof c.user_agent, "atelier-serve/%s", m->app->name);
 	struct http_client_resp r;
 	http_client_resp_init(&r, 64 << 10);

@@ -26,6 +26,7 @@
 #include "spool.h"
 #include "uplink.h"
 #include "works.h"
+#include "puller.h"
 #include "receipt.h"
 
 #define CALL_TIMEOUT 15L
@@ -471,7 +472,7 @@ static void mine_work(uv_work_t *w)
 	}
 	/* a DELETE goes upstream as well: the uplink may have sent it meanwhile */
 	struct http_client c;
-	http_client_init(&c, m->app->cfg.atelierd, m->app->cfg.token, NULL, "atelier-serve");
+	puller_client(m->app, &c, "atelier-serve");
 	struct http_client_resp r;
 	http_client_resp_init(&r, 64 << 10);
 	m->rc = http_client_call(&c,

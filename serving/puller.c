@@ -273,6 +273,8 @@ static void *run(void *arg)
 		int rc = http_client_call(&p->client,
 					  &(struct http_client_req){.path = path, .timeout_s = cfg->poll_wait + 15L},
 					  &r);
+		__atomic_store_n(&p->app->upstream_cur, __atomic_load_n(&p->client.cur, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
 		pthread_mutex_lock(&p->bg.mu);
 		p->polls++;
 		pthread_mutex_unlock(&p->bg.mu);
@@ -393,4 +395,12 @@ int puller_metrics(struct puller *p, struct at_buf *b)
 		"# HELP atelier_serve_atelierd_in_use The --atelierd URL the channel follower polls now.\n"
 		"# TYPE atelier_serve_atelierd_in_use gauge\natelier_serve_atelierd_in_use{url=\"%s\"} 1\n",
 		__atomic_load_n(&p->client.failovers, __ATOMIC_RELAXED), url);
+}
+
+void puller_client(const struct serve_app *app, struct http_client *c, const char *user_agent)
+{
+	http_client_init(c, app->cfg.atelierd, app->cfg.token, NULL, user_agent);
+	int cur = __atomic_load_n(&app->upstream_cur, __ATOMIC_RELAXED);
+	if (cur > 0 && cur < c->nbases)
+		c->cur = cur;
 }

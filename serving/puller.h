@@ -25,6 +25,7 @@
 
 struct serve_app;
 struct puller;
+struct http_client;
 
 int puller_start(struct serve_app *app, struct puller **out) AT_MUST_CHECK;
 /* Asks the thread to stop (returns at once). */
@@ -32,5 +33,13 @@ void puller_stop(struct puller *p);
 /* Stops, joins and frees; NULL is a no-op. */
 void puller_free(struct puller *p);
 int puller_metrics(struct puller *p, struct at_buf *b) AT_MUST_CHECK;
+
+/* A one-off client to atelierd for a request's work on the threadpool (a
+ * gallery image, a receipt's lookup): the node's URL list, starting at the
+ * URL the puller's long-poll last found answering. A client that started at
+ * the first URL would wait out a partitioned controller's connect timeout on
+ * every call after a failover. Reads app->upstream_cur only, so it is safe
+ * on the threadpool while the puller itself is being freed at shutdown. */
+void puller_client(const struct serve_app *app, struct http_client *c, const char *user_agent);
 
 #endif

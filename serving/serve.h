@@ -84,6 +84,7 @@ struct serve_app {
 	struct ratelimit *limits[3]; /* limit.c, by enum limit_endpoint; NULL: no limit */
 	struct publish *publish;     /* works waiting for atelierd (publish.c) */
 	struct gallery *gallery;     /* the works feed and image cache (gallery.c) */
+	int upstream_cur;            /* the URL of cfg.atelierd's list the puller last reached (__atomic; puller.c) */
 	uint64_t started_at;
 	int shutting_down;
 	int reloading; /* a local reload is on the threadpool */

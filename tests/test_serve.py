@@ -540,6 +540,43 @@ def test_several_atelierd_urls_fail_over(db_url, pg, models):
     assert p.returncode != 0 and "ftp://x" in p.stderr, p
 
 
+def test_request_work_starts_at_the_url_the_puller_found(db_url, pg, models):
+    """A request's one-off call to atelierd (a receipt's lookup, a gallery
+    image) starts at the URL the channel follower last reached, not at the
+    list's first: a first URL that fails slowly (a partitioned or hung
+    controller) costs the follower once, not every visitor's request."""
+    import http.server
+
+    class Slow503(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(2)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow503)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    d = start_atelierd(db_url, port=free_port())
+    n = start_node("--model-file", models[0], "--atelierd", "http://127.0.0.1:%d,%s" % (slow.server_port, d.url),
+                   "--token", d.token("node"), "--name", "n4", "--poll-wait", "2").wait_ready()
+    try:
+        in_use = 'atelier_serve_atelierd_in_use{url="%s"}' % d.url
+        wait_until(lambda: n.metric(in_use) == 1, timeout=20, what="the follower on the second URL")
+        receipt = "A" * 43  # well formed, names nothing
+        t0 = time.monotonic()
+        r = n.http.get("/api/sketches/mine", headers={"X-Atelier-Receipt": receipt}, timeout=30)
+        took = time.monotonic() - t0
+        assert r.status == 404, r
+        assert took < 1.5, "the lookup went to the slow first URL first (%.2f s)" % took
+    finally:
+        assert n.stop() == 0
+        d.stop()
+        slow.shutdown()
+
+
 def test_spool_survives_a_node_restart_and_rejections_are_dropped(db_url, pg, models, tmp_path):
     port = free_port()  # nothing listens here yet
     url = "http://127.0.0.1:%d" % port
