@@ -369,6 +369,13 @@ static int base_failed(int rc, const struct http_client_resp *r)
 	return rc == 0 && (r->status == 502 || r->status == 503 || r->status == 504);
 }
 
+static void set_cur(struct http_client *c, int cur)
+{
+	__atomic_store_n(&c->cur, cur, __ATOMIC_RELAXED);
+	if (c->share_cur)
+		__atomic_store_n(c->share_cur, cur, __ATOMIC_RELAXED);
+}
+
 int http_client_call(struct http_client *c, const struct http_client_req *q, struct http_client_resp *r)
 {
 	if (c->nbases == 0) {
@@ -384,11 +391,11 @@ int http_client_call(struct http_client *c, const struct http_client_req *q, str
 		if (!base_failed(rc, r) || c->nbases == 1)
 			return rc;
 		/* this base failed: the next one is current from now on */
-		__atomic_store_n(&c->cur, (i + 1) % c->nbases, __ATOMIC_RELAXED);
+		set_cur(c, (i + 1) % c->nbases);
 		__atomic_add_fetch(&c->failovers, 1, __ATOMIC_RELAXED);
 		if (k + 1 == c->nbases) {
 			/* all failed: the next call starts one further on (round robin) */
-			__atomic_store_n(&c->cur, (first + 1) % c->nbases, __ATOMIC_RELAXED);
+			set_cur(c, (first + 1) % c->nbases);
 			break;
 		}
 		/* ... and gets this call too, unless the failed one may have acted on it */

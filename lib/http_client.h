@@ -57,6 +57,8 @@ struct http_client {
 	} bases[HTTP_CLIENT_MAX_BASES];
 	int cur;                 /* the base in use; read with __atomic_load_n from other threads */
 	unsigned long failovers; /* times cur moved on (__atomic_load_n from other threads) */
+	int *share_cur;          /* NULL, or where cur is also written (atomic) the moment it moves: a
+				  * serving node's one-off clients start where its long-lived one is */
 };
 
 /* base and token are borrowed for the client's life; stop and user_agent

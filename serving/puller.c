@@ -273,8 +273,6 @@ static void *run(void *arg)
 		int rc = http_client_call(&p->client,
 					  &(struct http_client_req){.path = path, .timeout_s = cfg->poll_wait + 15L},
 					  &r);
-		__atomic_store_n(&p->app->upstream_cur, __atomic_load_n(&p->client.cur, __ATOMIC_RELAXED),
-				 __ATOMIC_RELAXED);
 		pthread_mutex_lock(&p->bg.mu);
 		p->polls++;
 		pthread_mutex_unlock(&p->bg.mu);
@@ -336,6 +334,7 @@ int puller_start(struct serve_app *app, struct puller **out)
 		return AT_ENOMEM;
 	p->app = app;
 	http_client_init(&p->client, app->cfg.atelierd, app->cfg.token, &p->bg.stop, NULL);
+	p->client.share_cur = &app->upstream_cur;
 	snprintf(p->client.user_agent, sizeof p->client.user_agent, "atelier-serve/%s", app->name);
 	if (bgthread_start(&p->bg, run, p) < 0) {
 		free(p);
