@@ -428,7 +428,7 @@ def test_pipelines_configmap_is_pipelines_and_applies(objects, pg, db_url, tmp_p
     assert sorted(cm["data"]) == files
     for f in files:
         assert cm["data"][f] == open(os.path.join(ROOT, "pipelines", f)).read(), \
-            "deploy/k8s/pipelines.yaml's %s differs from pipelines/%s" % (f, f)
+            "deploy/k8s/pipelines.yaml's %s differs from pipelines/%s: run scripts/k8s-pipelines.sh" % (f, f)
     # The Job's own script, with its mount and build/bin pointed here.
     job = by_kind(objects, "Job")["atelier-apply-pipelines"]
     spec = job["spec"]["template"]["spec"]
