@@ -7,7 +7,8 @@
 #      kept under var/fresh-check/base and copied afresh for every check;
 #   2. HEAD of this repository (git archive: tracked files only, no build
 #      outputs, no node_modules, no var/) copied to /root/atelier in it;
-#   3. in a chroot (proc, sys, dev mounted; undone by the EXIT trap), as root
+#   3. in a chroot (the root bind-mounted on itself, /run a tmpfs, proc, sys,
+#      dev mounted; undone by the EXIT trap), as root
 #      as README.md says, with a clean environment: README's prerequisite line
 #      (apt-get install make), then `make run` until it prints its URLs and
 #      token, a request to each printed URL, Ctrl-C (SIGINT) and a clean stop,
@@ -69,6 +70,11 @@ cleanup() {
 		sleep 1
 	fi
 	for m in $mounted; do umount -R "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	# what ip netns bound under the root's /run (and propagated) goes too
+	if [ -d "$root" ]; then
+		awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null; done
+	fi
 	mounted=""
 }
 trap cleanup EXIT
@@ -119,6 +125,11 @@ step "fresh root + git archive" $(($(date +%s) - t0)) $rc
 [ $rc = 0 ] || exit 1
 note "packages in the fresh root: $(chroot "$root" dpkg-query -W | wc -l); make: $(chroot "$root" sh -c 'command -v make || echo absent')"
 
+# The root is a mount point of its own, and /run a tmpfs, as on a booted
+# machine: `ip netns` (the hosts rig, the gang tests) makes / a slave mount
+# and keeps its namespaces under /run/netns, which fails on a bare directory.
+mount --bind "$root" "$root" && mount --make-private "$root" && mounted="$root $mounted"
+mount -t tmpfs run "$root/run" && mounted="$root/run $mounted"
 mount -t proc proc "$root/proc" && mounted="$root/proc $mounted"
 mount -t sysfs sys "$root/sys" && mounted="$root/sys $mounted"
 mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" && mounted="$root/dev $mounted"
