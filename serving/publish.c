@@ -8,7 +8,6 @@
  */
 #include "publish.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +29,10 @@
 #include "receipt.h"
 
 #define CALL_TIMEOUT 15L
+#define SPOOL_WAIT_S 20 /* a withdrawal waits out a send in progress: it ends within CALL_TIMEOUT */
 
 struct publish {
 	struct spool *spool;
-	char *dir;
 	pthread_mutex_t mu;
 	uint64_t accepted, refused, delivered, rejected, withdrawn_spooled;
 };
@@ -41,13 +40,10 @@ struct publish {
 int publish_open(const char *dir, int max_files, size_t max_bytes, struct publish **out)
 {
 	struct publish *p = calloc(1, sizeof *p);
-	if (!p || !(p->dir = strdup(dir))) {
-		free(p);
+	if (!p)
 		return AT_ENOMEM;
-	}
 	int rc = spool_open(dir, max_files, max_bytes, &p->spool);
 	if (rc < 0) {
-		free(p->dir);
 		free(p);
 		return rc;
 	}
@@ -62,7 +58,6 @@ void publish_free(struct publish *p)
 		return;
 	spool_free(p->spool);
 	pthread_mutex_destroy(&p->mu);
-	free(p->dir);
 	free(p);
 }
 
@@ -85,6 +80,7 @@ struct submission {
 	uint8_t *img; /* sketch then painting */
 	size_t sketch_len, img_len, reserved;
 	char receipt[RECEIPT_LEN + 1];
+	char key[33]; /* the spool file's key: the receipt hash's first 32 hex digits */
 	int check_rc, rc;
 	const char *which; /* the image check_rc is about */
 	char why[160];
@@ -122,7 +118,8 @@ static void submission_work(uv_work_t *w)
 	image_raw_free(&r);
 	if (s->check_rc < 0)
 		return;
-	s->rc = spool_write(s->app->publish->spool, s->meta, s->img, s->img_len);
+	/* named by the receipt's hash, so /api/works/mine finds it while it waits */
+	s->rc = spool_write_keyed(s->app->publish->spool, s->key, s->meta, s->img, s->img_len);
 }
 
 static void submission_done(uv_work_t *w, int status)
@@ -255,6 +252,7 @@ void publish_post(http_req_t *req)
 		http_reply_err(req, AT_EUNAVAILABLE, "cannot make a receipt", NULL);
 		return;
 	}
+	snprintf(s->key, sizeof s->key, "%.32s", hex);
 	char *stylestr = json_dumps(style, JSON_COMPACT);
 	meta = json_pack("{ss,ss,ss,sI,ss,ss,ss,ss,sI}", "kind", "work", "sketch_type",
 			 skf == IMAGE_PNG ? "image/png" : "image/jpeg", "painting_type",
@@ -359,6 +357,56 @@ static int retryable(long status)
 	       status == 429 || status < 200;
 }
 
+/* One spooled work to atelierd: 0 when its file is done with (delivered,
+ * refused for good, or unreadable: removed), else why it stays. */
+static int send_one(struct publish *pb, struct http_client *c, const char *path)
+{
+	struct form f = {0};
+	uint8_t *img = NULL;
+	int rc = spool_read(path, &f.meta, &img, &f.len);
+	size_t sl = (size_t)json_integer_value(json_object_get(f.meta, "sketch_len"));
+	if (rc == AT_ECORRUPT || (rc == 0 && (sl == 0 || sl >= f.len))) {
+		log_error("publish: dropping unreadable spool file %s", path);
+		json_decref(f.meta);
+		free(img);
+		spool_remove(pb->spool, path);
+		return 0;
+	}
+	if (rc < 0)
+		return AT_EUNAVAILABLE;
+	f.img = img;
+	struct http_client_resp r;
+	http_client_resp_init(&r, 64 << 10);
+	rc = http_client_call(c,
+			      &(struct http_client_req){.path = "/v1/works",
+							.form = build_form,
+							.form_arg = &f,
+							.timeout_s = CALL_TIMEOUT},
+			      &r);
+	json_decref(f.meta);
+	free(img);
+	if (rc == AT_ECANCELLED) {
+		http_client_resp_free(&r);
+		return AT_ECANCELLED;
+	}
+	if (rc < 0 || retryable(r.status)) {
+		if (rc == 0)
+			log_warn("publish: POST /v1/works answered %ld; keeping the work: %.200s", r.status,
+				 r.body.data ? r.body.data : "");
+		http_client_resp_free(&r);
+		return AT_EUNAVAILABLE;
+	}
+	if (r.status >= 200 && r.status < 300) {
+		count(pb, &pb->delivered);
+	} else {
+		count(pb, &pb->rejected);
+		log_warn("publish: atelierd rejected a work (%ld): %.200s", r.status, r.body.data ? r.body.data : "");
+	}
+	http_client_resp_free(&r);
+	spool_remove(pb->spool, path);
+	return 0;
+}
+
 int publish_drain(struct serve_app *app, struct http_client *c)
 {
 	struct publish *pb = app->publish;
@@ -368,50 +416,14 @@ int publish_drain(struct serve_app *app, struct http_client *c)
 		char path[4096];
 		if (spool_oldest(pb->spool, path, sizeof path) < 0)
 			return 0;
-		struct form f = {0};
-		uint8_t *img = NULL;
-		int rc = spool_read(path, &f.meta, &img, &f.len);
-		size_t sl = (size_t)json_integer_value(json_object_get(f.meta, "sketch_len"));
-		if (rc == AT_ECORRUPT || (rc == 0 && (sl == 0 || sl >= f.len))) {
-			log_error("publish: dropping unreadable spool file %s", path);
-			json_decref(f.meta);
-			free(img);
-			spool_remove(pb->spool, path);
-			continue;
-		}
+		/* marked while it is sent: a withdrawal waits for the answer
+		 * (spool_withdraw), so the work is in the spool or delivered */
+		if (spool_send_begin(pb->spool, path) < 0)
+			continue; /* withdrawn meanwhile */
+		int rc = send_one(pb, c, path);
+		spool_send_end(pb->spool);
 		if (rc < 0)
-			return AT_EUNAVAILABLE;
-		f.img = img;
-		struct http_client_resp r;
-		http_client_resp_init(&r, 64 << 10);
-		rc = http_client_call(c,
-				      &(struct http_client_req){.path = "/v1/works",
-								.form = build_form,
-								.form_arg = &f,
-								.timeout_s = CALL_TIMEOUT},
-				      &r);
-		json_decref(f.meta);
-		free(img);
-		if (rc == AT_ECANCELLED) {
-			http_client_resp_free(&r);
-			return AT_ECANCELLED;
-		}
-		if (rc < 0 || retryable(r.status)) {
-			if (rc == 0)
-				log_warn("publish: POST /v1/works answered %ld; keeping the work: %.200s", r.status,
-					 r.body.data ? r.body.data : "");
-			http_client_resp_free(&r);
-			return AT_EUNAVAILABLE;
-		}
-		if (r.status >= 200 && r.status < 300) {
-			count(pb, &pb->delivered);
-		} else {
-			count(pb, &pb->rejected);
-			log_warn("publish: atelierd rejected a work (%ld): %.200s", r.status,
-				 r.body.data ? r.body.data : "");
-		}
-		http_client_resp_free(&r);
-		spool_remove(pb->spool, path);
+			return rc;
 	}
 }
 
@@ -430,44 +442,20 @@ struct mine {
 	json_t *answer;
 };
 
-/* A spooled work with this receipt hash: its path into path (blocking). */
-static int find_spooled(struct publish *p, const char *hex, char *path, size_t cap)
-{
-	DIR *d = opendir(p->dir);
-	if (!d)
-		return AT_ENOTFOUND;
-	struct dirent *e;
-	int rc = AT_ENOTFOUND;
-	while (rc < 0 && (e = readdir(d))) {
-		size_t nl = strlen(e->d_name);
-		if (nl < 4 || strcmp(e->d_name + nl - 3, ".sk") != 0)
-			continue;
-		snprintf(path, cap, "%s/%s", p->dir, e->d_name);
-		json_t *meta = NULL;
-		uint8_t *img = NULL;
-		size_t len;
-		if (spool_read(path, &meta, &img, &len) == 0) {
-			const char *h = json_string_value(json_object_get(meta, "receipt_sha256"));
-			if (h && strcmp(h, hex) == 0)
-				rc = 0;
-		}
-		json_decref(meta);
-		free(img);
-	}
-	closedir(d);
-	return rc;
-}
-
 static void mine_work(uv_work_t *w)
 {
 	struct mine *m = w->data;
 	struct publish *p = m->app->publish;
 	char path[4200];
-	if (p && find_spooled(p, m->hex, path, sizeof path) == 0) {
-		m->spooled = 1;
-		if (m->del) {
-			spool_remove(p->spool, path);
-			count(p, &p->withdrawn_spooled);
+	if (p) {
+		char key[33];
+		snprintf(key, sizeof key, "%.32s", m->hex);
+		int rc = m->del ? spool_withdraw(p->spool, key, SPOOL_WAIT_S)
+				: spool_find(p->spool, key, path, sizeof path);
+		if (rc == 0) {
+			m->spooled = 1;
+			if (m->del)
+				count(p, &p->withdrawn_spooled);
 		}
 	}
 	/* a DELETE goes upstream as well: the uplink may have sent it meanwhile */
