@@ -15,14 +15,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, ARGS } from "./common.mjs";
+
 const [url, opToken, viewerToken, outdir] = process.argv.slice(2);
 if (!outdir) {
   console.error("usage: node dashboard.mjs URL OPERATOR_TOKEN VIEWER_TOKEN OUTDIR");
   process.exit(2);
 }
-const CHROMIUM = process.env.ATELIER_CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const out = { states: [], overflow: {}, screenshots: [], errors: [] };
 let forging = false; // the forged write's 403 is the point, not a page error
 

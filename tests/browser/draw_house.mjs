@@ -15,21 +15,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, ARGS, drawHouse } from "./common.mjs";
+
 const [url, outdir] = process.argv.slice(2);
 if (!url || !outdir) {
   console.error("usage: node draw_house.mjs URL OUTDIR");
   process.exit(2);
 }
-const CHROMIUM = process.env.ATELIER_CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-// The house in canvas pixels (the page's canvas is 512×512).
-const HOUSE = [
-  [[150, 240], [362, 240], [362, 440], [150, 440], [150, 240]], // body
-  [[150, 240], [256, 120], [362, 240]],                         // roof
-  [[228, 440], [228, 350], [284, 350], [284, 440]],             // door
-];
 
 const profile = fs.mkdtempSync(path.join(outdir, "chromium-profile-"));
 const ctx = await chromium.launchPersistentContext(profile, {
@@ -48,18 +40,7 @@ try {
   const defaultPen = await page.$eval("#pen", (e) => e.defaultValue);
   if (pen !== defaultPen) throw new Error(`pen ${pen} is not the page's default ${defaultPen}`);
 
-  // canvas pixels → page coordinates (CSS may scale the canvas)
-  const box = await page.$eval("#pad", (c) => {
-    const r = c.getBoundingClientRect();
-    return { x: r.left, y: r.top, sx: r.width / c.width, sy: r.height / c.height };
-  });
-  const at = ([x, y]) => [box.x + x * box.sx, box.y + y * box.sy];
-  for (const stroke of HOUSE) {
-    await page.mouse.move(...at(stroke[0]));
-    await page.mouse.down();
-    for (const p of stroke.slice(1)) await page.mouse.move(...at(p), { steps: 25 });
-    await page.mouse.up();
-  }
+  await drawHouse(page, 25);
   await page.click("#paint");
   await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.paint), null,
     { timeout: 120000 });

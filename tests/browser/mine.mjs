@@ -10,34 +10,14 @@
 import path from "node:path";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, ARGS, drawHouse } from "./common.mjs";
+
 const [url, outdir] = process.argv.slice(2);
 if (!url || !outdir) {
   console.error("usage: node mine.mjs URL OUTDIR");
   process.exit(2);
 }
-const CHROMIUM = process.env.ATELIER_CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const HOUSE = [
-  [[150, 240], [362, 240], [362, 440], [150, 440], [150, 240]],
-  [[150, 240], [256, 120], [362, 240]],
-  [[228, 440], [228, 350], [284, 350], [284, 440]],
-];
 const FAKE_WORK = "W".repeat(43);
-
-async function draw(page) {
-  const b = await page.$eval("#pad", (c) => {
-    const r = c.getBoundingClientRect();
-    return { x: r.left, y: r.top, sx: r.width / c.width, sy: r.height / c.height };
-  });
-  const at = ([x, y]) => [b.x + x * b.sx, b.y + y * b.sy];
-  for (const stroke of HOUSE) {
-    await page.mouse.move(...at(stroke[0]));
-    await page.mouse.down();
-    for (const p of stroke.slice(1)) await page.mouse.move(...at(p), { steps: 8 });
-    await page.mouse.up();
-  }
-}
 
 const receipts = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("atelier.receipts") || "[]"));
 const stateOf = (page, kind) => page.$eval(`#mine-list li[data-kind=${kind}] .state`, (e) => e.textContent);
@@ -55,7 +35,7 @@ try {
   });
   await page.goto(url + "/", { waitUntil: "load" });
   await page.waitForFunction(() => /model /.test(document.getElementById("status").textContent), null, { timeout: 30000 });
-  await draw(page);
+  await drawHouse(page);
   await page.click("summary");
   await page.check("#consent");
   await page.fill("#contributor", "mina");

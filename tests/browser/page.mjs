@@ -15,20 +15,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, ARGS, drawHouse } from "./common.mjs";
+
 const [url, outdir] = process.argv.slice(2);
 if (!url || !outdir) {
   console.error("usage: node page.mjs URL OUTDIR");
   process.exit(2);
 }
-const CHROMIUM = process.env.ATELIER_CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
-const HOUSE = [
-  [[150, 240], [362, 240], [362, 440], [150, 440], [150, 240]],
-  [[150, 240], [256, 120], [362, 240]],
-  [[228, 440], [228, 350], [284, 350], [284, 440]],
-];
 
 // Everything measured in one place: overflow, and where the parts lie.
 const LAYOUT = () => {
@@ -49,20 +43,6 @@ const LAYOUT = () => {
     icon: document.querySelector("link[rel=icon]").href,
   };
 };
-
-async function drawHouse(page) {
-  const b = await page.$eval("#pad", (c) => {
-    const r = c.getBoundingClientRect();
-    return { x: r.left, y: r.top, sx: r.width / c.width, sy: r.height / c.height };
-  });
-  const at = ([x, y]) => [b.x + x * b.sx, b.y + y * b.sy];
-  for (const stroke of HOUSE) {
-    await page.mouse.move(...at(stroke[0]));
-    await page.mouse.down();
-    for (const p of stroke.slice(1)) await page.mouse.move(...at(p), { steps: 8 });
-    await page.mouse.up();
-  }
-}
 
 const strokeCount = (page) => page.evaluate(() => document.getElementById("undo").disabled ? 0 :
   // inked pixels of the canvas: what the strokes left
