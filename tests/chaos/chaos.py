@@ -111,7 +111,44 @@ def version_counts(q):
              " count(run_id) - count(DISTINCT run_id), count(*) FROM model_versions").split("|")
 
 
-class Chaos:
+class AckedLoad:
+    """The load both the chaos run and the hosts rig (tests/hosts/) put on the
+    system, recording what it was told: acknowledged contributions and uploads
+    (the input of lost_and_duplicated) and refusals by status. The class using
+    it has self.lock, self.op (the operator's Http), self.contribs,
+    self.contrib_fail, self.uploads and self.upload_fail."""
+
+    def post_contribution(self, http, where, tag):
+        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
+                              ("contributor", tag)])
+        try:
+            st = http.post("/api/contribute", body, headers={"Content-Type": ct}, timeout=30).status
+        except Exception as e:  # noqa: BLE001 - a node that is down: not acknowledged
+            st = type(e).__name__
+        with self.lock:
+            if st == 202:
+                self.contribs.append((tag, where))
+            else:
+                self.contrib_fail[st] = self.contrib_fail.get(st, 0) + 1
+        return st
+
+    def upload(self, tag):
+        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
+                              ("contributor", tag)])
+        try:
+            r = self.op.post("/v1/sketches", body, headers={"Content-Type": ct}, timeout=30)
+            st = r.status
+        except Exception as e:  # noqa: BLE001 - the controller in use was killed: not acknowledged
+            r, st = None, type(e).__name__
+        with self.lock:
+            if st in (200, 201):
+                self.uploads.append((tag, r.json()["sha256"]))
+            else:
+                self.upload_fail[st] = self.upload_fail.get(st, 0) + 1
+        return st
+
+
+class Chaos(AckedLoad):
     def __init__(self, seed, seconds):
         self.seed = seed
         self.seconds = seconds
@@ -127,7 +164,7 @@ class Chaos:
         self.crashes = []
         self.faults = []         # dicts: kind, target, t, recovery (s) or None
         self.stylize = []        # (t, node, status)
-        self.contribs = []       # acknowledged: (tag, node, raw sha256)
+        self.contribs = []       # acknowledged: (tag, node)
         self.contrib_fail = {}   # status -> count
         self.uploads = []        # acknowledged: (tag, sha256 of the stored image)
         self.upload_fail = {}
@@ -254,34 +291,8 @@ class Chaos:
             time.sleep(0.2)
 
     def contribute(self, name, tag):
-        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
-                              ("contributor", tag)])
-        try:
-            st = self.nodes[name]["http"].post("/api/contribute", body, headers={"Content-Type": ct},
-                                               timeout=30).status
-        except Exception as e:  # noqa: BLE001
-            st = type(e).__name__
-        if st == 202:
-            self.contribs.append((tag, name))
-        else:
-            with self.lock:
-                self.contrib_fail[st] = self.contrib_fail.get(st, 0) + 1
-        return st
+        return self.post_contribution(self.nodes[name]["http"], name, tag)
 
-    def upload(self, tag):
-        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
-                              ("contributor", tag)])
-        try:
-            r = self.op.post("/v1/sketches", body, headers={"Content-Type": ct}, timeout=30)
-            st = r.status
-        except Exception as e:  # noqa: BLE001
-            r, st = None, type(e).__name__
-        if st in (200, 201):
-            self.uploads.append((tag, r.json()["sha256"]))
-        else:
-            with self.lock:
-                self.upload_fail[st] = self.upload_fail.get(st, 0) + 1
-        return st
 
     def contributor(self):
         k = 0

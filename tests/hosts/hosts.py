@@ -63,7 +63,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "chaos"))
 sys.path.insert(0, HERE)
 
 import images  # noqa: E402
-from chaos import lost_and_duplicated, sketch_png, version_counts  # noqa: E402
+from chaos import AckedLoad, lost_and_duplicated, version_counts  # noqa: E402
 from conftest import BIN, ROOT, TMP_ROOT, Http, Postgres, Proc, multipart, wait_until  # noqa: E402
 from daemon import Atelierd  # noqa: E402
 from netns import Busy, Net, NetemUnavailable, can_run, netem_available  # noqa: E402
@@ -102,7 +102,7 @@ class HostPostgres(Postgres):
         return self.url
 
 
-class Rig:
+class Rig(AckedLoad):
     def __init__(self):
         self.partition_s = float(os.environ.get("HOSTS_EDGE_PARTITION_S", "60"))
         only = os.environ.get("HOSTS_SCENARIOS")
@@ -307,33 +307,7 @@ class Rig:
             time.sleep(0.3)
 
     def contribute(self, edge, tag):
-        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
-                              ("contributor", tag)])
-        try:
-            st = self.h[edge].http.post("/api/contribute", body, headers={"Content-Type": ct}, timeout=30).status
-        except Exception as e:  # noqa: BLE001
-            st = type(e).__name__
-        with self.lock:
-            if st == 202:
-                self.contribs.append((tag, edge))
-            else:
-                self.contrib_fail[st] = self.contrib_fail.get(st, 0) + 1
-        return st
-
-    def upload(self, tag):
-        body, ct = multipart([("image", ("s.png", sketch_png(tag), "image/png")), ("consent", "true"),
-                              ("contributor", tag)])
-        try:
-            r = self.op.post("/v1/sketches", body, headers={"Content-Type": ct}, timeout=30)
-            st = r.status
-        except Exception as e:  # noqa: BLE001 - the controller in use was killed: not acknowledged
-            r, st = None, type(e).__name__
-        with self.lock:
-            if st in (200, 201):
-                self.uploads.append((tag, r.json()["sha256"]))
-            else:
-                self.upload_fail[st] = self.upload_fail.get(st, 0) + 1
-        return st
+        return self.post_contribution(self.h[edge].http, edge, tag)
 
     def feeder(self):
         k = 0
