@@ -5,6 +5,8 @@
 #include "receipt.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <openssl/sha.h>
 #include <string.h>
 #include <sys/random.h>
@@ -47,16 +49,6 @@ int receipt_hash(const char *token, size_t len, uint8_t sha[32])
 	return 0;
 }
 
-int receipt_hash_hex(const char *token, size_t len, char sha_hex[65])
-{
-	uint8_t sha[32];
-	int rc = receipt_hash(token, len, sha);
-	if (rc < 0)
-		return rc;
-	at_hex_encode(sha_hex, sha, sizeof sha);
-	return 0;
-}
-
 int receipt_parse_hex(const char *hex, size_t len, uint8_t sha[32])
 {
 	if (!hex || len != 64)
@@ -72,5 +64,20 @@ int receipt_parse_hex(const char *hex, size_t len, uint8_t sha[32])
 		}
 		sha[i] = (uint8_t)v;
 	}
+	return 0;
+}
+
+int receipt_of_request(http_req_t *req, const char *what, const char **token, uint8_t sha[32])
+{
+	size_t len = 0;
+	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
+	if (!tok || receipt_hash(tok, len, sha) < 0) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "no %s has this receipt", what);
+		http_reply_err(req, AT_ENOTFOUND, msg, json_pack("{ss}", "header", RECEIPT_HEADER));
+		return AT_ENOTFOUND;
+	}
+	if (token)
+		*token = tok;
 	return 0;
 }

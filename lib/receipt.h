@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "http.h"
 
 #define RECEIPT_LEN 43
 #define RECEIPT_HEADER "X-Atelier-Receipt"
@@ -26,8 +27,12 @@ int receipt_new(char token[RECEIPT_LEN + 1], char sha_hex[65]) AT_MUST_CHECK;
  * 43 base64url characters. */
 int receipt_hash(const char *token, size_t len, uint8_t sha[32]) AT_MUST_CHECK;
 
-/* receipt_hash as 64 lowercase hex digits (how atelierd's SQL takes it). */
-int receipt_hash_hex(const char *token, size_t len, char sha_hex[65]) AT_MUST_CHECK;
+/* The receipt a request presents in X-Atelier-Receipt: its sha256 into sha
+ * and, when token is not NULL, its RECEIPT_LEN characters (borrowed from the
+ * request, not NUL-terminated) into *token. A missing or malformed receipt is
+ * answered here — 404 "no <what> has this receipt", which says nothing about
+ * which exist — and AT_ENOTFOUND returned. */
+int receipt_of_request(http_req_t *req, const char *what, const char **token, uint8_t sha[32]) AT_MUST_CHECK;
 
 /* 64 lowercase hex digits into sha: AT_EINVAL otherwise. */
 int receipt_parse_hex(const char *hex, size_t len, uint8_t sha[32]) AT_MUST_CHECK;

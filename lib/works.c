@@ -75,6 +75,8 @@ int works_style_parse(const char *text, size_t len, json_t **style, char key[WOR
 	}
 	/* two decimals: the key must not depend on how the page printed alpha */
 	a = round(a * 100) / 100;
+	if (a == 0)
+		a = 0; /* -0.0 passes the range check and would print "-0.00", a key works_style_key_valid refuses */
 	*style = json_pack("{sI,sI,sf}", "style", s1, "style2", s2, "alpha", a);
 	snprintf(key, WORKS_STYLE_KEY_MAX, "%lld+%lld@%.2f", (long long)s1, (long long)s2, a);
 	rc = *style ? 0 : AT_ENOMEM;

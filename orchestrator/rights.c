@@ -26,13 +26,8 @@
  * < 0 when there is none or it is malformed. */
 static int receipt_of(http_req_t *req, uint8_t sha[32], char actor[32])
 {
-	size_t len = 0;
-	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
-	if (!tok || receipt_hash(tok, len, sha) < 0) {
-		http_reply_err(req, AT_ENOTFOUND, "no sketch has this receipt",
-			       json_pack("{ss}", "header", RECEIPT_HEADER));
+	if (receipt_of_request(req, "sketch", NULL, sha) < 0)
 		return AT_ENOTFOUND;
-	}
 	char hex[65];
 	at_hex_encode(hex, sha, 32);
 	snprintf(actor, 32, "receipt:%.12s", hex);

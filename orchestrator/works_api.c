@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "form.h"
+#include "fsutil.h"
 #include "image.h"
 #include "log.h"
 #include "multipart.h"
@@ -348,13 +349,10 @@ static void unhide_work(http_req_t *req) { set_status(req, "published"); }
  * work, and says nothing about which exist) */
 static int receipt_of(http_req_t *req, char hex[65])
 {
-	size_t len = 0;
-	const char *r = http_req_header(req, RECEIPT_HEADER_LC, &len);
-	if (!r || receipt_hash_hex(r, len, hex) < 0) {
-		http_reply_err(req, AT_ENOTFOUND, "no work has this receipt",
-			       json_pack("{ss}", "header", "X-Atelier-Receipt"));
+	uint8_t sha[32];
+	if (receipt_of_request(req, "work", NULL, sha) < 0)
 		return AT_ENOTFOUND;
-	}
+	at_hex_encode(hex, sha, sizeof sha);
 	return 0;
 }
 

@@ -126,14 +126,10 @@ static void mine_done(uv_work_t *w, int status)
 static void mine_start(http_req_t *req, int del)
 {
 	struct serve_app *app = http_req_app(req);
-	size_t len = 0;
-	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
+	const char *tok;
 	uint8_t sha[32];
-	if (!tok || receipt_hash(tok, len, sha) < 0) {
-		http_reply_err(req, AT_ENOTFOUND, "no sketch has this receipt",
-			       json_pack("{ss}", "header", RECEIPT_HEADER));
+	if (receipt_of_request(req, "sketch", &tok, sha) < 0)
 		return;
-	}
 	struct mine *m = calloc(1, sizeof *m);
 	if (!m) {
 		http_reply_err(req, AT_ENOMEM, "out of memory", NULL);

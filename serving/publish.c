@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "form.h"
+#include "fsutil.h"
 #include "image.h"
 #include "limit.h"
 #include "log.h"
@@ -500,14 +501,12 @@ static void mine_done(uv_work_t *w, int status)
 static void mine(http_req_t *req, int del)
 {
 	struct serve_app *app = http_req_app(req);
-	size_t len = 0;
-	const char *tok = http_req_header(req, RECEIPT_HEADER_LC, &len);
-	char hex[65];
-	if (!tok || receipt_hash_hex(tok, len, hex) < 0) {
-		http_reply_err(req, AT_ENOTFOUND, "no work has this receipt",
-			       json_pack("{ss}", "header", "X-Atelier-Receipt"));
+	const char *tok;
+	uint8_t sha[32];
+	if (receipt_of_request(req, "work", &tok, sha) < 0)
 		return;
-	}
+	char hex[65];
+	at_hex_encode(hex, sha, sizeof sha);
 	if (!app->cfg.atelierd) {
 		http_reply_err(req, AT_EUNAVAILABLE, "this node has no atelierd", NULL);
 		return;
@@ -520,7 +519,7 @@ static void mine(http_req_t *req, int del)
 	m->app = app;
 	m->req = req;
 	m->del = del;
-	memcpy(m->token, tok, len);
+	memcpy(m->token, tok, RECEIPT_LEN);
 	memcpy(m->hex, hex, sizeof hex);
 	m->work.data = m;
 	if (uv_queue_work(app->loop, &m->work, mine_work, mine_done) != 0) {

@@ -1,6 +1,6 @@
 /*
  * fuzz_works.c — libFuzzer target for a published work's style, title and
- * receipt (lib/works.c: works_style_parse, works_text, receipt_hash_hex),
+ * receipt (lib/works.c: works_style_parse, works_text, receipt_hash),
  * which the node reads from the page's form and header and atelierd from
  * the node's. Input: the field's bytes. What the style parser accepts has a
  * key the gallery's filter accepts; accepted text is valid, trimmed, capped.
@@ -29,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	free(out);
-	char hex[65];
-	if (receipt_hash_hex((const char *)data, size, hex) == 0 && (size != RECEIPT_LEN || strlen(hex) != 64))
+	uint8_t sha[32];
+	if (receipt_hash((const char *)data, size, sha) == 0 && size != RECEIPT_LEN)
 		abort();
 	return 0;
 }
