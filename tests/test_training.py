@@ -389,8 +389,13 @@ def test_pipeline_end_to_end_then_gate_rejects(env):
     for k in ("content", "content_f1", "edge_f1", "kid", "diversity", "recon_l1"):
         assert isinstance(ev["candidate"]["metrics"][k], float), (k, ev)
     assert "realism_acc" not in ev["candidate"]["metrics"], "retired (docs/training.md)"
-    lo, hi = ev["candidate"]["metrics"]["intervals"]["kid"]
-    assert lo <= hi, ev["candidate"]["metrics"]
+    cm = ev["candidate"]["metrics"]
+    for k in ("kid", "content", "content_f1", "edge_f1", "diversity", "recon_l1"):
+        lo, hi = cm["intervals"][k]   # every score has its 90 % interval (docs/training.md "Intervals")
+        assert lo <= hi, (k, cm)
+        if k != "kid":  # kid's is a bootstrap of an unbiased statistic; the means' hold their mean
+            assert lo - 1e-9 <= cm[k] <= hi + 1e-9, (k, cm)
+    assert "paired" not in ev["verdict"], "no champion: nothing to pair"
     for s in ev["samples"]["candidate"]:
         assert os.path.exists(os.path.join(env.artifacts, "sha256", s["output"][:2], s["output"]))
     vid = jobs["train"]["result"]["version_id"]
@@ -415,6 +420,13 @@ def test_pipeline_end_to_end_then_gate_rejects(env):
     v = json.loads(env.sql("SELECT verdict FROM model_versions WHERE id = %d" % tr["version_id"]))
     assert v["passed"] is False and len(v["failed"]) == 2 and v["champion"]["recon_l1"] >= 0, v
     assert v["champion_version"] == jobs_version(env, vid)
+    # the paired changes: candidate − champion on the same sketches, with the interval of the differences
+    for k in ("content", "content_f1", "edge_f1", "diversity", "recon_l1"):
+        p = v["paired"][k]
+        want = v["candidate"][k] - v["champion"][k]
+        assert abs(p["change"] - want) < 1e-6 + 1e-6 * abs(want), (k, p, want)
+        lo, hi = p["interval"]
+        assert lo - 1e-9 <= p["change"] <= hi + 1e-9, (k, p)
     print("pipeline run: %.1f s" % first_s)
 
 

@@ -13,6 +13,7 @@
 #include "evaluation.h"
 #include "metric.h"
 #include "slice.h"
+#include "splitmix.h"
 
 /* Directions come from lib/metric.h, the one list. */
 int gate_direction(const char *metric) { return metric_direction(metric); }
@@ -156,4 +157,32 @@ json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *c
 	json_object_set_new(out, "failed", failed);
 	json_object_set_new(out, "rules", details);
 	return out;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int eval_boot_mean(const double *x, int n, int reps, uint64_t seed, double *lo, double *hi)
+{
+	if (!x || n < 1 || reps < 2 || reps > 100000)
+		return AT_EINVAL;
+	double *m = malloc((size_t)reps * sizeof *m);
+	if (!m)
+		return AT_ENOMEM;
+	uint64_t s = seed;
+	for (int r = 0; r < reps; r++) {
+		double sum = 0;
+		for (int i = 0; i < n; i++)
+			sum += x[splitmix64_next(&s) % (uint64_t)n];
+		m[r] = sum / n;
+	}
+	qsort(m, (size_t)reps, sizeof *m, cmp_double);
+	int last = reps - 1;
+	*lo = m[(int)floor(0.05 * last)];
+	*hi = m[(int)ceil(0.95 * last)];
+	free(m);
+	return 0;
 }

@@ -7,6 +7,7 @@
 #define ATELIER_WORKERS_EVALUATION_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 /* 1: higher is better, 0: lower is better, -1: a metric the gate does not
  * know (lib/metric.h's table). */
@@ -35,5 +36,17 @@ const char *gate_metric_name(int i);
  * metric of unknown direction fails its rule. NULL only on ENOMEM.
  */
 json_t *gate_apply(const json_t *rules, const json_t *candidate, const json_t *champion);
+
+/*
+ * A 90 % percentile-bootstrap interval of the mean of x[0..n): the 5th and
+ * 95th percentiles (am_kid's rule) of the means of `reps` resamples drawn
+ * with replacement from splitmix64(seed), so the same values give the same
+ * interval. The units are what varies independently (evaluate passes one
+ * value per sketch, its styles averaged, not one per output); paired
+ * differences (candidate − champion per sketch) give the interval of a
+ * change. n >= 1 (n = 1: lo = hi = x[0]), 2 <= reps <= 100000. Returns 0,
+ * AT_EINVAL, AT_ENOMEM.
+ */
+int eval_boot_mean(const double *x, int n, int reps, uint64_t seed, double *lo, double *hi);
 
 #endif

@@ -18,6 +18,12 @@
  *                am_diversity(real holdout paintings)
  *   recon_l1     mean am_model_recon_error over the real holdout paintings
  *                (overall only: it does not depend on the sketches)
+ * Every score carries a 90 % bootstrap interval ("intervals"; over sketches,
+ * each sketch's styles averaged, since a sketch's outputs are not independent
+ * draws; kid's own from am_kid; recon_l1's over paintings), and the verdict's
+ * "paired" block gives each change candidate − champion with the interval of
+ * the per-sketch differences on the same sketches and styles: whether a
+ * difference is more than the holdout's sampling noise.
  * Every scored sketch and output goes to the artifact store as PNG and is
  * listed (artifact_refs makes /v1/artifacts serve them).
  *
@@ -50,6 +56,8 @@
 #define MAX_REAL 256
 #define MAX_DIV_REAL 64   /* real paintings in the diversity normaliser */
 #define MAX_SOURCED 10000 /* holdout sketches whose sources are looked up for the slices */
+#define BOOT_REPS 1000
+#define BOOT_SEED 0x5eedull
 
 struct eval {
 	struct job_ctx *ctx;
@@ -63,7 +71,11 @@ struct eval {
 	uint8_t *gen, *real, *sub;
 	double *chamfer, *f1, *f1_2; /* per output */
 	double *div;                 /* per sketch, raw */
+	double *recon;               /* per real painting */
 	double real_div;
+	/* The candidate's per-output, per-sketch and per-painting values, kept
+	 * for the paired comparison once the champion has overwritten the above. */
+	double *c_chamfer, *c_f1, *c_f1_2, *c_div, *c_recon;
 	char why[768];
 };
 
@@ -174,43 +186,135 @@ static json_t *interval_json(const am_interval *iv) { return json_pack("[f, f]",
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+/* The mean over sketch i's styles of a per-output array. */
+static double sketch_mean(const struct eval *e, const double *per_output, int i)
+{
+	double sum = 0;
+	for (int s = 0; s < e->styles; s++)
+		sum += per_output[(size_t)i * e->styles + s];
+	return sum / e->styles;
+}
+
+/* Sets intervals[name] to the bootstrap interval of the mean of u[0..n). */
+static int set_interval(json_t *intervals, const char *name, const double *u, int n)
+{
+	double lo, hi;
+	int rc = eval_boot_mean(u, n, BOOT_REPS, BOOT_SEED, &lo, &hi);
+	if (rc < 0)
+		return rc;
+	return json_object_set_new(intervals, name, json_pack("[f, f]", lo, hi)) == 0 ? 0 : AT_ENOMEM;
+}
+
 /*
  * The scores of the picked sketches whose slice is `slice` (-1: all), from
- * the per-output values score() left in e. *out is a new object.
+ * the per-output values score() left in e, each with its interval. *out is a
+ * new object.
  */
 static int metrics_for(struct eval *e, int slice, json_t **out)
 {
-	int S = e->hold->size, k = 0;
+	int S = e->hold->size, k = 0, rc = 0;
 	size_t img = (size_t)S * S * 3;
-	double chamfer = 0, f1 = 0, f1_2 = 0, div = 0;
+	/* per scored sketch of the slice: content, content_f1, edge_f1, diversity */
+	double *u = malloc((size_t)e->n_sketches * 4 * sizeof *u);
+	*out = NULL;
+	if (!u)
+		return AT_ENOMEM;
+	double *u_ch = u, *u_f1 = u + e->n_sketches, *u_f2 = u + 2 * e->n_sketches, *u_div = u + 3 * e->n_sketches;
 	for (int i = 0; i < e->n_sketches; i++) {
 		if (slice >= 0 && e->slice[i] != slice)
 			continue;
 		for (int s = 0; s < e->styles; s++) {
 			size_t o = (size_t)i * e->styles + s;
-			chamfer += e->chamfer[o];
-			f1 += e->f1[o];
-			f1_2 += e->f1_2[o];
 			memcpy(e->sub + ((size_t)k * e->styles + s) * img, e->gen + o * img, img);
 		}
-		div += e->div[i];
+		u_ch[k] = sketch_mean(e, e->chamfer, i);
+		u_f1[k] = sketch_mean(e, e->f1, i);
+		u_f2[k] = sketch_mean(e, e->f1_2, i);
+		u_div[k] = e->styles < 2 ? 0.0 : e->real_div > 0 ? e->div[i] / e->real_div : NAN;
 		k++;
 	}
-	*out = NULL;
-	if (k == 0)
+	if (k == 0) {
+		free(u);
 		return json_is_object(*out = json_pack("{s:i}", "n", 0)) ? 0 : AT_ENOMEM;
-	int n_out = k * e->styles, rc;
-	double diversity = e->styles < 2 ? 0.0 : e->real_div > 0 ? div / k / e->real_div : NAN;
+	}
+	int n_out = k * e->styles;
+	double chamfer = 0, f1 = 0, f1_2 = 0, diversity = 0;
+	for (int i = 0; i < k; i++) {
+		chamfer += u_ch[i] / k;
+		f1 += u_f1[i] / k;
+		f1_2 += u_f2[i] / k;
+		diversity += u_div[i] / k;
+	}
 	am_interval kid = {NAN, NAN, NAN};
 	if (n_out >= 2 && (rc = am_kid(e->sub, n_out, e->real, e->n_real, S, S, &kid, e->st)) < 0) {
 		snprintf(e->why, sizeof e->why, "evaluate: kid: %s", am_status_message(e->st));
+		free(u);
 		return rc;
 	}
 	json_t *iv = json_pack("{s:o}", "kid", isfinite(kid.value) ? interval_json(&kid) : json_null());
-	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:i, s:i, s:o}", "content", chamfer / n_out, "content_f1",
-			 f1 / n_out, "edge_f1", f1_2 / n_out, "kid", num_or_null(kid.value), "diversity",
-			 num_or_null(diversity), "n", k, "outputs", n_out, "intervals", iv);
+	if (iv && (rc = set_interval(iv, "content", u_ch, k)) == 0 &&
+	    (rc = set_interval(iv, "content_f1", u_f1, k)) == 0 && (rc = set_interval(iv, "edge_f1", u_f2, k)) == 0 &&
+	    e->styles >= 2 && isfinite(diversity))
+		rc = set_interval(iv, "diversity", u_div, k);
+	free(u);
+	if (!iv || rc < 0) {
+		json_decref(iv);
+		return rc < 0 ? rc : AT_ENOMEM;
+	}
+	*out = json_pack("{s:f, s:f, s:f, s:o, s:o, s:i, s:i, s:o}", "content", chamfer, "content_f1", f1, "edge_f1",
+			 f1_2, "kid", num_or_null(kid.value), "diversity", num_or_null(diversity), "n", k, "outputs",
+			 n_out, "intervals", iv);
 	return *out ? 0 : AT_ENOMEM;
+}
+
+/*
+ * The verdict's "paired" block: for each score, the change candidate −
+ * champion and the bootstrap interval of the per-sketch (recon_l1:
+ * per-painting) differences, overall. e holds the champion's values, e->c_*
+ * the candidate's. NULL on ENOMEM.
+ */
+static json_t *paired_changes(struct eval *e)
+{
+	int n = e->n_sketches, m = e->n_real;
+	int len = n > m ? n : m;
+	double *d = malloc((size_t)len * sizeof *d);
+	json_t *out = json_object();
+	struct {
+		const char *name;
+		const double *cand, *champ;
+		int per_output;
+	} rows[] = {{"content", e->c_chamfer, e->chamfer, 1},
+		    {"content_f1", e->c_f1, e->f1, 1},
+		    {"edge_f1", e->c_f1_2, e->f1_2, 1},
+		    {"diversity", e->c_div, e->div, 0},
+		    {"recon_l1", e->c_recon, e->recon, 0}};
+	if (!d || !out)
+		goto fail;
+	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+		int units = strcmp(rows[r].name, "recon_l1") == 0 ? m : n;
+		double mean = 0, lo, hi;
+		if (strcmp(rows[r].name, "diversity") == 0 && (e->styles < 2 || !(e->real_div > 0)))
+			continue;
+		for (int i = 0; i < units; i++) {
+			if (rows[r].per_output)
+				d[i] = sketch_mean(e, rows[r].cand, i) - sketch_mean(e, rows[r].champ, i);
+			else
+				d[i] = rows[r].cand[i] - rows[r].champ[i];
+			if (strcmp(rows[r].name, "diversity") == 0)
+				d[i] /= e->real_div;
+			mean += d[i] / units;
+		}
+		if (eval_boot_mean(d, units, BOOT_REPS, BOOT_SEED, &lo, &hi) < 0 ||
+		    json_object_set_new(out, rows[r].name,
+					json_pack("{s:f, s:[f, f]}", "change", mean, "interval", lo, hi)) < 0)
+			goto fail;
+	}
+	free(d);
+	return out;
+fail:
+	free(d);
+	json_decref(out);
+	return NULL;
 }
 
 /*
@@ -269,11 +373,15 @@ static int score(struct eval *e, am_model *m, const char *role, json_t **metrics
 			snprintf(e->why, sizeof e->why, "evaluate: recon: %s", am_status_message(e->st));
 			return rc;
 		}
+		e->recon[j] = err;
 		recon += err;
 	}
 	if ((rc = metrics_for(e, -1, metrics)) < 0)
 		return rc;
 	json_object_set_new(*metrics, "recon_l1", json_real(recon / e->n_real));
+	json_t *iv = json_object_get(*metrics, "intervals");
+	if (iv && (rc = set_interval(iv, "recon_l1", e->recon, e->n_real)) < 0)
+		return rc;
 	json_t *slices = json_object();
 	if (!slices)
 		return AT_ENOMEM;
@@ -386,8 +494,14 @@ int job_evaluate(struct job_ctx *ctx)
 	e.chamfer = calloc(n_out, sizeof *e.chamfer);
 	e.f1 = calloc(n_out, sizeof *e.f1);
 	e.f1_2 = calloc(n_out, sizeof *e.f1_2);
+	e.recon = calloc((size_t)e.n_real, sizeof *e.recon);
+	e.c_chamfer = calloc(n_out, sizeof *e.c_chamfer);
+	e.c_f1 = calloc(n_out, sizeof *e.c_f1);
+	e.c_f1_2 = calloc(n_out, sizeof *e.c_f1_2);
+	e.c_div = calloc((size_t)e.n_sketches, sizeof *e.c_div);
+	e.c_recon = calloc((size_t)e.n_real, sizeof *e.c_recon);
 	if (!e.gen || !e.sub || !e.real || !e.pick || !e.slice || !e.sketch_sha || !e.div || !e.chamfer || !e.f1 ||
-	    !e.f1_2) {
+	    !e.f1_2 || !e.recon || !e.c_chamfer || !e.c_f1 || !e.c_f1_2 || !e.c_div || !e.c_recon) {
 		rc = AT_ENOMEM;
 		goto out;
 	}
@@ -414,6 +528,11 @@ int job_evaluate(struct job_ctx *ctx)
 	}
 	if ((rc = score(&e, cand, "candidate", &cm, &cs)) < 0)
 		goto out;
+	memcpy(e.c_chamfer, e.chamfer, n_out * sizeof *e.chamfer);
+	memcpy(e.c_f1, e.f1, n_out * sizeof *e.f1);
+	memcpy(e.c_f1_2, e.f1_2, n_out * sizeof *e.f1_2);
+	memcpy(e.c_div, e.div, (size_t)e.n_sketches * sizeof *e.div);
+	memcpy(e.c_recon, e.recon, (size_t)e.n_real * sizeof *e.recon);
 	job_progress(ctx, 0.5, "candidate scored", -1);
 	int found = 0, champ_ver = 0;
 	int64_t champ_vid = 0;
@@ -438,6 +557,14 @@ int job_evaluate(struct job_ctx *ctx)
 	json_object_set(verdict, "candidate", cm);
 	json_object_set(verdict, "champion", hm ? hm : json_null());
 	json_object_set_new(verdict, "champion_version", found ? json_integer(champ_ver) : json_null());
+	if (found) {
+		json_t *paired = paired_changes(&e);
+		if (!paired) {
+			rc = AT_ENOMEM;
+			goto out;
+		}
+		json_object_set_new(verdict, "paired", paired);
+	}
 	json_object_set_new(verdict, "holdout_shard", json_string(json_string_value(hold_sha)));
 	json_object_set_new(verdict, "job", json_integer(job_id(ctx)));
 	int passed = json_is_true(json_object_get(verdict, "passed"));
@@ -546,6 +673,12 @@ out:
 	free(e.chamfer);
 	free(e.f1);
 	free(e.f1_2);
+	free(e.recon);
+	free(e.c_chamfer);
+	free(e.c_f1);
+	free(e.c_f1_2);
+	free(e.c_div);
+	free(e.c_recon);
 	shard_free(&hold);
 	artifact_store_close(e.store);
 	if (dir[0]) {

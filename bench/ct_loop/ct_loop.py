@@ -6,7 +6,9 @@ For each cycle: upload the cycle's synthetic sketches and paintings
 (`atelier synth`, a seed per cycle, so the data grows and never repeats),
 start a run of the pipeline, wait for it, and print what the run produced:
 wall time, train steps, the holdout metrics of candidate and champion with
-their intervals, per-slice scores, the gate verdict, and a sample sheet.
+their intervals, the paired change of each score against the champion (on the
+same sketches and styles) with its interval, per-slice scores, the gate
+verdict, and a sample sheet.
 """
 import argparse
 import json
@@ -99,12 +101,16 @@ def jobs_of(run):
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)  # a cycle's lines as they come, also into a log file
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--pipeline", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--growth", default="300 300 600")
     ap.add_argument("--size", default="256")
+    ap.add_argument("--warm-lr", type=float, default=None,
+                    help="a lever: from cycle 2 on, apply the pipeline again with the train stage's lr set to "
+                         "this (warm-started cycles fine-tune more gently)")
     a = ap.parse_args()
     cli = os.path.join(a.build, "bin", "atelier")
     env = dict(os.environ)
@@ -118,6 +124,13 @@ def main():
     targets_met = True
     for cycle, n in enumerate(int(x) for x in a.growth.split()):
         cycle += 1
+        if cycle == 2 and a.warm_lr is not None:
+            # the train stage's own lr (six spaces in; the gpu preset's is deeper)
+            warm, n_sub = re.subn(rb"^(      lr: )\S+", b"\\g<1>" + repr(a.warm_lr).encode(), yaml, flags=re.M)
+            if n_sub != 1:
+                raise SystemExit("--warm-lr: the pipeline has no train-stage 'lr:' line to change")
+            call("POST", "/v1/pipelines", warm, "application/yaml")
+            print(f"cycle 2 on: train lr {a.warm_lr} (--warm-lr)")
         t0 = time.time()
         subprocess.run([cli, "synth", "--count", str(n), "--seed", str(1000 + cycle), "--size", a.size],
                        check=True, env=env, stdout=subprocess.DEVNULL)
@@ -155,6 +168,14 @@ def main():
             print(f"    {name:14s} candidate {fmt(cand[name]):36s} champion {fmt(champ.get(name)):36s}{mark}")
             if name in ("kid", "content") and b is False:
                 targets_met = False
+        # the change on the same sketches and styles, with the interval of the
+        # per-sketch differences: does it exceed the holdout's sampling noise?
+        for name, p in sorted((verdict.get("paired") or {}).items()):
+            lo, hi = (p.get("interval") or [None, None])[:2]
+            if lo is None or p.get("change") is None:
+                continue
+            noise = " (within noise)" if lo <= 0 <= hi else ""
+            print(f"    change {name:14s} {p['change']:+.4f} [{lo:+.4f}, {hi:+.4f}]{noise}")
         # after the first cycle there is a champion to beat: no comparison is no evidence
         if cycle > 1 and any(better(k, cand.get(k), champ.get(k)) is None for k in ("kid", "content")):
             print("    kid/content: no comparison with the champion")

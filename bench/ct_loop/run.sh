@@ -10,6 +10,8 @@
 # Targets (issue 11): each cycle's candidate beats the previous champion on
 # kid and content; the first cycle takes at most 15 minutes. Exits 1 when a
 # target is missed (the figures are printed either way).
+# Levers: CT_LOOP_PIPELINE (another pipeline file, default the shipped one),
+# CT_LOOP_ARGS (more ct_loop.py options, e.g. "--warm-lr 0.0001").
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
@@ -23,6 +25,6 @@ bench_atelierd --local-workers 2
 # Manual triggers only, so each cycle starts when the bench says; the stages
 # are the shipped ones.
 sed -e '/^triggers:/,/^stages:/{/^triggers:/!{/^stages:/!d}}' -e 's/^triggers:.*/triggers: { manual: true }/' \
-	pipelines/sketch2paint.yaml >"$tmp/pipeline.yaml"
+	"${CT_LOOP_PIPELINE:-pipelines/sketch2paint.yaml}" >"$tmp/pipeline.yaml"
 ATELIER_URL=$api ATELIER_TOKEN=$token /usr/bin/python3 bench/ct_loop/ct_loop.py \
-	--build "$BUILD" --pipeline "$tmp/pipeline.yaml" --out "$out" --growth "${CT_LOOP_GROWTH:-300 300 600}"
+	--build "$BUILD" --pipeline "$tmp/pipeline.yaml" --out "$out" --growth "${CT_LOOP_GROWTH:-300 300 600}" ${CT_LOOP_ARGS:-}

@@ -2,7 +2,8 @@
  * test_jobs_gate.c — the evaluate stage's gate (workers/evaluation.c) on
  * crafted metric values: absolute and change rules, directions, no champion,
  * missing and non-finite metrics, reasons recorded, rules on one slice; the
- * metric table against docs/training.md; the retired realism_acc.
+ * metric table against docs/training.md; the retired realism_acc; the
+ * bootstrap interval evaluate puts beside every score.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "../../workers/evaluation.h"
 #include "err.h"
 #include "slice.h"
+#include "splitmix.h"
 #include "test.h"
 
 static json_t *J(const char *text)
@@ -278,5 +280,40 @@ TEST(realism_acc_is_retired)
 	json_decref(m);
 }
 
+/* eval_boot_mean: a 90 % interval of a mean whose width follows the data's
+ * spread and count, reproducible by seed. */
+TEST(bootstrap_interval)
+{
+	double x[400], lo, hi, lo2, hi2;
+	uint64_t s = 7;
+	for (int i = 0; i < 400; i++)
+		x[i] = (double)(splitmix64_next(&s) >> 11) / 9007199254740992.0; /* U(0, 1): sd 0.2887 */
+	for (int n = 25; n <= 400; n *= 4) {
+		double mean = 0;
+		for (int i = 0; i < n; i++)
+			mean += x[i] / n;
+		ASSERT_EQ_INT(eval_boot_mean(x, n, 1000, 1, &lo, &hi), 0);
+		ASSERT(lo < mean && mean < hi);
+		/* the normal approximation: 2 x 1.645 sd / sqrt(n) */
+		double want = 2 * 1.645 * 0.2887 / sqrt((double)n);
+		ASSERT_OP_DBL(hi - lo, >, 0.8 * want);
+		ASSERT_OP_DBL(hi - lo, <, 1.2 * want);
+	}
+	ASSERT_EQ_INT(eval_boot_mean(x, 100, 1000, 1, &lo2, &hi2), 0);
+	ASSERT_EQ_INT(eval_boot_mean(x, 100, 1000, 1, &lo, &hi), 0);
+	ASSERT(lo == lo2 && hi == hi2);
+	/* paired differences that are all the same change: no noise */
+	double d[10];
+	for (int i = 0; i < 10; i++)
+		d[i] = 0.5;
+	ASSERT_EQ_INT(eval_boot_mean(d, 10, 200, 3, &lo, &hi), 0);
+	ASSERT(lo == 0.5 && hi == 0.5);
+	ASSERT_EQ_INT(eval_boot_mean(x, 1, 200, 3, &lo, &hi), 0);
+	ASSERT(lo == x[0] && hi == x[0]);
+	ASSERT_EQ_INT(eval_boot_mean(x, 0, 200, 3, &lo, &hi), AT_EINVAL);
+	ASSERT_EQ_INT(eval_boot_mean(x, 10, 1, 3, &lo, &hi), AT_EINVAL);
+	ASSERT_EQ_INT(eval_boot_mean(NULL, 10, 200, 3, &lo, &hi), AT_EINVAL);
+}
+
 RUN_TESTS(absolute_rules, change_rules_without_champion_pass, change_rules_follow_metric_direction,
-	  missing_nonfinite_unknown, slice_rules, metric_table_matches_docs, realism_acc_is_retired)
+	  missing_nonfinite_unknown, slice_rules, metric_table_matches_docs, realism_acc_is_retired, bootstrap_interval)
