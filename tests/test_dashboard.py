@@ -8,7 +8,8 @@ In headless Debian Chromium (playwright-core, tests/browser/dashboard.mjs) on
 the real stack: an operator token named "alice" signs in, starts a tiny
 pipeline run from the Runs page and sees it go from queued to succeeded live;
 the run page shows the stage timeline and a non-empty loss chart; the
-evaluation page shows the gate's rules and sample images that decode; rolling
+evaluation page shows the gate's rules, scores with their intervals, the paired
+changes against the champion and sample images that decode; rolling
 production back and promoting it again from the page leaves ledger rows naming
 alice with the reasons typed; a viewer token gets no write button and its
 forged write is refused (403); no page overflows sideways at 390×844.
@@ -127,6 +128,8 @@ def test_dashboard_in_a_browser(system, pg, tmp_path):  # noqa: F811
     assert fig["gantt_rows"] == len(run["stages"]) and fig["gantt_segments"] >= len(run["stages"]), fig
     assert fig["loss_points"] > 0 and fig["log_chars"] > 0, fig
     assert fig["rules"] >= 1 and fig["sample_images"] >= 3, fig
+    # v2 was scored against v1: the paired changes, and scores shown with their intervals
+    assert fig["paired_rows"] >= 4 and fig["interval_cells"] >= 3, fig
     assert fig["prod_before"] == "v2" and fig["prod_after_rollback"] == "v1", fig
     rows = fig["ledger"]
     assert {"actor": "alice", "reason": "ui rollback: bad samples"} in rows, rows

@@ -456,8 +456,30 @@ async function pageEval(root, q) {
   const hold = (v.metrics && v.metrics.holdout) || {};
   const slices = hold.slices || {};
   const cols = ["content_f1", "content", "kid", "diversity", "n"];
-  const sliceCard = h("div", { class: "card" }, h("h2", { text: "Scores per slice" }), tableOf(["Slice", ...cols.map((c) => "#" + c)],
-    [["all", hold], ...Object.entries(slices)].map(([name, s]) => h("tr", {}, h("td", { text: name }), cols.map((c) => h("td", { class: "num", text: typeof s[c] === "number" ? fmt(s[c]) : s[c] && typeof s[c] === "object" && "value" in s[c] ? fmt(s[c].value) : "—" })))), "no scores"));
+  // a score and its 90 % interval (docs/training.md "Intervals")
+  const scoreText = (s, c) => {
+    const x = typeof s[c] === "number" ? s[c] : s[c] && typeof s[c] === "object" && "value" in s[c] ? s[c].value : null;
+    if (x == null) return "—";
+    const iv = s.intervals && s.intervals[c];
+    return fmt(x) + (Array.isArray(iv) && iv.length === 2 ? " [" + fmt(iv[0]) + ", " + fmt(iv[1]) + "]" : "");
+  };
+  const sliceCard = h("div", { class: "card" }, h("h2", { text: "Scores per slice, with 90 % intervals" }), tableOf(["Slice", ...cols.map((c) => "#" + c)],
+    [["all", hold], ...Object.entries(slices)].map(([name, s]) => h("tr", {}, h("td", { text: name }), cols.map((c) => h("td", { class: "num", text: scoreText(s, c) })))), "no scores"));
+  // the change against the champion on the same sketches and styles: more than the holdout's noise?
+  const lower = new Set(["content", "kid", "recon_l1"]);
+  const order = ["content", "content_f1", "edge_f1", "diversity", "recon_l1"];
+  const rank = (m) => (order.indexOf(m) + 1 || 99);
+  const paired = Object.entries((verdict && verdict.paired) || {}).sort((a, b) => rank(a[0]) - rank(b[0]));
+  const pairedCard = paired.length ? h("div", { class: "card", id: "paired" }, h("h2", { text: "Change against champion v" + verdict.champion_version }),
+    h("p", { class: "muted", text: "candidate − champion on the same sketches and styles; the interval is a 90 % bootstrap of the per-sketch differences" }),
+    tableOf(["Metric", "#Change", "#90 % interval", "Reading"], paired.map(([m, p]) => {
+      const [lo, hi] = p.interval || [null, null];
+      const noise = lo == null || (lo <= 0 && hi >= 0);
+      const good = lower.has(m) ? p.change < 0 : p.change > 0;
+      return h("tr", { class: "change" }, h("td", { class: "mono", text: m }), h("td", { class: "num", text: (p.change > 0 ? "+" : "") + fmt(p.change) }),
+        h("td", { class: "num", text: lo == null ? "—" : "[" + fmt(lo) + ", " + fmt(hi) + "]" }),
+        h("td", {}, noise ? badge("within noise", "idle") : badge(good ? "better" : "worse", good ? "pass" : "fail")));
+    }), "no paired changes")) : null;
   // gallery: one cell per (holdout sketch, style): sketch | champion | candidate
   const cells = new Map();
   for (const s of samp.samples || []) {
@@ -470,7 +492,7 @@ async function pageEval(root, q) {
   const gallery = h("div", { class: "gallery", id: "gallery" }, [...cells.values()].slice(0, 48).map((c) =>
     h("div", { class: "card" }, h("div", { class: "muted", text: "style " + c.style + " · " + (c.slice || "") }),
       h("div", { class: "triple" }, fig(c.sketch, "sketch"), fig(c.champion, "champion"), fig(c.candidate, "candidate v" + version)))));
-  fill(root, pageHead("Evaluation", model + " v" + version, ...ctl), gate, sliceCard,
+  fill(root, pageHead("Evaluation", model + " v" + version, ...ctl), gate, sliceCard, pairedCard,
     h("div", { class: "card" }, h("h2", { text: "Samples: sketch | champion | candidate" }), cells.size ? gallery : h("p", { class: "empty", text: "no samples stored for this version" })));
 }
 

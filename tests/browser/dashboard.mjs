@@ -106,6 +106,8 @@ try {
   // evaluation: gate rules and sample images that decode
   await visit("#/eval?model=tiny");
   out.rules = await page.$$eval("#gate tr.rule", (rs) => rs.length);
+  out.paired_rows = await page.$$eval("#paired tr.change", (rs) => rs.length);
+  out.interval_cells = await page.$$eval("td.num", (ts) => ts.filter((t) => /^-?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]$/.test(t.textContent)).length);
   await page.waitForFunction(() => {
     const imgs = [...document.querySelectorAll("#gallery img")];
     return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
