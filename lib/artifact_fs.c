@@ -182,12 +182,7 @@ static int fs_get_file(const struct artifact_store *s, const char *sha, const ch
 	if (in < 0)
 		return AT_ENOTFOUND;
 	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", dst);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	else
-		snprintf(dir, sizeof dir, ".");
+	at_dirname(dst, dir, sizeof dir);
 	char tmp[4200], got[65];
 	rc = copy_hashing(in, dir, got, NULL, tmp, sizeof tmp);
 	close(in);

@@ -442,12 +442,7 @@ static int s3_stat(const struct artifact_store *base, const char *sha, uint64_t 
 static int get_once(struct s3_store *s, const char *key, const char *sha, const char *dst, char *tmp, size_t tmplen)
 {
 	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", dst);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	else
-		snprintf(dir, sizeof dir, ".");
+	at_dirname(dst, dir, sizeof dir);
 	snprintf(tmp, tmplen, "%s/get.XXXXXX", dir);
 	struct hashing_sink k = {.fd = mkstemp(tmp), .md = EVP_MD_CTX_new()};
 	if (k.fd < 0 || !k.md) {

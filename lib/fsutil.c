@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,16 @@ int at_sha256_hex(const void *data, size_t len, char out[65])
 		return AT_ENOMEM;
 	at_hex_encode(out, d, sizeof d);
 	return 0;
+}
+
+void at_dirname(const char *path, char *dir, size_t len)
+{
+	snprintf(dir, len, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, len, ".");
 }
 
 void at_hex_encode(char *dst, const void *src, size_t len)

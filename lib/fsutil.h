@@ -32,6 +32,10 @@ int at_file_sha256(const char *path, char hex[65], uint64_t *size) AT_MUST_CHECK
  * OpenSSL cannot set up the digest; out is left untouched then. */
 int at_sha256_hex(const void *data, size_t len, char out[65]) AT_MUST_CHECK;
 
+/* The folder that holds path, into dir (len bytes): "a/b/c" -> "a/b", "c"
+ * -> "." (truncated to fit, like snprintf). */
+void at_dirname(const char *path, char *dir, size_t len);
+
 /* Writes 2 * len lowercase hex digits and a NUL: dst holds 2 * len + 1. */
 void at_hex_encode(char *dst, const void *src, size_t len);
 

@@ -170,6 +170,19 @@ TEST(hex_encode_crafted_bytes)
 	ASSERT_STREQ(out, "");
 }
 
+TEST(dirname_of_paths)
+{
+	char d[64];
+	at_dirname("var/artifacts/sha256/ab/abcd", d, sizeof d);
+	ASSERT_STREQ(d, "var/artifacts/sha256/ab");
+	at_dirname("/tmp/x.png", d, sizeof d);
+	ASSERT_STREQ(d, "/tmp");
+	at_dirname("x.png", d, sizeof d);
+	ASSERT_STREQ(d, ".");
+	at_dirname("/x", d, sizeof d);
+	ASSERT_STREQ(d, "");
+}
+
 RUN_TESTS(mkdir_p_creates_parents_and_accepts_existing, mkdir_p_refuses_files_in_the_way,
 	  mkdir_p_refuses_empty_and_overlong_paths, file_sha256_matches_known_vectors, sha256_hex_matches_known_vectors,
-	  file_sha256_errors, hex_encode_crafted_bytes)
+	  file_sha256_errors, hex_encode_crafted_bytes, dirname_of_paths)
