@@ -4,6 +4,7 @@
 #include "client.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,6 +44,14 @@ int cli_fail(const char *what, const struct http_client_resp *r)
 	free(ds);
 	json_decref(j);
 	return 1;
+}
+
+void cli_print_json(const json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2));
+	if (s)
+		puts(s);
+	free(s);
 }
 
 int cli_json(const struct cli *c, const char *method, const char *path, json_t *obj, long *status, json_t **out)

@@ -32,6 +32,9 @@ json_t *cli_response_json(const struct http_client_resp *r);
 int cli_fail(const char *what, const struct http_client_resp *r);
 /* JSON request helper: sends obj (not consumed) and returns the parsed reply in *out (may be NULL). */
 int cli_json(const struct cli *c, const char *method, const char *path, json_t *obj, long *status, json_t **out);
+/* Prints j indented by 2, with a newline (what --json shows); nothing when it
+ * cannot be serialised. */
+void cli_print_json(const json_t *j);
 
 /* A one-line progress bar on stderr when it is a terminal. */
 void cli_progress(const char *label, size_t done, size_t total);

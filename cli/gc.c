@@ -21,10 +21,7 @@ int cmd_gc(struct cli *c, const struct cli_args *a)
 	if (rc < 0)
 		return 1;
 	if (c->json) {
-		char *s = json_dumps(out, JSON_INDENT(2));
-		if (s)
-			puts(s);
-		free(s);
+		cli_print_json(out);
 		json_decref(out);
 		return 0;
 	}

@@ -118,9 +118,7 @@ int cmd_import(struct cli *c, const struct cli_args *a)
 		json_t *o = json_pack("{sI,sI,sI,sI,so,sO}", "accepted", (json_int_t)accepted, "duplicate",
 				      (json_int_t)duplicate, "rejected", (json_int_t)rejected, "failed",
 				      (json_int_t)failed, "files", report, "rejected_by_reason", by_reason);
-		char *s = json_dumps(o, JSON_INDENT(2));
-		puts(s);
-		free(s);
+		cli_print_json(o);
 		json_decref(o);
 	} else {
 		json_decref(report);

@@ -9,14 +9,6 @@
 
 #include "commands.h"
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2));
-	if (s)
-		puts(s);
-	free(s);
-}
-
 /* Model names are [a-z0-9_-] (pipeline_yaml.c) and go into request paths
  * unescaped: anything else is a usage error here, not a confusing 404. */
 static int model_arg(const struct cli_args *a, const char *m)
@@ -43,7 +35,7 @@ int cmd_models(struct cli *c, const struct cli_args *a)
 		if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
 			return 1;
 		if (c->json) {
-			print_json(out);
+			cli_print_json(out);
 		} else {
 			printf("%-8s %-14s %-10s %-8s %-10s %-10s %-10s %s\n", "VERSION", "SHA256", "SIZE", "RUN",
 			       "DATASET", "PARENT", "WITHDRAWN", "CHANNELS");
@@ -80,7 +72,7 @@ int cmd_models(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", "/v1/models", NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 	} else {
 		printf("%-20s %-9s %-10s %s\n", "MODEL", "VERSIONS", "CANARY", "PRODUCTION");
 		size_t i;
@@ -127,7 +119,7 @@ static int move(struct cli *c, const struct cli_args *a, json_t *body)
 	if (rc < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 	} else {
 		json_t *from = json_object_get(out, "from");
 		char fs[32] = "(none)";
@@ -188,7 +180,7 @@ int cmd_ledger(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 		json_decref(out);
 		return 0;
 	}
@@ -223,7 +215,7 @@ int cmd_nodes(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", "/v1/nodes", NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 	} else {
 		printf("%-20s %-16s %-11s %-8s %-10s %-8s %-8s %s\n", "NODE", "MODEL", "CHANNEL", "VERSION", "REQUESTS",
 		       "ERR%", "P95 ms", "ALIVE");

@@ -12,14 +12,6 @@
 
 #include "commands.h"
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2));
-	if (s)
-		puts(s);
-	free(s);
-}
-
 static char *url_escape(const char *s)
 {
 	size_t n = strlen(s);
@@ -73,7 +65,7 @@ int cmd_apply(struct cli *c, const struct cli_args *a)
 	} else if (r.status >= 400) {
 		exit_code = cli_fail("apply", &r);
 	} else if (c->json) {
-		print_json(j);
+		cli_print_json(j);
 	} else {
 		int created = json_is_true(json_object_get(j, "created"));
 		printf("pipeline %s: version %lld %s (sha256 %.12s)\n",
@@ -93,7 +85,7 @@ int cmd_pipelines(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", "/v1/pipelines", NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 	} else {
 		printf("%-20s %-8s %-16s %-10s %s\n", "PIPELINE", "VERSION", "MODEL", "LAST RUN", "STATE");
 		size_t i;
@@ -127,7 +119,7 @@ int cmd_run(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "POST", path, NULL, &st, &out) < 0)
 		return 1;
 	if (c->json)
-		print_json(out);
+		cli_print_json(out);
 	else
 		printf("run #%lld of %s %s\n", (long long)json_integer_value(json_object_get(out, "run")), argv[0],
 		       json_is_true(json_object_get(out, "coalesced")) ? "(already queued: coalesced)" : "queued");
@@ -284,7 +276,7 @@ int cmd_runs(struct cli *c, const struct cli_args *a)
 		if (watch && isatty(STDOUT_FILENO))
 			printf("\033[H\033[2J");
 		if (c->json)
-			print_json(out);
+			cli_print_json(out);
 		else
 			print_runs_table(out);
 		json_decref(out);
@@ -379,7 +371,7 @@ int cmd_run_show(struct cli *c, const struct cli_args *a)
 		if (watch && isatty(STDOUT_FILENO))
 			printf("\033[H\033[2J");
 		if (c->json)
-			print_json(out);
+			cli_print_json(out);
 		else
 			print_run(out);
 		int outcome = run_outcome(out);
@@ -405,7 +397,7 @@ int cmd_cancel(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "POST", path, NULL, &st, &out) < 0)
 		return 1;
 	if (c->json)
-		print_json(out);
+		cli_print_json(out);
 	else
 		printf("run #%lld: %s\n", id, json_string_value(json_object_get(out, "state")));
 	json_decref(out);

@@ -57,10 +57,7 @@ int cmd_metrics(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		char *s = json_dumps(out, JSON_INDENT(2));
-		if (s)
-			puts(s);
-		free(s);
+		cli_print_json(out);
 		json_decref(out);
 		return 0;
 	}

@@ -291,10 +291,7 @@ int cmd_samples(struct cli *c, const struct cli_args *a)
 	} else if (dir) {
 		/* the images are the answer */
 	} else if (c->json) {
-		char *s = json_dumps(out, JSON_INDENT(2));
-		if (s)
-			puts(s);
-		free(s);
+		cli_print_json(out);
 	} else {
 		printf("%-10s %-6s %-14s %-14s %s\n", "ROLE", "STYLE", "SKETCH", "OUTPUT", "SLICE");
 		size_t i;

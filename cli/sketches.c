@@ -14,14 +14,6 @@
 
 #include "commands.h"
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2));
-	if (s)
-		puts(s);
-	free(s);
-}
-
 static int parse_id(const char *cmd, const char *w, long long *id)
 {
 	char *end;
@@ -90,7 +82,7 @@ int cmd_sketches_delete(struct cli *c, const struct cli_args *a)
 	size_t n = json_array_size(json_object_get(out, "sketches"));
 	if (dry || n == 0) {
 		if (c->json)
-			print_json(out);
+			cli_print_json(out);
 		else
 			print_rows(out, dry ? "would withdraw" : "nothing to withdraw:");
 		json_decref(out);
@@ -120,7 +112,7 @@ int cmd_sketches_delete(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "POST", "/v1/sketches/withdraw", body, &st, &out) < 0)
 		goto done;
 	if (c->json)
-		print_json(out);
+		cli_print_json(out);
 	else
 		print_rows(out, "withdrew");
 	json_decref(out);
@@ -142,7 +134,7 @@ int cmd_sketches_lineage(struct cli *c, const struct cli_args *a)
 	if (cli_json(c, "GET", path, NULL, &st, &out) < 0)
 		return 1;
 	if (c->json) {
-		print_json(out);
+		cli_print_json(out);
 		json_decref(out);
 		return 0;
 	}

@@ -24,9 +24,7 @@ int cmd_token_create(struct cli *c, const struct cli_args *a)
 	if (rc < 0)
 		return 1;
 	if (c->json) {
-		char *s = json_dumps(out, JSON_INDENT(2));
-		puts(s);
-		free(s);
+		cli_print_json(out);
 	} else {
 		printf("%s\n", json_string_value(json_object_get(out, "token")));
 		fprintf(stderr, "(%s token; it is shown only this once)\n", role);
