@@ -406,26 +406,50 @@ static int report(struct slot *sl, const struct queue_job *job, struct job_ctx *
 	return rc;
 }
 
+/* A job's context for this slot, before its handler runs. */
+static void job_ctx_init(struct job_ctx *ctx, struct slot *sl, const struct queue_job *job)
+{
+	memset(ctx, 0, sizeof *ctx);
+	ctx->w = sl->w;
+	ctx->slot = sl;
+	ctx->id = job->id;
+	ctx->attempt = job->attempts;
+	ctx->kind = job->kind;
+	ctx->eta_s = -1;
+	atomic_init(&ctx->stop, JOB_RUN);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctx->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+static void job_ctx_release(struct job_ctx *ctx)
+{
+	json_decref(ctx->payload);
+	json_decref(ctx->result);
+	pthread_cond_destroy(&ctx->cond);
+}
+
+/* A handler that left a transaction open (or a connection that broke): the
+ * next job must not inherit it. */
+static void drop_dirty_conn(struct slot *sl, const struct queue_job *job)
+{
+	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
+		log_warn("job %" PRId64 " (%s) left its database connection in a transaction (or broken); closing it",
+			 job->id, job->kind);
+		PQfinish(sl->hconn);
+		sl->hconn = NULL;
+	}
+}
+
 /* Run one claimed job and report its outcome. *next receives the next job
  * when the report could claim it in the same call (next->id == 0 if not). */
 static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *next)
 {
 	struct worker *w = sl->w;
 	struct job_ctx ctx;
-	memset(&ctx, 0, sizeof ctx);
-	ctx.w = w;
-	ctx.slot = sl;
-	ctx.id = job->id;
-	ctx.attempt = job->attempts;
-	ctx.kind = job->kind;
-	ctx.progress = 0;
-	ctx.eta_s = -1;
-	atomic_init(&ctx.stop, JOB_RUN);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ctx.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	job_ctx_init(&ctx, sl, job);
 	atomic_fetch_add(&w->n_run, 1);
 
 	const struct job_handler *h = job_handler_find(job->kind);
@@ -460,14 +484,7 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 	sl->cur = NULL;
 	sl->gen++;
 	pthread_mutex_unlock(&w->mu);
-	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
-		/* A handler left a transaction open (or the connection broke): the
-		 * next job must not inherit it. */
-		log_warn("job %" PRId64 " (%s) left its database connection in a transaction (or broken); closing it",
-			 job->id, job->kind);
-		PQfinish(sl->hconn);
-		sl->hconn = NULL;
-	}
+	drop_dirty_conn(sl, job);
 	/* before the outcome: whoever sees the job finished finds its whole log */
 	joblog_end(&sl->log, sl->conn);
 
@@ -497,9 +514,7 @@ static void run_job(struct slot *sl, struct queue_job *job, struct queue_job *ne
 		report(sl, job, &ctx, OUT_FAIL, !ctx.no_retry, NULL);
 	}
 out:
-	json_decref(ctx.payload);
-	json_decref(ctx.result);
-	pthread_cond_destroy(&ctx.cond);
+	job_ctx_release(&ctx);
 }
 
 /*
@@ -511,23 +526,10 @@ out:
  */
 static void run_gang_rank(struct slot *sl, struct queue_job *job, const struct queue_gang *g)
 {
-	struct worker *w = sl->w;
 	struct job_ctx ctx;
-	memset(&ctx, 0, sizeof ctx);
-	ctx.w = w;
-	ctx.slot = sl;
-	ctx.id = job->id;
-	ctx.attempt = job->attempts;
-	ctx.kind = job->kind;
-	ctx.eta_s = -1;
+	job_ctx_init(&ctx, sl, job);
 	ctx.gang = *g;
 	ctx.in_gang = 1;
-	atomic_init(&ctx.stop, JOB_RUN);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ctx.cond, &ca);
-	pthread_condattr_destroy(&ca);
 	const struct job_handler *h = job_handler_find(job->kind);
 	json_error_t jerr;
 	ctx.payload = json_loads(job->payload, 0, &jerr);
@@ -539,13 +541,8 @@ static void run_gang_rank(struct slot *sl, struct queue_job *job, const struct q
 			 ctx.error[0] ? ctx.error : at_strerror(rc));
 	else
 		log_info("job %" PRId64 " (%s): rank %d done", job->id, job->kind, g->rank);
-	if (sl->hconn && PQtransactionStatus(sl->hconn) != PQTRANS_IDLE) {
-		PQfinish(sl->hconn);
-		sl->hconn = NULL;
-	}
-	json_decref(ctx.payload);
-	json_decref(ctx.result);
-	pthread_cond_destroy(&ctx.cond);
+	drop_dirty_conn(sl, job);
+	job_ctx_release(&ctx);
 }
 
 /* Only train jobs form gangs (the jobs_gang_size trigger). */
