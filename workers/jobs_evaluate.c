@@ -279,29 +279,31 @@ static json_t *paired_changes(struct eval *e)
 	int len = n > m ? n : m;
 	double *d = malloc((size_t)len * sizeof *d);
 	json_t *out = json_object();
+	/* units: sketches, or paintings for recon_l1; 0 skips the row (no
+	 * diversity with one style). scale: diversity is relative to real paintings'. */
+	int div_units = e->styles >= 2 && e->real_div > 0 ? n : 0;
 	struct {
 		const char *name;
 		const double *cand, *champ;
-		int per_output;
-	} rows[] = {{"content", e->c_chamfer, e->chamfer, 1},
-		    {"content_f1", e->c_f1, e->f1, 1},
-		    {"edge_f1", e->c_f1_2, e->f1_2, 1},
-		    {"diversity", e->c_div, e->div, 0},
-		    {"recon_l1", e->c_recon, e->recon, 0}};
+		int per_output, units;
+		double scale;
+	} rows[] = {{"content", e->c_chamfer, e->chamfer, 1, n, 1},
+		    {"content_f1", e->c_f1, e->f1, 1, n, 1},
+		    {"edge_f1", e->c_f1_2, e->f1_2, 1, n, 1},
+		    {"diversity", e->c_div, e->div, 0, div_units, div_units ? 1 / e->real_div : 1},
+		    {"recon_l1", e->c_recon, e->recon, 0, m, 1}};
 	if (!d || !out)
 		goto fail;
 	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-		int units = strcmp(rows[r].name, "recon_l1") == 0 ? m : n;
+		int units = rows[r].units;
 		double mean = 0, lo, hi;
-		if (strcmp(rows[r].name, "diversity") == 0 && (e->styles < 2 || !(e->real_div > 0)))
+		if (units == 0)
 			continue;
 		for (int i = 0; i < units; i++) {
 			if (rows[r].per_output)
 				d[i] = sketch_mean(e, rows[r].cand, i) - sketch_mean(e, rows[r].champ, i);
 			else
-				d[i] = rows[r].cand[i] - rows[r].champ[i];
-			if (strcmp(rows[r].name, "diversity") == 0)
-				d[i] /= e->real_div;
+				d[i] = (rows[r].cand[i] - rows[r].champ[i]) * rows[r].scale;
 			mean += d[i] / units;
 		}
 		if (eval_boot_mean(d, units, BOOT_REPS, BOOT_SEED, &lo, &hi) < 0 ||
